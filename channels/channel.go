@@ -1,0 +1,183 @@
+// Package channels carries bytes between stage processes over one kind of
+// kernel object per edge type: pipe.go, fifo.go, mq.go, shm.go, mmap.go,
+// socket.go. Every type hides behind Channel, and every Channel hands plain
+// file descriptors to the processes at its ends, so that ordinary Unix tools
+// (which only read and write fds) work over any of them.
+//
+// A type whose object is itself an fd (pipe, fifo, unix socket) gives that fd
+// to the stages and is done: no byte passes through ipcflow. A type whose
+// object is not an fd (mq, shm ring, mmap file, tcp/udp) runs a bridge inside
+// ipcflow: the producer writes a pipe, the bridge moves the bytes into the
+// object, a second bridge moves them out into the consumer's pipe. Bridges
+// are tight copy loops over large reused buffers (see copy.go).
+//
+// Fan-out and fan-in are built here too (fanout.go, fanin.go), as plain data
+// movers between fds, so exec only wires fds together.
+//
+// This package takes plain option values; it does not import parser or exec.
+package channels
+
+import (
+	"fmt"
+	"os"
+	"sort"
+)
+
+// Options are an edge's options as values; zero means "use the default".
+// They mirror parser.Options field for field (exec converts).
+type Options struct {
+	Size    int64  // pipe/fifo buffer, shm ring capacity, mmap initial size: bytes
+	Path    string // fifo, mmap: where the object lives (empty: the run directory)
+	MaxMsg  int64  // mq
+	MsgSize int64  // mq
+	Socket  string // socket: "unix" (default), "tcp" or "udp"
+	Addr    string // socket tcp/udp: host:port
+}
+
+// Env is what a channel needs from the run that owns it.
+type Env struct {
+	// RunDir is the run's private directory (mode 0700): files, FIFOs and
+	// sockets without a path= go here.
+	RunDir string
+	// Prefix starts every named object of the run: "ipcflow.<runid>." with
+	// <runid> random and unguessable. A channel names its objects
+	// Prefix+Spec.ID (plus a suffix of its own if it needs several).
+	Prefix string
+	// Record adds an object to the run's manifest. A channel calls it
+	// before it creates the object, so that `ipcflow clean` can find what a
+	// crash left. kind is one of the Kind* constants; name is a path
+	// (files, FIFOs, sockets, shm under /dev/shm) or a POSIX mq name.
+	Record func(kind, name string) error
+}
+
+// Kinds of object recorded in a run's manifest.
+const (
+	KindFile = "file" // a regular file, FIFO or unix socket path: unlink(2)
+	KindShm  = "shm"  // a POSIX shm object, as a path under /dev/shm
+	KindMQ   = "mq"   // a POSIX message queue name, "/ipcflow...."
+	KindSem  = "sem"  // a POSIX named semaphore name, "/ipcflow...."
+	KindDir  = "dir"  // a directory to remove when empty
+)
+
+// Spec says which channel to create.
+type Spec struct {
+	ID      string // the edge's id within the run ("e3"): names derive from it
+	Type    string // "pipe", "fifo", "mq", "shm", "mmap", "socket"
+	Options Options
+	// Readers is how many consumers read the whole stream. It is 1 unless
+	// the type's Caps().FanOut is true and exec groups a fan-out into one
+	// channel (shm keeps the data once with a cursor per reader).
+	Readers int
+}
+
+// Stats are what a channel counted, for --stats.
+type Stats struct {
+	Bytes   int64 // bytes delivered into the object by the producer side
+	Records int64 // messages, datagrams or ring commits, as the type counts them
+	Lost    int64 // udp: datagrams known lost
+}
+
+// Channel is one edge's kernel object(s), created in ipcflow before any
+// stage starts, with plain fds for the processes at its ends.
+//
+// The life of a Channel, as exec drives it:
+//
+//	ch, err := Open(env, spec)   // creates objects (recorded first), pipes, bridges
+//	w := ch.Writer()             // exec dup2s w into the producer, then closes w
+//	r := ch.Reader(i)            // exec dup2s r into consumer i, then closes r
+//	...stages run; bridges (if any) run in goroutines of ipcflow...
+//	err = ch.Wait()              // bridges done: the producer closed and all was delivered,
+//	                             // or every reader went away
+//	ch.Close()                   // always, in every outcome: removes the objects
+//
+// Writer and Reader hand over ownership: exec closes them after the stage
+// processes have been started (or when they can't be), and closing them is
+// what lets end of file and EPIPE propagate. If exec never calls Writer or
+// Reader(i) (a stage was skipped), Close closes them.
+type Channel interface {
+	// Writer is the producer's end: a plain fd any process can write.
+	Writer() *os.File
+	// Reader is consumer i's end (0 <= i < Spec.Readers): a plain fd.
+	Reader(i int) *os.File
+	// Wait blocks until the channel's bridges have finished: everything
+	// the producer wrote was delivered to every reader still reading, or
+	// every reader has gone (the producer then sees EPIPE). A channel with
+	// no bridge returns nil at once. A bridge error (an object vanished,
+	// I/O failed) is returned here, naming the edge.
+	Wait() error
+	// Close stops any bridge, closes every fd the channel still holds and
+	// removes its kernel objects. Safe to call more than once and in any
+	// state. Named objects are unlinked as soon as every end is open (in
+	// Open, where the type allows it), so Close mostly closes fds.
+	Close() error
+	// Stats reports what the channel counted so far.
+	Stats() Stats
+}
+
+// Caps are what a type can do, so exec can plan around it.
+type Caps struct {
+	// FanOut: one channel can serve several readers (Spec.Readers > 1),
+	// each reading the whole stream. Otherwise exec fans out with a Tee.
+	FanOut bool
+	// Bridged: bytes pass through ipcflow (a bridge goroutine) rather than
+	// only through the kernel between the stages.
+	Bridged bool
+}
+
+// Type is one edge type: its capabilities and how to open one.
+type Type struct {
+	Name string
+	Caps Caps
+	// Check validates options against this machine's limits before
+	// anything is created (size above pipe-max-size, mq above its sysctl,
+	// an address that does not parse), so that a flow that can't run fails
+	// before it starts. It may be nil.
+	Check func(Options) error
+	Open  func(Env, Spec) (Channel, error)
+}
+
+var types = map[string]Type{}
+
+// register adds an edge type; each type's file calls it from init.
+func register(t Type) {
+	if _, dup := types[t.Name]; dup {
+		panic("channels: type registered twice: " + t.Name)
+	}
+	types[t.Name] = t
+}
+
+// Lookup returns the edge type called name.
+func Lookup(name string) (Type, bool) {
+	t, ok := types[name]
+	return t, ok
+}
+
+// Names lists the registered edge types, sorted.
+func Names() []string {
+	names := make([]string, 0, len(types))
+	for n := range types {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Open creates the channel spec asks for.
+func Open(env Env, spec Spec) (Channel, error) {
+	t, ok := types[spec.Type]
+	if !ok {
+		return nil, fmt.Errorf("edge %s: unknown type %q", spec.ID, spec.Type)
+	}
+	if spec.Readers < 1 {
+		spec.Readers = 1
+	}
+	if spec.Readers > 1 && !t.Caps.FanOut {
+		return nil, fmt.Errorf("edge %s: type %s has one reader per channel, not %d", spec.ID, spec.Type, spec.Readers)
+	}
+	if t.Check != nil {
+		if err := t.Check(spec.Options); err != nil {
+			return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
+		}
+	}
+	return t.Open(env, spec)
+}

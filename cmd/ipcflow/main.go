@@ -1,0 +1,121 @@
+// Command ipcflow runs .ipcflow scripts: graphs of Unix processes joined by
+// typed edges (pipes, FIFOs, message queues, shared memory, mapped files,
+// sockets). See README.md and docs/.
+//
+// main stays trivial: Main takes its arguments and streams and returns the
+// exit status, so tests (testscript) call it directly. Each command is a
+// struct with a Run method in a file of its own.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/ipcflow/ipcflow/exec"
+)
+
+func main() {
+	// A stage's shell and the run's guardian are this same binary started
+	// again with a marker argument; they never reach the command line.
+	if code, ok := exec.RunInternal(os.Args); ok {
+		os.Exit(code)
+	}
+	os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// CLI is the whole command line.
+type CLI struct {
+	Run     RunCmd     `cmd:"" help:"Run a flow."`
+	Check   CheckCmd   `cmd:"" help:"Parse and check scripts; report every error as FILE:LINE:COL: message."`
+	Fmt     FmtCmd     `cmd:"" help:"Print scripts in canonical layout (comments kept)."`
+	Graph   GraphCmd   `cmd:"" help:"Print a flow's graph as Graphviz dot or Mermaid."`
+	Clean   CleanCmd   `cmd:"" help:"Remove kernel objects and files left by crashed runs."`
+	Bench   BenchCmd   `cmd:"" help:"Measure throughput and latency of each edge type on this machine."`
+	Lock    LockCmd    `cmd:"" help:"Inside a stage: run COMMAND holding one unit of semaphore SEM."`
+	Version VersionCmd `cmd:"" help:"Print ipcflow's version."`
+}
+
+// Streams are the standard streams a command uses; tests pass their own.
+type Streams struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// ExitStatus is an error that carries the exit status of ipcflow. Its
+// message (if not empty) is printed as "ipcflow: MESSAGE" on stderr; an empty
+// message means the command already said what went wrong.
+type ExitStatus struct {
+	Code int
+	Msg  string
+}
+
+func (e *ExitStatus) Error() string { return e.Msg }
+
+// Exit status for usage and check errors (SPEC 6): kong's default is 80.
+const usageStatus = 2
+
+// Main runs ipcflow with args (without the program name) and returns the
+// process's exit status.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	args = routeFile(args)
+	var cli CLI
+	exited := -1
+	k, err := kong.New(&cli,
+		kong.Name("ipcflow"),
+		kong.Description("Wire Unix processes into graphs: run .ipcflow scripts.\n\n'ipcflow FILE [NAME=VALUE...]' is 'ipcflow run FILE [NAME=VALUE...]', for #! lines."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exited = code }),
+		kong.UsageOnError(),
+		kong.DefaultEnvars("IPCFLOW"),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "ipcflow: %v\n", err)
+		return 70
+	}
+	ctx, err := k.Parse(args)
+	if exited >= 0 { // --help or --version printed and asked to exit
+		if exited != 0 {
+			return usageStatus
+		}
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ipcflow: %v\n", err)
+		return usageStatus
+	}
+	err = ctx.Run(&Streams{Stdin: stdin, Stdout: stdout, Stderr: stderr})
+	if err == nil {
+		return 0
+	}
+	var es *ExitStatus
+	if errors.As(err, &es) {
+		if es.Msg != "" {
+			fmt.Fprintf(stderr, "ipcflow: %s\n", es.Msg)
+		}
+		return es.Code
+	}
+	fmt.Fprintf(stderr, "ipcflow: %v\n", err)
+	return 1
+}
+
+// routeFile turns `ipcflow FILE ARGS...` into `ipcflow run FILE ARGS...`, so
+// that `#!/usr/bin/env ipcflow` works: the kernel runs `ipcflow ./script`.
+// The first argument is taken as a file when it is not a command name nor a
+// flag.
+func routeFile(args []string) []string {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return args
+	}
+	switch args[0] {
+	case "run", "check", "fmt", "graph", "clean", "bench", "lock", "version", "help", "watch":
+		return args
+	}
+	return append([]string{"run"}, args...)
+}
