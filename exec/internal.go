@@ -1,6 +1,42 @@
 package exec
 
-// RunInternal runs one of ipcflow's internal roles (a stage's shell, the
-// run's guardian) when args name one, and reports whether it did.
-// SCAFFOLD: the executor replaces this file.
-func RunInternal(args []string) (int, bool) { return 0, false }
+import "os"
+
+// ipcflow starts copies of its own binary for work that must live in a
+// process of its own: a stage's shell (role "sh", shell.go) and the run's
+// guardian (role "guard", guard.go). The copy's argv is
+//
+//	argv[0] __ipcflow_internal ROLE ARGS...
+//
+// argv[0] is kept as ipcflow's own, so a test binary standing in for
+// ipcflow (testscript) dispatches the copy back to main, which calls
+// RunInternal before anything else.
+const internalMarker = "__ipcflow_internal"
+
+// roles maps a role to the function that runs it; it returns the exit status.
+var roles = map[string]func(args []string) int{}
+
+// RunInternal runs the internal role args name, if they name one, and
+// reports whether it did.
+func RunInternal(args []string) (int, bool) {
+	if len(args) < 3 || args[1] != internalMarker {
+		return 0, false
+	}
+	run, ok := roles[args[2]]
+	if !ok {
+		os.Stderr.WriteString("ipcflow: unknown internal role " + args[2] + "\n")
+		return 70, true
+	}
+	return run(args[3:]), true
+}
+
+// internalCommand returns the path and argv that start role in a copy of
+// this binary.
+func internalCommand(role string, args ...string) (path string, argv []string, err error) {
+	path, err = os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	argv = append([]string{os.Args[0], internalMarker, role}, args...)
+	return path, argv, nil
+}
