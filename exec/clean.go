@@ -1,0 +1,176 @@
+package exec
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/channels"
+)
+
+// runIsDead reports whether no process holds the lock of the run in dir.
+// A run directory with no lock file yet is dead only once it is old: a run
+// makes its lock file a moment after its directory.
+func runIsDead(dir string) (bool, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		fi, serr := os.Stat(dir)
+		if serr != nil {
+			return true, nil
+		}
+		return time.Since(fi.ModTime()) > 10*time.Second, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil // closing f lets the lock go
+}
+
+// runBases are the places a run of this user may have made its directory:
+// the current one, and the temp-directory fallback of a session without
+// XDG_RUNTIME_DIR. A live run found in either is spared.
+func runBases() []string {
+	tmp := filepath.Join(os.TempDir(), "ipcflow-"+fmt.Sprint(os.Getuid()))
+	if b := runBase(); b != tmp {
+		return []string{b, tmp}
+	}
+	return []string{tmp}
+}
+
+// Clean removes what runs that are no longer alive left behind: the objects
+// their manifests list and their directories, then any object named
+// ipcflow.<id>.* (in /dev/shm, /dev/mqueue) of this user whose run is not
+// alive. With dryRun it only says what it would remove. Each removal is one
+// line on w; nothing is printed when there is nothing to do.
+func Clean(w io.Writer, dryRun bool) error {
+	verb := "removed"
+	if dryRun {
+		verb = "would remove"
+	}
+	var errs []error
+	live := map[string]bool{}
+	for _, base := range runBases() {
+		entries, err := os.ReadDir(base)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("read %s: %w", base, err))
+		}
+		for _, e := range entries {
+			if !e.IsDir() || !isRunID(e.Name()) {
+				continue
+			}
+			dir := filepath.Join(base, e.Name())
+			dead, err := runIsDead(dir)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("check run %s: %w", dir, err))
+				continue
+			}
+			if !dead {
+				live[e.Name()] = true
+				continue
+			}
+			_, objs, _ := readManifest(dir)
+			for _, o := range objs {
+				if objectExists(o) {
+					fmt.Fprintf(w, "%s %s %s\n", verb, o.kind, o.name)
+				}
+			}
+			fmt.Fprintf(w, "%s run directory %s\n", verb, dir)
+			if !dryRun {
+				if err := removeRun(dir); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	for _, o := range strayObjects(live) {
+		fmt.Fprintf(w, "%s %s %s\n", verb, o.kind, o.name)
+		if !dryRun {
+			if err := removeObject(o.kind, o.name); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isRunID reports whether s looks like a run id: 16 lowercase hex digits.
+func isRunID(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// strayObjects lists this user's objects named after a run that is not
+// alive: what a run left when its directory went missing (a temp cleaner,
+// a crash before the manifest line was flushed to a lost disk).
+func strayObjects(live map[string]bool) []object {
+	var out []object
+	scan := func(dir, strip, kind string, name func(entry string) string) {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			rest, ok := strings.CutPrefix(e.Name(), strip)
+			if !ok {
+				continue
+			}
+			id, _, _ := strings.Cut(rest, ".")
+			if !isRunID(id) || live[id] {
+				continue
+			}
+			var st unix.Stat_t
+			if unix.Lstat(filepath.Join(dir, e.Name()), &st) != nil || int(st.Uid) != os.Getuid() {
+				continue
+			}
+			out = append(out, object{kind, name(e.Name())})
+		}
+	}
+	scan("/dev/shm", "ipcflow.", channels.KindShm, func(n string) string { return "/dev/shm/" + n })
+	scan("/dev/shm", "sem.ipcflow.", channels.KindSem, func(n string) string { return "/" + strings.TrimPrefix(n, "sem.") })
+	scan("/dev/mqueue", "ipcflow.", channels.KindMQ, func(n string) string { return "/" + n })
+	return out
+}
+
+// objectExists reports whether a recorded object is still there. A queue is
+// probed with mq_open, since /dev/mqueue is often not mounted.
+func objectExists(o object) bool {
+	switch o.kind {
+	case channels.KindSem:
+		_, err := os.Lstat("/dev/shm/sem." + strings.TrimPrefix(o.name, "/"))
+		return err == nil
+	case channels.KindMQ:
+		p, err := unix.BytePtrFromString(strings.TrimPrefix(o.name, "/"))
+		if err != nil {
+			return false
+		}
+		fd, _, errno := unix.Syscall6(unix.SYS_MQ_OPEN, uintptr(unsafe.Pointer(p)), uintptr(unix.O_RDONLY|unix.O_CLOEXEC), 0, 0, 0, 0)
+		if errno != 0 {
+			return errno != syscall.ENOENT
+		}
+		unix.Close(int(fd))
+		return true
+	default:
+		_, err := os.Lstat(o.name)
+		return err == nil
+	}
+}

@@ -1,0 +1,66 @@
+package exec
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestMain lets the test binary stand in for ipcflow's internal roles (the
+// guardian, a stage's shell, and test-only helper roles registered in
+// _test.go files), which internalCommand starts as copies of this binary.
+func TestMain(m *testing.M) {
+	if code, ok := RunInternal(os.Args); ok {
+		os.Exit(code)
+	}
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
+
+// ipcflowBinary builds the real ipcflow command once per test run and
+// returns its path, for end-to-end tests.
+func ipcflowBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil {
+			binErr = err
+			return
+		}
+		root := filepath.Dir(strings.TrimSpace(string(out)))
+		binDir, binErr = os.MkdirTemp("", "ipcflow-test-bin-")
+		if binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "ipcflow")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/ipcflow")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = &buildError{err, string(out)}
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("build ipcflow: %v", binErr)
+	}
+	return binPath
+}
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }

@@ -1,0 +1,161 @@
+package exec
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/channels"
+)
+
+// A run's private directory holds its FIFOs, sockets, mapped files and
+// spill files, a manifest of every object the run creates anywhere (files
+// here, shm objects in /dev/shm, queues, semaphores), and a lock file that
+// the run holds for its whole life. `ipcflow clean` tells a dead run from a
+// live one by trying that lock (as iceoryx2 does), and removes what a dead
+// run's manifest lists (as PostgreSQL sweeps what a dead instance left).
+//
+//	$XDG_RUNTIME_DIR/ipcflow/<id>/      (else $TMPDIR/ipcflow-<uid>/<id>/)
+//	    lock        flock(LOCK_EX) held by the run
+//	    manifest    "pid\t<pid>" then "kind\tname" lines, appended before each object is made
+//	    ...         the run's files
+
+// RunDir is one run's private directory.
+type RunDir struct {
+	ID     string // random, unguessable: 16 hex digits
+	Path   string // the directory, mode 0700
+	Prefix string // "ipcflow.<ID>.": every named object of the run starts so
+
+	lock     *os.File
+	manifest *os.File
+	objects  []object // what Record listed, in order
+}
+
+type object struct{ kind, name string }
+
+const (
+	lockFile     = "lock"
+	manifestFile = "manifest"
+)
+
+// runBase is the directory under which runs make their own: the user's
+// runtime directory when the session has one (private, and emptied at
+// logout), else a per-user directory in the temp directory.
+func runBase() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			return filepath.Join(d, "ipcflow")
+		}
+	}
+	return filepath.Join(os.TempDir(), "ipcflow-"+strconv.Itoa(os.Getuid()))
+}
+
+// ensurePrivateDir makes dir (mode 0700) or checks that the one there is a
+// real directory of ours that nobody else can write: in a shared temp
+// directory another user could have made it first to watch or swap our
+// files.
+func ensurePrivateDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("create run directory base: %w", err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return fmt.Errorf("check run directory base: %w", err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		return fmt.Errorf("run directory base %s is not a directory", dir)
+	case int(st.Uid) != os.Getuid():
+		return fmt.Errorf("run directory base %s belongs to uid %d, not to us (%d)", dir, st.Uid, os.Getuid())
+	case st.Mode&0o077 != 0:
+		return fmt.Errorf("run directory base %s is open to other users (mode %o); remove it or chmod 700 it", dir, st.Mode&0o777)
+	}
+	return nil
+}
+
+// CreateRunDir makes a new run's directory, takes its lock and starts its
+// manifest.
+func CreateRunDir() (*RunDir, error) {
+	base := runBase()
+	if err := ensurePrivateDir(base); err != nil {
+		return nil, err
+	}
+	var raw [8]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, fmt.Errorf("make run id: %w", err)
+	}
+	r := &RunDir{ID: hex.EncodeToString(raw[:])}
+	r.Prefix = "ipcflow." + r.ID + "."
+	r.Path = filepath.Join(base, r.ID)
+	if err := os.Mkdir(r.Path, 0o700); err != nil {
+		return nil, fmt.Errorf("create run directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(r.Path, lockFile), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	}
+	if err != nil {
+		os.RemoveAll(r.Path)
+		return nil, fmt.Errorf("lock run directory: %w", err)
+	}
+	r.lock = lock
+	r.manifest, err = os.OpenFile(filepath.Join(r.Path, manifestFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err == nil {
+		_, err = fmt.Fprintf(r.manifest, "pid\t%d\n", os.Getpid())
+	}
+	if err != nil {
+		r.Remove()
+		return nil, fmt.Errorf("start run manifest: %w", err)
+	}
+	return r, nil
+}
+
+// Record adds an object to the manifest. Call it before creating the
+// object: a crash between the two leaves a line for nothing, which clean
+// skips, never an object nobody knows of. One write(2) per line on an
+// O_APPEND file, so a crash never leaves half a line that means something.
+func (r *RunDir) Record(kind, name string) error {
+	if _, err := r.manifest.WriteString(kind + "\t" + name + "\n"); err != nil {
+		return fmt.Errorf("record %s %s in run manifest: %w", kind, name, err)
+	}
+	r.objects = append(r.objects, object{kind, name})
+	return nil
+}
+
+// ChannelEnv is what channels need from the run.
+func (r *RunDir) ChannelEnv() channels.Env {
+	return channels.Env{RunDir: r.Path, Prefix: r.Prefix, Record: r.Record}
+}
+
+// Remove removes every object the run recorded, then the directory, and
+// releases the lock. Objects already gone (most named objects are unlinked
+// as soon as both their ends are open) are not an error. Safe to call twice.
+func (r *RunDir) Remove() error {
+	var errs []error
+	for i := len(r.objects) - 1; i >= 0; i-- {
+		if err := removeObject(r.objects[i].kind, r.objects[i].name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r.objects = nil
+	if r.manifest != nil {
+		r.manifest.Close()
+		r.manifest = nil
+	}
+	if r.Path != "" {
+		if err := os.RemoveAll(r.Path); err != nil {
+			errs = append(errs, fmt.Errorf("remove run directory: %w", err))
+		}
+	}
+	if r.lock != nil {
+		r.lock.Close() // releases the flock
+		r.lock = nil
+	}
+	return errors.Join(errs...)
+}
