@@ -292,8 +292,18 @@ func (s *Sem) Wait(ctx context.Context) error {
 		return err
 	}
 	d := atomic.AddUint64(s.data, nwaiterUnit)
-	stop := context.AfterFunc(ctx, func() { FutexWake(s.word, math.MaxInt32) })
-	defer stop()
+	word, woken := s.word, make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		FutexWake(word, math.MaxInt32)
+		close(woken)
+	})
+	// If the wake has started, let it finish: after Wait returns the
+	// caller may Close, and the wake must not touch an unmapped word.
+	defer func() {
+		if !stop() {
+			<-woken
+		}
+	}()
 	deadline, hasDeadline := ctx.Deadline()
 	for {
 		if d&valueMask == 0 {
