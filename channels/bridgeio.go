@@ -1,0 +1,130 @@
+package channels
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Helpers shared by the bridged types (mq, shm, mmap, udp): the pipes
+// between a stage and its bridge, and the bookkeeping of a bridge's
+// goroutines.
+
+// bridgePipeSize is the buffer of a bridge's pipe: a large one halves the
+// wake-ups between the stage and the bridge. Above pipe-max-size (or the
+// user's pipe budget) the pipe keeps the kernel's default.
+const bridgePipeSize = 1 << 20
+
+// bridgePipe makes the pipe between a stage and a bridge. The stage's end
+// stays blocking (ordinary tools expect that); ipcflow's end is
+// non-blocking, so the bridge goroutine waits in Go's poller and closing the
+// file wakes it (a blocking read(2) would not notice a close). ourRead says
+// which end is ipcflow's.
+func bridgePipe(ourRead bool) (stage, ours *os.File, err error) {
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, fmt.Errorf("pipe: %w", err)
+	}
+	size := min(int64(bridgePipeSize), PipeMaxSize())
+	unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, int(size)) // best effort: the default works too
+	stageFd, ourFd := fds[1], fds[0]
+	if !ourRead {
+		stageFd, ourFd = fds[0], fds[1]
+	}
+	if err := unix.SetNonblock(ourFd, true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, nil, fmt.Errorf("pipe: %w", err)
+	}
+	return os.NewFile(uintptr(stageFd), "|stage"), os.NewFile(uintptr(ourFd), "|bridge"), nil
+}
+
+// isGone tells a write that failed because the reader went away (EPIPE,
+// or a reset socket) from a real failure.
+func isGone(err error) bool {
+	return errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.ECONNREFUSED)
+}
+
+// ends holds the fds a channel hands to the stages, and closes those that
+// were never handed over.
+type ends struct {
+	mu      sync.Mutex
+	w       *os.File
+	r       []*os.File
+	handedW bool
+	handedR []bool
+}
+
+func newEnds(w *os.File, r []*os.File) ends {
+	return ends{w: w, r: r, handedR: make([]bool, len(r))}
+}
+
+func (e *ends) Writer() *os.File {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.handedW = true
+	return e.w
+}
+
+func (e *ends) Reader(i int) *os.File {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if i < 0 || i >= len(e.r) {
+		return nil
+	}
+	e.handedR[i] = true
+	return e.r[i]
+}
+
+// closeUnhanded closes the ends exec never took; those it took are exec's
+// to close (closing them here could close an fd number reused since).
+func (e *ends) closeUnhanded() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.handedW && e.w != nil {
+		e.w.Close()
+		e.handedW = true
+	}
+	for i, f := range e.r {
+		if !e.handedR[i] && f != nil {
+			f.Close()
+			e.handedR[i] = true
+		}
+	}
+}
+
+// bridges runs a channel's bridge goroutines and keeps the first error.
+type bridges struct {
+	// closing is set by Close before it closes the bridges' files: the
+	// errors that follows (a closed file) are teardown, not failures.
+	closing atomic.Bool
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	err     error
+	edge    string
+}
+
+func (b *bridges) goRun(f func() error) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		if err := f(); err != nil && !b.closing.Load() {
+			b.mu.Lock()
+			if b.err == nil {
+				b.err = fmt.Errorf("edge %s: %w", b.edge, err)
+			}
+			b.mu.Unlock()
+		}
+	}()
+}
+
+func (b *bridges) wait() error {
+	b.wg.Wait()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}

@@ -1,0 +1,361 @@
+package channels
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/ipcflow/ipcflow/locks"
+)
+
+// The shared-memory ring behind the shm edge type. One writer, up to
+// MaxRingReaders readers, each reader with its own cursor: fan-out keeps the
+// data once and the writer waits for the slowest reader still reading.
+//
+// Layout of the segment (all integers little-endian, native atomics):
+//
+//	offset  size  field
+//	     0     8  magic "ipcflowR"
+//	     8     4  version (1)
+//	    12     4  readers: how many read cursors follow
+//	    16     8  capacity: bytes in the data area
+//	    64     8  wpos: bytes ever written (published by the writer)      } own
+//	    72     4  wdone: 1 once the writer has finished (end of stream)  } line
+//	   128     4  dataSeq: futex word, "data available"                  } own
+//	   132     4  dataWaiters: readers asleep (or about to be) on it     } line
+//	   192     4  spaceSeq: futex word, "space available"                } own
+//	   196     4  spaceWaiter: 1 while the writer sleeps (or is about to)} line
+//	256+64i     8  rpos[i]: bytes reader i has consumed                  } one line
+//	264+64i     4  gone[i]: 1 once reader i has stopped reading          } each
+//	  4096     -  data: capacity bytes, byte k of the stream at k % capacity
+//
+// Cursors only grow; wpos - min(rpos of live readers) is the fill, never
+// above capacity. Each cursor has a cache line of its own so that the
+// writer's stores do not steal the readers' lines and back.
+//
+// The handshake, for one reader (several readers run the same protocol on
+// their own rpos[i]; dataWaiters counts them):
+//
+//	writer                                  reader i
+//	------                                  --------
+//	wait while capacity - (wpos - min rpos) == 0:
+//	  spin, then spaceWaiter=1, seq=spaceSeq,
+//	  re-test, futex_wait(spaceSeq, seq)
+//	copy bytes into data[wpos % cap ...]
+//	wpos += n (store-release) ------------> sees wpos > rpos[i] while spinning,
+//	if dataWaiters > 0:                     or: dataWaiters++, seq=dataSeq,
+//	  dataSeq++, futex_wake(dataSeq, all)     re-test, futex_wait(dataSeq, seq)
+//	                                        copy out data[rpos % cap ...]
+//	sees more space while spinning, <------ rpos[i] += n (store-release)
+//	or is woken:                            if spaceWaiter == 1:
+//	                                          spaceSeq++, futex_wake(spaceSeq)
+//	...
+//	wdone = 1; dataSeq++; wake all -------> drains to wpos, then end of stream
+//	                                        ...or stops early:
+//	Reserve fails with ErrReadersGone <---- gone[i] = 1; spaceSeq++; wake
+//	  once every reader is gone
+//
+// A waiter announces itself (the Waiters word) before re-testing its
+// condition, and a waker publishes its cursor before reading the Waiters
+// word; Go's atomics are sequentially consistent, so at least one of the two
+// sees the other and no wake-up is lost. Sleeps are bounded (ringPoll) so a
+// peer that died between publishing and waking costs a delay, not a hang.
+// The spin before sleeping is what makes a small message's round trip fast:
+// waking a sleeping thread on another CPU costs tens of microseconds.
+
+const (
+	ringMagic   = 0x52776f6c66637069 // "ipcflowR" as little-endian bytes
+	ringVersion = 1
+	// RingHeaderSize is the size of the header before the data area.
+	RingHeaderSize = 4096
+	// MaxRingReaders is how many read cursors the header has room for.
+	MaxRingReaders = (RingHeaderSize - 256) / 64
+
+	offMagic       = 0
+	offVersion     = 8
+	offReaders     = 12
+	offCapacity    = 16
+	offWpos        = 64
+	offWdone       = 72
+	offDataSeq     = 128
+	offDataWaiters = 132
+	offSpaceSeq    = 192
+	offSpaceWaiter = 196
+	offReader0     = 256
+	readerStride   = 64
+
+	// ringSpin is how long a waiter spins before it sleeps on the futex.
+	ringSpin = 20 * time.Microsecond
+	// ringPoll bounds one futex sleep.
+	ringPoll = 100 * time.Millisecond
+)
+
+// ErrReadersGone is what the ring's writer gets once every reader has
+// stopped reading: the producer should see a closed pipe.
+var ErrReadersGone = errors.New("every reader has gone")
+
+// Ring is a mapped ring segment: the header and the data area.
+type Ring struct {
+	mem  []byte
+	data []byte
+	cap  uint64
+	n    int // readers
+}
+
+// RingSize is how many bytes a ring of capacity bytes needs.
+func RingSize(capacity int64) int64 { return RingHeaderSize + capacity }
+
+// InitRing formats mem (RingSize(capacity) bytes, zeroed, page-aligned:
+// fresh from mmap) as an empty ring with readers cursors.
+func InitRing(mem []byte, capacity int64, readers int) (*Ring, error) {
+	if capacity <= 0 || int64(len(mem)) < RingSize(capacity) {
+		return nil, fmt.Errorf("ring: %d bytes of memory for a capacity of %d", len(mem), capacity)
+	}
+	if readers < 1 || readers > MaxRingReaders {
+		return nil, fmt.Errorf("ring: %d readers (1 to %d)", readers, MaxRingReaders)
+	}
+	r := &Ring{mem: mem, data: mem[RingHeaderSize : RingHeaderSize+capacity], cap: uint64(capacity), n: readers}
+	*r.u32(offVersion) = ringVersion
+	*r.u32(offReaders) = uint32(readers)
+	*r.u64(offCapacity) = uint64(capacity)
+	atomic.StoreUint64(r.u64(offMagic), ringMagic) // last: the header is complete
+	return r, nil
+}
+
+// AttachRing reads the header of a ring that InitRing formatted (in another
+// process, or through another mapping).
+func AttachRing(mem []byte) (*Ring, error) {
+	if len(mem) < RingHeaderSize {
+		return nil, fmt.Errorf("ring: segment of %d bytes is smaller than the header", len(mem))
+	}
+	r := &Ring{mem: mem}
+	if atomic.LoadUint64(r.u64(offMagic)) != ringMagic {
+		return nil, errors.New("ring: bad magic: not an ipcflow ring")
+	}
+	if v := *r.u32(offVersion); v != ringVersion {
+		return nil, fmt.Errorf("ring: version %d, want %d", v, ringVersion)
+	}
+	r.cap = *r.u64(offCapacity)
+	r.n = int(*r.u32(offReaders))
+	if r.n < 1 || r.n > MaxRingReaders || uint64(len(mem))-RingHeaderSize < r.cap {
+		return nil, errors.New("ring: header does not match the segment")
+	}
+	r.data = mem[RingHeaderSize : RingHeaderSize+r.cap]
+	return r, nil
+}
+
+func (r *Ring) u64(off int) *uint64 { return (*uint64)(unsafe.Pointer(&r.mem[off])) }
+func (r *Ring) u32(off int) *uint32 { return (*uint32)(unsafe.Pointer(&r.mem[off])) }
+
+// Capacity is the size of the data area.
+func (r *Ring) Capacity() int64 { return int64(r.cap) }
+
+// Readers is how many read cursors the ring has.
+func (r *Ring) Readers() int { return r.n }
+
+// Writer returns the ring's writer. There must be one only.
+func (r *Ring) Writer() *RingWriter {
+	return &RingWriter{r: r, wpos: r.u64(offWpos), seq: r.u32(offSpaceSeq), waiter: r.u32(offSpaceWaiter)}
+}
+
+// Reader returns reader i's end (0 <= i < Readers()).
+func (r *Ring) Reader(i int) *RingReader {
+	base := offReader0 + i*readerStride
+	return &RingReader{r: r, rpos: r.u64(base), gone: r.u32(base + 8)}
+}
+
+// Shutdown ends the ring for both sides: end of stream for the readers,
+// every reader gone for the writer, and wakes whoever sleeps. Used on
+// teardown, so that no bridge stays blocked.
+func (r *Ring) Shutdown() {
+	atomic.StoreUint32(r.u32(offWdone), 1)
+	for i := 0; i < r.n; i++ {
+		atomic.StoreUint32(r.u32(offReader0+i*readerStride+8), 1)
+	}
+	wakeAll(r.u32(offDataSeq))
+	wakeAll(r.u32(offSpaceSeq))
+}
+
+func wakeAll(seq *uint32) {
+	atomic.AddUint32(seq, 1)
+	locks.FutexWake(seq, 1<<30)
+}
+
+// RingWriter is the writing end of a ring.
+type RingWriter struct {
+	r      *Ring
+	wpos   *uint64
+	seq    *uint32
+	waiter *uint32
+	pos    uint64 // == *wpos: only this writer stores it
+}
+
+// free returns the free space; ok is false when every reader has gone.
+func (w *RingWriter) free() (uint64, bool) {
+	r := w.r
+	lo, live := w.pos, false
+	for i := 0; i < r.n; i++ {
+		base := offReader0 + i*readerStride
+		if atomic.LoadUint32(r.u32(base+8)) != 0 {
+			continue
+		}
+		p := atomic.LoadUint64(r.u64(base))
+		if !live || p < lo {
+			lo = p
+		}
+		live = true
+	}
+	return r.cap - (w.pos - lo), live
+}
+
+// Reserve waits for free space and returns it as one contiguous slice of
+// the ring (at most up to the end of the data area): the caller fills a
+// prefix of it (read(2) straight into it) and calls Commit.
+func (w *RingWriter) Reserve() ([]byte, error) {
+	free, live := w.free()
+	if free == 0 && live {
+		deadline := time.Now().Add(ringSpin)
+		for i := 0; free == 0 && live; i++ {
+			if i&63 == 63 && time.Now().After(deadline) {
+				free, live = w.sleep()
+				break
+			}
+			free, live = w.free()
+		}
+	}
+	if !live {
+		return nil, ErrReadersGone
+	}
+	off := w.pos % w.r.cap
+	n := min(free, w.r.cap-off)
+	return w.r.data[off : off+n], nil
+}
+
+// sleep waits on the futex until there is space or no reader.
+func (w *RingWriter) sleep() (uint64, bool) {
+	for {
+		atomic.StoreUint32(w.waiter, 1)
+		seq := atomic.LoadUint32(w.seq)
+		if free, live := w.free(); free > 0 || !live {
+			atomic.StoreUint32(w.waiter, 0)
+			return free, live
+		}
+		locks.FutexWait(w.seq, seq, ringPoll)
+	}
+}
+
+// Commit publishes n bytes written into the slice Reserve returned.
+func (w *RingWriter) Commit(n int) {
+	w.pos += uint64(n)
+	atomic.StoreUint64(w.wpos, w.pos)
+	if atomic.LoadUint32(w.r.u32(offDataWaiters)) != 0 {
+		wakeAll(w.r.u32(offDataSeq))
+	}
+}
+
+// Write copies p into the ring, waiting for space as needed.
+func (w *RingWriter) Write(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		span, err := w.Reserve()
+		if err != nil {
+			return done, err
+		}
+		n := copy(span, p[done:])
+		w.Commit(n)
+		done += n
+	}
+	return done, nil
+}
+
+// Close marks the end of the stream: readers drain what is left, then get
+// io.EOF.
+func (w *RingWriter) Close() error {
+	atomic.StoreUint32(w.r.u32(offWdone), 1)
+	wakeAll(w.r.u32(offDataSeq))
+	return nil
+}
+
+// RingReader is one reading end of a ring.
+type RingReader struct {
+	r    *Ring
+	rpos *uint64
+	gone *uint32
+	pos  uint64 // == *rpos: only this reader stores it
+}
+
+// avail returns how many bytes are ready, and whether the writer is done.
+func (rd *RingReader) avail() (uint64, bool) {
+	done := atomic.LoadUint32(rd.r.u32(offWdone)) != 0 // before wpos: a final Commit is seen
+	return atomic.LoadUint64(rd.r.u64(offWpos)) - rd.pos, done
+}
+
+// Peek waits for data and returns it as one contiguous slice of the ring,
+// valid until Release; io.EOF once the writer has closed and all was read,
+// or once this reader was closed.
+func (rd *RingReader) Peek() ([]byte, error) {
+	n, done := rd.avail()
+	if n == 0 && !done {
+		deadline := time.Now().Add(ringSpin)
+		for i := 0; n == 0 && !done; i++ {
+			if i&63 == 63 && time.Now().After(deadline) {
+				n, done = rd.sleep()
+				break
+			}
+			n, done = rd.avail()
+		}
+	}
+	if n == 0 || atomic.LoadUint32(rd.gone) != 0 {
+		return nil, io.EOF
+	}
+	off := rd.pos % rd.r.cap
+	n = min(n, rd.r.cap-off)
+	return rd.r.data[off : off+n], nil
+}
+
+func (rd *RingReader) sleep() (uint64, bool) {
+	waiters := rd.r.u32(offDataWaiters)
+	seqw := rd.r.u32(offDataSeq)
+	atomic.AddUint32(waiters, 1)
+	defer atomic.AddUint32(waiters, ^uint32(0))
+	for {
+		seq := atomic.LoadUint32(seqw)
+		if n, done := rd.avail(); n > 0 || done {
+			return n, done
+		}
+		locks.FutexWait(seqw, seq, ringPoll)
+	}
+}
+
+// Release gives back the first n bytes of what Peek returned.
+func (rd *RingReader) Release(n int) {
+	rd.pos += uint64(n)
+	atomic.StoreUint64(rd.rpos, rd.pos)
+	if atomic.LoadUint32(rd.r.u32(offSpaceWaiter)) != 0 {
+		wakeAll(rd.r.u32(offSpaceSeq))
+	}
+}
+
+// Read copies data out of the ring into p.
+func (rd *RingReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	span, err := rd.Peek()
+	if err != nil {
+		return 0, err
+	}
+	n := copy(p, span)
+	rd.Release(n)
+	return n, nil
+}
+
+// Close says this reader stops reading: the writer no longer waits for it.
+func (rd *RingReader) Close() error {
+	atomic.StoreUint32(rd.gone, 1)
+	wakeAll(rd.r.u32(offSpaceSeq))
+	return nil
+}

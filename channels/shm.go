@@ -1,0 +1,206 @@
+package channels
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// The shm edge type: a ring (ring.go) in a POSIX shared memory object,
+// /dev/shm/<prefix><id>. The producer writes a pipe; a bridge reads that
+// pipe straight into the ring's free space; one bridge per reader writes
+// the ring's data straight into that reader's pipe. Both bridges live in
+// ipcflow, so the name is unlinked as soon as the segment is mapped: a
+// SIGKILL of ipcflow leaves nothing behind.
+
+// DefaultShmSize is the ring's capacity when the edge has no size option.
+const DefaultShmSize = 1 << 20
+
+func init() {
+	register(Type{Name: "shm", Caps: Caps{FanOut: true, Bridged: true}, Check: checkShm, Open: openShm})
+}
+
+func checkShm(o Options) error {
+	if o.Size < 0 {
+		return fmt.Errorf("shm size %d is negative", o.Size)
+	}
+	if o.Size > 0 && o.Size < 4096 {
+		return fmt.Errorf("shm size %d is below one page (4096)", o.Size)
+	}
+	return nil
+}
+
+// ShmPath is where the segment of edge id lives while it is being set up.
+func ShmPath(env Env, id string) string { return "/dev/shm/" + env.Prefix + id }
+
+// CreateShmRing creates, sizes and maps a new segment at path (exclusively,
+// mode 0600) and formats it as a ring. The caller unlinks path once every
+// party has mapped it. fallocate reserves the memory now: a full /dev/shm
+// is this error, not a SIGBUS in the middle of the stream.
+func CreateShmRing(path string, capacity int64, readers int) (*Ring, []byte, error) {
+	pg := int64(os.Getpagesize())
+	capacity = (capacity + pg - 1) / pg * pg
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create shm segment %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	size := RingSize(capacity)
+	if err := unix.Fallocate(fd, 0, 0, size); err != nil {
+		unix.Unlink(path)
+		if errors.Is(err, unix.ENOSPC) {
+			return nil, nil, fmt.Errorf("shm segment %s: /dev/shm has no room for %d bytes: %w", path, size, err)
+		}
+		return nil, nil, fmt.Errorf("allocate shm segment %s: %w", path, err)
+	}
+	mem, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		unix.Unlink(path)
+		return nil, nil, fmt.Errorf("map shm segment %s: %w", path, err)
+	}
+	r, err := InitRing(mem, capacity, readers)
+	if err != nil {
+		unix.Munmap(mem)
+		unix.Unlink(path)
+		return nil, nil, err
+	}
+	return r, mem, nil
+}
+
+type shmChannel struct {
+	ends
+	br     bridges
+	ring   *Ring
+	mem    []byte
+	in     *os.File   // ipcflow's end of the producer's pipe
+	outs   []*os.File // ipcflow's ends of the readers' pipes
+	bytes  atomic.Int64
+	chunks atomic.Int64
+	once   sync.Once
+}
+
+func openShm(env Env, spec Spec) (Channel, error) {
+	size := spec.Options.Size
+	if size == 0 {
+		size = DefaultShmSize
+	}
+	path := ShmPath(env, spec.ID)
+	if err := env.Record(KindShm, path); err != nil {
+		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
+	}
+	ring, mem, err := CreateShmRing(path, size, spec.Readers)
+	if err != nil {
+		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
+	}
+	// Both ends of the ring are in this process: the name can go now.
+	if err := unix.Unlink(path); err != nil {
+		unix.Munmap(mem)
+		return nil, fmt.Errorf("edge %s: unlink shm segment %s: %w", spec.ID, path, err)
+	}
+	c := &shmChannel{ring: ring, mem: mem, br: bridges{edge: spec.ID}}
+	w, in, err := bridgePipe(true)
+	if err != nil {
+		unix.Munmap(mem)
+		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
+	}
+	c.in = in
+	rs := make([]*os.File, spec.Readers)
+	for i := range rs {
+		r, out, err := bridgePipe(false)
+		if err != nil {
+			c.ends = newEnds(w, rs[:i])
+			c.Close()
+			return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
+		}
+		rs[i] = r
+		c.outs = append(c.outs, out)
+	}
+	c.ends = newEnds(w, rs)
+	c.br.goRun(c.produce)
+	for i := range c.outs {
+		c.br.goRun(func() error { return c.consume(i) })
+	}
+	return c, nil
+}
+
+// produce moves the producer's pipe into the ring: read(2) lands in the
+// ring's memory, no copy in between.
+func (c *shmChannel) produce() error {
+	w := c.ring.Writer()
+	defer c.in.Close() // every reader gone: the producer's next write gets EPIPE
+	defer w.Close()
+	for {
+		span, err := w.Reserve()
+		if err != nil {
+			return nil // ErrReadersGone
+		}
+		n, err := c.in.Read(span)
+		if n > 0 {
+			w.Commit(n)
+			c.bytes.Add(int64(n))
+			c.chunks.Add(1)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read from producer: %w", err)
+		}
+	}
+}
+
+// consume moves the ring into reader i's pipe: write(2) from the ring's
+// memory. A chunk is at most a quarter of the ring, so the writer gets room
+// back while a large write is still going.
+func (c *shmChannel) consume(i int) error {
+	rd := c.ring.Reader(i)
+	out := c.outs[i]
+	defer out.Close()
+	defer rd.Close()
+	limit := max(int(c.ring.Capacity()/4), 4096)
+	for {
+		span, err := rd.Peek()
+		if err != nil {
+			return nil // io.EOF: the producer finished and all was delivered
+		}
+		if len(span) > limit {
+			span = span[:limit]
+		}
+		n, err := out.Write(span)
+		rd.Release(n)
+		if err != nil {
+			if isGone(err) {
+				return nil // the reader stopped early, as head does
+			}
+			return fmt.Errorf("write to reader %d: %w", i, err)
+		}
+	}
+}
+
+func (c *shmChannel) Wait() error { return c.br.wait() }
+
+func (c *shmChannel) Close() error {
+	c.once.Do(func() {
+		c.br.closing.Store(true)
+		c.ring.Shutdown()
+		if c.in != nil {
+			c.in.Close()
+		}
+		for _, f := range c.outs {
+			f.Close()
+		}
+		c.br.wg.Wait() // nobody touches the mapping after this
+		unix.Munmap(c.mem)
+		c.closeUnhanded()
+	})
+	return nil
+}
+
+func (c *shmChannel) Stats() Stats {
+	return Stats{Bytes: c.bytes.Load(), Records: c.chunks.Load()}
+}
