@@ -9,7 +9,11 @@ import (
 
 // Pipe makes a pipe whose ends are close-on-exec (a stage gets only the fds
 // it is given), with a buffer of size bytes (0: the system default, 64 KiB).
-// The kernel rounds size up to a power-of-two number of pages.
+// The kernel rounds size up to a power-of-two number of pages. A pipe that
+// comes out smaller than asked (the user's pipes are over the budget of
+// /proc/sys/fs/pipe-user-pages-soft, see budget.go) is an error wrapping
+// ErrPipeBudget rather than a silently slow flow: size pipes with
+// PlanPipeSize to stay inside the budget.
 func Pipe(size int64) (r, w *os.File, err error) {
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
@@ -17,23 +21,51 @@ func Pipe(size int64) (r, w *os.File, err error) {
 	}
 	r = os.NewFile(uintptr(fds[0]), "|0")
 	w = os.NewFile(uintptr(fds[1]), "|1")
-	if size > 0 {
-		if err := SetPipeSize(w, size); err != nil {
-			r.Close()
-			w.Close()
-			return nil, nil, err
-		}
+	if err := sizePipe(w, size); err != nil {
+		r.Close()
+		w.Close()
+		return nil, nil, err
 	}
 	return r, w, nil
 }
 
+// sizePipe gives a new pipe (or FIFO) its buffer and checks that it got at
+// least what was asked (size 0: the default a new pipe should have).
+func sizePipe(f *os.File, size int64) error {
+	want := size
+	if size > 0 {
+		if err := SetPipeSize(f, size); err != nil {
+			return err
+		}
+	} else {
+		// A new pipe gets 16 pages, or pipe-max-size if that is smaller,
+		// or 2 pages once the user is over the budget.
+		want = min(defaultPipeBuf, PipeMaxSize())
+	}
+	got, err := PipeSize(f)
+	if err != nil {
+		return err
+	}
+	if got < want {
+		return fmt.Errorf("pipe buffer came out at %s, not %s: %w", sizeString(got), sizeString(want), ErrPipeBudget)
+	}
+	return nil
+}
+
 // SetPipeSize sets the buffer of the pipe f belongs to (F_SETPIPE_SZ).
 func SetPipeSize(f *os.File, size int64) error {
-	if _, err := unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, int(size)); err != nil {
+	fd, err := fdOf(f)
+	if err != nil {
+		return err
+	}
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, int(size)); err != nil {
 		if err == unix.EPERM {
-			return fmt.Errorf("pipe size %d is above /proc/sys/fs/pipe-max-size (%d) or the user's pipe budget: %w", size, PipeMaxSize(), err)
+			if max := PipeMaxSize(); roundPipeSize(size) > max {
+				return fmt.Errorf("pipe size %s is above the system limit %s (/proc/sys/fs/pipe-max-size): %w", sizeString(size), sizeString(max), err)
+			}
+			return fmt.Errorf("pipe size %s: %w: %w", sizeString(size), ErrPipeBudget, err)
 		}
-		return fmt.Errorf("set pipe size %d: %w", size, err)
+		return fmt.Errorf("set pipe size %s: %w", sizeString(size), err)
 	}
 	return nil
 }

@@ -1,0 +1,252 @@
+package channels
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrReaderGone means the destination's reader closed its end (EPIPE): the
+// normal end of a stream whose consumer stopped early, as `head` does. It is
+// returned wrapped together with EPIPE, so errors.Is works for both.
+var ErrReaderGone = errors.New("reader gone")
+
+// errStopped is how a mover's copy loop learns that Mover.Close asked it to
+// stop; it never leaves the package.
+var errStopped = errors.New("stopped")
+
+// chunk is how much one splice(2) or read(2) asks for: large enough that a
+// 1 MiB pipe drains in one call, so the syscall cost per byte stays small.
+const chunk = 1 << 20
+
+// bufPool holds the read/write fallback's buffers, so a copy allocates
+// nothing per chunk and a finished mover's buffer serves the next one.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, chunk); return &b }}
+
+// Move copies src to dst until end of file on src and returns the number of
+// bytes moved. When either side is a pipe it uses splice(2), so the bytes
+// stay in the kernel; otherwise (or where the kernel refuses to splice: a
+// tty, an O_APPEND file) it reads and writes through one large buffer. Both
+// files may be non-blocking: Move then waits in poll(2) instead of failing
+// with EAGAIN. If dst's reader has gone, Move returns ErrReaderGone. Move
+// closes neither file.
+func Move(dst, src *os.File) (int64, error) {
+	d, err := fdOf(dst)
+	if err != nil {
+		return 0, err
+	}
+	s, err := fdOf(src)
+	if err != nil {
+		return 0, err
+	}
+	n, err := copyFD(d, s, -1)
+	// The fds were used as plain numbers; keep the Files (and so the fds)
+	// alive until the copy is over.
+	keepAlive(dst, src)
+	return n, err
+}
+
+// copyFD is Move on raw fds. When stop >= 0, every wait is a poll(2) that
+// also watches stop (an eventfd) and the pipe sides are non-blocking, so
+// that Mover.Close can interrupt the copy; it then returns errStopped.
+func copyFD(dst, src, stop int) (int64, error) {
+	var total int64
+	if isPipe(src) || isPipe(dst) {
+		n, err := spliceLoop(dst, src, stop)
+		total += n
+		if err != errNoSplice {
+			return total, err
+		}
+	}
+	n, err := rwLoop(dst, src, stop)
+	return total + n, err
+}
+
+// errNoSplice: the kernel can't splice between these two files (EINVAL), so
+// the caller falls back to read/write. Nothing was lost: a failed splice
+// moves no bytes.
+var errNoSplice = errors.New("splice unsupported")
+
+func spliceLoop(dst, src, stop int) (int64, error) {
+	flags := unix.SPLICE_F_MOVE | unix.SPLICE_F_MORE
+	if stop >= 0 {
+		flags |= unix.SPLICE_F_NONBLOCK
+	}
+	var total int64
+	for {
+		n, err := unix.Splice(src, nil, dst, nil, chunk, flags)
+		switch {
+		case err == nil && n == 0:
+			return total, nil
+		case err == nil:
+			total += n
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			if err := waitBoth(src, dst, stop); err != nil {
+				return total, err
+			}
+		case err == unix.EPIPE:
+			return total, readerGone()
+		case err == unix.EINVAL || err == unix.ENOSYS:
+			return total, errNoSplice
+		default:
+			return total, fmt.Errorf("splice: %w", err)
+		}
+	}
+}
+
+func rwLoop(dst, src, stop int) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		if stop >= 0 {
+			// Wait here rather than in read(2): a blocking read can't be
+			// interrupted by Close.
+			if err := waitFD(src, unix.POLLIN, stop); err != nil {
+				return total, err
+			}
+		}
+		n, err := unix.Read(src, buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			if err := waitFD(src, unix.POLLIN, stop); err != nil {
+				return total, err
+			}
+			continue
+		case err != nil:
+			return total, fmt.Errorf("read: %w", err)
+		case n == 0:
+			return total, nil
+		}
+		w, err := writeAll(dst, buf[:n], stop)
+		total += int64(w)
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// writeAll writes p to fd, waiting in poll(2) whenever fd is non-blocking
+// and full.
+func writeAll(fd int, p []byte, stop int) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := unix.Write(fd, p[done:])
+		switch {
+		case err == nil:
+			done += n
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			if err := waitFD(fd, unix.POLLOUT, stop); err != nil {
+				return done, err
+			}
+		case err == unix.EPIPE:
+			return done, readerGone()
+		default:
+			return done, fmt.Errorf("write: %w", err)
+		}
+	}
+	return done, nil
+}
+
+func readerGone() error { return fmt.Errorf("%w: %w", ErrReaderGone, unix.EPIPE) }
+
+// waitBoth waits until src is readable and dst writable (or either is at
+// its end: a hang-up counts as ready, the next splice reports it). Polling
+// for both at once would spin while one is ready and the other is not.
+func waitBoth(src, dst, stop int) error {
+	if err := waitFD(src, unix.POLLIN, stop); err != nil {
+		return err
+	}
+	return waitFD(dst, unix.POLLOUT, stop)
+}
+
+// waitFD polls fd for events, and stop (if >= 0) for a request to stop.
+func waitFD(fd int, events int16, stop int) error {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: events}, {Fd: int32(stop), Events: unix.POLLIN}}
+	if stop < 0 {
+		pfd = pfd[:1]
+	}
+	for {
+		_, err := unix.Poll(pfd, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("poll: %w", err)
+		}
+		if stop >= 0 && pfd[1].Revents != 0 {
+			return errStopped
+		}
+		if pfd[0].Revents&unix.POLLNVAL != 0 {
+			return fmt.Errorf("poll: fd %d is not open", fd)
+		}
+		if pfd[0].Revents != 0 {
+			return nil
+		}
+	}
+}
+
+// fdOf returns f's descriptor without f.Fd()'s side effect of switching a
+// non-blocking file to blocking mode.
+func fdOf(f *os.File) (int, error) {
+	if f == nil {
+		return -1, errors.New("nil file")
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	fd := -1
+	if err := rc.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		return -1, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	return fd, nil
+}
+
+// keepAlive stops the garbage collector from closing files (through their
+// finalizers) while their fd numbers are still in use.
+func keepAlive(fs ...*os.File) {
+	for _, f := range fs {
+		runtime.KeepAlive(f)
+	}
+}
+
+// fdKind is what kind of file an fd is, for choosing how to move bytes.
+type fdKind int
+
+const (
+	kindOther fdKind = iota
+	kindPipe         // pipe or FIFO: splice and tee work on it
+	kindRegular
+	kindSocket
+	kindChar // tty, /dev/null, ...
+)
+
+func kindOf(fd int) fdKind {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return kindOther
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return kindPipe
+	case unix.S_IFREG:
+		return kindRegular
+	case unix.S_IFSOCK:
+		return kindSocket
+	case unix.S_IFCHR:
+		return kindChar
+	}
+	return kindOther
+}
+
+func isPipe(fd int) bool { return kindOf(fd) == kindPipe }

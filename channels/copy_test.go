@@ -1,0 +1,258 @@
+package channels
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// moveShape makes a src and a dst of the named kinds for Move, feeding
+// input into src and collecting dst, and returns a function that gives
+// what arrived once Move is done.
+type moveShape struct {
+	name string
+	make func(t *testing.T, input []byte) (dst, src *os.File, result func() []byte)
+}
+
+func pipeFeeder(t *testing.T, input []byte) *os.File {
+	r, w := pfPipe(t)
+	go func() { w.Write(input); w.Close() }()
+	return r
+}
+
+func pipeCollector(t *testing.T) (*os.File, func() []byte) {
+	r, w := pfPipe(t)
+	got := pfReadAll(r)
+	return w, func() []byte { return <-got }
+}
+
+func fileFeeder(t *testing.T, input []byte) *os.File {
+	f, err := os.Open(pfWrite(t, "in", input))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func fileCollector(t *testing.T) (*os.File, func() []byte) {
+	f, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, func() []byte {
+		b, _ := os.ReadFile(f.Name())
+		return b
+	}
+}
+
+var moveShapes = []moveShape{
+	{"pipe->pipe", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
+		d, res := pipeCollector(t)
+		return d, pipeFeeder(t, in), res
+	}},
+	{"file->pipe", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
+		d, res := pipeCollector(t)
+		return d, fileFeeder(t, in), res
+	}},
+	{"pipe->file", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
+		d, res := fileCollector(t)
+		return d, pipeFeeder(t, in), res
+	}},
+	{"file->file", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
+		d, res := fileCollector(t)
+		return d, fileFeeder(t, in), res
+	}},
+	{"socket->pipe", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, peer := os.NewFile(uintptr(fds[0]), "s0"), os.NewFile(uintptr(fds[1]), "s1")
+		go func() { peer.Write(in); peer.Close() }()
+		d, res := pipeCollector(t)
+		return d, s, res
+	}},
+	{"pipe->socket", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, peer := os.NewFile(uintptr(fds[0]), "s0"), os.NewFile(uintptr(fds[1]), "s1")
+		got := pfReadAll(peer)
+		return s, pipeFeeder(t, in), func() []byte { return <-got }
+	}},
+	{"nonblocking pipe->pipe", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
+		// O_NONBLOCK on both sides: Move must wait in poll, not fail.
+		src := pipeFeeder(t, in)
+		d, res := pipeCollector(t)
+		for _, f := range []*os.File{src, d} {
+			fd, _ := fdOf(f)
+			if err := unix.SetNonblock(fd, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d, src, res
+	}},
+}
+
+func TestMoveCarriesBytesUnchanged(t *testing.T) {
+	before := pfWarm(t)
+	for _, shape := range moveShapes {
+		for name, in := range pfInputs() {
+			t.Run(shape.name+"/"+name, func(t *testing.T) {
+				dst, src, result := shape.make(t, in)
+				n, err := Move(dst, src)
+				if err != nil {
+					t.Fatalf("Move: %v", err)
+				}
+				dst.Close()
+				src.Close()
+				got := result()
+				if n != int64(len(in)) || !bytes.Equal(got, in) {
+					t.Fatalf("moved %d bytes, got %d (sha %s), want %d (sha %s)", n, len(got), pfSha(got), len(in), pfSha(in))
+				}
+			})
+		}
+	}
+	pfNoLeak(t, before)
+}
+
+// A real producer and consumer: seq -> Move -> cat, compared with bash.
+func TestMoveBetweenProcesses(t *testing.T) {
+	want := pfBash(t, "seq 1 200000")
+	r1, w1 := pfPipe(t)
+	r2, w2 := pfPipe(t)
+	out, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod := pfStart(t, "seq 1 200000", nil, w1)
+	cons := pfStart(t, "cat", r2, out)
+	if _, err := Move(w2, r1); err != nil {
+		t.Fatal(err)
+	}
+	w2.Close()
+	r1.Close()
+	if err := prod.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cons.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(out.Name())
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %d bytes, want %d", len(got), len(want))
+	}
+}
+
+// 64 MiB through Move between processes, checked by hash against bash.
+func TestMoveLargeByHash(t *testing.T) {
+	const script = "head -c 67108864 /dev/urandom | tee %s"
+	in := pfWrite(t, "big", nil)
+	want := pfBash(t, fmt.Sprintf(script, in))
+	r1, w1 := pfPipe(t)
+	r2, w2 := pfPipe(t)
+	prod := pfStart(t, "cat "+in, nil, w1)
+	got := pfReadAll(r2)
+	n, err := Move(w2, r1)
+	w2.Close()
+	r1.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod.Wait()
+	b := <-got
+	if n != 64<<20 || pfSha(b) != pfSha(want) {
+		t.Fatalf("moved %d bytes, sha %s; want %d, sha %s", n, pfSha(b), len(want), pfSha(want))
+	}
+}
+
+// A consumer that stops early (head) makes Move return ErrReaderGone, and
+// closing the source then gives the producer SIGPIPE, as in a shell.
+func TestMoveReaderGone(t *testing.T) {
+	for _, shape := range []string{"pipe", "socket"} {
+		t.Run(shape, func(t *testing.T) {
+			r1, w1 := pfPipe(t)
+			prod := pfStart(t, "yes", nil, w1)
+			var dst *os.File
+			var cons interface{ Wait() error }
+			var out func() []byte
+			if shape == "pipe" {
+				r2, w2 := pfPipe(t)
+				o, res := pipeCollector(t)
+				cons = pfStart(t, "head -c 10", r2, o)
+				dst, out = w2, res
+			} else {
+				// The consumer reads a socket: EPIPE comes from the
+				// socket layer.
+				fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				dst = os.NewFile(uintptr(fds[0]), "s0")
+				peer := os.NewFile(uintptr(fds[1]), "s1")
+				o, res := pipeCollector(t)
+				cons = pfStart(t, "head -c 10", peer, o)
+				out = res
+			}
+			_, err := Move(dst, r1)
+			if !errors.Is(err, ErrReaderGone) || !errors.Is(err, syscall.EPIPE) {
+				t.Fatalf("Move: %v, want ErrReaderGone and EPIPE", err)
+			}
+			dst.Close()
+			r1.Close()
+			if got := out(); string(got) != "y\ny\ny\ny\ny\n" {
+				t.Errorf("head got %q", got)
+			}
+			cons.Wait()
+			if sig := pfSignaled(prod.Wait()); sig != syscall.SIGPIPE {
+				t.Errorf("producer ended by %v, want SIGPIPE", sig)
+			}
+		})
+	}
+}
+
+// Move into a socket when the source is not a pipe either: the read/write
+// path, with a Unix socket listener as the consumer.
+func TestMoveFileToSocket(t *testing.T) {
+	in := pfInputs()["binary"]
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", dir+"/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		var b bytes.Buffer
+		b.ReadFrom(c)
+		c.Close()
+		got <- b.Bytes()
+	}()
+	c, err := net.Dial("unix", dir+"/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := c.(*net.UnixConn).File()
+	c.Close()
+	src := fileFeeder(t, in)
+	if _, err := Move(cf, src); err != nil {
+		t.Fatal(err)
+	}
+	cf.Close()
+	src.Close()
+	if b := <-got; !bytes.Equal(b, in) {
+		t.Fatalf("got %d bytes, want %d", len(b), len(in))
+	}
+}

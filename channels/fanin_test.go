@@ -1,0 +1,115 @@
+package channels
+
+import (
+	"bytes"
+	"os"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Join delivers srcs in order, whole, like cat, also when the later
+// producers finish first and when a producer writes more than a pipe holds
+// (it then blocks until its turn).
+func TestJoinOrder(t *testing.T) {
+	before := pfWarm(t)
+	scripts := []string{
+		"sleep 0.3; seq 1 3", // finishes last
+		"sleep 0.1; head -c 300000 /dev/zero | tr '\\0' x; printf 'tail'", // more than a pipe holds, no newline
+		"seq 10 12",         // finishes first
+		"true",              // empty
+		"printf 'a\\0b\\0'", // NULs
+	}
+	want := pfBash(t, "cat <(sleep 0.3; seq 1 3) <(sleep 0.1; head -c 300000 /dev/zero | tr '\\0' x; printf 'tail') <(seq 10 12) <(true) <(printf 'a\\0b\\0')")
+	var srcs []*os.File
+	var procs []interface{ Wait() error }
+	for _, s := range scripts {
+		r, w := pfPipe(t)
+		procs = append(procs, pfStart(t, s, nil, w))
+		srcs = append(srcs, r)
+	}
+	out, res := pipeCollector(t)
+	m := StartJoin(srcs, out)
+	if err := m.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	got := res()
+	for _, p := range procs {
+		if err := p.Wait(); err != nil {
+			t.Errorf("producer: %v", err)
+		}
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %d bytes %q...; want %d bytes %q...", len(got), got[:min(len(got), 20)], len(want), want[:min(len(want), 20)])
+	}
+	if m.Bytes() != int64(len(want)) {
+		t.Errorf("Bytes() = %d, want %d", m.Bytes(), len(want))
+	}
+	m.Close()
+	pfNoLeak(t, before)
+}
+
+// When the joined stream's reader goes away, every producer still writing
+// sees a closed pipe (SIGPIPE), and Join ends without error.
+func TestJoinReaderGone(t *testing.T) {
+	before := pfWarm(t)
+	var srcs []*os.File
+	var procs []interface{ Wait() error }
+	for range 3 {
+		r, w := pfPipe(t)
+		procs = append(procs, pfStart(t, "yes", nil, w))
+		srcs = append(srcs, r)
+	}
+	r, w := pfPipe(t)
+	o, res := pipeCollector(t)
+	head := pfStart(t, "head -c 5", r, o)
+	m := StartJoin(srcs, w)
+	if err := m.Wait(); err != nil {
+		t.Fatalf("Join: %v, want nil when the reader goes", err)
+	}
+	if got := string(res()); got != "y\ny\ny" {
+		t.Errorf("head got %q", got)
+	}
+	head.Wait()
+	for i, p := range procs {
+		if sig := pfSignaled(p.Wait()); sig != syscall.SIGPIPE {
+			t.Errorf("producer %d ended by %v, want SIGPIPE", i, sig)
+		}
+	}
+	pfNoLeak(t, before)
+}
+
+// Close stops a Join that is waiting for input and closes its fds.
+func TestJoinClose(t *testing.T) {
+	before := pfWarm(t)
+	r1, w1 := pfPipe(t) // a producer that never writes nor closes
+	out, res := pipeCollector(t)
+	m := StartJoin([]*os.File{r1}, out)
+	m.Close()
+	if err := m.Wait(); err != nil {
+		t.Fatalf("Wait after Close: %v", err)
+	}
+	if got := res(); len(got) != 0 { // res returns: the write end was closed
+		t.Errorf("got %q", got)
+	}
+	// The read end was closed by the Join: writing now fails.
+	if _, err := w1.Write([]byte("x")); err == nil {
+		t.Error("source still open after Close")
+	}
+	w1.Close()
+	pfNoLeak(t, before)
+}
+
+// ipcflow's own stdout given as the destination is written but not closed.
+func TestJoinKeepsStdio(t *testing.T) {
+	r, w := pfPipe(t)
+	w.Close()
+	m := StartJoin([]*os.File{r}, os.Stdout)
+	if err := m.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.FcntlInt(1, unix.F_GETFD, 0); err != nil {
+		t.Fatalf("fd 1 was closed: %v", err)
+	}
+}

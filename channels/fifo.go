@@ -1,0 +1,132 @@
+package channels
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// The fifo edge type: a named pipe. ipcflow makes it (mode 0600, never
+// reusing a path that exists), opens both ends itself without blocking and
+// hands them to the stages as plain fds, like a pipe.
+//
+// Without path= the FIFO lives in the run directory only until both ends
+// are open, then its name is removed: from then on it is an anonymous pipe
+// that vanishes with its last fd, so a crash can't leave it behind. With
+// path= the name stays for the whole run, so that tools outside can see it,
+// and Close removes it (if it is still the FIFO this run made).
+func init() {
+	register(Type{
+		Name:  "fifo",
+		Caps:  Caps{},
+		Check: checkFifo,
+		Open:  openFifo,
+	})
+}
+
+func checkFifo(o Options) error {
+	if err := checkPipeSize(o); err != nil {
+		return err
+	}
+	if o.Path != "" {
+		if _, err := os.Lstat(o.Path); err == nil {
+			return fmt.Errorf("fifo path %s already exists; a fifo edge creates its own and never reuses one", o.Path)
+		}
+		if fi, err := os.Stat(filepath.Dir(o.Path)); err != nil || !fi.IsDir() {
+			return fmt.Errorf("fifo path %s: directory %s does not exist", o.Path, filepath.Dir(o.Path))
+		}
+	}
+	return nil
+}
+
+func openFifo(env Env, spec Spec) (Channel, error) {
+	path := spec.Options.Path
+	if path == "" {
+		if env.RunDir == "" {
+			return nil, fmt.Errorf("create fifo for edge %s: no run directory", spec.ID)
+		}
+		path = filepath.Join(env.RunDir, env.Prefix+spec.ID+".fifo")
+	}
+	if env.Record != nil {
+		if err := env.Record(KindFile, path); err != nil {
+			return nil, fmt.Errorf("create fifo for edge %s: %w", spec.ID, err)
+		}
+	}
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		return nil, fmt.Errorf("create fifo for edge %s: mkfifo %s: %w", spec.ID, path, err)
+	}
+	r, w, ino, err := openFifoEnds(path)
+	if err == nil {
+		err = sizePipe(w, spec.Options.Size)
+		if err != nil {
+			r.Close()
+			w.Close()
+		}
+	}
+	if err != nil || spec.Options.Path == "" {
+		// Both ends are open (or it failed): the name has done its job.
+		unlinkIfSame(path, ino)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create fifo for edge %s: %w", spec.ID, err)
+	}
+	c := &fdChannel{r: r, w: w}
+	if spec.Options.Path != "" {
+		c.onClose = func() error { return unlinkIfSame(path, ino) }
+	}
+	return c, nil
+}
+
+// fileID is a file's identity, to tell our FIFO from one put in its place.
+type fileID struct{ dev, ino uint64 }
+
+// openFifoEnds opens path's two ends without blocking: the read end first
+// with O_NONBLOCK (which never waits for a writer), then the write end
+// (which does not wait, a reader being there), then the read end goes back
+// to blocking, as the consuming stage expects. O_NOFOLLOW and the type
+// check refuse anything but the FIFO just made (someone might have swapped
+// the name in a shared directory).
+func openFifoEnds(path string) (r, w *os.File, id fileID, err error) {
+	rfd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, nil, id, fmt.Errorf("open %s for reading: %w", path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(rfd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		unix.Close(rfd)
+		return nil, nil, id, fmt.Errorf("open %s: not the fifo ipcflow made", path)
+	}
+	id = fileID{st.Dev, st.Ino}
+	wfd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		unix.Close(rfd)
+		return nil, nil, id, fmt.Errorf("open %s for writing: %w", path, err)
+	}
+	if err := unix.SetNonblock(rfd, false); err != nil {
+		unix.Close(rfd)
+		unix.Close(wfd)
+		return nil, nil, id, fmt.Errorf("open %s: %w", path, err)
+	}
+	return os.NewFile(uintptr(rfd), path), os.NewFile(uintptr(wfd), path), id, nil
+}
+
+// unlinkIfSame removes path if it is still the file id names.
+func unlinkIfSame(path string, id fileID) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return fmt.Errorf("remove fifo %s: %w", path, err)
+	}
+	if id != (fileID{}) && (fileID{st.Dev, st.Ino}) != id {
+		return nil
+	}
+	if err := unix.Unlink(path); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove fifo %s: %w", path, err)
+	}
+	return nil
+}
