@@ -1,0 +1,139 @@
+package exec
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// Print writes the plan for --dry-run: the objects, the movers, and for
+// each process its command, directory, environment additions and fds.
+// procs are what (*Plan).Process built, as the real start would.
+func (p *Plan) Print(w io.Writer, procs []*Process) {
+	fmt.Fprintf(w, "flow %s\n", p.Graph.File)
+	for _, v := range p.Params {
+		fmt.Fprintf(w, "param %s=%s\n", v.Name, quoteArgs([]string{v.Value}))
+	}
+	for _, v := range p.Envs {
+		fmt.Fprintf(w, "env %s=%s\n", v.Name, quoteArgs([]string{v.Value}))
+	}
+	if len(p.Wires)+len(p.Graph.Sems) > 0 {
+		fmt.Fprintln(w, "\nobjects:")
+	}
+	for _, s := range p.Graph.Sems {
+		fmt.Fprintf(w, "  sem   %-6s count %d, /ipcflow.RUNID.%s\n", s.Name, s.Count, s.Name)
+	}
+	for _, wr := range p.Wires {
+		fmt.Fprintf(w, "  %-5s %-6s %s%s\n", wr.ID, wr.Spec.Type, wr.Purpose, options(wr))
+	}
+	if len(p.Movers) > 0 {
+		fmt.Fprintln(w, "\nmovers (in ipcflow):")
+	}
+	for _, m := range p.Movers {
+		kind := [...]string{"tee", "join", "label"}[m.Kind]
+		fmt.Fprintf(w, "  %-5s %s -> %s  (%s)\n", kind, ends(p, m.Srcs), ends(p, m.Dsts), m.Purpose)
+	}
+	fmt.Fprintln(w, "\nprocesses:")
+	for i, sp := range p.Stages {
+		pr := procs[i]
+		st := sp.Stage
+		switch {
+		case pr.Shell:
+			fmt.Fprintf(w, "  %s: stage shell: %s\n", st.Name, oneLine(st.Command))
+		case pr.NotFound:
+			fmt.Fprintf(w, "  %s: exec %s (not found: the stage will fail with 127)\n", st.Name, quoteArgs(pr.Argv))
+		default:
+			fmt.Fprintf(w, "  %s: exec %s: %s\n", st.Name, pr.Path, quoteArgs(pr.Argv))
+		}
+		if len(st.After) > 0 {
+			var names []string
+			for _, a := range st.After {
+				names = append(names, a.Name)
+			}
+			fmt.Fprintf(w, "      after %s\n", strings.Join(names, ", "))
+		}
+		if len(st.Uses) > 0 {
+			fmt.Fprintf(w, "      uses %s (taken in this order)\n", strings.Join(sortedUses(sp), ", "))
+		}
+		if pr.Dir != "" {
+			fmt.Fprintf(w, "      dir %s\n", pr.Dir)
+		}
+		for fd, e := range pr.Fds {
+			what := ""
+			switch {
+			case fd == 0:
+				what = "in"
+			case fd == 1:
+				what = "out"
+			case fd == 2:
+				what = "err"
+			default:
+				for _, ps := range sp.Ports {
+					if ps.Fd == fd {
+						what = "port " + ps.Name + " ($" + ps.Name + "=/dev/fd/" + fmt.Sprint(fd) + ")"
+					}
+				}
+			}
+			fmt.Fprintf(w, "      fd %d %-4s %s\n", fd, "", what+": "+e.describe(p))
+		}
+	}
+}
+
+func options(wr *Wire) string {
+	o := wr.Spec.Options
+	var s []string
+	if o.Size > 0 {
+		s = append(s, fmt.Sprintf("size=%d", o.Size))
+	}
+	if o.Path != "" {
+		s = append(s, "path="+o.Path)
+	}
+	if o.MaxMsg > 0 {
+		s = append(s, fmt.Sprintf("maxmsg=%d", o.MaxMsg))
+	}
+	if o.MsgSize > 0 {
+		s = append(s, fmt.Sprintf("msgsize=%d", o.MsgSize))
+	}
+	if o.Socket != "" {
+		s = append(s, o.Socket)
+	}
+	if o.Addr != "" {
+		s = append(s, "addr="+o.Addr)
+	}
+	if wr.Spec.Readers > 1 {
+		s = append(s, fmt.Sprintf("readers=%d", wr.Spec.Readers))
+	}
+	if len(s) == 0 {
+		return ""
+	}
+	return " [" + strings.Join(s, " ") + "]"
+}
+
+func ends(p *Plan, es []End) string {
+	var s []string
+	for _, e := range es {
+		s = append(s, e.describe(p))
+	}
+	return strings.Join(s, ", ")
+}
+
+func quoteArgs(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		var err error
+		if q[i], err = syntax.Quote(a, syntax.LangBash); err != nil {
+			q[i] = fmt.Sprintf("%q", a)
+		}
+	}
+	return strings.Join(q, " ")
+}
+
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " ..."
+	}
+	return s
+}

@@ -1,0 +1,94 @@
+package exec
+
+import (
+	"os"
+	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
+
+	"github.com/ipcflow/ipcflow/parser"
+)
+
+// graphBuilder makes checked graphs by hand, for tests that do not go
+// through the parser.
+type graphBuilder struct{ g *parser.Graph }
+
+func newGraph() *graphBuilder { return &graphBuilder{g: &parser.Graph{File: "test.ipcflow"}} }
+
+// stage adds a stage; ports are "in NAME" or "out NAME".
+func (b *graphBuilder) stage(name, command string, ports ...string) *parser.Stage {
+	f, err := syntax.NewParser(syntax.Variant(syntax.LangBash)).Parse(strings.NewReader(command), name)
+	if err != nil {
+		panic(err)
+	}
+	st := &parser.Stage{Name: name, Replicas: 1, Command: command, Script: f}
+	for _, p := range ports {
+		dir, pname, _ := strings.Cut(p, " ")
+		d := parser.In
+		if dir == "out" {
+			d = parser.Out
+		}
+		st.Ports = append(st.Ports, &parser.Port{Name: pname, Dir: d})
+	}
+	b.g.Stages = append(b.g.Stages, st)
+	return st
+}
+
+func (b *graphBuilder) find(name string) *parser.Stage {
+	for _, s := range b.g.Stages {
+		if s.Name == name {
+			return s
+		}
+	}
+	panic("no stage " + name)
+}
+
+// end parses "a", "a.port", "stdin", "stdout", "stderr"; left says which
+// side of the arrow a bare stage is on.
+func (b *graphBuilder) end(s string, left bool) parser.Endpoint {
+	switch s {
+	case "stdin", "stdout", "stderr":
+		return parser.Endpoint{Port: s}
+	}
+	name, port, ok := strings.Cut(s, ".")
+	if !ok {
+		port = "in"
+		if left {
+			port = "out"
+		}
+	}
+	return parser.Endpoint{Stage: b.find(name), Port: port}
+}
+
+// edge adds from -> to of type typ ("" = pipe).
+func (b *graphBuilder) edge(from, to string, typ parser.EdgeType, opts ...parser.Options) {
+	if typ == "" {
+		typ = parser.Pipe
+	}
+	e := &parser.Edge{From: b.end(from, true), To: b.end(to, false), Type: typ}
+	if len(opts) > 0 {
+		e.Options = opts[0]
+	}
+	b.g.Edges = append(b.g.Edges, e)
+}
+
+func (b *graphBuilder) chain(typ parser.EdgeType, names ...string) {
+	for i := 0; i+1 < len(names); i++ {
+		b.edge(names[i], names[i+1], typ)
+	}
+}
+
+// testFlows are graphs a test runs in a child process (role "testflow"),
+// since a run uses the process's real fds 0, 1, 2.
+var testFlows = map[string]func() *parser.Graph{}
+
+func init() {
+	roles["testflow"] = func(args []string) int {
+		mk, ok := testFlows[args[0]]
+		if !ok {
+			os.Stderr.WriteString("no test flow " + args[0] + "\n")
+			return 70
+		}
+		return Run(mk(), Options{Overrides: args[1:]})
+	}
+}

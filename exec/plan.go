@@ -1,0 +1,234 @@
+// Package exec runs a checked graph: it turns a parser.Graph and the
+// command line's parameters into a Plan (plan.go, wiring.go, process.go),
+// creates the plan's objects, starts the stages (start.go), supervises them
+// to an exit status (supervise.go) and tears everything down. docs/exec.md
+// tells the whole story.
+package exec
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"mvdan.cc/sh/v3/expand"
+	"mvdan.cc/sh/v3/syntax"
+
+	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/parser"
+)
+
+// Plan is everything a run will create and start, decided before anything
+// is: --dry-run prints it, Run carries it out.
+type Plan struct {
+	Graph  *parser.Graph
+	Params []Var // expanded, in file order
+	Envs   []Var // expanded, in file order
+	Wires  []*Wire
+	Movers []*MoverPlan
+	Stages []*StagePlan
+	Label  bool
+}
+
+// Var is one expanded NAME=VALUE.
+type Var struct{ Name, Value string }
+
+// Wire is one fd-carrying object: an edge's channel (several edges for a
+// fan-out group over a type that serves many readers), or a pipe of
+// ipcflow's own in front of a tee, behind a join or under a --label copier.
+type Wire struct {
+	ID      string         // "e3" (edge 3 of the file) or "p2" (internal pipe)
+	Edges   []*parser.Edge // nil for an internal pipe
+	Spec    channels.Spec  // Type "pipe" and ID "pN" for internal pipes
+	Purpose string         // what it is for, in words, for --dry-run
+}
+
+// Internal reports whether w is a pipe of ipcflow's own rather than an edge.
+func (w *Wire) Internal() bool { return w.Edges == nil }
+
+// EndKind says what an End is.
+type EndKind int
+
+const (
+	EndNull  EndKind = iota // /dev/null
+	EndOwn                  // one of ipcflow's own fds 0, 1, 2
+	EndWrite                // a wire's writer
+	EndRead                 // a wire's reader Index
+)
+
+// End is one fd as a stage or a mover sees it.
+type End struct {
+	Kind  EndKind
+	Fd    int // EndOwn: 0, 1 or 2
+	Wire  int // EndWrite, EndRead: index into Plan.Wires
+	Index int // EndRead: which reader
+}
+
+func nullEnd() End              { return End{Kind: EndNull} }
+func ownEnd(fd int) End         { return End{Kind: EndOwn, Fd: fd} }
+func writeEnd(w int) End        { return End{Kind: EndWrite, Wire: w} }
+func readEnd(w, i int) End      { return End{Kind: EndRead, Wire: w, Index: i} }
+func (e End) isOwn(fd int) bool { return e.Kind == EndOwn && e.Fd == fd }
+
+// describe names the end for --dry-run.
+func (e End) describe(p *Plan) string {
+	switch e.Kind {
+	case EndNull:
+		return "/dev/null"
+	case EndOwn:
+		return [...]string{"ipcflow's stdin", "ipcflow's stdout", "ipcflow's stderr"}[e.Fd]
+	case EndWrite:
+		return p.Wires[e.Wire].ID + " (write)"
+	default:
+		if p.Wires[e.Wire].Spec.Readers > 1 {
+			return fmt.Sprintf("%s (read %d)", p.Wires[e.Wire].ID, e.Index)
+		}
+		return p.Wires[e.Wire].ID + " (read)"
+	}
+}
+
+// MoverKind says what a mover does.
+type MoverKind int
+
+const (
+	Tee   MoverKind = iota // one source to every destination (fan-out)
+	Join                   // every source in turn to one destination (fan-in)
+	Label                  // a stage's stderr to ipcflow's, lines prefixed
+)
+
+// MoverPlan is a data mover running inside ipcflow.
+type MoverPlan struct {
+	Kind    MoverKind
+	Srcs    []End
+	Dsts    []End
+	Stage   string // Label: the stage whose lines it prefixes
+	Purpose string
+}
+
+// readsStdin reports whether m reads ipcflow's own stdin: such a mover may
+// block on a terminal forever, so the end of a run does not wait for it.
+func (m *MoverPlan) readsStdin() bool {
+	for _, s := range m.Srcs {
+		if s.isOwn(0) {
+			return true
+		}
+	}
+	return false
+}
+
+// StagePlan is one stage's process as planned: its fd table and names. The
+// rest of what it sees (environment, argv or shell) is built by
+// (*Plan).Process, which both --dry-run and the real start call.
+type StagePlan struct {
+	Stage *parser.Stage
+	Fds   []End      // index = fd number in the stage's process
+	Ports []PortSlot // declared ports, fd 3 on
+}
+
+// PortSlot is a declared port's fd in the stage.
+type PortSlot struct {
+	Name string
+	Fd   int
+}
+
+// UsageError is a mistake on the command line or a feature `run` does not
+// support: ipcflow exits 2 before anything is created.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+func usagef(format string, args ...any) error {
+	return &UsageError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// BuildPlan decides everything a run of g will create and start. overrides
+// are the command line's NAME=VALUE words; environ is ipcflow's own
+// environment, against which params are expanded.
+func BuildPlan(g *parser.Graph, overrides []string, environ []string, label bool) (*Plan, error) {
+	for _, st := range g.Stages {
+		if st.Replicas > 1 {
+			return nil, usagef("stage %s: replicas are not supported yet", st.Name)
+		}
+		if st.Native {
+			return nil, usagef("stage %s: native stages are not supported yet", st.Name)
+		}
+	}
+	for _, e := range g.Edges {
+		if _, ok := channels.Lookup(string(e.Type)); !ok {
+			return nil, usagef("%s:%s: edge type %s is not available in this build (have: %s)",
+				g.File, e.Pos, e.Type, strings.Join(channels.Names(), ", "))
+		}
+	}
+	p := &Plan{Graph: g, Label: label}
+	if err := p.expandVars(overrides, environ); err != nil {
+		return nil, err
+	}
+	p.wire()
+	return p, nil
+}
+
+// expandVars expands every param and env word. Each word sees ipcflow's
+// environment plus the params and envs written above it, so that
+// `param OUT = $DIR/out` may build on `param DIR`.
+func (p *Plan) expandVars(overrides []string, environ []string) error {
+	given := map[string]string{}
+	for _, o := range overrides {
+		name, value, ok := strings.Cut(o, "=")
+		if !ok || name == "" {
+			return usagef("%q is not NAME=VALUE", o)
+		}
+		declared := false
+		for _, pa := range p.Graph.Params {
+			declared = declared || pa.Name == name
+		}
+		if !declared {
+			return usagef("%s is not a param of %s", name, p.Graph.File)
+		}
+		given[name] = value
+	}
+	env := append([]string(nil), environ...)
+	cfg := &expand.Config{}
+	expandWord := func(what, name string, w *syntax.Word) (string, error) {
+		cfg.Env = expand.ListEnviron(env...)
+		v, err := expand.Literal(cfg, w)
+		if err != nil {
+			return "", usagef("%s %s: expand: %v", what, name, err)
+		}
+		return v, nil
+	}
+	for _, pa := range p.Graph.Params {
+		v, ok := given[pa.Name]
+		if !ok {
+			var err error
+			if v, err = expandWord("param", pa.Name, pa.Value); err != nil {
+				return err
+			}
+		}
+		p.Params = append(p.Params, Var{pa.Name, v})
+		env = append(env, pa.Name+"="+v)
+	}
+	for _, en := range p.Graph.Envs {
+		v, err := expandWord("env", en.Name, en.Value)
+		if err != nil {
+			return err
+		}
+		p.Envs = append(p.Envs, Var{en.Name, v})
+		env = append(env, en.Name+"="+v)
+	}
+	return nil
+}
+
+// ownEnviron is ipcflow's environment, less the variables that only mean
+// something to ipcflow itself (its flags), which stages should not inherit.
+func ownEnviron() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		switch {
+		case strings.HasPrefix(kv, "IPCFLOW_DRY_RUN="), strings.HasPrefix(kv, "IPCFLOW_LABEL="),
+			strings.HasPrefix(kv, "IPCFLOW_KEEP_GOING="), strings.HasPrefix(kv, "IPCFLOW_GRACE="),
+			strings.HasPrefix(kv, "IPCFLOW_TIMEOUT="):
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}

@@ -1,0 +1,211 @@
+package exec
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"mvdan.cc/sh/v3/expand"
+	"mvdan.cc/sh/v3/interp"
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// RunNames are the run-specific names a stage sees: the run id and
+// directory. --dry-run passes placeholders.
+type RunNames struct {
+	ID, Dir string
+}
+
+// Process is exactly what one stage's process gets: built by one function,
+// (*Plan).Process, for both --dry-run and the real start.
+type Process struct {
+	Name string
+	Fds  []End    // fd table
+	Env  []string // complete environment
+	Dir  string   // working directory ("" = ipcflow's own)
+	// Direct exec: Path is the program (found on PATH), Argv its arguments.
+	// NotFound: the program named by Argv[0] is not on PATH (status 127).
+	Path     string
+	Argv     []string
+	NotFound bool
+	// Shell: the command runs in the stage shell (a copy of ipcflow
+	// running mvdan.cc/sh's interpreter); Argv is then that copy's argv.
+	Shell bool
+}
+
+// semEnvName is the variable carrying sem name's POSIX name (SPEC 8).
+func semEnvName(name string) string { return "IPCFLOW_SEM_" + strings.ToUpper(name) }
+
+// semPosixName is the POSIX name of the run's semaphore name.
+func semPosixName(run RunNames, name string) string { return "/ipcflow." + run.ID + "." + name }
+
+// Process builds what stage sp's process sees in the run named run.
+func (p *Plan) Process(sp *StagePlan, run RunNames) (*Process, error) {
+	st := sp.Stage
+	pr := &Process{Name: st.Name, Fds: sp.Fds}
+
+	env := ownEnviron()
+	for _, v := range p.Params {
+		env = append(env, v.Name+"="+v.Value)
+	}
+	for _, v := range p.Envs {
+		env = append(env, v.Name+"="+v.Value)
+	}
+	for _, s := range p.Graph.Sems {
+		env = append(env, semEnvName(s.Name)+"="+semPosixName(run, s.Name))
+	}
+	if len(p.Graph.Sems) > 0 {
+		env = append(env, "IPCFLOW_LOCK_SOCKET="+filepath.Join(run.Dir, "lock.sock"))
+	}
+	for _, port := range sp.Ports {
+		env = append(env, port.Name+"=/dev/fd/"+strconv.Itoa(port.Fd))
+	}
+
+	cfg := &expand.Config{Env: expand.ListEnviron(env...)}
+	if st.Dir != nil {
+		d, err := expand.Literal(cfg, st.Dir)
+		if err != nil {
+			return nil, usagef("stage %s: dir: %v", st.Name, err)
+		}
+		pr.Dir = d
+	}
+	cwd := pr.Dir
+	if cwd == "" || !filepath.IsAbs(cwd) {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, err
+		}
+		cwd = filepath.Join(wd, cwd)
+	}
+	env = append(env, "PWD="+cwd)
+	pr.Env = dedupEnv(env)
+
+	if args := directArgs(st.Script, pr.Env, cwd); args != nil {
+		pr.Argv = args
+		path, err := interp.LookPathDir(cwd, expand.ListEnviron(pr.Env...), args[0])
+		if err != nil {
+			pr.NotFound = true
+		}
+		pr.Path = path
+		return pr, nil
+	}
+	path, argv, err := shellCommand(st.Name, len(sp.Fds), st.Command)
+	if err != nil {
+		return nil, err
+	}
+	pr.Shell, pr.Path, pr.Argv = true, path, argv
+	return pr, nil
+}
+
+// directArgs returns the argv of a command that is one simple command
+// running a program, expanded as the shell would (in the stage's
+// environment and directory), or nil when the command needs a shell: a
+// builtin, a function, a construct, a redirection, an assignment, a
+// substitution, arithmetic, or a parameter only a shell knows ($$, $RANDOM).
+func directArgs(f *syntax.File, env []string, cwd string) []string {
+	if f == nil || len(f.Stmts) != 1 || len(f.Last) > 0 {
+		return nil
+	}
+	stmt := f.Stmts[0]
+	if stmt.Negated || stmt.Background || stmt.Coprocess || len(stmt.Redirs) > 0 || len(stmt.Comments) > 0 {
+		return nil
+	}
+	call, ok := stmt.Cmd.(*syntax.CallExpr)
+	if !ok || len(call.Assigns) > 0 || len(call.Args) == 0 {
+		return nil
+	}
+	for _, w := range call.Args {
+		if !plainWord(w.Parts) {
+			return nil
+		}
+	}
+	cfg := &expand.Config{
+		Env:      expand.ListEnviron(env...),
+		ReadDir2: os.ReadDir, // globs, relative to PWD (the stage's dir)
+	}
+	args, err := expand.Fields(cfg, call.Args...)
+	if err != nil || len(args) == 0 || interp.IsBuiltin(args[0]) || isKeyword(args[0]) {
+		return nil // the shell reports the error, or runs what it knows
+	}
+	return args
+}
+
+// plainWord reports whether word parts expand without a shell's state.
+func plainWord(parts []syntax.WordPart) bool {
+	for _, part := range parts {
+		switch x := part.(type) {
+		case *syntax.Lit, *syntax.SglQuoted:
+		case *syntax.DblQuoted:
+			if !plainWord(x.Parts) {
+				return false
+			}
+		case *syntax.ParamExp:
+			if x.Param == nil || !isPlainVarName(x.Param.Value) || x.Excl || x.Length || x.Width || x.Index != nil {
+				return false
+			}
+			if x.Exp != nil && x.Exp.Word != nil && !plainWord(x.Exp.Word.Parts) {
+				return false
+			}
+			if x.Repl != nil || x.Slice != nil {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isPlainVarName: an ordinary variable, not one the shell computes.
+func isPlainVarName(name string) bool {
+	if name == "" || !(name[0] == '_' || name[0] >= 'A' && name[0] <= 'Z' || name[0] >= 'a' && name[0] <= 'z') {
+		return false
+	}
+	switch name {
+	case "RANDOM", "SRANDOM", "SECONDS", "LINENO", "BASHPID", "PPID", "UID", "EUID",
+		"EPOCHSECONDS", "EPOCHREALTIME", "BASH", "BASH_VERSION", "PIPESTATUS", "FUNCNAME",
+		"HOSTNAME", "OPTIND", "OPTARG", "DIRSTACK", "GROUPS", "SHLVL", "IFS":
+		return false
+	}
+	return true
+}
+
+func isKeyword(s string) bool {
+	switch s {
+	case "!", "{", "}", "[[", "]]", "case", "do", "done", "elif", "else", "esac", "fi",
+		"for", "function", "if", "in", "select", "then", "time", "until", "while", "coproc":
+		return true
+	}
+	return false
+}
+
+// dedupEnv keeps the last value of each name, in first-seen order, so a
+// param overrides an inherited variable of the same name.
+func dedupEnv(env []string) []string {
+	last := map[string]int{}
+	for i, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		last[name] = i
+	}
+	out := make([]string, 0, len(last))
+	for i, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if last[name] == i {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// sortedUses is the order in which a stage takes its semaphores: by name,
+// the same for every stage, so that two stages can't deadlock on them.
+func sortedUses(sp *StagePlan) []string {
+	var names []string
+	for _, s := range sp.Stage.Uses {
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	return names
+}

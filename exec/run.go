@@ -1,0 +1,100 @@
+package exec
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/parser"
+)
+
+// Options are `ipcflow run`'s flags.
+type Options struct {
+	Overrides []string // NAME=VALUE words
+	DryRun    bool
+	Label     bool
+	KeepGoing bool
+	Grace     time.Duration // SIGTERM to SIGKILL; 0: DefaultGrace
+	Timeout   time.Duration // 0: none
+	Stdout    io.Writer     // --dry-run's plan
+	Stderr    io.Writer     // ipcflow's own messages
+}
+
+// DefaultGrace is how long stages get between SIGTERM and SIGKILL.
+const DefaultGrace = 5 * time.Second
+
+// Exit statuses of ipcflow itself (SPEC 6).
+const (
+	StatusUsage   = 2   // usage or check error: nothing was started
+	StatusTimeout = 124 // --timeout expired (as timeout(1))
+	StatusSetup   = 1   // an object could not be created
+)
+
+// Run runs flow g and returns ipcflow's exit status. Stages write to the
+// process's real fds 0, 1, 2; o.Stderr carries ipcflow's own messages.
+func Run(g *parser.Graph, o Options) int {
+	if o.Grace <= 0 {
+		o.Grace = DefaultGrace
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	plan, err := BuildPlan(g, o.Overrides, ownEnviron(), o.Label)
+	if err != nil {
+		return report(o.Stderr, err)
+	}
+	if o.DryRun {
+		procs := make([]*Process, len(plan.Stages))
+		for i, sp := range plan.Stages {
+			if procs[i], err = plan.Process(sp, RunNames{ID: "RUNID", Dir: "RUNDIR"}); err != nil {
+				return report(o.Stderr, err)
+			}
+		}
+		plan.Print(o.Stdout, procs)
+		return 0
+	}
+	// Whatever ipcflow inherited beyond 0, 1, 2 must not reach a stage.
+	markCloexecFrom(3)
+
+	r, err := newRun(plan, o)
+	if err != nil {
+		return report(o.Stderr, err)
+	}
+	return r.run()
+}
+
+// report prints err as ipcflow's one line and returns the exit status.
+func report(w io.Writer, err error) int {
+	fmt.Fprintf(w, "ipcflow: %v\n", err)
+	var ue *UsageError
+	if errors.As(err, &ue) {
+		return StatusUsage
+	}
+	return StatusSetup
+}
+
+// markCloexecFrom sets close-on-exec on every fd from first up, so a fd
+// ipcflow inherited (from a test harness, a shell's `3<file`) does not leak
+// into stages: a stage sees only its own fds.
+func markCloexecFrom(first int) {
+	if err := unix.CloseRange(uint(first), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err == nil {
+		return
+	}
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		var fd int
+		if _, err := fmt.Sscan(e.Name(), &fd); err == nil && fd >= first {
+			unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+	}
+}

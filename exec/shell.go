@@ -1,0 +1,164 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	osexec "os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+	"mvdan.cc/sh/v3/expand"
+	"mvdan.cc/sh/v3/interp"
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// The stage shell: a stage whose command is more than one program runs in
+// a copy of ipcflow (role "sh") that interprets the command with
+// mvdan.cc/sh's bash dialect. It needs neither /bin/sh nor bash. Its
+// standard streams and port fds (3 on) are the stage's, inherited as is;
+// programs it starts get the same fds at the same numbers, so /dev/fd/N in
+// a port variable means the same thing to the shell and to its programs.
+//
+//	argv: ipcflow __ipcflow_internal sh NAME NFDS COMMAND
+
+func init() { roles["sh"] = runShell }
+
+// shellCommand returns the path and argv that run command for stage name,
+// whose fd table has nfds entries.
+func shellCommand(name string, nfds int, command string) (string, []string, error) {
+	return internalCommand("sh", name, strconv.Itoa(nfds), command)
+}
+
+// runShell is the "sh" role: it returns the command's exit status. When the
+// command's last program was killed by SIGPIPE the shell dies of SIGPIPE
+// too, so ipcflow sees what it would have seen had it exec'd that program.
+func runShell(args []string) int {
+	if len(args) != 3 {
+		fmt.Fprintln(os.Stderr, "ipcflow: internal role sh: want NAME NFDS COMMAND")
+		return 70
+	}
+	name, command := args[0], args[2]
+	nfds, err := strconv.Atoi(args[1])
+	if err != nil || nfds < 3 {
+		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: bad fd count %q\n", name, args[1])
+		return 70
+	}
+	file, err := syntax.NewParser(syntax.Variant(syntax.LangBash)).Parse(strings.NewReader(command), name)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %v\n", name, err)
+		return 2
+	}
+	// The port fds, to hand on to every program at the same numbers.
+	extra := make([]*os.File, 0, nfds-3)
+	for fd := 3; fd < nfds; fd++ {
+		extra = append(extra, os.NewFile(uintptr(fd), "/dev/fd/"+strconv.Itoa(fd)))
+	}
+	r, err := interp.New(
+		interp.StdIO(os.Stdin, os.Stdout, os.Stderr),
+		interp.Env(expand.ListEnviron(os.Environ()...)),
+		interp.ExecHandlers(func(next interp.ExecHandlerFunc) interp.ExecHandlerFunc {
+			return stageExec(name, extra)
+		}),
+	)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %v\n", name, err)
+		return 70
+	}
+	err = r.Run(context.Background(), file)
+	status := 0
+	if err != nil {
+		code, ok := interp.IsExitStatus(err)
+		if !ok {
+			fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %v\n", name, err)
+			return 1
+		}
+		status = int(code)
+	}
+	if status == 128+int(unix.SIGPIPE) {
+		dieOfSigpipe()
+	}
+	return status
+}
+
+// stageExec runs one program for the stage shell: the real fds go to it
+// directly (os/exec passes an *os.File as is; anything else the
+// interpreter hands us, such as a pipe within the command, is an *os.File
+// too), and a program that can't be found gives 127 and a line that names
+// the stage.
+func stageExec(stage string, extra []*os.File) interp.ExecHandlerFunc {
+	return func(ctx context.Context, args []string) error {
+		hc := interp.HandlerCtx(ctx)
+		path, err := interp.LookPathDir(hc.Dir, hc.Env, args[0])
+		if err != nil {
+			fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: command not found\n", stage, args[0])
+			return interp.ExitStatus(127)
+		}
+		cmd := &osexec.Cmd{
+			Path:       path,
+			Args:       args,
+			Env:        execEnv(hc.Env),
+			Dir:        hc.Dir,
+			Stdin:      hc.Stdin,
+			Stdout:     hc.Stdout,
+			Stderr:     hc.Stderr,
+			ExtraFiles: extra,
+		}
+		if err := cmd.Start(); err != nil {
+			var code uint8 = 126
+			msg := "cannot execute"
+			if errors.Is(err, unix.ENOENT) {
+				code, msg = 127, "command not found"
+			}
+			fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: %s\n", stage, args[0], msg)
+			return interp.ExitStatus(code)
+		}
+		err = cmd.Wait()
+		var ee *osexec.ExitError
+		if errors.As(err, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				return interp.ExitStatus(128 + uint8(ws.Signal()))
+			}
+			return interp.ExitStatus(uint8(ee.ExitCode()))
+		}
+		return err
+	}
+}
+
+// execEnv lists the exported variables of env as NAME=VALUE.
+func execEnv(env expand.Environ) []string {
+	var list []string
+	for name, vr := range env.Each {
+		if vr.Exported && vr.IsSet() {
+			list = append(list, name+"="+vr.String())
+		}
+	}
+	return list
+}
+
+// dieOfSigpipe ends the process by SIGPIPE. Go's runtime catches SIGPIPE
+// and ignores one sent by kill(2), so the default action is restored first
+// with a raw rt_sigaction.
+func dieOfSigpipe() {
+	os.Stdout.Sync()
+	var act struct {
+		handler  uintptr
+		flags    uint64
+		restorer uintptr
+		mask     uint64
+	} // SIG_DFL, no flags, empty mask
+	unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(unix.SIGPIPE), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0)
+	var set [1]uint64
+	set[0] = 1 << (uint(unix.SIGPIPE) - 1)
+	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_UNBLOCK, uintptr(unsafe.Pointer(&set)), 0, 8, 0, 0)
+	unix.Tgkill(unix.Getpid(), unix.Gettid(), unix.SIGPIPE)
+	// Not reached unless the signal could not be delivered.
+	os.Exit(128 + int(unix.SIGPIPE))
+}
+
+var _ io.Writer = (*os.File)(nil)

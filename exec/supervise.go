@@ -1,0 +1,307 @@
+package exec
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/locks"
+)
+
+// The supervisor is one goroutine that owns every stage's state and the
+// only wait4 of the run. It sleeps until one of:
+//
+//	SIGCHLD            reap what exited; start `after` stages whose turn came
+//	a stage's sems     (a goroutine took them) start it
+//	SIGINT/TERM/HUP    pass it to every stage's group, then teardown
+//	--timeout          teardown, status 124
+//	grace expired      SIGKILL every group still there
+//
+// and returns when no stage runs or waits for its semaphores.
+
+type stageState int
+
+const (
+	stPending   stageState = iota // waits for its `after` stages
+	stAcquiring                   // waits for its semaphores
+	stRunning
+	stDone
+	stSkipped
+)
+
+type stageRT struct {
+	sp      *StagePlan
+	pr      *Process
+	state   stageState
+	pid     int
+	started time.Time
+	held    []*locks.Sem
+	exit    exitInfo
+	rusage  unix.Rusage
+}
+
+func (st *stageRT) name() string { return st.sp.Stage.Name }
+
+// exitInfo is how a stage ended.
+type exitInfo struct {
+	code     int         // exit code, or 128+N for signal N
+	signal   unix.Signal // the signal that killed it, or 0
+	reported bool        // ipcflow already said why (command not found)
+}
+
+// ok: exit 0, or killed by SIGPIPE because its reader finished (SPEC 6).
+func (e exitInfo) ok() bool { return e.code == 0 || e.signal == unix.SIGPIPE }
+
+func (e exitInfo) String() string {
+	if e.signal != 0 {
+		return "killed by signal " + unix.SignalName(e.signal)
+	}
+	return fmt.Sprintf("exit status %d", e.code)
+}
+
+// run starts the stages and supervises them to the flow's exit status.
+func (r *run) run() int {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGCHLD, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	defer signal.Stop(sigs)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r.cancel = cancel
+	r.status = -1
+	ready := make(chan acquired)
+	var timeout <-chan time.Time
+	if r.o.Timeout > 0 {
+		t := time.NewTimer(r.o.Timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+
+	r.startMovers()
+	r.launch(ctx, ready, r.readyStages())
+	for r.active() {
+		select {
+		case sig := <-sigs:
+			switch sig {
+			case unix.SIGCHLD:
+				r.reap()
+			default:
+				s := sig.(unix.Signal)
+				r.setStatus(128 + int(s))
+				if r.stopping {
+					r.signalAll(unix.SIGKILL) // a second ^C: no more grace
+				} else {
+					r.stop(s, "")
+				}
+			}
+		case a := <-ready:
+			if a.err != nil || r.stopping {
+				for _, s := range a.held {
+					s.Post()
+				}
+				r.skip(a.st, "")
+				continue
+			}
+			a.st.held = a.held
+			r.startStage(a.st)
+		case <-timeout:
+			fmt.Fprintf(r.o.Stderr, "ipcflow: timeout: the flow ran longer than %v\n", r.o.Timeout)
+			r.setStatus(StatusTimeout)
+			r.stop(unix.SIGTERM, "timeout")
+		case <-r.grace:
+			r.signalAll(unix.SIGKILL)
+		}
+		if !r.stopping {
+			r.launch(ctx, ready, r.readyStages())
+		}
+	}
+	if err := r.finishMovers(); err != nil {
+		fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
+		r.setStatus(StatusSetup)
+	}
+	r.teardownObjects()
+	if r.status < 0 {
+		return 0
+	}
+	return r.status
+}
+
+// setStatus sets the flow's exit status unless something came first.
+func (r *run) setStatus(code int) {
+	if r.status < 0 {
+		r.status = code
+	}
+}
+
+// stop tears the flow down: pending stages are skipped, running ones get
+// sig now and SIGKILL after the grace period.
+func (r *run) stop(sig unix.Signal, why string) {
+	if !r.stopping {
+		r.stopping = true
+		r.cancel()
+		for _, st := range r.stages {
+			if st.state == stPending {
+				r.skip(st, why)
+			}
+		}
+		r.grace = time.After(r.o.Grace)
+	}
+	r.signalAll(sig)
+}
+
+// active reports whether a stage runs or waits for its semaphores.
+func (r *run) active() bool {
+	for _, st := range r.stages {
+		if st.state == stRunning || st.state == stAcquiring {
+			return true
+		}
+	}
+	return false
+}
+
+// readyStages returns the pending stages whose `after` stages all
+// succeeded, and skips those one of whose `after` stages did not.
+func (r *run) readyStages() []*stageRT {
+	var ready []*stageRT
+	for changed := true; changed; {
+		changed = false
+		for _, st := range r.stages {
+			if st.state != stPending {
+				continue
+			}
+			go_, why := true, ""
+			for _, dep := range st.sp.Stage.After {
+				d := r.stage(dep.Name)
+				switch {
+				case d.state == stSkipped:
+					why = dep.Name + " was skipped"
+				case d.state == stDone && !d.exit.ok():
+					why = dep.Name + " failed"
+				case d.state != stDone:
+					go_ = false
+				}
+				if why != "" {
+					break
+				}
+			}
+			if why != "" {
+				r.skip(st, why)
+				changed = true
+			} else if go_ {
+				st.state = stAcquiring // claimed; launch decides
+				ready = append(ready, st)
+			}
+		}
+	}
+	return ready
+}
+
+// launch starts stages: at once when they use no semaphore, else once a
+// goroutine has taken their units.
+func (r *run) launch(ctx context.Context, ready chan acquired, sts []*stageRT) {
+	for _, st := range sts {
+		if len(st.sp.Stage.Uses) == 0 {
+			r.startStage(st)
+			continue
+		}
+		go r.acquire(ctx, st, ready)
+	}
+}
+
+func (r *run) stage(name string) *stageRT {
+	for _, st := range r.stages {
+		if st.name() == name {
+			return st
+		}
+	}
+	return nil
+}
+
+// signalAll sends sig to the process group of every running stage.
+func (r *run) signalAll(sig unix.Signal) {
+	for _, st := range r.stages {
+		if st.state == stRunning {
+			unix.Kill(-st.pid, sig)
+		}
+	}
+}
+
+// reap collects every stage that exited. It peeks (WNOWAIT) at which child
+// is ready and reaps only its own stages by pid, so that a child started by
+// someone else in ipcflow (the guardian) is left to its owner.
+func (r *run) reap() {
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		pid := int(*(*int32)(unsafe.Pointer(uintptr(unsafe.Pointer(&info)) + 16))) // si_pid
+		if err != nil || pid == 0 {
+			return
+		}
+		if st := r.byPid[pid]; st != nil {
+			r.wait(st, 0)
+			continue
+		}
+		// Someone else's child is first in line: look at ours one by one.
+		for _, st := range r.byPid {
+			r.wait(st, unix.WNOHANG)
+		}
+		return
+	}
+}
+
+// wait reaps st if it exited and records how.
+func (r *run) wait(st *stageRT, flags int) {
+	var ws unix.WaitStatus
+	for {
+		pid, err := unix.Wait4(st.pid, &ws, flags, &st.rusage)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || pid != st.pid {
+			return
+		}
+		break
+	}
+	delete(r.byPid, st.pid)
+	var e exitInfo
+	switch {
+	case ws.Exited():
+		e.code = ws.ExitStatus()
+	case ws.Signaled():
+		e.signal = ws.Signal()
+		e.code = 128 + int(e.signal)
+	}
+	r.finished(st, e)
+}
+
+// finished records a stage's end: gives back its semaphore units and, if it
+// failed, reports it and lets the run react (teardown unless --keep-going).
+func (r *run) finished(st *stageRT, e exitInfo) {
+	st.state = stDone
+	st.exit = e
+	for _, s := range st.held {
+		s.Post()
+	}
+	st.held = nil
+	if e.ok() {
+		return
+	}
+	if r.stopping {
+		return // most likely our own SIGTERM or SIGKILL: not news
+	}
+	if !e.reported {
+		fmt.Fprintf(r.o.Stderr, "ipcflow: stage %s: %v\n", st.name(), e)
+	}
+	r.setStatus(e.code)
+	if !r.o.KeepGoing {
+		r.stop(unix.SIGTERM, st.name()+" failed")
+	}
+}

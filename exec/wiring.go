@@ -1,0 +1,250 @@
+package exec
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+
+	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/parser"
+)
+
+// wire turns the graph's edges into wires, movers and each stage's fd
+// table (SPEC 4):
+//
+//   - A port with one edge, joined to a port with one edge, is one channel:
+//     for a pipe edge, a pipe(2) between the two processes.
+//   - A pipe edge from stdin to a port with no other input hands over
+//     ipcflow's fd 0 itself; a pipe edge from a port with no other output to
+//     stdout (stderr) that nothing else writes hands over fd 1 (2) itself.
+//   - A port with several outgoing edges (fan-out) writes one channel with a
+//     reader per edge when the type serves several readers (Caps.FanOut) and
+//     the edges agree on type and options; otherwise it writes a pipe of
+//     ipcflow's own that a Tee copies to each edge's channel.
+//   - A port with several incoming edges (fan-in) reads a pipe that a Join
+//     fills with each edge's stream in file order; stdout and stderr are
+//     joined straight into ipcflow's fd.
+//   - An unmentioned in reads /dev/null, out and err are ipcflow's own fds 1
+//     and 2; an unmentioned declared port is /dev/null.
+func (p *Plan) wire() {
+	g := p.Graph
+	outgoing := map[string][]int{} // producer endpoint -> edge indexes, file order
+	incoming := map[string][]int{}
+	for i, e := range g.Edges {
+		outgoing[e.From.String()] = append(outgoing[e.From.String()], i)
+		incoming[e.To.String()] = append(incoming[e.To.String()], i)
+	}
+	// What each producer endpoint writes into, and what each edge's
+	// consumer side reads from.
+	prodEnd := map[string]End{}
+	edgeRead := make([]End, len(g.Edges))
+	edgeDone := make([]bool, len(g.Edges)) // consumer side settled already
+	consEnd := map[string]End{}
+
+	for _, from := range producerOrder(g, outgoing) {
+		edges := outgoing[from]
+		if len(edges) == 1 {
+			i := edges[0]
+			e := g.Edges[i]
+			to := e.To.String()
+			switch {
+			case e.Type == parser.Pipe && e.To.Stage == nil && len(incoming[to]) == 1 && e.From.Stage != nil:
+				// a -> stdout: the stage writes ipcflow's fd itself.
+				prodEnd[from] = ownEnd(specialFd(e.To.Port))
+				edgeDone[i] = true
+			case e.Type == parser.Pipe && e.From.Stage == nil:
+				// stdin -> a: fd 0 itself (or a join's source).
+				edgeRead[i] = ownEnd(0)
+			case e.From.Stage == nil:
+				// stdin over another type: copy fd 0 into the channel.
+				w := p.addEdgeWire(e, 1, fmt.Sprintf("edge %s -> %s", e.From, e.To))
+				p.Movers = append(p.Movers, &MoverPlan{Kind: Join, Srcs: []End{ownEnd(0)}, Dsts: []End{writeEnd(w)},
+					Purpose: "copy ipcflow's stdin into " + p.Wires[w].ID})
+				edgeRead[i] = readEnd(w, 0)
+			default:
+				w := p.addEdgeWire(e, 1, fmt.Sprintf("edge %s -> %s", e.From, e.To))
+				prodEnd[from] = writeEnd(w)
+				edgeRead[i] = readEnd(w, 0)
+			}
+			continue
+		}
+		// Fan-out.
+		if w, ok := p.fanOutGroup(from, edges); ok {
+			prodEnd[from] = writeEnd(w)
+			for k, i := range edges {
+				edgeRead[i] = readEnd(w, k)
+			}
+			continue
+		}
+		var src End
+		if g.Edges[edges[0]].From.Stage == nil {
+			src = ownEnd(0)
+		} else {
+			t := p.addPipe("fan-out of " + from)
+			prodEnd[from] = writeEnd(t)
+			src = readEnd(t, 0)
+		}
+		tee := &MoverPlan{Kind: Tee, Srcs: []End{src}, Purpose: "fan-out of " + from}
+		for _, i := range edges {
+			e := g.Edges[i]
+			to := e.To.String()
+			if e.Type == parser.Pipe && e.To.Stage == nil && len(incoming[to]) == 1 {
+				tee.Dsts = append(tee.Dsts, ownEnd(specialFd(e.To.Port)))
+				edgeDone[i] = true
+				continue
+			}
+			w := p.addEdgeWire(e, 1, fmt.Sprintf("edge %s -> %s (fan-out)", e.From, e.To))
+			tee.Dsts = append(tee.Dsts, writeEnd(w))
+			edgeRead[i] = readEnd(w, 0)
+		}
+		p.Movers = append(p.Movers, tee)
+	}
+
+	for _, to := range consumerOrder(g, incoming) {
+		edges := incoming[to]
+		special := g.Edges[edges[0]].To.Stage == nil
+		if len(edges) == 1 {
+			i := edges[0]
+			switch {
+			case edgeDone[i]:
+			case special:
+				p.Movers = append(p.Movers, &MoverPlan{Kind: Join, Srcs: []End{edgeRead[i]},
+					Dsts: []End{ownEnd(specialFd(to))}, Purpose: "copy into ipcflow's " + to})
+			default:
+				consEnd[to] = edgeRead[i]
+			}
+			continue
+		}
+		join := &MoverPlan{Kind: Join, Purpose: "fan-in into " + to}
+		for _, i := range edges {
+			join.Srcs = append(join.Srcs, edgeRead[i])
+		}
+		if special {
+			join.Dsts = []End{ownEnd(specialFd(to))}
+		} else {
+			j := p.addPipe("fan-in into " + to)
+			join.Dsts = []End{writeEnd(j)}
+			consEnd[to] = readEnd(j, 0)
+		}
+		p.Movers = append(p.Movers, join)
+	}
+
+	for _, st := range g.Stages {
+		sp := &StagePlan{Stage: st}
+		get := func(port string, m map[string]End, def End) End {
+			if e, ok := m[st.Name+"."+port]; ok {
+				return e
+			}
+			return def
+		}
+		sp.Fds = []End{get("in", consEnd, nullEnd()), get("out", prodEnd, ownEnd(1)), get("err", prodEnd, ownEnd(2))}
+		for _, port := range st.Ports {
+			m := consEnd
+			if port.Dir == parser.Out {
+				m = prodEnd
+			}
+			sp.Ports = append(sp.Ports, PortSlot{Name: port.Name, Fd: len(sp.Fds)})
+			sp.Fds = append(sp.Fds, get(port.Name, m, nullEnd()))
+		}
+		if p.Label && sp.Fds[2].isOwn(2) {
+			l := p.addPipe("--label of " + st.Name)
+			sp.Fds[2] = writeEnd(l)
+			p.Movers = append(p.Movers, &MoverPlan{Kind: Label, Srcs: []End{readEnd(l, 0)}, Dsts: []End{ownEnd(2)},
+				Stage: st.Name, Purpose: "prefix " + st.Name + "'s stderr lines"})
+		}
+		p.Stages = append(p.Stages, sp)
+	}
+}
+
+// fanOutGroup makes one channel with a reader per edge when the edges
+// agree on a type that serves several readers.
+func (p *Plan) fanOutGroup(from string, edges []int) (int, bool) {
+	first := p.Graph.Edges[edges[0]]
+	t, _ := channels.Lookup(string(first.Type))
+	if !t.Caps.FanOut || first.From.Stage == nil {
+		return 0, false
+	}
+	for _, i := range edges {
+		e := p.Graph.Edges[i]
+		if e.Type != first.Type || !reflect.DeepEqual(e.Options, first.Options) || e.To.Stage == nil {
+			return 0, false
+		}
+	}
+	w := p.addEdgeWire(first, len(edges), "fan-out of "+from)
+	for _, i := range edges[1:] {
+		p.Wires[w].Edges = append(p.Wires[w].Edges, p.Graph.Edges[i])
+	}
+	return w, true
+}
+
+func (p *Plan) addEdgeWire(e *parser.Edge, readers int, purpose string) int {
+	id := "e" + strconv.Itoa(p.edgeNumber(e))
+	p.Wires = append(p.Wires, &Wire{
+		ID:    id,
+		Edges: []*parser.Edge{e},
+		Spec: channels.Spec{ID: id, Type: string(e.Type), Readers: readers, Options: channels.Options{
+			Size: e.Options.Size, Path: e.Options.Path, MaxMsg: e.Options.MaxMsg,
+			MsgSize: e.Options.MsgSize, Socket: e.Options.Socket, Addr: e.Options.Addr,
+		}},
+		Purpose: purpose,
+	})
+	return len(p.Wires) - 1
+}
+
+func (p *Plan) addPipe(purpose string) int {
+	n := 1
+	for _, w := range p.Wires {
+		if w.Internal() {
+			n++
+		}
+	}
+	id := "p" + strconv.Itoa(n)
+	p.Wires = append(p.Wires, &Wire{ID: id, Spec: channels.Spec{ID: id, Type: "pipe", Readers: 1}, Purpose: purpose})
+	return len(p.Wires) - 1
+}
+
+// edgeNumber is e's 1-based position in the file's edges: its id.
+func (p *Plan) edgeNumber(e *parser.Edge) int {
+	for i, x := range p.Graph.Edges {
+		if x == e {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func specialFd(port string) int {
+	switch port {
+	case parser.Stdin:
+		return 0
+	case parser.Stdout:
+		return 1
+	}
+	return 2
+}
+
+// producerOrder and consumerOrder list map keys in the order of their first
+// edge in the file, so that plans (and their ids) are the same every run.
+func producerOrder(g *parser.Graph, m map[string][]int) []string {
+	var keys []string
+	seen := map[string]bool{}
+	for _, e := range g.Edges {
+		if k := e.From.String(); !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+func consumerOrder(g *parser.Graph, m map[string][]int) []string {
+	var keys []string
+	seen := map[string]bool{}
+	for _, e := range g.Edges {
+		if k := e.To.String(); !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
