@@ -140,10 +140,12 @@ func probeBudget(soft int64) int64 {
 				break
 			}
 		}
-		pages += got / pageSize
 		if got == pageSize {
+			// It could not grow by a page: the user is at (or past)
+			// the limit, this page included, so it isn't counted.
 			break
 		}
+		pages += got / pageSize
 	}
 	return pages
 }

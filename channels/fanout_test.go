@@ -3,7 +3,10 @@ package channels
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -79,11 +82,13 @@ func TestTeeDifferentSpeeds(t *testing.T) {
 	spill := t.TempDir()
 	in := pfWrite(t, "in", nil)
 	want := pfBash(t, fmt.Sprintf("seq 1 2000000 | tee %s", in)) // 15 MiB
-	start := time.Now()
+	gate := filepath.Join(t.TempDir(), "gate")
 	got, m := teeTo(t, "cat "+in, []string{
-		"cat",
+		"cat; touch " + gate,
 		"head -c 10",
-		"sleep 1; cat", // reads nothing for a second: its backlog spills
+		// Reads nothing until the fast one has had everything: its
+		// whole backlog (15 MiB) waits in the Tee, most of it spilled.
+		"until [ -e " + gate + " ]; do sleep 0.02; done; cat",
 	}, spill)
 	if !bytes.Equal(got[0], want) {
 		t.Errorf("fast consumer: %d bytes, want %d", len(got[0]), len(want))
@@ -94,11 +99,166 @@ func TestTeeDifferentSpeeds(t *testing.T) {
 	if !bytes.Equal(got[2], want) {
 		t.Errorf("slow consumer: %d bytes, want %d", len(got[2]), len(want))
 	}
-	if m.spill.Load() == 0 {
-		t.Errorf("nothing spilled in %v, want the slow consumer's backlog beyond %d bytes", time.Since(start), teeMemBound)
+	// Everything beyond the memory ring and the two pipes (cat's input
+	// and its own buffer) went through the spill file.
+	if s, min := m.spill.Load(), int64(len(want)-teeMemBound-1<<20); s < min {
+		t.Errorf("spilled %d bytes, want at least %d", s, min)
 	}
 	if ents, _ := os.ReadDir(spill); len(ents) != 0 {
 		t.Errorf("spill directory not empty: %v", ents)
+	}
+	pfNoLeak(t, before)
+}
+
+// The diamond: src -> {sort, cat} -> paste, where paste reads sort's output
+// first. sort reads everything before it writes, so cat's output backs up
+// and cat stops reading; the Tee must keep feeding sort (buffering cat's
+// share) or the flow deadlocks. 400,000 lines (2.6 MiB) per branch also
+// takes cat's backlog through the memory ring. Compared with bash.
+func TestTeeDiamond(t *testing.T) {
+	before := pfWarm(t)
+	in := pfWrite(t, "in", nil)
+	pfBash(t, fmt.Sprintf("seq 1 400000 | shuf --random-source=<(yes) > %s; printf 'no newline' >> %s", in, in))
+	want := pfBash(t, fmt.Sprintf("paste <(sort %s) <(cat %s)", in, in))
+	got, ok := diamond(t, in, 60*time.Second, func(src *os.File, dsts []*os.File) func() {
+		m := StartTee(src, dsts, t.TempDir())
+		return func() {
+			if err := m.Wait(); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	if !ok {
+		t.Fatal("diamond deadlocked")
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %d bytes (sha %s), want %d (sha %s)", len(got), pfSha(got), len(want), pfSha(want))
+	}
+	pfNoLeak(t, before)
+}
+
+// The negative control: with a tee that waits for its slowest reader (as
+// tee(1) does), the same diamond deadlocks, so TestTeeDiamond proves
+// something.
+func TestTeeDiamondControl(t *testing.T) {
+	in := pfWrite(t, "in", nil)
+	pfBash(t, fmt.Sprintf("seq 1 400000 > %s", in))
+	_, ok := diamond(t, in, 2*time.Second, func(src *os.File, dsts []*os.File) func() {
+		ws := make([]io.Writer, len(dsts))
+		for i, d := range dsts {
+			ws[i] = d
+		}
+		done := make(chan struct{})
+		go func() {
+			io.Copy(io.MultiWriter(ws...), src)
+			src.Close()
+			for _, d := range dsts {
+				d.Close()
+			}
+			close(done)
+		}()
+		return func() { <-done }
+	})
+	if ok {
+		t.Fatal("a blocking tee completed the diamond: the test can't tell")
+	}
+}
+
+// diamond runs cat IN | tee -> {sort, cat} -> paste with the given tee
+// and returns paste's output, or false if it did not finish in time (then
+// every process is killed).
+func diamond(t *testing.T, in string, timeout time.Duration, tee func(src *os.File, dsts []*os.File) (wait func())) ([]byte, bool) {
+	r, w := pfPipe(t)
+	sortIn, teeSort := pfPipe(t)
+	catIn, teeCat := pfPipe(t)
+	sortOut, sortW := pfPipe(t)
+	catOut, catW := pfPipe(t)
+	out, res := fileCollector(t)
+	procs := []*exec.Cmd{
+		pfStart(t, "exec cat "+in, nil, w),
+		pfStart(t, "exec sort", sortIn, sortW),
+		pfStart(t, "exec cat", catIn, catW),
+		pfStart(t, "exec paste /dev/fd/3 /dev/fd/4", nil, out, sortOut, catOut),
+	}
+	wait := tee(r, []*os.File{teeSort, teeCat})
+	done := make(chan struct{})
+	go func() {
+		for _, p := range procs {
+			if err := p.Wait(); err != nil {
+				t.Logf("%s: %v", p.Args, err)
+			}
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+		wait()
+		return res(), true
+	case <-time.After(timeout):
+		for _, p := range procs {
+			p.Process.Kill()
+		}
+		<-done
+		wait()
+		return nil, false
+	}
+}
+
+// Every reader gone: the Tee closes its source, so the producer gets
+// SIGPIPE, and the Tee ends without error.
+func TestTeeAllReadersGone(t *testing.T) {
+	before := pfWarm(t)
+	got, _ := teeTo(t, "yes", []string{"head -c 4", "head -c 6"}, t.TempDir())
+	if string(got[0]) != "y\ny\n" || string(got[1]) != "y\ny\ny\n" {
+		t.Errorf("got %q", got)
+	}
+	pfNoLeak(t, before)
+}
+
+// A source that is not a pipe (a file, as ipcflow's stdin may be) and a
+// destination that is not a pipe (a file, as its stdout may be).
+func TestTeeNonPipes(t *testing.T) {
+	before := pfWarm(t)
+	in := pfInputs()["binary"]
+	src := fileFeeder(t, in)
+	fdst, fres := fileCollector(t)
+	pdst, pres := pipeCollector(t)
+	m := StartTee(src, []*os.File{fdst, pdst}, t.TempDir())
+	if err := m.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if g := fres(); !bytes.Equal(g, in) {
+		t.Errorf("file output: %d bytes, want %d", len(g), len(in))
+	}
+	if g := pres(); !bytes.Equal(g, in) {
+		t.Errorf("pipe output: %d bytes, want %d", len(g), len(in))
+	}
+	pfNoLeak(t, before)
+}
+
+// Close stops a running Tee (its readers never read) and closes every fd.
+func TestTeeClose(t *testing.T) {
+	before := pfWarm(t)
+	r, w := pfPipe(t)
+	prod := pfStart(t, "yes", nil, w)
+	var held []*os.File
+	var dsts []*os.File
+	for range 2 {
+		cr, cw := pfPipe(t)
+		held = append(held, cr)
+		dsts = append(dsts, cw)
+	}
+	m := StartTee(r, dsts, t.TempDir())
+	time.Sleep(100 * time.Millisecond) // let it fill the pipes and start a backlog
+	m.Close()
+	if err := m.Wait(); err != nil {
+		t.Fatalf("Wait after Close: %v", err)
+	}
+	if sig := pfSignaled(prod.Wait()); sig != syscall.SIGPIPE {
+		t.Errorf("producer ended by %v, want SIGPIPE", sig)
+	}
+	for _, h := range held {
+		h.Close()
 	}
 	pfNoLeak(t, before)
 }

@@ -50,6 +50,12 @@ func openFifo(env Env, spec Spec) (Channel, error) {
 		}
 		path = filepath.Join(env.RunDir, env.Prefix+spec.ID+".fifo")
 	}
+	// An existing path is refused before it is recorded: `ipcflow clean`
+	// removes what a manifest lists, and this file is not ours. (mkfifo
+	// below refuses it too if it appears in between.)
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("create fifo for edge %s: %s already exists; a fifo edge creates its own and never reuses one", spec.ID, path)
+	}
 	if env.Record != nil {
 		if err := env.Record(KindFile, path); err != nil {
 			return nil, fmt.Errorf("create fifo for edge %s: %w", spec.ID, err)

@@ -1,0 +1,124 @@
+package channels
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// pfChain runs `producer | consumer` over one channel of spec, the way exec
+// wires it, and returns the consumer's output.
+func pfChain(t *testing.T, env Env, spec Spec, producer, consumer string) []byte {
+	t.Helper()
+	ch, err := Open(env, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	out, res := fileCollector(t)
+	prod := pfStart(t, producer, nil, ch.Writer())
+	cons := pfStart(t, consumer, ch.Reader(0), out)
+	if err := ch.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	prod.Wait()
+	if err := cons.Wait(); err != nil {
+		t.Fatalf("%s: %v", consumer, err)
+	}
+	return res()
+}
+
+func TestPipeCarriesBytesUnchanged(t *testing.T) {
+	before := pfWarm(t)
+	for name, in := range pfInputs() {
+		t.Run(name, func(t *testing.T) {
+			f := pfWrite(t, "in", in)
+			got := pfChain(t, Env{}, Spec{ID: "e1", Type: "pipe"}, "cat "+f, "cat")
+			if !bytes.Equal(got, in) {
+				t.Fatalf("got %d bytes, want %d", len(got), len(in))
+			}
+		})
+	}
+	t.Run("seq|head", func(t *testing.T) {
+		want := pfBash(t, "seq 1 100000 | head -n 5000")
+		got := pfChain(t, Env{}, Spec{ID: "e1", Type: "pipe", Options: Options{Size: 1 << 20}}, "seq 1 100000", "head -n 5000")
+		if !bytes.Equal(got, want) {
+			t.Fatalf("got %d bytes, want %d", len(got), len(want))
+		}
+	})
+	pfNoLeak(t, before)
+}
+
+func TestPipeSizeOption(t *testing.T) {
+	for _, size := range []int64{4096, 100_000, 1 << 20} {
+		ch, err := Open(Env{}, Spec{ID: "e1", Type: "pipe", Options: Options{Size: size}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := PipeSize(ch.Writer())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != roundPipeSize(size) {
+			t.Errorf("size=%d: pipe has %d, want %d", size, got, roundPipeSize(size))
+		}
+		ch.Writer().Close()
+		ch.Close()
+	}
+}
+
+func TestPipeCheck(t *testing.T) {
+	typ, ok := Lookup("pipe")
+	if !ok {
+		t.Fatal("pipe not registered")
+	}
+	err := typ.Check(Options{Size: PipeMaxSize() + 1})
+	if err == nil || !strings.Contains(err.Error(), "/proc/sys/fs/pipe-max-size") || !strings.Contains(err.Error(), sizeString(PipeMaxSize())) {
+		t.Errorf("Check above the limit: %v, want an error naming the limit and the file", err)
+	}
+	if err := typ.Check(Options{Size: PipeMaxSize()}); err != nil {
+		t.Errorf("Check at the limit: %v", err)
+	}
+	if _, err := Open(Env{}, Spec{ID: "e7", Type: "pipe", Options: Options{Size: 1 << 30}}); err == nil || !strings.HasPrefix(err.Error(), "edge e7: ") {
+		t.Errorf("Open above the limit: %v, want an error naming the edge", err)
+	}
+	if _, err := Open(Env{}, Spec{ID: "e1", Type: "pipe", Readers: 2}); err == nil {
+		t.Error("a pipe channel with 2 readers was accepted")
+	}
+}
+
+// Ends never handed out are closed by Close; ends handed out are not.
+func TestPipeCloseOwnership(t *testing.T) {
+	before := pfWarm(t)
+	ch, err := Open(Env{}, Spec{ID: "e1", Type: "pipe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch.Close()
+	pfNoLeak(t, before)
+
+	ch, _ = Open(Env{}, Spec{ID: "e1", Type: "pipe"})
+	w := ch.Writer()
+	ch.Close()
+	if _, err := w.Write([]byte("x")); err == nil {
+		t.Error("write succeeded with the read end closed by Close")
+	}
+	if ch.Reader(1) != nil {
+		t.Error("Reader(1) of a one-reader channel is not nil")
+	}
+	w.Close()
+	ch.Close() // twice is fine
+	if ch.Wait() != nil || ch.Stats() != (Stats{}) {
+		t.Error("a pipe has no bridge: Wait nil, Stats empty")
+	}
+	pfNoLeak(t, before)
+}
+
+// exec plans by Caps: a pipe is neither bridged nor multi-reader (fan-out
+// over pipes is a Tee).
+func TestPipeCaps(t *testing.T) {
+	typ, _ := Lookup("pipe")
+	if typ.Caps.Bridged || typ.Caps.FanOut {
+		t.Errorf("pipe caps %+v, want neither bridged nor fan-out", typ.Caps)
+	}
+}
