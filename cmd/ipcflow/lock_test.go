@@ -41,12 +41,18 @@ var lockTestPrefix = fmt.Sprintf("ipcflowtest.%d.", os.Getpid())
 //	semcreate NAME VALUE   create a semaphore (Go side), export IPCFLOW_SEM_NAME
 //	semname NAME           export IPCFLOW_SEM_NAME for a semaphore a C
 //	                       program will create; unlinked at the end
+//	semopen NAME           open the semaphore IPCFLOW_SEM_NAME names (made
+//	                       by a C program) and serve it with leases
 //	semvalue NAME WANT     the value becomes WANT within 5s
 //	leases                 serve leases on the script's semaphores, export
 //	                       IPCFLOW_LOCK_SOCKET
 //	waitfile FILE          FILE appears within 10s
-//	checklog FILE TAG=N…   FILE's "TAG+"/"TAG-" critical sections never
-//	                       overlap, and TAG had N of them
+//	checklog FILE TAG=N… [switches>=M]
+//	                       FILE's "TAG+"/"TAG-" critical sections never
+//	                       overlap, TAG had N of them, and the holder changed
+//	                       at least M times
+//
+// $SEMC_SRC is the C program of the interop tests (locks/testdata/semc.c).
 func TestLockScripts(t *testing.T) {
 	bin := t.TempDir()
 	self, err := os.Executable()
@@ -71,7 +77,9 @@ func TestLockScripts(t *testing.T) {
 			env.Setenv("PATH", bin+string(os.PathListSeparator)+env.Getenv("PATH"))
 			env.Setenv(asIpcflowEnv, "1")
 			env.Values["lockstate"] = &state{sems: map[string]*locks.Sem{}}
-			return nil
+			src, err := filepath.Abs("../../locks/testdata/semc.c")
+			env.Setenv("SEMC_SRC", src)
+			return err
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"semcreate": func(ts *testscript.TestScript, neg bool, args []string) {
@@ -94,6 +102,15 @@ func TestLockScripts(t *testing.T) {
 				name := posix(ts, args[0])
 				ts.Defer(func() { locks.Unlink(name) })
 				ts.Setenv(locks.SemEnv(args[0]), name)
+			},
+			"semopen": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 {
+					ts.Fatalf("usage: semopen NAME")
+				}
+				sem, err := locks.Open(ts.Getenv(locks.SemEnv(args[0])))
+				ts.Check(err)
+				ts.Defer(func() { sem.Close() })
+				st(ts).sems[args[0]] = sem
 			},
 			"semvalue": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) != 2 {
@@ -149,13 +166,13 @@ func globLockScripts(t *testing.T) []string {
 	return files
 }
 
-// cmdChecklog: checklog FILE TAG=N...
+// cmdChecklog: checklog FILE TAG=N... [switches>=M]
 func cmdChecklog(ts *testscript.TestScript, neg bool, args []string) {
 	f, err := os.Open(ts.MkAbs(args[0]))
 	ts.Check(err)
 	defer f.Close()
 	counts := map[string]int{}
-	holder := ""
+	holder, last, switches := "", "", 0
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
@@ -166,6 +183,10 @@ func cmdChecklog(ts *testscript.TestScript, neg bool, args []string) {
 		switch {
 		case mark == '+' && holder == "":
 			holder = tag
+			if last != "" && tag != last {
+				switches++
+			}
+			last = tag
 		case mark == '-' && holder == tag:
 			holder = ""
 			counts[tag]++
@@ -177,6 +198,13 @@ func cmdChecklog(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("log ends inside %s's critical section", holder)
 	}
 	for _, a := range args[1:] {
+		if min, ok := strings.CutPrefix(a, "switches>="); ok {
+			if m, _ := strconv.Atoi(min); switches < m {
+				ts.Fatalf("the holder changed %d times, want at least %s: the sides did not alternate", switches, min)
+			}
+			ts.Logf("holder changed %d times", switches)
+			continue
+		}
 		tag, want, _ := strings.Cut(a, "=")
 		if strconv.Itoa(counts[tag]) != want {
 			ts.Fatalf("%s had %d critical sections, want %s (all: %v)", tag, counts[tag], want, counts)

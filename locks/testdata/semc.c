@@ -2,8 +2,10 @@
  * sem_open/sem_wait/sem_post, as a native stage would.
  *
  *   semc pingpong A B N LOG   N times: wait A, append "C i" to LOG, post B
- *   semc mutex S N LOG        N times: wait S, append "C+" and "C-" to LOG
- *                             with a pause between, post S
+ *   semc mutex S N LOG [HOLD [PAUSE]]
+ *                             N times: wait S, append "C+" and "C-" to LOG
+ *                             HOLD microseconds apart (default 20), post S,
+ *                             then pause PAUSE microseconds (default 0)
  *   semc create S VALUE       sem_open(O_CREAT|O_EXCL, 0600, VALUE)
  *   semc value S              print sem_getvalue
  */
@@ -57,18 +59,22 @@ int main(int argc, char **argv) {
 		}
 		return 0;
 	}
-	if (argc == 5 && strcmp(argv[1], "mutex") == 0) {
+	if (argc >= 5 && argc <= 7 && strcmp(argv[1], "mutex") == 0) {
 		sem_t *s = open_sem(argv[2]);
 		int n = atoi(argv[3]);
 		int fd = open(argv[4], O_WRONLY | O_APPEND);
 		if (fd < 0) { perror("semc: open log"); return 1; }
-		struct timespec pause = {0, 20000};
+		long hold = argc > 5 ? atol(argv[5]) : 20, pause = argc > 6 ? atol(argv[6]) : 0;
+		struct timespec th = {hold / 1000000, hold % 1000000 * 1000};
+		struct timespec tp = {pause / 1000000, pause % 1000000 * 1000};
 		for (int i = 0; i < n; i++) {
 			take(s);
 			append(fd, "C+\n");
-			nanosleep(&pause, NULL);
+			nanosleep(&th, NULL);
 			append(fd, "C-\n");
 			if (sem_post(s) != 0) { perror("semc: sem_post"); return 1; }
+			if (pause > 0)
+				nanosleep(&tp, NULL);
 		}
 		return 0;
 	}
@@ -83,6 +89,6 @@ int main(int argc, char **argv) {
 		printf("%d\n", v);
 		return 0;
 	}
-	fprintf(stderr, "usage: semc pingpong A B N LOG | mutex S N LOG | create S VALUE | value S\n");
+	fprintf(stderr, "usage: semc pingpong A B N LOG | mutex S N LOG [HOLD [PAUSE]] | create S VALUE | value S\n");
 	return 2;
 }
