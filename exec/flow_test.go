@@ -1,0 +1,240 @@
+package exec
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ipcflow/ipcflow/parser"
+)
+
+// Flows compared byte for byte with the bash pipelines they replace.
+// Each flow reads the test's input on ipcflow's stdin (`stdin -> first`).
+var compareFlows = []struct {
+	name  string
+	flow  func(b *graphBuilder)
+	bash  string
+	input string // "text", "binary", "empty", "nonl"
+}{
+	{"wordfreq", func(b *graphBuilder) {
+		b.stage("words", `tr -cs 'A-Za-z' '\n'`)
+		b.stage("lower", "tr 'A-Z' 'a-z'")
+		b.stage("count", "sort | uniq -c | sort -rn")
+		b.stage("top", `head -n 5`)
+		b.edge("stdin", "words", "")
+		b.chain("", "words", "lower")
+		b.chain(parser.FIFO, "lower", "count")
+		b.chain("", "count", "top")
+	}, `tr -cs 'A-Za-z' '\n' | tr 'A-Z' 'a-z' | sort | uniq -c | sort -rn | head -n 5`, "text"},
+	{"binary-cat", func(b *graphBuilder) {
+		b.stage("a", "cat")
+		b.stage("b", "cat")
+		b.stage("c", "tr '\\000' x")
+		b.edge("stdin", "a", "")
+		b.chain("", "a", "b")
+		b.chain(parser.FIFO, "b", "c")
+	}, `cat | cat | tr '\000' x`, "binary"},
+	{"binary-nul-kept", func(b *graphBuilder) {
+		b.stage("a", "cat")
+		b.stage("b", "cat")
+		b.edge("stdin", "a", parser.FIFO)
+		b.chain("", "a", "b")
+	}, `cat | cat`, "binary"},
+	{"empty", func(b *graphBuilder) {
+		b.stage("a", "sort")
+		b.stage("b", "wc -c")
+		b.edge("stdin", "a", "")
+		b.chain("", "a", "b")
+	}, `sort | wc -c`, "empty"},
+	{"no-trailing-newline", func(b *graphBuilder) {
+		b.stage("a", "cat")
+		b.stage("b", "tac")
+		b.edge("stdin", "a", "")
+		b.chain("", "a", "b")
+	}, `cat | tac`, "nonl"},
+	{"fan-in-order", func(b *graphBuilder) {
+		b.stage("a", "head -n 3")
+		b.stage("b", "seq 1 5")
+		b.stage("c", "cat -n")
+		b.edge("stdin", "a", "")
+		b.edge("a", "c", "")
+		b.edge("b", "c", "")
+	}, `cat <(head -n 3) <(seq 1 5) | cat -n`, "text"},
+	{"fan-out-to-stdout", func(b *graphBuilder) {
+		b.stage("src", "seq 1 1000")
+		b.stage("sum", "paste -sd+")
+		b.stage("cnt", "wc -l")
+		b.edge("src", "sum", "")
+		b.edge("src", "cnt", "")
+		b.edge("sum", "stdout", "")
+		b.edge("cnt", "stdout", "")
+	}, `seq 1 1000 | paste -sd+; seq 1 1000 | wc -l`, "empty"},
+	{"port-comm", func(b *graphBuilder) {
+		b.stage("words", "tr -cs 'A-Za-z' '\\n' | sort -u")
+		b.stage("dict", "printf '%s\\n' the and of a to in | sort -u")
+		b.stage("missing", `comm -23 - "$dict"`, "in dict")
+		b.edge("stdin", "words", "")
+		b.edge("words", "missing", "")
+		b.edge("dict", "missing.dict", "")
+	}, `tr -cs 'A-Za-z' '\n' | sort -u | comm -23 - <(printf '%s\n' the and of a to in | sort -u)`, "text"},
+	{"stderr-edge", func(b *graphBuilder) {
+		b.stage("a", "echo err1 >&2; echo err2 >&2")
+		b.stage("b", "sed s/^/got:/")
+		b.edge("a.err", "b", "")
+	}, `{ echo err1 >&2; echo err2 >&2; } 2>&1 | sed s/^/got:/`, "empty"},
+	{"diamond", func(b *graphBuilder) {
+		b.stage("src", "seq 1 300000")
+		b.stage("s", "sort")
+		b.stage("c", "cat")
+		b.stage("p", `paste "$a" "$b"`, "in a", "in b")
+		b.edge("src", "s", "")
+		b.edge("src", "c", "")
+		b.edge("s", "p.a", "")
+		b.edge("c", "p.b", "")
+	}, `paste <(seq 1 300000 | sort) <(seq 1 300000)`, "empty"},
+}
+
+func testInput(kind string) []byte {
+	switch kind {
+	case "text":
+		words := strings.Fields("the quick brown Fox jumps over The lazy dog and of a to in Pipes carry bytes between processes")
+		r := rand.New(rand.NewSource(1))
+		var b bytes.Buffer
+		for i := 0; i < 20000; i++ {
+			b.WriteString(words[r.Intn(len(words))])
+			if i%11 == 10 {
+				b.WriteString(".\n")
+			} else {
+				b.WriteString(" ")
+			}
+		}
+		return b.Bytes()
+	case "binary":
+		r := rand.New(rand.NewSource(2))
+		b := make([]byte, 3<<20)
+		r.Read(b)
+		for i := 0; i < len(b); i += 7 {
+			b[i] = 0
+		}
+		return b
+	case "nonl":
+		return []byte("first\nsecond\nlast line without newline")
+	}
+	return nil
+}
+
+func init() {
+	for _, c := range compareFlows {
+		c := c
+		testFlows["cmp-"+c.name] = func() *parser.Graph {
+			b := newGraph()
+			c.flow(b)
+			return b.g
+		}
+	}
+}
+
+func TestFlowsMatchBash(t *testing.T) {
+	for _, c := range compareFlows {
+		t.Run(c.name, func(t *testing.T) {
+			in := testInput(c.input)
+			want := bash(t, c.bash, in)
+			fr := newFlowRun(t, "cmp-"+c.name)
+			check := leakCheck(t, fr.runDir)
+			fr.cmd.Stdin = bytes.NewReader(in)
+			if code := fr.run(t); code != 0 {
+				t.Fatalf("exit status %d\nstderr:\n%s", code, fr.stderr.Bytes())
+			}
+			if !bytes.Equal(fr.stdout.Bytes(), want) {
+				t.Errorf("output differs from bash's (%d vs %d bytes)\nipcflow: %.300q\nbash:    %.300q",
+					fr.stdout.Len(), len(want), fr.stdout.Bytes(), want)
+			}
+			if fr.stderr.Len() > 0 {
+				t.Errorf("ipcflow was not quiet on success: %s", fr.stderr.Bytes())
+			}
+			check()
+			waitNoProcs(t, fr.mark, 0)
+		})
+	}
+}
+
+// A 256 MiB stream through five stages (pipe and fifo edges), checked by
+// hash against bash.
+func init() {
+	testFlows["big"] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("gen", "yes 'Pipes carry bytes between processes 0123456789'")
+		b.stage("cut", "head -c 268435456")
+		b.stage("up", "tr a-z A-Z")
+		b.stage("rev", "tr 0-9 a-j")
+		b.stage("hash", "sha256sum")
+		b.chain("", "gen", "cut", "up")
+		b.chain(parser.FIFO, "up", "rev")
+		b.chain("", "rev", "hash")
+		return b.g
+	}
+}
+
+func TestFlow256MiBMatchesBash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	want := bash(t, `yes 'Pipes carry bytes between processes 0123456789' | head -c 268435456 | tr a-z A-Z | tr 0-9 a-j | sha256sum`, nil)
+	fr := newFlowRun(t, "big")
+	check := leakCheck(t, fr.runDir)
+	if code := fr.run(t); code != 0 {
+		t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
+	}
+	if fr.stdout.String() != string(want) {
+		t.Errorf("sha256 %q, bash %q", fr.stdout.String(), want)
+	}
+	check()
+}
+
+// fd hygiene: a stage sees its own fds and nothing else, whether exec'd
+// directly or run by the stage shell, even when ipcflow inherited extra fds.
+func init() {
+	testFlows["fds"] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("direct", "ls /proc/self/fd")
+		b.stage("shell", "ls /proc/self/fd | cat")
+		b.stage("ports", `ls /proc/self/fd; cat "$x" >/dev/null`, "in x")
+		b.stage("feed", "echo hi")
+		b.edge("feed", "ports.x", "")
+		b.edge("direct", "stdout", "")
+		b.edge("shell", "stdout", "")
+		b.edge("ports", "stdout", "")
+		return b.g
+	}
+}
+
+func TestStagesSeeOnlyTheirFds(t *testing.T) {
+	fr := newFlowRun(t, "fds")
+	extra, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	fr.cmd.ExtraFiles = []*os.File{extra, extra, extra} // fds 3, 4, 5 of ipcflow
+	if code := fr.run(t); code != 0 {
+		t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
+	}
+	// ls opens the directory it lists: one fd past the stage's own.
+	want := "0\n1\n2\n3\n" + "0\n1\n2\n3\n" + "0\n1\n2\n3\n4\n"
+	if got := fr.stdout.String(); got != want {
+		t.Errorf("fds seen by the stages:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func sha(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+var _ = filepath.Join
+var _ = sha

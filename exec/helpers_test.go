@@ -1,0 +1,200 @@
+package exec
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// flowRun is one run of a test flow in a child process.
+type flowRun struct {
+	cmd    *osexec.Cmd
+	stdout bytes.Buffer
+	stderr bytes.Buffer
+	mark   string // in the environment of the run and so of every stage
+	runDir string // the private XDG_RUNTIME_DIR of the run
+}
+
+// newFlowRun prepares a run of test flow name (testFlows) with its own
+// run directory base and a marker variable to find its processes by.
+func newFlowRun(t *testing.T, name string, args ...string) *flowRun {
+	t.Helper()
+	path, argv, err := internalCommand("testflow", append([]string{name}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := &flowRun{runDir: t.TempDir()}
+	fr.mark = fmt.Sprintf("%s-%d-%d", t.Name(), os.Getpid(), time.Now().UnixNano())
+	fr.cmd = osexec.Command(path, argv[1:]...)
+	fr.cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+fr.runDir, "IPCFLOW_TEST_MARK="+fr.mark)
+	fr.cmd.Stdout = &fr.stdout
+	fr.cmd.Stderr = &fr.stderr
+	return fr
+}
+
+// run runs the flow and returns its exit status.
+func (fr *flowRun) run(t *testing.T) int {
+	t.Helper()
+	err := fr.cmd.Run()
+	return exitCode(t, err)
+}
+
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*osexec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	t.Fatalf("run: %v", err)
+	return -1
+}
+
+// bash runs script with bash and returns its stdout.
+func bash(t *testing.T, script string, stdin []byte) []byte {
+	t.Helper()
+	if _, err := osexec.LookPath("bash"); err != nil {
+		t.Skip("bash is not installed: nothing to compare with")
+	}
+	cmd := osexec.Command("bash", "-c", script)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bash -c %q: %v\n%s", script, err, errb.Bytes())
+	}
+	return out
+}
+
+// markedProcs lists the processes whose environment holds mark: a run's
+// stages and every descendant that kept its environment.
+func markedProcs(mark string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	needle := []byte("IPCFLOW_TEST_MARK=" + mark + "\x00")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		if bytes.Contains(env, needle) {
+			if st, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil && isZombie(st) {
+				continue
+			}
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func isZombie(stat []byte) bool {
+	i := bytes.LastIndexByte(stat, ')')
+	return i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z'
+}
+
+// waitNoProcs fails unless no process of the run is left within d.
+func waitNoProcs(t *testing.T, mark string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		pids := markedProcs(mark)
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			var desc []string
+			for _, p := range pids {
+				c, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+				desc = append(desc, fmt.Sprintf("%d %q", p, bytes.ReplaceAll(c, []byte{0}, []byte{' '})))
+			}
+			t.Fatalf("processes of the flow still alive after %v:\n%s", d, strings.Join(desc, "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// leakCheck snapshots where runs leave things (/dev/shm, /dev/mqueue, the
+// run directory base) and returns a function that fails the test if
+// anything of ipcflow's is there afterwards that was not before. Other
+// runs on the machine may create objects meanwhile, so a new entry must
+// still be there a moment later to count as a leak.
+func leakCheck(t *testing.T, runBaseDir string) func() {
+	t.Helper()
+	found := leakCheckFunc(runBaseDir)
+	return func() {
+		t.Helper()
+		leaked := found()
+		for attempt := 0; len(leaked) > 0 && attempt < 10; attempt++ {
+			time.Sleep(100 * time.Millisecond)
+			leaked = found()
+		}
+		if len(leaked) > 0 {
+			sort.Strings(leaked)
+			t.Errorf("left behind:\n  %s", strings.Join(leaked, "\n  "))
+		}
+	}
+}
+
+func ipcflowObjects(runBaseDir string) map[string]bool {
+	objs := map[string]bool{}
+	for _, dir := range []string{"/dev/shm", "/dev/mqueue"} {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), "ipcflow.") || strings.HasPrefix(e.Name(), "sem.ipcflow.") {
+				objs[filepath.Join(dir, e.Name())] = true
+			}
+		}
+	}
+	if runBaseDir != "" {
+		base := filepath.Join(runBaseDir, "ipcflow")
+		ents, _ := os.ReadDir(base)
+		for _, e := range ents {
+			objs[filepath.Join(base, e.Name())] = true
+		}
+	}
+	return objs
+}
+
+// TestLeakCheckCatchesALeak is the negative control: an object made
+// between the snapshots must be reported.
+func TestLeakCheckCatchesALeak(t *testing.T) {
+	base := t.TempDir()
+	check := leakCheckFunc(base)
+	os.MkdirAll(filepath.Join(base, "ipcflow", "deadbeef"), 0o700)
+	shm := fmt.Sprintf("/dev/shm/ipcflow.leaktest%d.x", os.Getpid())
+	if err := os.WriteFile(shm, nil, 0o600); err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	defer os.Remove(shm)
+	leaked := check()
+	if len(leaked) != 2 {
+		t.Fatalf("leak check found %v, want the run dir and %s", leaked, shm)
+	}
+}
+
+// leakCheckFunc is leakCheck's comparison without the waiting and failing.
+func leakCheckFunc(runBaseDir string) func() []string {
+	before := ipcflowObjects(runBaseDir)
+	return func() []string {
+		var leaked []string
+		for name := range ipcflowObjects(runBaseDir) {
+			if !before[name] {
+				leaked = append(leaked, name)
+			}
+		}
+		return leaked
+	}
+}
