@@ -3,6 +3,7 @@ package exec
 import (
 	"os"
 	"strings"
+	"time"
 
 	"mvdan.cc/sh/v3/syntax"
 
@@ -89,6 +90,23 @@ func init() {
 			os.Stderr.WriteString("no test flow " + args[0] + "\n")
 			return 70
 		}
-		return Run(mk(), Options{Overrides: args[1:]})
+		var o Options
+		for _, a := range args[1:] {
+			switch {
+			case a == "--keep-going":
+				o.KeepGoing = true
+			case a == "--label":
+				o.Label = true
+			case a == "--dry-run":
+				o.DryRun = true
+			case strings.HasPrefix(a, "--grace="):
+				o.Grace, _ = time.ParseDuration(strings.TrimPrefix(a, "--grace="))
+			case strings.HasPrefix(a, "--timeout="):
+				o.Timeout, _ = time.ParseDuration(strings.TrimPrefix(a, "--timeout="))
+			default:
+				o.Overrides = append(o.Overrides, a)
+			}
+		}
+		return Run(mk(), o)
 	}
 }

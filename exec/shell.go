@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	osexec "os/exec"
 	"strconv"
@@ -65,6 +64,7 @@ func runShell(args []string) int {
 		interp.ExecHandlers(func(next interp.ExecHandlerFunc) interp.ExecHandlerFunc {
 			return stageExec(name, extra)
 		}),
+		interp.CallHandler(externalBuiltins),
 	)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %v\n", name, err)
@@ -84,6 +84,20 @@ func runShell(args []string) int {
 		dieOfSigpipe()
 	}
 	return status
+}
+
+// externalBuiltins runs the builtins the interpreter knows by name but does
+// not implement (kill) as the programs of the same name, as a shell
+// without that builtin would: `kill -TERM $$` works in a stage.
+func externalBuiltins(ctx context.Context, args []string) ([]string, error) {
+	if args[0] != "kill" {
+		return args, nil
+	}
+	hc := interp.HandlerCtx(ctx)
+	if path, err := interp.LookPathDir(hc.Dir, hc.Env, args[0]); err == nil {
+		args[0] = path
+	}
+	return args, nil
 }
 
 // stageExec runs one program for the stage shell: the real fds go to it
@@ -160,5 +174,3 @@ func dieOfSigpipe() {
 	// Not reached unless the signal could not be delivered.
 	os.Exit(128 + int(unix.SIGPIPE))
 }
-
-var _ io.Writer = (*os.File)(nil)

@@ -1,0 +1,127 @@
+package exec
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipcflow/ipcflow/parser"
+)
+
+// The exit-status table of SPEC 6.
+var statusFlows = []struct {
+	name    string
+	flow    func(b *graphBuilder)
+	args    []string
+	code    int
+	stderr  []string // lines that must appear, in order
+	quiet   bool     // stderr must be empty
+	maxTime time.Duration
+	minTime time.Duration
+}{
+	{name: "true", flow: func(b *graphBuilder) { b.stage("a", "true") }, code: 0, quiet: true},
+	{name: "false", flow: func(b *graphBuilder) { b.stage("a", "false") }, code: 1,
+		stderr: []string{"ipcflow: stage a: exit status 1"}},
+	{name: "exit3", flow: func(b *graphBuilder) { b.stage("a", "exit 3") }, code: 3,
+		stderr: []string{"ipcflow: stage a: exit status 3"}},
+	{name: "signal", flow: func(b *graphBuilder) { b.stage("a", `sh -c 'kill -USR1 $$'`) }, code: 128 + 10,
+		stderr: []string{"ipcflow: stage a: killed by signal SIGUSR1"}},
+	{name: "signal-shell", flow: func(b *graphBuilder) { b.stage("a", `echo hi >/dev/null; kill -TERM $$`) }, code: 128 + 15,
+		stderr: []string{"ipcflow: stage a: killed by signal SIGTERM"}},
+	{name: "yes-head", flow: func(b *graphBuilder) {
+		b.stage("y", "yes")
+		b.stage("h", "head -n 3")
+		b.chain("", "y", "h")
+	}, code: 0, quiet: true},
+	{name: "yes-head-shell", flow: func(b *graphBuilder) {
+		b.stage("y", "yes | cat")
+		b.stage("h", "head -n 3")
+		b.chain("", "y", "h")
+	}, code: 0, quiet: true},
+	{name: "not-found", flow: func(b *graphBuilder) {
+		b.stage("a", "no-such-program-xyz --flag")
+		b.stage("b", "wc -l")
+		b.chain("", "a", "b")
+	}, code: 127, stderr: []string{"ipcflow: stage a: no-such-program-xyz: command not found"}},
+	{name: "not-found-in-shell", flow: func(b *graphBuilder) {
+		b.stage("a", "echo hi | no-such-program-xyz")
+	}, code: 127, stderr: []string{"ipcflow: stage a: no-such-program-xyz: command not found", "ipcflow: stage a: exit status 127"}},
+	{name: "teardown", flow: func(b *graphBuilder) {
+		b.stage("sleeper", "sleep 30")
+		b.stage("bad", "sleep 0.2; exit 4")
+	}, code: 4, stderr: []string{"ipcflow: stage bad: exit status 4"}, maxTime: 5 * time.Second},
+	{name: "teardown-grace", flow: func(b *graphBuilder) {
+		// Ignores SIGTERM (and so does its child): only SIGKILL, after
+		// --grace, ends it.
+		b.stage("stubborn", `sh -c "trap '' TERM; sleep 30"`)
+		b.stage("bad", "sleep 0.2; exit 5")
+	}, args: []string{"--grace=300ms"}, code: 5, stderr: []string{"ipcflow: stage bad: exit status 5"},
+		minTime: 450 * time.Millisecond, maxTime: 5 * time.Second},
+	{name: "after-chain", flow: func(b *graphBuilder) {
+		b.stage("a", "true")
+		b.stage("b", "exit 6")
+		c := b.stage("c", "echo should-not-run")
+		d := b.stage("d", "echo should-not-run")
+		c.After = []*parser.Stage{b.find("a"), b.find("b")}
+		d.After = []*parser.Stage{c}
+	}, code: 6, stderr: []string{"ipcflow: stage b: exit status 6", "ipcflow: stage c: skipped: b failed", "ipcflow: stage d: skipped: b failed"}},
+	{name: "after-ok", flow: func(b *graphBuilder) {
+		b.stage("a", "echo one")
+		c := b.stage("c", "echo two")
+		c.After = []*parser.Stage{b.find("a")}
+	}, code: 0, quiet: true},
+	{name: "first-failure-wins", flow: func(b *graphBuilder) {
+		b.stage("early", "exit 7")
+		b.stage("late", "sleep 0.3; exit 8")
+	}, args: []string{"--keep-going"}, code: 7, stderr: []string{"ipcflow: stage early: exit status 7", "ipcflow: stage late: exit status 8"}},
+}
+
+func init() {
+	for _, c := range statusFlows {
+		c := c
+		testFlows["st-"+c.name] = func() *parser.Graph {
+			b := newGraph()
+			c.flow(b)
+			return b.g
+		}
+	}
+}
+
+func TestExitStatus(t *testing.T) {
+	for _, c := range statusFlows {
+		t.Run(c.name, func(t *testing.T) {
+			fr := newFlowRun(t, "st-"+c.name, c.args...)
+			check := leakCheck(t, fr.runDir)
+			start := time.Now()
+			code := fr.run(t)
+			took := time.Since(start)
+			stderr := fr.stderr.String()
+			if code != c.code {
+				t.Errorf("exit status %d, want %d\nstderr:\n%s", code, c.code, stderr)
+			}
+			if c.quiet && stderr != "" {
+				t.Errorf("stderr not empty:\n%s", stderr)
+			}
+			rest := stderr
+			for _, line := range c.stderr {
+				i := strings.Index(rest, line+"\n")
+				if i < 0 {
+					t.Errorf("stderr lacks %q (in order):\n%s", line, stderr)
+					break
+				}
+				rest = rest[i+len(line):]
+			}
+			if strings.Contains(stderr, "should-not-run") || strings.Contains(fr.stdout.String(), "should-not-run") {
+				t.Errorf("a skipped stage ran")
+			}
+			if took < c.minTime {
+				t.Errorf("took %v, want at least %v", took, c.minTime)
+			}
+			if c.maxTime > 0 && took > c.maxTime {
+				t.Errorf("took %v, want under %v", took, c.maxTime)
+			}
+			check()
+			waitNoProcs(t, fr.mark, time.Second)
+		})
+	}
+}
