@@ -3,8 +3,11 @@ package channels
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -12,8 +15,8 @@ import (
 
 // The socket edge type, three kinds (Options.Socket):
 //
-//   - unix (default): a socketpair. The producer gets one end, the
-//     consumer the other; no byte passes through ipcflow.
+//   - unix (default): a socketpair. The consumer reads one end; a bridge
+//     feeds the producer's pipe into the other (see unixChannel for why).
 //   - tcp: ipcflow listens (127.0.0.1, a free port, unless addr=), connects
 //     to itself, accepts that one connection and hands both connected
 //     sockets to the stages. A connected TCP socket is a plain fd that any
@@ -23,11 +26,15 @@ import (
 //     unread: the stranger's bytes never reach the consumer.
 //   - udp: datagrams between two connected sockets, bridged (udp.go).
 //
-// unix and tcp reuse pipe.go's fdChannel; their Stats stay zero: ipcflow
-// does not see their bytes.
+// tcp reuses pipe.go's fdChannel; its Stats stay zero: ipcflow does not
+// see its bytes. It needs no bridge for EPIPE: the producer's socket has
+// received the consumer's FIN (the consumer's end is shut for writing), so
+// it is in CLOSE_WAIT, where the kernel turns the consumer's reset into
+// EPIPE and SIGPIPE (tcp_reset), as a pipe would.
 
 func init() {
-	register(Type{Name: "socket", Caps: Caps{}, Check: checkSocket, Open: openSocket})
+	// Bridged: unix and udp pass through ipcflow (tcp does not).
+	register(Type{Name: "socket", Caps: Caps{Bridged: true}, Check: checkSocket, Open: openSocket})
 }
 
 func checkSocket(o Options) error {
@@ -52,7 +59,7 @@ func openSocket(env Env, spec Spec) (Channel, error) {
 	var err error
 	switch spec.Options.Socket {
 	case "", "unix":
-		c, err = openUnix()
+		c, err = openUnix(spec.ID)
 	case "tcp":
 		c, err = openTCP(spec.Options.Addr)
 	case "udp":
@@ -64,16 +71,85 @@ func openSocket(env Env, spec Spec) (Channel, error) {
 	return c, nil
 }
 
-func openUnix() (Channel, error) {
+func openUnix(id string) (Channel, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
 	}
-	// The consumer's end is read-only and the producer's write-only, as
-	// with a pipe: a consumer that writes to its stdin gets an error.
+	// The consumer's end reads, ipcflow's end writes, as with a pipe.
 	unix.Shutdown(fds[0], unix.SHUT_RD)
 	unix.Shutdown(fds[1], unix.SHUT_WR)
-	return &fdChannel{w: os.NewFile(uintptr(fds[0]), "socket-w"), r: os.NewFile(uintptr(fds[1]), "socket-r")}, nil
+	unix.SetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_SNDBUF, 1<<20)
+	unix.SetNonblock(fds[0], true)
+	c := &unixChannel{sock: os.NewFile(uintptr(fds[0]), "socket-w"), br: bridges{edge: id}}
+	w, in, err := bridgePipe(true)
+	if err != nil {
+		c.sock.Close()
+		unix.Close(fds[1])
+		return nil, err
+	}
+	c.in = in
+	c.ends = newEnds(w, []*os.File{os.NewFile(uintptr(fds[1]), "socket-r")})
+	c.br.goRun(c.produce)
+	return c, nil
+}
+
+// unixChannel feeds the producer's pipe into the socketpair. The bridge is
+// there for one reason: a unix socket closed with unread data makes its
+// peer's next write fail with ECONNRESET, not EPIPE, so a producer writing
+// the socket itself would fail (`yes: Connection reset by peer`, status 1)
+// where over a pipe it dies quietly of SIGPIPE. The bridge sees the reset
+// and closes the pipe, and the producer gets its EPIPE.
+type unixChannel struct {
+	ends
+	br     bridges
+	in     *os.File // ipcflow's end of the producer's pipe
+	sock   *os.File // ipcflow's end of the socketpair (non-blocking)
+	bytes  atomic.Int64
+	chunks atomic.Int64
+	once   sync.Once
+}
+
+func (c *unixChannel) produce() error {
+	defer c.in.Close()
+	defer c.sock.Close() // end of stream for the consumer
+	buf := make([]byte, 1<<20)
+	for {
+		n, rerr := c.in.Read(buf)
+		if n > 0 {
+			if _, err := c.sock.Write(buf[:n]); err != nil {
+				if isGone(err) {
+					return nil
+				}
+				return fmt.Errorf("write to socket: %w", err)
+			}
+			c.bytes.Add(int64(n))
+			c.chunks.Add(1)
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return fmt.Errorf("read from producer: %w", rerr)
+		}
+	}
+}
+
+func (c *unixChannel) Wait() error { return c.br.wait() }
+
+func (c *unixChannel) Close() error {
+	c.once.Do(func() {
+		c.br.closing.Store(true)
+		c.in.Close()
+		c.sock.Close()
+		c.br.wg.Wait()
+		c.closeUnhanded()
+	})
+	return nil
+}
+
+func (c *unixChannel) Stats() Stats {
+	return Stats{Bytes: c.bytes.Load(), Records: c.chunks.Load()}
 }
 
 // resolveAddr parses host:port for kind ("tcp" or "udp") into a sockaddr.

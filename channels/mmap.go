@@ -1,0 +1,286 @@
+package channels
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// The mmap edge type: a regular file that ends up holding the whole stream,
+// mapped into ipcflow's memory. The producer writes a pipe; a bridge
+// read(2)s it straight into the mapping at the file's end and publishes the
+// new length; a bridge per reader writes from the mapping up to that
+// length into its reader's pipe, so readers follow the writer while it
+// writes (fan-out reads the one file, each reader at its own pace).
+//
+// One large address-space reservation (mmapReserve) is mapped once over
+// the file; the file grows under it with fallocate in steps, so a full
+// disk is an error at a step, never a SIGBUS, and the mapping never moves
+// under a reader. At the end the file is truncated to the stream's length.
+//
+// Backpressure: the writer runs at most mmapWindow bytes ahead of the
+// slowest reader still reading, as a pipe makes a producer wait.
+//
+// Where the file lives:
+//   - with path=, at that path, created exclusively (an existing file is an
+//     error: a recording is never overwritten). It stays after the run: it
+//     is the recording of the edge. It is not put in the run's manifest, for
+//     the run's removal of its objects would delete it.
+//   - without, <rundir>/<id>.mmap, recorded, and unlinked as soon as it is
+//     mapped (both ends are in ipcflow): nothing outlives the run.
+
+const (
+	mmapReserve  = 1 << 40 // address space mapped once: the largest stream
+	mmapStep     = 64 << 20
+	mmapMaxStep  = 1 << 30
+	mmapWindow   = 64 << 20
+	mmapMaxWrite = 4 << 20 // one write(2) to a reader's pipe
+)
+
+func init() {
+	register(Type{Name: "mmap", Caps: Caps{FanOut: true, Bridged: true}, Check: checkMmap, Open: openMmap})
+}
+
+func checkMmap(o Options) error {
+	if o.Size < 0 {
+		return fmt.Errorf("mmap size %d is negative", o.Size)
+	}
+	if o.Path != "" {
+		if _, err := os.Lstat(o.Path); err == nil {
+			return fmt.Errorf("mmap path %s already exists (a recording is never overwritten)", o.Path)
+		}
+		if st, err := os.Stat(filepath.Dir(o.Path)); err != nil || !st.IsDir() {
+			return fmt.Errorf("mmap path %s: no directory %s", o.Path, filepath.Dir(o.Path))
+		}
+	}
+	return nil
+}
+
+type mmapChannel struct {
+	ends
+	br     bridges
+	path   string
+	fd     int
+	mem    []byte
+	step   int64
+	in     *os.File
+	outs   []*os.File
+	length atomic.Int64 // bytes written and published
+	done   atomic.Bool  // the writer finished: length is final
+	rpos   []atomic.Int64
+	gone   []atomic.Bool
+	wake   []chan struct{} // one per reader: "length moved"
+	space  chan struct{}   // "a reader moved"
+	stop   chan struct{}   // closed by Close
+	chunks atomic.Int64
+	once   sync.Once
+}
+
+func openMmap(env Env, spec Spec) (Channel, error) {
+	path, keep := spec.Options.Path, spec.Options.Path != ""
+	if !keep {
+		path = filepath.Join(env.RunDir, spec.ID+".mmap")
+		if err := env.Record(KindFile, path); err != nil {
+			return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
+		}
+	}
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("edge %s: create mmap file %s: %w", spec.ID, path, err)
+	}
+	mem, err := unix.Mmap(fd, 0, mmapReserve, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_NORESERVE)
+	if err != nil {
+		unix.Close(fd)
+		unix.Unlink(path)
+		return nil, fmt.Errorf("edge %s: map %s: %w", spec.ID, path, err)
+	}
+	if !keep {
+		unix.Unlink(path) // mapped, and both ends are here: the name can go
+	}
+	n := spec.Readers
+	c := &mmapChannel{
+		br: bridges{edge: spec.ID}, path: path, fd: fd, mem: mem,
+		step: max(spec.Options.Size, mmapStep),
+		rpos: make([]atomic.Int64, n), gone: make([]atomic.Bool, n),
+		wake: make([]chan struct{}, n), space: make(chan struct{}, 1), stop: make(chan struct{}),
+	}
+	w, in, err := bridgePipe(true)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
+	}
+	c.in = in
+	rs := make([]*os.File, n)
+	for i := range rs {
+		c.wake[i] = make(chan struct{}, 1)
+		r, out, err := bridgePipe(false)
+		if err != nil {
+			c.ends = newEnds(w, rs[:i])
+			c.Close()
+			return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
+		}
+		rs[i] = r
+		c.outs = append(c.outs, out)
+	}
+	c.ends = newEnds(w, rs)
+	c.br.goRun(c.produce)
+	for i := range c.outs {
+		c.br.goRun(func() error { return c.consume(i) })
+	}
+	return c, nil
+}
+
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// slowest returns the lowest cursor of the readers still reading; ok is
+// false when none is.
+func (c *mmapChannel) slowest() (int64, bool) {
+	lo, ok := int64(0), false
+	for i := range c.rpos {
+		if c.gone[i].Load() {
+			continue
+		}
+		if p := c.rpos[i].Load(); !ok || p < lo {
+			lo = p
+		}
+		ok = true
+	}
+	return lo, ok
+}
+
+// grow extends the file by the next step under the mapping.
+func (c *mmapChannel) grow(size int64) (int64, error) {
+	next := min(size+c.step, int64(mmapReserve))
+	if next == size {
+		return size, fmt.Errorf("mmap file %s: stream above %d bytes", c.path, int64(mmapReserve))
+	}
+	if err := unix.Fallocate(c.fd, 0, size, next-size); err != nil {
+		if !errors.Is(err, unix.EOPNOTSUPP) {
+			return size, fmt.Errorf("grow mmap file %s to %d bytes: %w", c.path, next, err)
+		}
+		if err := unix.Ftruncate(c.fd, next); err != nil {
+			return size, fmt.Errorf("grow mmap file %s to %d bytes: %w", c.path, next, err)
+		}
+	}
+	c.step = min(c.step*2, mmapMaxStep)
+	return next, nil
+}
+
+func (c *mmapChannel) produce() (err error) {
+	defer c.in.Close()
+	var length, size int64
+	defer func() {
+		// The file is the stream, exactly.
+		if terr := unix.Ftruncate(c.fd, length); terr != nil && err == nil {
+			err = fmt.Errorf("truncate mmap file %s: %w", c.path, terr)
+		}
+		c.done.Store(true)
+		for _, w := range c.wake {
+			poke(w)
+		}
+	}()
+	for {
+		lo, live := c.slowest()
+		if !live {
+			return nil // every reader gone: the producer gets EPIPE
+		}
+		if length-lo >= mmapWindow {
+			select {
+			case <-c.space:
+			case <-c.stop:
+				return nil
+			}
+			continue
+		}
+		if length == size {
+			if size, err = c.grow(size); err != nil {
+				return err
+			}
+		}
+		n, rerr := c.in.Read(c.mem[length:min(size, lo+mmapWindow)])
+		if n > 0 {
+			length += int64(n)
+			c.length.Store(length)
+			c.chunks.Add(1)
+			for _, w := range c.wake {
+				poke(w)
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return fmt.Errorf("read from producer: %w", rerr)
+		}
+	}
+}
+
+func (c *mmapChannel) consume(i int) error {
+	out := c.outs[i]
+	defer out.Close()
+	defer func() {
+		c.gone[i].Store(true)
+		poke(c.space)
+	}()
+	var pos int64
+	for {
+		done := c.done.Load() // before length: the final length is seen
+		length := c.length.Load()
+		if pos < length {
+			n, err := out.Write(c.mem[pos:min(length, pos+mmapMaxWrite)])
+			pos += int64(n)
+			c.rpos[i].Store(pos)
+			poke(c.space)
+			if err != nil {
+				if isGone(err) {
+					return nil
+				}
+				return fmt.Errorf("write to reader %d: %w", i, err)
+			}
+			continue
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-c.wake[i]:
+		case <-c.stop:
+			return nil
+		}
+	}
+}
+
+func (c *mmapChannel) Wait() error { return c.br.wait() }
+
+func (c *mmapChannel) Close() error {
+	c.once.Do(func() {
+		c.br.closing.Store(true)
+		close(c.stop)
+		if c.in != nil {
+			c.in.Close()
+		}
+		for _, f := range c.outs {
+			f.Close()
+		}
+		c.br.wg.Wait()
+		unix.Munmap(c.mem)
+		unix.Close(c.fd)
+		c.closeUnhanded()
+	})
+	return nil
+}
+
+func (c *mmapChannel) Stats() Stats {
+	return Stats{Bytes: c.length.Load(), Records: c.chunks.Load()}
+}

@@ -1,0 +1,48 @@
+package channels
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestMmapPathKeepsRecording: with path= the file stays after the run and
+// holds exactly the stream; an existing file is refused.
+func TestMmapPathKeepsRecording(t *testing.T) {
+	rec := filepath.Join(t.TempDir(), "edge.rec")
+	data := []byte(strings.Repeat("recorded line\n", 100000) + "tail")
+	res := runChain(t, inputFile(t, data), []hop{{"mmap", Options{Path: rec}}}, "cat")
+	if !bytes.Equal(res.out, data) {
+		t.Fatalf("consumer got %s", short(res.out))
+	}
+	got, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatalf("recording: %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("recording holds %d bytes, want the %d of the stream", len(got), len(data))
+	}
+	if err := checkMmap(Options{Path: rec}); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("existing recording: %v", err)
+	}
+	env := testEnv(t)
+	if _, err := Open(env, Spec{ID: "e1", Type: "mmap", Options: Options{Path: rec}}); err == nil {
+		t.Fatal("opened over an existing recording")
+	}
+}
+
+// TestMmapGrowsPastSteps: a stream several growth steps long (with a small
+// first step) arrives whole.
+func TestMmapGrowsPastSteps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large stream")
+	}
+	producer := "head -c 200000000 /dev/zero | tr '\\0' 'q'"
+	want := bash(t, producer, "sha256sum")
+	res := runChain(t, producer, []hop{{"mmap", Options{Size: 1 << 20}}}, "sha256sum")
+	if !bytes.Equal(res.out, want) {
+		t.Fatalf("got %s want %s", res.out, want)
+	}
+}
