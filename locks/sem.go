@@ -26,8 +26,9 @@ import (
 //	0       8     data: value in the low 32 bits, nwaiters in the high 32
 //	              (SEM_NWAITERS_SHIFT 32). The futex word is the low half
 //	              (SEM_VALUE_OFFSET 0 on little-endian).
-//	8       4     private: FUTEX_SHARED (0x80, FUTEX_PRIVATE_FLAG) — the
-//	              futex ops are then the shared kind, never the private kind.
+//	8       4     private: glibc's FUTEX_SHARED, 0x80. glibc XORs it
+//	              into FUTEX_PRIVATE_FLAG (0x80), so its futex calls on a
+//	              named semaphore are the shared kind; ours are too.
 //	12      4     pad
 //	16      16    zero
 //
@@ -41,12 +42,13 @@ import (
 //   - post: CAS data -> data+1 (EOVERFLOW at SEM_VALUE_MAX = INT_MAX); if
 //     the old nwaiters was > 0, FUTEX_WAKE(low word, 1).
 //
-// This layout and protocol are those of glibc 2.21 (the rewrite of the
-// semaphores by Torvald Riegel) up to at least 2.41; it was checked against
-// the bytes that glibc 2.36 (Debian 12) writes, and the tests interoperate
-// with the system's glibc in both directions. glibc before 2.21 used a
-// different layout (value and nwaiters as two 32-bit fields) and is not
-// supported.
+// This layout and protocol are glibc's since the rewrite of the semaphores
+// in 2.21 (2015): read in the 2.29/2.30 sources (sem_open.c,
+// sem_waitcommon.c, sem_post.c, internaltypes.h) and the 2.34+ sem_open.c
+// (semaphores moved into libc.so, same object), checked against the bytes
+// glibc 2.36 (Debian 12) writes, and exercised against the system's glibc in
+// both directions by the tests. glibc before 2.21 used another layout (value
+// and nwaiters in two 32-bit fields) and is not supported.
 const (
 	semSize          = 32 // sizeof(sem_t) on 64-bit Linux
 	semPrivateOffset = 8
