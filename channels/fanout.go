@@ -3,6 +3,7 @@ package channels
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -11,39 +12,53 @@ import (
 //
 // While the destinations keep up, bytes never enter ipcflow: tee(2) puts a
 // reference to the source pipe's pages into each destination pipe and a
-// splice(2) into /dev/null then drops them from the source. A destination
-// that falls behind must not hold up the others: if it did, the classic
-// diamond `src -> {sort, cat} -> paste` would deadlock (paste waits for
-// sort's output, sort for all of src, src for the tee, the tee for cat, cat
-// for paste). So the tee moves at the pace of its fastest destination, and
-// a destination that can't take the bytes others took gets them in a
-// backlog of its own:
+// splice(2) into /dev/null then drops them from the source. The tee moves
+// in lockstep, at the pace of the slowest destination, as tee(1) does, so
+// equal readers cost no copies and no memory.
 //
-//   - up to teeMemBound (4 MiB) in memory, a ring allocated the first time
-//     that destination falls behind;
-//   - beyond that, in a spill file in spillDir, made with O_TMPFILE (or
-//     unlinked at once where that is unsupported), so it has no name that
-//     could outlive the run; it is emptied whenever the destination catches
-//     up, and closed with it;
-//   - a destination with a backlog is fed from it (write(2), when poll(2)
-//     says it can take more) until it has caught up, then rejoins the tee.
+// But a destination that stops reading must not stop the others: if it
+// did, the classic diamond `src -> {sort, cat} -> paste` would deadlock
+// (paste waits for sort's output, sort for all of src, src for the tee, the
+// tee for cat, cat for paste). The rule:
 //
-// The source is read only while some destination is taking data, so when
-// every destination is behind the producer waits, as with a pipe. A
-// destination whose reader has gone is dropped and its backlog discarded;
-// when all have gone the source is closed, so the producer sees EPIPE. At
-// the source's end of file each destination is closed as soon as its
-// backlog is delivered (the caught-up ones at once: sort must see its end
-// of input while cat's backlog still drains).
+//   - A destination that has been full for teeStall (20 ms) without taking
+//     a byte is "stopped": the tee goes on without it, and it gets what it
+//     missed in a backlog of its own. Any byte it takes makes it live again.
+//   - A backlog holds up to teeMemBound (4 MiB) in memory (a ring allocated
+//     the first time that destination falls behind); beyond that it goes to
+//     a spill file in spillDir, made with O_TMPFILE (or unlinked at once
+//     where unsupported) so it has no name that could outlive the run. The
+//     file is emptied whenever the destination catches up and closed with
+//     it. So a stopped destination costs memory up to 4 MiB, then disk (in
+//     the run directory: tmpfs under $XDG_RUNTIME_DIR), as much as the
+//     others read ahead of it.
+//   - A destination with a backlog is fed from it (write(2), when poll(2)
+//     says it can take more). While it is taking bytes and its backlog is
+//     teeSlack (1 MiB) or more, it sets the pace again: the source waits
+//     until it has caught up completely, then it rejoins the tee.
+//
+// A destination whose reader has gone is dropped and its backlog
+// discarded; when all have gone the source is closed, so the producer sees
+// EPIPE. At the source's end of file each destination is closed as soon as
+// its backlog is delivered (the caught-up ones at once: sort must see its
+// end of input while cat's backlog still drains).
 //
 // A source that is not a pipe (ipcflow's own stdin: a terminal or a file)
-// can't be tee'd: it is read into the buffer and written to each
-// destination, with the same backlogs. So is a destination that is not a
-// pipe (ipcflow's stdout on a terminal).
+// can't be tee'd: it is read into a buffer and written to each
+// destination, with the same backlogs and pacing. So is a destination that
+// is not a pipe (ipcflow's stdout on a terminal).
 
 // teeMemBound is how much of a lagging destination's backlog stays in
 // memory before the rest goes to its spill file.
 const teeMemBound = 4 << 20
+
+// teeStall is how long a full destination may hold the others up before
+// it counts as stopped; teeSlack is the backlog at which a destination
+// that is still reading sets the pace again.
+const (
+	teeStall = 20 * time.Millisecond
+	teeSlack = 1 << 20
+)
 
 // StartTee starts a fan-out from src to every dst. The Mover owns src and
 // every dst (see Mover for ipcflow's own stdio). spillDir is where lagging
@@ -76,6 +91,10 @@ type teeDst struct {
 	gone bool // reader went away, or all was delivered and it was closed
 	full bool // the last write or tee found it full: wait for POLLOUT
 	got  int  // bytes tee'd into it in the current round
+	cap  int  // pipe buffer size, for how much a tee can put in
+
+	fullSince  time.Time // when it was last found full (valid while full)
+	catchingUp bool      // its backlog reached teeSlack: it paces until empty
 
 	ring        []byte // memory backlog
 	rhead, rlen int
@@ -121,6 +140,13 @@ func (t *teeRun) run() error {
 			continue
 		}
 		d.pipe = t.srcPipe && e.kind == kindPipe
+		if d.pipe {
+			c, err := unix.FcntlInt(uintptr(e.fd), unix.F_GETPIPE_SZ, 0)
+			if err != nil {
+				return fmt.Errorf("tee output %d: %w", i+1, err)
+			}
+			d.cap = c
+		}
 	}
 	if t.srcPipe {
 		if t.devnull, err = unix.Open("/dev/null", unix.O_WRONLY|unix.O_CLOEXEC, 0); err != nil {
@@ -172,8 +198,13 @@ func (t *teeRun) loop() error {
 }
 
 // feed moves what the source has into the destinations: by tee(2) into the
-// pipes that have caught up, and through the buffer to the others.
+// pipes that have caught up, and through the buffer to the others, unless
+// a destination sets the pace and can't take more now.
 func (t *teeRun) feed() (bool, error) {
+	now := time.Now()
+	if t.paced(now) || !t.anyLive(now) {
+		return false, nil
+	}
 	for _, d := range t.dsts {
 		d.got = 0
 	}
@@ -191,31 +222,49 @@ func (t *teeRun) feed() (bool, error) {
 			return false, nil
 		}
 		n = min(n, avail)
-		most := 0
+		// Lockstep: tee no more than every caught-up pipe has room for,
+		// so none of them falls behind by a partial tee.
+		var teeable []*teeDst
 		for _, d := range t.dsts {
 			if d.gone || !d.pipe || d.full || d.backlog() > 0 {
 				continue
 			}
-			got, err := unix.Tee(t.sfd, d.e.fd, n, unix.SPLICE_F_NONBLOCK)
-			switch err {
-			case nil:
-				d.got = int(got)
-				most = max(most, d.got)
-			case unix.EAGAIN:
-				d.full = true
-			case unix.EPIPE:
-				t.drop(d)
-			default:
-				return false, fmt.Errorf("tee: %w", err)
+			queued, err := unix.IoctlGetInt(d.e.fd, unix.TIOCINQ)
+			if err != nil {
+				return false, fmt.Errorf("tee output: %w", err)
+			}
+			if free := d.cap - queued; free > 0 {
+				n = min(n, free)
+				teeable = append(teeable, d)
+			} else {
+				t.markFull(d, now)
 			}
 		}
-		if most > 0 {
-			return true, t.consume(most)
-		}
-		if !t.hungry() {
+		if t.paced(now) {
 			return false, nil
 		}
-	} else if !t.srcReady || !t.hungry() {
+		if len(teeable) > 0 {
+			most := 0
+			for _, d := range teeable {
+				got, err := unix.Tee(t.sfd, d.e.fd, n, unix.SPLICE_F_NONBLOCK)
+				switch err {
+				case nil:
+					d.got = int(got)
+					most = max(most, d.got)
+				case unix.EAGAIN:
+					t.markFull(d, now)
+				case unix.EPIPE:
+					t.drop(d)
+				default:
+					return false, fmt.Errorf("tee: %w", err)
+				}
+			}
+			if most > 0 {
+				return true, t.consume(most)
+			}
+			return false, nil
+		}
+	} else if !t.srcReady {
 		return false, nil
 	}
 	got, err := readSome(t.sfd, t.scratch[:n])
@@ -236,6 +285,51 @@ func (t *teeRun) feed() (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// stopped: d has been full for teeStall without taking a byte.
+func (d *teeDst) stopped(now time.Time) bool {
+	return d.full && now.Sub(d.fullSince) >= teeStall
+}
+
+// pacing: the source must wait for d. A caught-up pipe that is full holds
+// the tee (lockstep); a destination catching up on a large backlog holds
+// it until it is done; neither once it has stopped.
+func (d *teeDst) pacing(now time.Time, tee bool) bool {
+	if d.gone || d.stopped(now) {
+		return false
+	}
+	if d.catchingUp {
+		return true
+	}
+	return tee && d.full && d.backlog() == 0
+}
+
+func (t *teeRun) paced(now time.Time) bool {
+	for _, d := range t.dsts {
+		if d.pacing(now, d.pipe) {
+			return true
+		}
+	}
+	return false
+}
+
+// anyLive: some destination is still taking bytes (reading ahead for
+// destinations that have all stopped would only fill the spill files).
+func (t *teeRun) anyLive(now time.Time) bool {
+	for _, d := range t.dsts {
+		if !d.gone && !d.stopped(now) {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *teeRun) markFull(d *teeDst, now time.Time) {
+	if !d.full {
+		d.full = true
+		d.fullSince = now
+	}
 }
 
 // consume takes the m bytes some destination got by tee(2) off the source.
@@ -276,17 +370,6 @@ func (t *teeRun) consume(m int) error {
 	return nil
 }
 
-// hungry: some destination that can't take tee(2) has (almost) nothing
-// queued, so it is worth reading the source into the buffer for it.
-func (t *teeRun) hungry() bool {
-	for _, d := range t.dsts {
-		if !d.gone && !d.pipe && !d.full && d.backlog() < chunk {
-			return true
-		}
-	}
-	return false
-}
-
 // deliver gives p to d: straight away as far as d takes it, the rest to
 // its backlog.
 func (t *teeRun) deliver(d *teeDst, p []byte) error {
@@ -306,6 +389,9 @@ func (t *teeRun) deliver(d *teeDst, p []byte) error {
 // enqueue appends p to d's backlog: into its memory ring while nothing is
 // waiting in its spill file, the rest into the spill file.
 func (t *teeRun) enqueue(d *teeDst, p []byte) error {
+	if d.backlog()+int64(len(p)) >= teeSlack {
+		d.catchingUp = true
+	}
 	if d.sw == d.sr {
 		if d.ring == nil {
 			d.ring = make([]byte, teeMemBound)
@@ -380,6 +466,7 @@ func (t *teeRun) flush(d *teeDst) (bool, error) {
 		d.rhead = (d.rhead + n) % len(d.ring)
 		d.rlen -= n
 	}
+	d.catchingUp = false
 	return progress, nil
 }
 
@@ -400,7 +487,7 @@ func (t *teeRun) write(d *teeDst, p []byte) (int, error) {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			d.full = true
+			t.markFull(d, time.Now())
 			return 0, nil
 		case unix.EPIPE, unix.ECONNRESET:
 			t.drop(d)
@@ -410,14 +497,16 @@ func (t *teeRun) write(d *teeDst, p []byte) (int, error) {
 	}
 }
 
-// wait polls for the next thing that can move: the source (when some
-// destination would take what it has), destinations that are full, a
-// reader going away, or Close.
+// wait polls for the next thing that can move: the source (when nothing
+// holds it back), destinations that are full or have a backlog, a reader
+// going away, a full destination's time to count as stopped, or Close.
 func (t *teeRun) wait() error {
+	now := time.Now()
+	timeout := -1
 	pfd := make([]unix.PollFd, 0, len(t.dsts)+2)
 	pfd = append(pfd, unix.PollFd{Fd: int32(t.stop), Events: unix.POLLIN})
 	srcAt := -1
-	if !t.srcEOF && t.wantSource() {
+	if !t.srcEOF && !t.paced(now) && t.anyLive(now) {
 		srcAt = len(pfd)
 		pfd = append(pfd, unix.PollFd{Fd: int32(t.sfd), Events: unix.POLLIN})
 	}
@@ -431,12 +520,18 @@ func (t *teeRun) wait() error {
 		ev := int16(0)
 		if d.full {
 			ev = unix.POLLOUT
+			if !d.stopped(now) {
+				ms := int((d.fullSince.Add(teeStall).Sub(now) + time.Millisecond - 1) / time.Millisecond)
+				if timeout < 0 || ms < timeout {
+					timeout = max(ms, 1)
+				}
+			}
 		}
 		pfd = append(pfd, unix.PollFd{Fd: int32(d.e.fd), Events: ev})
 		polled = append(polled, d)
 	}
 	for {
-		_, err := unix.Poll(pfd, -1)
+		_, err := unix.Poll(pfd, timeout)
 		if err == unix.EINTR {
 			continue
 		}
@@ -462,22 +557,6 @@ func (t *teeRun) wait() error {
 		}
 	}
 	return nil
-}
-
-// wantSource: would bytes from the source go anywhere now?
-func (t *teeRun) wantSource() bool {
-	if t.hungry() {
-		return true
-	}
-	if !t.srcPipe {
-		return false
-	}
-	for _, d := range t.dsts {
-		if !d.gone && d.pipe && !d.full && d.backlog() == 0 {
-			return true
-		}
-	}
-	return false
 }
 
 func (t *teeRun) live() int {
