@@ -89,7 +89,7 @@ func spliceLoop(dst, src, stop int) (int64, error) {
 			if err := waitBoth(src, dst, stop); err != nil {
 				return total, err
 			}
-		case err == unix.EPIPE:
+		case err == unix.EPIPE || err == unix.ECONNRESET:
 			return total, readerGone()
 		case err == unix.EINVAL || err == unix.ENOSYS:
 			return total, errNoSplice
@@ -148,7 +148,7 @@ func writeAll(fd int, p []byte, stop int) (int, error) {
 			if err := waitFD(fd, unix.POLLOUT, stop); err != nil {
 				return done, err
 			}
-		case err == unix.EPIPE:
+		case err == unix.EPIPE || err == unix.ECONNRESET:
 			return done, readerGone()
 		default:
 			return done, fmt.Errorf("write: %w", err)
