@@ -49,6 +49,11 @@ const LockSocketEnv = "IPCFLOW_LOCK_SOCKET"
 // semaphore of that name.
 var ErrUnknownSem = errors.New("no such semaphore in this run")
 
+// ErrNoLeaseServer is returned (wrapped) by AcquireLease when nothing
+// listens at the socket path: a run without semaphores, or one whose
+// ipcflow is gone.
+var ErrNoLeaseServer = errors.New("no lease server")
+
 // maxRequest bounds the request line; a longer one is not a client of ours.
 const maxRequest = 4096
 
@@ -288,6 +293,9 @@ func AcquireLease(ctx context.Context, socketPath, sem string) (release func() e
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", socketPath)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
+		return nil, fmt.Errorf("connect to %s: %w (%w)", socketPath, ErrNoLeaseServer, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect to lease server: %w", err)
 	}

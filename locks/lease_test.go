@@ -103,8 +103,8 @@ func TestLeaseUnknownAndBadRequest(t *testing.T) {
 	if !strings.HasPrefix(line, "error bad request") {
 		t.Errorf("reply to a bad request: %q", line)
 	}
-	if _, err := AcquireLease(context.Background(), filepath.Join(t.TempDir(), "none"), "db"); err == nil {
-		t.Error("lease from a missing server succeeded")
+	if _, err := AcquireLease(context.Background(), filepath.Join(t.TempDir(), "none"), "db"); !errors.Is(err, ErrNoLeaseServer) {
+		t.Errorf("lease from a missing server: %v, want ErrNoLeaseServer", err)
 	}
 }
 

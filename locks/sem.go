@@ -294,18 +294,20 @@ func (s *Sem) Wait(ctx context.Context) error {
 		return err
 	}
 	d := atomic.AddUint64(s.data, nwaiterUnit)
-	word, woken := s.word, make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		FutexWake(word, math.MaxInt32)
-		close(woken)
-	})
-	// If the wake has started, let it finish: after Wait returns the
-	// caller may Close, and the wake must not touch an unmapped word.
-	defer func() {
-		if !stop() {
-			<-woken
-		}
-	}()
+	if ctx.Done() != nil {
+		word, woken := s.word, make(chan struct{})
+		stop := context.AfterFunc(ctx, func() {
+			FutexWake(word, math.MaxInt32)
+			close(woken)
+		})
+		// If the wake has started, let it finish: after Wait returns the
+		// caller may Close, and the wake must not touch an unmapped word.
+		defer func() {
+			if !stop() {
+				<-woken
+			}
+		}()
+	}
 	deadline, hasDeadline := ctx.Deadline()
 	for {
 		if d&valueMask == 0 {

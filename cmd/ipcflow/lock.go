@@ -101,16 +101,22 @@ func (c *LockCmd) Run(s *Streams) error {
 func (c *LockCmd) acquire(ctx context.Context) (release func() error, err error) {
 	if sock := os.Getenv(locks.LockSocketEnv); sock != "" {
 		release, err := locks.AcquireLease(ctx, sock, c.Sem)
-		if !errors.Is(err, locks.ErrUnknownSem) {
-			if err != nil {
-				return nil, fmt.Errorf("lock: %w", err)
-			}
+		switch {
+		case err == nil:
 			return release, nil
+		case errors.Is(err, locks.ErrUnknownSem):
+			if !strings.HasPrefix(c.Sem, "/") {
+				return nil, unknownSem(c.Sem)
+			}
+			// A POSIX semaphore that is not the run's: take it directly.
+		case errors.Is(err, locks.ErrNoLeaseServer):
+			// A run without semaphores has no server: resolve as
+			// outside a run (an unknown name, or a POSIX name).
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			return nil, err
+		default:
+			return nil, fmt.Errorf("lock: %w", err)
 		}
-		if !strings.HasPrefix(c.Sem, "/") {
-			return nil, unknownSem(c.Sem)
-		}
-		// A POSIX semaphore that is not the run's: take it directly.
 	}
 
 	name := c.Sem
