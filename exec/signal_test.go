@@ -1,0 +1,98 @@
+package exec
+
+import (
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ipcflow/ipcflow/parser"
+)
+
+// A flow that runs until stopped, with grandchildren (a shell stage's
+// pipeline), a FIFO in the run directory and a semaphore in /dev/shm.
+func init() {
+	testFlows["long"] = func() *parser.Graph {
+		b := newGraph()
+		sem := &parser.Sem{Name: "db", Count: 1}
+		b.g.Sems = []*parser.Sem{sem}
+		b.stage("gen", "yes")
+		b.stage("slow", "yes | sleep 100")
+		b.stage("sink", "cat > /dev/null")
+		b.stage("waiter", "sleep 100").Uses = []*parser.Sem{sem}
+		b.edge("gen", "sink", parser.FIFO)
+		return b.g
+	}
+}
+
+// startLong starts the long flow and waits until its processes are up.
+func startLong(t *testing.T) *flowRun {
+	t.Helper()
+	fr := newFlowRun(t, "long", "--grace=2s")
+	// Files, not buffers: a survivor holding a pipe to the test would make
+	// Wait wait for it, and hide it.
+	out, err := os.Create(t.TempDir() + "/out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	fr.cmd.Stdout, fr.cmd.Stderr = out, out
+	if err := fr.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(markedProcs(fr.mark)) < 6 { // ipcflow, guardian, gen, slow's shell, yes, sleep, sink, waiter
+		if time.Now().After(deadline) {
+			fr.cmd.Process.Kill()
+			t.Fatalf("the flow did not start: %d processes", len(markedProcs(fr.mark)))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	return fr
+}
+
+func TestSignalStopsTheFlow(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			check := leakCheck(t, "")
+			fr := startLong(t)
+			start := time.Now()
+			fr.cmd.Process.Signal(sig)
+			code := exitCode(t, fr.cmd.Wait())
+			stderr, _ := os.ReadFile(fr.cmd.Stdout.(*os.File).Name())
+			if want := 128 + int(sig); code != want {
+				t.Errorf("exit status %d, want %d; stderr:\n%s", code, want, stderr)
+			}
+			if took := time.Since(start); took > 3*time.Second {
+				t.Errorf("took %v to stop", took)
+			}
+			waitNoProcs(t, fr.mark, time.Second)
+			if left := ipcflowObjects(fr.runDir); len(left) > 0 {
+				t.Errorf("left behind: %v", left)
+			}
+			check()
+		})
+	}
+}
+
+func TestSIGKILLLeavesNothing(t *testing.T) {
+	check := leakCheck(t, "")
+	fr := startLong(t)
+	fr.cmd.Process.Signal(syscall.SIGKILL)
+	start := time.Now()
+	fr.cmd.Wait()
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("ipcflow's outputs stayed open %v after its SIGKILL: a survivor held them", took)
+	}
+	// The guardian kills every stage's group at once; allow a second.
+	waitNoProcs(t, fr.mark, time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(ipcflowObjects(fr.runDir)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if left := ipcflowObjects(fr.runDir); len(left) > 0 {
+		t.Errorf("left behind after the guardian: %v", left)
+	}
+	check()
+}
