@@ -1,0 +1,234 @@
+package channels
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestMQLongLines: lines far longer than msgsize span messages and are
+// rejoined; short lines are packed many to a message.
+func TestMQLongLines(t *testing.T) {
+	var b bytes.Buffer
+	for i := range 300 {
+		fmt.Fprintf(&b, "%d:%s\n", i, strings.Repeat("L", (i*97)%3000))
+	}
+	b.WriteString("unterminated tail longer than one message " + strings.Repeat("T", 500))
+	producer := inputFile(t, b.Bytes())
+	res := runChain(t, producer, []hop{{"mq", Options{MsgSize: 128, MaxMsg: 4}}}, "cat")
+	if want := bash(t, producer, "cat"); !bytes.Equal(res.out, want) {
+		t.Fatalf("got %s, want %s", short(res.out), short(want))
+	}
+	st := res.stats[0]
+	if min := int64(b.Len() / 127); st.Records < min {
+		t.Fatalf("%d messages for %d bytes in 127-byte payloads: lines were not split", st.Records, b.Len())
+	}
+	// Packing: 80-byte lines, 8 KiB messages: about 100 lines a message.
+	producer = inputFile(t, []byte(strings.Repeat(strings.Repeat("p", 79)+"\n", 10000)))
+	res = runChain(t, producer, []hop{{"mq", Options{MsgSize: 8192}}}, "wc -l")
+	if strings.TrimSpace(string(res.out)) != "10000" {
+		t.Fatalf("wc -l: %q", res.out)
+	}
+	if st := res.stats[0]; st.Records > 10000/50 {
+		t.Fatalf("%d messages for 10000 lines of 80 bytes: lines not packed", st.Records)
+	}
+}
+
+// TestMQTwoProducers: two producers into one queue, with lines longer than
+// msgsize: every line arrives whole, each producer's in its order.
+func TestMQTwoProducers(t *testing.T) {
+	env := testEnv(t)
+	ch, err := Open(env, Spec{ID: "e1", Type: "mq", Options: Options{MsgSize: 256, MaxMsg: 2}, Readers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	w2, err := ch.(interface{ AddWriter() (*os.File, error) }).AddWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := func(tag string) string {
+		var b bytes.Buffer
+		for i := range 2000 {
+			fmt.Fprintf(&b, "%s %d %s.\n", tag, i, strings.Repeat(tag, (i*131)%900))
+		}
+		return inputFile(t, b.Bytes())
+	}
+	pa, pb := exec.Command("bash", "-c", gen("a")), exec.Command("bash", "-c", gen("b"))
+	pa.Stdout, pb.Stdout = ch.Writer(), w2
+	var out bytes.Buffer
+	c := exec.Command("cat")
+	c.Stdin, c.Stdout = ch.Reader(0), &out
+	for _, p := range []*exec.Cmd{pa, pb, c} {
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pa.Stdout.(*os.File).Close()
+	w2.Close()
+	c.Stdin.(*os.File).Close()
+	pa.Wait()
+	pb.Wait()
+	c.Wait()
+	if err := ch.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	next := map[string]int{"a": 0, "b": 0}
+	for _, line := range strings.SplitAfter(out.String(), "\n") {
+		if line == "" {
+			continue
+		}
+		var tag string
+		var i int
+		if _, err := fmt.Sscanf(line, "%s %d", &tag, &i); err != nil || next[tag] != i {
+			t.Fatalf("line out of place or torn: %q (want %s %d)", short([]byte(line)), tag, next[tag])
+		}
+		if want := fmt.Sprintf("%s %d %s.\n", tag, i, strings.Repeat(tag, (i*131)%900)); line != want {
+			t.Fatalf("torn line %s", short([]byte(line)))
+		}
+		next[tag]++
+	}
+	if next["a"] != 2000 || next["b"] != 2000 {
+		t.Fatalf("lines: %v, want 2000 each", next)
+	}
+}
+
+// TestMQCheck: options above the system's limits fail naming the sysctl.
+func TestMQCheck(t *testing.T) {
+	l := ReadMQLimits()
+	for _, c := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{MaxMsg: l.MsgMax + 1}, "fs.mqueue.msg_max"},
+		{Options{MsgSize: l.MsgsizeMax + 1}, "fs.mqueue.msgsize_max"},
+		{Options{MsgSize: 1}, "at least 2"},
+	} {
+		err := checkMQ(c.o)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("checkMQ(%+v) = %v, want it to name %s", c.o, err, c.want)
+		}
+	}
+}
+
+// TestMQCostMatchesKernel: queues whose costs add up to exactly the budget
+// open, and one byte more does not (mqueue_get_inode's accounting): k
+// default queues, then one sized to fill what is left.
+func TestMQCostMatchesKernel(t *testing.T) {
+	l := ReadMQLimits()
+	if l.Budget < 0 {
+		t.Skip("RLIMIT_MSGQUEUE is unlimited here")
+	}
+	dc := MQCost(l.MsgDefault, l.MsgsizeDefault)
+	k := l.Budget / dc
+	rest := l.Budget - k*dc
+	var mm, ms int64
+	for m := l.MsgMax; m >= 1 && mm == 0; m-- {
+		if s := rest/m - 2*mqMsgMsgSize; rest%m == 0 && s >= 2 && s < l.MsgsizeMax {
+			mm, ms = m, s
+		}
+	}
+	if mm == 0 {
+		t.Skipf("no queue within the sysctl limits costs exactly the %d bytes left", rest)
+	}
+	prefix := fmt.Sprintf("/ipcflow.t%dcost.", os.Getpid())
+	var names []string
+	defer func() {
+		for _, n := range names {
+			mqUnlink(n)
+		}
+	}()
+	open := func(mm, ms int64) error {
+		name := fmt.Sprintf("%s%d", prefix, len(names))
+		fd, err := mqOpen(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, mm, ms)
+		if err == nil {
+			unix.Close(fd)
+			names = append(names, name)
+		}
+		return err
+	}
+	for range k {
+		if err := open(l.MsgDefault, l.MsgsizeDefault); err != nil {
+			t.Skipf("other queues of this user hold part of the budget now: %v", err)
+		}
+	}
+	if err := open(mm, ms+1); !errors.Is(err, unix.EMFILE) {
+		t.Fatalf("a queue one message-byte over the budget: %v, want EMFILE", err)
+	}
+	if err := open(mm, ms); err != nil {
+		t.Fatalf("%d default queues and one of %d x %d: %v, want the exact fit to open", k, mm, ms, err)
+	}
+}
+
+// TestPlanMQ: 20 mq edges fit the budget and carry data, chained; a set of
+// queues whose sizes the script fixed too large fails naming the limit.
+func TestPlanMQ(t *testing.T) {
+	l := ReadMQLimits()
+	if l.Budget < 0 {
+		t.Skip("RLIMIT_MSGQUEUE is unlimited here")
+	}
+	opts, err := PlanMQ(20, make([]Options, 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	var hops []hop
+	for _, o := range opts {
+		total += MQCost(o.MaxMsg, o.MsgSize)
+		hops = append(hops, hop{"mq", o})
+	}
+	t.Logf("20 queues of %d x %d bytes: %d of %d", opts[0].MaxMsg, opts[0].MsgSize, total, l.Budget)
+	if total > l.Budget {
+		t.Fatalf("plan takes %d bytes, budget %d", total, l.Budget)
+	}
+	producer := inputFile(t, []byte(strings.Repeat("through twenty queues\n", 20000)))
+	res := runChain(t, producer, hops, "sha256sum")
+	if want := bash(t, producer, "sha256sum"); !bytes.Equal(res.out, want) {
+		t.Fatalf("got %s want %s", res.out, want)
+	}
+
+	fixed := make([]Options, 10)
+	for i := range fixed {
+		fixed[i] = Options{MaxMsg: l.MsgDefault, MsgSize: l.MsgsizeDefault}
+	}
+	if _, err := PlanMQ(10, fixed); err == nil || !strings.Contains(err.Error(), "RLIMIT_MSGQUEUE") {
+		t.Fatalf("10 fixed default queues: %v, want an error naming RLIMIT_MSGQUEUE", err)
+	}
+	if _, err := PlanMQ(5000, make([]Options, 5000)); err == nil || !strings.Contains(err.Error(), "RLIMIT_MSGQUEUE") {
+		t.Fatalf("5000 queues: %v, want an error naming RLIMIT_MSGQUEUE", err)
+	}
+}
+
+// TestMQOpenNamesLimit: when the budget is used up, Open's error names it.
+func TestMQOpenNamesLimit(t *testing.T) {
+	l := ReadMQLimits()
+	if l.Budget < 0 {
+		t.Skip("RLIMIT_MSGQUEUE is unlimited here")
+	}
+	env := testEnv(t)
+	var chs []Channel
+	defer func() {
+		for _, c := range chs {
+			c.Close()
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		ch, err := Open(env, Spec{ID: fmt.Sprintf("e%d", i), Type: "mq"})
+		if err != nil {
+			if !strings.Contains(err.Error(), "RLIMIT_MSGQUEUE") {
+				t.Fatalf("queue %d: %v, want the limit named", i, err)
+			}
+			return
+		}
+		chs = append(chs, ch)
+	}
+	t.Fatal("queues never ran out")
+}

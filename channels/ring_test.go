@@ -1,0 +1,147 @@
+package channels
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// newTestRing maps an anonymous shared ring (as shm does, without a name).
+func newTestRing(t testing.TB, capacity int64, readers int) *Ring {
+	t.Helper()
+	mem, err := unix.Mmap(-1, 0, int(RingSize(capacity)), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Munmap(mem) })
+	r, err := InitRing(mem, capacity, readers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestRingOrderAcrossWraps: random write and read sizes across many wraps
+// of a small ring, three readers (one slow), every reader gets every byte.
+func TestRingOrderAcrossWraps(t *testing.T) {
+	const total = 8 << 20
+	r := newTestRing(t, 4096, 3)
+	want := make([]byte, total)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range want {
+		want[i] = byte(rng.IntN(256))
+	}
+	var wg sync.WaitGroup
+	got := make([][]byte, 3)
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rd := r.Reader(i)
+			rng := rand.New(rand.NewPCG(uint64(i), 9))
+			buf := make([]byte, 10000)
+			for {
+				n, err := rd.Read(buf[:1+rng.IntN(len(buf)-1)])
+				got[i] = append(got[i], buf[:n]...)
+				if err == io.EOF {
+					return
+				}
+				if i == 2 && rng.IntN(50) == 0 {
+					time.Sleep(50 * time.Microsecond) // the slow one
+				}
+			}
+		}()
+	}
+	w := r.Writer()
+	for off := 0; off < total; {
+		n := min(total-off, 1+rng.IntN(9000))
+		if _, err := w.Write(want[off : off+n]); err != nil {
+			t.Fatal(err)
+		}
+		off += n
+	}
+	w.Close()
+	wg.Wait()
+	for i := range 3 {
+		if !bytes.Equal(got[i], want) {
+			t.Fatalf("reader %d got %d bytes, differing from the %d written", i, len(got[i]), total)
+		}
+	}
+}
+
+// TestRingReadersGone: the writer stops waiting once every reader closed.
+func TestRingReadersGone(t *testing.T) {
+	r := newTestRing(t, 4096, 2)
+	r.Reader(0).Close()
+	done := make(chan error)
+	go func() {
+		_, err := r.Writer().Write(make([]byte, 1<<20))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	r.Reader(1).Close()
+	select {
+	case err := <-done:
+		if err != ErrReadersGone {
+			t.Fatalf("write: %v, want ErrReadersGone", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("writer still waiting after every reader closed")
+	}
+}
+
+// TestRingAttach: a second mapping of the same memory reads the header.
+func TestRingAttach(t *testing.T) {
+	r := newTestRing(t, 8192, 3)
+	a, err := AttachRing(r.mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Capacity() != 8192 || a.Readers() != 3 {
+		t.Fatalf("attached: capacity %d readers %d", a.Capacity(), a.Readers())
+	}
+	if _, err := AttachRing(make([]byte, 8192)); err == nil {
+		t.Fatal("attached to zeroes")
+	}
+}
+
+// BenchmarkRing is the ring alone: ipcflow's writer and reader, each on
+// its own OS thread (so, on a machine with two CPUs or more, on different
+// CPUs when they are free), 64 KiB writes, 1 MiB ring.
+func BenchmarkRing(b *testing.B) {
+	for _, chunk := range []int{4 << 10, 64 << 10, 256 << 10} {
+		b.Run(fmt.Sprintf("%dKiB", chunk>>10), func(b *testing.B) {
+			r := newTestRing(b, 1<<20, 1)
+			src := make([]byte, chunk)
+			b.SetBytes(int64(chunk))
+			done := make(chan struct{})
+			go func() {
+				runtime.LockOSThread()
+				defer close(done)
+				rd := r.Reader(0)
+				dst := make([]byte, chunk)
+				for {
+					if _, err := rd.Read(dst); err != nil {
+						return
+					}
+				}
+			}()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			w := r.Writer()
+			b.ResetTimer()
+			for range b.N {
+				w.Write(src)
+			}
+			w.Close()
+			<-done
+		})
+	}
+}
