@@ -2,6 +2,8 @@ package channels
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os"
 	"syscall"
 	"testing"
@@ -111,5 +113,73 @@ func TestJoinKeepsStdio(t *testing.T) {
 	}
 	if _, err := unix.FcntlInt(1, unix.F_GETFD, 0); err != nil {
 		t.Fatalf("fd 1 was closed: %v", err)
+	}
+}
+
+// pfPty opens a pseudo-terminal in raw mode (no newline translation): the
+// master to read what was written, and the terminal as a stage would see
+// ipcflow's stdout.
+func pfPty(t *testing.T) (master, tty *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	mfd, _ := fdOf(m)
+	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(mfd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sfd, _ := fdOf(s)
+	tio, err := unix.IoctlGetTermios(sfd, unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tio.Oflag &^= unix.OPOST
+	tio.Lflag &^= unix.ECHO | unix.ICANON | unix.ISIG | unix.IEXTEN
+	tio.Iflag &^= unix.ICRNL | unix.IXON
+	if err := unix.IoctlSetTermios(sfd, unix.TCSETS, tio); err != nil {
+		t.Fatal(err)
+	}
+	return m, s
+}
+
+// A terminal as the destination (ipcflow's stdout on a terminal): the
+// bytes arrive, and the terminal's shared open file description is left
+// blocking (the mover waits on a private reopen of its own), so the
+// user's shell doesn't find its terminal non-blocking afterwards.
+func TestJoinToTerminal(t *testing.T) {
+	master, tty := pfPty(t)
+	defer master.Close()
+	shared, err := unix.Dup(int(tty.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(shared)
+	in := bytes.Repeat([]byte("line of text\n"), 20000) // more than the tty buffers
+	r, w := pfPipe(t)
+	go func() { w.Write(in); w.Close() }()
+	got := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, len(in))
+		n, _ := io.ReadFull(master, b)
+		got <- b[:n]
+	}()
+	m := StartJoin([]*os.File{r}, tty)
+	if err := m.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, in) {
+		t.Errorf("terminal got %d bytes, want %d", len(b), len(in))
+	}
+	if fl, _ := unix.FcntlInt(uintptr(shared), unix.F_GETFL, 0); fl&unix.O_NONBLOCK != 0 {
+		t.Error("the terminal's shared description was left non-blocking")
 	}
 }

@@ -93,7 +93,7 @@ func (m *Mover) stopFD() int {
 
 // end is one file a mover owns.
 type end struct {
-	f    *os.File // as given; closed when the mover is done with it
+	f    *os.File // as given, until closed (at once if reopened)
 	fd   int      // the fd to do I/O on: f's own, or own
 	own  int      // a private non-blocking reopen of f, or -1
 	kind fdKind
@@ -116,7 +116,11 @@ func openEnd(f *os.File, write bool) (*end, error) {
 		nfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 		switch {
 		case err == nil:
+			// The reopen is a full replacement: give back f's fd now
+			// (a big fan-out would otherwise hold two per output).
 			e.fd, e.own = nfd, nfd
+			closeFile(f)
+			e.f = nil
 		case err == unix.ENXIO && e.kind == kindPipe:
 			return e, readerGone()
 		}
@@ -128,15 +132,17 @@ func openEnd(f *os.File, write bool) (*end, error) {
 
 // close closes the end's fds (never 0, 1, 2 of ipcflow itself).
 func (e *end) close() {
-	if e == nil || e.f == nil {
+	if e == nil {
 		return
 	}
 	if e.own >= 0 {
 		unix.Close(e.own)
 		e.own = -1
 	}
-	closeFile(e.f)
-	e.f = nil
+	if e.f != nil {
+		closeFile(e.f)
+		e.f = nil
+	}
 }
 
 // closeFile closes a file a mover was given, except ipcflow's own stdio.
