@@ -76,7 +76,7 @@ func (p *Plan) Print(w io.Writer, procs []*Process) {
 					}
 				}
 			}
-			fmt.Fprintf(w, "      fd %d %-4s %s\n", fd, "", what+": "+e.describe(p))
+			fmt.Fprintf(w, "      fd %d %s: %s\n", fd, what, e.describe(p))
 		}
 	}
 }
