@@ -116,3 +116,44 @@ func BenchmarkTee(b *testing.B) {
 		}
 	}
 }
+
+// What tee(1) does, for comparison: read into a buffer, write it to each
+// output in turn.
+func BenchmarkTeeUserspace(b *testing.B) {
+	for _, size := range benchSizes {
+		for _, n := range []int{2, 4} {
+			b.Run(fmt.Sprintf("buf=%s/readers=%d", sizeString(size), n), func(b *testing.B) {
+				b.SetBytes(benchBlock)
+				r, w := benchPipe(b, size)
+				var wg sync.WaitGroup
+				var dsts []*os.File
+				for range n {
+					cr, cw := benchPipe(b, size)
+					dsts = append(dsts, cw)
+					wg.Add(1)
+					go benchConsumer(cr, &wg)
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					buf := make([]byte, 128<<10)
+					for {
+						k, _ := r.Read(buf)
+						if k == 0 {
+							break
+						}
+						for _, d := range dsts {
+							d.Write(buf[:k])
+						}
+					}
+					for _, d := range dsts {
+						d.Close()
+					}
+					r.Close()
+				}()
+				benchProducer(b, w)
+				wg.Wait()
+			})
+		}
+	}
+}
