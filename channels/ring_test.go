@@ -2,6 +2,7 @@ package channels
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -143,5 +144,20 @@ func BenchmarkRing(b *testing.B) {
 			w.Close()
 			<-done
 		})
+	}
+}
+
+// TestRoundTrip: every object-level round trip works (figures are for
+// ipcflow bench; here only that each bounces its messages).
+func TestRoundTrip(t *testing.T) {
+	for _, c := range [][2]string{{"pipe", ""}, {"mq", ""}, {"shm", ""}, {"socket", "unix"}, {"socket", "tcp"}, {"socket", "udp"}} {
+		d, err := RoundTrip(c[0], c[1], 200)
+		if err != nil {
+			t.Fatalf("%v: %v", c, err)
+		}
+		t.Logf("%s %s: %v", c[0], c[1], d)
+	}
+	if _, err := RoundTrip("mmap", "", 10); !errors.Is(err, ErrNoRoundTrip) {
+		t.Fatalf("mmap: %v", err)
 	}
 }
