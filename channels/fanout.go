@@ -50,14 +50,14 @@ import (
 
 // teeMemBound is how much of a lagging destination's backlog stays in
 // memory before the rest goes to its spill file.
-const teeMemBound = 4 << 20
-
 // teeStall is how long a full destination may hold the others up before
 // it counts as stopped; teeSlack is the backlog at which a destination
-// that is still reading sets the pace again.
-const (
-	teeStall = 20 * time.Millisecond
-	teeSlack = 1 << 20
+// that is still reading sets the pace again. (Variables so that tests can
+// shrink them to reach the spill paths with little data.)
+var (
+	teeMemBound = 4 << 20
+	teeStall    = 20 * time.Millisecond
+	teeSlack    = int64(1 << 20)
 )
 
 // StartTee starts a fan-out from src to every dst. The Mover owns src and

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -259,6 +260,85 @@ func TestTeeClose(t *testing.T) {
 	}
 	for _, h := range held {
 		h.Close()
+	}
+	pfNoLeak(t, before)
+}
+
+// Readers that read in random sizes, pause at random (some pauses longer
+// than teeStall, so they are left behind and catch up again), and one that
+// stops early: every reader still gets exactly the stream (or its prefix).
+// The memory bound is shrunk so the spill file is used, refilled and
+// emptied many times. Seeds make a failure repeatable.
+func TestTeeRandomReaders(t *testing.T) {
+	before := pfWarm(t)
+	defer func(m int, s int64) { teeMemBound, teeSlack = m, s }(teeMemBound, teeSlack)
+	teeMemBound, teeSlack = 256<<10, 64<<10
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 1))
+			stream := make([]byte, 12<<20+rng.IntN(1<<20))
+			for i := range stream {
+				stream[i] = byte(rng.Uint32())
+			}
+			r, w := pfPipe(t)
+			go func() {
+				for p := stream; len(p) > 0; {
+					n := min(len(p), 1+rng.IntN(300<<10))
+					if _, err := w.Write(p[:n]); err != nil {
+						break
+					}
+					p = p[n:]
+				}
+				w.Close()
+			}()
+			const readers = 4
+			stopAt := 1 + int(seed)*777_777 // reader 0 stops after this many bytes
+			var dsts []*os.File
+			results := make([]chan []byte, readers)
+			for i := range readers {
+				cr, cw := pfPipe(t)
+				dsts = append(dsts, cw)
+				results[i] = make(chan []byte, 1)
+				prng := rand.New(rand.NewPCG(seed, uint64(i)+10))
+				go func() {
+					var got []byte
+					buf := make([]byte, 256<<10)
+					for {
+						if i == 0 && len(got) >= stopAt {
+							break
+						}
+						if prng.IntN(40) == 0 {
+							time.Sleep(time.Duration(prng.IntN(60)) * time.Millisecond)
+						}
+						n, _ := cr.Read(buf[:1+prng.IntN(len(buf))])
+						if n == 0 {
+							break
+						}
+						got = append(got, buf[:n]...)
+					}
+					cr.Close()
+					results[i] <- got
+				}()
+			}
+			m := StartTee(r, dsts, t.TempDir())
+			if err := m.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			for i := range readers {
+				got := <-results[i]
+				want := stream
+				if i == 0 {
+					want = stream[:min(len(got), len(stream))]
+					if len(got) < stopAt {
+						t.Errorf("reader 0 got %d bytes, fewer than %d", len(got), stopAt)
+					}
+				}
+				if !bytes.Equal(got, want) {
+					t.Errorf("reader %d: %d bytes (sha %s), want %d (sha %s)", i, len(got), pfSha(got)[:12], len(want), pfSha(want)[:12])
+				}
+			}
+			t.Logf("spilled %d bytes", m.spill.Load())
+		})
 	}
 	pfNoLeak(t, before)
 }
