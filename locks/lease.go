@@ -5,10 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -280,95 +278,4 @@ func sameUser(c *net.UnixConn) bool {
 		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	})
 	return err == nil && (cred.Uid == uint32(os.Getuid()) || cred.Uid == 0)
-}
-
-// AcquireLease asks the lease server at socketPath for one unit of sem and
-// waits for it until ctx ends. release gives the unit back; if the process
-// dies first, the server gives it back when the kernel closes the
-// connection. The connection is close-on-exec: a command started by the
-// caller does not hold the lease.
-func AcquireLease(ctx context.Context, socketPath, sem string) (release func() error, err error) {
-	if strings.ContainsAny(sem, "\n") || sem == "" {
-		return nil, fmt.Errorf("lease %q: bad semaphore name", sem)
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", socketPath)
-	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
-		return nil, fmt.Errorf("connect to %s: %w (%w)", socketPath, ErrNoLeaseServer, err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("connect to lease server: %w", err)
-	}
-	// A wait for the reply ends with ctx: closing tells the server to stop
-	// waiting on our behalf.
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	reply, err := func() (string, error) {
-		if _, err := conn.Write([]byte("acquire " + sem + "\n")); err != nil {
-			return "", err
-		}
-		line, err := bufio.NewReaderSize(conn, maxRequest).ReadString('\n')
-		return strings.TrimSuffix(line, "\n"), err
-	}()
-	if !stop() || ctx.Err() != nil {
-		conn.Close()
-		return nil, ctx.Err()
-	}
-	if err != nil {
-		conn.Close()
-		if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("lease %s: the lease server closed the connection (is the run ending?)", sem)
-		}
-		return nil, fmt.Errorf("lease %s: %w", sem, err)
-	}
-	switch {
-	case reply == "ok":
-		var once sync.Once
-		var rerr error
-		return func() error {
-			once.Do(func() {
-				// The server posts on "release" or on end of file,
-				// whichever it sees first.
-				conn.Write([]byte("release\n"))
-				if err := conn.Close(); err != nil {
-					rerr = fmt.Errorf("release lease %s: %w", sem, err)
-				}
-			})
-			return rerr
-		}, nil
-	case strings.HasPrefix(reply, "unknown "):
-		conn.Close()
-		return nil, fmt.Errorf("lease %s: %w", sem, ErrUnknownSem)
-	default:
-		conn.Close()
-		return nil, fmt.Errorf("lease %s: %s", sem, strings.TrimPrefix(reply, "error "))
-	}
-}
-
-// AcquireAll takes one unit of each semaphore, in one global order (by
-// POSIX name), so that two takers of overlapping sets cannot deadlock (SPEC
-// 3, `uses`). A semaphore listed twice is taken once. On error it gives back
-// what it took. release gives back everything.
-func AcquireAll(ctx context.Context, sems []*Sem) (release func() error, err error) {
-	sorted := append([]*Sem(nil), sems...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name() < sorted[j].Name() })
-	var taken []*Sem
-	release = func() error {
-		var errs []error
-		for i := len(taken) - 1; i >= 0; i-- {
-			errs = append(errs, taken[i].Post())
-		}
-		taken = nil
-		return errors.Join(errs...)
-	}
-	for i, sem := range sorted {
-		if i > 0 && sem.Name() == sorted[i-1].Name() {
-			continue
-		}
-		if err := sem.Wait(ctx); err != nil {
-			release()
-			return nil, fmt.Errorf("take semaphore %s: %w", sem.Name(), err)
-		}
-		taken = append(taken, sem)
-	}
-	return release, nil
 }
