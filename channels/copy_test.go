@@ -64,6 +64,16 @@ var moveShapes = []moveShape{
 		d, res := fileCollector(t)
 		return d, pipeFeeder(t, in), res
 	}},
+	{"pipe->append-file", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
+		// splice(2) refuses O_APPEND files (EINVAL): Move must fall back.
+		d, res := fileCollector(t)
+		a, err := os.OpenFile(d.Name(), os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+		return a, pipeFeeder(t, in), res
+	}},
 	{"file->file", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
 		d, res := fileCollector(t)
 		return d, fileFeeder(t, in), res

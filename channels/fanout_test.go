@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // teeTo starts a Tee from a producer script to n `cat` consumers writing
@@ -216,23 +218,40 @@ func TestTeeAllReadersGone(t *testing.T) {
 	pfNoLeak(t, before)
 }
 
-// A source that is not a pipe (a file, as ipcflow's stdin may be) and a
-// destination that is not a pipe (a file, as its stdout may be).
+// A source that is not a pipe (a file, as ipcflow's stdin may be) and
+// destinations that are not pipes (a file, a socket, as its stdout may be).
 func TestTeeNonPipes(t *testing.T) {
 	before := pfWarm(t)
-	in := pfInputs()["binary"]
-	src := fileFeeder(t, in)
-	fdst, fres := fileCollector(t)
-	pdst, pres := pipeCollector(t)
-	m := StartTee(src, []*os.File{fdst, pdst}, t.TempDir())
-	if err := m.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	if g := fres(); !bytes.Equal(g, in) {
-		t.Errorf("file output: %d bytes, want %d", len(g), len(in))
-	}
-	if g := pres(); !bytes.Equal(g, in) {
-		t.Errorf("pipe output: %d bytes, want %d", len(g), len(in))
+	in := bytes.Repeat(pfInputs()["binary"], 10) // 3 MiB: many rounds
+	for _, srcKind := range []string{"file", "pipe"} {
+		t.Run(srcKind, func(t *testing.T) {
+			src := fileFeeder(t, in)
+			if srcKind == "pipe" {
+				src.Close()
+				src = pipeFeeder(t, in)
+			}
+			fdst, fres := fileCollector(t)
+			pdst, pres := pipeCollector(t)
+			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sdst := os.NewFile(uintptr(fds[0]), "s0")
+			sres := pfReadAll(os.NewFile(uintptr(fds[1]), "s1"))
+			m := StartTee(src, []*os.File{fdst, pdst, sdst}, t.TempDir())
+			if err := m.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if g := fres(); !bytes.Equal(g, in) {
+				t.Errorf("file output: %d bytes, want %d", len(g), len(in))
+			}
+			if g := pres(); !bytes.Equal(g, in) {
+				t.Errorf("pipe output: %d bytes, want %d", len(g), len(in))
+			}
+			if g := <-sres; !bytes.Equal(g, in) {
+				t.Errorf("socket output: %d bytes, want %d", len(g), len(in))
+			}
+		})
 	}
 	pfNoLeak(t, before)
 }

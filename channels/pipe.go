@@ -24,7 +24,7 @@ func checkPipeSize(o Options) error {
 	if o.Size < 0 {
 		return fmt.Errorf("pipe size %d is negative", o.Size)
 	}
-	if max := PipeMaxSize(); o.Size > 0 && roundPipeSize(o.Size) > max {
+	if max := PipeMaxSize(); o.Size > 0 && (o.Size > 1<<31 || roundPipeSize(o.Size) > max) {
 		return fmt.Errorf("pipe size %s is above the system limit %s (/proc/sys/fs/pipe-max-size)", sizeString(o.Size), sizeString(max))
 	}
 	return nil

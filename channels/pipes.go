@@ -54,6 +54,9 @@ func sizePipe(f *os.File, size int64) error {
 
 // SetPipeSize sets the buffer of the pipe f belongs to (F_SETPIPE_SZ).
 func SetPipeSize(f *os.File, size int64) error {
+	if size <= 0 || size > 1<<31 {
+		return fmt.Errorf("pipe size %d is out of range", size)
+	}
 	fd, err := fdOf(f)
 	if err != nil {
 		return err
