@@ -63,6 +63,8 @@ type LeaseServer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	closed sync.Once
+	cerr   error
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -76,6 +78,9 @@ type LeaseServer struct {
 // script name in another case ("DB" for "db") when that is unambiguous. The
 // caller keeps ownership of the Sems and closes them after Close.
 func ServeLeases(path string, sems map[string]*Sem) (*LeaseServer, error) {
+	if len(path) >= len(unix.RawSockaddrUnix{}.Path) {
+		return nil, fmt.Errorf("listen for leases: socket path %s is %d bytes, over the %d a unix socket allows", path, len(path), len(unix.RawSockaddrUnix{}.Path)-1)
+	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("listen for leases: %w", err)
@@ -100,22 +105,24 @@ func (s *LeaseServer) Path() string { return s.path }
 
 // Close stops serving: it cancels waiting requests, gives back every unit
 // held, closes every connection, removes the socket and returns once all of
-// that is done.
+// that is done. Calling it again does nothing.
 func (s *LeaseServer) Close() error {
-	s.cancel()
-	err := s.ln.Close() // also removes the socket file
-	// Unblock every read; each connection's goroutine replies if it must
-	// and closes its connection itself.
-	s.mu.Lock()
-	for c := range s.conns {
-		c.SetReadDeadline(time.Now())
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-	if err != nil {
-		return fmt.Errorf("close lease server: %w", err)
-	}
-	return nil
+	s.closed.Do(func() {
+		s.cancel()
+		err := s.ln.Close() // also removes the socket file
+		// Unblock every read; each connection's goroutine replies if it
+		// must and closes its connection itself.
+		s.mu.Lock()
+		for c := range s.conns {
+			c.SetReadDeadline(time.Now())
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+		if err != nil {
+			s.cerr = fmt.Errorf("close lease server: %w", err)
+		}
+	})
+	return s.cerr
 }
 
 // LeaseCounts reports, per semaphore (script name), how many leases are

@@ -88,6 +88,13 @@ func TestLeaseAcquireRelease(t *testing.T) {
 	waitFor(t, func() bool { return sem.Value() == 2 })
 }
 
+func TestLeaseSocketPathTooLong(t *testing.T) {
+	long := filepath.Join(t.TempDir(), strings.Repeat("x", 120))
+	if _, err := ServeLeases(long, nil); err == nil || !strings.Contains(err.Error(), "a unix socket allows") {
+		t.Errorf("ServeLeases on a %d-byte path: %v", len(long), err)
+	}
+}
+
 func TestLeaseUnknownAndBadRequest(t *testing.T) {
 	srv, _ := startLeases(t, 1)
 	if _, err := AcquireLease(context.Background(), srv.Path(), "nosuch"); !errors.Is(err, ErrUnknownSem) {
@@ -166,6 +173,9 @@ func TestLeaseServerClose(t *testing.T) {
 	waitFor(t, func() bool { _, w := srv.LeaseCounts(); return w["db"] == 1 })
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 	if err := <-waiting; err == nil || !strings.Contains(err.Error(), "run is ending") {
 		t.Errorf("waiting client after Close: %v", err)
