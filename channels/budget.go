@@ -114,9 +114,11 @@ func roundPipeSize(n int64) int64 {
 // probeBudget measures the pages left under soft: it makes pipes, shrinks
 // each to one page (always allowed) and grows it as far as the kernel lets
 // it, until a pipe can't grow at all. The pages the probes held is what
-// was left. At most soft/256+2 pipes (1 MiB each) are needed.
+// was left. At most soft/256+2 pipes (1 MiB each) are needed; where
+// pipe-max-size is so small that more would be, the probes stop at 512
+// pipes and the answer is a lower bound.
 func probeBudget(soft int64) int64 {
-	maxSize := PipeMaxSize()
+	maxSize := max(PipeMaxSize(), 2*pageSize)
 	var held []int
 	defer func() {
 		for _, fd := range held {
@@ -124,7 +126,7 @@ func probeBudget(soft int64) int64 {
 		}
 	}()
 	var pages int64
-	for range soft/(maxSize/pageSize) + 2 {
+	for range min(soft/(maxSize/pageSize)+2, 512) {
 		var p [2]int
 		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 			break
