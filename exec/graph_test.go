@@ -110,3 +110,12 @@ func init() {
 		return Run(mk(), o)
 	}
 }
+
+func init() {
+	testFlows["stdin-grep"] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("g", "grep -c x")
+		b.edge("stdin", "g", "")
+		return b.g
+	}
+}

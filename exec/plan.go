@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/sys/unix"
 	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 
@@ -27,6 +28,8 @@ type Plan struct {
 	Movers []*MoverPlan
 	Stages []*StagePlan
 	Label  bool
+
+	stdinTTY bool // ipcflow's stdin is a terminal: stages can't read it themselves
 }
 
 // Var is one expanded NAME=VALUE.
@@ -158,7 +161,7 @@ func BuildPlan(g *parser.Graph, overrides []string, environ []string, label bool
 				g.File, e.Pos, e.Type, strings.Join(channels.Names(), ", "))
 		}
 	}
-	p := &Plan{Graph: g, Label: label}
+	p := &Plan{Graph: g, Label: label, stdinTTY: isTerminal(0)}
 	if err := p.expandVars(overrides, environ); err != nil {
 		return nil, err
 	}
@@ -215,6 +218,12 @@ func (p *Plan) expandVars(overrides []string, environ []string) error {
 		env = append(env, en.Name+"="+v)
 	}
 	return nil
+}
+
+// isTerminal reports whether fd is a terminal.
+func isTerminal(fd int) bool {
+	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	return err == nil
 }
 
 // ownEnviron is ipcflow's environment, less the variables that only mean

@@ -52,8 +52,11 @@ func (p *Plan) wire() {
 				// a -> stdout: the stage writes ipcflow's fd itself.
 				prodEnd[from] = ownEnd(specialFd(e.To.Port))
 				edgeDone[i] = true
-			case e.Type == parser.Pipe && e.From.Stage == nil:
-				// stdin -> a: fd 0 itself (or a join's source).
+			case e.Type == parser.Pipe && e.From.Stage == nil && !p.stdinTTY:
+				// stdin -> a: fd 0 itself (or a join's source). Not a
+				// terminal, though: a stage is a process group of its own,
+				// in the background, and reading the terminal would stop
+				// it (SIGTTIN); ipcflow, in the foreground, reads for it.
 				edgeRead[i] = ownEnd(0)
 			case e.From.Stage == nil:
 				// stdin over another type: copy fd 0 into the channel.
