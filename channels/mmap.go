@@ -136,13 +136,6 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	return c, nil
 }
 
-func poke(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
-
 // slowest returns the lowest cursor of the readers still reading; ok is
 // false when none is.
 func (c *mmapChannel) slowest() (int64, bool) {

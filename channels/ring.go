@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -65,6 +66,10 @@ import (
 // peer that died between publishing and waking costs a delay, not a hang.
 // The spin before sleeping is what makes a small message's round trip fast:
 // waking a sleeping thread on another CPU costs tens of microseconds.
+//
+// When every end is a goroutine of one process (LocalWake: ipcflow's own
+// bridges), the futex sleep and wake become a park on a Go channel and a
+// poke of it, under the same Waiters words.
 
 const (
 	ringMagic   = 0x52776f6c66637069 // "ipcflowR" as little-endian bytes
@@ -99,10 +104,59 @@ var ErrReadersGone = errors.New("every reader has gone")
 
 // Ring is a mapped ring segment: the header and the data area.
 type Ring struct {
-	mem  []byte
-	data []byte
-	cap  uint64
-	n    int // readers
+	mem   []byte
+	data  []byte
+	cap   uint64
+	n     int         // readers
+	local *localWake // set when every end is in this process
+}
+
+// localWake replaces the futex sleeps when every end of the ring is a
+// goroutine of this process (ipcflow's bridges): a goroutine parked on a
+// channel gives its P back at once, where one asleep in futex(2) holds it
+// until sysmon notices (up to 10 ms on an idle runtime), which starves the
+// other bridges and the poller on a small machine. The shared words keep
+// their meaning; only the sleeping and waking differ.
+type localWake struct {
+	data  []chan struct{} // one per reader
+	space chan struct{}
+}
+
+// LocalWake says every end of the ring lives in this process: waiters park
+// their goroutine instead of their thread. Call it before any end is used.
+func (r *Ring) LocalWake() {
+	lw := &localWake{space: make(chan struct{}, 1), data: make([]chan struct{}, r.n)}
+	for i := range lw.data {
+		lw.data[i] = make(chan struct{}, 1)
+	}
+	r.local = lw
+}
+
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// wakeData wakes the readers that wait for data.
+func (r *Ring) wakeData() {
+	if r.local != nil {
+		for _, ch := range r.local.data {
+			poke(ch)
+		}
+		return
+	}
+	wakeAll(r.u32(offDataSeq))
+}
+
+// wakeSpace wakes the writer if it waits for space.
+func (r *Ring) wakeSpace() {
+	if r.local != nil {
+		poke(r.local.space)
+		return
+	}
+	wakeAll(r.u32(offSpaceSeq))
 }
 
 // RingSize is how many bytes a ring of capacity bytes needs.
@@ -164,7 +218,11 @@ func (r *Ring) Writer() *RingWriter {
 // Reader returns reader i's end (0 <= i < Readers()).
 func (r *Ring) Reader(i int) *RingReader {
 	base := offReader0 + i*readerStride
-	return &RingReader{r: r, rpos: r.u64(base), gone: r.u32(base + 8)}
+	rd := &RingReader{r: r, rpos: r.u64(base), gone: r.u32(base + 8)}
+	if r.local != nil {
+		rd.wake = r.local.data[i]
+	}
+	return rd
 }
 
 // Shutdown ends the ring for both sides: end of stream for the readers,
@@ -175,8 +233,8 @@ func (r *Ring) Shutdown() {
 	for i := 0; i < r.n; i++ {
 		atomic.StoreUint32(r.u32(offReader0+i*readerStride+8), 1)
 	}
-	wakeAll(r.u32(offDataSeq))
-	wakeAll(r.u32(offSpaceSeq))
+	r.wakeData()
+	r.wakeSpace()
 }
 
 func wakeAll(seq *uint32) {
@@ -219,9 +277,14 @@ func (w *RingWriter) Reserve() ([]byte, error) {
 	if free == 0 && live {
 		deadline := time.Now().Add(ringSpin)
 		for i := 0; free == 0 && live; i++ {
-			if i&63 == 63 && time.Now().After(deadline) {
-				free, live = w.sleep()
-				break
+			if i&63 == 63 {
+				if time.Now().After(deadline) {
+					free, live = w.sleep()
+					break
+				}
+				if w.r.local != nil {
+					runtime.Gosched() // let the bridge we wait for have the CPU
+				}
 			}
 			free, live = w.free()
 		}
@@ -243,6 +306,10 @@ func (w *RingWriter) sleep() (uint64, bool) {
 			atomic.StoreUint32(w.waiter, 0)
 			return free, live
 		}
+		if w.r.local != nil {
+			<-w.r.local.space
+			continue
+		}
 		locks.FutexWait(w.seq, seq, ringPoll)
 	}
 }
@@ -252,7 +319,7 @@ func (w *RingWriter) Commit(n int) {
 	w.pos += uint64(n)
 	atomic.StoreUint64(w.wpos, w.pos)
 	if atomic.LoadUint32(w.r.u32(offDataWaiters)) != 0 {
-		wakeAll(w.r.u32(offDataSeq))
+		w.r.wakeData()
 	}
 }
 
@@ -275,7 +342,7 @@ func (w *RingWriter) Write(p []byte) (int, error) {
 // io.EOF.
 func (w *RingWriter) Close() error {
 	atomic.StoreUint32(w.r.u32(offWdone), 1)
-	wakeAll(w.r.u32(offDataSeq))
+	w.r.wakeData()
 	return nil
 }
 
@@ -284,7 +351,8 @@ type RingReader struct {
 	r    *Ring
 	rpos *uint64
 	gone *uint32
-	pos  uint64 // == *rpos: only this reader stores it
+	pos  uint64        // == *rpos: only this reader stores it
+	wake chan struct{} // LocalWake: this reader's channel
 }
 
 // avail returns how many bytes are ready, and whether the writer is done.
@@ -301,9 +369,14 @@ func (rd *RingReader) Peek() ([]byte, error) {
 	if n == 0 && !done {
 		deadline := time.Now().Add(ringSpin)
 		for i := 0; n == 0 && !done; i++ {
-			if i&63 == 63 && time.Now().After(deadline) {
-				n, done = rd.sleep()
-				break
+			if i&63 == 63 {
+				if time.Now().After(deadline) {
+					n, done = rd.sleep()
+					break
+				}
+				if rd.wake != nil {
+					runtime.Gosched()
+				}
 			}
 			n, done = rd.avail()
 		}
@@ -326,6 +399,10 @@ func (rd *RingReader) sleep() (uint64, bool) {
 		if n, done := rd.avail(); n > 0 || done {
 			return n, done
 		}
+		if rd.wake != nil {
+			<-rd.wake
+			continue
+		}
 		locks.FutexWait(seqw, seq, ringPoll)
 	}
 }
@@ -335,7 +412,7 @@ func (rd *RingReader) Release(n int) {
 	rd.pos += uint64(n)
 	atomic.StoreUint64(rd.rpos, rd.pos)
 	if atomic.LoadUint32(rd.r.u32(offSpaceWaiter)) != 0 {
-		wakeAll(rd.r.u32(offSpaceSeq))
+		rd.r.wakeSpace()
 	}
 }
 
@@ -356,6 +433,6 @@ func (rd *RingReader) Read(p []byte) (int, error) {
 // Close says this reader stops reading: the writer no longer waits for it.
 func (rd *RingReader) Close() error {
 	atomic.StoreUint32(rd.gone, 1)
-	wakeAll(rd.r.u32(offSpaceSeq))
+	rd.r.wakeSpace()
 	return nil
 }

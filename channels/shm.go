@@ -102,6 +102,7 @@ func openShm(env Env, spec Spec) (Channel, error) {
 		unix.Munmap(mem)
 		return nil, fmt.Errorf("edge %s: unlink shm segment %s: %w", spec.ID, path, err)
 	}
+	ring.LocalWake() // both bridges are goroutines here
 	c := &shmChannel{ring: ring, mem: mem, br: bridges{edge: spec.ID}}
 	w, in, err := bridgePipe(true)
 	if err != nil {
