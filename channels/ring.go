@@ -107,7 +107,7 @@ type Ring struct {
 	mem   []byte
 	data  []byte
 	cap   uint64
-	n     int         // readers
+	n     int        // readers
 	local *localWake // set when every end is in this process
 }
 
