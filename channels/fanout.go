@@ -117,6 +117,11 @@ type teeRun struct {
 	devnull  int
 	spillDir string
 	stop     int
+
+	// Reused from round to round, so that moving a chunk allocates nothing.
+	teeable []*teeDst
+	pfd     []unix.PollFd
+	polled  []*teeDst
 }
 
 func (t *teeRun) run() error {
@@ -224,7 +229,7 @@ func (t *teeRun) feed() (bool, error) {
 		n = min(n, avail)
 		// Lockstep: tee no more than every caught-up pipe has room for,
 		// so none of them falls behind by a partial tee.
-		var teeable []*teeDst
+		teeable := t.teeable[:0]
 		for _, d := range t.dsts {
 			if d.gone || !d.pipe || d.full || d.backlog() > 0 {
 				continue
@@ -240,6 +245,7 @@ func (t *teeRun) feed() (bool, error) {
 				t.markFull(d, now)
 			}
 		}
+		t.teeable = teeable
 		if t.paced(now) {
 			return false, nil
 		}
@@ -503,15 +509,14 @@ func (t *teeRun) write(d *teeDst, p []byte) (int, error) {
 func (t *teeRun) wait() error {
 	now := time.Now()
 	timeout := -1
-	pfd := make([]unix.PollFd, 0, len(t.dsts)+2)
-	pfd = append(pfd, unix.PollFd{Fd: int32(t.stop), Events: unix.POLLIN})
+	pfd := append(t.pfd[:0], unix.PollFd{Fd: int32(t.stop), Events: unix.POLLIN})
 	srcAt := -1
 	if !t.srcEOF && !t.paced(now) && t.anyLive(now) {
 		srcAt = len(pfd)
 		pfd = append(pfd, unix.PollFd{Fd: int32(t.sfd), Events: unix.POLLIN})
 	}
 	first := len(pfd)
-	var polled []*teeDst
+	polled := t.polled[:0]
 	for _, d := range t.dsts {
 		if d.gone {
 			continue
@@ -530,6 +535,7 @@ func (t *teeRun) wait() error {
 		pfd = append(pfd, unix.PollFd{Fd: int32(d.e.fd), Events: ev})
 		polled = append(polled, d)
 	}
+	t.pfd, t.polled = pfd, polled
 	for {
 		_, err := unix.Poll(pfd, timeout)
 		if err == unix.EINTR {
