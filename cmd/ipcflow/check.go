@@ -1,6 +1,53 @@
 package main
 
-// CheckCmd: SCAFFOLD, replaced by the owner of this command.
-type CheckCmd struct{}
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 
-func (CheckCmd) Run(s *Streams) error { return &ExitStatus{Code: 2, Msg: "check: not built yet"} }
+	"github.com/ipcflow/ipcflow/parser"
+)
+
+// CheckCmd parses and checks scripts without running anything.
+type CheckCmd struct {
+	Files []string `arg:"" name:"file" type:"path" help:"Scripts to check."`
+}
+
+// Help is shown by `ipcflow check --help`.
+func (CheckCmd) Help() string {
+	return `Parse every FILE and run every check a run would make (names, ports,
+edge types and options, cycles, semaphore deadlocks, shell syntax of stage
+commands). Nothing is printed for good files. Problems are printed on stderr
+as FILE:LINE:COL: message, all of them, sorted; the exit status is then 2.`
+}
+
+func (c *CheckCmd) Run(s *Streams) error {
+	failed := false
+	for _, f := range c.Files {
+		if _, err := parser.ParseFile(f); err != nil {
+			printParseError(s.Stderr, err)
+			failed = true
+		}
+	}
+	if failed {
+		return &ExitStatus{Code: usageStatus}
+	}
+	return nil
+}
+
+// printParseError prints the errors of a script: one line per problem, or
+// one line saying why the file could not be read.
+func printParseError(w io.Writer, err error) {
+	var list parser.ErrorList
+	if errors.As(err, &list) {
+		fmt.Fprintln(w, list.Error())
+		return
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		fmt.Fprintf(w, "ipcflow: %s: %v\n", pe.Path, pe.Err)
+		return
+	}
+	fmt.Fprintf(w, "ipcflow: %v\n", err)
+}

@@ -1,0 +1,244 @@
+package parser
+
+import "strings"
+
+// The checks here look at the whole resolved graph: cycles through data
+// and after edges, and certain deadlocks on semaphores of count 1.
+
+// link is one dependency between two stages: a data edge from -> to, or
+// `to after from`.
+type link struct {
+	to    int
+	pos   Pos
+	after bool
+}
+
+// stageLinks builds the adjacency lists of the stage graph, by stage index.
+func stageLinks(g *Graph, info map[*Stage]*stageInfo, withAfter bool) [][]link {
+	adj := make([][]link, len(g.Stages))
+	for _, e := range g.Edges {
+		if e.From.Stage == nil || e.To.Stage == nil {
+			continue
+		}
+		f, t := info[e.From.Stage].index, info[e.To.Stage].index
+		adj[f] = append(adj[f], link{to: t, pos: e.Pos})
+	}
+	if withAfter {
+		for _, s := range g.Stages {
+			si := info[s]
+			for i, dep := range s.After {
+				d := info[dep].index
+				adj[d] = append(adj[d], link{to: si.index, pos: si.afterPos[i], after: true})
+			}
+		}
+	}
+	return adj
+}
+
+// checkCycles reports one cycle per strongly connected component of the
+// stage graph (data and after edges), as `a -> b -> a`, at the position of
+// the link that leaves the component's first stage.
+func (r *resolver) checkCycles() {
+	g := r.g
+	adj := stageLinks(g, r.info, true)
+	for _, comp := range tarjan(adj) {
+		start := comp[0]
+		for _, v := range comp {
+			if v < start {
+				start = v
+			}
+		}
+		if len(comp) == 1 && !hasLinkTo(adj[start], start) {
+			continue
+		}
+		in := make(map[int]bool, len(comp))
+		for _, v := range comp {
+			in[v] = true
+		}
+		path, first := cyclePath(adj, start, in)
+		names := make([]string, len(path))
+		for i, v := range path {
+			names[i] = g.Stages[v].Name
+		}
+		r.errorf(first, "cycle: %s (a stage cannot wait for its own output or its own end)", strings.Join(names, " -> "))
+	}
+}
+
+func hasLinkTo(ls []link, v int) bool {
+	for _, l := range ls {
+		if l.to == v {
+			return true
+		}
+	}
+	return false
+}
+
+// cyclePath finds the shortest cycle through start inside a component by a
+// breadth-first search; it returns the stages (start at both ends) and the
+// position of the first link.
+func cyclePath(adj [][]link, start int, in map[int]bool) ([]int, Pos) {
+	parent := map[int]int{}
+	via := map[int]Pos{}
+	queue := []int{start}
+	end := -1
+	var endPos Pos
+	for len(queue) > 0 && end < 0 {
+		v := queue[0]
+		queue = queue[1:]
+		for _, l := range adj[v] {
+			if l.to == start {
+				end, endPos = v, l.pos
+				break
+			}
+			if _, seen := parent[l.to]; seen || !in[l.to] {
+				continue
+			}
+			parent[l.to], via[l.to] = v, l.pos
+			queue = append(queue, l.to)
+		}
+	}
+	path := []int{start}
+	first := endPos
+	for v := end; v != start; v = parent[v] {
+		path = append(path, v)
+		first = via[v]
+	}
+	path = append(path, start)
+	// path is start, then the stages backwards from the end: reverse the
+	// middle so it reads in the direction of the links.
+	for i, j := 1, len(path)-2; i < j; i, j = i+1, j-1 {
+		path[i], path[j] = path[j], path[i]
+	}
+	return path, first
+}
+
+// tarjan returns the strongly connected components of the graph, each in
+// no particular order. It is iterative, so a chain of 10,000 stages does not
+// grow the goroutine stack.
+func tarjan(adj [][]link) [][]int {
+	n := len(adj)
+	index := make([]int, n)
+	low := make([]int, n)
+	onStack := make([]bool, n)
+	for i := range index {
+		index[i] = -1
+	}
+	var stack []int
+	var comps [][]int
+	next := 0
+	type frame struct{ v, i int }
+	for root := 0; root < n; root++ {
+		if index[root] >= 0 {
+			continue
+		}
+		call := []frame{{root, 0}}
+		index[root], low[root] = next, next
+		next++
+		stack = append(stack, root)
+		onStack[root] = true
+		for len(call) > 0 {
+			f := &call[len(call)-1]
+			if f.i < len(adj[f.v]) {
+				w := adj[f.v][f.i].to
+				f.i++
+				if index[w] < 0 {
+					index[w], low[w] = next, next
+					next++
+					stack = append(stack, w)
+					onStack[w] = true
+					call = append(call, frame{w, 0})
+				} else if onStack[w] && index[w] < low[f.v] {
+					low[f.v] = index[w]
+				}
+				continue
+			}
+			v := f.v
+			call = call[:len(call)-1]
+			if len(call) > 0 {
+				u := call[len(call)-1].v
+				low[u] = min(low[u], low[v])
+			}
+			if low[v] == index[v] {
+				var comp []int
+				for {
+					w := stack[len(stack)-1]
+					stack = stack[:len(stack)-1]
+					onStack[w] = false
+					comp = append(comp, w)
+					if w == v {
+						break
+					}
+				}
+				comps = append(comps, comp)
+			}
+		}
+	}
+	return comps
+}
+
+// checkSemDeadlocks reports two stages that both use a semaphore of count
+// 1 while one's output reaches the other through data edges: the second
+// cannot start before the first ends, and the first cannot end while
+// nobody reads what it writes.
+func (r *resolver) checkSemDeadlocks() {
+	g := r.g
+	users := map[*Sem][]*Stage{}
+	for _, s := range g.Stages {
+		for _, sem := range s.Uses {
+			if sem.Count == 1 {
+				users[sem] = append(users[sem], s)
+			}
+		}
+	}
+	var adj [][]link
+	for _, sem := range g.Sems {
+		us := users[sem]
+		if len(us) < 2 {
+			continue
+		}
+		if adj == nil {
+			adj = stageLinks(g, r.info, false)
+		}
+		isUser := map[int]*Stage{}
+		for _, u := range us {
+			isUser[r.info[u].index] = u
+		}
+		for _, u := range us {
+			from := r.info[u].index
+			parent := map[int]int{from: -1}
+			queue := []int{from}
+			for len(queue) > 0 {
+				v := queue[0]
+				queue = queue[1:]
+				for _, l := range adj[v] {
+					if _, seen := parent[l.to]; seen {
+						continue
+					}
+					parent[l.to] = v
+					queue = append(queue, l.to)
+					if other := isUser[l.to]; other != nil && other != u {
+						var path []string
+						for x := l.to; x >= 0; x = parent[x] {
+							path = append(path, g.Stages[x].Name)
+						}
+						for i, j := 0, len(path)-1; i < j; i, j = i+1, j-1 {
+							path[i], path[j] = path[j], path[i]
+						}
+						r.errorf(r.usesPos(other, sem), "certain deadlock: stages %s and %s both use semaphore %s (count 1) and are joined by the data path %s",
+							u.Name, other.Name, sem.Name, strings.Join(path, " -> "))
+					}
+				}
+			}
+		}
+	}
+}
+
+func (r *resolver) usesPos(s *Stage, sem *Sem) Pos {
+	info := r.info[s]
+	for i, x := range s.Uses {
+		if x == sem {
+			return info.usesPos[i]
+		}
+	}
+	return s.Pos
+}

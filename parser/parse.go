@@ -1,0 +1,553 @@
+package parser
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// parser builds the AST of one script. It stops each statement at its first
+// syntax error, skips to the end of the line and goes on, so that one run
+// reports every line's problem.
+type parser struct {
+	errorSink
+	l    *lexer
+	tok  item // the current token, not yet consumed
+	sh   *syntax.Parser
+	file *File
+}
+
+// errStmt aborts the statement being parsed; the error is already recorded.
+var errStmt = errors.New("bad statement")
+
+func newParser(filename, src string) *parser {
+	p := &parser{
+		errorSink: errorSink{file: filename},
+		l:         newLexer(src),
+		sh:        syntax.NewParser(syntax.Variant(syntax.LangBash), syntax.KeepComments(true)),
+		file:      &File{Name: filename},
+	}
+	p.next()
+	return p
+}
+
+func (p *parser) pos(off int) Pos { return p.l.position(off) }
+
+// next moves to the next DSL token.
+func (p *parser) next() { p.tok = p.l.nextItem() }
+
+// fail records "expected WHAT, found TOKEN" at the current token and aborts
+// the statement. A lexing error is reported as it is.
+func (p *parser) fail(what string) error {
+	if p.tok.typ == itemError {
+		p.errorf(p.pos(p.tok.pos), "%s", p.tok.val)
+	} else {
+		p.errorf(p.pos(p.tok.pos), "expected %s, found %s", what, p.tok)
+	}
+	return errStmt
+}
+
+// expect consumes a token of type t, or fails with "expected WHAT".
+func (p *parser) expect(t itemType, what string) (item, error) {
+	if p.tok.typ != t {
+		return item{}, p.fail(what)
+	}
+	it := p.tok
+	p.next()
+	return it, nil
+}
+
+func (p *parser) ident(what string) (Ident, error) {
+	it, err := p.expect(itemIdent, what)
+	return Ident{Pos: p.pos(it.pos), Name: it.val}, err
+}
+
+// endOfStmt requires the end of the line (or file) after a statement.
+func (p *parser) endOfStmt(after string) error {
+	if p.tok.typ != itemNewline && p.tok.typ != itemEOF {
+		return p.fail("end of line after " + after)
+	}
+	return nil
+}
+
+// isDecl reports whether the keyword that is the current token starts a
+// declaration: it does unless an arrow or a '.' follows, which makes it an
+// edge from a stage called, say, stage. The lexer is rewound after looking.
+func (p *parser) isDecl() bool {
+	l := p.l
+	pos, start, nc := l.pos, l.start, len(l.comments)
+	it := l.nextItem()
+	l.pos, l.start, l.comments = pos, start, l.comments[:nc]
+	return it.typ != itemArrow && it.typ != itemArrowOpen && it.typ != itemDot
+}
+
+// parseFile parses the whole script:
+//
+//	file = { [ stmt ] [ comment ] newline }
+func (p *parser) parseFile() *File {
+	for p.tok.typ != itemEOF {
+		if p.tok.typ == itemNewline {
+			p.next()
+			continue
+		}
+		s, err := p.parseStmt()
+		// A broken edge statement is dropped; a broken declaration is kept
+		// so that its name still resolves and does not cause more errors.
+		if _, edge := s.(*EdgeStmt); s != nil && (err == nil || !edge) {
+			p.file.Stmts = append(p.file.Stmts, s)
+		}
+		if err != nil {
+			p.skipLine(s)
+		}
+	}
+	for _, c := range p.l.comments {
+		p.file.Comments = append(p.file.Comments, &Comment{Pos: p.pos(c.pos), Text: c.text})
+	}
+	return p.file
+}
+
+// skipLine skips what is left of a bad statement. After a stage's '=' the
+// rest is shell text, which may go on over more lines: it is skipped as a
+// command so that its lines are not read as statements.
+func (p *parser) skipLine(s Stmt) {
+	_, isStage := s.(*StageDecl)
+	for p.tok.typ != itemNewline && p.tok.typ != itemEOF {
+		if isStage && p.tok.typ == itemAssign {
+			start, end, _, _ := p.scanCommand()
+			if start == end {
+				p.next()
+			}
+			continue
+		}
+		p.next()
+	}
+}
+
+// parseStmt parses one statement:
+//
+//	stmt = param | env | sem | stage | edges
+func (p *parser) parseStmt() (Stmt, error) {
+	if p.tok.typ == itemLBrace {
+		return p.parseEdges()
+	}
+	if p.tok.typ != itemIdent {
+		return nil, p.fail("a statement (param, env, sem, stage or edges)")
+	}
+	switch p.tok.val {
+	case "param", "env":
+		if p.isDecl() {
+			return p.parseVar()
+		}
+	case "sem":
+		if p.isDecl() {
+			return p.parseSem()
+		}
+	case "stage":
+		if p.isDecl() {
+			return p.parseStage()
+		}
+	}
+	return p.parseEdges()
+}
+
+// parseVar parses a parameter or an environment variable:
+//
+//	param = 'param' NAME '=' WORD
+//	env   = 'env' NAME '=' WORD
+//
+// WORD is one shell word, parsed by mvdan.cc/sh; it may be empty.
+func (p *parser) parseVar() (Stmt, error) {
+	d := &VarDecl{Keyword: p.pos(p.tok.pos), Kind: p.tok.val}
+	p.next()
+	var err error
+	if d.Name, err = p.ident("a name"); err != nil {
+		return nil, err
+	}
+	if p.tok.typ != itemAssign {
+		return d, p.fail(fmt.Sprintf("'=' after %s name", d.Kind))
+	}
+	w := p.l.nextWord(false)
+	if w.typ == itemError {
+		p.tok = w
+		return d, p.fail("")
+	}
+	d.ValuePos, d.Text = p.pos(w.pos), w.val
+	d.Value = p.shellWord(w)
+	p.next()
+	if p.tok.typ != itemNewline && p.tok.typ != itemEOF {
+		return d, p.fail("end of line after the value (quote a value that holds blanks)")
+	}
+	d.EndPos = p.pos(p.tok.pos)
+	return d, nil
+}
+
+// shellWord parses a word delimited by the lexer as one shell word.
+func (p *parser) shellWord(w item) *syntax.Word {
+	if w.val == "" {
+		return nil
+	}
+	var words []*syntax.Word
+	err := p.sh.Words(strings.NewReader(w.val), func(sw *syntax.Word) bool {
+		words = append(words, sw)
+		return true
+	})
+	base := p.pos(w.pos)
+	if err != nil {
+		pos, msg := shellError(err)
+		p.errorf(mapPos(base, pos), "shell syntax error: %s", msg)
+		return nil
+	}
+	if len(words) != 1 {
+		p.errorf(base, "expected one shell word, found %d in %q", len(words), w.val)
+		return nil
+	}
+	return words[0]
+}
+
+// parseSem parses a semaphore:
+//
+//	sem = 'sem' NAME '=' COUNT
+func (p *parser) parseSem() (Stmt, error) {
+	d := &SemDecl{Keyword: p.pos(p.tok.pos)}
+	p.next()
+	var err error
+	if d.Name, err = p.ident("a name"); err != nil {
+		return nil, err
+	}
+	if _, err := p.expect(itemAssign, "'=' after semaphore name"); err != nil {
+		return d, err
+	}
+	n, err := p.expect(itemNumber, "a count after '='")
+	if err != nil {
+		return d, err
+	}
+	d.CountPos, d.Count = p.pos(n.pos), n.val
+	d.EndPos = p.pos(p.tok.pos)
+	return d, p.endOfStmt("the count")
+}
+
+// parseStage parses a stage:
+//
+//	stage   = 'stage' NAME [ '[' N ']' ] [ '(' ports ')' ] { clause } '=' COMMAND
+//	ports   = port { ',' port }
+//	port    = ( 'in' | 'out' ) NAME
+//	clause  = 'uses' NAME { ',' NAME } | 'after' NAME { ',' NAME } | 'dir' WORD | 'native'
+//
+// COMMAND is shell text to the end of the line, and over further lines while
+// its syntax is incomplete.
+func (p *parser) parseStage() (Stmt, error) {
+	d := &StageDecl{Keyword: p.pos(p.tok.pos)}
+	p.next()
+	var err error
+	if d.Name, err = p.ident("a stage name"); err != nil {
+		return nil, err
+	}
+	if p.tok.typ == itemLBrack {
+		p.next()
+		n, err := p.expect(itemNumber, "a replica count after '['")
+		if err != nil {
+			return d, err
+		}
+		d.Replicas, d.ReplicasPos = n.val, p.pos(n.pos)
+		if _, err := p.expect(itemRBrack, "']' after the replica count"); err != nil {
+			return d, err
+		}
+	}
+	if p.tok.typ == itemLParen {
+		p.next()
+		for {
+			pd := &PortDecl{Pos: p.pos(p.tok.pos)}
+			switch {
+			case p.tok.typ == itemIdent && p.tok.val == "in":
+				pd.Dir = In
+			case p.tok.typ == itemIdent && p.tok.val == "out":
+				pd.Dir = Out
+			default:
+				return d, p.fail("'in NAME' or 'out NAME' in the port list")
+			}
+			p.next()
+			if pd.Name, err = p.ident(fmt.Sprintf("a port name after '%s'", pd.Dir)); err != nil {
+				return d, err
+			}
+			d.Ports = append(d.Ports, pd)
+			if p.tok.typ == itemComma {
+				p.next()
+				continue
+			}
+			if _, err := p.expect(itemRParen, "',' or ')' in the port list"); err != nil {
+				return d, err
+			}
+			break
+		}
+	}
+	for p.tok.typ == itemIdent {
+		c := &Clause{Pos: p.pos(p.tok.pos), Kind: p.tok.val}
+		switch c.Kind {
+		case "uses", "after":
+			p.next()
+			if c.Names, err = p.nameList(c.Kind); err != nil {
+				return d, err
+			}
+		case "dir":
+			w := p.l.nextWord(true)
+			if w.typ == itemError {
+				p.tok = w
+				return d, p.fail("")
+			}
+			if w.val == "" {
+				p.next()
+				return d, p.fail("a directory after 'dir'")
+			}
+			c.WordPos, c.Text = p.pos(w.pos), w.val
+			c.Word = p.shellWord(w)
+			p.next()
+		case "native":
+			p.next()
+		default:
+			return d, p.fail("a clause (uses, after, dir, native) or '='")
+		}
+		d.Clauses = append(d.Clauses, c)
+	}
+	if p.tok.typ != itemAssign {
+		return d, p.fail("'=' and a command after the stage")
+	}
+	start, end, script, err := p.scanCommand()
+	if start == end {
+		return d, p.fail("a command after '='")
+	}
+	d.CommandPos = p.pos(start)
+	d.Command = strings.TrimRight(p.l.input[start:end], " \t\r")
+	d.Script = script
+	if err != nil {
+		pos, msg := shellError(err)
+		p.errorf(mapPos(d.CommandPos, pos), "shell syntax error: %s", msg)
+	} else if len(script.Stmts) == 0 {
+		p.errorf(d.CommandPos, "expected a command after '=', found a comment")
+		d.Script = nil
+	}
+	d.EndPos = p.pos(end)
+	return d, p.endOfStmt("the command")
+}
+
+// nameList parses NAME { ',' NAME } after uses or after.
+func (p *parser) nameList(clause string) ([]Ident, error) {
+	var names []Ident
+	for {
+		id, err := p.ident(fmt.Sprintf("a name after '%s'", clause))
+		if err != nil {
+			return names, err
+		}
+		names = append(names, id)
+		if p.tok.typ != itemComma {
+			return names, nil
+		}
+		p.next()
+	}
+}
+
+// scanCommand reads the shell command after a stage's '=' (the current
+// token): the rest of the line, and further lines while mvdan.cc/sh says the
+// syntax is incomplete or the line ends in a backslash. It leaves the
+// parser on the token after the command and returns the command's extent
+// and its parse. start == end means there was no command.
+func (p *parser) scanCommand() (start, end int, f *syntax.File, err error) {
+	l := p.l
+	l.pos = p.tok.pos + 1
+	l.skipBlanks()
+	start = l.pos
+	end = l.lineEnd(start)
+	if strings.TrimSpace(l.input[start:end]) == "" {
+		l.pos, l.start = end, end
+		p.next()
+		return start, start, nil, nil
+	}
+	for {
+		if end < len(l.input) && oddBackslashes(strings.TrimRight(l.input[start:end], "\r")) {
+			end = l.lineEnd(end + 1)
+			continue
+		}
+		text := l.input[start:end] + "\n"
+		f, err = p.sh.Parse(strings.NewReader(text), "")
+		if err != nil && syntax.IsIncomplete(err) && end < len(l.input) {
+			end = l.lineEnd(end + 1)
+			continue
+		}
+		break
+	}
+	l.pos, l.start = end, end
+	p.next()
+	return start, end, f, err
+}
+
+// oddBackslashes reports whether s ends in an odd number of backslashes: a
+// line continuation. mvdan.cc/sh reads "echo \<newline><EOF>" as complete,
+// so this is checked before asking it.
+func oddBackslashes(s string) bool {
+	n := 0
+	for i := len(s) - 1; i >= 0 && s[i] == '\\'; i-- {
+		n++
+	}
+	return n%2 == 1
+}
+
+// parseEdges parses an edge statement:
+//
+//	edges  = ENDS ARROW ENDS { ARROW ENDS }
+//	ENDS   = END | '{' END { ',' END } '}'
+//	END    = STAGE | STAGE '.' PORT | 'stdin' | 'stdout' | 'stderr'
+//	ARROW  = '->' | '-[' TYPE { OPTION } ']->'
+//	OPTION = NAME '=' VALUE | WORD
+func (p *parser) parseEdges() (Stmt, error) {
+	s := &EdgeStmt{}
+	ends, err := p.parseEnds()
+	if err != nil {
+		return nil, err
+	}
+	s.Ends = append(s.Ends, ends)
+	for {
+		if p.tok.typ != itemArrow && p.tok.typ != itemArrowOpen {
+			if len(s.Arrows) == 0 {
+				if len(ends.List) == 1 && !ends.Braced && ends.List[0].Port == nil && p.tok.typ == itemAssign {
+					p.errorf(ends.Pos, "expected a statement, found '%s =' (a declaration starts with param, env, sem or stage)", ends.List[0].Stage.Name)
+					return s, errStmt
+				}
+				return s, p.fail("'->' or '-[' after the stage")
+			}
+			break
+		}
+		a, err := p.parseArrow()
+		if err != nil {
+			return s, err
+		}
+		s.Arrows = append(s.Arrows, a)
+		ends, err := p.parseEnds()
+		if err != nil {
+			return s, err
+		}
+		s.Ends = append(s.Ends, ends)
+	}
+	s.EndPos = p.pos(p.tok.pos)
+	return s, p.endOfStmt("the edge")
+}
+
+// parseEnds parses ENDS.
+func (p *parser) parseEnds() (*Ends, error) {
+	e := &Ends{Pos: p.pos(p.tok.pos)}
+	if p.tok.typ != itemLBrace {
+		ref, err := p.parseEnd()
+		if err != nil {
+			return nil, err
+		}
+		e.List = []*EndRef{ref}
+		return e, nil
+	}
+	e.Braced = true
+	p.next()
+	for {
+		ref, err := p.parseEnd()
+		if err != nil {
+			return nil, err
+		}
+		e.List = append(e.List, ref)
+		if p.tok.typ == itemComma {
+			p.next()
+			continue
+		}
+		if _, err := p.expect(itemRBrace, "',' or '}' in the group"); err != nil {
+			return nil, err
+		}
+		return e, nil
+	}
+}
+
+// parseEnd parses END.
+func (p *parser) parseEnd() (*EndRef, error) {
+	id, err := p.ident("a stage name, stdin, stdout or stderr")
+	if err != nil {
+		return nil, err
+	}
+	ref := &EndRef{Stage: id}
+	if p.tok.typ == itemDot {
+		p.next()
+		port, err := p.ident(fmt.Sprintf("a port name after '%s.'", id.Name))
+		if err != nil {
+			return nil, err
+		}
+		ref.Port = &port
+	}
+	return ref, nil
+}
+
+// parseArrow parses ARROW.
+func (p *parser) parseArrow() (*Arrow, error) {
+	a := &Arrow{Pos: p.pos(p.tok.pos)}
+	if p.tok.typ == itemArrow {
+		p.next()
+		return a, nil
+	}
+	a.Typed = true
+	p.next()
+	var err error
+	if a.Type, err = p.ident("an edge type after '-['"); err != nil {
+		return nil, err
+	}
+	for p.tok.typ != itemArrowClose {
+		if p.tok.typ != itemIdent {
+			return nil, p.fail("an option NAME=VALUE or ']->'")
+		}
+		o := &Option{Pos: p.pos(p.tok.pos)}
+		name := p.tok
+		p.next()
+		if p.tok.typ == itemAssign {
+			v := p.l.nextValue()
+			if v.typ == itemError {
+				p.tok = v
+				return nil, p.fail("")
+			}
+			if v.val == "" {
+				p.tok = v
+				p.next()
+				return nil, p.fail(fmt.Sprintf("a value after '%s='", name.val))
+			}
+			o.Name, o.ValuePos, o.Raw, o.Value = name.val, p.pos(v.pos), v.val, unquoteValue(v.val)
+			p.next()
+		} else {
+			o.ValuePos, o.Raw, o.Value = o.Pos, name.val, name.val
+		}
+		a.Options = append(a.Options, o)
+	}
+	p.next()
+	return a, nil
+}
+
+// shellError takes the position and message out of a mvdan.cc/sh error.
+func shellError(err error) (syntax.Pos, string) {
+	var pe syntax.ParseError
+	if errors.As(err, &pe) {
+		return pe.Pos, pe.Text
+	}
+	var le syntax.LangError
+	if errors.As(err, &le) {
+		msg := le.Error()
+		if i := strings.Index(msg, ": "); i >= 0 {
+			msg = msg[i+2:]
+		}
+		return le.Pos, msg
+	}
+	return syntax.Pos{}, err.Error()
+}
+
+// mapPos turns a position inside a piece of text parsed on its own (line 1
+// column 1 being base) into a position in the script.
+func mapPos(base Pos, p syntax.Pos) Pos {
+	if !p.IsValid() || p.Line() == 0 {
+		return base
+	}
+	line, col := int(p.Line()), int(p.Col())
+	if line == 1 {
+		return Pos{Line: base.Line, Col: base.Col + col - 1}
+	}
+	return Pos{Line: base.Line + line - 1, Col: col}
+}

@@ -1,0 +1,94 @@
+// Package parser reads .ipcflow scripts: it lexes and parses them into an
+// AST (for fmt), resolves and checks them into a Graph (for exec and graph),
+// and reports every problem as FILE:LINE:COL: message.
+package parser
+
+import (
+	"fmt"
+	"os"
+	"unicode/utf8"
+)
+
+// ParseFile reads and checks the script at path. A file that cannot be read
+// gives a plain error; a script with problems gives an ErrorList.
+func ParseFile(path string) (*Graph, error) {
+	src, err := ReadScript(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, src)
+}
+
+// ReadScript reads a script file, refusing directories with a clear error.
+func ReadScript(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir() {
+		return nil, fmt.Errorf("%s is a directory, not a script", path)
+	}
+	return os.ReadFile(path)
+}
+
+// Parse parses and checks a script. On success the error is nil; otherwise
+// it is an ErrorList of every problem, sorted by position, and the graph is
+// nil.
+func Parse(filename string, src []byte) (*Graph, error) {
+	f, errs := parseAST(filename, src)
+	if f == nil {
+		return nil, errs
+	}
+	g, rerrs := check(f)
+	errs = append(errs, rerrs...)
+	if len(errs) > 0 {
+		errs.Sort()
+		return nil, errs
+	}
+	return g, nil
+}
+
+// ParseAST parses a script into its AST without resolving names: what fmt
+// needs. The error, if any, is an ErrorList of syntax errors.
+func ParseAST(filename string, src []byte) (*File, error) {
+	f, errs := parseAST(filename, src)
+	if len(errs) > 0 {
+		errs.Sort()
+		return f, errs
+	}
+	return f, nil
+}
+
+// Check resolves and checks a parsed script.
+func Check(f *File) (*Graph, error) {
+	g, errs := check(f)
+	if len(errs) > 0 {
+		errs.Sort()
+		return nil, errs
+	}
+	return g, nil
+}
+
+func parseAST(filename string, src []byte) (*File, ErrorList) {
+	if !utf8.Valid(src) {
+		off := 0
+		for off < len(src) {
+			r, n := utf8.DecodeRune(src[off:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			off += n
+		}
+		l := newLexer(string(src[:off]))
+		pos := l.position(off)
+		return nil, ErrorList{{File: filename, Pos: pos, Msg: fmt.Sprintf("not a UTF-8 text file (byte 0x%02x)", src[off])}}
+	}
+	p := newParser(filename, string(src))
+	f := p.parseFile()
+	return f, p.errs
+}
+
+func check(f *File) (*Graph, ErrorList) {
+	g, errs := resolve(f)
+	return g, errs
+}

@@ -1,0 +1,449 @@
+package parser
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// resolver turns an AST into a Graph: it binds every name to what it
+// declares, turns option words into values and expands edge chains and
+// groups into single edges.
+type resolver struct {
+	errorSink
+	g      *Graph
+	decls  map[string]decl // the one namespace of stages, params, envs, sems
+	stages map[string]*Stage
+	sems   map[string]*Sem
+	vars   map[string]decl // params and envs, which stage ports must not hide
+	info   map[*Stage]*stageInfo
+}
+
+// decl records what a name declares, for duplicate and wrong-kind errors.
+type decl struct {
+	kind string // "stage", "param", "env", "sem"
+	pos  Pos
+}
+
+// stageInfo keeps positions the Graph does not hold, for later checks.
+type stageInfo struct {
+	index    int
+	usesPos  []Pos // parallel to Stage.Uses
+	afterPos []Pos // parallel to Stage.After
+}
+
+// reservedNames are ipcflow's own streams and the implicit port names.
+var reservedNames = map[string]bool{
+	Stdin: true, Stdout: true, Stderr: true, "in": true, "out": true, "err": true,
+}
+
+func resolve(f *File) (*Graph, ErrorList) {
+	r := &resolver{
+		errorSink: errorSink{file: f.Name},
+		g:         &Graph{File: f.Name},
+		decls:     map[string]decl{},
+		stages:    map[string]*Stage{},
+		sems:      map[string]*Sem{},
+		vars:      map[string]decl{},
+		info:      map[*Stage]*stageInfo{},
+	}
+	var stageDecls []*StageDecl
+	for _, s := range f.Stmts {
+		switch d := s.(type) {
+		case *VarDecl:
+			r.varDecl(d)
+		case *SemDecl:
+			r.semDecl(d)
+		case *StageDecl:
+			if st := r.stageDecl(d); st != nil {
+				stageDecls = append(stageDecls, d)
+			}
+		}
+	}
+	// Clauses refer to stages and sems declared anywhere in the file.
+	for _, d := range stageDecls {
+		r.clauses(r.stages[d.Name.Name], d)
+	}
+	edgeAt := map[[2]string]Pos{}
+	for _, s := range f.Stmts {
+		if e, ok := s.(*EdgeStmt); ok {
+			r.edgeStmt(e, edgeAt)
+		}
+	}
+	r.checkCycles()
+	r.checkSemDeadlocks()
+	return r.g, r.errs
+}
+
+// declare claims name for a declaration of kind, reporting reserved and
+// duplicate names. It returns false when the name cannot be used.
+func (r *resolver) declare(id Ident, kind string) bool {
+	if reservedNames[id.Name] {
+		r.errorf(id.Pos, "%s is a reserved name; it cannot name a %s", id.Name, kind)
+		return false
+	}
+	if prev, dup := r.decls[id.Name]; dup {
+		r.errorf(id.Pos, "%s redeclared: already declared as %s at %s", id.Name, article(prev.kind), prev.pos)
+		return false
+	}
+	r.decls[id.Name] = decl{kind: kind, pos: id.Pos}
+	return true
+}
+
+func article(kind string) string {
+	if kind == "env" {
+		return "an env"
+	}
+	return "a " + kind
+}
+
+func (r *resolver) varDecl(d *VarDecl) {
+	if !r.declare(d.Name, d.Kind) {
+		return
+	}
+	r.vars[d.Name.Name] = decl{kind: d.Kind, pos: d.Name.Pos}
+	if d.Kind == "param" {
+		r.g.Params = append(r.g.Params, &Param{Name: d.Name.Name, Value: d.Value, Text: d.Text, Pos: d.Keyword})
+	} else {
+		r.g.Envs = append(r.g.Envs, &Env{Name: d.Name.Name, Value: d.Value, Text: d.Text, Pos: d.Keyword})
+	}
+}
+
+func (r *resolver) semDecl(d *SemDecl) {
+	ok := r.declare(d.Name, "sem")
+	n := 1
+	if d.Count != "" {
+		var err error
+		if n, err = parseCount(d.Count, "semaphore count", 1, 1024); err != nil {
+			r.errorf(d.CountPos, "%v", err)
+		}
+	}
+	if ok {
+		s := &Sem{Name: d.Name.Name, Count: n, Pos: d.Keyword}
+		r.sems[s.Name] = s
+		r.g.Sems = append(r.g.Sems, s)
+	}
+}
+
+func (r *resolver) stageDecl(d *StageDecl) *Stage {
+	if !r.declare(d.Name, "stage") {
+		return nil
+	}
+	st := &Stage{
+		Name:       d.Name.Name,
+		Pos:        d.Keyword,
+		Replicas:   1,
+		Command:    d.Command,
+		CommandPos: d.CommandPos,
+		Script:     d.Script,
+	}
+	if d.Replicas != "" {
+		n, err := parseCount(d.Replicas, "replica count", 1, 1024)
+		if err != nil {
+			r.errorf(d.ReplicasPos, "%v", err)
+		} else {
+			st.Replicas = n
+		}
+	}
+	for _, pd := range d.Ports {
+		name := pd.Name.Name
+		switch {
+		case reservedNames[name]:
+			r.errorf(pd.Name.Pos, "%s is a reserved name; it cannot name a port (every stage has in, out and err)", name)
+			continue
+		case st.Port(name) != nil:
+			r.errorf(pd.Name.Pos, "port %s declared twice in stage %s", name, st.Name)
+			continue
+		}
+		st.Ports = append(st.Ports, &Port{Name: name, Dir: pd.Dir, Pos: pd.Pos})
+	}
+	r.stages[st.Name] = st
+	r.info[st] = &stageInfo{index: len(r.g.Stages)}
+	r.g.Stages = append(r.g.Stages, st)
+	return st
+}
+
+// portsHideVars reports ports whose shell variable would hide a param or
+// env of the same name inside the stage's command.
+func (r *resolver) portsHideVars(st *Stage) {
+	for _, p := range st.Ports {
+		if v, ok := r.vars[p.Name]; ok {
+			r.errorf(p.Pos, "port %s of stage %s has the name of the %s declared at %s; both would be the shell variable $%s", p.Name, st.Name, v.kind, v.pos, p.Name)
+		}
+	}
+}
+
+// clauses resolves uses, after, dir and native.
+func (r *resolver) clauses(st *Stage, d *StageDecl) {
+	r.portsHideVars(st)
+	info := r.info[st]
+	var dirSeen, nativeSeen bool
+	for _, c := range d.Clauses {
+		switch c.Kind {
+		case "uses":
+			for _, id := range c.Names {
+				sem := r.lookupSem(id)
+				if sem == nil {
+					continue
+				}
+				if i := indexSem(st.Uses, sem); i >= 0 {
+					r.errorf(id.Pos, "stage %s uses semaphore %s twice (first at %s)", st.Name, sem.Name, info.usesPos[i])
+					continue
+				}
+				st.Uses = append(st.Uses, sem)
+				info.usesPos = append(info.usesPos, id.Pos)
+			}
+		case "after":
+			for _, id := range c.Names {
+				dep := r.lookupStage(id)
+				if dep == nil {
+					continue
+				}
+				if i := indexStage(st.After, dep); i >= 0 {
+					r.errorf(id.Pos, "stage %s is after %s twice (first at %s)", st.Name, dep.Name, info.afterPos[i])
+					continue
+				}
+				st.After = append(st.After, dep)
+				info.afterPos = append(info.afterPos, id.Pos)
+			}
+		case "dir":
+			if dirSeen {
+				r.errorf(c.Pos, "dir given twice for stage %s", st.Name)
+				continue
+			}
+			dirSeen = true
+			st.Dir, st.DirText = c.Word, c.Text
+		case "native":
+			if nativeSeen {
+				r.errorf(c.Pos, "native given twice for stage %s", st.Name)
+			}
+			nativeSeen = true
+			st.Native = true
+		}
+	}
+}
+
+func indexSem(list []*Sem, s *Sem) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+func indexStage(list []*Stage, s *Stage) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// lookupSem finds a semaphore, or reports an unknown or wrong-kind name.
+func (r *resolver) lookupSem(id Ident) *Sem {
+	if s := r.sems[id.Name]; s != nil {
+		return s
+	}
+	if d, ok := r.decls[id.Name]; ok {
+		r.errorf(id.Pos, "%s is %s (declared at %s), not a semaphore", id.Name, article(d.kind), d.pos)
+		return nil
+	}
+	r.errorf(id.Pos, "unknown semaphore %s%s", id.Name, didYouMean(id.Name, r.names("sem")))
+	return nil
+}
+
+// lookupStage finds a stage, or reports an unknown or wrong-kind name.
+func (r *resolver) lookupStage(id Ident) *Stage {
+	if s := r.stages[id.Name]; s != nil {
+		return s
+	}
+	if d, ok := r.decls[id.Name]; ok {
+		r.errorf(id.Pos, "%s is %s (declared at %s), not a stage", id.Name, article(d.kind), d.pos)
+		return nil
+	}
+	r.errorf(id.Pos, "unknown stage %s%s", id.Name, didYouMean(id.Name, r.names("stage")))
+	return nil
+}
+
+// names lists the declared names of one kind, for suggestions.
+func (r *resolver) names(kind string) []string {
+	var out []string
+	for n, d := range r.decls {
+		if d.kind == kind {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// edgeStmt expands a chain into edges: each arrow joins every end on its
+// left to every end on its right.
+func (r *resolver) edgeStmt(s *EdgeStmt, edgeAt map[[2]string]Pos) {
+	for i, a := range s.Arrows {
+		if i+1 >= len(s.Ends) {
+			break
+		}
+		t, ok := r.edgeType(a)
+		var opts Options
+		if ok {
+			opts = r.options(t, a)
+		}
+		froms := r.endpoints(s.Ends[i], true)
+		tos := r.endpoints(s.Ends[i+1], false)
+		if !ok {
+			continue
+		}
+		for _, from := range froms {
+			for _, to := range tos {
+				if from.Stage == nil && to.Stage == nil {
+					r.errorf(a.Pos, "edge %s -> %s joins no stage", from, to)
+					continue
+				}
+				key := [2]string{from.String(), to.String()}
+				if p, dup := edgeAt[key]; dup {
+					r.errorf(a.Pos, "duplicate edge %s -> %s (first at %s)", from, to, p)
+					continue
+				}
+				edgeAt[key] = a.Pos
+				r.g.Edges = append(r.g.Edges, &Edge{From: from, To: to, Type: t, Options: opts, Pos: a.Pos})
+			}
+		}
+	}
+}
+
+// endpoints resolves the ends of one side of an arrow; left is the
+// producing side. Ends that cannot be resolved are reported and left out.
+func (r *resolver) endpoints(e *Ends, left bool) []Endpoint {
+	out := make([]Endpoint, 0, len(e.List))
+	for _, ref := range e.List {
+		if ep, ok := r.endpoint(ref, left); ok {
+			out = append(out, ep)
+		}
+	}
+	return out
+}
+
+func (r *resolver) endpoint(ref *EndRef, left bool) (Endpoint, bool) {
+	name := ref.Stage.Name
+	pos := ref.Stage.Pos
+	switch name {
+	case Stdin, Stdout, Stderr:
+		if ref.Port != nil {
+			r.errorf(ref.Port.Pos, "%s has no ports", name)
+			return Endpoint{}, false
+		}
+		if name == Stdin && !left {
+			r.errorf(pos, "stdin can only be on the left of an arrow (it is ipcflow's input)")
+			return Endpoint{}, false
+		}
+		if name != Stdin && left {
+			r.errorf(pos, "%s can only be on the right of an arrow (it is ipcflow's output)", name)
+			return Endpoint{}, false
+		}
+		return Endpoint{Port: name, Pos: pos}, true
+	}
+	st := r.lookupStage(ref.Stage)
+	if st == nil {
+		return Endpoint{}, false
+	}
+	if ref.Port == nil {
+		port := "in"
+		if left {
+			port = "out"
+		}
+		return Endpoint{Stage: st, Port: port, Pos: pos}, true
+	}
+	pname, ppos := ref.Port.Name, ref.Port.Pos
+	var dir Direction
+	switch pname {
+	case "in":
+		dir = In
+	case "out", "err":
+		dir = Out
+	default:
+		p := st.Port(pname)
+		if p == nil {
+			cands := []string{"in", "out", "err"}
+			for _, p := range st.Ports {
+				cands = append(cands, p.Name)
+			}
+			r.errorf(ppos, "stage %s has no port %s%s; its ports are %s", st.Name, pname,
+				didYouMean(pname, cands), strings.Join(cands, ", "))
+			return Endpoint{}, false
+		}
+		dir = p.Dir
+	}
+	if left && dir == In {
+		r.errorf(ppos, "%s.%s is an input port; it cannot be on the left of an arrow", st.Name, pname)
+		return Endpoint{}, false
+	}
+	if !left && dir == Out {
+		r.errorf(ppos, "%s.%s is an output port; it cannot be on the right of an arrow", st.Name, pname)
+		return Endpoint{}, false
+	}
+	return Endpoint{Stage: st, Port: pname, Pos: pos}, true
+}
+
+// Param returns the param called name, or nil.
+func (g *Graph) Param(name string) *Param {
+	for _, p := range g.Params {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Stage returns the stage called name, or nil.
+func (g *Graph) Stage(name string) *Stage {
+	for _, s := range g.Stages {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// CheckOverrides checks command-line NAME=VALUE arguments against the
+// declared params and returns them as a map. An undeclared NAME is an error
+// (with the closest declared name suggested), as is an argument that is not
+// NAME=VALUE.
+func (g *Graph) CheckOverrides(args []string) (map[string]string, error) {
+	out := make(map[string]string, len(args))
+	var msgs []string
+	var names []string
+	for _, p := range g.Params {
+		names = append(names, p.Name)
+	}
+	for _, a := range args {
+		name, value, ok := strings.Cut(a, "=")
+		if !ok || !validName(name) {
+			msgs = append(msgs, fmt.Sprintf("bad argument %q: expected NAME=VALUE", a))
+			continue
+		}
+		if g.Param(name) == nil {
+			msgs = append(msgs, fmt.Sprintf("%s=%s: %s declares no param %s%s", name, value, g.File, name, didYouMean(name, names)))
+			continue
+		}
+		out[name] = value
+	}
+	if len(msgs) > 0 {
+		return nil, fmt.Errorf("%s", strings.Join(msgs, "\n"))
+	}
+	return out, nil
+}
+
+func validName(s string) bool {
+	if s == "" || isDigit(s[0]) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isLetter(s[i]) && !isDigit(s[i]) {
+			return false
+		}
+	}
+	return true
+}
