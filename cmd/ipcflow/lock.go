@@ -180,7 +180,11 @@ func runHolding(s *Streams, argv []string, sigs <-chan os.Signal) (int, error) {
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 			return 0, &ExitStatus{Code: 127, Msg: fmt.Sprintf("lock: %s: command not found", argv[0])}
 		}
-		return 0, &ExitStatus{Code: 126, Msg: fmt.Sprintf("lock: %v", err)}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // "fork/exec PATH: " says nothing to a user
+		}
+		return 0, &ExitStatus{Code: 126, Msg: fmt.Sprintf("lock: %s: %v", argv[0], err)}
 	}
 	done := make(chan struct{})
 	go func() {

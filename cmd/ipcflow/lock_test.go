@@ -71,11 +71,16 @@ func TestLockScripts(t *testing.T) {
 	}
 
 	testscript.Run(t, testscript.Params{
-		Dir:   "testdata/script",
 		Files: globLockScripts(t),
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("PATH", bin+string(os.PathListSeparator)+env.Getenv("PATH"))
 			env.Setenv(asIpcflowEnv, "1")
+			// lock_run.txtar's runs keep their run directories here.
+			rt := filepath.Join(env.WorkDir, ".runtime")
+			env.Setenv("XDG_RUNTIME_DIR", rt)
+			if err := os.Mkdir(rt, 0o700); err != nil {
+				return err
+			}
 			env.Values["lockstate"] = &state{sems: map[string]*locks.Sem{}}
 			src, err := filepath.Abs("../../locks/testdata/semc.c")
 			env.Setenv("SEMC_SRC", src)
