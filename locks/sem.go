@@ -140,11 +140,20 @@ func Create(name string, value uint32) (*Sem, error) {
 	return s, nil
 }
 
+// noTmpfile makes Create take its fallback path, for the tests.
+var noTmpfile = false
+
 // writeUnnamed returns an fd of a file in ShmDir holding init, mode 0600,
 // that has no name yet (tmp == "") or, as a fallback, a temporary name tmp
 // that the caller removes.
 func writeUnnamed(init []byte) (fd int, tmp string, err error) {
 	fd, err = unix.Open(ShmDir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if noTmpfile {
+		if err == nil {
+			unix.Close(fd)
+		}
+		fd, err = -1, unix.EOPNOTSUPP
+	}
 	if err == nil {
 		if _, serr := os.Stat("/proc/self/fd"); serr != nil {
 			unix.Close(fd)

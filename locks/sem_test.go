@@ -82,6 +82,31 @@ func TestCreateOpenUnlink(t *testing.T) {
 	}
 }
 
+// Without O_TMPFILE, Create goes through a temporary name, as glibc does:
+// same object, and the temporary name is gone afterwards (TestMain's leak
+// check looks for it too).
+func TestCreateWithoutTmpfile(t *testing.T) {
+	noTmpfile = true
+	defer func() { noTmpfile = false }()
+	s := newTestSem(t, 5)
+	path, _ := SemPath(s.Name())
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 32)
+	want[0], want[8] = 5, 0x80
+	if string(raw) != string(want) {
+		t.Errorf("object bytes % x\nwant          % x", raw, want)
+	}
+	if _, err := Create(s.Name(), 1); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("second Create: %v, want fs.ErrExist", err)
+	}
+	if left := leakedObjects("no-such-prefix."); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}
+
 func TestCreateModeIgnoresUmask(t *testing.T) {
 	old := unix.Umask(0o277)
 	defer unix.Umask(old)
