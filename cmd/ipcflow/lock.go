@@ -75,11 +75,10 @@ func (c *LockCmd) Run(s *Streams) error {
 		}
 		return &ExitStatus{Code: 128 + int(caught.(syscall.Signal))}
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &ExitStatus{Code: lockTimeoutStatus, Msg: fmt.Sprintf("lock: timed out after %v waiting for semaphore %s", c.Timeout, c.Sem)}
+	}
 	if err != nil {
-		switch {
-		case errors.Is(err, context.DeadlineExceeded):
-			return &ExitStatus{Code: lockTimeoutStatus, Msg: fmt.Sprintf("lock: timed out after %v waiting for semaphore %s", c.Timeout, c.Sem)}
-		}
 		return err
 	}
 
