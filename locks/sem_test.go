@@ -269,16 +269,16 @@ func TestPostWakesWaiter(t *testing.T) {
 	}
 }
 
-// waitFor polls cond for up to 5 seconds.
+// waitFor polls cond for up to 10 seconds (the machine may be busy).
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for i := 0; i < 500; i++ {
+	for i := 0; i < 1000; i++ {
 		if cond() {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatal("condition not reached in 5s")
+	t.Fatal("condition not reached in 10s")
 }
 
 // Several processes append to one file under a count-1 semaphore: their

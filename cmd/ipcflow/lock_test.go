@@ -43,7 +43,7 @@ var lockTestPrefix = fmt.Sprintf("ipcflowtest.%d.", os.Getpid())
 //	                       program will create; unlinked at the end
 //	semopen NAME           open the semaphore IPCFLOW_SEM_NAME names (made
 //	                       by a C program) and serve it with leases
-//	semvalue NAME WANT     the value becomes WANT within 5s
+//	semvalue NAME WANT     the value becomes WANT within 10s
 //	leases                 serve leases on the script's semaphores, export
 //	                       IPCFLOW_LOCK_SOCKET
 //	waitfile FILE          FILE appears within 10s
@@ -126,7 +126,7 @@ func TestLockScripts(t *testing.T) {
 				defer sem.Close()
 				want, _ := strconv.Atoi(args[1])
 				for i := 0; sem.Value() != want; i++ {
-					if i == 500 {
+					if i == 1000 {
 						ts.Fatalf("semaphore %s: value %d, want %d", args[0], sem.Value(), want)
 					}
 					time.Sleep(10 * time.Millisecond)
