@@ -348,37 +348,47 @@ func (p *parser) nameList(clause string) ([]Ident, error) {
 }
 
 // scanCommand reads the shell command after a stage's '=' (the current
-// token): the rest of the line, and further lines while mvdan.cc/sh says the
-// syntax is incomplete or the line ends in a backslash. It leaves the
-// parser on the token after the command and returns the command's extent
-// and its parse. start == end means there was no command.
+// token) and leaves the parser on the token after it. It returns the
+// command's extent and its parse; start == end means there was no command.
 func (p *parser) scanCommand() (start, end int, f *syntax.File, err error) {
 	l := p.l
 	l.pos = p.tok.pos + 1
 	l.skipBlanks()
 	start = l.pos
-	end = l.lineEnd(start)
-	if strings.TrimSpace(l.input[start:end]) == "" {
-		l.pos, l.start = end, end
-		p.next()
-		return start, start, nil, nil
-	}
-	for {
-		if end < len(l.input) && oddBackslashes(strings.TrimRight(l.input[start:end], "\r")) {
-			end = l.lineEnd(end + 1)
-			continue
-		}
-		text := l.input[start:end] + "\n"
-		f, err = p.sh.Parse(strings.NewReader(text), "")
-		if err != nil && syntax.IsIncomplete(err) && end < len(l.input) {
-			end = l.lineEnd(end + 1)
-			continue
-		}
-		break
-	}
+	end, f, err = scanShell(p.sh, l.input, start)
 	l.pos, l.start = end, end
 	p.next()
 	return start, end, f, err
+}
+
+// scanShell finds the end of the shell command starting at input[start:]:
+// the end of its line, or of further lines while mvdan.cc/sh says the
+// syntax is incomplete or the line ends in a backslash. It returns the end
+// offset (a newline or the end of input) and the command's parse. A blank
+// rest of line gives end == start.
+func scanShell(sh *syntax.Parser, input string, start int) (end int, f *syntax.File, err error) {
+	lineEnd := func(off int) int {
+		if i := strings.IndexByte(input[off:], '\n'); i >= 0 {
+			return off + i
+		}
+		return len(input)
+	}
+	end = lineEnd(start)
+	if strings.TrimSpace(input[start:end]) == "" {
+		return start, nil, nil
+	}
+	for {
+		if end < len(input) && oddBackslashes(strings.TrimRight(input[start:end], "\r")) {
+			end = lineEnd(end + 1)
+			continue
+		}
+		f, err = sh.Parse(strings.NewReader(input[start:end]+"\n"), "")
+		if err != nil && syntax.IsIncomplete(err) && end < len(input) {
+			end = lineEnd(end + 1)
+			continue
+		}
+		return end, f, err
+	}
 }
 
 // oddBackslashes reports whether s ends in an odd number of backslashes: a

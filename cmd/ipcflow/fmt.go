@@ -1,6 +1,124 @@
 package main
 
-// FmtCmd: SCAFFOLD, replaced by the owner of this command.
-type FmtCmd struct{}
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 
-func (FmtCmd) Run(s *Streams) error { return &ExitStatus{Code: 2, Msg: "fmt: not built yet"} }
+	"github.com/rogpeppe/go-internal/diff"
+
+	"github.com/ipcflow/ipcflow/parser"
+)
+
+// FmtCmd prints scripts in the canonical layout.
+type FmtCmd struct {
+	Write bool     `short:"w" help:"Write the result back to each file instead of printing it."`
+	Diff  bool     `short:"d" help:"Print a diff of the changes instead of the result; exit 1 when a file would change."`
+	Files []string `arg:"" optional:"" name:"file" type:"path" help:"Scripts to format (standard input when none)."`
+}
+
+// Help is shown by `ipcflow fmt --help`.
+func (FmtCmd) Help() string {
+	return `Print each FILE in the canonical layout: one space around '=' and arrows,
+'=' aligned in runs of consecutive param, env, sem and stage lines, blank lines
+cut to one, stage commands printed by the shell printer of mvdan.cc/sh, and
+every comment kept in place. Formatting twice changes nothing, and the
+formatted script means the same graph.
+
+A script with syntax errors is not formatted: its errors are printed as
+FILE:LINE:COL: message and the exit status is 2.`
+}
+
+func (c *FmtCmd) Run(s *Streams) error {
+	if len(c.Files) == 0 {
+		src, err := io.ReadAll(s.Stdin)
+		if err != nil {
+			return &ExitStatus{Code: usageStatus, Msg: fmt.Sprintf("read standard input: %v", err)}
+		}
+		changed, err := c.one(s, "<stdin>", src, false)
+		return c.status(changed, err)
+	}
+	var changed bool
+	var firstErr error
+	for _, f := range c.Files {
+		src, err := parser.ReadScript(f)
+		if err != nil {
+			printParseError(s.Stderr, err)
+			firstErr = &ExitStatus{Code: usageStatus}
+			continue
+		}
+		ch, err := c.one(s, f, src, c.Write)
+		changed = changed || ch
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return c.status(changed, firstErr)
+}
+
+func (c *FmtCmd) status(changed bool, err error) error {
+	if err != nil {
+		return err
+	}
+	if c.Diff && changed {
+		return &ExitStatus{Code: 1}
+	}
+	return nil
+}
+
+// one formats one script; it reports whether the layout changed.
+func (c *FmtCmd) one(s *Streams, name string, src []byte, write bool) (bool, error) {
+	f, err := parser.ParseAST(name, src)
+	if err != nil {
+		printParseError(s.Stderr, err)
+		return false, &ExitStatus{Code: usageStatus}
+	}
+	out := parser.Format(f)
+	changed := !bytes.Equal(src, out)
+	if c.Diff && changed {
+		s.Stdout.Write(diff.Diff(name+".orig", src, name, out))
+	}
+	if write {
+		if changed {
+			if err := writeFile(name, out); err != nil {
+				return changed, err
+			}
+		}
+		return changed, nil
+	}
+	if !c.Diff {
+		s.Stdout.Write(out)
+	}
+	return changed, nil
+}
+
+// writeFile replaces path's content through a temporary file in the same
+// directory, so that a crash never leaves half a script; the mode is kept.
+func writeFile(path string, data []byte) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(fi.Mode().Perm()); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,272 @@
+package parser
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// Format prints a parsed script in the canonical layout:
+//
+//   - one statement per line, one space around '=', arrows and after commas;
+//   - '=' aligned in runs of consecutive declarations of one kind (param,
+//     env, sem or stage lines with no blank or comment line between them);
+//   - comments kept where they were: on their own line, or after a statement;
+//   - runs of blank lines cut to one, none at the start or the end;
+//   - stage commands printed by mvdan.cc/sh's printer, kept on one line
+//     when they were written on one line.
+//
+// Format(ParseAST(Format(f))) == Format(f), and the result yields the same
+// graph as f.
+func Format(f *File) []byte {
+	fm := &formatter{sh: syntax.NewParser(syntax.Variant(syntax.LangBash), syntax.KeepComments(true))}
+	return fm.file(f)
+}
+
+type formatter struct {
+	sh *syntax.Parser
+}
+
+// entry is one output unit: a statement (with its trailing comment, if
+// any) or a comment on its own line.
+type entry struct {
+	first, last int // lines in the source
+	stmt        Stmt
+	comment     *Comment // an own-line comment when stmt is nil
+	trailing    *Comment // a comment after the statement, on its last line
+	head, tail  string   // printed: before '=' (for alignment) and from '='
+}
+
+func (fm *formatter) file(f *File) []byte {
+	entries := make([]*entry, 0, len(f.Stmts)+len(f.Comments))
+	lastLine := map[int]*entry{}
+	for _, s := range f.Stmts {
+		e := &entry{first: s.Pos().Line, last: s.End().Line, stmt: s}
+		entries = append(entries, e)
+		lastLine[e.last] = e
+	}
+	for _, c := range f.Comments {
+		if e := lastLine[c.Pos.Line]; e != nil && e.trailing == nil {
+			e.trailing = c
+			continue
+		}
+		entries = append(entries, &entry{first: c.Pos.Line, last: c.Pos.Line, comment: c})
+	}
+	sort.SliceStable(entries, func(i, j int) bool { return entries[i].first < entries[j].first })
+	for _, e := range entries {
+		if e.stmt != nil {
+			e.head, e.tail = fm.stmt(e.stmt)
+		}
+	}
+	fm.align(entries)
+
+	var b bytes.Buffer
+	prevLast := 0
+	for i, e := range entries {
+		if i > 0 && e.first > prevLast+1 {
+			b.WriteByte('\n')
+		}
+		prevLast = e.last
+		if e.comment != nil {
+			b.WriteString(e.comment.Text)
+			b.WriteByte('\n')
+			continue
+		}
+		b.WriteString(e.head)
+		b.WriteString(e.tail)
+		if e.trailing != nil {
+			b.WriteByte(' ')
+			b.WriteString(e.trailing.Text)
+		}
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// kind is the alignment class of an entry: declarations of one kind align
+// their '=' with their neighbours.
+func kind(e *entry) string {
+	switch d := e.stmt.(type) {
+	case *VarDecl:
+		return d.Kind
+	case *SemDecl:
+		return "sem"
+	case *StageDecl:
+		return "stage"
+	}
+	return ""
+}
+
+// align pads the heads of runs of consecutive declarations of one kind.
+func (fm *formatter) align(entries []*entry) {
+	for i := 0; i < len(entries); {
+		k := ""
+		if entries[i].stmt != nil {
+			k = kind(entries[i])
+		}
+		j := i + 1
+		if k != "" {
+			for j < len(entries) && alignsWith(entries[j-1], entries[j], k) {
+				j++
+			}
+		}
+		width := 0
+		for _, e := range entries[i:j] {
+			width = max(width, len(e.head))
+		}
+		for _, e := range entries[i:j] {
+			if k != "" {
+				e.head += strings.Repeat(" ", width-len(e.head))
+			}
+		}
+		i = j
+	}
+}
+
+// alignsWith reports whether next continues prev's alignment run: it is a
+// declaration of the same kind on the very next line, prev is one line
+// long, and their heads are of similar length (as gofmt does, so that one
+// long stage header does not push every '=' far to the right).
+func alignsWith(prev, next *entry, k string) bool {
+	if next.stmt == nil || kind(next) != k || prev.last != prev.first || next.first != prev.last+1 {
+		return false
+	}
+	a, b := len(prev.head), len(next.head)
+	if a > b {
+		a, b = b, a
+	}
+	return b-a <= 8 || b <= 2*a
+}
+
+// stmt prints a statement as the part before '=' and the rest.
+func (fm *formatter) stmt(s Stmt) (head, tail string) {
+	switch d := s.(type) {
+	case *VarDecl:
+		if d.Text == "" {
+			return d.Kind + " " + d.Name.Name, " ="
+		}
+		return d.Kind + " " + d.Name.Name, " = " + d.Text
+	case *SemDecl:
+		return "sem " + d.Name.Name, " = " + d.Count
+	case *StageDecl:
+		return fm.stageHead(d), " = " + fm.command(d)
+	case *EdgeStmt:
+		return edgeText(d), ""
+	}
+	return "", ""
+}
+
+func (fm *formatter) stageHead(d *StageDecl) string {
+	var b strings.Builder
+	b.WriteString("stage ")
+	b.WriteString(d.Name.Name)
+	if d.Replicas != "" {
+		fmt.Fprintf(&b, "[%s]", d.Replicas)
+	}
+	if len(d.Ports) > 0 {
+		b.WriteString(" (")
+		for i, p := range d.Ports {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s %s", p.Dir, p.Name.Name)
+		}
+		b.WriteString(")")
+	}
+	for _, c := range d.Clauses {
+		b.WriteString(" ")
+		b.WriteString(c.Kind)
+		switch c.Kind {
+		case "uses", "after":
+			for i, n := range c.Names {
+				if i > 0 {
+					b.WriteString(",")
+				}
+				b.WriteString(" ")
+				b.WriteString(n.Name)
+			}
+		case "dir":
+			b.WriteString(" ")
+			b.WriteString(c.Text)
+		}
+	}
+	return b.String()
+}
+
+// command prints a stage's command with mvdan.cc/sh's printer. A command
+// written on one line stays on one line (unless it holds a here-document);
+// the printed text is kept only if it reads back as exactly one command, so
+// that the layout never changes what the script means; otherwise the text
+// is kept as written.
+func (fm *formatter) command(d *StageDecl) string {
+	if d.Script == nil {
+		return d.Command
+	}
+	oneLine := !strings.Contains(d.Command, "\n")
+	modes := []bool{oneLine, !oneLine}
+	for _, single := range modes {
+		var b strings.Builder
+		if err := syntax.NewPrinter(syntax.SingleLine(single), syntax.SpaceRedirects(true)).Print(&b, d.Script); err != nil {
+			continue
+		}
+		text := strings.TrimRight(b.String(), "\n")
+		if text == "" {
+			continue
+		}
+		if end, _, err := scanShell(fm.sh, text, 0); err == nil && end == len(text) {
+			return text
+		}
+	}
+	return d.Command
+}
+
+// edgeText prints an edge statement.
+func edgeText(s *EdgeStmt) string {
+	var b strings.Builder
+	for i, e := range s.Ends {
+		if i > 0 {
+			b.WriteString(" ")
+			b.WriteString(arrowText(s.Arrows[i-1]))
+			b.WriteString(" ")
+		}
+		if e.Braced {
+			b.WriteString("{")
+		}
+		for j, r := range e.List {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(r.Stage.Name)
+			if r.Port != nil {
+				b.WriteString(".")
+				b.WriteString(r.Port.Name)
+			}
+		}
+		if e.Braced {
+			b.WriteString("}")
+		}
+	}
+	return b.String()
+}
+
+func arrowText(a *Arrow) string {
+	if !a.Typed {
+		return "->"
+	}
+	var b strings.Builder
+	b.WriteString("-[")
+	b.WriteString(a.Type.Name)
+	for _, o := range a.Options {
+		b.WriteString(" ")
+		if o.Name != "" {
+			b.WriteString(o.Name)
+			b.WriteString("=")
+		}
+		b.WriteString(o.Raw)
+	}
+	b.WriteString("]->")
+	return b.String()
+}
