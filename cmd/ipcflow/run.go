@@ -1,6 +1,43 @@
 package main
 
-// RunCmd: SCAFFOLD, replaced by the owner of this command.
-type RunCmd struct{}
+import (
+	"time"
 
-func (RunCmd) Run(s *Streams) error { return &ExitStatus{Code: 2, Msg: "run: not built yet"} }
+	"github.com/ipcflow/ipcflow/exec"
+	"github.com/ipcflow/ipcflow/parser"
+)
+
+// RunCmd runs a flow (SPEC 6, 7). Every flag is also an IPCFLOW_* variable
+// (IPCFLOW_GRACE=1s), for `#!/usr/bin/env ipcflow` scripts.
+type RunCmd struct {
+	File      string        `arg:"" help:"The .ipcflow script."`
+	Params    []string      `arg:"" optional:"" help:"NAME=VALUE: set a param declared in the script."`
+	DryRun    bool          `help:"Print the plan (objects, processes, the fds of each) and start nothing."`
+	Label     bool          `help:"Prefix each line a stage writes to stderr with its name."`
+	KeepGoing bool          `help:"When a stage fails, let the others finish (the exit status is still the first failure's)."`
+	Grace     time.Duration `default:"5s" help:"Time between SIGTERM and SIGKILL when the flow is stopped."`
+	Timeout   time.Duration `help:"Stop the flow after this long and exit 124 (0: no limit)."`
+}
+
+func (c *RunCmd) Run(s *Streams) error {
+	g, err := parser.ParseFile(c.File)
+	if err != nil {
+		// The parser's errors are FILE:LINE:COL: message lines.
+		s.Stderr.Write([]byte(err.Error() + "\n"))
+		return &ExitStatus{Code: usageStatus}
+	}
+	code := exec.Run(g, exec.Options{
+		Overrides: c.Params,
+		DryRun:    c.DryRun,
+		Label:     c.Label,
+		KeepGoing: c.KeepGoing,
+		Grace:     c.Grace,
+		Timeout:   c.Timeout,
+		Stdout:    s.Stdout,
+		Stderr:    s.Stderr,
+	})
+	if code != 0 {
+		return &ExitStatus{Code: code}
+	}
+	return nil
+}

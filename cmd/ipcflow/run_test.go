@@ -1,0 +1,46 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// TestRunScripts runs testdata/script/run_*.txtar: `ipcflow run` end to
+// end through the command line (flags, params, check errors, exit
+// statuses). Each script gets a private XDG_RUNTIME_DIR, and `nothingleft`
+// checks that no run directory is left in it.
+func TestRunScripts(t *testing.T) {
+	files, err := filepath.Glob("testdata/script/run_*.txtar")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no run scripts: %v", err)
+	}
+	bin := t.TempDir()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(self, filepath.Join(bin, "ipcflow")); err != nil {
+		t.Fatal(err)
+	}
+	testscript.Run(t, testscript.Params{
+		Files: files,
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("PATH", bin+string(os.PathListSeparator)+env.Getenv("PATH"))
+			env.Setenv(asIpcflowEnv, "1")
+			rt := filepath.Join(env.WorkDir, ".runtime")
+			env.Setenv("XDG_RUNTIME_DIR", rt)
+			return os.Mkdir(rt, 0o700)
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"nothingleft": func(ts *testscript.TestScript, neg bool, args []string) {
+				ents, _ := os.ReadDir(filepath.Join(ts.Getenv("XDG_RUNTIME_DIR"), "ipcflow"))
+				if len(ents) > 0 {
+					ts.Fatalf("run directories left: %v", ents)
+				}
+			},
+		},
+	})
+}
