@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/ipcflow/ipcflow/exec"
@@ -22,9 +24,14 @@ type RunCmd struct {
 func (c *RunCmd) Run(s *Streams) error {
 	g, err := parser.ParseFile(c.File)
 	if err != nil {
-		// The parser's errors are FILE:LINE:COL: message lines.
-		s.Stderr.Write([]byte(err.Error() + "\n"))
-		return &ExitStatus{Code: usageStatus}
+		var list parser.ErrorList
+		var one *parser.Error
+		if errors.As(err, &list) || errors.As(err, &one) {
+			// FILE:LINE:COL: message lines, as `ipcflow check` prints them.
+			fmt.Fprintln(s.Stderr, err)
+			return &ExitStatus{Code: usageStatus}
+		}
+		return &ExitStatus{Code: usageStatus, Msg: err.Error()}
 	}
 	code := exec.Run(g, exec.Options{
 		Overrides: c.Params,
