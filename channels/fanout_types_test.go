@@ -112,3 +112,13 @@ func TestFanOutAllReadersGone(t *testing.T) {
 		})
 	}
 }
+
+// TestShmFullIsAnErrorNow: a ring larger than /dev/shm fails at Open with
+// a clear error (fallocate), not with a SIGBUS later; nothing is left.
+func TestShmFullIsAnErrorNow(t *testing.T) {
+	env := testEnv(t)
+	_, err := Open(env, Spec{ID: "e1", Type: "shm", Options: Options{Size: 1 << 50}})
+	if err == nil || !strings.Contains(err.Error(), "no room") {
+		t.Fatalf("1 PiB ring: %v, want a no-room error", err)
+	}
+}

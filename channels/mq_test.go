@@ -122,6 +122,9 @@ func TestMQCheck(t *testing.T) {
 // open, and one byte more does not (mqueue_get_inode's accounting): k
 // default queues, then one sized to fill what is left.
 func TestMQCostMatchesKernel(t *testing.T) {
+	if !*long {
+		t.Skip("uses up the user's RLIMIT_MSGQUEUE for a moment, which would fail other packages' tests running at the same time: run with -long")
+	}
 	l := ReadMQLimits()
 	if l.Budget < 0 {
 		t.Skip("RLIMIT_MSGQUEUE is unlimited here")
@@ -208,6 +211,9 @@ func TestPlanMQ(t *testing.T) {
 
 // TestMQOpenNamesLimit: when the budget is used up, Open's error names it.
 func TestMQOpenNamesLimit(t *testing.T) {
+	if !*long {
+		t.Skip("uses up the user's RLIMIT_MSGQUEUE for a moment, which would fail other packages' tests running at the same time: run with -long")
+	}
 	l := ReadMQLimits()
 	if l.Budget < 0 {
 		t.Skip("RLIMIT_MSGQUEUE is unlimited here")
