@@ -19,6 +19,7 @@ import (
 // Only the supervisor's goroutine (supervise.go) touches it after newRun.
 type run struct {
 	plan  *Plan
+	names RunNames
 	o     Options
 	rd    *RunDir
 	guard *Guardian
@@ -90,6 +91,7 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 		}
 	}()
 	names := RunNames{ID: rd.ID, Dir: rd.Path}
+	r.names = names
 	for _, sp := range plan.Stages {
 		pr, err := plan.Process(sp, names)
 		if err != nil {
@@ -281,6 +283,14 @@ func spawn(pr *Process, fds []uintptr, argv []string, path string) (int, error) 
 // startStage starts st now. A missing program or one that cannot run is a
 // stage that failed at once: 127 or 126, with a line that names it.
 func (r *run) startStage(st *stageRT) {
+	if len(st.sp.Stage.After) > 0 {
+		// Its words are expanded now, not when the flow started: an
+		// earlier stage may have made the program, the files a glob
+		// matches, or the directory it runs in.
+		if pr, err := r.plan.Process(st.sp, r.names); err == nil {
+			st.pr = pr
+		}
+	}
 	sf := r.takeStageFiles(st)
 	defer sf.release()
 	pr := st.pr
@@ -306,11 +316,14 @@ func (r *run) startStage(st *stageRT) {
 		if pr.Shell {
 			cmd = "stage shell"
 		}
-		fmt.Fprintf(r.o.Stderr, "ipcflow: stage %s: %s: %s\n", st.name(), cmd, msg)
 		code := 126
 		if errors.Is(err, syscall.ENOENT) {
 			code = 127
 		}
+		if _, serr := os.Stat(pr.Dir); pr.Dir != "" && serr != nil {
+			cmd, msg, code = "dir "+pr.Dir, "no such directory", 126
+		}
+		fmt.Fprintf(r.o.Stderr, "ipcflow: stage %s: %s: %s\n", st.name(), cmd, msg)
 		r.finished(st, exitInfo{code: code, reported: true})
 		return
 	}

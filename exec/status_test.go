@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"mvdan.cc/sh/v3/syntax"
+
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -123,5 +125,36 @@ func TestExitStatus(t *testing.T) {
 			check()
 			waitNoProcs(t, fr.mark, time.Second)
 		})
+	}
+}
+
+// An `after` stage's words are expanded when it starts: an earlier stage
+// may make the program and the files it globs.
+func init() {
+	testFlows["after-makes"] = func() *parser.Graph {
+		b := newGraph()
+		b.g.Params = []*parser.Param{{Name: "D"}}
+		b.stage("mk", `mkdir -p "$D/sub" && touch "$D/sub/one.txt" "$D/sub/two.txt" && printf '#!/bin/sh\necho "tool $*"\n' > "$D/tool" && chmod +x "$D/tool"`)
+		use := b.stage("use", `"$D/tool" sub/*.txt`)
+		use.After = []*parser.Stage{b.find("mk")}
+		f, _ := syntax.NewParser().Parse(strings.NewReader(`"$D"`), "")
+		use.Dir = f.Stmts[0].Cmd.(*syntax.CallExpr).Args[0]
+		nodir := b.stage("nodir", "true")
+		nodir.After = []*parser.Stage{use}
+		f, _ = syntax.NewParser().Parse(strings.NewReader(`"$D/none"`), "")
+		nodir.Dir = f.Stmts[0].Cmd.(*syntax.CallExpr).Args[0]
+		return b.g
+	}
+}
+
+func TestAfterStageExpandsWhenItStarts(t *testing.T) {
+	d := t.TempDir()
+	fr := newFlowRun(t, "after-makes", "D="+d)
+	code := fr.run(t)
+	if got, want := fr.stdout.String(), "tool sub/one.txt sub/two.txt\n"; got != want {
+		t.Errorf("stdout %q, want %q; stderr:\n%s", got, want, fr.stderr.Bytes())
+	}
+	if code != 126 || !strings.Contains(fr.stderr.String(), "ipcflow: stage nodir: dir "+d+"/none: no such directory\n") {
+		t.Errorf("exit status %d, stderr:\n%s\nwant 126 and a line about the missing dir", code, fr.stderr.Bytes())
 	}
 }
