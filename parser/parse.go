@@ -383,12 +383,23 @@ func scanShell(sh *syntax.Parser, input string, start int) (end int, f *syntax.F
 			continue
 		}
 		f, err = sh.Parse(strings.NewReader(input[start:end]+"\n"), "")
-		if err != nil && syntax.IsIncomplete(err) && end < len(input) {
+		if err != nil && incomplete(err) && end < len(input) {
 			end = lineEnd(end + 1)
 			continue
 		}
 		return end, f, err
 	}
+}
+
+// incomplete reports whether more lines could complete a command.
+// mvdan.cc/sh v3.14 does not flag an unclosed here-document with a quoted
+// delimiter (<<'EOF') as incomplete, so that one is recognised by its text.
+func incomplete(err error) bool {
+	if syntax.IsIncomplete(err) {
+		return true
+	}
+	var pe syntax.ParseError
+	return errors.As(err, &pe) && strings.HasPrefix(pe.Text, "unclosed here-document")
 }
 
 // oddBackslashes reports whether s ends in an odd number of backslashes: a

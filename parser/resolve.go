@@ -91,8 +91,11 @@ func (r *resolver) declare(id Ident, kind string) bool {
 }
 
 func article(kind string) string {
-	if kind == "env" {
+	switch kind {
+	case "env":
 		return "an env"
+	case "sem":
+		return "a semaphore"
 	}
 	return "a " + kind
 }

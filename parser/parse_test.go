@@ -1,0 +1,264 @@
+package parser
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"mvdan.cc/sh/v3/syntax"
+)
+
+// TestErrors lists small scripts with the exact error text each must give.
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name, src, want string
+	}{
+		{"missing eq", "stage a cat", "f:1:9: expected a clause (uses, after, dir, native) or '=', found 'cat'"},
+		{"arrow for eq", "stage a -> b", "f:1:9: expected '=' and a command after the stage, found '->'"},
+		{"no command", "stage a =", "f:1:10: expected a command after '=', found end of file"},
+		{"bad char", "a -> b;", "f:1:7: unexpected character ';'"},
+		{"lone dash", "a - b", "f:1:3: expected '->' or '-[' after '-'"},
+		{"unknown stage", "stage alpha = cat\nalpah -> stdout", "f:2:1: unknown stage alpah (did you mean \"alpha\"?)"},
+		{"no suggestion", "stage alpha = cat\nzzz -> stdout", "f:2:1: unknown stage zzz"},
+		{"shell error line 2", "stage a = echo 'x\ny' )", "f:2:4: shell syntax error: a command can only contain words and redirects; encountered `)`"},
+		{"shell eof", "stage a = echo \"x\n\n", "f:1:16: shell syntax error: reached EOF without closing quote `\"`"},
+		{"param two words", "param X = a b", "f:1:13: expected end of line after the value (quote a value that holds blanks), found 'b'"},
+		{"param bad word", "param X = $(", "f:1:11: unterminated '$(' in word"},
+		{"dir missing", "stage a dir = cat", "f:1:13: expected a directory after 'dir', found '='"},
+		{"sem stage", "sem s = 1\nstage a = cat\ns -> a", "f:3:1: s is a semaphore (declared at 1:5), not a stage"},
+		{"self edge", "stage a = cat\na -> a", "f:2:3: cycle: a -> a (a stage cannot wait for its own output or its own end)"},
+		{"after cycle", "stage a after b = cat\nstage b after a = cat", "f:2:15: cycle: a -> b -> a (a stage cannot wait for its own output or its own end)"},
+		{"mixed cycle", "stage a = cat\nstage b = cat\nstage c after b = cat\na -> b\nc -> a", "f:4:3: cycle: a -> b -> c -> a (a stage cannot wait for its own output or its own end)"},
+		{"deadlock", "sem m = 1\nstage a uses m = cat\nstage b uses m = cat\na -> b", "f:3:14: certain deadlock: stages a and b both use semaphore m (count 1) and are joined by the data path a -> b"},
+		{"no deadlock count 2", "sem m = 2\nstage a uses m = cat\nstage b uses m = cat\na -> b", ""},
+		{"no deadlock when apart", "sem m = 1\nstage a uses m = cat\nstage b uses m = cat\nstage c = cat\na -> c\nb -> c", ""},
+		{"wrong dir", "stage a (in d) = cat\nstage b = cat\na.d -> b", "f:3:3: a.d is an input port; it cannot be on the left of an arrow"},
+		{"out port right", "stage a (out o) = cat\nstage b = cat\nb -> a.o", "f:3:8: a.o is an output port; it cannot be on the right of an arrow"},
+		{"size unit", "stage a = cat\na -[pipe size=1KB]-> stdout", "f:2:15: bad size \"1KB\": expected bytes or a number with K, KiB, M, MiB, G or GiB"},
+		{"pipe too big", "stage a = cat\na -[pipe size=4G]-> stdout", "f:2:15: pipe buffer size 4G is too large (at most 2147483647 bytes)"},
+		{"positional on pipe", "stage a = cat\na -[pipe tcp]-> stdout", "f:2:10: expected an option NAME=VALUE for pipe, found 'tcp'"},
+		{"socket twice", "stage a = cat\na -[socket tcp udp]-> stdout", "f:2:16: socket kind given twice (tcp, then udp)"},
+		{"bad port in addr", "stage a = cat\na -[socket tcp addr=h:99999]-> stdout", "f:2:21: bad port \"99999\" in addr: expected 0 to 65535"},
+		{"unknown port suggestion", "stage a (out log) = cat\na.lgo -> stdout", "f:2:3: stage a has no port lgo (did you mean \"log\"?); its ports are in, out, err, log"},
+		{"port on std", "stage a = cat\na -> stdout.x", "f:2:13: stdout has no ports"},
+		{"unterminated option quote", "stage a = cat\na -[fifo path='x]-> stdout", "f:2:15: unterminated quote ' in option value"},
+		{"ok spaces", "param N=3\nstage a(in x)uses  = cat", "f:2:20: expected a name after 'uses', found '='"},
+		{"continued dsl line", "stage a = cat\nstage b = cat\na -> \\\n  b", ""},
+		{"trailing backslash command", "stage a = echo x \\\n  y\na -> stdout", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("f", []byte(tt.src))
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tt.want {
+				t.Errorf("Parse(%q):\n got: %s\nwant: %s", tt.src, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestAST compares parsed statements with the expected AST, positions and
+// shell ASTs left out (TestASTPositions checks positions).
+func TestAST(t *testing.T) {
+	id := func(s string) Ident { return Ident{Name: s} }
+	tests := []struct {
+		src  string
+		want []Stmt
+	}{
+		{"param N = 10", []Stmt{&VarDecl{Kind: "param", Name: id("N"), Text: "10"}}},
+		{"env E=", []Stmt{&VarDecl{Kind: "env", Name: id("E")}}},
+		{`param F = "${X:-a b}" # c`, []Stmt{&VarDecl{Kind: "param", Name: id("F"), Text: `"${X:-a b}"`}}},
+		{"sem db = 3", []Stmt{&SemDecl{Name: id("db"), Count: "3"}}},
+		{"stage g[4] (in d, out l) uses s, t after a dir /tmp native = grep x",
+			[]Stmt{&StageDecl{
+				Name: id("g"), Replicas: "4",
+				Ports: []*PortDecl{{Dir: In, Name: id("d")}, {Dir: Out, Name: id("l")}},
+				Clauses: []*Clause{
+					{Kind: "uses", Names: []Ident{id("s"), id("t")}},
+					{Kind: "after", Names: []Ident{id("a")}},
+					{Kind: "dir", Text: "/tmp"},
+					{Kind: "native"},
+				},
+				Command: "grep x",
+			}}},
+		{"stage s = a |\n b", []Stmt{&StageDecl{Name: id("s"), Command: "a |\n b"}}},
+		{"{a, b.err} -> c -[shm size=1MiB]-> {d.x, stdout}",
+			[]Stmt{&EdgeStmt{
+				Ends: []*Ends{
+					{Braced: true, List: []*EndRef{{Stage: id("a")}, {Stage: id("b"), Port: &Ident{Name: "err"}}}},
+					{List: []*EndRef{{Stage: id("c")}}},
+					{Braced: true, List: []*EndRef{{Stage: id("d"), Port: &Ident{Name: "x"}}, {Stage: id("stdout")}}},
+				},
+				Arrows: []*Arrow{
+					{},
+					{Typed: true, Type: id("shm"), Options: []*Option{{Name: "size", Raw: "1MiB", Value: "1MiB"}}},
+				},
+			}}},
+		{`a -[socket tcp addr="127.0.0.1:80"]-> b`,
+			[]Stmt{&EdgeStmt{
+				Ends: []*Ends{{List: []*EndRef{{Stage: id("a")}}}, {List: []*EndRef{{Stage: id("b")}}}},
+				Arrows: []*Arrow{{Typed: true, Type: id("socket"), Options: []*Option{
+					{Raw: "tcp", Value: "tcp"},
+					{Name: "addr", Raw: `"127.0.0.1:80"`, Value: "127.0.0.1:80"},
+				}}},
+			}}},
+		{"stage -> param", []Stmt{&EdgeStmt{
+			Ends:   []*Ends{{List: []*EndRef{{Stage: id("stage")}}}, {List: []*EndRef{{Stage: id("param")}}}},
+			Arrows: []*Arrow{{}},
+		}}},
+	}
+	opts := cmp.Options{
+		cmpopts.IgnoreTypes(Pos{}, (*syntax.File)(nil), (*syntax.Word)(nil)),
+	}
+	for _, tt := range tests {
+		f, err := ParseAST("f", []byte(tt.src))
+		if err != nil {
+			t.Errorf("ParseAST(%q): %v", tt.src, err)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, f.Stmts, opts); diff != "" {
+			t.Errorf("ParseAST(%q) (-want +got):\n%s", tt.src, diff)
+		}
+	}
+}
+
+// TestGraph checks the Graph built from a script, field by field.
+func TestGraph(t *testing.T) {
+	src := `param FILE = "$HOME/x"
+sem db = 2
+stage a (in dict, out log) uses db dir "$TMP" = sort "$dict"
+stage b[3] after a = cat
+stage c = echo 'multi
+line'
+a -> b -[fifo size=64K path=/tmp/p]-> c
+a.log -[mq maxmsg=5 msgsize=1KiB]-> {c, stdout}
+stdin -> a.dict
+{a.err, b.err} -[socket udp addr=:9000]-> stderr
+c -[mmap size=1G]-> stdout
+`
+	g, err := Parse("f", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := g.Param("FILE"); p == nil || p.Text != `"$HOME/x"` || p.Value == nil {
+		t.Errorf("param FILE = %+v", p)
+	}
+	if g.Param("NOPE") != nil {
+		t.Error("Param(NOPE) is not nil")
+	}
+	a, b, c := g.Stage("a"), g.Stage("b"), g.Stage("c")
+	if a.Replicas != 1 || b.Replicas != 3 {
+		t.Errorf("replicas a=%d b=%d, want 1 and 3", a.Replicas, b.Replicas)
+	}
+	if a.Port("dict") == nil || a.Port("dict").Dir != In || a.Port("log").Dir != Out || a.Port("in") != nil {
+		t.Errorf("ports of a: %+v", a.Ports)
+	}
+	if len(a.Uses) != 1 || a.Uses[0] != g.Sems[0] || g.Sems[0].Count != 2 {
+		t.Errorf("a uses %v", a.Uses)
+	}
+	if len(b.After) != 1 || b.After[0] != a {
+		t.Errorf("b after %v", b.After)
+	}
+	if a.DirText != `"$TMP"` || a.Dir == nil {
+		t.Errorf("dir of a: %q", a.DirText)
+	}
+	if c.Command != "echo 'multi\nline'" || c.CommandPos != (Pos{5, 11}) || c.Script == nil {
+		t.Errorf("c: command %q at %v", c.Command, c.CommandPos)
+	}
+	var got []string
+	for _, e := range g.Edges {
+		got = append(got, e.From.String()+" -> "+e.To.String()+" "+e.Label()+" @"+e.Pos.String())
+	}
+	want := []string{
+		"a.out -> b.in pipe @7:3",
+		"b.out -> c.in fifo size=64KiB path=/tmp/p @7:8",
+		"a.log -> c.in mq maxmsg=5 msgsize=1KiB @8:7",
+		"a.log -> stdout mq maxmsg=5 msgsize=1KiB @8:7",
+		"stdin -> a.dict pipe @9:7",
+		"a.err -> stderr socket udp addr=:9000 @10:16",
+		"b.err -> stderr socket udp addr=:9000 @10:16",
+		"c.out -> stdout mmap size=1GiB @11:3",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("edges (-want +got):\n%s", diff)
+	}
+	if e := g.Edges[1]; e.Options.Size != 64<<10 || e.Options.Path != "/tmp/p" {
+		t.Errorf("fifo options %+v", e.Options)
+	}
+	if e := g.Edges[5]; e.Options.Socket != "udp" || e.Options.Addr != ":9000" {
+		t.Errorf("socket options %+v", e.Options)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{"1", 1, ""}, {"4096", 4096, ""}, {"1K", 1024, ""}, {"1KiB", 1024, ""},
+		{"3M", 3 << 20, ""}, {"2MiB", 2 << 20, ""}, {"1G", 1 << 30, ""}, {"5GiB", 5 << 30, ""},
+		{"0", 0, "must be more than 0"}, {"-1", 0, "expected bytes"}, {"+1", 0, "expected bytes"},
+		{"1k", 0, "expected bytes"}, {"K", 0, "expected bytes"}, {"1.5M", 0, "expected bytes"},
+		{"9223372036854775807", 1<<63 - 1, ""}, {"9007199254740993G", 0, "too large"},
+		{"99999999999999999999", 0, "too large"}, {"", 0, "expected bytes"},
+	}
+	for _, tt := range tests {
+		got, err := ParseSize(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("ParseSize(%q) = %d, %v; want error with %q", tt.in, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestDidYouMean(t *testing.T) {
+	cands := []string{"words", "lower", "count", "top"}
+	tests := map[string]string{
+		"wrods": ` (did you mean "words"?)`, "lowr": ` (did you mean "lower"?)`,
+		"tpo": ` (did you mean "top"?)`, "xyz": "", "counting": "", "words": "",
+	}
+	for in, want := range tests {
+		if got := didYouMean(in, cands); got != want {
+			t.Errorf("didYouMean(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCheckOverrides(t *testing.T) {
+	g, err := Parse("f.ipcflow", []byte("param FILE = x\nparam N = 1\nstage a = cat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := g.CheckOverrides([]string{"N=5", "FILE=a=b"})
+	if err != nil || m["N"] != "5" || m["FILE"] != "a=b" {
+		t.Errorf("CheckOverrides = %v, %v", m, err)
+	}
+	_, err = g.CheckOverrides([]string{"NN=5", "1=2", "a=3"})
+	want := "NN=5: f.ipcflow declares no param NN (did you mean \"N\"?)\n" +
+		"bad argument \"1=2\": expected NAME=VALUE\n" +
+		"a=3: f.ipcflow declares no param a"
+	if err == nil || err.Error() != want {
+		t.Errorf("CheckOverrides error:\n got: %v\nwant: %s", err, want)
+	}
+}
+
+// TestAllErrorsAtOnce: one run reports problems of every family, sorted.
+func TestAllErrorsAtOnce(t *testing.T) {
+	src := "stage a = cat\nstage a = cat\nb -> a\na -[pipe size=x]-> stdout\nstage c = echo )\n"
+	_, err := Parse("f", []byte(src))
+	list, ok := err.(ErrorList)
+	if !ok || len(list) != 4 {
+		t.Fatalf("want 4 errors, got %v", err)
+	}
+	checkErrorPositions(t, []byte(src), list)
+}
