@@ -141,11 +141,12 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 
 // planPipeSizes keeps a large flow inside the user's pipe budget: past
 // /proc/sys/fs/pipe-user-pages-soft new pipes would silently shrink to
-// 8 KiB. Pipes of unset size share what is left, and the user is told.
+// 8 KiB. Pipes and FIFOs (the same kernel buffers) of unset size share
+// what is left, and the user is told.
 func (r *run) planPipeSizes() {
 	var unsized []*Wire
 	for _, w := range r.plan.Wires {
-		if w.Spec.Type == "pipe" && w.Spec.Options.Size == 0 {
+		if (w.Spec.Type == "pipe" || w.Spec.Type == "fifo") && w.Spec.Options.Size == 0 {
 			unsized = append(unsized, w)
 		}
 	}
