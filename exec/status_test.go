@@ -40,6 +40,12 @@ var statusFlows = []struct {
 		b.stage("h", "head -n 3")
 		b.chain("", "y", "h")
 	}, code: 0, quiet: true},
+	{name: "epipe-exit", flow: func(b *graphBuilder) {
+		// yes with SIGPIPE ignored exits 1 on EPIPE once head has gone.
+		b.stage("y", `sh -c "trap '' PIPE; exec yes"`)
+		b.stage("h", "head -n 3")
+		b.chain("", "y", "h")
+	}, code: 0},
 	{name: "not-found", flow: func(b *graphBuilder) {
 		b.stage("a", "no-such-program-xyz --flag")
 		b.stage("b", "wc -l")

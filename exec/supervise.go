@@ -52,10 +52,11 @@ type exitInfo struct {
 	code     int         // exit code, or 128+N for signal N
 	signal   unix.Signal // the signal that killed it, or 0
 	reported bool        // ipcflow already said why (command not found)
+	epipe    bool        // exited non-zero after every reader of its output had finished
 }
 
 // ok: exit 0, or killed by SIGPIPE because its reader finished (SPEC 6).
-func (e exitInfo) ok() bool { return e.code == 0 || e.signal == unix.SIGPIPE }
+func (e exitInfo) ok() bool { return e.code == 0 || e.signal == unix.SIGPIPE || e.epipe }
 
 func (e exitInfo) String() string {
 	if e.signal != 0 {
@@ -233,8 +234,20 @@ func (r *run) signalAll(sig unix.Signal) {
 
 // reap collects every stage that exited. It peeks (WNOWAIT) at which child
 // is ready and reaps only its own stages by pid, so that a child started by
-// someone else in ipcflow (the guardian) is left to its owner.
+// someone else in ipcflow (the guardian) is left to its owner. Every stage
+// reaped in one go is marked done before any is judged, so that a writer
+// and the reader that left before it are seen in that light whatever the
+// order in which the kernel hands them over.
 func (r *run) reap() {
+	var ended []*stageRT
+	var infos []exitInfo
+	collect := func(st *stageRT, flags int) {
+		if e, ok := r.wait(st, flags); ok {
+			st.state = stDone
+			ended = append(ended, st)
+			infos = append(infos, e)
+		}
+	}
 	for {
 		var info unix.Siginfo
 		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
@@ -243,22 +256,25 @@ func (r *run) reap() {
 		}
 		pid := int(*(*int32)(unsafe.Pointer(uintptr(unsafe.Pointer(&info)) + 16))) // si_pid
 		if err != nil || pid == 0 {
-			return
+			break
 		}
 		if st := r.byPid[pid]; st != nil {
-			r.wait(st, 0)
+			collect(st, 0)
 			continue
 		}
 		// Someone else's child is first in line: look at ours one by one.
 		for _, st := range r.byPid {
-			r.wait(st, unix.WNOHANG)
+			collect(st, unix.WNOHANG)
 		}
-		return
+		break
+	}
+	for i, st := range ended {
+		r.finished(st, infos[i])
 	}
 }
 
-// wait reaps st if it exited and records how.
-func (r *run) wait(st *stageRT, flags int) {
+// wait reaps st if it exited and says how.
+func (r *run) wait(st *stageRT, flags int) (exitInfo, bool) {
 	var ws unix.WaitStatus
 	for {
 		pid, err := unix.Wait4(st.pid, &ws, flags, &st.rusage)
@@ -266,7 +282,7 @@ func (r *run) wait(st *stageRT, flags int) {
 			continue
 		}
 		if err != nil || pid != st.pid {
-			return
+			return exitInfo{}, false
 		}
 		break
 	}
@@ -279,7 +295,37 @@ func (r *run) wait(st *stageRT, flags int) {
 		e.signal = ws.Signal()
 		e.code = 128 + int(e.signal)
 	}
-	r.finished(st, e)
+	return e, true
+}
+
+// readersGone reports whether st writes its output (out and declared out
+// ports) straight into other stages through pipes and every one of those
+// stages has already ended: then st's writes can only have met EPIPE.
+func (r *run) readersGone(st *stageRT) bool {
+	wires := map[int]bool{}
+	for fd, e := range st.pr.Fds {
+		if fd == 2 {
+			continue // what it says on stderr is not its output
+		}
+		if e.Kind == EndWrite {
+			wires[e.Wire] = true
+		}
+	}
+	readers := 0
+	for _, o := range r.stages {
+		for _, e := range o.pr.Fds {
+			if e.Kind != EndRead || !wires[e.Wire] {
+				continue
+			}
+			if o.state != stDone {
+				return false
+			}
+			readers++
+		}
+	}
+	// Every written wire must lead to a stage: output into a tee, a join
+	// or ipcflow's own stdout has no reader that can be seen to finish.
+	return readers > 0 && readers >= len(wires)
 }
 
 // finished records a stage's end: gives back its semaphore units and, if it
@@ -291,6 +337,13 @@ func (r *run) finished(st *stageRT, e exitInfo) {
 		s.Post()
 	}
 	st.held = nil
+	if !e.ok() && e.signal == 0 && r.readersGone(st) {
+		// A program that catches EPIPE (or ignores SIGPIPE) exits with
+		// an error of its own once its reader has gone: that is `yes |
+		// head`, not a failure.
+		st.exit.epipe = true
+		return
+	}
 	if e.ok() {
 		return
 	}
