@@ -82,6 +82,22 @@ var compareFlows = []struct {
 		b.edge("words", "missing", "")
 		b.edge("dict", "missing.dict", "")
 	}, `tr -cs 'A-Za-z' '\n' | sort -u | comm -23 - <(printf '%s\n' the and of a to in | sort -u)`, "text"},
+	{"port-in-shell", func(b *graphBuilder) {
+		// The interpreter itself opens /dev/fd/N (a redirection), and a
+		// program it starts gets the port's fd at the same number.
+		b.stage("feed", "seq 1 5")
+		b.stage("read", `while read -r l; do echo "got $l"; done < "$x"; wc -l < "$y"`, "in x", "in y")
+		b.edge("feed", "read.x", "")
+		b.edge("stdin", "read.y", parser.FIFO)
+	}, `while read -r l; do echo "got $l"; done < <(seq 1 5); wc -l`, "text"},
+	{"params-and-env", func(b *graphBuilder) {
+		b.g.Params = []*parser.Param{{Name: "GREETING", Value: word(`"${NOSUCHVAR:-hello} there"`)}}
+		b.g.Envs = []*parser.Env{{Name: "WHO", Value: word(`"$GREETING, world"`)}}
+		b.stage("a", `echo "$WHO"`)
+		b.stage("b", `printenv GREETING WHO`)
+		b.edge("a", "stdout", "")
+		b.edge("b", "stdout", "")
+	}, `echo "hello there, world"; echo "hello there"; echo "hello there, world"`, "empty"},
 	{"stderr-edge", func(b *graphBuilder) {
 		b.stage("a", "echo err1 >&2; echo err2 >&2")
 		b.stage("b", "sed s/^/got:/")

@@ -79,6 +79,15 @@ func (b *graphBuilder) chain(typ parser.EdgeType, names ...string) {
 	}
 }
 
+// word parses s as one shell word, as the parser keeps param values.
+func word(s string) *syntax.Word {
+	f, err := syntax.NewParser().Parse(strings.NewReader(s), "")
+	if err != nil {
+		panic(err)
+	}
+	return f.Stmts[0].Cmd.(*syntax.CallExpr).Args[0]
+}
+
 // testFlows are graphs a test runs in a child process (role "testflow"),
 // since a run uses the process's real fds 0, 1, 2.
 var testFlows = map[string]func() *parser.Graph{}
