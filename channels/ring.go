@@ -94,6 +94,9 @@ const (
 
 	// ringSpin is how long a waiter spins before it sleeps on the futex.
 	ringSpin = 20 * time.Microsecond
+	// ringLocalSpin is the spin under LocalWake: the bridges share the
+	// CPUs with the stages they serve, and parking a goroutine is cheap.
+	ringLocalSpin = 2 * time.Microsecond
 	// ringPoll bounds one futex sleep.
 	ringPoll = 100 * time.Millisecond
 )
@@ -109,6 +112,7 @@ type Ring struct {
 	cap   uint64
 	n     int        // readers
 	local *localWake // set when every end is in this process
+	spin  time.Duration
 }
 
 // localWake replaces the futex sleeps when every end of the ring is a
@@ -130,6 +134,7 @@ func (r *Ring) LocalWake() {
 		lw.data[i] = make(chan struct{}, 1)
 	}
 	r.local = lw
+	r.spin = ringLocalSpin
 }
 
 func poke(ch chan struct{}) {
@@ -171,7 +176,7 @@ func InitRing(mem []byte, capacity int64, readers int) (*Ring, error) {
 	if readers < 1 || readers > MaxRingReaders {
 		return nil, fmt.Errorf("ring: %d readers (1 to %d)", readers, MaxRingReaders)
 	}
-	r := &Ring{mem: mem, data: mem[RingHeaderSize : RingHeaderSize+capacity], cap: uint64(capacity), n: readers}
+	r := &Ring{mem: mem, data: mem[RingHeaderSize : RingHeaderSize+capacity], cap: uint64(capacity), n: readers, spin: ringSpin}
 	*r.u32(offVersion) = ringVersion
 	*r.u32(offReaders) = uint32(readers)
 	*r.u64(offCapacity) = uint64(capacity)
@@ -185,7 +190,7 @@ func AttachRing(mem []byte) (*Ring, error) {
 	if len(mem) < RingHeaderSize {
 		return nil, fmt.Errorf("ring: segment of %d bytes is smaller than the header", len(mem))
 	}
-	r := &Ring{mem: mem}
+	r := &Ring{mem: mem, spin: ringSpin}
 	if atomic.LoadUint64(r.u64(offMagic)) != ringMagic {
 		return nil, errors.New("ring: bad magic: not an ipcflow ring")
 	}
@@ -275,7 +280,7 @@ func (w *RingWriter) free() (uint64, bool) {
 func (w *RingWriter) Reserve() ([]byte, error) {
 	free, live := w.free()
 	if free == 0 && live {
-		deadline := time.Now().Add(ringSpin)
+		deadline := time.Now().Add(w.r.spin)
 		for i := 0; free == 0 && live; i++ {
 			if i&63 == 63 {
 				if time.Now().After(deadline) {
@@ -367,7 +372,7 @@ func (rd *RingReader) avail() (uint64, bool) {
 func (rd *RingReader) Peek() ([]byte, error) {
 	n, done := rd.avail()
 	if n == 0 && !done {
-		deadline := time.Now().Add(ringSpin)
+		deadline := time.Now().Add(rd.r.spin)
 		for i := 0; n == 0 && !done; i++ {
 			if i&63 == 63 {
 				if time.Now().After(deadline) {

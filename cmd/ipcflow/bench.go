@@ -56,6 +56,11 @@ type benchRow struct {
 	typ, kind  string
 	reference  bool
 	throughput float64 // bytes per second
+	bps        []float64
+	rtt        []float64 // µs
+	viaCat     []float64 // µs
+	failed     map[string]bool
+	errs       []error
 }
 
 func (b *BenchCmd) Run(s *Streams) error {
@@ -85,17 +90,28 @@ func (b *BenchCmd) Run(s *Streams) error {
 	defer os.RemoveAll(dir)
 	env := channels.Env{RunDir: dir, Prefix: benchPrefix(), Record: func(kind, name string) error { return nil }}
 
+	// Round robin: each run measures every row once, so that a burst of
+	// load elsewhere on the machine falls on all rows alike.
+	for run := range b.Runs {
+		for i := range rows {
+			b.measureOnce(env, &rows[i], input, size)
+		}
+		if !b.JSON && isTerminal(s.Stderr) {
+			fmt.Fprintf(s.Stderr, "run %d of %d done\n", run+1, b.Runs)
+		}
+	}
 	var pipeBps float64
 	for i := range rows {
 		r := &rows[i]
-		if err := b.measure(env, r, input, size); err != nil {
-			r.Err = err.Error()
+		r.throughput = median(r.bps)
+		r.GBps = r.throughput / 1e9
+		r.RTTus = median(r.rtt)
+		r.RTTViaCat = median(r.viaCat)
+		if len(r.errs) > 0 {
+			r.Err = errors.Join(r.errs...).Error()
 		}
 		if r.reference {
 			pipeBps = r.throughput
-		}
-		if !b.JSON && s.Stderr != nil && isTerminal(s.Stderr) {
-			fmt.Fprintf(s.Stderr, "measured %s\n", r.Type)
 		}
 	}
 	for i := range rows {
@@ -141,7 +157,7 @@ func us(v float64) string {
 
 // benchRows lists what to measure, the reference pipe first.
 func benchRows(args []string) ([]benchRow, error) {
-	rows := []benchRow{{Type: "pipe(2) reference", reference: true, typ: "pipe"}}
+	rows := []benchRow{{Type: "pipe(2) reference", reference: true, typ: "pipe", failed: map[string]bool{}}}
 	add := func(typ, kind string) {
 		name := typ
 		if kind != "" {
@@ -152,7 +168,7 @@ func benchRows(args []string) ([]benchRow, error) {
 				return
 			}
 		}
-		rows = append(rows, benchRow{Type: name, typ: typ, kind: kind})
+		rows = append(rows, benchRow{Type: name, typ: typ, kind: kind, failed: map[string]bool{}})
 	}
 	if len(args) == 0 {
 		args = channels.Names()
@@ -174,45 +190,45 @@ func benchRows(args []string) ([]benchRow, error) {
 	return rows, nil
 }
 
-// measure fills one row: medians of throughput and of both round trips.
-func (b *BenchCmd) measure(env channels.Env, r *benchRow, input string, size int64) error {
-	var bps, rtt, viaCat []float64
-	var errs []error
-	for range b.Runs {
+// measureOnce adds one sample of each figure to r; a figure that failed
+// once is not measured again.
+func (b *BenchCmd) measureOnce(env channels.Env, r *benchRow, input string, size int64) {
+	if !r.failed["bps"] {
 		d, lost, err := throughput(env, r, input)
 		if err != nil {
-			errs = append(errs, err)
-			break
-		}
-		bps = append(bps, float64(size)/d.Seconds())
-		r.Lost = max(r.Lost, lost)
-	}
-	if !r.reference {
-		for range b.Runs {
-			d, err := channels.RoundTrip(r.typ, r.kind, b.Rounds)
-			if errors.Is(err, channels.ErrNoRoundTrip) {
-				break
-			}
-			if err != nil {
-				errs = append(errs, err)
-				break
-			}
-			rtt = append(rtt, float64(d)/1e3)
-		}
-		for range b.Runs {
-			d, err := roundTripViaCat(env, r, b.Rounds)
-			if err != nil {
-				errs = append(errs, err)
-				break
-			}
-			viaCat = append(viaCat, float64(d)/1e3)
+			r.fail("bps", err)
+		} else {
+			r.bps = append(r.bps, float64(size)/d.Seconds())
+			r.Lost = max(r.Lost, lost)
 		}
 	}
-	r.throughput = median(bps)
-	r.GBps = r.throughput / 1e9
-	r.RTTus = median(rtt)
-	r.RTTViaCat = median(viaCat)
-	return errors.Join(errs...)
+	if r.reference {
+		return
+	}
+	if !r.failed["rtt"] {
+		d, err := channels.RoundTrip(r.typ, r.kind, b.Rounds)
+		switch {
+		case errors.Is(err, channels.ErrNoRoundTrip):
+			r.failed["rtt"] = true
+		case err != nil:
+			r.fail("rtt", err)
+		default:
+			r.rtt = append(r.rtt, float64(d)/1e3)
+		}
+	}
+	if !r.failed["via"] {
+		d, err := roundTripViaCat(env, r, b.Rounds)
+		if err != nil {
+			r.fail("via", err)
+		} else {
+			r.viaCat = append(r.viaCat, float64(d)/1e3)
+		}
+	}
+}
+
+func (r *benchRow) fail(what string, err error) {
+	r.failed[what] = true
+	r.errs = append(r.errs, err)
 }
 
 func median(v []float64) float64 {
