@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -43,17 +44,45 @@ func Move(dst, src *os.File) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := copyFD(d, s, -1)
+	n, err := copyFD(d, s, nil)
 	// The fds were used as plain numbers; keep the Files (and so the fds)
 	// alive until the copy is over.
 	keepAlive(dst, src)
 	return n, err
 }
 
-// copyFD is Move on raw fds. When stop >= 0, every wait is a poll(2) that
-// also watches stop (an eventfd) and the pipe sides are non-blocking, so
-// that Mover.Close can interrupt the copy; it then returns errStopped.
-func copyFD(dst, src, stop int) (int64, error) {
+// moveCtl connects a copy loop to its Mover: the loop adds what it moves
+// to bytes as it goes (for Mover.Bytes), checks stop between chunks, and
+// every wait is a poll(2) that also watches fd (an eventfd that Close
+// writes).
+type moveCtl struct {
+	fd    int
+	stop  atomic.Bool
+	bytes atomic.Int64
+}
+
+// add counts n moved bytes (nil: nobody counts).
+func (st *moveCtl) add(n int64) {
+	if st != nil {
+		st.bytes.Add(n)
+	}
+}
+
+// requested reports whether Close asked to stop (never, for a nil moveCtl).
+func (st *moveCtl) requested() bool { return st != nil && st.stop.Load() }
+
+// pollFD is the fd to watch for a stop, or -1.
+func (st *moveCtl) pollFD() int {
+	if st == nil {
+		return -1
+	}
+	return st.fd
+}
+
+// copyFD is Move on raw fds. With a moveCtl, the pipe sides are
+// non-blocking and every wait watches it, so that Mover.Close can
+// interrupt the copy; it then returns errStopped.
+func copyFD(dst, src int, stop *moveCtl) (int64, error) {
 	var total int64
 	if isPipe(src) || isPipe(dst) {
 		n, err := spliceLoop(dst, src, stop)
@@ -71,19 +100,23 @@ func copyFD(dst, src, stop int) (int64, error) {
 // moves no bytes.
 var errNoSplice = errors.New("splice unsupported")
 
-func spliceLoop(dst, src, stop int) (int64, error) {
+func spliceLoop(dst, src int, stop *moveCtl) (int64, error) {
 	flags := unix.SPLICE_F_MOVE | unix.SPLICE_F_MORE
-	if stop >= 0 {
+	if stop != nil {
 		flags |= unix.SPLICE_F_NONBLOCK
 	}
 	var total int64
 	for {
+		if stop.requested() {
+			return total, errStopped
+		}
 		n, err := unix.Splice(src, nil, dst, nil, chunk, flags)
 		switch {
 		case err == nil && n == 0:
 			return total, nil
 		case err == nil:
 			total += n
+			stop.add(n)
 		case err == unix.EINTR:
 		case err == unix.EAGAIN:
 			if err := waitBoth(src, dst, stop); err != nil {
@@ -99,13 +132,13 @@ func spliceLoop(dst, src, stop int) (int64, error) {
 	}
 }
 
-func rwLoop(dst, src, stop int) (int64, error) {
+func rwLoop(dst, src int, stop *moveCtl) (int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 	var total int64
 	for {
-		if stop >= 0 {
+		if stop != nil {
 			// Wait here rather than in read(2): a blocking read can't be
 			// interrupted by Close.
 			if err := waitFD(src, unix.POLLIN, stop); err != nil {
@@ -128,6 +161,7 @@ func rwLoop(dst, src, stop int) (int64, error) {
 		}
 		w, err := writeAll(dst, buf[:n], stop)
 		total += int64(w)
+		stop.add(int64(w))
 		if err != nil {
 			return total, err
 		}
@@ -136,7 +170,7 @@ func rwLoop(dst, src, stop int) (int64, error) {
 
 // writeAll writes p to fd, waiting in poll(2) whenever fd is non-blocking
 // and full.
-func writeAll(fd int, p []byte, stop int) (int, error) {
+func writeAll(fd int, p []byte, stop *moveCtl) (int, error) {
 	done := 0
 	for done < len(p) {
 		n, err := unix.Write(fd, p[done:])
@@ -162,20 +196,26 @@ func readerGone() error { return fmt.Errorf("%w: %w", ErrReaderGone, unix.EPIPE)
 // waitBoth waits until src is readable and dst writable (or either is at
 // its end: a hang-up counts as ready, the next splice reports it). Polling
 // for both at once would spin while one is ready and the other is not.
-func waitBoth(src, dst, stop int) error {
+func waitBoth(src, dst int, stop *moveCtl) error {
 	if err := waitFD(src, unix.POLLIN, stop); err != nil {
 		return err
 	}
 	return waitFD(dst, unix.POLLOUT, stop)
 }
 
-// waitFD polls fd for events, and stop (if >= 0) for a request to stop.
-func waitFD(fd int, events int16, stop int) error {
-	pfd := []unix.PollFd{{Fd: int32(fd), Events: events}, {Fd: int32(stop), Events: unix.POLLIN}}
-	if stop < 0 {
-		pfd = pfd[:1]
+// waitFD polls fd for events, and the moveCtl (if any) for a request to
+// stop.
+func waitFD(fd int, events int16, stop *moveCtl) error {
+	sfd := stop.pollFD()
+	all := [2]unix.PollFd{{Fd: int32(fd), Events: events}, {Fd: int32(sfd), Events: unix.POLLIN}}
+	pfd := all[:]
+	if sfd < 0 {
+		pfd = all[:1]
 	}
 	for {
+		if stop.requested() {
+			return errStopped
+		}
 		_, err := unix.Poll(pfd, -1)
 		if err == unix.EINTR {
 			continue
@@ -183,7 +223,7 @@ func waitFD(fd int, events int16, stop int) error {
 		if err != nil {
 			return fmt.Errorf("poll: %w", err)
 		}
-		if stop >= 0 && pfd[1].Revents != 0 {
+		if sfd >= 0 && pfd[1].Revents != 0 {
 			return errStopped
 		}
 		if pfd[0].Revents&unix.POLLNVAL != 0 {

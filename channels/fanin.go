@@ -43,14 +43,13 @@ func join(m *Mover, srcs []*os.File, dst *os.File) error {
 		}
 		return err
 	}
-	stop := m.stopFD()
+	stop := m.moveCtl()
 	for i, s := range srcs {
 		sfd, err := fdOf(s)
 		if err != nil {
 			return fmt.Errorf("join input %d: %w", i+1, err)
 		}
-		n, err := copyFD(d.fd, sfd, stop)
-		m.bytes.Add(n)
+		_, err = copyFD(d.fd, sfd, stop)
 		closeFile(s)
 		srcs[i] = nil
 		if err != nil {

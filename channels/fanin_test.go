@@ -7,6 +7,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -182,4 +183,40 @@ func TestJoinToTerminal(t *testing.T) {
 	if fl, _ := unix.FcntlInt(uintptr(shared), unix.F_GETFL, 0); fl&unix.O_NONBLOCK != 0 {
 		t.Error("the terminal's shared description was left non-blocking")
 	}
+}
+
+// Close stops a mover while bytes are flowing without a pause (a loop
+// that never waits must still notice), for Join and Tee alike.
+func TestMoverCloseWhileFlowing(t *testing.T) {
+	before := pfWarm(t)
+	for _, kind := range []string{"join", "tee"} {
+		t.Run(kind, func(t *testing.T) {
+			r, w := pfPipe(t)
+			prod := pfStart(t, "yes", nil, w)
+			or, ow := pfPipe(t)
+			drained := make(chan struct{})
+			go func() { io.Copy(io.Discard, or); or.Close(); close(drained) }()
+			var m *Mover
+			if kind == "join" {
+				m = StartJoin([]*os.File{r}, ow)
+			} else {
+				m = StartTee(r, []*os.File{ow}, t.TempDir())
+			}
+			for m.Bytes() < 1<<20 {
+				time.Sleep(time.Millisecond)
+			}
+			closed := make(chan struct{})
+			go func() { m.Close(); close(closed) }()
+			select {
+			case <-closed:
+			case <-time.After(20 * time.Second):
+				t.Fatal("Close did not stop a flowing mover")
+			}
+			<-drained // the output was closed: the reader saw end of file
+			if sig := pfSignaled(prod.Wait()); sig != syscall.SIGPIPE {
+				t.Errorf("producer ended by %v, want SIGPIPE", sig)
+			}
+		})
+	}
+	pfNoLeak(t, before)
 }

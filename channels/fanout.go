@@ -116,7 +116,7 @@ type teeRun struct {
 	scratch  []byte
 	devnull  int
 	spillDir string
-	stop     int
+	stop     *moveCtl
 
 	// Reused from round to round, so that moving a chunk allocates nothing.
 	teeable []*teeDst
@@ -131,7 +131,7 @@ func (t *teeRun) run() error {
 		return fmt.Errorf("tee source: %w", err)
 	}
 	t.srcPipe = kindOf(t.sfd) == kindPipe
-	t.stop = t.m.stopFD()
+	t.stop = t.m.moveCtl()
 	for i, d := range t.dsts {
 		e, err := openEnd(d.f, true)
 		if e == nil {
@@ -170,6 +170,9 @@ func (t *teeRun) loop() error {
 	for {
 		if t.live() == 0 {
 			return nil
+		}
+		if t.stop.requested() {
+			return errStopped
 		}
 		progress := false
 		for _, d := range t.dsts {
@@ -282,7 +285,7 @@ func (t *teeRun) feed() (bool, error) {
 		t.srcEOF = true
 		return true, nil
 	}
-	t.m.bytes.Add(int64(got))
+	t.stop.add(int64(got))
 	for _, d := range t.dsts {
 		if !d.gone {
 			if err := t.deliver(d, t.scratch[:got]); err != nil {
@@ -341,7 +344,7 @@ func (t *teeRun) markFull(d *teeDst, now time.Time) {
 // consume takes the m bytes some destination got by tee(2) off the source.
 // A destination that got fewer is given the rest through the buffer.
 func (t *teeRun) consume(m int) error {
-	t.m.bytes.Add(int64(m))
+	t.stop.add(int64(m))
 	short := false
 	for _, d := range t.dsts {
 		short = short || (!d.gone && d.got < m)
@@ -509,7 +512,7 @@ func (t *teeRun) write(d *teeDst, p []byte) (int, error) {
 func (t *teeRun) wait() error {
 	now := time.Now()
 	timeout := -1
-	pfd := append(t.pfd[:0], unix.PollFd{Fd: int32(t.stop), Events: unix.POLLIN})
+	pfd := append(t.pfd[:0], unix.PollFd{Fd: int32(t.stop.fd), Events: unix.POLLIN})
 	srcAt := -1
 	if !t.srcEOF && !t.paced(now) && t.anyLive(now) {
 		srcAt = len(pfd)

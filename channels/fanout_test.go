@@ -19,6 +19,12 @@ import (
 // into files, and returns what each got (after the Tee and the processes
 // are done).
 func teeTo(t *testing.T, producer string, consumers []string, spillDir string) ([][]byte, *Mover) {
+	got, m, _ := teeToErr(t, producer, consumers, spillDir)
+	return got, m
+}
+
+// teeToErr is teeTo that also returns how the producer ended.
+func teeToErr(t *testing.T, producer string, consumers []string, spillDir string) ([][]byte, *Mover, error) {
 	t.Helper()
 	r, w := pfPipe(t)
 	prod := pfStart(t, producer, nil, w)
@@ -36,15 +42,16 @@ func teeTo(t *testing.T, producer string, consumers []string, spillDir string) (
 	if err := m.Wait(); err != nil {
 		t.Fatalf("Tee: %v", err)
 	}
-	if err := prod.Wait(); err != nil && pfSignaled(err) != syscall.SIGPIPE {
-		t.Errorf("producer: %v", err)
+	perr := prod.Wait()
+	if perr != nil && pfSignaled(perr) != syscall.SIGPIPE {
+		t.Errorf("producer: %v", perr)
 	}
 	var got [][]byte
 	for i, c := range cons {
 		c.Wait()
 		got = append(got, outs[i]())
 	}
-	return got, m
+	return got, m, perr
 }
 
 func TestTeeCarriesBytesUnchanged(t *testing.T) {
@@ -211,9 +218,12 @@ func diamond(t *testing.T, in string, timeout time.Duration, tee func(src *os.Fi
 // SIGPIPE, and the Tee ends without error.
 func TestTeeAllReadersGone(t *testing.T) {
 	before := pfWarm(t)
-	got, _ := teeTo(t, "yes", []string{"head -c 4", "head -c 6"}, t.TempDir())
+	got, _, perr := teeToErr(t, "yes", []string{"head -c 4", "head -c 6"}, t.TempDir())
 	if string(got[0]) != "y\ny\n" || string(got[1]) != "y\ny\ny\n" {
 		t.Errorf("got %q", got)
+	}
+	if sig := pfSignaled(perr); sig != syscall.SIGPIPE {
+		t.Errorf("producer ended by %v, want SIGPIPE", sig)
 	}
 	pfNoLeak(t, before)
 }

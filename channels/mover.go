@@ -22,11 +22,10 @@ import (
 type Mover struct {
 	done  chan struct{}
 	err   error
-	bytes atomic.Int64
 	spill atomic.Int64 // bytes that went through a spill file (fan-out)
 
 	mu   sync.Mutex
-	stop int // eventfd that Close writes to interrupt the mover; -1 once closed
+	stop moveCtl // stop.fd: eventfd that Close writes; -1 once closed
 }
 
 // newMover makes a Mover that has not started; go m.run(...) starts it.
@@ -35,12 +34,15 @@ func newMover() (*Mover, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	return &Mover{done: make(chan struct{}), stop: fd}, nil
+	m := &Mover{done: make(chan struct{})}
+	m.stop.fd = fd
+	return m, nil
 }
 
 // failedMover is a Mover that never ran: Wait returns err.
 func failedMover(err error) *Mover {
-	m := &Mover{done: make(chan struct{}), err: err, stop: -1}
+	m := &Mover{done: make(chan struct{}), err: err}
+	m.stop.fd = -1
 	close(m.done)
 	return m
 }
@@ -54,8 +56,8 @@ func (m *Mover) run(body func() error) {
 	}
 	m.err = err
 	m.mu.Lock()
-	unix.Close(m.stop)
-	m.stop = -1
+	unix.Close(m.stop.fd)
+	m.stop.fd = -1
 	m.mu.Unlock()
 	close(m.done)
 }
@@ -70,11 +72,12 @@ func (m *Mover) Wait() error {
 // Close stops the mover if it is still running, waits for it to let go of
 // its fds and closes them. Safe to call more than once, and after Wait.
 func (m *Mover) Close() error {
+	m.stop.stop.Store(true)
 	m.mu.Lock()
-	if m.stop >= 0 {
+	if m.stop.fd >= 0 {
 		var one [8]byte
 		binary.NativeEndian.PutUint64(one[:], 1)
-		unix.Write(m.stop, one[:])
+		unix.Write(m.stop.fd, one[:])
 	}
 	m.mu.Unlock()
 	<-m.done
@@ -82,14 +85,10 @@ func (m *Mover) Close() error {
 }
 
 // Bytes is how many bytes the mover has taken from its source(s) so far.
-func (m *Mover) Bytes() int64 { return m.bytes.Load() }
+func (m *Mover) Bytes() int64 { return m.stop.bytes.Load() }
 
-// stopFD is the eventfd the mover's loops poll; valid while it runs.
-func (m *Mover) stopFD() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.stop
-}
+// moveCtl is what the mover's loops watch for Close; valid while it runs.
+func (m *Mover) moveCtl() *moveCtl { return &m.stop }
 
 // end is one file a mover owns.
 type end struct {
