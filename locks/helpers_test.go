@@ -87,7 +87,7 @@ func helperArgs(name string) int {
 		return 4 // NAME N LOG TAG
 	case "pingpong":
 		return 3 // A B N
-	case "lease-hold":
+	case "lease-hold", "lease-try":
 		return 2 // SOCKET SEM
 	}
 	return 0

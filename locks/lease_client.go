@@ -38,10 +38,13 @@ func AcquireLease(ctx context.Context, socketPath, sem string) (release func() e
 	// waiting on our behalf.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	reply, err := func() (string, error) {
-		if _, err := conn.Write([]byte("acquire " + sem + "\n")); err != nil {
-			return "", err
-		}
+		_, werr := conn.Write([]byte("acquire " + sem + "\n"))
+		// Even when the write failed, the server may have said why
+		// before it hung up (a refusal comes before the request is read).
 		line, err := bufio.NewReaderSize(conn, maxRequest).ReadString('\n')
+		if werr != nil && !strings.HasSuffix(line, "\n") {
+			return "", werr
+		}
 		return strings.TrimSuffix(line, "\n"), err
 	}()
 	if !stop() || ctx.Err() != nil {

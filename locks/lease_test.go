@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -22,6 +23,65 @@ func init() {
 		}
 		os.Stdout.WriteString("held\n")
 		select {}
+	}
+	// lease-try SOCKET SEM: take a lease and give it back; print the error.
+	moreHelpers["lease-try"] = func(args []string) int {
+		release, err := AcquireLease(context.Background(), args[0], args[1])
+		if err != nil {
+			os.Stdout.WriteString(err.Error() + "\n")
+			return 1
+		}
+		release()
+		return 0
+	}
+}
+
+// A process of another user that reaches the socket is refused: the run
+// directory's mode is the first guard, this is the second.
+func TestLeaseRejectsOtherUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to start a client as another user")
+	}
+	sem := newTestSem(t, 1)
+	dir, err := os.MkdirTemp("", "ipcflow-lease-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	sock := filepath.Join(dir, "lock.sock")
+	srv, err := ServeLeases(sock, map[string]*Sem{"db": sem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	os.Chmod(sock, 0o666)
+	// The test binary sits in a directory only we may enter: give the
+	// other user a copy.
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "locks.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := helperCmd(t, "lease-try", sock, "db")
+	cmd.Path, cmd.Args[0], cmd.Stderr = bin, bin, nil
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.Output()
+	t.Logf("as uid 65534: %v: %s", err, out)
+	if err == nil || !strings.Contains(string(out), "not the run's user") {
+		t.Errorf("lease as uid 65534: %v, %q; want a refusal", err, out)
+	}
+	if sem.Value() != 1 {
+		t.Errorf("value after the refusal = %d, want 1", sem.Value())
+	}
+	// The same helper as our own user gets the lease (so the refusal above
+	// is the uid check, not some other failure).
+	if out, err := helperCmd(t, "lease-try", sock, "db").Output(); err != nil {
+		t.Errorf("lease as our user: %v %q", err, out)
 	}
 }
 
