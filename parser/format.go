@@ -127,11 +127,11 @@ func (fm *formatter) align(entries []*entry) {
 }
 
 // alignsWith reports whether next continues prev's alignment run: it is a
-// declaration of the same kind on the very next line, prev is one line
-// long, and their heads are of similar length (as gofmt does, so that one
+// declaration of the same kind on the very next line, prev is printed on
+// one line, and their heads are of similar length (as gofmt does, so that one
 // long stage header does not push every '=' far to the right).
 func alignsWith(prev, next *entry, k string) bool {
-	if next.stmt == nil || kind(next) != k || prev.last != prev.first || next.first != prev.last+1 {
+	if next.stmt == nil || kind(next) != k || strings.Contains(prev.tail, "\n") || next.first != prev.last+1 {
 		return false
 	}
 	a, b := len(prev.head), len(next.head)

@@ -49,20 +49,14 @@ func WriteMermaid(w io.Writer, g *Graph) error {
 	return err
 }
 
-// portNote names the ports of an edge that are not the default ones
-// (out on the left, in on the right): "(err → in)".
+// portNote names the ports of an edge when one is not the default (out on
+// the left, in on the right): "(err → in)", "(log → stderr)".
 func portNote(e *Edge) string {
-	from, to := "out", "in"
-	if e.From.Stage != nil {
-		from = e.From.Port
-	}
-	if e.To.Stage != nil {
-		to = e.To.Port
-	}
-	if from == "out" && to == "in" {
+	name := func(ep Endpoint) string { return ep.Port }
+	if (e.From.Stage == nil || e.From.Port == "out") && (e.To.Stage == nil || e.To.Port == "in") {
 		return ""
 	}
-	return fmt.Sprintf("(%s → %s)", from, to)
+	return fmt.Sprintf("(%s → %s)", name(e.From), name(e.To))
 }
 
 func mermaidNode(ep Endpoint) string {

@@ -3,6 +3,7 @@ package parser
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"mvdan.cc/sh/v3/syntax"
@@ -362,55 +363,83 @@ func (p *parser) scanCommand() (start, end int, f *syntax.File, err error) {
 }
 
 // scanShell finds the end of the shell command starting at input[start:]:
-// the end of its line, or of further lines while mvdan.cc/sh says the
-// syntax is incomplete or the line ends in a backslash. It returns the end
-// offset (a newline or the end of input) and the command's parse. A blank
-// rest of line gives end == start.
+// the end of its line, or of further lines while the shell syntax is
+// incomplete. mvdan.cc/sh's interactive mode, which tells a shell when to
+// print its "> " prompt, is fed one line at a time, so finding the end is
+// linear in the command's length even when a stray quote makes it run to
+// the end of the file. It returns the end offset (a newline or the end of
+// input) and the parse of the command. A blank rest of line gives end ==
+// start.
 func scanShell(sh *syntax.Parser, input string, start int) (end int, f *syntax.File, err error) {
-	lineEnd := func(off int) int {
-		if i := strings.IndexByte(input[off:], '\n'); i >= 0 {
-			return off + i
-		}
-		return len(input)
-	}
-	end = lineEnd(start)
-	if strings.TrimSpace(input[start:end]) == "" {
+	r := &lineReader{input: input, pos: start, lastEnd: start}
+	if strings.TrimSpace(input[start:r.lineEnd()]) == "" {
 		return start, nil, nil
 	}
-	for {
-		if end < len(input) && oddBackslashes(strings.TrimRight(input[start:end], "\r")) {
-			end = lineEnd(end + 1)
-			continue
+	// The loop never breaks: mvdan.cc/sh v3.14's InteractiveSeq can call
+	// its yield function again after it returned false, which panics. It
+	// is stopped from the reader's side instead, by an end of input.
+	end = -1
+	for _, err := range sh.InteractiveSeq(r) {
+		if end < 0 && (err != nil || !sh.Incomplete()) {
+			end = r.lastEnd
+			r.stop = true
 		}
-		f, err = sh.Parse(strings.NewReader(input[start:end]+"\n"), "")
-		if err != nil && incomplete(err) && end < len(input) {
-			end = lineEnd(end + 1)
-			continue
-		}
-		return end, f, err
 	}
+	if end < 0 {
+		end = r.lastEnd
+	}
+	f, err = sh.Parse(strings.NewReader(input[start:end]+"\n"), "")
+	return end, f, err
 }
 
-// incomplete reports whether more lines could complete a command.
-// mvdan.cc/sh v3.14 does not flag an unclosed here-document with a quoted
-// delimiter (<<'EOF') as incomplete, so that one is recognised by its text.
-func incomplete(err error) bool {
-	if syntax.IsIncomplete(err) {
-		return true
-	}
-	var pe syntax.ParseError
-	return errors.As(err, &pe) && strings.HasPrefix(pe.Text, "unclosed here-document")
+// lineReader gives the shell parser one line per Read, so that it cannot
+// read past the line that completes a command; lastEnd is the end of the
+// last whole line given (the offset of its newline, or of the end of input).
+type lineReader struct {
+	input   string
+	pos     int // next byte to give
+	lastEnd int
+	eol     bool // a newline was made up for a last line without one
+	stop    bool // the command is complete: give no more
 }
 
-// oddBackslashes reports whether s ends in an odd number of backslashes: a
-// line continuation. mvdan.cc/sh reads "echo \<newline><EOF>" as complete,
-// so this is checked before asking it.
-func oddBackslashes(s string) bool {
-	n := 0
-	for i := len(s) - 1; i >= 0 && s[i] == '\\'; i-- {
-		n++
+func (r *lineReader) lineEnd() int {
+	if i := strings.IndexByte(r.input[r.pos:], '\n'); i >= 0 {
+		return r.pos + i
 	}
-	return n%2 == 1
+	return len(r.input)
+}
+
+func (r *lineReader) Read(p []byte) (int, error) {
+	if r.stop {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if r.pos >= len(r.input) {
+		if !r.eol && r.lastEnd == len(r.input) && !strings.HasSuffix(r.input, "\n") {
+			// The last line has no newline: give one, so that the parser
+			// sees its end as it does every other line's.
+			r.eol = true
+			p[0] = '\n'
+			return 1, nil
+		}
+		return 0, io.EOF
+	}
+	end := r.lineEnd()
+	if end < len(r.input) {
+		end++ // include the newline
+	}
+	n := copy(p, r.input[r.pos:end])
+	r.pos += n
+	if r.pos == end {
+		r.lastEnd = end
+		if end > 0 && r.input[end-1] == '\n' {
+			r.lastEnd = end - 1
+		}
+	}
+	return n, nil
 }
 
 // parseEdges parses an edge statement:

@@ -11,7 +11,7 @@ import (
 
 // CheckCmd parses and checks scripts without running anything.
 type CheckCmd struct {
-	Files []string `arg:"" name:"file" type:"path" help:"Scripts to check."`
+	Files []string `arg:"" name:"file" help:"Scripts to check."`
 }
 
 // Help is shown by `ipcflow check --help`.

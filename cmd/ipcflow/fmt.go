@@ -16,7 +16,7 @@ import (
 type FmtCmd struct {
 	Write bool     `short:"w" help:"Write the result back to each file instead of printing it."`
 	Diff  bool     `short:"d" help:"Print a diff of the changes instead of the result; exit 1 when a file would change."`
-	Files []string `arg:"" optional:"" name:"file" type:"path" help:"Scripts to format (standard input when none)."`
+	Files []string `arg:"" optional:"" name:"file" help:"Scripts to format (standard input when none)."`
 }
 
 // Help is shown by `ipcflow fmt --help`.

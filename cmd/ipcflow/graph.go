@@ -7,7 +7,7 @@ import (
 // GraphCmd prints a flow's graph for Graphviz or Mermaid.
 type GraphCmd struct {
 	Format string `short:"f" default:"dot" enum:"dot,mermaid" help:"Output format: dot (Graphviz) or mermaid."`
-	File   string `arg:"" name:"file" type:"path" help:"Script to draw."`
+	File   string `arg:"" name:"file" help:"Script to draw."`
 }
 
 // Help is shown by `ipcflow graph --help`.

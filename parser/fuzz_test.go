@@ -1,0 +1,68 @@
+package parser
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// FuzzParse: whatever the bytes, Parse returns a graph or errors that point
+// into the file, never panics; a script that parses formats to one that
+// parses to the same graph, and formatting is idempotent. The seed corpus
+// is testdata/fuzz/FuzzParse plus the good and bad scripts, so `go test`
+// runs all of them.
+func FuzzParse(f *testing.F) {
+	for _, glob := range []string{"testdata/good/*.ipcflow", "testdata/bad/*.ipcflow"} {
+		files, _ := filepath.Glob(glob)
+		for _, name := range files {
+			src, err := os.ReadFile(name)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(src)
+		}
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		g, err := Parse("f", src)
+		if err != nil {
+			list, ok := err.(ErrorList)
+			if !ok {
+				t.Fatalf("error is a %T, not an ErrorList: %v", err, err)
+			}
+			if len(list) == 0 {
+				t.Fatal("empty ErrorList returned as an error")
+			}
+			checkErrorPositions(t, src, list)
+		} else if g == nil {
+			t.Fatal("nil graph and nil error")
+		}
+		ast, err := ParseAST("f", src)
+		if err != nil {
+			return
+		}
+		out := Format(ast)
+		ast2, err := ParseAST("f", out)
+		if err != nil {
+			t.Fatalf("formatted script does not parse: %v\ninput:\n%s\nformatted:\n%s", err, src, out)
+		}
+		if again := Format(ast2); !bytes.Equal(again, out) {
+			t.Fatalf("fmt not idempotent:\n%s", cmp.Diff(string(out), string(again)))
+		}
+		if g == nil {
+			return
+		}
+		g2, err := Parse("f", out)
+		if err != nil {
+			t.Fatalf("formatted script does not check: %v\ninput:\n%s\nformatted:\n%s", err, src, out)
+		}
+		if diff := cmp.Diff(summarize(g), summarize(g2)); diff != "" && !strings.Contains(diff, "cmd:") {
+			t.Fatalf("formatting changed the graph:\n%s", diff)
+		} else if diff != "" {
+			t.Fatalf("formatting changed a command:\n%s\ninput:\n%s\nformatted:\n%s", diff, src, out)
+		}
+	})
+}
