@@ -9,6 +9,8 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ipcflow/ipcflow/locks"
 )
 
@@ -242,6 +244,17 @@ func (r *Ring) Shutdown() {
 	r.wakeSpace()
 }
 
+// yield gives the CPU away for a moment while spinning: the peer may be
+// waiting for this very CPU (two CPUs, busy with other work). A goroutine
+// (LocalWake) yields to the Go scheduler, a thread to the kernel's.
+func yield(local bool) {
+	if local {
+		runtime.Gosched()
+		return
+	}
+	unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+}
+
 func wakeAll(seq *uint32) {
 	atomic.AddUint32(seq, 1)
 	locks.FutexWake(seq, 1<<30)
@@ -287,9 +300,7 @@ func (w *RingWriter) Reserve() ([]byte, error) {
 					free, live = w.sleep()
 					break
 				}
-				if w.r.local != nil {
-					runtime.Gosched() // let the bridge we wait for have the CPU
-				}
+				yield(w.r.local != nil)
 			}
 			free, live = w.free()
 		}
@@ -379,9 +390,7 @@ func (rd *RingReader) Peek() ([]byte, error) {
 					n, done = rd.sleep()
 					break
 				}
-				if rd.wake != nil {
-					runtime.Gosched()
-				}
+				yield(rd.wake != nil)
 			}
 			n, done = rd.avail()
 		}
