@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -127,10 +128,12 @@ func waitNoProcs(t *testing.T, mark string, d time.Duration) {
 }
 
 // leakCheck snapshots where runs leave things (/dev/shm, /dev/mqueue, the
-// run directory base) and returns a function that fails the test if
-// anything of ipcflow's is there afterwards that was not before. Other
-// runs on the machine may create objects meanwhile, so a new entry must
-// still be there a moment later to count as a leak.
+// private run directory base runBaseDir) and returns a function that fails
+// the test if anything of the run's is there afterwards. Other engineers'
+// and other packages' runs make objects in /dev/shm at the same time, so an
+// object there counts only if its name carries the id of a run seen in
+// runBaseDir (polled while the test runs: a run's directory is named by its
+// id), and only if it is still there a moment later.
 func leakCheck(t *testing.T, runBaseDir string) func() {
 	t.Helper()
 	found := leakCheckFunc(runBaseDir)
@@ -148,6 +151,81 @@ func leakCheck(t *testing.T, runBaseDir string) func() {
 	}
 }
 
+// leakCheckFunc is leakCheck's comparison without the waiting and failing:
+// each call lists what is there now and was not before, of the runs seen.
+func leakCheckFunc(runBaseDir string) func() []string {
+	before := ipcflowObjects(runBaseDir)
+	var mu sync.Mutex
+	ids := map[string]bool{}
+	stop := make(chan struct{})
+	poll := func() {
+		ents, _ := os.ReadDir(filepath.Join(runBaseDir, "ipcflow"))
+		mu.Lock()
+		for _, e := range ents {
+			ids[e.Name()] = true
+		}
+		mu.Unlock()
+	}
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				poll()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() []string {
+		once.Do(func() { close(stop) })
+		poll()
+		mu.Lock()
+		defer mu.Unlock()
+		var leaked []string
+		for name := range ipcflowObjects(runBaseDir) {
+			if before[name] {
+				continue
+			}
+			ours := strings.HasPrefix(name, filepath.Join(runBaseDir, "ipcflow")+"/")
+			for id := range ids {
+				ours = ours || strings.Contains(name, "ipcflow."+id+".")
+			}
+			if ours {
+				leaked = append(leaked, name)
+			}
+		}
+		return leaked
+	}
+}
+
+// TestLeakCheckCatchesALeak is the negative control: what a run (seen by
+// its directory) leaves must be reported, and another run's objects not.
+func TestLeakCheckCatchesALeak(t *testing.T) {
+	base := t.TempDir()
+	check := leakCheckFunc(base)
+	id := fmt.Sprintf("deadbeef%08x", os.Getpid())
+	os.MkdirAll(filepath.Join(base, "ipcflow", id), 0o700)
+	time.Sleep(20 * time.Millisecond) // the poller sees the run
+	ours := "/dev/shm/ipcflow." + id + ".e1"
+	theirs := fmt.Sprintf("/dev/shm/ipcflow.0ther%08x.e1", os.Getpid())
+	for _, f := range []string{ours, theirs} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Skipf("no /dev/shm: %v", err)
+		}
+		defer os.Remove(f)
+	}
+	leaked := check()
+	sort.Strings(leaked)
+	want := []string{ours, filepath.Join(base, "ipcflow", id)}
+	sort.Strings(want)
+	if strings.Join(leaked, " ") != strings.Join(want, " ") {
+		t.Fatalf("leak check found %v, want %v", leaked, want)
+	}
+}
+
+// ipcflowObjects lists what runs leave: ipcflow's objects in /dev/shm and
+// /dev/mqueue, and run directories under runBaseDir.
 func ipcflowObjects(runBaseDir string) map[string]bool {
 	objs := map[string]bool{}
 	for _, dir := range []string{"/dev/shm", "/dev/mqueue"} {
@@ -166,35 +244,4 @@ func ipcflowObjects(runBaseDir string) map[string]bool {
 		}
 	}
 	return objs
-}
-
-// TestLeakCheckCatchesALeak is the negative control: an object made
-// between the snapshots must be reported.
-func TestLeakCheckCatchesALeak(t *testing.T) {
-	base := t.TempDir()
-	check := leakCheckFunc(base)
-	os.MkdirAll(filepath.Join(base, "ipcflow", "deadbeef"), 0o700)
-	shm := fmt.Sprintf("/dev/shm/ipcflow.leaktest%d.x", os.Getpid())
-	if err := os.WriteFile(shm, nil, 0o600); err != nil {
-		t.Skipf("no /dev/shm: %v", err)
-	}
-	defer os.Remove(shm)
-	leaked := check()
-	if len(leaked) != 2 {
-		t.Fatalf("leak check found %v, want the run dir and %s", leaked, shm)
-	}
-}
-
-// leakCheckFunc is leakCheck's comparison without the waiting and failing.
-func leakCheckFunc(runBaseDir string) func() []string {
-	before := ipcflowObjects(runBaseDir)
-	return func() []string {
-		var leaked []string
-		for name := range ipcflowObjects(runBaseDir) {
-			if !before[name] {
-				leaked = append(leaked, name)
-			}
-		}
-		return leaked
-	}
 }

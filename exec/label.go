@@ -14,11 +14,11 @@ type mover interface {
 }
 
 // labeler copies a stage's stderr to ipcflow's, each line prefixed with the
-// stage's name. Only with --label does stderr pass through ipcflow. Each
-// read is turned into one write of whole prefixed lines, so that lines of
-// different stages never mix on a pipe (writes up to PIPE_BUF are atomic); a
-// line cut by the end of a read keeps its prefix once and continues on the
-// next write, and a last line without a newline gets one.
+// stage's name. Only with --label does stderr pass through ipcflow. Only
+// whole lines are written, one write(2) per read's worth, so that lines of
+// different stages never mix (writes up to PIPE_BUF are atomic on a pipe);
+// a line is held back until its newline comes, unless it grows past the
+// buffer, and a last line without a newline gets one.
 type labeler struct {
 	src  *os.File
 	done chan struct{}
@@ -35,29 +35,42 @@ func startLabel(src, dst *os.File, prefix string) *labeler {
 	return l
 }
 
+// labelBuf bounds a line held back for its newline.
+const labelBuf = 64 << 10
+
 func copyLabelled(dst io.Writer, src io.Reader, prefix []byte) error {
-	buf := make([]byte, 64<<10)
-	out := make([]byte, 0, 2*len(buf))
-	atLineStart := true
+	buf := make([]byte, labelBuf)
+	out := make([]byte, 0, 2*labelBuf)
+	var partial []byte // the start of a line whose newline has not come
+	midLine := false   // partial already went out with its prefix
 	for {
 		n, rerr := src.Read(buf)
 		out = out[:0]
-		for chunk := buf[:n]; len(chunk) > 0; {
-			if atLineStart {
-				out = append(out, prefix...)
-			}
-			i := bytes.IndexByte(chunk, '\n')
+		data := buf[:n]
+		for len(data) > 0 {
+			i := bytes.IndexByte(data, '\n')
 			if i < 0 {
-				out = append(out, chunk...)
-				atLineStart = false
+				partial = append(partial, data...)
 				break
 			}
-			out = append(out, chunk[:i+1]...)
-			chunk = chunk[i+1:]
-			atLineStart = true
+			if !midLine {
+				out = append(out, prefix...)
+			}
+			out = append(out, partial...)
+			out = append(out, data[:i+1]...)
+			partial, midLine = partial[:0], false
+			data = data[i+1:]
 		}
-		if rerr != nil && !atLineStart {
-			out = append(out, '\n')
+		if len(partial) >= labelBuf || rerr != nil && len(partial) > 0 {
+			// Too long to hold, or the end: out it goes.
+			if !midLine {
+				out = append(out, prefix...)
+			}
+			out = append(out, partial...)
+			partial, midLine = partial[:0], true
+			if rerr != nil {
+				out, midLine = append(out, '\n'), false
+			}
 		}
 		if len(out) > 0 {
 			if _, err := dst.Write(out); err != nil {

@@ -83,13 +83,16 @@ func (p *Plan) Process(sp *StagePlan, run RunNames) (*Process, error) {
 	pr.Env = dedupEnv(env)
 
 	if args := directArgs(st.Script, pr.Env, cwd); args != nil {
-		pr.Argv = args
 		path, err := interp.LookPathDir(cwd, expand.ListEnviron(pr.Env...), args[0])
-		if err != nil {
-			pr.NotFound = true
+		switch {
+		case err == nil:
+			pr.Argv, pr.Path = args, path
+			return pr, nil
+		case !interp.IsBuiltin(args[0]):
+			pr.Argv, pr.NotFound = args, true
+			return pr, nil
 		}
-		pr.Path = path
-		return pr, nil
+		// A builtin with no program of its name here: the shell runs it.
 	}
 	path, argv, err := shellCommand(st.Name, len(sp.Fds), st.Command)
 	if err != nil {
@@ -126,10 +129,32 @@ func directArgs(f *syntax.File, env []string, cwd string) []string {
 		ReadDir2: os.ReadDir, // globs, relative to PWD (the stage's dir)
 	}
 	args, err := expand.Fields(cfg, call.Args...)
-	if err != nil || len(args) == 0 || interp.IsBuiltin(args[0]) || isKeyword(args[0]) {
+	if err != nil || len(args) == 0 || isKeyword(args[0]) {
 		return nil // the shell reports the error, or runs what it knows
 	}
+	if interp.IsBuiltin(args[0]) && !sameAsProgram(args) {
+		return nil
+	}
 	return args
+}
+
+// sameAsProgram reports whether builtin call args does exactly what the
+// program of the same name does, touching no shell state: then the stage
+// execs the program (when PATH has it) instead of starting a shell to run
+// the builtin, which costs a process start of its own. `echo` and
+// `printf` differ from coreutils' only in --help and --version, and
+// printf in -v (assign to a variable).
+func sameAsProgram(args []string) bool {
+	switch args[0] {
+	case "true", "false", "test", "[", "kill":
+		return true
+	case "echo", "printf":
+		if len(args) > 1 && (args[1] == "--help" || args[1] == "--version" || args[0] == "printf" && args[1] == "-v") {
+			return false
+		}
+		return true
+	}
+	return false
 }
 
 // plainWord reports whether word parts expand without a shell's state.
