@@ -32,6 +32,13 @@ func startLong(t *testing.T) (*flowRun, func()) {
 	t.Helper()
 	fr := newFlowRun(t, "long", "--grace=2s")
 	check := leakCheck(t, fr.runDir)
+	t.Cleanup(func() {
+		// If the test failed, take down what is left of this run (found by
+		// its marker), so that it does not outlive the test.
+		for _, pid := range markedProcs(fr.mark) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 	// Files, not buffers: a survivor holding a pipe to the test would make
 	// Wait wait for it, and hide it.
 	out, err := os.Create(t.TempDir() + "/out")
