@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -124,6 +125,11 @@ func stageExec(stage string, extra []*os.File) interp.ExecHandlerFunc {
 			ExtraFiles: extra,
 		}
 		if err := cmd.Start(); err != nil {
+			if errors.Is(err, unix.ENOEXEC) {
+				// A script without a #! line: run it with a shell of its
+				// own, as shells do (the interpreter's default does that).
+				return interp.DefaultExecHandler(2*time.Second)(ctx, args)
+			}
 			var code uint8 = 126
 			msg := "cannot execute"
 			if errors.Is(err, unix.ENOENT) {

@@ -1,6 +1,8 @@
 package exec
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +164,29 @@ func TestAfterStageExpandsWhenItStarts(t *testing.T) {
 	}
 	if code != 126 || !strings.Contains(fr.stderr.String(), "ipcflow: stage nodir: dir "+d+"/none: no such directory\n") {
 		t.Errorf("exit status %d, stderr:\n%s\nwant 126 and a line about the missing dir", code, fr.stderr.Bytes())
+	}
+}
+
+// A script without a #! line runs as a shell script, as in a shell.
+func init() {
+	testFlows["noshebang"] = func() *parser.Graph {
+		b := newGraph()
+		b.g.Params = []*parser.Param{{Name: "S"}}
+		b.stage("direct", `"$S" one`)
+		b.stage("inshell", `"$S" two | cat`)
+		b.edge("direct", "stdout", "")
+		b.edge("inshell", "stdout", "")
+		return b.g
+	}
+}
+
+func TestScriptWithoutShebang(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "s")
+	if err := os.WriteFile(script, []byte("echo \"got $1\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fr := newFlowRun(t, "noshebang", "S="+script)
+	if code := fr.run(t); code != 0 || fr.stdout.String() != "got one\ngot two\n" {
+		t.Errorf("exit status %d, stdout %q; stderr:\n%s", code, fr.stdout.String(), fr.stderr.Bytes())
 	}
 }
