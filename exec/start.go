@@ -39,6 +39,7 @@ type run struct {
 	stopping bool // teardown has begun
 	cancel   context.CancelFunc
 	grace    <-chan time.Time // SIGKILL time, once stopping
+	batch    int              // reap batches so far
 }
 
 // rtWire is a wire's open object: an edge's channel or a pipe of ipcflow's.

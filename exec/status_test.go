@@ -43,8 +43,10 @@ var statusFlows = []struct {
 		b.chain("", "y", "h")
 	}, code: 0, quiet: true},
 	{name: "epipe-exit", flow: func(b *graphBuilder) {
-		// yes with SIGPIPE ignored exits 1 on EPIPE once head has gone.
-		b.stage("y", `sh -c "trap '' PIPE; exec yes"`)
+		// yes with SIGPIPE ignored exits 1 on EPIPE once head has gone;
+		// then the stage takes a moment before it exits 1 too, as a
+		// program that cleans up would.
+		b.stage("y", `sh -c "trap '' PIPE; yes; sleep 0.2; exit 1"`)
 		b.stage("h", "head -n 3")
 		b.chain("", "y", "h")
 	}, code: 0},
@@ -188,5 +190,36 @@ func TestScriptWithoutShebang(t *testing.T) {
 	fr := newFlowRun(t, "noshebang", "S="+script)
 	if code := fr.run(t); code != 0 || fr.stdout.String() != "got one\ngot two\n" {
 		t.Errorf("exit status %d, stdout %q; stderr:\n%s", code, fr.stdout.String(), fr.stderr.Bytes())
+	}
+}
+
+// A FIFO at path= is visible while the flow runs and removed however it
+// ends.
+func init() {
+	testFlows["fifo-path"] = func() *parser.Graph {
+		b := newGraph()
+		b.g.Params = []*parser.Param{{Name: "P"}, {Name: "CODE"}}
+		b.stage("w", `echo hi; test -p "$P" || echo "no fifo at $P" >&2; exit "$CODE"`)
+		b.stage("r", "cat")
+		b.edge("w", "r", parser.FIFO, parser.Options{Path: os.Getenv("IPCFLOW_TEST_FIFO")})
+		return b.g
+	}
+}
+
+func TestFIFOPathRemoved(t *testing.T) {
+	for _, code := range []string{"0", "3"} {
+		fifo := filepath.Join(t.TempDir(), "watch.fifo")
+		fr := newFlowRun(t, "fifo-path", "P="+fifo, "CODE="+code)
+		fr.cmd.Env = append(fr.cmd.Env, "IPCFLOW_TEST_FIFO="+fifo)
+		got := fr.run(t)
+		if want := map[string]int{"0": 0, "3": 3}[code]; got != want || fr.stdout.String() != "hi\n" {
+			t.Errorf("exit status %d (want %d), stdout %q, stderr:\n%s", got, want, fr.stdout.String(), fr.stderr.Bytes())
+		}
+		if strings.Contains(fr.stderr.String(), "no fifo") {
+			t.Errorf("the FIFO was not at its path while the flow ran: %s", fr.stderr.Bytes())
+		}
+		if _, err := os.Lstat(fifo); err == nil {
+			t.Errorf("%s left behind (stage exit %s)", fifo, code)
+		}
 	}
 }

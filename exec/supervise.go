@@ -43,6 +43,7 @@ type stageRT struct {
 	held    []*locks.Sem
 	exit    exitInfo
 	rusage  unix.Rusage
+	batch   int // the reap batch that collected it; 0 if never started
 }
 
 func (st *stageRT) name() string { return st.sp.Stage.Name }
@@ -234,16 +235,17 @@ func (r *run) signalAll(sig unix.Signal) {
 
 // reap collects every stage that exited. It peeks (WNOWAIT) at which child
 // is ready and reaps only its own stages by pid, so that a child started by
-// someone else in ipcflow (the guardian) is left to its owner. Every stage
-// reaped in one go is marked done before any is judged, so that a writer
-// and the reader that left before it are seen in that light whatever the
-// order in which the kernel hands them over.
+// someone else in ipcflow (the guardian) is left to its owner. Stages
+// reaped in one go share a batch number: the kernel does not say which of
+// them ended first, so none of them counts as having ended before another
+// (see readersGone).
 func (r *run) reap() {
+	r.batch++
 	var ended []*stageRT
 	var infos []exitInfo
 	collect := func(st *stageRT, flags int) {
 		if e, ok := r.wait(st, flags); ok {
-			st.state = stDone
+			st.batch = r.batch
 			ended = append(ended, st)
 			infos = append(infos, e)
 		}
@@ -300,7 +302,10 @@ func (r *run) wait(st *stageRT, flags int) (exitInfo, bool) {
 
 // readersGone reports whether st writes its output (out and declared out
 // ports) straight into other stages through pipes and every one of those
-// stages has already ended: then st's writes can only have met EPIPE.
+// stages ended before st did (was reaped in an earlier batch): then st's
+// writes can only have met EPIPE. A reader reaped with st does not count:
+// it may as well have ended because st closed its pipe, and a failure must
+// never pass for a broken pipe.
 func (r *run) readersGone(st *stageRT) bool {
 	wires := map[int]bool{}
 	for fd, e := range st.pr.Fds {
@@ -317,7 +322,7 @@ func (r *run) readersGone(st *stageRT) bool {
 			if e.Kind != EndRead || !wires[e.Wire] {
 				continue
 			}
-			if o.state != stDone {
+			if o.state != stDone || o.batch >= st.batch {
 				return false
 			}
 			readers++
