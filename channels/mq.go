@@ -301,6 +301,19 @@ func openMQ(env Env, spec Spec) (Channel, error) {
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
 	sfd, err := mqOpen(name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NONBLOCK, maxmsg, msgsize)
+	// Out of budget (a run that did not PlanMQ, or other queues of the
+	// user): sizes the script left unset shrink until the queue fits.
+	for errors.Is(err, unix.EMFILE) {
+		switch {
+		case spec.Options.MaxMsg == 0 && maxmsg > 1:
+			maxmsg--
+		case spec.Options.MsgSize == 0 && msgsize > 512:
+			msgsize /= 2
+		default:
+			return nil, fmt.Errorf("edge %s: %w", spec.ID, mqOpenError(name, maxmsg, msgsize, l, err))
+		}
+		sfd, err = mqOpen(name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NONBLOCK, maxmsg, msgsize)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, mqOpenError(name, maxmsg, msgsize, l, err))
 	}

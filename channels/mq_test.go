@@ -209,6 +209,42 @@ func TestPlanMQ(t *testing.T) {
 	}
 }
 
+// TestMQOpenShrinksToFit: when the budget is nearly used up, a queue
+// whose sizes the script left unset shrinks to fit what is left, where one
+// with sizes set fails naming the limit.
+func TestMQOpenShrinksToFit(t *testing.T) {
+	if !*long {
+		t.Skip("uses up the user's RLIMIT_MSGQUEUE for a moment: run with -long")
+	}
+	l := ReadMQLimits()
+	if l.Budget < 0 {
+		t.Skip("RLIMIT_MSGQUEUE is unlimited here")
+	}
+	env := testEnv(t)
+	var chs []Channel
+	defer func() {
+		for _, c := range chs {
+			c.Close()
+		}
+	}()
+	fixed := Options{MaxMsg: l.MsgDefault, MsgSize: l.MsgsizeDefault}
+	for i := range l.Budget / MQCost(fixed.MaxMsg, fixed.MsgSize) {
+		ch, err := Open(env, Spec{ID: fmt.Sprintf("f%d", i), Type: "mq", Options: fixed})
+		if err != nil {
+			t.Skipf("other queues of this user hold part of the budget now: %v", err)
+		}
+		chs = append(chs, ch)
+	}
+	if _, err := Open(env, Spec{ID: "fixed", Type: "mq", Options: fixed}); err == nil || !strings.Contains(err.Error(), "RLIMIT_MSGQUEUE") {
+		t.Fatalf("a fixed-size queue past the budget: %v, want the limit named", err)
+	}
+	ch, err := Open(env, Spec{ID: "free", Type: "mq"})
+	if err != nil {
+		t.Fatalf("a queue of default sizes in what is left: %v", err)
+	}
+	chs = append(chs, ch)
+}
+
 // TestMQOpenNamesLimit: when the budget is used up, Open's error names it.
 func TestMQOpenNamesLimit(t *testing.T) {
 	if !*long {
@@ -227,7 +263,8 @@ func TestMQOpenNamesLimit(t *testing.T) {
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; time.Now().Before(deadline); i++ {
-		ch, err := Open(env, Spec{ID: fmt.Sprintf("e%d", i), Type: "mq"})
+		// Sizes set: Open may not shrink them to fit.
+		ch, err := Open(env, Spec{ID: fmt.Sprintf("e%d", i), Type: "mq", Options: Options{MaxMsg: l.MsgDefault, MsgSize: l.MsgsizeDefault}})
 		if err != nil {
 			if !strings.Contains(err.Error(), "RLIMIT_MSGQUEUE") {
 				t.Fatalf("queue %d: %v, want the limit named", i, err)
