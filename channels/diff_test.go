@@ -449,3 +449,36 @@ func sha(b []byte) string {
 }
 
 var errTimeout = errors.New("timed out")
+
+// TestNamesGoneOnceOpen: as soon as Open returns, no named object of the
+// edge is left to see (both ends are open in ipcflow), so a SIGKILL of
+// ipcflow from then on leaves nothing behind. Every type, fan-out too.
+func TestNamesGoneOnceOpen(t *testing.T) {
+	for _, h := range allHops() {
+		t.Run(h.String(), func(t *testing.T) {
+			env := testEnv(t)
+			var recorded []string
+			env.Record = func(kind, name string) error {
+				recorded = append(recorded, name)
+				return nil
+			}
+			readers := 1
+			if tp, _ := Lookup(h.typ); tp.Caps.FanOut {
+				readers = 3
+			}
+			ch, err := Open(env, Spec{ID: "e1", Type: h.typ, Options: h.opts, Readers: readers})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ch.Close()
+			if l := leaks(env); len(l) > 0 {
+				t.Fatalf("after Open: %v still there (recorded %v)", l, recorded)
+			}
+			for _, name := range recorded {
+				if _, err := os.Stat(name); err == nil {
+					t.Fatalf("after Open: %s still there", name)
+				}
+			}
+		})
+	}
+}
