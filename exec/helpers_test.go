@@ -37,6 +37,9 @@ func newFlowRun(t *testing.T, name string, args ...string) *flowRun {
 	fr.cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+fr.runDir, "IPCFLOW_TEST_MARK="+fr.mark)
 	fr.cmd.Stdout = &fr.stdout
 	fr.cmd.Stderr = &fr.stderr
+	// Every run is checked for leaks when its test ends, whatever else the
+	// test checks.
+	t.Cleanup(leakCheck(t, fr.runDir))
 	return fr
 }
 
