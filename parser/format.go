@@ -128,8 +128,9 @@ func (fm *formatter) align(entries []*entry) {
 
 // alignsWith reports whether next continues prev's alignment run: it is a
 // declaration of the same kind on the very next line, prev is printed on
-// one line, and their heads are of similar length (as gofmt does, so that one
-// long stage header does not push every '=' far to the right).
+// one line, and their heads are short (up to 40 bytes) or of similar length
+// (within a factor 2.5): gofmt's rule for aligning key-value lists, so that
+// one long stage header does not push every '=' far to the right.
 func alignsWith(prev, next *entry, k string) bool {
 	if next.stmt == nil || kind(next) != k || strings.Contains(prev.tail, "\n") || next.first != prev.last+1 {
 		return false
@@ -138,7 +139,7 @@ func alignsWith(prev, next *entry, k string) bool {
 	if a > b {
 		a, b = b, a
 	}
-	return b-a <= 8 || b <= 2*a
+	return b <= 40 || 2*b <= 5*a
 }
 
 // stmt prints a statement as the part before '=' and the rest.
@@ -216,7 +217,9 @@ func (fm *formatter) command(d *StageDecl) string {
 		if text == "" {
 			continue
 		}
-		if end, _, err := scanShell(fm.sh, text, 0); err == nil && end == len(text) {
+		// A line follows in the script: the command must end before it
+		// (mvdan.cc/sh reads "# comment \<newline>" as going on).
+		if end, _, err := scanShell(fm.sh, text+"\nx", 0); err == nil && end == len(text) {
 			return text
 		}
 	}

@@ -2,10 +2,12 @@ package parser
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -27,6 +29,12 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
+		// A hang is a failure too: panicking from another goroutine ends
+		// the worker, and the fuzzer keeps the input that did it.
+		watchdog := time.AfterFunc(10*time.Second, func() {
+			panic(fmt.Sprintf("FuzzParse: no result after 10s for %q", src))
+		})
+		defer watchdog.Stop()
 		g, err := Parse("f", src)
 		if err != nil {
 			list, ok := err.(ErrorList)

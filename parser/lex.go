@@ -290,6 +290,10 @@ func lexWord(l *lexer) stateFn {
 			if strings.HasPrefix(l.input[l.pos+1:], "\n") {
 				return l.emit(itemWord)
 			}
+			if l.pos+1 == len(l.input) {
+				l.pos++
+				return l.errorf("expected a character after '\\', found end of file")
+			}
 			l.pos += 2
 		case c == '\'' || c == '"' || c == '`':
 			if !l.skipQuoted(c) {

@@ -116,10 +116,7 @@ func (p *parser) skipLine(s Stmt) {
 	_, isStage := s.(*StageDecl)
 	for p.tok.typ != itemNewline && p.tok.typ != itemEOF {
 		if isStage && p.tok.typ == itemAssign {
-			start, end, _, _ := p.scanCommand()
-			if start == end {
-				p.next()
-			}
+			p.scanCommand() // leaves the parser after the command
 			continue
 		}
 		p.next()
@@ -319,7 +316,9 @@ func (p *parser) parseStage() (Stmt, error) {
 		return d, p.fail("a command after '='")
 	}
 	d.CommandPos = p.pos(start)
-	d.Command = strings.TrimRight(p.l.input[start:end], " \t\r")
+	// The text is kept as it is: trimming blanks after a final backslash
+	// would turn it into a line continuation.
+	d.Command = strings.TrimSuffix(p.l.input[start:end], "\r")
 	d.Script = script
 	if err != nil {
 		pos, msg := shellError(err)
