@@ -253,25 +253,7 @@ func (t *teeRun) feed() (bool, error) {
 			return false, nil
 		}
 		if len(teeable) > 0 {
-			most := 0
-			for _, d := range teeable {
-				got, err := unix.Tee(t.sfd, d.e.fd, n, unix.SPLICE_F_NONBLOCK)
-				switch err {
-				case nil:
-					d.got = int(got)
-					most = max(most, d.got)
-				case unix.EAGAIN:
-					t.markFull(d, now)
-				case unix.EPIPE:
-					t.drop(d)
-				default:
-					return false, fmt.Errorf("tee: %w", err)
-				}
-			}
-			if most > 0 {
-				return true, t.consume(most)
-			}
-			return false, nil
+			return t.teeRound(teeable, n, now)
 		}
 	} else if !t.srcReady {
 		return false, nil
@@ -341,37 +323,101 @@ func (t *teeRun) markFull(d *teeDst, now time.Time) {
 	}
 }
 
-// consume takes the m bytes some destination got by tee(2) off the source.
-// A destination that got fewer is given the rest through the buffer.
-func (t *teeRun) consume(m int) error {
+// teeRound moves n bytes from the source pipe into the caught-up pipes.
+// Every one but the last gets them by tee(2). When every live destination
+// is among them, the last gets them by splice(2), which also takes them
+// off the source (one call instead of a tee and a drop), but no more than
+// the others took, so that none needs bytes that are gone.
+func (t *teeRun) teeRound(teeable []*teeDst, n int, now time.Time) (bool, error) {
+	last := teeable[len(teeable)-1]
+	others := teeable[:len(teeable)-1]
+	most, least, live := 0, n, 1
+	for _, d := range others {
+		got, err := unix.Tee(t.sfd, d.e.fd, n, unix.SPLICE_F_NONBLOCK)
+		switch err {
+		case nil:
+		case unix.EAGAIN:
+			t.markFull(d, now)
+		case unix.EPIPE:
+			t.drop(d)
+		default:
+			return false, fmt.Errorf("tee: %w", err)
+		}
+		d.got = max(int(got), 0) // -1 on error
+		most = max(most, d.got)
+		if !d.gone {
+			least = min(least, d.got)
+			live++
+		}
+	}
+	taken := 0
+	call, verb := unix.Tee, "tee"
+	if live == t.live() && least > 0 {
+		call, verb = spliceNoOffsets, "splice"
+		n = least
+	}
+	got, err := call(t.sfd, last.e.fd, n, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+	switch err {
+	case nil:
+	case unix.EAGAIN:
+		t.markFull(last, now)
+	case unix.EPIPE:
+		t.drop(last)
+	default:
+		return false, fmt.Errorf("tee: %s: %w", verb, err)
+	}
+	last.got = max(int(got), 0)
+	most = max(most, last.got)
+	if verb == "splice" {
+		taken = last.got
+	}
+	if most == 0 {
+		return false, nil
+	}
+	return true, t.consume(most, taken)
+}
+
+// spliceNoOffsets is splice(2) between two pipes, shaped like tee(2).
+func spliceNoOffsets(in, out, n int, flags int) (int64, error) {
+	return unix.Splice(in, nil, out, nil, n, flags)
+}
+
+// consume finishes a round in which some destination got m bytes: the
+// first taken of them are already off the source. A destination that got
+// fewer than m is given the rest through the buffer; the others' bytes
+// are dropped from the source.
+func (t *teeRun) consume(m, taken int) error {
 	t.stop.add(int64(m))
 	short := false
 	for _, d := range t.dsts {
 		short = short || (!d.gone && d.got < m)
 	}
+	left := m - taken
 	if !short {
-		for m > 0 {
-			n, err := unix.Splice(t.sfd, nil, t.devnull, nil, m, unix.SPLICE_F_MOVE)
+		for left > 0 {
+			n, err := unix.Splice(t.sfd, nil, t.devnull, nil, left, unix.SPLICE_F_MOVE)
 			if err == unix.EINTR {
 				continue
 			}
 			if err != nil || n == 0 {
 				return fmt.Errorf("tee: drop from source: %w", orEOF(err))
 			}
-			m -= int(n)
+			left -= int(n)
 		}
 		return nil
 	}
-	for done := 0; done < m; {
-		n, err := readSome(t.sfd, t.scratch[done:m])
+	for done := 0; done < left; {
+		n, err := readSome(t.sfd, t.scratch[done:left])
 		if err != nil || n == 0 {
 			return fmt.Errorf("tee source: %w", orEOF(err))
 		}
 		done += n
 	}
+	// scratch holds stream bytes [taken, m); every destination that needs
+	// some got at least taken (see teeRound).
 	for _, d := range t.dsts {
 		if !d.gone && d.got < m {
-			if err := t.deliver(d, t.scratch[d.got:m]); err != nil {
+			if err := t.deliver(d, t.scratch[d.got-taken:left]); err != nil {
 				return err
 			}
 		}
