@@ -101,7 +101,9 @@ func copyFD(dst, src int, stop *moveCtl) (int64, error) {
 var errNoSplice = errors.New("splice unsupported")
 
 func spliceLoop(dst, src int, stop *moveCtl) (int64, error) {
-	flags := unix.SPLICE_F_MOVE | unix.SPLICE_F_MORE
+	// No SPLICE_F_MORE: into a TCP socket it corks, holding the last
+	// bytes of an interactive stream back for up to 200 ms.
+	flags := unix.SPLICE_F_MOVE
 	if stop != nil {
 		flags |= unix.SPLICE_F_NONBLOCK
 	}
