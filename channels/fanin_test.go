@@ -220,3 +220,45 @@ func TestMoverCloseWhileFlowing(t *testing.T) {
 	}
 	pfNoLeak(t, before)
 }
+
+// A mover passes on what it has at once, without waiting for a chunk to
+// fill or for end of file: interactive streams (a prompt, a log line) go
+// through a fan-out or fan-in as they would through a pipe.
+func TestMoversDoNotHoldBytes(t *testing.T) {
+	before := pfWarm(t)
+	for _, kind := range []string{"join", "tee"} {
+		t.Run(kind, func(t *testing.T) {
+			r, w := pfPipe(t)
+			or, ow := pfPipe(t)
+			var m *Mover
+			if kind == "join" {
+				m = StartJoin([]*os.File{r}, ow)
+			} else {
+				m = StartTee(r, []*os.File{ow}, t.TempDir())
+			}
+			for _, line := range []string{"first\n", "second, no newline"} {
+				w.Write([]byte(line))
+				got := make(chan string, 1)
+				go func() {
+					b := make([]byte, 100)
+					n, _ := or.Read(b)
+					got <- string(b[:n])
+				}()
+				select {
+				case g := <-got:
+					if g != line {
+						t.Errorf("got %q, want %q", g, line)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%q not passed on while the source stays open", line)
+				}
+			}
+			w.Close()
+			if err := m.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			or.Close()
+		})
+	}
+	pfNoLeak(t, before)
+}
