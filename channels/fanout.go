@@ -260,6 +260,10 @@ func (t *teeRun) feed() (bool, error) {
 	}
 	got, err := readSome(t.sfd, t.scratch[:n])
 	t.srcReady = false
+	if err == unix.EIO && kindOf(t.sfd) == kindChar {
+		// A terminal that hung up: its input has ended.
+		got, err = 0, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("tee source: %w", err)
 	}

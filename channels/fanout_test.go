@@ -371,3 +371,39 @@ func TestTeeRandomReaders(t *testing.T) {
 	}
 	pfNoLeak(t, before)
 }
+
+// ipcflow's stdin on a terminal as a fan-out's source: what is typed goes
+// to every reader line by line, and Ctrl-D (or the terminal hanging up)
+// ends the stream.
+func TestTeeFromTerminal(t *testing.T) {
+	for _, end := range []string{"ctrl-d", "hangup"} {
+		t.Run(end, func(t *testing.T) {
+			master, tty := pfPty(t)
+			defer master.Close()
+			fd, _ := fdOf(tty)
+			tio, _ := unix.IoctlGetTermios(fd, unix.TCGETS)
+			tio.Lflag |= unix.ICANON // line by line, Ctrl-D is end of file
+			unix.IoctlSetTermios(fd, unix.TCSETS, tio)
+			d1, res1 := pipeCollector(t)
+			d2, res2 := pipeCollector(t)
+			m := StartTee(tty, []*os.File{d1, d2}, t.TempDir())
+			// A hangup discards what is unread, so only Ctrl-D is
+			// checked with typed lines.
+			want := ""
+			if end == "ctrl-d" {
+				want = "typed line\nanother\n"
+				master.Write([]byte(want + "\x04"))
+			} else {
+				master.Close()
+			}
+			if err := m.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			for i, g := range [][]byte{res1(), res2()} {
+				if string(g) != want {
+					t.Errorf("reader %d got %q, want %q", i, g, want)
+				}
+			}
+		})
+	}
+}
