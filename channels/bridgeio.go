@@ -14,10 +14,13 @@ import (
 // between a stage and its bridge, and the bookkeeping of a bridge's
 // goroutines.
 
-// bridgePipeSize is the buffer of a bridge's pipe: a large one halves the
-// wake-ups between the stage and the bridge. Above pipe-max-size (or the
-// user's pipe budget) the pipe keeps the kernel's default.
-const bridgePipeSize = 1 << 20
+// bridgePipeSize is the buffer of a bridge's pipe: larger than the default
+// 64 KiB so the stage and the bridge wake each other less often, but not
+// 1 MiB: every bridged edge has two such pipes, charged to the user's pipe
+// budget (budget.go: 64 MiB before new pipes shrink to 8 KiB), and 256 KiB
+// moved as fast as 1 MiB here. If the budget refuses, the pipe keeps the
+// kernel's default.
+const bridgePipeSize = 256 << 10
 
 // bridgePipe makes the pipe between a stage and a bridge. The stage's end
 // stays blocking (ordinary tools expect that); ipcflow's end is
