@@ -156,6 +156,8 @@ func rwLoop(dst, src int, stop *moveCtl) (int64, error) {
 				return total, err
 			}
 			continue
+		case err == unix.EIO && kindOf(src) == kindChar:
+			return total, nil // a terminal that hung up: end of input
 		case err != nil:
 			return total, fmt.Errorf("read: %w", err)
 		case n == 0:
