@@ -43,7 +43,7 @@ func join(m *Mover, srcs []*os.File, dst *os.File) error {
 		}
 		return err
 	}
-	stop := m.moveCtl()
+	stop := &m.ctl
 	for i, s := range srcs {
 		sfd, err := fdOf(s)
 		if err != nil {

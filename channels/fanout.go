@@ -131,7 +131,7 @@ func (t *teeRun) run() error {
 		return fmt.Errorf("tee source: %w", err)
 	}
 	t.srcPipe = kindOf(t.sfd) == kindPipe
-	t.stop = t.m.moveCtl()
+	t.stop = &t.m.ctl
 	for i, d := range t.dsts {
 		e, err := openEnd(d.f, true)
 		if e == nil {

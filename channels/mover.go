@@ -24,8 +24,8 @@ type Mover struct {
 	err   error
 	spill atomic.Int64 // bytes that went through a spill file (fan-out)
 
-	mu   sync.Mutex
-	stop moveCtl // stop.fd: eventfd that Close writes; -1 once closed
+	mu  sync.Mutex
+	ctl moveCtl // ctl.fd: the eventfd that Close writes; -1 once closed
 }
 
 // newMover makes a Mover that has not started; go m.run(...) starts it.
@@ -35,14 +35,14 @@ func newMover() (*Mover, error) {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
 	m := &Mover{done: make(chan struct{})}
-	m.stop.fd = fd
+	m.ctl.fd = fd
 	return m, nil
 }
 
 // failedMover is a Mover that never ran: Wait returns err.
 func failedMover(err error) *Mover {
 	m := &Mover{done: make(chan struct{}), err: err}
-	m.stop.fd = -1
+	m.ctl.fd = -1
 	close(m.done)
 	return m
 }
@@ -56,8 +56,8 @@ func (m *Mover) run(body func() error) {
 	}
 	m.err = err
 	m.mu.Lock()
-	unix.Close(m.stop.fd)
-	m.stop.fd = -1
+	unix.Close(m.ctl.fd)
+	m.ctl.fd = -1
 	m.mu.Unlock()
 	close(m.done)
 }
@@ -72,12 +72,12 @@ func (m *Mover) Wait() error {
 // Close stops the mover if it is still running, waits for it to let go of
 // its fds and closes them. Safe to call more than once, and after Wait.
 func (m *Mover) Close() error {
-	m.stop.stop.Store(true)
+	m.ctl.stop.Store(true)
 	m.mu.Lock()
-	if m.stop.fd >= 0 {
+	if m.ctl.fd >= 0 {
 		var one [8]byte
 		binary.NativeEndian.PutUint64(one[:], 1)
-		unix.Write(m.stop.fd, one[:])
+		unix.Write(m.ctl.fd, one[:])
 	}
 	m.mu.Unlock()
 	<-m.done
@@ -85,10 +85,7 @@ func (m *Mover) Close() error {
 }
 
 // Bytes is how many bytes the mover has taken from its source(s) so far.
-func (m *Mover) Bytes() int64 { return m.stop.bytes.Load() }
-
-// moveCtl is what the mover's loops watch for Close; valid while it runs.
-func (m *Mover) moveCtl() *moveCtl { return &m.stop }
+func (m *Mover) Bytes() int64 { return m.ctl.bytes.Load() }
 
 // end is one file a mover owns.
 type end struct {
