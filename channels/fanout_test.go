@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -405,5 +406,27 @@ func TestTeeFromTerminal(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A spill file has no name from the start (O_TMPFILE, or unlinked at
+// once): nothing of it can outlive the process, whatever happens.
+func TestSpillFileHasNoName(t *testing.T) {
+	dir := t.TempDir()
+	fd, err := spillFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Nlink != 0 || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o777 != 0o600 {
+		t.Errorf("spill file: nlink %d, mode %o; want an unnamed regular file, 0600", st.Nlink, st.Mode)
+	}
+	pfEmptyDir(t, dir)
+	if _, err := spillFile(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "spill file") {
+		t.Errorf("spill file in a missing directory: %v", err)
 	}
 }
