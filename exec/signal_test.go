@@ -1,6 +1,8 @@
 package exec
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -102,4 +104,41 @@ func TestSIGKILLLeavesNothing(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	check()
+}
+
+// ^Z (SIGTSTP to ipcflow) stops the stages with ipcflow; SIGCONT resumes
+// them all.
+func TestStopAndContinue(t *testing.T) {
+	fr, _ := startLong(t)
+	defer func() {
+		fr.cmd.Process.Signal(syscall.SIGTERM)
+		fr.cmd.Wait()
+	}()
+	states := func() map[byte]int {
+		n := map[byte]int{}
+		for _, pid := range markedProcs(fr.mark) {
+			st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil {
+				continue
+			}
+			i := bytes.LastIndexByte(st, ')')
+			n[st[i+2]]++
+		}
+		return n
+	}
+	waitFor := func(what string, ok func(map[byte]int) bool) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for !ok(states()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: process states %v", what, states())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	fr.cmd.Process.Signal(syscall.SIGTSTP)
+	// Everything of the run but the guardian stops.
+	waitFor("after SIGTSTP", func(n map[byte]int) bool { return n['T'] >= 5 && n['R']+n['S'] <= 1 })
+	fr.cmd.Process.Signal(syscall.SIGCONT)
+	waitFor("after SIGCONT", func(n map[byte]int) bool { return n['T'] == 0 })
 }

@@ -19,6 +19,7 @@ import (
 //	SIGCHLD            reap what exited; start `after` stages whose turn came
 //	a stage's sems     (a goroutine took them) start it
 //	SIGINT/TERM/HUP    pass it to every stage's group, then teardown
+//	SIGTSTP, SIGCONT   stop (^Z) and continue the stages with ipcflow
 //	--timeout          teardown, status 124
 //	grace expired      SIGKILL every group still there
 //
@@ -69,7 +70,7 @@ func (e exitInfo) String() string {
 // run starts the stages and supervises them to the flow's exit status.
 func (r *run) run() int {
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, unix.SIGCHLD, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	signal.Notify(sigs, unix.SIGCHLD, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGTSTP, unix.SIGCONT)
 	defer signal.Stop(sigs)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -92,6 +93,13 @@ func (r *run) run() int {
 			switch sig {
 			case unix.SIGCHLD:
 				r.reap()
+			case unix.SIGTSTP:
+				// ^Z reaches only ipcflow's group (the terminal's
+				// foreground): stop the stages too, then ipcflow.
+				r.signalAll(unix.SIGSTOP)
+				unix.Kill(os.Getpid(), unix.SIGSTOP)
+			case unix.SIGCONT:
+				r.signalAll(unix.SIGCONT) // fg or bg: the stages go on too
 			default:
 				s := sig.(unix.Signal)
 				r.setStatus(128 + int(s))
