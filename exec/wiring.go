@@ -41,7 +41,7 @@ func (p *Plan) wire() {
 	edgeDone := make([]bool, len(g.Edges)) // consumer side settled already
 	consEnd := map[string]End{}
 
-	for _, from := range producerOrder(g, outgoing) {
+	for _, from := range producerOrder(g) {
 		edges := outgoing[from]
 		if len(edges) == 1 {
 			i := edges[0]
@@ -103,7 +103,7 @@ func (p *Plan) wire() {
 		p.Movers = append(p.Movers, tee)
 	}
 
-	for _, to := range consumerOrder(g, incoming) {
+	for _, to := range consumerOrder(g) {
 		edges := incoming[to]
 		special := g.Edges[edges[0]].To.Stage == nil
 		if len(edges) == 1 {
@@ -226,9 +226,10 @@ func specialFd(port string) int {
 	return 2
 }
 
-// producerOrder and consumerOrder list map keys in the order of their first
-// edge in the file, so that plans (and their ids) are the same every run.
-func producerOrder(g *parser.Graph, m map[string][]int) []string {
+// producerOrder and consumerOrder list the edges' producer (consumer)
+// endpoints in the order of their first edge in the file, so that plans
+// (and their ids) are the same every run.
+func producerOrder(g *parser.Graph) []string {
 	var keys []string
 	seen := map[string]bool{}
 	for _, e := range g.Edges {
@@ -240,7 +241,7 @@ func producerOrder(g *parser.Graph, m map[string][]int) []string {
 	return keys
 }
 
-func consumerOrder(g *parser.Graph, m map[string][]int) []string {
+func consumerOrder(g *parser.Graph) []string {
 	var keys []string
 	seen := map[string]bool{}
 	for _, e := range g.Edges {
