@@ -147,6 +147,12 @@ func usagef(format string, args ...any) error {
 // are the command line's NAME=VALUE words; environ is ipcflow's own
 // environment, against which params are expanded.
 func BuildPlan(g *parser.Graph, overrides []string, environ []string, label bool) (*Plan, error) {
+	return buildPlan(g, overrides, environ, label, isTerminal(0))
+}
+
+// buildPlan is BuildPlan with the one fact it takes from the machine,
+// whether stdin is a terminal, given.
+func buildPlan(g *parser.Graph, overrides []string, environ []string, label, stdinTTY bool) (*Plan, error) {
 	for _, st := range g.Stages {
 		if st.Replicas > 1 {
 			return nil, usagef("stage %s: replicas are not supported yet", st.Name)
@@ -161,7 +167,7 @@ func BuildPlan(g *parser.Graph, overrides []string, environ []string, label bool
 				g.File, e.Pos, e.Type, strings.Join(channels.Names(), ", "))
 		}
 	}
-	p := &Plan{Graph: g, Label: label, stdinTTY: isTerminal(0)}
+	p := &Plan{Graph: g, Label: label, stdinTTY: stdinTTY}
 	if err := p.expandVars(overrides, environ); err != nil {
 		return nil, err
 	}

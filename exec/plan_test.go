@@ -1,0 +1,201 @@
+package exec
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ipcflow/ipcflow/parser"
+)
+
+// The wiring rules of SPEC 4, checked on the plan: which fds each stage
+// gets, which objects and which movers (bytes through ipcflow) there are.
+func TestWiring(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		flow   func(b *graphBuilder)
+		fds    map[string]string // stage -> its fds, described
+		wires  string            // "id:type" of every wire, in order
+		movers string            // kinds and ends of every mover
+	}{
+		{
+			name: "direct pipe, nothing through ipcflow",
+			flow: func(b *graphBuilder) {
+				b.stage("a", "x")
+				b.stage("b", "y")
+				b.edge("a", "b", "")
+			},
+			fds: map[string]string{
+				"a": "/dev/null | e1 (write) | ipcflow's stderr",
+				"b": "e1 (read) | ipcflow's stdout | ipcflow's stderr",
+			},
+			wires: "e1:pipe",
+		},
+		{
+			name: "stdin and stdout handed over as they are",
+			flow: func(b *graphBuilder) {
+				b.stage("a", "x")
+				b.edge("stdin", "a", "")
+				b.edge("a", "stdout", "")
+			},
+			fds: map[string]string{"a": "ipcflow's stdin | ipcflow's stdout | ipcflow's stderr"},
+		},
+		{
+			name: "err to stdout, out unmentioned",
+			flow: func(b *graphBuilder) {
+				b.stage("a", "x")
+				b.edge("a.err", "stdout", "")
+			},
+			fds: map[string]string{"a": "/dev/null | ipcflow's stdout | ipcflow's stdout"},
+		},
+		{
+			name: "fan-in into stdout joins into fd 1",
+			flow: func(b *graphBuilder) {
+				b.stage("a", "x")
+				b.stage("b", "y")
+				b.edge("a", "stdout", "")
+				b.edge("b", "stdout", "")
+			},
+			fds: map[string]string{
+				"a": "/dev/null | e1 (write) | ipcflow's stderr",
+				"b": "/dev/null | e2 (write) | ipcflow's stderr",
+			},
+			wires:  "e1:pipe e2:pipe",
+			movers: "join e1 (read), e2 (read) -> ipcflow's stdout",
+		},
+		{
+			name: "fan-out over pipes is a tee",
+			flow: func(b *graphBuilder) {
+				b.stage("a", "x")
+				b.stage("b", "y")
+				b.stage("c", "z")
+				b.edge("a", "b", "")
+				b.edge("a", "c", parser.FIFO)
+			},
+			fds: map[string]string{
+				"a": "/dev/null | p1 (write) | ipcflow's stderr",
+				"b": "e1 (read) | ipcflow's stdout | ipcflow's stderr",
+				"c": "e2 (read) | ipcflow's stdout | ipcflow's stderr",
+			},
+			wires:  "p1:pipe e1:pipe e2:fifo",
+			movers: "tee p1 (read) -> e1 (write), e2 (write)",
+		},
+		{
+			name: "fan-out over shm is one channel with two readers",
+			flow: func(b *graphBuilder) {
+				b.stage("a", "x")
+				b.stage("b", "y")
+				b.stage("c", "z")
+				b.edge("a", "b", parser.SHM)
+				b.edge("a", "c", parser.SHM)
+			},
+			fds: map[string]string{
+				"a": "/dev/null | e1 (write) | ipcflow's stderr",
+				"b": "e1 (read 0) | ipcflow's stdout | ipcflow's stderr",
+				"c": "e1 (read 1) | ipcflow's stdout | ipcflow's stderr",
+			},
+			wires: "e1:shm",
+		},
+		{
+			name: "ports are fds 3 on; an unconnected declared port is /dev/null",
+			flow: func(b *graphBuilder) {
+				b.stage("a", "x")
+				b.stage("m", "y", "in d", "out o", "in unused")
+				b.edge("a", "m.d", "")
+			},
+			fds: map[string]string{
+				"m": "/dev/null | ipcflow's stdout | ipcflow's stderr | e1 (read) | /dev/null | /dev/null",
+			},
+			wires: "e1:pipe",
+		},
+		{
+			name: "several statements into one port join in file order",
+			flow: func(b *graphBuilder) {
+				b.stage("a", "x")
+				b.stage("b", "y")
+				b.stage("c", "z")
+				b.edge("b", "c", "")
+				b.edge("a", "c", "")
+			},
+			fds:    map[string]string{"c": "p1 (read) | ipcflow's stdout | ipcflow's stderr"},
+			movers: "join e1 (read), e2 (read) -> p1 (write)",
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := newGraph()
+			c.flow(b)
+			p, err := buildPlan(b.g, nil, nil, false, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, sp := range p.Stages {
+				want, ok := c.fds[sp.Stage.Name]
+				if !ok {
+					continue
+				}
+				var got []string
+				for _, e := range sp.Fds {
+					got = append(got, e.describe(p))
+				}
+				if g := strings.Join(got, " | "); g != want {
+					t.Errorf("stage %s fds:\n got  %s\n want %s", sp.Stage.Name, g, want)
+				}
+			}
+			if c.wires != "" {
+				var got []string
+				for _, w := range p.Wires {
+					got = append(got, w.ID+":"+w.Spec.Type)
+				}
+				if g := strings.Join(got, " "); g != c.wires {
+					t.Errorf("wires %q, want %q", g, c.wires)
+				}
+			}
+			var got []string
+			for _, m := range p.Movers {
+				got = append(got, [...]string{"tee", "join", "label"}[m.Kind]+" "+ends(p, m.Srcs)+" -> "+ends(p, m.Dsts))
+			}
+			if g := strings.Join(got, "; "); g != c.movers {
+				t.Errorf("movers %q, want %q", g, c.movers)
+			}
+		})
+	}
+}
+
+// With a terminal on stdin, ipcflow reads it for the stage (a stage in a
+// background process group would be stopped by SIGTTIN).
+func TestTerminalStdinIsCopied(t *testing.T) {
+	b := newGraph()
+	b.stage("a", "x")
+	b.edge("stdin", "a", "")
+	p, err := buildPlan(b.g, nil, nil, false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Stages[0].Fds[0].describe(p); got != "e1 (read)" {
+		t.Errorf("stage a's stdin is %s, want e1 (read)", got)
+	}
+	if len(p.Movers) != 1 || !p.Movers[0].readsStdin() {
+		t.Errorf("no copy from ipcflow's stdin: %v", p.Movers)
+	}
+}
+
+func TestBuildPlanRefuses(t *testing.T) {
+	b := newGraph()
+	b.stage("grep", "grep x").Replicas = 4
+	if _, err := buildPlan(b.g, nil, nil, false, false); err == nil || err.Error() != "stage grep: replicas are not supported yet" {
+		t.Errorf("replicas: %v", err)
+	}
+	b = newGraph()
+	b.stage("n", "x").Native = true
+	if _, err := buildPlan(b.g, nil, nil, false, false); err == nil || !strings.Contains(err.Error(), "native") {
+		t.Errorf("native: %v", err)
+	}
+	b = newGraph()
+	b.g.Params = []*parser.Param{{Name: "N", Value: word("3")}}
+	if _, err := buildPlan(b.g, []string{"M=1"}, nil, false, false); err == nil || !strings.Contains(err.Error(), "M is not a param") {
+		t.Errorf("undeclared param: %v", err)
+	}
+	p, err := buildPlan(b.g, []string{"N=7"}, nil, false, false)
+	if err != nil || p.Params[0].Value != "7" {
+		t.Errorf("override: %v %v", err, p)
+	}
+}
