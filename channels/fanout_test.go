@@ -430,3 +430,41 @@ func TestSpillFileHasNoName(t *testing.T) {
 		t.Errorf("spill file in a missing directory: %v", err)
 	}
 }
+
+// Every fd a mover opens (its eventfd, /dev/null, reopened outputs, spill
+// files) is close-on-exec: a stage started while movers run sees only its
+// own fds.
+func TestMoverFDsNotInherited(t *testing.T) {
+	childFDs := func() string {
+		out, err := exec.Command("ls", "/proc/self/fd").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(strings.Fields(string(out)), " ")
+	}
+	want := childFDs() // 0 1 2 and ls's own directory fd
+	defer func(m int) { teeMemBound = m }(teeMemBound)
+	teeMemBound = 64 << 10
+	r, w := pfPipe(t)
+	held, dst := pfPipe(t) // never read: its backlog spills
+	fast, fres := pipeCollector(t)
+	m := StartTee(r, []*os.File{dst, fast}, t.TempDir())
+	defer held.Close()
+	if _, err := w.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	for m.spill.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	jr, jw := pfPipe(t) // a join waiting on an idle input, into our stderr
+	j := StartJoin([]*os.File{jr}, os.Stderr)
+	if got := childFDs(); got != want {
+		t.Errorf("a child started while movers run sees fds %s, want %s", got, want)
+	}
+	w.Close()
+	held.Close()
+	m.Wait()
+	fres()
+	jw.Close()
+	j.Wait()
+}
