@@ -212,7 +212,8 @@ func TestFIFOPathRemoved(t *testing.T) {
 		fr := newFlowRun(t, "fifo-path", "P="+fifo, "CODE="+code)
 		fr.cmd.Env = append(fr.cmd.Env, "IPCFLOW_TEST_FIFO="+fifo)
 		got := fr.run(t)
-		if want := map[string]int{"0": 0, "3": 3}[code]; got != want || fr.stdout.String() != "hi\n" {
+		// With exit 3 the reader may be torn down before it prints.
+		if want := map[string]int{"0": 0, "3": 3}[code]; got != want || code == "0" && fr.stdout.String() != "hi\n" {
 			t.Errorf("exit status %d (want %d), stdout %q, stderr:\n%s", got, want, fr.stdout.String(), fr.stderr.Bytes())
 		}
 		if strings.Contains(fr.stderr.String(), "no fifo") {
