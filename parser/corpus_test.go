@@ -170,7 +170,11 @@ func summarize(g *Graph) graphSummary {
 			fmt.Fprintf(&b, " after:%s", a.Name)
 		}
 		fmt.Fprintf(&b, " dir:%s native:%v cmd:", st.DirText, st.Native)
-		syntax.NewPrinter(syntax.SingleLine(true)).Print(&b, st.Script)
+		// Blanks at the end are layout: mvdan.cc/sh prints "0\v" (a
+		// vertical tab is a blank to it) as "0 ".
+		var cmd strings.Builder
+		syntax.NewPrinter(syntax.SingleLine(true)).Print(&cmd, st.Script)
+		b.WriteString(strings.TrimRight(cmd.String(), " \t\n"))
 		s.Stages = append(s.Stages, b.String())
 	}
 	for _, e := range g.Edges {

@@ -198,32 +198,42 @@ func (fm *formatter) stageHead(d *StageDecl) string {
 }
 
 // command prints a stage's command with mvdan.cc/sh's printer. A command
-// written on one line stays on one line (unless it holds a here-document);
-// the printed text is kept only if it reads back as exactly one command, so
-// that the layout never changes what the script means; otherwise the text
-// is kept as written.
+// written on one line stays on one line (unless it holds a here-document).
+// The printed text is used only if, in place in the script, it reads back
+// as one command that prints to the same text: so the layout never changes
+// what the script means, and formatting twice changes nothing. Otherwise
+// the command is kept as written.
 func (fm *formatter) command(d *StageDecl) string {
 	if d.Script == nil {
 		return d.Command
 	}
 	oneLine := !strings.Contains(d.Command, "\n")
-	modes := []bool{oneLine, !oneLine}
-	for _, single := range modes {
-		var b strings.Builder
-		if err := syntax.NewPrinter(syntax.SingleLine(single), syntax.SpaceRedirects(true)).Print(&b, d.Script); err != nil {
-			continue
-		}
-		text := strings.TrimRight(b.String(), "\n")
-		if text == "" {
+	for _, single := range []bool{oneLine, !oneLine} {
+		text, ok := printShell(d.Script, single)
+		if !ok {
 			continue
 		}
 		// A line follows in the script: the command must end before it
 		// (mvdan.cc/sh reads "# comment \<newline>" as going on).
-		if end, _, err := scanShell(fm.sh, text+"\nx", 0); err == nil && end == len(text) {
+		end, f, err := scanShell(fm.sh, text+"\nx", 0)
+		if err != nil || end != len(text) || len(f.Stmts) != len(d.Script.Stmts) {
+			continue
+		}
+		if again, ok := printShell(f, single); ok && again == text {
 			return text
 		}
 	}
 	return d.Command
+}
+
+// printShell prints a shell AST without the final newline and blanks.
+func printShell(f *syntax.File, single bool) (string, bool) {
+	var b strings.Builder
+	if err := syntax.NewPrinter(syntax.SingleLine(single), syntax.SpaceRedirects(true)).Print(&b, f); err != nil {
+		return "", false
+	}
+	text := strings.TrimRight(b.String(), " \t\n")
+	return text, text != ""
 }
 
 // edgeText prints an edge statement.
