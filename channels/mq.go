@@ -47,9 +47,9 @@ const (
 	// mqPrioMax is the kernel's MQ_PRIO_MAX; the size of struct msg_msg and
 	// struct posix_msg_tree_node on 64-bit Linux (ipc/mqueue.c,
 	// mqueue_get_inode): what each queue costs against RLIMIT_MSGQUEUE.
-	mqPrioMax     = 32768
-	mqMsgMsgSize  = 48
-	mqTreeNodeSiz = 48
+	mqPrioMax      = 32768
+	mqMsgMsgSize   = 48
+	mqTreeNodeSize = 48
 )
 
 func init() {
@@ -133,7 +133,7 @@ func ReadMQLimits() MQLimits {
 // MQCost is what a queue of maxmsg messages of msgsize bytes takes from
 // RLIMIT_MSGQUEUE, as mqueue_get_inode counts it.
 func MQCost(maxmsg, msgsize int64) int64 {
-	return maxmsg*(msgsize+mqMsgMsgSize) + min(maxmsg, mqPrioMax)*mqTreeNodeSiz
+	return maxmsg*(msgsize+mqMsgMsgSize) + min(maxmsg, mqPrioMax)*mqTreeNodeSize
 }
 
 // resolve fills an edge's unset mq options with the system defaults.

@@ -67,7 +67,8 @@ import (
 // sees the other and no wake-up is lost. Sleeps are bounded (ringPoll) so a
 // peer that died between publishing and waking costs a delay, not a hang.
 // The spin before sleeping is what makes a small message's round trip fast:
-// waking a sleeping thread on another CPU costs tens of microseconds.
+// waking a sleeping thread on another CPU costs tens of microseconds. Every
+// 64 turns the spinner yields its CPU, which the peer may be waiting for.
 //
 // When every end is a goroutine of one process (LocalWake: ipcflow's own
 // bridges), the futex sleep and wake become a park on a Go channel and a
