@@ -134,8 +134,13 @@ type PortSlot struct {
 }
 
 // UsageError is a mistake on the command line or a feature `run` does not
-// support: ipcflow exits 2 before anything is created.
-type UsageError struct{ Msg string }
+// support: ipcflow exits 2 before anything is created. One that points
+// into the script (Positioned) prints as FILE:LINE:COL: message, as check
+// errors do, so that editors can jump to it.
+type UsageError struct {
+	Msg        string
+	Positioned bool
+}
 
 func (e *UsageError) Error() string { return e.Msg }
 
@@ -163,8 +168,8 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 	}
 	for _, e := range g.Edges {
 		if _, ok := channels.Lookup(string(e.Type)); !ok {
-			return nil, usagef("%s:%s: edge type %s is not available in this build (have: %s)",
-				g.File, e.Pos, e.Type, strings.Join(channels.Names(), ", "))
+			return nil, &UsageError{Msg: fmt.Sprintf("%s:%s: edge type %s is not available in this build (have: %s)",
+				g.File, e.Pos, e.Type, strings.Join(channels.Names(), ", ")), Positioned: true}
 		}
 	}
 	p := &Plan{Graph: g, Label: label, stdinTTY: stdinTTY}
@@ -172,6 +177,20 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 		return nil, err
 	}
 	p.wire()
+	// Options this machine can't honour (a pipe above pipe-max-size, an mq
+	// above its sysctl) are the user's to fix: say so before anything is
+	// created.
+	for _, w := range p.Wires {
+		if w.Internal() {
+			continue
+		}
+		if t, _ := channels.Lookup(w.Spec.Type); t.Check != nil {
+			if err := t.Check(w.Spec.Options); err != nil {
+				e := w.Edges[0]
+				return nil, &UsageError{Msg: fmt.Sprintf("%s:%s: edge %s -> %s: %v", g.File, e.Pos, e.From, e.To, err), Positioned: true}
+			}
+		}
+	}
 	return p, nil
 }
 

@@ -72,9 +72,13 @@ func Run(g *parser.Graph, o Options) int {
 
 // report prints err as ipcflow's one line and returns the exit status.
 func report(w io.Writer, err error) int {
-	fmt.Fprintf(w, "ipcflow: %v\n", err)
 	var ue *UsageError
-	if errors.As(err, &ue) {
+	if errors.As(err, &ue) && ue.Positioned {
+		fmt.Fprintln(w, ue.Msg)
+		return StatusUsage
+	}
+	fmt.Fprintf(w, "ipcflow: %v\n", err)
+	if ue != nil {
 		return StatusUsage
 	}
 	return StatusSetup
