@@ -23,7 +23,9 @@ import (
 //
 // The kernel does not say how much of the budget a user has used, so
 // PipeBudget measures what is left by charging probe pipes until the kernel
-// refuses, then closing them.
+// refuses, then closing them (about half a millisecond; for that moment the
+// budget is all taken, and a pipe another process of the same user makes
+// right then comes out at 8 KiB).
 
 const (
 	pageSize       = 4096
