@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -88,12 +89,17 @@ func TestUDPLossCounted(t *testing.T) {
 	for i := 0; b.Len() < 48<<20; i++ {
 		fmt.Fprintf(&b, "line %d %s\n", i, strings.Repeat("z", i%200))
 	}
-	producer := inputFile(t, b.Bytes())
-	res := runChain(t, producer, []hop{{"socket", Options{Socket: "udp"}}}, "sleep 1; cat")
+	// The consumer starts reading only once the producer has written all:
+	// 48 MiB against 8 MiB of socket buffer must overflow, however slow
+	// the machine.
+	flag := filepath.Join(t.TempDir(), "written")
+	producer := inputFile(t, b.Bytes()) + " && touch " + flag
+	consumer := "while [ ! -e " + flag + " ]; do sleep 0.05; done; cat"
+	res := runChain(t, producer, []hop{{"socket", Options{Socket: "udp"}}}, consumer)
 	st := res.stats[0]
 	t.Logf("udp: sent %d datagrams, lost %d, delivered %d of %d bytes", st.Records, st.Lost, len(res.out), b.Len())
 	if st.Lost == 0 {
-		t.Fatalf("no loss counted with a consumer asleep while 48 MiB went by (delivered %d of %d bytes)", len(res.out), b.Len())
+		t.Fatalf("no loss counted with a consumer that waited until 48 MiB had gone by (delivered %d of %d bytes)", len(res.out), b.Len())
 	}
 	if len(res.out) >= b.Len() {
 		t.Fatalf("loss counted (%d) but all %d bytes delivered", st.Lost, len(res.out))
