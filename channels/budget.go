@@ -23,9 +23,10 @@ import (
 //
 // The kernel does not say how much of the budget a user has used, so
 // PipeBudget measures what is left by charging probe pipes until the kernel
-// refuses, then closing them (about half a millisecond; for that moment the
-// budget is all taken, and a pipe another process of the same user makes
-// right then comes out at 8 KiB).
+// refuses, then closing them (about half a millisecond). For that moment
+// what it measured is taken, and a pipe another process of the same user
+// makes right then could come out at 8 KiB; so PlanPipeSize measures only
+// as far as the flow needs, and runs that fit easily take very little.
 
 const (
 	pageSize       = 4096
@@ -46,7 +47,7 @@ func PipeBudget() (pages int64, exempt bool) {
 	if soft <= 0 || pipePrivileged() {
 		return soft, true
 	}
-	return probeBudget(soft), false
+	return probeBudget(soft, soft), false
 }
 
 // PipeSize is the buffer size of the pipe f belongs to (F_GETPIPE_SZ).
@@ -78,11 +79,19 @@ func PlanPipeSize(nPipes int, want int64) (size int64, warn string) {
 	if nPipes <= 0 {
 		return want, ""
 	}
-	free, exempt := PipeBudget()
-	if exempt {
+	soft := readProcInt("/proc/sys/fs/pipe-user-pages-soft", 16384)
+	if soft <= 0 || pipePrivileged() {
 		return want, ""
 	}
-	return planSize(nPipes, want, free, readProcInt("/proc/sys/fs/pipe-user-pages-soft", 16384))
+	// Enough pages for every pipe at want with the reserve on top: if the
+	// probes get that far, the flow fits and there is no need to measure
+	// (and briefly take) the rest.
+	need := int64(nPipes)*(want/pageSize)*8/7 + 1
+	free := probeBudget(soft, need)
+	if free >= need {
+		return want, ""
+	}
+	return planSize(nPipes, want, free, soft)
 }
 
 // planSize is PlanPipeSize's arithmetic, apart so tests can drive it.
@@ -113,13 +122,13 @@ func roundPipeSize(n int64) int64 {
 	return 1 << bits.Len64(uint64(n-1))
 }
 
-// probeBudget measures the pages left under soft: it makes pipes, shrinks
-// each to one page (always allowed) and grows it as far as the kernel lets
-// it, until a pipe can't grow at all. The pages the probes held is what
-// was left. At most soft/256+2 pipes (1 MiB each) are needed; where
-// pipe-max-size is so small that more would be, the probes stop at 512
-// pipes and the answer is a lower bound.
-func probeBudget(soft int64) int64 {
+// probeBudget measures the pages left under soft, or stops once it has
+// found upTo: it makes pipes, shrinks each to one page (always allowed) and
+// grows it as far as the kernel lets it, until a pipe can't grow at all.
+// The pages the probes held is what was left. At most soft/256+2 pipes
+// (1 MiB each) are needed; where pipe-max-size is so small that more would
+// be, the probes stop at 512 pipes and the answer is a lower bound.
+func probeBudget(soft, upTo int64) int64 {
 	maxSize := max(PipeMaxSize(), 2*pageSize)
 	var held []int
 	defer func() {
@@ -150,6 +159,9 @@ func probeBudget(soft int64) int64 {
 			break
 		}
 		pages += got / pageSize
+		if pages >= upTo {
+			break
+		}
 	}
 	return pages
 }

@@ -120,6 +120,9 @@ func budgetChild(t *testing.T) {
 	if free > soft || free < soft/2 {
 		t.Fatalf("free = %d pages, want close to %d for a user with no pipes", free, soft)
 	}
+	if size, warn := PlanPipeSize(10, 0); size != 64<<10 || warn != "" {
+		t.Errorf("PlanPipeSize(10, 64 KiB) with the budget free = %d, %q", size, warn)
+	}
 	var held []*os.File
 	defer func() {
 		for _, f := range held {
