@@ -10,7 +10,13 @@ import (
 	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/interp"
 	"mvdan.cc/sh/v3/syntax"
+
+	"github.com/ipcflow/ipcflow/locks"
 )
+
+// lockSocket is where the run's lease server for `ipcflow lock` listens,
+// in the run directory.
+const lockSocket = "lock.sock"
 
 // RunNames are the run-specific names a stage sees: the run id and
 // directory. --dry-run passes placeholders.
@@ -35,9 +41,6 @@ type Process struct {
 	Shell bool
 }
 
-// semEnvName is the variable carrying sem name's POSIX name (SPEC 8).
-func semEnvName(name string) string { return "IPCFLOW_SEM_" + strings.ToUpper(name) }
-
 // semPosixName is the POSIX name of the run's semaphore name.
 func semPosixName(run RunNames, name string) string { return "/ipcflow." + run.ID + "." + name }
 
@@ -54,10 +57,10 @@ func (p *Plan) Process(sp *StagePlan, run RunNames) (*Process, error) {
 		env = append(env, v.Name+"="+v.Value)
 	}
 	for _, s := range p.Graph.Sems {
-		env = append(env, semEnvName(s.Name)+"="+semPosixName(run, s.Name))
+		env = append(env, locks.SemEnv(s.Name)+"="+semPosixName(run, s.Name))
 	}
 	if len(p.Graph.Sems) > 0 {
-		env = append(env, "IPCFLOW_LOCK_SOCKET="+filepath.Join(run.Dir, "lock.sock"))
+		env = append(env, locks.LockSocketEnv+"="+filepath.Join(run.Dir, lockSocket))
 	}
 	for _, port := range sp.Ports {
 		env = append(env, port.Name+"=/dev/fd/"+strconv.Itoa(port.Fd))

@@ -1,0 +1,187 @@
+package exec
+
+// A run's objects: the run directory, the guardian, the semaphores and
+// lease server, every wire's channel or pipe; made before any stage
+// starts and removed at the end, whatever the end.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/locks"
+)
+
+// run is one run of a plan: the objects it made and the stages' state.
+// Only the supervisor's goroutine (supervise.go) touches it after newRun.
+type run struct {
+	plan  *Plan
+	names RunNames
+	o     Options
+	rd    *RunDir
+	guard *Guardian
+	wires []*rtWire
+	null  *os.File
+
+	sems  map[string]*locks.Sem
+	lease *locks.LeaseServer
+
+	movers     []mover
+	moverPlans []*MoverPlan
+
+	stages []*stageRT
+	byPid  map[int]*stageRT
+
+	status   int  // the flow's exit status; -1 until something sets it
+	stopping bool // teardown has begun
+	cancel   context.CancelFunc
+	grace    <-chan time.Time // SIGKILL time, once stopping
+	batch    int              // reap batches so far
+}
+
+// rtWire is a wire's open object: an edge's channel or a pipe of ipcflow's.
+type rtWire struct {
+	ch   channels.Channel
+	r, w *os.File
+}
+
+// take hands over the file for end e; the taker closes it.
+func (w *rtWire) take(e End) *os.File {
+	if w.ch != nil {
+		if e.Kind == EndWrite {
+			return w.ch.Writer()
+		}
+		return w.ch.Reader(e.Index)
+	}
+	var f *os.File
+	if e.Kind == EndWrite {
+		f, w.w = w.w, nil
+	} else {
+		f, w.r = w.r, nil
+	}
+	return f
+}
+
+func (w *rtWire) close() {
+	if w.ch != nil {
+		w.ch.Close()
+	}
+	if w.r != nil {
+		w.r.Close()
+	}
+	if w.w != nil {
+		w.w.Close()
+	}
+}
+
+// newRun creates the run directory, the guardian, the semaphores and every
+// wire's object. On error, whatever was made is removed again.
+func newRun(plan *Plan, o Options) (r *run, err error) {
+	rd, err := CreateRunDir()
+	if err != nil {
+		return nil, err
+	}
+	r = &run{plan: plan, o: o, rd: rd, byPid: map[int]*stageRT{}, sems: map[string]*locks.Sem{}}
+	defer func() {
+		if err != nil {
+			r.teardownObjects()
+			r = nil
+		}
+	}()
+	names := RunNames{ID: rd.ID, Dir: rd.Path}
+	r.names = names
+	for _, sp := range plan.Stages {
+		pr, err := plan.Process(sp, names)
+		if err != nil {
+			return r, err
+		}
+		r.stages = append(r.stages, &stageRT{sp: sp, pr: pr})
+	}
+	if r.guard, err = StartGuardian(rd); err != nil {
+		return r, err
+	}
+	for _, s := range plan.Graph.Sems {
+		name := semPosixName(names, s.Name)
+		if err := rd.Record(channels.KindSem, name); err != nil {
+			return r, err
+		}
+		sem, err := locks.Create(name, uint32(s.Count))
+		if err != nil {
+			return r, fmt.Errorf("create semaphore %s: %w", s.Name, err)
+		}
+		r.sems[s.Name] = sem
+	}
+	if len(r.sems) > 0 {
+		if r.lease, err = locks.ServeLeases(filepath.Join(rd.Path, lockSocket), r.sems); err != nil {
+			return r, err
+		}
+	}
+	r.planPipeSizes()
+	env := rd.ChannelEnv()
+	for _, w := range plan.Wires {
+		rw := &rtWire{}
+		r.wires = append(r.wires, rw)
+		if w.Internal() {
+			if rw.r, rw.w, err = channels.Pipe(w.Spec.Options.Size); err != nil {
+				return r, fmt.Errorf("pipe %s for %s: %w", w.ID, w.Purpose, err)
+			}
+			continue
+		}
+		if rw.ch, err = channels.Open(env, w.Spec); err != nil {
+			return r, err
+		}
+	}
+	if r.null, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// planPipeSizes keeps a large flow inside the user's pipe budget: past
+// /proc/sys/fs/pipe-user-pages-soft new pipes would silently shrink to
+// 8 KiB. Pipes and FIFOs (the same kernel buffers) of unset size share
+// what is left, and the user is told.
+func (r *run) planPipeSizes() {
+	var unsized []*Wire
+	for _, w := range r.plan.Wires {
+		if (w.Spec.Type == "pipe" || w.Spec.Type == "fifo") && w.Spec.Options.Size == 0 {
+			unsized = append(unsized, w)
+		}
+	}
+	size, warn := channels.PlanPipeSize(len(unsized), 0)
+	if warn == "" {
+		return
+	}
+	fmt.Fprintf(r.o.Stderr, "ipcflow: warning: %s\n", warn)
+	for _, w := range unsized {
+		w.Spec.Options.Size = size
+	}
+}
+
+// teardownObjects closes and removes everything the run made.
+func (r *run) teardownObjects() {
+	for _, m := range r.movers {
+		m.Close()
+	}
+	for _, w := range r.wires {
+		w.close()
+	}
+	if r.null != nil {
+		r.null.Close()
+	}
+	if r.lease != nil {
+		r.lease.Close()
+	}
+	for _, s := range r.sems {
+		s.Close()
+	}
+	if err := r.rd.Remove(); err != nil {
+		fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
+	}
+	if r.guard != nil {
+		r.guard.Release()
+	}
+}
