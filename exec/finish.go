@@ -8,8 +8,10 @@ import (
 
 // finishMovers waits, once every stage has ended, for the movers and
 // channel bridges to deliver what is still in flight (a join into stdout),
-// and returns their errors. A mover that reads ipcflow's own stdin is not
-// waited for: on a terminal it would wait for a line nobody types. During a
+// and returns their errors. A mover that reads ipcflow's own stdin into
+// stages is not waited for: they have ended, and on a terminal it would
+// wait for a line nobody types. One that copies stdin to ipcflow's stdout
+// is the flow's output, and is waited for like any other. During a
 // teardown the wait is bounded by the grace period: whatever still holds
 // a pipe open then (a descendant that left its stage's group) is cut off.
 func (r *run) finishMovers() error {
@@ -17,8 +19,8 @@ func (r *run) finishMovers() error {
 	go func() {
 		var errs []error
 		for i, m := range r.movers {
-			if r.moverPlans[i].readsStdin() {
-				continue
+			if mp := r.moverPlans[i]; mp.readsStdin() && !mp.writesOwn() {
+				continue // its readers, the stages, have all ended
 			}
 			if err := m.Wait(); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", r.moverPlans[i].Purpose, err))

@@ -256,3 +256,16 @@ func sha(b []byte) string {
 
 var _ = filepath.Join
 var _ = sha
+
+// stdin -> stdout copies all of stdin even though no stage reads it.
+func TestStdinToStdout(t *testing.T) {
+	in := testInput("binary")
+	fr := newFlowRun(t, "stdin-stdout")
+	fr.cmd.Stdin = bytes.NewReader(in)
+	if code := fr.run(t); code != 0 {
+		t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
+	}
+	if !bytes.Equal(fr.stdout.Bytes(), in) || fr.stderr.String() != "from a\n" {
+		t.Errorf("stdout %d bytes of %d, stderr %q", fr.stdout.Len(), len(in), fr.stderr.String())
+	}
+}

@@ -128,3 +128,13 @@ func init() {
 		return b.g
 	}
 }
+
+func init() {
+	testFlows["stdin-stdout"] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("a", "echo from a")
+		b.edge("stdin", "stdout", "")
+		b.edge("a", "stderr", "")
+		return b.g
+	}
+}

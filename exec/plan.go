@@ -118,6 +118,17 @@ func (m *MoverPlan) readsStdin() bool {
 	return false
 }
 
+// writesOwn reports whether m writes into ipcflow's own stdout or stderr:
+// then what it moves is the flow's output, and the run waits for it.
+func (m *MoverPlan) writesOwn() bool {
+	for _, d := range m.Dsts {
+		if d.Kind == EndOwn {
+			return true
+		}
+	}
+	return false
+}
+
 // StagePlan is one stage's process as planned: its fd table and names. The
 // rest of what it sees (environment, argv or shell) is built by
 // (*Plan).Process, which both --dry-run and the real start call.
