@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -40,6 +41,13 @@ func newFlowRun(t *testing.T, name string, args ...string) *flowRun {
 	// Every run is checked for leaks when its test ends, whatever else the
 	// test checks.
 	t.Cleanup(leakCheck(t, fr.runDir))
+	// And whatever of it is still running (only if the test failed) goes
+	// first, found by its marker.
+	t.Cleanup(func() {
+		for _, pid := range markedProcs(fr.mark) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 	return fr
 }
 

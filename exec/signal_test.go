@@ -142,3 +142,22 @@ func TestStopAndContinue(t *testing.T) {
 	fr.cmd.Process.Signal(syscall.SIGCONT)
 	waitFor("after SIGCONT", func(n map[byte]int) bool { return n['T'] == 0 })
 }
+
+// What a stage leaves running in its group is stopped with the flow.
+func init() {
+	testFlows["leftover"] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("bg", `sh -c "sleep 100 > /dev/null 2>&1 &"`)
+		b.stage("bad", "sleep 0.3; exit 2")
+		return b.g
+	}
+}
+
+func TestTeardownReachesLeftovers(t *testing.T) {
+	fr := newFlowRun(t, "leftover", "--grace=1s")
+	code := fr.run(t)
+	if code != 2 {
+		t.Errorf("exit status %d, want 2; stderr:\n%s", code, fr.stderr.Bytes())
+	}
+	waitNoProcs(t, fr.mark, time.Second)
+}

@@ -231,10 +231,14 @@ func (r *run) stage(name string) *stageRT {
 	return nil
 }
 
-// signalAll sends sig to the process group of every running stage.
+// signalAll sends sig to the process group of every stage that started,
+// including those whose first process has ended: what it left running in
+// its group (`sleep 100 &`) is still part of the stage. A group whose
+// processes have all gone gives ESRCH, and its id cannot have been reused
+// while any member lived.
 func (r *run) signalAll(sig unix.Signal) {
 	for _, st := range r.stages {
-		if st.state == stRunning {
+		if st.pid > 0 {
 			unix.Kill(-st.pid, sig)
 		}
 	}
