@@ -4,28 +4,25 @@ package exec
 // counts as a broken pipe.
 
 import (
+	"fmt"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// reap collects every stage that exited. It peeks (WNOWAIT) at which child
-// is ready and reaps only its own stages by pid, so that a child started by
-// someone else in ipcflow (the guardian) is left to its owner. Stages
-// reaped in one go share a batch number: the kernel does not say which of
-// them ended first, so none of them counts as having ended before another
-// (see readersGone).
+// reap collects every child that exited. ipcflow is a child subreaper
+// (see subreaper), so its children are its stages, the guardian, and
+// orphans: what a stage's processes left when they died, reparented to
+// ipcflow. It peeks (WNOWAIT) at which child is ready: a stage is reaped
+// and judged; anything else is reaped and let go, so no zombie of the flow
+// lingers (and a stage's group is empty once its processes are gone).
+// Stages reaped in one go share a batch number: the kernel does not say
+// which of them ended first, so none of them counts as having ended before
+// another (see readersGone).
 func (r *run) reap() {
 	r.batch++
 	var ended []*stageRT
 	var infos []exitInfo
-	collect := func(st *stageRT, flags int) {
-		if e, ok := r.wait(st, flags); ok {
-			st.batch = r.batch
-			ended = append(ended, st)
-			infos = append(infos, e)
-		}
-	}
 	for {
 		var info unix.Siginfo
 		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
@@ -37,18 +34,31 @@ func (r *run) reap() {
 			break
 		}
 		if st := r.byPid[pid]; st != nil {
-			collect(st, 0)
+			if e, ok := r.wait(st, 0); ok {
+				st.batch = r.batch
+				ended = append(ended, st)
+				infos = append(infos, e)
+			}
 			continue
 		}
-		// Someone else's child is first in line: look at ours one by one.
-		for _, st := range r.byPid {
-			collect(st, unix.WNOHANG)
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err != nil && err != unix.EINTR {
+			break
 		}
-		break
+		if r.guard != nil && pid == r.guard.Pid() {
+			fmt.Fprintf(r.o.Stderr, "ipcflow: the run's guardian (pid %d) ended early: if ipcflow is killed now, its stages' children may outlive it\n", pid)
+		}
 	}
 	for i, st := range ended {
 		r.finished(st, infos[i])
 	}
+}
+
+// subreaper makes ipcflow the parent of its stages' orphans, so that it
+// reaps them (PID 1 in a container may not) and knows when a stage's
+// group is really empty.
+func subreaper() {
+	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 }
 
 // wait reaps st if it exited and says how.

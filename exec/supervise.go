@@ -84,6 +84,7 @@ func (r *run) run() int {
 		timeout = t.C
 	}
 
+	subreaper()
 	r.startMovers()
 	r.launch(ctx, ready, r.readyStages())
 	for r.active() {
@@ -129,6 +130,9 @@ func (r *run) run() int {
 			r.launch(ctx, ready, r.readyStages())
 		}
 	}
+	if r.stopping {
+		r.killLeftovers()
+	}
 	if err := r.finishMovers(); err != nil {
 		fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
 		r.setStatus(StatusSetup)
@@ -158,6 +162,7 @@ func (r *run) stop(sig unix.Signal, why string) {
 				r.skip(st, why)
 			}
 		}
+		r.graceEnd = time.Now().Add(r.o.Grace)
 		r.grace = time.After(r.o.Grace)
 	}
 	r.signalAll(sig)
@@ -229,6 +234,26 @@ func (r *run) stage(name string) *stageRT {
 		}
 	}
 	return nil
+}
+
+// killLeftovers gives what stopped stages left in their groups the rest of
+// the grace period after SIGTERM, then SIGKILL: the loop above ends when
+// the stages' own processes have, which may be before that.
+func (r *run) killLeftovers() {
+	for r.reap(); time.Now().Before(r.graceEnd) && r.groupsLeft(); r.reap() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.signalAll(unix.SIGKILL)
+}
+
+// groupsLeft reports whether a process of any stage's group is alive.
+func (r *run) groupsLeft() bool {
+	for _, st := range r.stages {
+		if st.pid > 0 && unix.Kill(-st.pid, 0) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // signalAll sends sig to the process group of every stage that started,
