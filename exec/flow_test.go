@@ -98,6 +98,13 @@ var compareFlows = []struct {
 		b.edge("a", "stdout", "")
 		b.edge("b", "stdout", "")
 	}, `echo "hello there, world"; echo "hello there"; echo "hello there, world"`, "empty"},
+	{"background-job", func(b *graphBuilder) {
+		// The stage shell's background jobs run to their end (in bash
+		// the orphan would finish the same output later).
+		b.stage("a", "{ sleep 0.1; echo late; } & echo early")
+		b.stage("b", "cat")
+		b.edge("a", "b", "")
+	}, `{ sleep 0.1; echo late; } & echo early`, "empty"},
 	{"stderr-edge", func(b *graphBuilder) {
 		b.stage("a", "echo err1 >&2; echo err2 >&2")
 		b.stage("b", "sed s/^/got:/")

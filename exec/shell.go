@@ -72,6 +72,14 @@ func runShell(args []string) int {
 		return 70
 	}
 	err = r.Run(context.Background(), file)
+	if !r.Exited() {
+		// Background jobs (`cmd &`) are goroutines of the interpreter, not
+		// processes of their own: they would die with this process. So
+		// the stage shell waits for them before it ends, keeping the
+		// command's own status.
+		wait, _ := syntax.NewParser().Parse(strings.NewReader("wait"), "")
+		r.Run(context.Background(), wait)
+	}
 	status := 0
 	if err != nil {
 		code, ok := interp.IsExitStatus(err)
