@@ -22,12 +22,16 @@ import (
 // Format(ParseAST(Format(f))) == Format(f), and the result yields the same
 // graph as f.
 func Format(f *File) []byte {
-	fm := &formatter{sh: syntax.NewParser(syntax.Variant(syntax.LangBash), syntax.KeepComments(true))}
+	fm := &formatter{
+		sh:    syntax.NewParser(syntax.Variant(syntax.LangBash), syntax.KeepComments(true)),
+		plain: syntax.NewParser(syntax.Variant(syntax.LangBash)),
+	}
 	return fm.file(f)
 }
 
 type formatter struct {
-	sh *syntax.Parser
+	sh    *syntax.Parser // keeps comments: for commands as printed
+	plain *syntax.Parser // drops them: to compare what commands do
 }
 
 // entry is one output unit: a statement (with its trailing comment, if
@@ -219,11 +223,28 @@ func (fm *formatter) command(d *StageDecl) string {
 		if err != nil || end != len(text) || len(f.Stmts) != len(d.Script.Stmts) {
 			continue
 		}
-		if again, ok := printShell(f, single); ok && again == text {
+		// The same text again, and the same program once comments are
+		// left out: mvdan.cc/sh's printer can turn "0#0" into "0 #0",
+		// which would make the rest of the line a comment.
+		if again, ok := printShell(f, single); ok && again == text && fm.program(text) == fm.program(d.Command) {
 			return text
 		}
 	}
 	return d.Command
+}
+
+// program prints a command's shell AST without its comments, or "" when
+// it does not parse.
+func (fm *formatter) program(cmd string) string {
+	f, err := fm.plain.Parse(strings.NewReader(cmd+"\n"), "")
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	if syntax.NewPrinter().Print(&b, f) != nil {
+		return ""
+	}
+	return b.String()
 }
 
 // printShell prints a shell AST without the final newline and blanks.

@@ -3,6 +3,7 @@ package parser
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +48,13 @@ func FuzzParse(f *testing.F) {
 			checkErrorPositions(t, src, list)
 		} else if g == nil {
 			t.Fatal("nil graph and nil error")
+		} else {
+			if err := WriteDot(io.Discard, g); err != nil {
+				t.Fatal(err)
+			}
+			if err := WriteMermaid(io.Discard, g); err != nil {
+				t.Fatal(err)
+			}
 		}
 		ast, err := ParseAST("f", src)
 		if err != nil {
