@@ -33,12 +33,16 @@ func (c *RunCmd) Run(s *Streams) error {
 		}
 		return &ExitStatus{Code: usageStatus, Msg: err.Error()}
 	}
+	grace := c.Grace
+	if grace <= 0 {
+		grace = time.Nanosecond // --grace=0: SIGKILL right after SIGTERM
+	}
 	code := exec.Run(g, exec.Options{
 		Overrides: c.Params,
 		DryRun:    c.DryRun,
 		Label:     c.Label,
 		KeepGoing: c.KeepGoing,
-		Grace:     c.Grace,
+		Grace:     grace,
 		Timeout:   c.Timeout,
 		Stdout:    s.Stdout,
 		Stderr:    s.Stderr,
