@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"math/rand"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -261,9 +261,6 @@ func sha(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-var _ = filepath.Join
-var _ = sha
-
 // stdin -> stdout copies all of stdin even though no stage reads it.
 func TestStdinToStdout(t *testing.T) {
 	in := testInput("binary")
@@ -274,5 +271,58 @@ func TestStdinToStdout(t *testing.T) {
 	}
 	if !bytes.Equal(fr.stdout.Bytes(), in) || fr.stderr.String() != "from a\n" {
 		t.Errorf("stdout %d bytes of %d, stderr %q", fr.stdout.Len(), len(in), fr.stderr.String())
+	}
+}
+
+// Random chains of filters over random edge types, against bash: the
+// chain comes to the child in IPCFLOW_TEST_CHAIN as "TYPE|COMMAND" lines.
+func init() {
+	testFlows["chain"] = func() *parser.Graph {
+		b := newGraph()
+		var prev string
+		for i, line := range strings.Split(os.Getenv("IPCFLOW_TEST_CHAIN"), "\n") {
+			typ, cmd, _ := strings.Cut(line, "|")
+			name := fmt.Sprintf("s%d", i)
+			b.stage(name, cmd)
+			if i == 0 {
+				b.edge("stdin", name, parser.EdgeType(typ))
+			} else {
+				b.edge(prev, name, parser.EdgeType(typ))
+			}
+			prev = name
+		}
+		return b.g
+	}
+}
+
+func TestRandomChainsMatchBash(t *testing.T) {
+	filters := []string{
+		"sort", "sort -r", "uniq -c", "tr a-z A-Z", "rev", "cat", "head -n 50",
+		"tail -n 70", "sed /e/d", "cut -c1-12", "awk '{print $2, $1}'", "sort | uniq",
+		"tr -d aeiou", "sed s/o/0/g", "cat -n",
+	}
+	types := []string{"pipe", "pipe", "fifo"}
+	r := rand.New(rand.NewSource(3))
+	in := testInput("text")
+	for n := 0; n < 30; n++ {
+		var lines, cmds []string
+		for k := 0; k < 2+r.Intn(5); k++ {
+			f := filters[r.Intn(len(filters))]
+			lines = append(lines, types[r.Intn(len(types))]+"|"+f)
+			cmds = append(cmds, f)
+		}
+		script := strings.Join(cmds, " | ")
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			want := bash(t, script, in)
+			fr := newFlowRun(t, "chain")
+			fr.cmd.Env = append(fr.cmd.Env, "IPCFLOW_TEST_CHAIN="+strings.Join(lines, "\n"))
+			fr.cmd.Stdin = bytes.NewReader(in)
+			if code := fr.run(t); code != 0 {
+				t.Fatalf("%s: exit status %d: %s", script, code, fr.stderr.Bytes())
+			}
+			if !bytes.Equal(fr.stdout.Bytes(), want) {
+				t.Errorf("%s (%q): output differs from bash's (%d vs %d bytes)", script, lines, fr.stdout.Len(), len(want))
+			}
+		})
 	}
 }
