@@ -326,3 +326,55 @@ func TestRandomChainsMatchBash(t *testing.T) {
 		})
 	}
 }
+
+// Random diamonds: stdin fanned out to two filters over random edge
+// types, joined in order into a third, against bash's
+// `cat <({ A; } < in) <({ B; } < in) | C`.
+func init() {
+	testFlows["diamond"] = func() *parser.Graph {
+		b := newGraph()
+		parts := strings.Split(os.Getenv("IPCFLOW_TEST_DIAMOND"), "\n")
+		t := func(i int) parser.EdgeType { return parser.EdgeType(parts[i]) }
+		b.stage("a", parts[4])
+		b.stage("b", parts[5])
+		b.stage("c", parts[6])
+		b.edge("stdin", "a", t(0))
+		b.edge("stdin", "b", t(1))
+		b.edge("a", "c", t(2))
+		b.edge("b", "c", t(3))
+		return b.g
+	}
+}
+
+func TestRandomDiamondsMatchBash(t *testing.T) {
+	filters := []string{"sort", "rev", "cat", "head -n 40", "tail -n 30", "sed /e/d", "uniq -c", "tr a-z A-Z", "sort -r | head -n 5"}
+	types := []string{"pipe", "fifo"}
+	r := rand.New(rand.NewSource(4))
+	in := testInput("text")
+	file := t.TempDir() + "/in"
+	if err := os.WriteFile(file, in, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; n < 15; n++ {
+		var parts []string
+		for k := 0; k < 4; k++ {
+			parts = append(parts, types[r.Intn(len(types))])
+		}
+		for k := 0; k < 3; k++ {
+			parts = append(parts, filters[r.Intn(len(filters))])
+		}
+		script := fmt.Sprintf("cat <({ %s; } < %s) <({ %s; } < %s) | %s", parts[4], file, parts[5], file, parts[6])
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			want := bash(t, script, nil)
+			fr := newFlowRun(t, "diamond")
+			fr.cmd.Env = append(fr.cmd.Env, "IPCFLOW_TEST_DIAMOND="+strings.Join(parts, "\n"))
+			fr.cmd.Stdin = bytes.NewReader(in)
+			if code := fr.run(t); code != 0 {
+				t.Fatalf("%q: exit status %d: %s", parts, code, fr.stderr.Bytes())
+			}
+			if !bytes.Equal(fr.stdout.Bytes(), want) {
+				t.Errorf("%q: output differs from bash's (%d vs %d bytes)", parts, fr.stdout.Len(), len(want))
+			}
+		})
+	}
+}
