@@ -274,7 +274,8 @@ func TestStdinToStdout(t *testing.T) {
 	}
 }
 
-// Random chains of filters over random edge types, against bash: the
+// Random chains of filters over random edge types (all of them), against
+// bash: the
 // chain comes to the child in IPCFLOW_TEST_CHAIN as "TYPE|COMMAND" lines.
 func init() {
 	testFlows["chain"] = func() *parser.Graph {
@@ -301,7 +302,7 @@ func TestRandomChainsMatchBash(t *testing.T) {
 		"tail -n 70", "sed /e/d", "cut -c1-12", "awk '{print $2, $1}'", "sort | uniq",
 		"tr -d aeiou", "sed s/o/0/g", "cat -n",
 	}
-	types := []string{"pipe", "pipe", "fifo"}
+	types := []string{"pipe", "pipe", "fifo", "mq", "shm", "mmap", "socket"}
 	r := rand.New(rand.NewSource(3))
 	in := testInput("text")
 	for n := 0; n < 30; n++ {
@@ -327,19 +328,22 @@ func TestRandomChainsMatchBash(t *testing.T) {
 	}
 }
 
-// Random diamonds: stdin fanned out to two filters over random edge
-// types, joined in order into a third, against bash's
+// Random diamonds: a stream fanned out to two filters over random edge
+// types (a tee, or one shm ring with two readers), joined in order into a
+// third, against bash's
 // `cat <({ A; } < in) <({ B; } < in) | C`.
 func init() {
 	testFlows["diamond"] = func() *parser.Graph {
 		b := newGraph()
 		parts := strings.Split(os.Getenv("IPCFLOW_TEST_DIAMOND"), "\n")
 		t := func(i int) parser.EdgeType { return parser.EdgeType(parts[i]) }
+		b.stage("src", "cat")
 		b.stage("a", parts[4])
 		b.stage("b", parts[5])
 		b.stage("c", parts[6])
-		b.edge("stdin", "a", t(0))
-		b.edge("stdin", "b", t(1))
+		b.edge("stdin", "src", "")
+		b.edge("src", "a", t(0))
+		b.edge("src", "b", t(1))
 		b.edge("a", "c", t(2))
 		b.edge("b", "c", t(3))
 		return b.g
@@ -348,7 +352,8 @@ func init() {
 
 func TestRandomDiamondsMatchBash(t *testing.T) {
 	filters := []string{"sort", "rev", "cat", "head -n 40", "tail -n 30", "sed /e/d", "uniq -c", "tr a-z A-Z", "sort -r | head -n 5"}
-	types := []string{"pipe", "fifo"}
+	// shm twice: both branches shm is one channel with two readers.
+	types := []string{"pipe", "fifo", "mq", "shm", "shm", "mmap", "socket"}
 	r := rand.New(rand.NewSource(4))
 	in := testInput("text")
 	file := t.TempDir() + "/in"
@@ -362,6 +367,9 @@ func TestRandomDiamondsMatchBash(t *testing.T) {
 		}
 		for k := 0; k < 3; k++ {
 			parts = append(parts, filters[r.Intn(len(filters))])
+		}
+		if n == 0 {
+			parts[0], parts[1] = "shm", "shm" // surely once: one ring, two readers
 		}
 		script := fmt.Sprintf("cat <({ %s; } < %s) <({ %s; } < %s) | %s", parts[4], file, parts[5], file, parts[6])
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
