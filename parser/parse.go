@@ -318,7 +318,7 @@ func (p *parser) parseStage() (Stmt, error) {
 	d.CommandPos = p.pos(start)
 	// The text is kept as it is: trimming blanks after a final backslash
 	// would turn it into a line continuation.
-	d.Command = strings.TrimSuffix(p.l.input[start:end], "\r")
+	d.Command = p.l.input[start:end]
 	d.Script = script
 	if err != nil {
 		pos, msg := shellError(err)

@@ -45,6 +45,8 @@ func TestErrors(t *testing.T) {
 		{"unterminated option quote", "stage a = cat\na -[fifo path='x]-> stdout", "f:2:15: unterminated quote ' in option value"},
 		{"ok spaces", "param N=3\nstage a(in x)uses  = cat", "f:2:20: expected a name after 'uses', found '='"},
 		{"continued dsl line", "stage a = cat\nstage b = cat\na -> \\\n  b", ""},
+		{"crlf line ends", "param N = 1\r\nstage a = sort |\r\n  uniq\r\nstage b = cat # c\r\na -> b\r\n", ""},
+		{"quoted heredoc", "stage a = cat <<'EOF'\n$x\nEOF\na -> stdout", ""},
 		{"trailing backslash command", "stage a = echo x \\\n  y\na -> stdout", ""},
 	}
 	for _, tt := range tests {
