@@ -39,6 +39,7 @@ type run struct {
 	stopping bool // teardown has begun
 	cancel   context.CancelFunc
 	grace    <-chan time.Time // SIGKILL time, once stopping
+	graceEnd time.Time        // when grace fires
 	batch    int              // reap batches so far
 }
 

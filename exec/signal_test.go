@@ -148,16 +148,18 @@ func init() {
 	testFlows["leftover"] = func() *parser.Graph {
 		b := newGraph()
 		b.stage("bg", `sh -c "sleep 100 > /dev/null 2>&1 &"`)
+		// This one ignores SIGTERM: SIGKILL after --grace ends it.
+		b.stage("bg2", `sh -c "trap '' TERM; sleep 100 > /dev/null 2>&1 &"`)
 		b.stage("bad", "sleep 0.3; exit 2")
 		return b.g
 	}
 }
 
 func TestTeardownReachesLeftovers(t *testing.T) {
-	fr := newFlowRun(t, "leftover", "--grace=1s")
+	fr := newFlowRun(t, "leftover", "--grace=500ms")
 	code := fr.run(t)
 	if code != 2 {
 		t.Errorf("exit status %d, want 2; stderr:\n%s", code, fr.stderr.Bytes())
 	}
-	waitNoProcs(t, fr.mark, time.Second)
+	waitNoProcs(t, fr.mark, 200*time.Millisecond)
 }
