@@ -298,7 +298,7 @@ func init() {
 
 func TestRandomChainsMatchBash(t *testing.T) {
 	filters := []string{
-		"sort", "sort -r", "uniq -c", "tr a-z A-Z", "rev", "cat", "head -n 50",
+		"sort", "sort -r", "uniq -c", "tr a-z A-Z", "tac", "cat", "head -n 50",
 		"tail -n 70", "sed /e/d", "cut -c1-12", "awk '{print $2, $1}'", "sort | uniq",
 		"tr -d aeiou", "sed s/o/0/g", "cat -n",
 	}
@@ -351,7 +351,7 @@ func init() {
 }
 
 func TestRandomDiamondsMatchBash(t *testing.T) {
-	filters := []string{"sort", "rev", "cat", "head -n 40", "tail -n 30", "sed /e/d", "uniq -c", "tr a-z A-Z", "sort -r | head -n 5"}
+	filters := []string{"sort", "tac", "cat", "head -n 40", "tail -n 30", "sed /e/d", "uniq -c", "tr a-z A-Z", "sort -r | head -n 5"}
 	// shm twice: both branches shm is one channel with two readers.
 	types := []string{"pipe", "fifo", "mq", "shm", "shm", "mmap", "socket"}
 	r := rand.New(rand.NewSource(4))

@@ -97,7 +97,8 @@ func runShell(args []string) int {
 
 // externalBuiltins runs the builtins the interpreter knows by name but does
 // not implement (kill) as the programs of the same name, as a shell
-// without that builtin would: `kill -TERM $$` works in a stage.
+// without that builtin would: `kill -TERM $$` works in a stage. Where PATH
+// has no kill (procps is not everywhere), ipcflow's own role "kill" does.
 func externalBuiltins(ctx context.Context, args []string) ([]string, error) {
 	if args[0] != "kill" {
 		return args, nil
@@ -105,8 +106,56 @@ func externalBuiltins(ctx context.Context, args []string) ([]string, error) {
 	hc := interp.HandlerCtx(ctx)
 	if path, err := interp.LookPathDir(hc.Dir, hc.Env, args[0]); err == nil {
 		args[0] = path
+		return args, nil
 	}
-	return args, nil
+	path, argv, err := internalCommand("kill", args[1:]...)
+	if err != nil {
+		return args, nil
+	}
+	argv[0] = path
+	return argv, nil
+}
+
+func init() { roles["kill"] = runKill }
+
+// runKill is kill(1) for stages on systems without it:
+// kill [-s SIG | -SIG] [--] PID... (a negative PID is a process group).
+func runKill(args []string) int {
+	sig := unix.SIGTERM
+	if len(args) > 1 && args[0] == "-s" {
+		args = append([]string{"-" + args[1]}, args[2:]...)
+	}
+	if len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "--" && len(args[0]) > 1 {
+		name := strings.TrimPrefix(strings.ToUpper(args[0][1:]), "SIG")
+		if n, err := strconv.Atoi(name); err == nil {
+			sig = unix.Signal(n)
+		} else if s := unix.SignalNum("SIG" + name); s != 0 {
+			sig = s
+		} else {
+			fmt.Fprintf(os.Stderr, "kill: %s: invalid signal specification\n", args[0][1:])
+			return 1
+		}
+		args = args[1:]
+	}
+	if len(args) > 0 && args[0] == "--" {
+		args = args[1:]
+	}
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "kill: usage: kill [-s SIG | -SIG] PID...")
+		return 2
+	}
+	status := 0
+	for _, a := range args {
+		pid, err := strconv.Atoi(a)
+		if err == nil {
+			err = unix.Kill(pid, sig)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "kill: (%s) - %v\n", a, err)
+			status = 1
+		}
+	}
+	return status
 }
 
 // stageExec runs one program for the stage shell: the real fds go to it

@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"fmt"
 	osexec "os/exec"
 	"testing"
 )
@@ -28,5 +29,24 @@ func TestShellDiesOfSigpipe(t *testing.T) {
 		if got != c.want {
 			t.Errorf("%q: %q, want %q", c.cmd, got, c.want)
 		}
+	}
+}
+
+// kill without procps: ipcflow's own role does what kill(1) would.
+func TestKillRole(t *testing.T) {
+	sleeper := osexec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := fmt.Sprint(sleeper.Process.Pid)
+	if code := runKill([]string{"-s", "USR1", pid}); code != 0 {
+		t.Fatalf("kill -s USR1: status %d", code)
+	}
+	err := sleeper.Wait()
+	if err == nil || err.Error() != "signal: user defined signal 1" {
+		t.Errorf("sleep ended with %v, want SIGUSR1", err)
+	}
+	if code := runKill([]string{"-NOSUCH", pid}); code != 1 {
+		t.Errorf("a bad signal name: status %d, want 1", code)
 	}
 }

@@ -32,6 +32,8 @@ var statusFlows = []struct {
 		stderr: []string{"ipcflow: stage a: killed by signal SIGUSR1"}},
 	{name: "signal-shell", flow: func(b *graphBuilder) { b.stage("a", `echo hi >/dev/null; kill -TERM $$`) }, code: 128 + 15,
 		stderr: []string{"ipcflow: stage a: killed by signal SIGTERM"}},
+	{name: "signal-shell-no-kill-program", flow: func(b *graphBuilder) { b.stage("a", `PATH=/nonexistent; kill -TERM $$`) }, code: 128 + 15,
+		stderr: []string{"ipcflow: stage a: killed by signal SIGTERM"}},
 	{name: "yes-head", flow: func(b *graphBuilder) {
 		b.stage("y", "yes")
 		b.stage("h", "head -n 3")
