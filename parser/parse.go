@@ -371,8 +371,18 @@ func (p *parser) scanCommand() (start, end int, f *syntax.File, err error) {
 // start.
 func scanShell(sh *syntax.Parser, input string, start int) (end int, f *syntax.File, err error) {
 	r := &lineReader{input: input, pos: start, lastEnd: start}
-	if strings.TrimSpace(input[start:r.lineEnd()]) == "" {
+	lineEnd := r.lineEnd()
+	line := input[start:lineEnd]
+	if strings.TrimSpace(line) == "" {
 		return start, nil, nil
+	}
+	// Most commands are one line: parse it alone first. A line that ends
+	// in a backslash parses without error but goes on, so it takes the
+	// long way.
+	if !strings.HasSuffix(line, "\\") {
+		if f, err := sh.Parse(strings.NewReader(line+"\n"), ""); err == nil {
+			return lineEnd, f, nil
+		}
 	}
 	// The loop never breaks: mvdan.cc/sh v3.14's InteractiveSeq can call
 	// its yield function again after it returned false, which panics. It
