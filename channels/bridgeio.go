@@ -14,13 +14,13 @@ import (
 // between a stage and its bridge, and the bookkeeping of a bridge's
 // goroutines.
 
-// bridgePipeSize is the buffer of a bridge's pipe: larger than the default
+// BridgePipeSize is the buffer of a bridge's pipe: larger than the default
 // 64 KiB so the stage and the bridge wake each other less often, but not
 // 1 MiB: every bridged edge has two such pipes, charged to the user's pipe
 // budget (budget.go: 64 MiB before new pipes shrink to 8 KiB), and 256 KiB
 // moved as fast as 1 MiB here. If the budget refuses, the pipe keeps the
 // kernel's default.
-const bridgePipeSize = 256 << 10
+const BridgePipeSize = 256 << 10
 
 // bridgePipe makes the pipe between a stage and a bridge. The stage's end
 // stays blocking (ordinary tools expect that); ipcflow's end is
@@ -32,7 +32,7 @@ func bridgePipe(ourRead bool) (stage, ours *os.File, err error) {
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
 		return nil, nil, fmt.Errorf("pipe: %w", err)
 	}
-	size := min(int64(bridgePipeSize), PipeMaxSize())
+	size := min(int64(BridgePipeSize), PipeMaxSize())
 	unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, int(size)) // best effort: the default works too
 	stageFd, ourFd := fds[1], fds[0]
 	if !ourRead {

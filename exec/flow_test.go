@@ -386,3 +386,30 @@ func TestRandomDiamondsMatchBash(t *testing.T) {
 		})
 	}
 }
+
+// Twenty mq edges: at the default size nine queues use up RLIMIT_MSGQUEUE
+// (819,200 bytes), so the run must size them to fit the budget together.
+func init() {
+	testFlows["mq20"] = func() *parser.Graph {
+		b := newGraph()
+		names := []string{"gen"}
+		b.stage("gen", "seq 1 200000")
+		for i := 1; i <= 20; i++ {
+			names = append(names, fmt.Sprintf("c%d", i))
+			b.stage(names[i], "cat")
+		}
+		b.chain(parser.MQ, names...)
+		return b.g
+	}
+}
+
+func TestTwentyMQEdgesFitTheBudget(t *testing.T) {
+	want := bash(t, "seq 1 200000", nil)
+	fr := newFlowRun(t, "mq20")
+	if code := fr.run(t); code != 0 {
+		t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
+	}
+	if sha(fr.stdout.Bytes()) != sha(want) {
+		t.Errorf("output differs from bash (%d vs %d bytes)", fr.stdout.Len(), len(want))
+	}
+}

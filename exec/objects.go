@@ -147,12 +147,16 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 // what is left, and the user is told.
 func (r *run) planPipeSizes() {
 	var unsized []*Wire
+	bridged := 0 // a bridged edge's two pipes, counted in default-sized pipes
 	for _, w := range r.plan.Wires {
 		if (w.Spec.Type == "pipe" || w.Spec.Type == "fifo") && w.Spec.Options.Size == 0 {
 			unsized = append(unsized, w)
 		}
+		if t, ok := channels.Lookup(w.Spec.Type); ok && t.Caps.Bridged && !w.Internal() {
+			bridged += 2 * channels.BridgePipeSize / defaultPipeSize
+		}
 	}
-	size, warn := channels.PlanPipeSize(len(unsized), 0)
+	size, warn := channels.PlanPipeSize(len(unsized)+bridged, 0)
 	if warn == "" {
 		return
 	}
@@ -161,6 +165,9 @@ func (r *run) planPipeSizes() {
 		w.Spec.Options.Size = size
 	}
 }
+
+// defaultPipeSize is the kernel's default pipe buffer (16 pages).
+const defaultPipeSize = 64 << 10
 
 // teardownObjects closes and removes everything the run made.
 func (r *run) teardownObjects() {

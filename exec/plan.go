@@ -188,6 +188,9 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 		return nil, err
 	}
 	p.wire()
+	if err := p.planQueues(); err != nil {
+		return nil, err
+	}
 	// Options this machine can't honour (a pipe above pipe-max-size, an mq
 	// above its sysctl) are the user's to fix: say so before anything is
 	// created.
@@ -209,20 +212,9 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 // environment plus the params and envs written above it, so that
 // `param OUT = $DIR/out` may build on `param DIR`.
 func (p *Plan) expandVars(overrides []string, environ []string) error {
-	given := map[string]string{}
-	for _, o := range overrides {
-		name, value, ok := strings.Cut(o, "=")
-		if !ok || name == "" {
-			return usagef("%q is not NAME=VALUE", o)
-		}
-		declared := false
-		for _, pa := range p.Graph.Params {
-			declared = declared || pa.Name == name
-		}
-		if !declared {
-			return usagef("%s is not a param of %s", name, p.Graph.File)
-		}
-		given[name] = value
+	given, err := p.Graph.CheckOverrides(overrides)
+	if err != nil {
+		return usagef("%v", err)
 	}
 	env := append([]string(nil), environ...)
 	cfg := &expand.Config{}
@@ -276,4 +268,29 @@ func ownEnviron() []string {
 		env = append(env, kv)
 	}
 	return env
+}
+
+// planQueues sizes the flow's message queues together so that they fit the
+// user's RLIMIT_MSGQUEUE (819,200 bytes by default: nine default-sized
+// queues exhaust it), or fails, naming the limit, before anything starts.
+func (p *Plan) planQueues() error {
+	var mq []*Wire
+	var opts []channels.Options
+	for _, w := range p.Wires {
+		if !w.Internal() && w.Spec.Type == "mq" {
+			mq = append(mq, w)
+			opts = append(opts, w.Spec.Options)
+		}
+	}
+	if len(mq) == 0 {
+		return nil
+	}
+	planned, err := channels.PlanMQ(len(opts), opts)
+	if err != nil {
+		return usagef("%s: %v", p.Graph.File, err)
+	}
+	for i, w := range mq {
+		w.Spec.Options = planned[i]
+	}
+	return nil
 }
