@@ -191,7 +191,7 @@ func TestBuildPlanRefuses(t *testing.T) {
 	}
 	b = newGraph()
 	b.g.Params = []*parser.Param{{Name: "N", Value: word("3")}}
-	if _, err := buildPlan(b.g, []string{"M=1"}, nil, false, false); err == nil || !strings.Contains(err.Error(), "M is not a param") {
+	if _, err := buildPlan(b.g, []string{"M=1"}, nil, false, false); err == nil || !strings.Contains(err.Error(), "declares no param M") {
 		t.Errorf("undeclared param: %v", err)
 	}
 	p, err := buildPlan(b.g, []string{"N=7"}, nil, false, false)

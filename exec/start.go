@@ -172,28 +172,22 @@ func (r *run) startStage(st *stageRT) {
 }
 
 // acquire takes one unit of each semaphore st uses, in the global order
-// (by name), then reports to the supervisor. On failure or cancellation it
-// gives back what it took.
+// (locks.AcquireAll: by name, the same for every stage, so two stages can't
+// deadlock on them), then reports to the supervisor. On failure or
+// cancellation nothing stays taken.
 func (r *run) acquire(ctx context.Context, st *stageRT, ready chan<- acquired) {
-	var taken []*locks.Sem
-	for _, name := range sortedUses(st.sp) {
-		sem := r.sems[name]
-		if err := sem.Wait(ctx); err != nil {
-			for _, s := range taken {
-				s.Post()
-			}
-			ready <- acquired{st: st, err: err}
-			return
-		}
-		taken = append(taken, sem)
+	sems := make([]*locks.Sem, 0, len(st.sp.Stage.Uses))
+	for _, u := range st.sp.Stage.Uses {
+		sems = append(sems, r.sems[u.Name])
 	}
-	ready <- acquired{st: st, held: taken}
+	release, err := locks.AcquireAll(ctx, sems)
+	ready <- acquired{st: st, release: release, err: err}
 }
 
 type acquired struct {
-	st   *stageRT
-	held []*locks.Sem
-	err  error
+	st      *stageRT
+	release func() error // gives the units back; nil when none are held
+	err     error
 }
 
 // skip closes a stage's ends without starting it, so that its neighbours

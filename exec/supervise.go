@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/ipcflow/ipcflow/locks"
 )
 
 // The supervisor is one goroutine that owns every stage's state and the
@@ -40,7 +38,7 @@ type stageRT struct {
 	state   stageState
 	pid     int
 	started time.Time
-	held    []*locks.Sem
+	release func() error // gives back the semaphore units it holds, if any
 	exit    exitInfo
 	rusage  unix.Rusage
 	batch   int // the reap batch that collected it; 0 if never started
@@ -111,13 +109,13 @@ func (r *run) run() int {
 			}
 		case a := <-ready:
 			if a.err != nil || r.stopping {
-				for _, s := range a.held {
-					s.Post()
+				if a.release != nil {
+					a.release()
 				}
 				r.skip(a.st, "")
 				continue
 			}
-			a.st.held = a.held
+			a.st.release = a.release
 			r.startStage(a.st)
 		case <-timeout:
 			fmt.Fprintf(r.o.Stderr, "ipcflow: timeout: the flow ran longer than %v\n", r.o.Timeout)
@@ -274,10 +272,10 @@ func (r *run) signalAll(sig unix.Signal) {
 func (r *run) finished(st *stageRT, e exitInfo) {
 	st.state = stDone
 	st.exit = e
-	for _, s := range st.held {
-		s.Post()
+	if st.release != nil {
+		st.release()
+		st.release = nil
 	}
-	st.held = nil
 	if !e.ok() && e.signal == 0 && r.readersGone(st) {
 		// A program that catches EPIPE (or ignores SIGPIPE) exits with
 		// an error of its own once its reader has gone: that is `yes |
