@@ -19,7 +19,9 @@ import (
 
 // file returns the file for end e (used once per end). Ends of ipcflow's
 // own fds come back as os.Stdin, os.Stdout, os.Stderr, which movers use
-// without closing.
+// without closing. The shared /dev/null only ever ends a stage's port
+// (wiring.go); a mover would close it, so the planner never gives a mover
+// a null end.
 func (r *run) file(e End) *os.File {
 	switch e.Kind {
 	case EndOwn:
