@@ -64,6 +64,20 @@ var (
 // every dst (see Mover for ipcflow's own stdio). spillDir is where lagging
 // destinations spill beyond the memory bound (empty: the temp directory).
 func StartTee(src *os.File, dsts []*os.File, spillDir string) *Mover {
+	return startTee(src, dsts, spillDir, false)
+}
+
+// StartTeeAhead is StartTee for destinations whose readers may not have
+// started yet: it reads src to its end even while no destination takes a
+// byte, keeping what they have not read in their backlogs (memory, then
+// the spill file). A consumer that runs only after its producer has exited
+// (`stage b after a` reading a) gets its input this way; through a plain
+// pipe the producer would block for good once the pipe was full.
+func StartTeeAhead(src *os.File, dsts []*os.File, spillDir string) *Mover {
+	return startTee(src, dsts, spillDir, true)
+}
+
+func startTee(src *os.File, dsts []*os.File, spillDir string, readAhead bool) *Mover {
 	m, err := newMover()
 	if err != nil {
 		closeFile(src)
@@ -75,7 +89,7 @@ func StartTee(src *os.File, dsts []*os.File, spillDir string) *Mover {
 	if spillDir == "" {
 		spillDir = os.TempDir()
 	}
-	t := &teeRun{m: m, src: src, spillDir: spillDir, devnull: -1}
+	t := &teeRun{m: m, src: src, spillDir: spillDir, devnull: -1, readAhead: readAhead}
 	for _, f := range dsts {
 		t.dsts = append(t.dsts, &teeDst{f: f, spill: -1})
 	}
@@ -96,6 +110,9 @@ type teeRun struct {
 	devnull  int
 	spillDir string
 	stop     *moveCtl
+	// readAhead: keep reading while every destination has stopped
+	// (StartTeeAhead).
+	readAhead bool
 
 	// Reused from round to round, so that moving a chunk allocates nothing.
 	teeable []*teeDst
@@ -289,8 +306,12 @@ func (t *teeRun) paced(now time.Time) bool {
 }
 
 // anyLive: some destination is still taking bytes (reading ahead for
-// destinations that have all stopped would only fill the spill files).
+// destinations that have all stopped would only fill the spill files,
+// which is what readAhead asks for).
 func (t *teeRun) anyLive(now time.Time) bool {
+	if t.readAhead {
+		return true
+	}
 	for _, d := range t.dsts {
 		if !d.gone && !d.stopped(now) {
 			return true

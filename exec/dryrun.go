@@ -33,6 +33,9 @@ func (p *Plan) Print(w io.Writer, procs []*Process) {
 	}
 	for _, m := range p.Movers {
 		kind := [...]string{"tee", "join", "label"}[m.Kind]
+		if m.ReadAhead {
+			kind = "tee (reads ahead)"
+		}
 		fmt.Fprintf(w, "  %-5s %s -> %s  (%s)\n", kind, ends(p, m.Srcs), ends(p, m.Dsts), m.Purpose)
 	}
 	fmt.Fprintln(w, "\nprocesses:")

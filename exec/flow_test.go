@@ -413,3 +413,58 @@ func TestTwentyMQEdgesFitTheBudget(t *testing.T) {
 		t.Errorf("output differs from bash (%d vs %d bytes)", fr.stdout.Len(), len(want))
 	}
 }
+
+// A fan-out over one multi-reader channel (shm keeps the data once) whose
+// branches meet again: the join reads d before c, so c's output backs up
+// and c stops reading the ring. With one ring the writer waits for c and
+// d never ends; the plan must use a spilling Tee instead.
+func init() {
+	testFlows["shm-rejoin"] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("a", "seq 1 2000000")
+		b.stage("c", "cat")
+		b.stage("d", "tail -n 1")
+		b.edge("a", "c", parser.SHM)
+		b.edge("a", "d", parser.SHM)
+		b.edge("d", "stdout", "")
+		b.edge("c", "stdout", "")
+		return b.g
+	}
+	// b runs after a and reads a's output: nothing reads the edge while a
+	// writes it, so it must be buffered to its end.
+	for _, typ := range []parser.EdgeType{parser.Pipe, parser.FIFO, parser.SHM} {
+		testFlows["after-reader-"+string(typ)] = func() *parser.Graph {
+			b := newGraph()
+			b.stage("a", "seq 1 1000000")
+			b.stage("b", "wc -l").After = []*parser.Stage{b.find("a")}
+			b.edge("a", "b", typ)
+			return b.g
+		}
+	}
+}
+
+func TestFanOutBranchesThatMeetDoNotDeadlock(t *testing.T) {
+	want := bash(t, "seq 1 2000000 | tail -n 1; seq 1 2000000", nil)
+	fr := newFlowRun(t, "shm-rejoin", "--timeout=60s")
+	if code := fr.run(t); code != 0 {
+		t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
+	}
+	if sha(fr.stdout.Bytes()) != sha(want) {
+		t.Errorf("output differs from bash (%d vs %d bytes)", fr.stdout.Len(), len(want))
+	}
+}
+
+func TestAfterStageReadingItsProducer(t *testing.T) {
+	want := bash(t, "seq 1 1000000 | wc -l", nil)
+	for _, typ := range []string{"pipe", "fifo", "shm"} {
+		t.Run(typ, func(t *testing.T) {
+			fr := newFlowRun(t, "after-reader-"+typ, "--timeout=60s")
+			if code := fr.run(t); code != 0 {
+				t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
+			}
+			if fr.stdout.String() != string(want) {
+				t.Errorf("got %q, bash %q", fr.stdout.String(), want)
+			}
+		})
+	}
+}

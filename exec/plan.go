@@ -105,6 +105,10 @@ type MoverPlan struct {
 	Dsts    []End
 	Stage   string // Label: the stage whose lines it prefixes
 	Purpose string
+	// ReadAhead (Tee): read the source to its end even while no
+	// destination takes bytes, for consumers that start only after their
+	// producer has exited (channels.StartTeeAhead).
+	ReadAhead bool
 }
 
 // readsStdin reports whether m reads ipcflow's own stdin: such a mover may

@@ -42,7 +42,11 @@ func (r *run) startMovers() {
 			for i, d := range mp.Dsts {
 				dsts[i] = r.file(d)
 			}
-			m = channels.StartTee(r.file(mp.Srcs[0]), dsts, r.rd.Path)
+			if mp.ReadAhead {
+				m = channels.StartTeeAhead(r.file(mp.Srcs[0]), dsts, r.rd.Path)
+			} else {
+				m = channels.StartTee(r.file(mp.Srcs[0]), dsts, r.rd.Path)
+			}
 		case Join:
 			srcs := make([]*os.File, len(mp.Srcs))
 			for i, s := range mp.Srcs {

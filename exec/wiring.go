@@ -43,7 +43,7 @@ func (p *Plan) wire() {
 
 	for _, from := range producerOrder(g) {
 		edges := outgoing[from]
-		if len(edges) == 1 {
+		if len(edges) == 1 && !waitsForProducer(g.Edges[edges[0]]) {
 			i := edges[0]
 			e := g.Edges[i]
 			to := e.To.String()
@@ -71,7 +71,10 @@ func (p *Plan) wire() {
 			}
 			continue
 		}
-		// Fan-out.
+		// Fan-out, or one edge whose consumer starts only after its
+		// producer has exited: a Tee buffers (and spills) what the
+		// consumer cannot take yet, where a plain pipe would block the
+		// producer for good.
 		if w, ok := p.fanOutGroup(from, edges); ok {
 			prodEnd[from] = writeEnd(w)
 			for k, i := range edges {
@@ -88,8 +91,12 @@ func (p *Plan) wire() {
 			src = readEnd(t, 0)
 		}
 		tee := &MoverPlan{Kind: Tee, Srcs: []End{src}, Purpose: "fan-out of " + from}
+		if len(edges) == 1 {
+			tee.Purpose = "buffer of " + from + " (its reader runs after it)"
+		}
 		for _, i := range edges {
 			e := g.Edges[i]
+			tee.ReadAhead = tee.ReadAhead || waitsForProducer(e)
 			to := e.To.String()
 			if e.Type == parser.Pipe && e.To.Stage == nil && len(incoming[to]) == 1 {
 				tee.Dsts = append(tee.Dsts, ownEnd(specialFd(e.To.Port)))
@@ -169,9 +176,17 @@ func (p *Plan) fanOutGroup(from string, edges []int) (int, bool) {
 	}
 	for _, i := range edges {
 		e := p.Graph.Edges[i]
-		if e.Type != first.Type || !reflect.DeepEqual(e.Options, first.Options) || e.To.Stage == nil {
+		if e.Type != first.Type || !reflect.DeepEqual(e.Options, first.Options) || e.To.Stage == nil || waitsForProducer(e) {
 			return 0, false
 		}
+	}
+	// One channel with a cursor per reader moves at the pace of its
+	// slowest reader. If the branches meet again (a join that reads one
+	// branch before the other, a stage reading two of them, one branch
+	// waiting on another with after), a branch held back downstream stops
+	// the others for good; a Tee spills for it instead.
+	if p.branchesMeet(edges) {
+		return 0, false
 	}
 	w := p.addEdgeWire(first, len(edges), "fan-out of "+from)
 	for _, i := range edges[1:] {
@@ -251,4 +266,72 @@ func consumerOrder(g *parser.Graph) []string {
 		}
 	}
 	return keys
+}
+
+// waitsForProducer reports whether e's consumer starts only after e's
+// producer has exited (it is among the consumer's after stages, directly
+// or through others): then nothing reads the edge while the producer
+// writes it.
+func waitsForProducer(e *parser.Edge) bool {
+	if e.From.Stage == nil || e.To.Stage == nil {
+		return false
+	}
+	seen := map[*parser.Stage]bool{}
+	var waits func(s *parser.Stage) bool
+	waits = func(s *parser.Stage) bool {
+		for _, a := range s.After {
+			if a == e.From.Stage {
+				return true
+			}
+			if !seen[a] {
+				seen[a] = true
+				if waits(a) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return waits(e.To.Stage)
+}
+
+// branchesMeet reports whether the consumers of a fan-out's edges depend
+// on each other downstream: some stage, or ipcflow's stdout or stderr, is
+// reached from two of them through data edges or after clauses.
+func (p *Plan) branchesMeet(edges []int) bool {
+	next := map[string][]string{} // a node and the nodes that read from or wait on it
+	for _, e := range p.Graph.Edges {
+		if e.From.Stage == nil {
+			continue
+		}
+		to := e.To.Port // stdout or stderr
+		if e.To.Stage != nil {
+			to = e.To.Stage.Name
+		}
+		next[e.From.Stage.Name] = append(next[e.From.Stage.Name], to)
+	}
+	for _, st := range p.Graph.Stages {
+		for _, a := range st.After {
+			next[a.Name] = append(next[a.Name], st.Name)
+		}
+	}
+	reachedFrom := map[string]int{} // node -> index of the branch that reached it
+	for k, i := range edges {
+		stack := []string{p.Graph.Edges[i].To.Stage.Name}
+		seen := map[string]bool{}
+		for len(stack) > 0 {
+			n := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if seen[n] {
+				continue
+			}
+			seen[n] = true
+			if other, ok := reachedFrom[n]; ok && other != k {
+				return true
+			}
+			reachedFrom[n] = k
+			stack = append(stack, next[n]...)
+		}
+	}
+	return false
 }
