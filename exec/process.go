@@ -1,12 +1,14 @@
 package exec
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
 	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/interp"
 	"mvdan.cc/sh/v3/syntax"
@@ -236,4 +238,35 @@ func sortedUses(sp *StagePlan) []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// cannotRun says, as bash would, why the program name (found or not on
+// PATH) can't be run from dir: the exit status and the message. execErr is
+// what execve said, when it got that far. 127 is "not there", 126 "there
+// but not runnable".
+func cannotRun(dir, name string, execErr error) (int, string) {
+	if execErr == nil && !strings.Contains(name, "/") {
+		return 127, "command not found"
+	}
+	path := name
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dir, path)
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		if execErr == nil {
+			return 127, "No such file or directory"
+		}
+		return 127, "command not found"
+	case fi.IsDir():
+		return 126, "Is a directory"
+	case errors.Is(execErr, unix.ENOENT):
+		// The file is there; its #! interpreter is not.
+		return 127, "cannot execute: required file not found"
+	case execErr == nil || errors.Is(execErr, unix.EACCES):
+		return 126, "Permission denied"
+	default:
+		return 126, "cannot execute: " + execErr.Error()
+	}
 }

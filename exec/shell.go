@@ -168,8 +168,9 @@ func stageExec(stage string, extra []*os.File) interp.ExecHandlerFunc {
 		hc := interp.HandlerCtx(ctx)
 		path, err := interp.LookPathDir(hc.Dir, hc.Env, args[0])
 		if err != nil {
-			fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: command not found\n", stage, args[0])
-			return interp.ExitStatus(127)
+			code, msg := cannotRun(hc.Dir, args[0], nil)
+			fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: %s\n", stage, args[0], msg)
+			return interp.ExitStatus(code)
 		}
 		cmd := &osexec.Cmd{
 			Path:       path,
@@ -187,13 +188,9 @@ func stageExec(stage string, extra []*os.File) interp.ExecHandlerFunc {
 				// own, as shells do (the interpreter's default does that).
 				return interp.DefaultExecHandler(2*time.Second)(ctx, args)
 			}
-			var code uint8 = 126
-			msg := "cannot execute"
-			if errors.Is(err, unix.ENOENT) {
-				code, msg = 127, "command not found"
-			}
+			code, msg := cannotRun(hc.Dir, path, err)
 			fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: %s\n", stage, args[0], msg)
-			return interp.ExitStatus(code)
+			return interp.ExitStatus(uint8(code))
 		}
 		err = cmd.Wait()
 		var ee *osexec.ExitError

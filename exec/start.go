@@ -135,8 +135,9 @@ func (r *run) startStage(st *stageRT) {
 	pr := st.pr
 	cmd := strings.Join(pr.Argv, " ")
 	if pr.NotFound {
-		fmt.Fprintf(r.o.Stderr, "ipcflow: stage %s: %s: command not found\n", st.name(), pr.Argv[0])
-		r.finished(st, exitInfo{code: 127, reported: true})
+		code, msg := cannotRun(pr.Dir, pr.Argv[0], nil)
+		fmt.Fprintf(r.o.Stderr, "ipcflow: stage %s: %s: %s\n", st.name(), pr.Argv[0], msg)
+		r.finished(st, exitInfo{code: code, reported: true})
 		return
 	}
 	pid, err := spawn(pr, sf.fds, pr.Argv, pr.Path)
@@ -148,16 +149,9 @@ func (r *run) startStage(st *stageRT) {
 		}
 	}
 	if err != nil {
-		msg := err.Error()
-		if errors.Is(err, syscall.ENOENT) {
-			msg = "command not found"
-		}
+		code, msg := cannotRun(pr.Dir, pr.Path, err)
 		if pr.Shell {
 			cmd = "stage shell"
-		}
-		code := 126
-		if errors.Is(err, syscall.ENOENT) {
-			code = 127
 		}
 		if _, serr := os.Stat(pr.Dir); pr.Dir != "" && serr != nil {
 			cmd, msg, code = "dir "+pr.Dir, "no such directory", 126

@@ -60,6 +60,20 @@ var statusFlows = []struct {
 	{name: "not-found-in-shell", flow: func(b *graphBuilder) {
 		b.stage("a", "echo hi | no-such-program-xyz")
 	}, code: 127, stderr: []string{"ipcflow: stage a: no-such-program-xyz: command not found", "ipcflow: stage a: exit status 127"}},
+	// Like bash: 126 for a file that is there but can't run, 127 for one
+	// that isn't (or whose #! interpreter isn't), with bash's words.
+	{name: "not-executable", flow: func(b *graphBuilder) {
+		b.stage("a", "/etc/passwd")
+	}, code: 126, stderr: []string{"ipcflow: stage a: /etc/passwd: Permission denied"}},
+	{name: "directory", flow: func(b *graphBuilder) {
+		b.stage("a", "/")
+	}, code: 126, stderr: []string{"ipcflow: stage a: /: Is a directory"}},
+	{name: "no-such-file", flow: func(b *graphBuilder) {
+		b.stage("a", "./no-such-file-xyz.sh")
+	}, code: 127, stderr: []string{"ipcflow: stage a: ./no-such-file-xyz.sh: No such file or directory"}},
+	{name: "not-executable-in-shell", flow: func(b *graphBuilder) {
+		b.stage("a", "/etc/passwd; exit $?")
+	}, code: 126, stderr: []string{"ipcflow: stage a: /etc/passwd: Permission denied", "ipcflow: stage a: exit status 126"}},
 	{name: "teardown", flow: func(b *graphBuilder) {
 		b.stage("sleeper", "sleep 30")
 		b.stage("bad", "sleep 0.2; exit 4")
