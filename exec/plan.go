@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 
 	"github.com/ipcflow/ipcflow/channels"
@@ -221,12 +220,10 @@ func (p *Plan) expandVars(overrides []string, environ []string) error {
 		return usagef("%v", err)
 	}
 	env := append([]string(nil), environ...)
-	cfg := &expand.Config{}
-	expandWord := func(what, name string, w *syntax.Word) (string, error) {
-		cfg.Env = expand.ListEnviron(env...)
-		v, err := expand.Literal(cfg, w)
+	expandWord := func(what, name string, pos parser.Pos, w *syntax.Word) (string, error) {
+		v, err := assignValue(env, w)
 		if err != nil {
-			return "", usagef("%s %s: expand: %v", what, name, err)
+			return "", &UsageError{Msg: fmt.Sprintf("%s:%s: %s %s: %v", p.Graph.File, pos, what, name, err), Positioned: true}
 		}
 		return v, nil
 	}
@@ -234,7 +231,7 @@ func (p *Plan) expandVars(overrides []string, environ []string) error {
 		v, ok := given[pa.Name]
 		if !ok {
 			var err error
-			if v, err = expandWord("param", pa.Name, pa.Value); err != nil {
+			if v, err = expandWord("param", pa.Name, pa.Pos, pa.Value); err != nil {
 				return err
 			}
 		}
@@ -242,7 +239,7 @@ func (p *Plan) expandVars(overrides []string, environ []string) error {
 		env = append(env, pa.Name+"="+v)
 	}
 	for _, en := range p.Graph.Envs {
-		v, err := expandWord("env", en.Name, en.Value)
+		v, err := expandWord("env", en.Name, en.Pos, en.Value)
 		if err != nil {
 			return err
 		}

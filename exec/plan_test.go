@@ -199,3 +199,29 @@ func TestBuildPlanRefuses(t *testing.T) {
 		t.Errorf("override: %v %v", err, p)
 	}
 }
+
+// Param and env values expand as bash expands an assignment's value:
+// quotes and backslashes removed, no splitting, no globbing.
+func TestParamValuesExpandAsAssignments(t *testing.T) {
+	cases := []struct{ src, want string }{
+		{`a\ b`, "a b"},
+		{`c\"d`, `c"d`},
+		{`"q r"`, "q r"},
+		{`'x\y'`, `x\y`},
+		{`${SPACED}`, "1  2"},
+		{`*`, "*"},
+		{`${NOPE:-dflt}\ x`, "dflt x"},
+	}
+	for _, c := range cases {
+		b := newGraph()
+		b.g.Params = []*parser.Param{{Name: "P", Value: word(c.src)}}
+		p, err := buildPlan(b.g, nil, []string{"SPACED=1  2"}, false, false)
+		if err != nil {
+			t.Errorf("%s: %v", c.src, err)
+			continue
+		}
+		if got := p.Params[0].Value; got != c.want {
+			t.Errorf("param P = %s: got %q, bash gives %q", c.src, got, c.want)
+		}
+	}
+}

@@ -68,9 +68,8 @@ func (p *Plan) Process(sp *StagePlan, run RunNames) (*Process, error) {
 		env = append(env, port.Name+"=/dev/fd/"+strconv.Itoa(port.Fd))
 	}
 
-	cfg := &expand.Config{Env: expand.ListEnviron(env...)}
 	if st.Dir != nil {
-		d, err := expand.Literal(cfg, st.Dir)
+		d, err := assignValue(env, st.Dir)
 		if err != nil {
 			return nil, usagef("stage %s: dir: %v", st.Name, err)
 		}
@@ -269,4 +268,22 @@ func cannotRun(dir, name string, execErr error) (int, string) {
 	default:
 		return 126, "cannot execute: " + execErr.Error()
 	}
+}
+
+// assignValue expands w as bash expands the value of an assignment
+// (`X=WORD`): parameters and command substitutions expanded, quotes and
+// backslashes removed, no field splitting and no globbing. expand.Literal
+// keeps unquoted backslashes (`a\ b` would stay `a\ b`), so this is
+// expand.Fields with splitting off (IFS empty) and globbing off (no
+// ReadDir in the Config), joined back into one string.
+func assignValue(environ []string, w *syntax.Word) (string, error) {
+	if w == nil {
+		return "", nil
+	}
+	env := append(environ[:len(environ):len(environ)], "IFS=")
+	fields, err := expand.Fields(&expand.Config{Env: expand.ListEnviron(env...)}, w)
+	if err != nil {
+		return "", err
+	}
+	return strings.Join(fields, ""), nil
 }
