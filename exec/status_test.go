@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -238,5 +239,38 @@ func TestFIFOPathRemoved(t *testing.T) {
 		if _, err := os.Lstat(fifo); err == nil {
 			t.Errorf("%s left behind (stage exit %s)", fifo, code)
 		}
+	}
+}
+
+func init() {
+	testFlows["yes-to-stderr"] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("a", "yes >&2")
+		return b.g
+	}
+}
+
+// With --label a stage's stderr passes through ipcflow. When whatever reads
+// ipcflow's stderr stops, the stage sees a closed pipe and the run ends
+// with 0, as `yes >&2 2>&1 | head` does in a shell; ipcflow itself must
+// not die of SIGPIPE (Go kills a process on EPIPE writing fd 2 unless it
+// is notified of SIGPIPE).
+func TestLabelledStderrReaderStops(t *testing.T) {
+	fr := newFlowRun(t, "yes-to-stderr", "--label")
+	fr.cmd.Stderr = nil
+	stderr, err := fr.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 9)
+	if _, err := io.ReadFull(stderr, head); err != nil || string(head) != "a: y\na: y" {
+		t.Fatalf("read %q, %v", head, err)
+	}
+	stderr.Close()
+	if code := exitCode(t, fr.cmd.Wait()); code != 0 {
+		t.Errorf("exit status %d, want 0 (the reader finished)", code)
 	}
 }
