@@ -38,6 +38,7 @@ type CLI struct {
 	Bench   BenchCmd   `cmd:"" help:"Measure throughput and latency of each edge type on this machine."`
 	Lock    LockCmd    `cmd:"" help:"Inside a stage: run COMMAND holding one unit of semaphore SEM."`
 	Version VersionCmd `cmd:"" help:"Print ipcflow's version."`
+	Watch   WatchCmd   `cmd:"" help:"(not supported yet) Run a flow again when its file or a PATH changes."`
 }
 
 // Streams are the standard streams a command uses; tests pass their own.
