@@ -131,3 +131,30 @@ func (b *bridges) wait() error {
 	defer b.mu.Unlock()
 	return b.err
 }
+
+// readerPipes makes the consumer-side pipes of a channel with n readers:
+// stage[i] is reader i's end for exec, ours[i] the end its bridge writes.
+// On error it closes what it made.
+func readerPipes(n int) (stage, ours []*os.File, err error) {
+	for range n {
+		r, out, err := bridgePipe(false)
+		if err != nil {
+			for i := range stage {
+				stage[i].Close()
+				ours[i].Close()
+			}
+			return nil, nil, err
+		}
+		stage, ours = append(stage, r), append(ours, out)
+	}
+	return stage, ours, nil
+}
+
+// startFanOut runs a multi-reader channel's bridges: produce fills the
+// object, consume(i) empties it into reader i's pipe.
+func (b *bridges) startFanOut(produce func() error, readers int, consume func(i int) error) {
+	b.goRun(produce)
+	for i := range readers {
+		b.goRun(func() error { return consume(i) })
+	}
+}

@@ -110,22 +110,15 @@ func openShm(env Env, spec Spec) (Channel, error) {
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
 	c.in = in
-	rs := make([]*os.File, spec.Readers)
-	for i := range rs {
-		r, out, err := bridgePipe(false)
-		if err != nil {
-			c.ends = newEnds(w, rs[:i])
-			c.Close()
-			return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
-		}
-		rs[i] = r
-		c.outs = append(c.outs, out)
+	rs, outs, err := readerPipes(spec.Readers)
+	if err != nil {
+		c.ends = newEnds(w, nil)
+		c.Close()
+		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
+	c.outs = outs
 	c.ends = newEnds(w, rs)
-	c.br.goRun(c.produce)
-	for i := range c.outs {
-		c.br.goRun(func() error { return c.consume(i) })
-	}
+	c.br.startFanOut(c.produce, len(outs), c.consume)
 	return c, nil
 }
 
