@@ -114,7 +114,7 @@ func TestLeakCheckCatchesLeaks(t *testing.T) {
 	want := 2
 	if q, err := mqOpen("/"+env.Prefix+"e3", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 1, 16); err == nil {
 		unix.Close(q)
-		defer mqUnlink("/" + env.Prefix + "e3")
+		defer UnlinkMQ("/" + env.Prefix + "e3")
 		if _, err := os.Stat("/dev/mqueue"); err == nil {
 			want = 3
 		}

@@ -204,7 +204,7 @@ func mqLinks() (a, b rtEnd, cleanup func(), err error) {
 			cleanup()
 			return a, b, nil, fmt.Errorf("mq %s: %w", name, err)
 		}
-		mqUnlink(name)
+		UnlinkMQ(name)
 		fds = append(fds, fd)
 	}
 	end := func(w, r int) rtEnd {

@@ -85,8 +85,9 @@ func mqOpen(name string, flags int, maxmsg, msgsize int64) (int, error) {
 	return int(fd), nil
 }
 
-// mqUnlink is mq_unlink(3).
-func mqUnlink(name string) error {
+// UnlinkMQ is mq_unlink(3): it removes the queue called name ("/NAME").
+// Exported for the run's teardown and `ipcflow clean`.
+func UnlinkMQ(name string) error {
 	p, err := mqName(name)
 	if err != nil {
 		return err
@@ -95,6 +96,17 @@ func mqUnlink(name string) error {
 		return e
 	}
 	return nil
+}
+
+// MQExists reports whether a queue called name exists, by opening it:
+// /dev/mqueue, where queues could be listed, is often not mounted.
+func MQExists(name string) bool {
+	fd, err := mqOpen(name, unix.O_RDONLY, 0, 0)
+	if err != nil {
+		return err != unix.ENOENT
+	}
+	unix.Close(fd)
+	return true
 }
 
 // mqGetAttr is mq_getattr(3), through mq_getsetattr.
@@ -320,11 +332,11 @@ func openMQ(env Env, spec Spec) (Channel, error) {
 	rfd, err := mqOpen(name, unix.O_RDONLY|unix.O_NONBLOCK, 0, 0)
 	if err != nil {
 		unix.Close(sfd)
-		mqUnlink(name)
+		UnlinkMQ(name)
 		return nil, fmt.Errorf("edge %s: open mq %s for reading: %w", spec.ID, name, err)
 	}
 	// Both ends are open, in this process: the name can go.
-	uerr := mqUnlink(name)
+	uerr := UnlinkMQ(name)
 	c := &mqChannel{
 		name:    name,
 		msgsize: int(msgsize),

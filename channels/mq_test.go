@@ -145,7 +145,7 @@ func TestMQCostMatchesKernel(t *testing.T) {
 	var names []string
 	defer func() {
 		for _, n := range names {
-			mqUnlink(n)
+			UnlinkMQ(n)
 		}
 	}()
 	open := func(mm, ms int64) error {

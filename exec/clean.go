@@ -7,13 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/locks"
 )
 
 // runIsDead reports whether no process holds the lock of the run in dir.
@@ -156,19 +155,14 @@ func strayObjects(live map[string]bool) []object {
 func objectExists(o object) bool {
 	switch o.kind {
 	case channels.KindSem:
-		_, err := os.Lstat("/dev/shm/sem." + strings.TrimPrefix(o.name, "/"))
-		return err == nil
-	case channels.KindMQ:
-		p, err := unix.BytePtrFromString(strings.TrimPrefix(o.name, "/"))
+		path, err := locks.SemPath(o.name)
 		if err != nil {
 			return false
 		}
-		fd, _, errno := unix.Syscall6(unix.SYS_MQ_OPEN, uintptr(unsafe.Pointer(p)), uintptr(unix.O_RDONLY|unix.O_CLOEXEC), 0, 0, 0, 0)
-		if errno != 0 {
-			return errno != syscall.ENOENT
-		}
-		unix.Close(int(fd))
-		return true
+		_, err = os.Lstat(path)
+		return err == nil
+	case channels.KindMQ:
+		return channels.MQExists(o.name)
 	default:
 		_, err := os.Lstat(o.name)
 		return err == nil

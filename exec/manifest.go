@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/locks"
 )
 
 // readManifest lists the objects a run directory's manifest records.
@@ -45,10 +45,9 @@ func removeObject(kind, name string) error {
 	case channels.KindDir:
 		err = unix.Rmdir(name)
 	case channels.KindSem:
-		// glibc keeps "/NAME" as the file /dev/shm/sem.NAME.
-		err = unix.Unlink("/dev/shm/sem." + strings.TrimPrefix(name, "/"))
+		err = locks.Unlink(name)
 	case channels.KindMQ:
-		err = mqUnlink(name)
+		err = channels.UnlinkMQ(name)
 	default:
 		return fmt.Errorf("run manifest: unknown object kind %q for %s", kind, name)
 	}
@@ -56,19 +55,6 @@ func removeObject(kind, name string) error {
 		return nil
 	}
 	return fmt.Errorf("remove %s %s: %w", kind, name, err)
-}
-
-// mqUnlink is mq_unlink(3): the system call takes the name without glibc's
-// leading slash.
-func mqUnlink(name string) error {
-	p, err := unix.BytePtrFromString(strings.TrimPrefix(name, "/"))
-	if err != nil {
-		return err
-	}
-	if _, _, errno := unix.Syscall(unix.SYS_MQ_UNLINK, uintptr(unsafe.Pointer(p)), 0, 0); errno != 0 {
-		return errno
-	}
-	return nil
 }
 
 // removeRun removes what a dead run's manifest lists, then its directory.

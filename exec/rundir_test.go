@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/locks"
 )
 
 // privateRunBase points runs of this test at a directory of its own.
@@ -113,6 +114,14 @@ func TestCleanDeadAndLiveRuns(t *testing.T) {
 	stray := "/dev/shm/" + dead.Prefix + "stray"
 	os.WriteFile(stray, nil, 0o600)
 	defer os.Remove(stray)
+	// And a semaphore of the dead run, also missing from its manifest.
+	sem, err := locks.Create("/"+dead.Prefix+"db", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sem.Close()
+	semFile, _ := locks.SemPath("/" + dead.Prefix + "db")
+	defer os.Remove(semFile)
 	// The dead run "crashes": its lock goes with its fd, its files stay.
 	dead.lock.Close()
 	dead.lock = nil
@@ -126,7 +135,7 @@ func TestCleanDeadAndLiveRuns(t *testing.T) {
 			t.Fatalf("dry run removed %s", p)
 		}
 	}
-	for _, want := range []string{"would remove shm " + deadObj, "would remove shm " + stray, "would remove run directory " + dead.Path} {
+	for _, want := range []string{"would remove shm " + deadObj, "would remove shm " + stray, "would remove sem /" + dead.Prefix + "db", "would remove run directory " + dead.Path} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("dry run output lacks %q:\n%s", want, out.String())
 		}
@@ -138,7 +147,7 @@ func TestCleanDeadAndLiveRuns(t *testing.T) {
 	if err := Clean(&out, false); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{deadObj, stray, dead.Path} {
+	for _, p := range []string{deadObj, stray, semFile, dead.Path} {
 		if _, err := os.Lstat(p); !os.IsNotExist(err) {
 			t.Errorf("clean left %s", p)
 		}
