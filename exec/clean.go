@@ -45,7 +45,7 @@ func runIsDead(dir string) (bool, error) {
 // the current one, and the temp-directory fallback of a session without
 // XDG_RUNTIME_DIR. A live run found in either is spared.
 func runBases() []string {
-	tmp := filepath.Join(os.TempDir(), "ipcflow-"+fmt.Sprint(os.Getuid()))
+	tmp := tempRunBase()
 	if b := runBase(); b != tmp {
 		return []string{b, tmp}
 	}

@@ -53,6 +53,11 @@ func runBase() string {
 			return filepath.Join(d, "ipcflow")
 		}
 	}
+	return tempRunBase()
+}
+
+// tempRunBase is the per-user fallback in the temp directory.
+func tempRunBase() string {
 	return filepath.Join(os.TempDir(), "ipcflow-"+strconv.Itoa(os.Getuid()))
 }
 
