@@ -8,6 +8,7 @@ package exec
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +28,9 @@ type Plan struct {
 	Movers []*MoverPlan
 	Stages []*StagePlan
 	Label  bool
+	// Environ is ipcflow's environment as the run sees it (its own flag
+	// variables left out): params expand against it, stages inherit it.
+	Environ []string
 
 	stdinTTY bool // ipcflow's stdin is a terminal: stages can't read it themselves
 }
@@ -186,7 +190,7 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 				g.File, e.Pos, e.Type, strings.Join(channels.Names(), ", ")), Positioned: true}
 		}
 	}
-	p := &Plan{Graph: g, Label: label, stdinTTY: stdinTTY}
+	p := &Plan{Graph: g, Label: label, Environ: environ, stdinTTY: stdinTTY}
 	if err := p.expandVars(overrides, environ); err != nil {
 		return nil, err
 	}
@@ -255,18 +259,16 @@ func isTerminal(fd int) bool {
 	return err == nil
 }
 
-// ownEnviron is ipcflow's environment, less the variables that only mean
-// something to ipcflow itself (its flags), which stages should not inherit.
-func ownEnviron() []string {
+// environWithout is ipcflow's environment less the variables named in
+// hide: those of ipcflow's own flags (IPCFLOW_GRACE...), which mean
+// something to ipcflow and would change a nested `ipcflow run` in a stage.
+func environWithout(hide []string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		switch {
-		case strings.HasPrefix(kv, "IPCFLOW_DRY_RUN="), strings.HasPrefix(kv, "IPCFLOW_LABEL="),
-			strings.HasPrefix(kv, "IPCFLOW_KEEP_GOING="), strings.HasPrefix(kv, "IPCFLOW_GRACE="),
-			strings.HasPrefix(kv, "IPCFLOW_TIMEOUT="):
-			continue
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(hide, name) {
+			env = append(env, kv)
 		}
-		env = append(env, kv)
 	}
 	return env
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,7 +52,7 @@ func (p *Plan) Process(sp *StagePlan, run RunNames) (*Process, error) {
 	st := sp.Stage
 	pr := &Process{Name: st.Name, Fds: sp.Fds}
 
-	env := ownEnviron()
+	env := slices.Clone(p.Environ)
 	for _, v := range p.Params {
 		env = append(env, v.Name+"="+v.Value)
 	}

@@ -22,6 +22,9 @@ type Options struct {
 	Timeout   time.Duration // 0: none
 	Stdout    io.Writer     // --dry-run's plan
 	Stderr    io.Writer     // ipcflow's own messages
+	// FlagEnv names the variables that set ipcflow's own flags
+	// (IPCFLOW_GRACE...): stages do not inherit them.
+	FlagEnv []string
 }
 
 // DefaultGrace is how long stages get between SIGTERM and SIGKILL.
@@ -46,7 +49,7 @@ func Run(g *parser.Graph, o Options) int {
 	if o.Stdout == nil {
 		o.Stdout = os.Stdout
 	}
-	plan, err := BuildPlan(g, o.Overrides, ownEnviron(), o.Label)
+	plan, err := BuildPlan(g, o.Overrides, environWithout(o.FlagEnv), o.Label)
 	if err != nil {
 		return report(o.Stderr, err)
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/alecthomas/kong"
+
 	"github.com/ipcflow/ipcflow/exec"
 	"github.com/ipcflow/ipcflow/parser"
 )
@@ -40,7 +42,7 @@ func (c *RunCmd) later() string {
 	return ""
 }
 
-func (c *RunCmd) Run(s *Streams) error {
+func (c *RunCmd) Run(s *Streams, kctx *kong.Context) error {
 	if f := c.later(); f != "" {
 		return &ExitStatus{Code: usageStatus, Msg: "run: " + f + " is not supported yet"}
 	}
@@ -71,9 +73,21 @@ func (c *RunCmd) Run(s *Streams) error {
 		Timeout:   c.Timeout,
 		Stdout:    s.Stdout,
 		Stderr:    s.Stderr,
+		FlagEnv:   flagEnvs(kctx),
 	})
 	if code != 0 {
 		return &ExitStatus{Code: code}
 	}
 	return nil
+}
+
+// flagEnvs lists the IPCFLOW_* variables of the selected command's flags,
+// from kong's own model, so the list kept from stages can't drift from the
+// flags.
+func flagEnvs(kctx *kong.Context) []string {
+	var names []string
+	for _, f := range kctx.Selected().Flags {
+		names = append(names, f.Envs...)
+	}
+	return names
 }
