@@ -40,7 +40,6 @@ type run struct {
 	cancel   context.CancelFunc
 	grace    <-chan time.Time // SIGKILL time, once stopping
 	graceEnd time.Time        // when grace fires
-	batch    int              // reap batches so far
 }
 
 // rtWire is a wire's open object: an edge's channel or a pipe of ipcflow's.

@@ -4,7 +4,10 @@ package exec
 // counts as a broken pipe.
 
 import (
+	"bytes"
 	"fmt"
+	"os"
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -16,11 +19,7 @@ import (
 // ipcflow. It peeks (WNOWAIT) at which child is ready: a stage is reaped
 // and judged; anything else is reaped and let go, so no zombie of the flow
 // lingers (and a stage's group is empty once its processes are gone).
-// Stages reaped in one go share a batch number: the kernel does not say
-// which of them ended first, so none of them counts as having ended before
-// another (see readersGone).
 func (r *run) reap() {
-	r.batch++
 	var ended []*stageRT
 	var infos []exitInfo
 	for {
@@ -35,7 +34,7 @@ func (r *run) reap() {
 		}
 		if st := r.byPid[pid]; st != nil {
 			if e, ok := r.wait(st, 0); ok {
-				st.batch = r.batch
+				r.noteReaderGone(st)
 				ended = append(ended, st)
 				infos = append(infos, e)
 			}
@@ -86,29 +85,63 @@ func (r *run) wait(st *stageRT, flags int) (exitInfo, bool) {
 	return e, true
 }
 
+// The broken-pipe allowance (SPEC 6: a stage that ended because its reader
+// finished is a success) needs to know, for a writer that exits non-zero,
+// whether its reader closed the pipe while the writer still held it. The
+// order of the two exits does not tell: Linux closes an exiting process's
+// fds (exit_files) before it makes the process waitable (exit_notify), so a
+// reader that ends *because* its writer closed the pipe (end of file after
+// a real failure) can be reaped before that writer. What tells is the state
+// of the writer at the moment its reader is reaped: if the writer has not
+// begun to exit (no PF_EXITING) and still holds its end of that wire, the
+// reader did not finish because of the writer's exit, and every write the
+// writer makes from then on meets EPIPE.
+
+// wireReader is one reader stage of one wire.
+type wireReader struct {
+	wire   int
+	reader *stageRT
+}
+
+// noteReaderGone is called as soon as st has been reaped: each stage still
+// running that writes into a wire st read from, and that still holds its
+// end of it, is marked as having lost that reader while it wrote.
+func (r *run) noteReaderGone(st *stageRT) {
+	for _, e := range st.pr.Fds {
+		if e.Kind != EndRead {
+			continue
+		}
+		for _, w := range r.stages {
+			id, writes := w.outputs[e.Wire]
+			if w == st || w.state != stRunning || !writes || r.byPid[w.pid] == nil {
+				continue
+			}
+			if holdsFile(w.pid, id) {
+				if w.readersLeft == nil {
+					w.readersLeft = map[wireReader]bool{}
+				}
+				w.readersLeft[wireReader{e.Wire, st}] = true
+			}
+		}
+	}
+}
+
 // readersGone reports whether st writes its output (out and declared out
-// ports) straight into other stages through pipes and every one of those
-// stages ended before st did (was reaped in an earlier batch): then st's
-// writes can only have met EPIPE. A reader reaped with st does not count:
-// it may as well have ended because st closed its pipe, and a failure must
-// never pass for a broken pipe.
+// ports) straight into other stages and every one of those stages finished
+// while st still held the wire (noteReaderGone): then st's writes could
+// only meet EPIPE. A reader that may have ended because st closed its end
+// does not count: a failure must never pass for a broken pipe.
 func (r *run) readersGone(st *stageRT) bool {
-	wires := map[int]bool{}
-	for fd, e := range st.pr.Fds {
-		if fd == 2 {
-			continue // what it says on stderr is not its output
-		}
-		if e.Kind == EndWrite {
-			wires[e.Wire] = true
-		}
+	if len(st.outputs) == 0 {
+		return false
 	}
 	readers := 0
 	for _, o := range r.stages {
 		for _, e := range o.pr.Fds {
-			if e.Kind != EndRead || !wires[e.Wire] {
+			if _, written := st.outputs[e.Wire]; e.Kind != EndRead || !written {
 				continue
 			}
-			if o.state != stDone || o.batch >= st.batch {
+			if !st.readersLeft[wireReader{e.Wire, o}] {
 				return false
 			}
 			readers++
@@ -116,5 +149,55 @@ func (r *run) readersGone(st *stageRT) bool {
 	}
 	// Every written wire must lead to a stage: output into a tee, a join
 	// or ipcflow's own stdout has no reader that can be seen to finish.
-	return readers > 0 && readers >= len(wires)
+	return readers >= len(st.outputs)
+}
+
+// fileID names an open file the way the kernel does: device and inode.
+type fileID struct{ dev, ino uint64 }
+
+func fileIDOf(f *os.File) (fileID, bool) {
+	var s unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &s); err != nil {
+		return fileID{}, false
+	}
+	return fileID{s.Dev, s.Ino}, true
+}
+
+// pfExiting is the kernel's PF_EXITING task flag (include/linux/sched.h),
+// set when a task enters do_exit, before it closes its files.
+const pfExiting = 0x4
+
+// holdsFile reports whether process pid is alive, has not begun to exit,
+// and has file id open. Anything /proc cannot tell counts as "no".
+func holdsFile(pid int, id fileID) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ppid pgrp session tty_nr tpgid flags ...; comm may
+	// hold spaces and parentheses, so fields count from the last ')'.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return false
+	}
+	f := bytes.Fields(stat[i+1:])
+	if len(f) < 7 || f[0][0] == 'Z' || f[0][0] == 'X' {
+		return false
+	}
+	flags, err := strconv.ParseUint(string(f[6]), 10, 64)
+	if err != nil || flags&pfExiting != 0 {
+		return false
+	}
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, fd := range fds {
+		var s unix.Stat_t
+		if unix.Stat(dir+fd.Name(), &s) == nil && s.Dev == id.dev && s.Ino == id.ino {
+			return true
+		}
+	}
+	return false
 }

@@ -70,7 +70,8 @@ type stageFiles struct {
 
 func (r *run) takeStageFiles(st *stageRT) *stageFiles {
 	sf := &stageFiles{}
-	for _, e := range st.pr.Fds {
+	st.outputs = map[int]fileID{}
+	for fd, e := range st.pr.Fds {
 		switch e.Kind {
 		case EndOwn:
 			sf.fds = append(sf.fds, uintptr(e.Fd))
@@ -80,6 +81,9 @@ func (r *run) takeStageFiles(st *stageRT) *stageFiles {
 			f := r.wires[e.Wire].take(e)
 			sf.owned = append(sf.owned, f)
 			sf.fds = append(sf.fds, f.Fd())
+			if id, ok := fileIDOf(f); ok && e.Kind == EndWrite && fd != 2 {
+				st.outputs[e.Wire] = id
+			}
 		}
 	}
 	return sf

@@ -53,6 +53,21 @@ var statusFlows = []struct {
 		b.stage("h", "head -n 3")
 		b.chain("", "y", "h")
 	}, code: 0},
+	{name: "fail-after-output", flow: func(b *graphBuilder) {
+		// The reader ends because the writer closed the pipe by exiting:
+		// a failure, however the two exits are reaped (TestFailureIsNotEPIPE).
+		b.stage("w", "echo hi; exit 3")
+		b.stage("r", "cat")
+		b.chain("", "w", "r")
+	}, code: 3, stderr: []string{"ipcflow: stage w: exit status 3"}},
+	{name: "closed-output-then-fail", flow: func(b *graphBuilder) {
+		// The writer closes its stdout, its reader sees end of file and
+		// ends while the writer still runs, then the writer fails: it
+		// never met EPIPE, so this is a failure, as with pipefail.
+		b.stage("w", `sh -c "echo hi; exec >&-; sleep 0.2; exit 3"`)
+		b.stage("r", "cat")
+		b.chain("", "w", "r")
+	}, code: 3, stderr: []string{"ipcflow: stage w: exit status 3"}},
 	{name: "not-found", flow: func(b *graphBuilder) {
 		b.stage("a", "no-such-program-xyz --flag")
 		b.stage("b", "wc -l")
@@ -152,6 +167,19 @@ func TestExitStatus(t *testing.T) {
 			check()
 			waitNoProcs(t, fr.mark, time.Second)
 		})
+	}
+}
+
+// Linux closes an exiting writer's fds before it makes the writer
+// waitable, so its reader can be reaped first. That once made a failure
+// pass for a broken pipe about one run in a hundred: run it often enough
+// to see it.
+func TestFailureIsNotEPIPE(t *testing.T) {
+	for i := 0; i < 60; i++ {
+		fr := newFlowRun(t, "st-fail-after-output")
+		if code := fr.run(t); code != 3 {
+			t.Fatalf("run %d: exit status %d, want 3; stderr:\n%s", i, code, fr.stderr.Bytes())
+		}
 	}
 }
 

@@ -41,7 +41,12 @@ type stageRT struct {
 	release func() error // gives back the semaphore units it holds, if any
 	exit    exitInfo
 	rusage  unix.Rusage
-	batch   int // the reap batch that collected it; 0 if never started
+
+	// outputs are the wires it writes into (not its stderr), by the
+	// identity of its end, and readersLeft the readers of those wires that
+	// ended while it still held them (reap.go).
+	outputs     map[int]fileID
+	readersLeft map[wireReader]bool
 }
 
 func (st *stageRT) name() string { return st.sp.Stage.Name }
