@@ -158,3 +158,27 @@ func (b *bridges) startFanOut(produce func() error, readers int, consume func(i 
 		b.goRun(func() error { return consume(i) })
 	}
 }
+
+// storeBridges is the plain-fd side of a channel that keeps the stream in
+// a store of its own (the shm ring, the mmap file): the stages' ends, the
+// bridges, and ipcflow's ends of the readers' pipes, which the consumers'
+// bridges fill from the store.
+type storeBridges struct {
+	ends
+	br   bridges
+	outs []*os.File
+}
+
+// start makes a pipe for each of n readers, hands out w as the producer's
+// end and starts the bridges. On error only w is kept (for Close).
+func (s *storeBridges) start(w *os.File, n int, produce func() error, consume func(i int) error) error {
+	rs, outs, err := readerPipes(n)
+	if err != nil {
+		s.ends = newEnds(w, nil)
+		return err
+	}
+	s.outs = outs
+	s.ends = newEnds(w, rs)
+	s.br.startFanOut(produce, n, consume)
+	return nil
+}

@@ -64,8 +64,7 @@ func checkMmap(o Options) error {
 }
 
 type mmapChannel struct {
-	ends
-	br       bridges
+	storeBridges
 	path     string
 	fd       int
 	mem      []byte
@@ -74,7 +73,6 @@ type mmapChannel struct {
 	inRC     syscall.RawConn
 	sp       spliceCall
 	noSplice bool
-	outs     []*os.File
 	length   atomic.Int64 // bytes written and published
 	done     atomic.Bool  // the writer finished: length is final
 	rpos     []atomic.Int64
@@ -109,7 +107,7 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	}
 	n := spec.Readers
 	c := &mmapChannel{
-		br: bridges{edge: spec.ID}, path: path, fd: fd, mem: mem,
+		storeBridges: storeBridges{br: bridges{edge: spec.ID}}, path: path, fd: fd, mem: mem,
 		step: max(spec.Options.Size, mmapStep),
 		rpos: make([]atomic.Int64, n), gone: make([]atomic.Bool, n),
 		wake: make([]chan struct{}, n), space: make(chan struct{}, 1), stop: make(chan struct{}),
@@ -129,15 +127,10 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	for i := range n {
 		c.wake[i] = make(chan struct{}, 1)
 	}
-	rs, outs, err := readerPipes(n)
-	if err != nil {
-		c.ends = newEnds(w, nil)
+	if err := c.start(w, n, c.produce, c.consume); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
-	c.outs = outs
-	c.ends = newEnds(w, rs)
-	c.br.startFanOut(c.produce, len(outs), c.consume)
 	return c, nil
 }
 

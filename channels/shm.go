@@ -73,12 +73,10 @@ func CreateShmRing(path string, capacity int64, readers int) (*Ring, []byte, err
 }
 
 type shmChannel struct {
-	ends
-	br     bridges
+	storeBridges
 	ring   *Ring
 	mem    []byte
-	in     *os.File   // ipcflow's end of the producer's pipe
-	outs   []*os.File // ipcflow's ends of the readers' pipes
+	in     *os.File // ipcflow's end of the producer's pipe
 	bytes  atomic.Int64
 	chunks atomic.Int64
 	once   sync.Once
@@ -103,22 +101,17 @@ func openShm(env Env, spec Spec) (Channel, error) {
 		return nil, fmt.Errorf("edge %s: unlink shm segment %s: %w", spec.ID, path, err)
 	}
 	ring.LocalWake() // both bridges are goroutines here
-	c := &shmChannel{ring: ring, mem: mem, br: bridges{edge: spec.ID}}
+	c := &shmChannel{ring: ring, mem: mem, storeBridges: storeBridges{br: bridges{edge: spec.ID}}}
 	w, in, err := bridgePipe(true)
 	if err != nil {
 		unix.Munmap(mem)
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
 	c.in = in
-	rs, outs, err := readerPipes(spec.Readers)
-	if err != nil {
-		c.ends = newEnds(w, nil)
+	if err := c.start(w, spec.Readers, c.produce, c.consume); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
-	c.outs = outs
-	c.ends = newEnds(w, rs)
-	c.br.startFanOut(c.produce, len(outs), c.consume)
 	return c, nil
 }
 
