@@ -112,8 +112,28 @@ func (r *resolver) varDecl(d *VarDecl) {
 	}
 }
 
+// MaxSemName is the longest semaphore name: the name becomes part of a
+// POSIX semaphore's (/dev/shm/sem.ipcflow.RUNID.NAME, at most NAME_MAX =
+// 255 bytes with a 16-character run id), and that must fail here, not
+// when the run creates it.
+const MaxSemName = 200
+
 func (r *resolver) semDecl(d *SemDecl) {
 	ok := r.declare(d.Name, "sem")
+	if ok && len(d.Name.Name) > MaxSemName {
+		r.errorf(d.Name.Pos, "semaphore name %s... is %d characters long; at most %d fit in a POSIX semaphore name", d.Name.Name[:20], len(d.Name.Name), MaxSemName)
+	}
+	if ok {
+		// Stages find a semaphore by IPCFLOW_SEM_<NAME upper-cased>
+		// (SPEC 8): two names that differ only in case would share it.
+		env := "IPCFLOW_SEM_" + strings.ToUpper(d.Name.Name)
+		for _, o := range r.g.Sems {
+			if strings.EqualFold(o.Name, d.Name.Name) {
+				r.errorf(d.Name.Pos, "semaphores %s and %s (declared at %s) would both be %s; semaphore names must differ in more than case", d.Name.Name, o.Name, r.decls[o.Name].pos, env)
+				break
+			}
+		}
+	}
 	n := 1
 	if d.Count != "" {
 		var err error
