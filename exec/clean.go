@@ -64,6 +64,7 @@ func Clean(w io.Writer, dryRun bool) error {
 	}
 	var errs []error
 	live := map[string]bool{}
+	named := map[object]bool{} // said already (a dry run removes nothing the stray scan could miss)
 	for _, base := range runBases() {
 		entries, err := os.ReadDir(base)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -87,6 +88,7 @@ func Clean(w io.Writer, dryRun bool) error {
 			for _, o := range objs {
 				if objectExists(o) {
 					fmt.Fprintf(w, "%s %s %s\n", verb, o.kind, o.name)
+					named[o] = true
 				}
 			}
 			fmt.Fprintf(w, "%s run directory %s\n", verb, dir)
@@ -98,6 +100,9 @@ func Clean(w io.Writer, dryRun bool) error {
 		}
 	}
 	for _, o := range strayObjects(live) {
+		if named[o] {
+			continue
+		}
 		fmt.Fprintf(w, "%s %s %s\n", verb, o.kind, o.name)
 		if !dryRun {
 			if err := removeObject(o.kind, o.name); err != nil {

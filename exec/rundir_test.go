@@ -143,9 +143,14 @@ func TestCleanDeadAndLiveRuns(t *testing.T) {
 	if strings.Contains(out.String(), live.ID) {
 		t.Errorf("dry run names the live run:\n%s", out.String())
 	}
+	dry := out.String()
 	out.Reset()
 	if err := Clean(&out, false); err != nil {
 		t.Fatal(err)
+	}
+	// The dry run says exactly what the real one then does, each once.
+	if want := strings.ReplaceAll(dry, "would remove ", "removed "); out.String() != want {
+		t.Errorf("clean said:\n%s\nits dry run promised:\n%s", out.String(), dry)
 	}
 	for _, p := range []string{deadObj, stray, semFile, dead.Path} {
 		if _, err := os.Lstat(p); !os.IsNotExist(err) {
