@@ -3,9 +3,12 @@ package exec
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"mvdan.cc/sh/v3/syntax"
+
+	"github.com/ipcflow/ipcflow/parser"
 )
 
 // Print writes the plan for --dry-run: the objects, the movers, and for
@@ -23,7 +26,7 @@ func (p *Plan) Print(w io.Writer, procs []*Process) {
 		fmt.Fprintln(w, "\nobjects:")
 	}
 	for _, s := range p.Graph.Sems {
-		fmt.Fprintf(w, "  sem   %-6s count %d, /ipcflow.RUNID.%s\n", s.Name, s.Count, s.Name)
+		fmt.Fprintf(w, "  sem   %-6s count %d, /ipcflow.RUNID.%s%s\n", s.Name, s.Count, s.Name, semUsers(p, s))
 	}
 	for _, wr := range p.Wires {
 		fmt.Fprintf(w, "  %-5s %-6s %s%s\n", wr.ID, wr.Spec.Type, wr.Purpose, options(wr))
@@ -139,4 +142,22 @@ func oneLine(s string) string {
 		return s[:i] + " ..."
 	}
 	return s
+}
+
+// semUsers says which stages take a unit of s and, when they outnumber its
+// units, that the rest wait their turn.
+func semUsers(p *Plan, s *parser.Sem) string {
+	var users []string
+	for _, sp := range p.Stages {
+		if slices.Contains(sp.Stage.Uses, s) {
+			users = append(users, sp.Stage.Name)
+		}
+	}
+	switch {
+	case len(users) == 0:
+		return "; used by no stage"
+	case len(users) > s.Count:
+		return fmt.Sprintf("; used by %s: %d at a time, the others wait", strings.Join(users, ", "), s.Count)
+	}
+	return "; used by " + strings.Join(users, ", ")
 }
