@@ -73,6 +73,19 @@ var statusFlows = []struct {
 		b.stage("b", "wc -l")
 		b.chain("", "a", "b")
 	}, code: 127, stderr: []string{"ipcflow: stage a: no-such-program-xyz: command not found"}},
+	{name: "not-found-tears-down", flow: func(b *graphBuilder) {
+		// A stage that cannot start is a failure like any other: the
+		// stages after it in the file are not started, or are stopped.
+		b.stage("a", "no-such-program-xyz")
+		b.stage("b", "sleep 30")
+	}, code: 127, stderr: []string{"ipcflow: stage a: no-such-program-xyz: command not found"}, maxTime: 5 * time.Second},
+	{name: "not-found-after", flow: func(b *graphBuilder) {
+		b.stage("a", "true")
+		n := b.stage("n", "no-such-program-xyz")
+		s := b.stage("s", "sleep 30")
+		n.After = []*parser.Stage{b.find("a")}
+		s.After = []*parser.Stage{b.find("a")}
+	}, code: 127, stderr: []string{"ipcflow: stage n: no-such-program-xyz: command not found"}, maxTime: 5 * time.Second},
 	{name: "not-found-in-shell", flow: func(b *graphBuilder) {
 		b.stage("a", "echo hi | no-such-program-xyz")
 	}, code: 127, stderr: []string{"ipcflow: stage a: no-such-program-xyz: command not found", "ipcflow: stage a: exit status 127"}},

@@ -232,6 +232,12 @@ func (r *run) readyStages() []*stageRT {
 // goroutine has taken their units.
 func (r *run) launch(ctx context.Context, ready chan acquired, sts []*stageRT) {
 	for _, st := range sts {
+		if r.stopping {
+			// One of those before it could not start (127, 126) and
+			// the flow is being torn down: start no more.
+			r.skip(st, "")
+			continue
+		}
 		if len(st.sp.Stage.Uses) == 0 {
 			r.startStage(st)
 			continue
