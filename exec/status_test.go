@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"bytes"
 	"io"
 	"os"
 	"path/filepath"
@@ -314,4 +315,42 @@ func TestLabelledStderrReaderStops(t *testing.T) {
 	if code := exitCode(t, fr.cmd.Wait()); code != 0 {
 		t.Errorf("exit status %d, want 0 (the reader finished)", code)
 	}
+}
+
+// An mmap fan-out that shares one path= and whose branches meet again
+// (a diamond) cannot be one file with two cursors: the planner gives each
+// branch its own buffer, and the first keeps the recording, which holds
+// the whole stream.
+func init() {
+	testFlows["mmap-record-diamond"] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("src", "seq 1 20000")
+		b.stage("l", "cat")
+		b.stage("r", "tac")
+		b.stage("d", `paste - "$x"`, "in x")
+		rec := parser.Options{Path: os.Getenv("IPCFLOW_TEST_REC")}
+		b.edge("src", "l", parser.MMap, rec)
+		b.edge("src", "r", parser.MMap, rec)
+		b.edge("l", "d", "")
+		b.edge("r", "d.x", "")
+		return b.g
+	}
+}
+
+func TestMmapRecordingOfADiamond(t *testing.T) {
+	rec := filepath.Join(t.TempDir(), "src.rec")
+	fr := newFlowRun(t, "mmap-record-diamond")
+	fr.cmd.Env = append(fr.cmd.Env, "IPCFLOW_TEST_REC="+rec)
+	check := leakCheck(t, fr.runDir)
+	if code := fr.run(t); code != 0 {
+		t.Fatalf("exit status %d; stderr:\n%s", code, fr.stderr.Bytes())
+	}
+	if want := bash(t, "paste <(seq 1 20000) <(seq 1 20000 | tac)", nil); !bytes.Equal(fr.stdout.Bytes(), want) {
+		t.Errorf("stdout differs from bash's: %d bytes, want %d", fr.stdout.Len(), len(want))
+	}
+	got, err := os.ReadFile(rec)
+	if want := bash(t, "seq 1 20000", nil); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("recording %s: %d bytes (err %v), want the whole stream of %d", rec, len(got), err, len(want))
+	}
+	check()
 }

@@ -94,6 +94,7 @@ func (p *Plan) wire() {
 		if len(edges) == 1 {
 			tee.Purpose = "buffer of " + from + " (its reader runs after it)"
 		}
+		recorded := map[string]string{} // mmap path= -> the wire that records it
 		for _, i := range edges {
 			e := g.Edges[i]
 			tee.ReadAhead = tee.ReadAhead || waitsForProducer(e)
@@ -104,6 +105,19 @@ func (p *Plan) wire() {
 				continue
 			}
 			w := p.addEdgeWire(e, 1, fmt.Sprintf("edge %s -> %s (fan-out)", e.From, e.To))
+			if path := p.Wires[w].Spec.Options.Path; e.Type == parser.MMap && path != "" {
+				// An mmap fan-out sharing one path= (the parser allows
+				// no other sharing) whose branches could not share one
+				// file: every branch carries the whole stream, so the
+				// first keeps the recording and the rest buffer in the
+				// run directory.
+				if first, ok := recorded[path]; ok {
+					p.Wires[w].Spec.Options.Path = ""
+					p.Wires[w].Purpose += ", recorded by " + first
+				} else {
+					recorded[path] = p.Wires[w].ID
+				}
+			}
 			tee.Dsts = append(tee.Dsts, writeEnd(w))
 			edgeRead[i] = readEnd(w, 0)
 		}

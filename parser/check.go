@@ -1,9 +1,13 @@
 package parser
 
-import "strings"
+import (
+	"path/filepath"
+	"strings"
+)
 
 // The checks here look at the whole resolved graph: cycles through data
-// and after edges, and certain deadlocks on semaphores of count 1.
+// and after edges, certain deadlocks on semaphores of count 1, and paths
+// claimed by two edges.
 
 // link is one dependency between two stages: a data edge from -> to, or
 // `to after from`.
@@ -242,3 +246,33 @@ func (r *resolver) usesPos(s *Stage, sem *Sem) Pos {
 	}
 	return s.Pos
 }
+
+// checkPaths reports a path= that two edges claim. A FIFO at a path carries
+// one edge (two readers would split its bytes), so a fan-out or fan-in
+// over `fifo path=` is an error, as is the same path on two edges. The one
+// sharing allowed is an mmap fan-out: edges from one producer port with
+// the same options are one recording with a cursor per reader.
+func (r *resolver) checkPaths() {
+	first := map[string]*Edge{}
+	for _, e := range r.g.Edges {
+		if e.Options.Path == "" || (e.Type != FIFO && e.Type != MMap) {
+			continue
+		}
+		path := filepath.Clean(e.Options.Path)
+		f, seen := first[path]
+		if !seen {
+			first[path] = e
+			continue
+		}
+		if e.Type == MMap && f.Type == MMap && samePort(e.From, f.From) && e.Options == f.Options {
+			continue
+		}
+		why := "a path names one edge's " + map[EdgeType]string{FIFO: "FIFO", MMap: "file"}[e.Type]
+		if e.Type == FIFO && f.Type == FIFO && (samePort(e.From, f.From) || samePort(e.To, f.To)) {
+			why = "a FIFO at a path carries one edge; fan-out and fan-in over it need a path per edge, or no path"
+		}
+		r.errorf(e.Pos, "edge %s -> %s: path %s is also the path of edge %s -> %s (at %s): %s", e.From, e.To, e.Options.Path, f.From, f.To, f.Pos, why)
+	}
+}
+
+func samePort(a, b Endpoint) bool { return a.Stage == b.Stage && a.Port == b.Port }

@@ -72,6 +72,7 @@ func resolve(f *File) (*Graph, ErrorList) {
 	}
 	r.checkCycles()
 	r.checkSemDeadlocks()
+	r.checkPaths()
 	return r.g, r.errs
 }
 
