@@ -128,7 +128,11 @@ func isRunID(s string) bool {
 
 // strayObjects lists this user's objects named after a run that is not
 // alive: what a run left when its directory went missing (a temp cleaner,
-// a crash before the manifest line was flushed to a lost disk).
+// a crash before the manifest line was flushed to a lost disk). A run not
+// seen in the bases scanned may still be alive elsewhere: its semaphores,
+// the only objects that keep their names for a whole run (shm segments
+// and queues are unlinked as soon as ipcflow holds both ends), say so
+// through their creator's lock.
 func strayObjects(live map[string]bool) []object {
 	var out []object
 	scan := func(dir, strip, kind string, name func(entry string) string) {
@@ -146,7 +150,13 @@ func strayObjects(live map[string]bool) []object {
 			if unix.Lstat(filepath.Join(dir, e.Name()), &st) != nil || int(st.Uid) != os.Getuid() {
 				continue
 			}
-			out = append(out, object{kind, name(e.Name())})
+			o := object{kind, name(e.Name())}
+			if kind == channels.KindSem && locks.InUse(o.name) {
+				// Its run lives, with its directory where this clean
+				// does not look (another XDG_RUNTIME_DIR or TMPDIR).
+				continue
+			}
+			out = append(out, o)
 		}
 	}
 	scan("/dev/shm", "ipcflow.", channels.KindShm, func(n string) string { return "/dev/shm/" + n })

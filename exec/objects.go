@@ -182,11 +182,13 @@ func (r *run) teardownObjects() {
 	if r.lease != nil {
 		r.lease.Close()
 	}
-	for _, s := range r.sems {
-		s.Close()
-	}
+	// Names first, then the semaphores: closing one lets go of the lock
+	// that tells `ipcflow clean` its run is alive (locks.InUse).
 	if err := r.rd.Remove(); err != nil {
 		fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
+	}
+	for _, s := range r.sems {
+		s.Close()
 	}
 	if r.guard != nil {
 		r.guard.Release()

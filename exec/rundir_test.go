@@ -289,3 +289,32 @@ func exists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
 }
+
+// A run whose directory is where this clean does not look (another
+// XDG_RUNTIME_DIR or TMPDIR) is still alive: its semaphores, held by their
+// creator, are spared; once the run is gone they are strays to remove.
+func TestCleanSparesSemaphoresOfARunElsewhere(t *testing.T) {
+	privateRunBase(t)
+	name := "/ipcflow.00000000" + fmt.Sprintf("%08x", os.Getpid()) + ".db"
+	sem, err := locks.Create(name, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	semFile, _ := locks.SemPath(name)
+	defer os.Remove(semFile)
+	var out bytes.Buffer
+	if err := Clean(&out, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(semFile); err != nil || strings.Contains(out.String(), name) {
+		t.Fatalf("clean removed a live run's semaphore %s:\n%s", name, out.String())
+	}
+	sem.Close() // the run ends without removing it (as a crash would)
+	out.Reset()
+	if err := Clean(&out, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(semFile); !os.IsNotExist(err) || !strings.Contains(out.String(), "removed sem "+name) {
+		t.Errorf("clean left the semaphore of a dead run, or did not say so:\n%s", out.String())
+	}
+}

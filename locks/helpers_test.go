@@ -89,6 +89,8 @@ func helperArgs(name string) int {
 		return 3 // A B N
 	case "lease-hold", "lease-try":
 		return 2 // SOCKET SEM
+	case "create-and-wait":
+		return 1 // NAME
 	}
 	return 0
 }
