@@ -225,3 +225,32 @@ func TestParamValuesExpandAsAssignments(t *testing.T) {
 		}
 	}
 }
+
+// size= on a fan-out or fan-in sizes the whole edge: the pipe into the tee
+// and the pipe out of the join too, not only the branches.
+func TestFanPipesTakeTheEdgeSize(t *testing.T) {
+	b := newGraph()
+	for _, n := range []string{"a", "b", "c", "x", "y", "d"} {
+		b.stage(n, "cat")
+	}
+	b.edge("a", "b", parser.Pipe, parser.Options{Size: 1 << 20})
+	b.edge("a", "c", parser.Pipe, parser.Options{Size: 1 << 20})
+	b.edge("x", "d", parser.Pipe, parser.Options{Size: 8 << 10})
+	b.edge("y", "d", parser.FIFO, parser.Options{Size: 16 << 10})
+	p, err := buildPlan(b.g, nil, nil, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[string]int64{}
+	for _, w := range p.Wires {
+		if w.Internal() {
+			sizes[w.Purpose] = w.Spec.Options.Size
+		}
+	}
+	want := map[string]int64{"fan-out of a.out": 1 << 20, "fan-in into d.in": 16 << 10}
+	for purpose, size := range want {
+		if sizes[purpose] != size {
+			t.Errorf("%s: pipe size %d, want %d (internal pipes: %v)", purpose, sizes[purpose], size, sizes)
+		}
+	}
+}

@@ -86,7 +86,7 @@ func (p *Plan) wire() {
 		if g.Edges[edges[0]].From.Stage == nil {
 			src = ownEnd(0)
 		} else {
-			t := p.addPipe("fan-out of " + from)
+			t := p.addPipe("fan-out of "+from, p.pipeSize(edges))
 			prodEnd[from] = writeEnd(t)
 			src = readEnd(t, 0)
 		}
@@ -146,7 +146,7 @@ func (p *Plan) wire() {
 		if special {
 			join.Dsts = []End{ownEnd(specialFd(to))}
 		} else {
-			j := p.addPipe("fan-in into " + to)
+			j := p.addPipe("fan-in into "+to, p.pipeSize(edges))
 			join.Dsts = []End{writeEnd(j)}
 			consEnd[to] = readEnd(j, 0)
 		}
@@ -171,7 +171,7 @@ func (p *Plan) wire() {
 			sp.Fds = append(sp.Fds, get(port.Name, m, nullEnd()))
 		}
 		if p.Label && sp.Fds[2].isOwn(2) {
-			l := p.addPipe("--label of " + st.Name)
+			l := p.addPipe("--label of "+st.Name, 0)
 			sp.Fds[2] = writeEnd(l)
 			p.Movers = append(p.Movers, &MoverPlan{Kind: Label, Srcs: []End{readEnd(l, 0)}, Dsts: []End{ownEnd(2)},
 				Stage: st.Name, Purpose: "prefix " + st.Name + "'s stderr lines"})
@@ -223,7 +223,23 @@ func (p *Plan) addEdgeWire(e *parser.Edge, readers int, purpose string) int {
 	return len(p.Wires) - 1
 }
 
-func (p *Plan) addPipe(purpose string) int {
+// pipeSize is the largest size= that the pipe and fifo edges among edges
+// give (0: none does). A fan-out's pipe into its tee and a fan-in's pipe
+// out of its join take it: `a -[pipe size=1MiB]-> {b, c}` means the whole
+// edge, not only the branches.
+func (p *Plan) pipeSize(edges []int) int64 {
+	var size int64
+	for _, i := range edges {
+		e := p.Graph.Edges[i]
+		if e.Type == parser.Pipe || e.Type == parser.FIFO {
+			size = max(size, e.Options.Size)
+		}
+	}
+	return size
+}
+
+// addPipe adds a pipe of ipcflow's own; size 0 is the system's default.
+func (p *Plan) addPipe(purpose string, size int64) int {
 	n := 1
 	for _, w := range p.Wires {
 		if w.Internal() {
@@ -231,7 +247,7 @@ func (p *Plan) addPipe(purpose string) int {
 		}
 	}
 	id := "p" + strconv.Itoa(n)
-	p.Wires = append(p.Wires, &Wire{ID: id, Spec: channels.Spec{ID: id, Type: "pipe", Readers: 1}, Purpose: purpose})
+	p.Wires = append(p.Wires, &Wire{ID: id, Spec: channels.Spec{ID: id, Type: "pipe", Readers: 1, Options: channels.Options{Size: size}}, Purpose: purpose})
 	return len(p.Wires) - 1
 }
 
