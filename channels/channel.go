@@ -28,10 +28,15 @@ import (
 type Options struct {
 	Size    int64  // pipe/fifo buffer, shm ring capacity, mmap initial size: bytes
 	Path    string // fifo, mmap: where the object lives (empty: the run directory)
-	MaxMsg  int64  // mq
-	MsgSize int64  // mq
-	Socket  string // socket: "unix" (default), "tcp" or "udp"
-	Addr    string // socket tcp/udp: host:port
+	MaxMsg  int64  // mq, as the script set it (0: unset)
+	MsgSize int64  // mq, as the script set it (0: unset)
+	// PlanMaxMsg and PlanMsgSize are PlanMQ's sizes for a queue whose
+	// script left MaxMsg or MsgSize unset: what fits the user's budget
+	// beside the run's other queues. Open may shrink them further when
+	// other runs of the user hold part of that budget.
+	PlanMaxMsg, PlanMsgSize int64
+	Socket                  string // socket: "unix" (default), "tcp" or "udp"
+	Addr                    string // socket tcp/udp: host:port
 }
 
 // Env is what a channel needs from the run that owns it.

@@ -2,10 +2,14 @@ package channels
 
 import (
 	"bytes"
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -148,14 +152,15 @@ func MQCost(maxmsg, msgsize int64) int64 {
 	return maxmsg*(msgsize+mqMsgMsgSize) + min(maxmsg, mqPrioMax)*mqTreeNodeSize
 }
 
-// resolve fills an edge's unset mq options with the system defaults.
+// resolve gives an edge's queue sizes: the script's, else PlanMQ's, else
+// the system defaults.
 func (l MQLimits) resolve(o Options) (maxmsg, msgsize int64) {
 	maxmsg, msgsize = o.MaxMsg, o.MsgSize
 	if maxmsg == 0 {
-		maxmsg = l.MsgDefault
+		maxmsg = cmp.Or(o.PlanMaxMsg, l.MsgDefault)
 	}
 	if msgsize == 0 {
-		msgsize = l.MsgsizeDefault
+		msgsize = cmp.Or(o.PlanMsgSize, l.MsgsizeDefault)
 	}
 	return maxmsg, msgsize
 }
@@ -178,10 +183,53 @@ func checkMQ(o Options) error {
 	return nil
 }
 
+// Free measures how much of RLIMIT_MSGQUEUE this user has left (-1:
+// unlimited). The kernel does not say how much the user's other queues
+// take, so it asks: it creates queues (each unlinked at once, all closed
+// at the end) until the kernel refuses, the largest first, then finds the
+// rest by halving the message size of a one-message queue. A few dozen
+// system calls; run only for flows with mq edges.
+func (l MQLimits) Free() int64 {
+	if l.Budget < 0 {
+		return -1
+	}
+	var id [8]byte
+	rand.Read(id[:])
+	prefix := "/ipcflow." + hex.EncodeToString(id[:]) + ".probe" // a stray to `ipcflow clean`, should one ever stay
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	try := func(maxmsg, msgsize int64) bool {
+		name := prefix + strconv.Itoa(len(fds))
+		fd, err := mqOpen(name, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL, maxmsg, msgsize)
+		if err != nil {
+			return false
+		}
+		UnlinkMQ(name)
+		fds = append(fds, fd)
+		return true
+	}
+	var free int64
+	for mm := l.MsgMax; mm >= 1; mm-- {
+		for free+MQCost(mm, l.MsgsizeMax) <= l.Budget && try(mm, l.MsgsizeMax) {
+			free += MQCost(mm, l.MsgsizeMax)
+		}
+	}
+	for step := l.MsgsizeMax / 2; step >= 1; step /= 2 {
+		for free+MQCost(1, step) <= l.Budget && try(1, step) {
+			free += MQCost(1, step)
+		}
+	}
+	return free
+}
+
 // PlanMQ sizes the n mq edges of one run (opts[i] are their options, as
 // written) so that together they fit the per-user budget RLIMIT_MSGQUEUE.
-// Options the script set are kept; the others start at the system defaults
-// and shrink, all edges alike, first in depth (maxmsg, down to 2), then in
+// Options the script set are kept; the others (PlanMaxMsg, PlanMsgSize)
+// start at the system defaults and shrink, all edges alike, first in depth (maxmsg, down to 2), then in
 // message size (down to 512 bytes), then to one message. A flow that cannot
 // fit fails here, before anything starts, naming the limit.
 func PlanMQ(n int, opts []Options) ([]Options, error) {
@@ -195,7 +243,6 @@ func PlanMQ(n int, opts []Options) ([]Options, error) {
 			return nil, err
 		}
 		out[i] = o
-		out[i].MaxMsg, out[i].MsgSize = l.resolve(o)
 	}
 	if l.Budget < 0 {
 		return out, nil
@@ -208,23 +255,21 @@ func PlanMQ(n int, opts []Options) ([]Options, error) {
 		levels = append(levels, [2]int64{2, ms})
 	}
 	levels = append(levels, [2]int64{1, min(512, l.MsgsizeDefault)})
+	// What the user's other queues (other runs, other programs) leave.
+	free := l.Free()
 	var total int64
 	for _, lv := range levels {
 		total = 0
-		for i, o := range opts {
-			mm, ms := lv[0], lv[1]
-			if o.MaxMsg != 0 {
-				mm = o.MaxMsg
-			}
-			if o.MsgSize != 0 {
-				ms = o.MsgSize
-			}
-			out[i].MaxMsg, out[i].MsgSize = mm, ms
-			total += MQCost(mm, ms)
+		for i := range out {
+			out[i].PlanMaxMsg, out[i].PlanMsgSize = lv[0], lv[1]
+			total += MQCost(l.resolve(out[i]))
 		}
-		if total <= l.Budget {
+		if total <= free {
 			return out, nil
 		}
+	}
+	if free < l.Budget {
+		return nil, fmt.Errorf("%d mq edges need at least %d bytes of queue memory, and only %d of RLIMIT_MSGQUEUE (%d bytes) are free: other queues of this user hold the rest (raise it with ulimit -q, or use fewer or smaller queues)", n, total, free, l.Budget)
 	}
 	return nil, fmt.Errorf("%d mq edges need at least %d bytes of queue memory, above RLIMIT_MSGQUEUE (%d bytes; raise it with ulimit -q, or use fewer or smaller queues)", n, total, l.Budget)
 }

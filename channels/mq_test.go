@@ -184,10 +184,14 @@ func TestPlanMQ(t *testing.T) {
 	var total int64
 	var hops []hop
 	for _, o := range opts {
-		total += MQCost(o.MaxMsg, o.MsgSize)
+		total += MQCost(l.resolve(o))
 		hops = append(hops, hop{"mq", o})
 	}
-	t.Logf("20 queues of %d x %d bytes: %d of %d", opts[0].MaxMsg, opts[0].MsgSize, total, l.Budget)
+	mm, ms := l.resolve(opts[0])
+	t.Logf("20 queues of %d x %d bytes: %d of %d", mm, ms, total, l.Budget)
+	if opts[0].MaxMsg != 0 || opts[0].MsgSize != 0 {
+		t.Errorf("the plan wrote its sizes as the script's (%+v): Open could not shrink them", opts[0])
+	}
 	if total > l.Budget {
 		t.Fatalf("plan takes %d bytes, budget %d", total, l.Budget)
 	}

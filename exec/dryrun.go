@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"slices"
@@ -96,11 +97,12 @@ func options(wr *Wire) string {
 	if o.Path != "" {
 		s = append(s, "path="+o.Path)
 	}
-	if o.MaxMsg > 0 {
-		s = append(s, fmt.Sprintf("maxmsg=%d", o.MaxMsg))
+	// A queue's planned sizes (channels.PlanMQ) show as if written.
+	if mm := cmp.Or(o.MaxMsg, o.PlanMaxMsg); mm > 0 {
+		s = append(s, fmt.Sprintf("maxmsg=%d", mm))
 	}
-	if o.MsgSize > 0 {
-		s = append(s, fmt.Sprintf("msgsize=%d", o.MsgSize))
+	if ms := cmp.Or(o.MsgSize, o.PlanMsgSize); ms > 0 {
+		s = append(s, fmt.Sprintf("msgsize=%d", ms))
 	}
 	if o.Socket != "" {
 		s = append(s, o.Socket)

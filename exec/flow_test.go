@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ipcflow/ipcflow/channels"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -490,5 +491,32 @@ func TestStageShellExitTrapRunsOnce(t *testing.T) {
 	}
 	if fr.stdout.String() != string(want) {
 		t.Errorf("stdout %q, bash %q", fr.stdout.String(), want)
+	}
+}
+
+// Twenty mq edges while another run of the same user holds half of
+// RLIMIT_MSGQUEUE: the plan sizes the queues for the whole budget, and
+// Open shrinks what the script left unset to what is really left.
+func TestTwentyMQEdgesBesideAnotherRun(t *testing.T) {
+	l := channels.ReadMQLimits()
+	if l.Budget < 0 {
+		t.Skip("RLIMIT_MSGQUEUE is unlimited here")
+	}
+	env := channels.Env{RunDir: t.TempDir(), Prefix: fmt.Sprintf("ipcflowtest.%d.", os.Getpid()), Record: func(string, string) error { return nil }}
+	fixed := channels.Options{MaxMsg: l.MsgDefault, MsgSize: l.MsgsizeDefault}
+	for i := range l.Budget / 2 / channels.MQCost(fixed.MaxMsg, fixed.MsgSize) {
+		ch, err := channels.Open(env, channels.Spec{ID: fmt.Sprintf("other%d", i), Type: "mq", Readers: 1, Options: fixed})
+		if err != nil {
+			t.Skipf("other queues of this user hold part of the budget already: %v", err)
+		}
+		defer ch.Close()
+	}
+	want := bash(t, "seq 1 200000", nil)
+	fr := newFlowRun(t, "mq20")
+	if code := fr.run(t); code != 0 {
+		t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
+	}
+	if sha(fr.stdout.Bytes()) != sha(want) {
+		t.Errorf("output differs from bash (%d vs %d bytes)", fr.stdout.Len(), len(want))
 	}
 }

@@ -195,12 +195,9 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 		return nil, err
 	}
 	p.wire()
-	if err := p.planQueues(); err != nil {
-		return nil, err
-	}
 	// Options this machine can't honour (a pipe above pipe-max-size, an mq
-	// above its sysctl) are the user's to fix: say so before anything is
-	// created.
+	// above its sysctl) are the user's to fix: say so, at the edge, before
+	// anything is created, and before the queues are planned together.
 	for _, w := range p.Wires {
 		if w.Internal() {
 			continue
@@ -211,6 +208,9 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 				return nil, &UsageError{Msg: fmt.Sprintf("%s:%s: edge %s -> %s: %v", g.File, e.Pos, e.From, e.To, err), Positioned: true}
 			}
 		}
+	}
+	if err := p.planQueues(); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
