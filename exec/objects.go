@@ -88,6 +88,7 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 	defer func() {
 		if err != nil {
 			r.teardownObjects()
+			r.removeRecordings()
 			r = nil
 		}
 	}()
@@ -167,6 +168,18 @@ func (r *run) planPipeSizes() {
 
 // defaultPipeSize is the kernel's default pipe buffer (16 pages).
 const defaultPipeSize = 64 << 10
+
+// removeRecordings removes the mmap path= files a run that failed to set
+// up had already made. A recording stays after a run (SPEC 4), but this
+// one never ran: the file is empty, and left there it would make the next
+// run fail ("already exists"). Each was created exclusively by this run.
+func (r *run) removeRecordings() {
+	for i, rw := range r.wires {
+		if w := r.plan.Wires[i]; rw.ch != nil && w.Spec.Type == "mmap" && w.Spec.Options.Path != "" {
+			os.Remove(w.Spec.Options.Path)
+		}
+	}
+}
 
 // teardownObjects closes and removes everything the run made.
 func (r *run) teardownObjects() {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"mvdan.cc/sh/v3/syntax"
 
 	"github.com/ipcflow/ipcflow/parser"
@@ -351,6 +352,38 @@ func TestMmapRecordingOfADiamond(t *testing.T) {
 	got, err := os.ReadFile(rec)
 	if want := bash(t, "seq 1 20000", nil); err != nil || !bytes.Equal(got, want) {
 		t.Errorf("recording %s: %d bytes (err %v), want the whole stream of %d", rec, len(got), err, len(want))
+	}
+	check()
+}
+
+// A run that fails while it sets up (here: a ring larger than /dev/shm)
+// removes the mmap path= recording it had already made: it recorded
+// nothing, and the file would make the next run fail.
+func init() {
+	testFlows["setup-fails-after-recording"] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("p", "echo hi")
+		b.stage("c", "cat")
+		b.stage("q", "echo x")
+		b.stage("d", "cat")
+		b.edge("p", "c", parser.MMap, parser.Options{Path: os.Getenv("IPCFLOW_TEST_REC")})
+		var fs unix.Statfs_t
+		unix.Statfs("/dev/shm", &fs)
+		b.edge("q", "d", parser.SHM, parser.Options{Size: int64(fs.Bavail)*fs.Bsize + 1<<30})
+		return b.g
+	}
+}
+
+func TestSetupFailureRemovesRecording(t *testing.T) {
+	rec := filepath.Join(t.TempDir(), "p.rec")
+	fr := newFlowRun(t, "setup-fails-after-recording")
+	fr.cmd.Env = append(fr.cmd.Env, "IPCFLOW_TEST_REC="+rec)
+	check := leakCheck(t, fr.runDir)
+	if code := fr.run(t); code != 1 || !strings.Contains(fr.stderr.String(), "no room") {
+		t.Fatalf("exit status %d, want 1 with /dev/shm full; stderr:\n%s", code, fr.stderr.Bytes())
+	}
+	if _, err := os.Lstat(rec); !os.IsNotExist(err) {
+		t.Errorf("the failed run left its recording %s (%v)", rec, err)
 	}
 	check()
 }
