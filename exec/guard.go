@@ -58,12 +58,28 @@ func StartGuardian(r *RunDir) (*Guardian, error) {
 		return nil, fmt.Errorf("start guardian: %w", err)
 	}
 	defer null.Close()
-	proc, err := os.StartProcess(path, argv, &os.ProcAttr{
-		Files: []*os.File{null, null, os.Stderr, pr},
+	// syscall.ForkExec, as for stages: os.StartProcess would first fork a
+	// child to probe for pidfd support, once per process, on the path of
+	// every run's start.
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
+		Env:   os.Environ(),
+		Files: []uintptr{null.Fd(), null.Fd(), os.Stderr.Fd(), pr.Fd()},
 		// Its own group: a ^C or a signal sent to ipcflow's group must not
 		// take the guardian down with the run it is there to clean up.
 		Sys: &syscall.SysProcAttr{Setpgid: true},
 	})
+	if err != nil {
+		pw.Close()
+		return nil, fmt.Errorf("start guardian: %w", err)
+	}
+	// The guardian has nothing to do until ipcflow dies, but its start (a
+	// Go runtime's, a few ms of CPU) competes with the stages starting at
+	// the same moment: at nice 10 it mostly starts in idle time (the
+	// watch lines wait in the pipe meanwhile). Not 19: on a saturated
+	// machine it must still get the CPU within a second of ipcflow's
+	// death, and an unprivileged process cannot raise its priority again.
+	unix.Setpriority(unix.PRIO_PROCESS, pid, 10)
+	proc, err := os.FindProcess(pid) // never fails on Unix
 	if err != nil {
 		pw.Close()
 		return nil, fmt.Errorf("start guardian: %w", err)
