@@ -6,7 +6,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 work=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/ipcflow-bench.XXXXXX")}
 trap 'rm -rf "$work"' EXIT
 ipcflow=$work/ipcflow
-(cd "$root" && go build -o "$ipcflow" ./cmd/ipcflow)
+(cd "$root" && CGO_ENABLED=0 go build -o "$ipcflow" ./cmd/ipcflow)  # as README installs it
 
 # now_us: microseconds since the epoch, from bash's EPOCHREALTIME.
 now_us() { local t=${EPOCHREALTIME/./}; echo "$t"; }

@@ -7,7 +7,7 @@ mib=${1:-256}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cc -O2 -Wall -o "$tmp/ref" "$here/ref.c" -lrt
-(cd "$here/../.." && go build -o "$tmp/ipcflow" ./cmd/ipcflow)
+(cd "$here/../.." && CGO_ENABLED=0 go build -o "$tmp/ipcflow" ./cmd/ipcflow)  # as README installs it
 uptime
 "$tmp/ref" "$mib"
 echo
