@@ -1,22 +1,17 @@
 package exec
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The guardian makes a SIGKILL of ipcflow safe. A parent-death signal only
 // reaches ipcflow's direct children, and `sh -c 'yes | sleep 100'` has
 // grandchildren; named objects and the run directory would outlive the run
-// too. So each run starts a guardian: a copy of ipcflow in a process group
-// of its own that holds the read end of a pipe from ipcflow.
+// too. So each run starts a guardian: a fork of ipcflow in a process group
+// of its own that holds the read end of a pipe from ipcflow (fork.go).
 //
 //	ipcflow                               guardian
 //	   | ---- "watch PGID\n" (per stage) --> |  remembers the group
@@ -25,9 +20,10 @@ import (
 //	or
 //	   X  killed: the kernel closes the pipe |
 //	                                         |  EOF without "done":
-//	                                         |  SIGKILL every group, wait for the
-//	                                         |  run's lock, remove what its
-//	                                         |  manifest lists, exit
+//	                                         |  SIGKILL every group, exec ipcflow
+//	                                         |  (role reclaim): wait for the run's
+//	                                         |  lock, remove what its manifest
+//	                                         |  lists, exit
 //
 // Only ipcflow holds the write end (close-on-exec), so end of file means
 // ipcflow is gone, however it went. Stages are killed by group, so their
@@ -35,15 +31,20 @@ import (
 
 // Guardian is the handle ipcflow keeps on its run's guardian.
 type Guardian struct {
-	w    *os.File
-	proc *os.Process
+	w   *os.File
+	pid int
 }
 
-func init() { roles["guard"] = runGuard }
+func init() { roles["reclaim"] = runReclaim }
 
-// StartGuardian starts the guardian of run r.
+// StartGuardian starts the guardian of run r: a fork of ipcflow that does
+// not exec. Until ipcflow dies it only reads the pipe, in guardianChild, a
+// loop of raw system calls; only after a crash does it exec ipcflow again
+// (role "reclaim") to remove the run's objects. A guardian that exec'd at
+// once cost every run a second Go start-up, a few ms of CPU on the path of
+// the stages' own start.
 func StartGuardian(r *RunDir) (*Guardian, error) {
-	path, argv, err := internalCommand("guard", r.Path)
+	path, argv, err := internalCommand("reclaim", r.Path)
 	if err != nil {
 		return nil, fmt.Errorf("start guardian: %w", err)
 	}
@@ -52,44 +53,22 @@ func StartGuardian(r *RunDir) (*Guardian, error) {
 		return nil, fmt.Errorf("start guardian: %w", err)
 	}
 	defer pr.Close()
-	null, err := os.Open(os.DevNull)
+	c, err := newGuardianChild(int(pr.Fd()), path, argv, os.Environ())
 	if err != nil {
 		pw.Close()
 		return nil, fmt.Errorf("start guardian: %w", err)
 	}
-	defer null.Close()
-	// syscall.ForkExec, as for stages: os.StartProcess would first fork a
-	// child to probe for pidfd support, once per process, on the path of
-	// every run's start.
-	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
-		Env:   os.Environ(),
-		Files: []uintptr{null.Fd(), null.Fd(), os.Stderr.Fd(), pr.Fd()},
-		// Its own group: a ^C or a signal sent to ipcflow's group must not
-		// take the guardian down with the run it is there to clean up.
-		Sys: &syscall.SysProcAttr{Setpgid: true},
-	})
+	pid, err := forkGuardian(c)
 	if err != nil {
 		pw.Close()
 		return nil, fmt.Errorf("start guardian: %w", err)
 	}
-	// The guardian has nothing to do until ipcflow dies, but its start (a
-	// Go runtime's, a few ms of CPU) competes with the stages starting at
-	// the same moment: at nice 10 it mostly starts in idle time (the
-	// watch lines wait in the pipe meanwhile). Not 19: on a saturated
-	// machine it must still get the CPU within a second of ipcflow's
-	// death, and an unprivileged process cannot raise its priority again.
-	unix.Setpriority(unix.PRIO_PROCESS, pid, 10)
-	proc, err := os.FindProcess(pid) // never fails on Unix
-	if err != nil {
-		pw.Close()
-		return nil, fmt.Errorf("start guardian: %w", err)
-	}
-	return &Guardian{w: pw, proc: proc}, nil
+	return &Guardian{w: pw, pid: pid}, nil
 }
 
 // Pid is the guardian's process id, so a reaper that waits for any child
 // knows it is not a stage.
-func (g *Guardian) Pid() int { return g.proc.Pid }
+func (g *Guardian) Pid() int { return g.pid }
 
 // Watch tells the guardian about a stage's process group.
 func (g *Guardian) Watch(pgid int) error {
@@ -108,32 +87,15 @@ func (g *Guardian) Release() error {
 	return err
 }
 
-// runGuard is the guardian process: args[0] is the run directory, fd 3 the
-// pipe from ipcflow.
-func runGuard(args []string) int {
+// runReclaim is what a guardian execs once ipcflow died and it has killed
+// the stages' groups: args[0] is the run directory. It removes what the
+// run's manifest lists once the run's lock is free.
+func runReclaim(args []string) int {
 	if len(args) != 1 {
 		fmt.Fprintln(os.Stderr, "ipcflow: guardian: want the run directory")
 		return 70
 	}
 	dir := args[0]
-	from := os.NewFile(3, "ipcflow")
-	var groups []int
-	sc := bufio.NewScanner(from)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "done" {
-			return 0
-		}
-		if s, ok := strings.CutPrefix(line, "watch "); ok {
-			if pgid, err := strconv.Atoi(s); err == nil && pgid > 1 {
-				groups = append(groups, pgid)
-			}
-		}
-	}
-	// ipcflow is gone without saying goodbye.
-	for _, pgid := range groups {
-		unix.Kill(-pgid, unix.SIGKILL)
-	}
 	// ipcflow's lock goes with its last fd; a child caught between fork
 	// and exec may hold it for a moment longer.
 	if !waitForLock(dir, 2*time.Second) {
