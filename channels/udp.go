@@ -25,27 +25,53 @@ import (
 // Datagram: a 9-byte header, then the payload:
 //
 //	0  8  sequence number, from 0, little-endian
-//	8  1  udpEnds (payload ends on a line boundary, or is the stream's
-//	      last bytes), udpContinues (a line longer than udpPayload goes on in
-//	      the next datagram) or udpEOF (no payload: end of stream)
+//	8  1  flags: udpContinues (the payload's last line goes on in the next
+//	      datagram: a line longer than udpPayload), udpContinued (the
+//	      payload's first bytes go on with a line begun in the previous
+//	      datagram) and udpEOF (no payload: end of stream). Neither
+//	      continue flag: the payload is whole lines (the last one may lack
+//	      its newline at the end of the stream).
 //
 // The sender builds each header in place over bytes already sent (the
 // buffer keeps 9 bytes of headroom before the first payload), so nothing is
-// copied. A line longer than udpPayload is split, and a lost piece cuts it.
+// copied. Lines are never split across datagrams unless longer than
+// udpPayload; a datagram that continues a line carries no newline, and the
+// last piece of a long line may be followed by whole lines.
+//
+// Loss: the receiver expects consecutive sequence numbers, so a gap is a
+// datagram lost. A line is written to the consumer only once its last piece
+// has come, so a line that lost a piece is dropped whole: the consumer gets
+// whole input lines only, never one glued from two lines' parts (before
+// this, the pieces of a torn line went out as they came and ran into the
+// next line). After a gap the receiver skips up to the first datagram that
+// starts a line (no udpContinued), or to the end of the torn line inside
+// one (its first newline). A line longer than udpLineMax is not held whole
+// (memory): it goes out in pieces, and if one is lost the part already
+// written is ended with a newline, so it stands alone as a cut line rather
+// than run into the next one.
 //
 // End of stream: the EOF datagram, or, if that is lost, the producer
 // bridge's word (both bridges are in ipcflow): the consumer stops once the
-// producer is done and nothing has come for udpQuiet.
+// producer is done and nothing has come for udpQuiet. A line still held
+// then never got its end and is dropped.
 
 const (
 	udpHeader    = 9
 	udpPayload   = 60 << 10 // below the 65507-byte limit of IPv4 datagrams
-	udpEnds      = 0
-	udpContinues = 1
-	udpEOF       = 2
-	udpQuiet     = 100 * time.Millisecond
-	udpSockBuf   = 8 << 20
+	udpContinues = 1 << 0
+	udpEOF       = 1 << 1
+	udpContinued = 1 << 2
+	// udpLineMax is the longest line the receiver holds until its end to
+	// drop it whole if a piece is lost; longer lines stream (see above).
+	udpLineMax = 16 << 20
+	udpQuiet   = 100 * time.Millisecond
+	udpSockBuf = 8 << 20
 )
+
+// udpDropHook, when set (by tests), sees every datagram the sender is
+// about to send, in order; returning true drops it, as an overflowing
+// socket buffer would.
+var udpDropHook func(seq uint64, payload []byte) bool
 
 type udpChannel struct {
 	ends
@@ -60,6 +86,7 @@ type udpChannel struct {
 	gone     atomic.Bool // the consumer has gone, or Close: stop sending
 	left     atomic.Bool // the consumer stopped reading early
 	once     sync.Once
+	drop     func(seq uint64, payload []byte) bool // udpDropHook when opened
 }
 
 func openUDP(id, addr string) (Channel, error) {
@@ -99,6 +126,7 @@ func openUDP(id, addr string) (Channel, error) {
 		send: os.NewFile(uintptr(ss), "udp-send"),
 		recv: os.NewFile(uintptr(rs), "udp-recv"),
 		br:   bridges{edge: id},
+		drop: udpDropHook,
 	}
 	w, in, err := bridgePipe(true)
 	if err != nil {
@@ -144,11 +172,19 @@ func (c *udpChannel) produce() error {
 	buf := make([]byte, udpHeader+(1<<20))
 	have := udpHeader // payload bytes are buf[udpHeader:have]
 	var seq uint64
+	mid := false // the last datagram sent ended inside a line
 	send := func(a, b int, flag byte) error {
+		if mid {
+			flag |= udpContinued
+		}
+		mid = flag&udpContinues != 0
 		h := buf[a-udpHeader : a] // over bytes already sent, or the headroom
 		binary.LittleEndian.PutUint64(h, seq)
 		h[8] = flag
-		_, err := c.send.Write(buf[a-udpHeader : b])
+		var err error
+		if c.drop == nil || !c.drop(seq, buf[a:b]) {
+			_, err = c.send.Write(buf[a-udpHeader : b])
+		}
 		seq++
 		c.sent.Add(1)
 		c.bytes.Add(int64(b - a))
@@ -177,13 +213,13 @@ func (c *udpChannel) produce() error {
 			var err error
 			switch {
 			case k >= 0:
-				err = send(s0, s0+k+1, udpEnds)
+				err = send(s0, s0+k+1, 0)
 				s0 += k + 1
 			case win == udpPayload:
 				err = send(s0, s0+win, udpContinues)
 				s0 += win
 			case eof:
-				err = send(s0, have, udpEnds)
+				err = send(s0, have, 0)
 				s0 = have
 			default:
 				goto refill
@@ -203,16 +239,21 @@ func (c *udpChannel) produce() error {
 	}
 }
 
-// consume writes the payloads of the datagrams to the consumer's pipe.
+// consume writes the payloads of the datagrams to the consumer's pipe,
+// whole lines only (see the top of the file for what a loss drops).
 func (c *udpChannel) consume() error {
 	defer c.out.Close()
 	buf := make([]byte, 64<<10)
+	var u udpUnpacker
+	u.w = c.out
 	gotData := false
 	for {
 		n, err := c.recv.Read(buf)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			if c.done.Load() && !gotData {
-				return nil // the producer is done and nothing more came
+				// The producer is done and nothing more came: the EOF
+				// datagram was lost, and so was the end of any line held.
+				return c.wrote(u.torn())
 			}
 			gotData = false
 			c.recv.SetReadDeadline(time.Now().Add(udpQuiet))
@@ -225,22 +266,144 @@ func (c *udpChannel) consume() error {
 			continue
 		}
 		gotData = true
-		if buf[8] == udpEOF {
-			return nil
+		seq, flags := binary.LittleEndian.Uint64(buf), buf[8]
+		if seq < u.next {
+			continue // late: its place was already given up as lost
 		}
-		c.received.Add(1)
-		if n == udpHeader {
-			continue
+		if flags&udpEOF != 0 {
+			return c.wrote(u.torn()) // a line still held lost its end
 		}
-		if _, err := c.out.Write(buf[udpHeader:n]); err != nil {
-			if isGone(err) {
-				c.left.Store(true)
-				c.gone.Store(true)
-				return nil
-			}
-			return fmt.Errorf("write to reader: %w", err)
+		c.received.Add(1) // as sent: datagrams with data
+		if err := c.wrote(u.datagram(seq, flags, buf[udpHeader:n])); err != nil || c.gone.Load() {
+			return err
 		}
 	}
+}
+
+// wrote sorts the outcome of a write to the consumer's pipe: a reader that
+// went away ends the bridge quietly (and the producer stops sending).
+func (c *udpChannel) wrote(err error) error {
+	if err == nil {
+		return nil
+	}
+	if isGone(err) {
+		c.left.Store(true)
+		c.gone.Store(true)
+		return nil
+	}
+	return fmt.Errorf("write to reader: %w", err)
+}
+
+// udpUnpacker turns the datagrams that arrived into the consumer's bytes,
+// dropping every line that lost a piece. Its one buffer (line) grows to the
+// longest line held and is reused for every later line.
+type udpUnpacker struct {
+	w        io.Writer
+	next     uint64 // the sequence number expected
+	line     []byte // the pieces so far of a line longer than a datagram
+	streamed bool   // line outgrew udpLineMax: its start is already written
+	skip     bool   // a piece of the current line was lost: drop to its end
+}
+
+// datagram takes one datagram's payload.
+func (u *udpUnpacker) datagram(seq uint64, flags byte, p []byte) error {
+	if seq != u.next {
+		// Datagrams u.next..seq-1 were lost, and with them the end of the
+		// line held (if any) and maybe the start of the line p goes on with.
+		if err := u.torn(); err != nil {
+			return err
+		}
+		u.skip = true
+	}
+	u.next = seq + 1
+	continues := flags&udpContinues != 0
+	if flags&udpContinued == 0 {
+		// p starts a line: whatever was lost is behind us. (A line still
+		// held here lost its end, though no gap showed it.)
+		if err := u.torn(); err != nil {
+			return err
+		}
+		u.skip = false
+	} else if u.skip {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			u.skip = continues // still inside the torn line, or at its end
+			return nil
+		}
+		p, u.skip = p[i+1:], false // the rest of p is whole lines
+	} else if i := bytes.IndexByte(p, '\n'); i >= 0 || !continues {
+		// p ends the line held: without a newline, at the stream's end.
+		end := len(p)
+		if i >= 0 {
+			end = i + 1
+		}
+		if err := u.hold(p[:end]); err != nil {
+			return err
+		}
+		if err := u.flush(); err != nil {
+			return err
+		}
+		p = p[end:]
+	}
+	// p starts on a line boundary here (or continues a held line with no
+	// newline of its own).
+	if !continues {
+		return u.write(p)
+	}
+	k := bytes.LastIndexByte(p, '\n') + 1 // the last line is not finished
+	if err := u.write(p[:k]); err != nil {
+		return err
+	}
+	return u.hold(p[k:])
+}
+
+// hold keeps p as the next piece of the unfinished line. A line that grows
+// past udpLineMax goes out as it comes instead.
+func (u *udpUnpacker) hold(p []byte) error {
+	if u.streamed {
+		return u.write(p)
+	}
+	if len(u.line)+len(p) <= udpLineMax {
+		u.line = append(u.line, p...)
+		return nil
+	}
+	u.streamed = true
+	err := u.write(u.line)
+	u.line = u.line[:0]
+	if err != nil {
+		return err
+	}
+	return u.write(p)
+}
+
+// flush writes the line held, now whole.
+func (u *udpUnpacker) flush() error {
+	err := u.write(u.line)
+	u.line, u.streamed = u.line[:0], false
+	return err
+}
+
+// torn drops the line held: its end is lost. A line already partly
+// written (longer than udpLineMax) gets a newline, so that it does not run
+// into the next one.
+func (u *udpUnpacker) torn() error {
+	u.line = u.line[:0]
+	if !u.streamed {
+		return nil
+	}
+	u.streamed = false
+	return u.write(newline)
+}
+
+// newline ends a cut line; a variable, so that writing it allocates nothing.
+var newline = []byte{'\n'}
+
+func (u *udpUnpacker) write(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	_, err := u.w.Write(p)
+	return err
 }
 
 func (c *udpChannel) Wait() error { return c.br.wait() }
