@@ -1,7 +1,6 @@
 package channels
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -198,12 +197,36 @@ func sameAddr(a, b unix.Sockaddr) bool {
 	return false
 }
 
+// sockaddrString is host:port of an IP socket address, for messages.
+func sockaddrString(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return net.JoinHostPort(net.IP(a.Addr[:]).String(), fmt.Sprint(a.Port))
+	case *unix.SockaddrInet6:
+		return net.JoinHostPort(net.IP(a.Addr[:]).String(), fmt.Sprint(a.Port))
+	}
+	return fmt.Sprint(sa)
+}
+
 // tcpAfterListen, when set (by tests), runs between listen and ipcflow's
 // own connect, with the listening address: where a stranger gets in first.
 var tcpAfterListen func(addr unix.Sockaddr)
 
-// tcpAcceptTimeout bounds the wait for ipcflow's own connection.
-const tcpAcceptTimeout = 5 * time.Second
+const (
+	// tcpBacklog is the listen queue. It can stay small: setup accepts
+	// (and drops) strangers while it connects, so they never hold the
+	// queue full for long.
+	tcpBacklog = 16
+	// tcpSetupTimeout bounds the whole setup: connect, and accept our own
+	// connection among strangers.
+	tcpSetupTimeout = 5 * time.Second
+	// tcpRetry: on loopback a connection reaches the accept queue within
+	// the connect call. If ours has not come by then, the kernel dropped
+	// its SYN (or its ACK) because strangers filled the queue, and would
+	// resend only after 1 s, 3 s, 7 s...; a fresh connect, once the loop
+	// has made room, gets in at once.
+	tcpRetry = 50 * time.Millisecond
+)
 
 func openTCP(addr string) (Channel, error) {
 	if addr == "" {
@@ -213,16 +236,17 @@ func openTCP(addr string) (Channel, error) {
 	if err != nil {
 		return nil, err
 	}
-	ls, err := unix.Socket(family(sa), unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	// Non-blocking: setup accepts until EAGAIN, never waits in accept(2).
+	ls, err := unix.Socket(family(sa), unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("tcp socket: %w", err)
 	}
-	defer unix.Close(ls)
+	defer unix.Close(ls) // strangers still queued get a reset
 	unix.SetsockoptInt(ls, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	if err := unix.Bind(ls, sa); err != nil {
 		return nil, fmt.Errorf("tcp listen on %s: %w", addr, err)
 	}
-	if err := unix.Listen(ls, 16); err != nil {
+	if err := unix.Listen(ls, tcpBacklog); err != nil {
 		return nil, fmt.Errorf("tcp listen on %s: %w", addr, err)
 	}
 	lsa, err := unix.Getsockname(ls)
@@ -232,24 +256,15 @@ func openTCP(addr string) (Channel, error) {
 	if tcpAfterListen != nil {
 		tcpAfterListen(lsa)
 	}
-	cs, err := unix.Socket(family(sa), unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	cs, as, err := connectOwn(ls, lsa, tcpSetupTimeout)
 	if err != nil {
+		return nil, fmt.Errorf("tcp listening on %s: %w", sockaddrString(lsa), err)
+	}
+	// The stages expect blocking fds (accept4 gave as blocking already).
+	if err := unix.SetNonblock(cs, false); err != nil {
+		unix.Close(cs)
+		unix.Close(as)
 		return nil, fmt.Errorf("tcp socket: %w", err)
-	}
-	// Loopback: connect completes at once, from the listen backlog.
-	if err := unix.Connect(cs, lsa); err != nil {
-		unix.Close(cs)
-		return nil, fmt.Errorf("tcp connect to own listener: %w", err)
-	}
-	own, err := unix.Getsockname(cs)
-	if err != nil {
-		unix.Close(cs)
-		return nil, fmt.Errorf("tcp connect to own listener: %w", err)
-	}
-	as, err := acceptOwn(ls, own)
-	if err != nil {
-		unix.Close(cs)
-		return nil, err
 	}
 	unix.SetsockoptInt(cs, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	unix.Shutdown(cs, unix.SHUT_RD)
@@ -257,32 +272,127 @@ func openTCP(addr string) (Channel, error) {
 	return &fdChannel{w: os.NewFile(uintptr(cs), "tcp-w"), r: os.NewFile(uintptr(as), "tcp-r")}, nil
 }
 
-// acceptOwn accepts connections on ls until the one from own comes,
-// closing every other (strangers) unread.
-func acceptOwn(ls int, own unix.Sockaddr) (int, error) {
-	deadline := time.Now().Add(tcpAcceptTimeout)
+// connectOwn connects a non-blocking socket to the listener ls (at lsa) and
+// accepts until that connection comes; every other one (a stranger) is
+// closed unread. Connecting and accepting share one poll loop: with a
+// blocking connect first, strangers that had filled the accept queue made
+// the kernel drop our SYN, nobody accepted, and the connect waited out its
+// retries (135 s). It returns our end (non-blocking) and the accepted one.
+func connectOwn(ls int, lsa unix.Sockaddr, timeout time.Duration) (cs, as int, err error) {
+	deadline := time.Now().Add(timeout)
+	cs, as = -1, -1
+	defer func() {
+		if err != nil {
+			if cs >= 0 {
+				unix.Close(cs)
+			}
+			if as >= 0 {
+				unix.Close(as)
+			}
+		}
+	}()
+	var own unix.Sockaddr // cs's local address: the peer address to accept
+	var started time.Time
+	connected := false
+	strangers, tries := 0, 0
 	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return -1, errors.New("tcp: own connection never reached the listener")
+		now := time.Now()
+		if cs >= 0 && as >= 0 && connected {
+			return cs, as, nil
 		}
-		pfd := []unix.PollFd{{Fd: int32(ls), Events: unix.POLLIN}}
-		if _, err := unix.Poll(pfd, int(left/time.Millisecond)+1); err != nil && err != unix.EINTR {
-			return -1, fmt.Errorf("tcp accept: %w", err)
+		if !now.Before(deadline) {
+			return -1, -1, fmt.Errorf("own connection not accepted within %v (%d connects tried, %d other connections accepted and dropped: is something flooding the port?): %w",
+				timeout, tries, strangers, unix.ETIMEDOUT)
 		}
-		if pfd[0].Revents&unix.POLLIN == 0 {
+		if cs < 0 || (as < 0 && now.Sub(started) >= tcpRetry) {
+			if cs >= 0 {
+				unix.Close(cs) // if it gets in after all, it is a stranger
+			}
+			cs, own, err = startConnect(lsa)
+			if err != nil {
+				return -1, -1, err
+			}
+			started, connected = now, false
+			tries++
+		}
+		pfd := []unix.PollFd{{Fd: int32(ls), Events: unix.POLLIN}, {Fd: int32(cs), Events: unix.POLLOUT}}
+		if connected {
+			pfd = pfd[:1]
+		}
+		wait := min(time.Until(deadline), tcpRetry-time.Since(started))
+		if _, err := unix.Poll(pfd, max(int(wait/time.Millisecond), 0)+1); err != nil && err != unix.EINTR {
+			return -1, -1, fmt.Errorf("tcp poll: %w", err)
+		}
+		if pfd[0].Revents != 0 {
+			fd, n, err := acceptAll(ls, own, as < 0)
+			if err != nil {
+				return -1, -1, err
+			}
+			strangers += n
+			if fd >= 0 {
+				as = fd
+			}
+		}
+		if !connected && len(pfd) > 1 && pfd[1].Revents != 0 {
+			soerr, err := unix.GetsockoptInt(cs, unix.SOL_SOCKET, unix.SO_ERROR)
+			switch {
+			case err != nil:
+				return -1, -1, fmt.Errorf("tcp connect to own listener: %w", err)
+			case soerr == 0:
+				connected = true
+			case as >= 0:
+				// Cannot be: the listener has it, yet it failed.
+				return -1, -1, fmt.Errorf("tcp connect to own listener: %w", unix.Errno(soerr))
+			default:
+				// Refused or reset (the queue overflowed): try afresh.
+				unix.Close(cs)
+				cs = -1
+			}
+		}
+	}
+}
+
+// startConnect starts a non-blocking connect to lsa and returns the socket
+// with its local address (bound by connect, before it completes).
+func startConnect(lsa unix.Sockaddr) (int, unix.Sockaddr, error) {
+	cs, err := unix.Socket(family(lsa), unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return -1, nil, fmt.Errorf("tcp socket: %w", err)
+	}
+	if err := unix.Connect(cs, lsa); err != nil && err != unix.EINPROGRESS && err != unix.EINTR {
+		unix.Close(cs)
+		return -1, nil, fmt.Errorf("tcp connect to own listener: %w", err)
+	}
+	own, err := unix.Getsockname(cs)
+	if err != nil {
+		unix.Close(cs)
+		return -1, nil, fmt.Errorf("tcp connect to own listener: %w", err)
+	}
+	return cs, own, nil
+}
+
+// acceptAll accepts every connection queued on the non-blocking listener
+// ls. It keeps the one from own (if want) and closes the others unread.
+func acceptAll(ls int, own unix.Sockaddr, want bool) (mine, strangers int, err error) {
+	mine = -1
+	for {
+		fd, peer, err := unix.Accept4(ls, unix.SOCK_CLOEXEC)
+		switch {
+		case err == unix.EAGAIN:
+			return mine, strangers, nil
+		case err == unix.EINTR || err == unix.ECONNABORTED:
+			continue
+		case err != nil:
+			if mine >= 0 {
+				unix.Close(mine)
+			}
+			return -1, strangers, fmt.Errorf("tcp accept: %w", err)
+		}
+		if want && mine < 0 && sameAddr(peer, own) {
+			mine = fd
 			continue
 		}
-		fd, peer, err := unix.Accept4(ls, unix.SOCK_CLOEXEC)
-		if err != nil {
-			if err == unix.EINTR || err == unix.ECONNABORTED {
-				continue
-			}
-			return -1, fmt.Errorf("tcp accept: %w", err)
-		}
-		if sameAddr(peer, own) {
-			return fd, nil
-		}
 		unix.Close(fd) // a stranger: never read
+		strangers++
 	}
 }

@@ -2,6 +2,7 @@ package channels
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -105,4 +106,137 @@ func TestUDPLossCounted(t *testing.T) {
 		t.Fatalf("loss counted (%d) but all %d bytes delivered", st.Lost, len(res.out))
 	}
 	checkUDP(t, res.out, b.Bytes(), st.Lost)
+}
+
+// TestTCPStrangerFlood: more strangers than the listen backlog connect to
+// a tcp edge's fixed addr= port before ipcflow's own connect, and stay.
+// With a full accept queue the kernel drops ipcflow's SYN; a blocking
+// connect then waited out its retries (135 s) while nothing accepted.
+// Setup must drain the strangers, get its own connection through, and
+// carry the stream unmixed.
+func TestTCPStrangerFlood(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	var strangers []int
+	defer func() {
+		for _, fd := range strangers {
+			unix.Close(fd)
+		}
+	}()
+	connected := 0
+	tcpAfterListen = func(sa unix.Sockaddr) {
+		// Non-blocking connects: once the queue is full the rest wait in
+		// SYN_SENT instead of blocking the test.
+		for range 3 * tcpBacklog {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Errorf("stranger socket: %v", err)
+				return
+			}
+			strangers = append(strangers, fd)
+			if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+				t.Errorf("stranger connect: %v", err)
+				return
+			}
+		}
+		// Wait until the accept queue is full (backlog+1 connections
+		// established), then write into every connection that has one.
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			connected = 0
+			for _, fd := range strangers {
+				if e, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR); e == 0 {
+					if _, err := unix.Getpeername(fd); err == nil {
+						connected++
+					}
+				}
+			}
+			if connected > tcpBacklog {
+				break
+			}
+		}
+		for _, fd := range strangers {
+			unix.Write(fd, []byte("STRANGER WAS HERE\n"))
+		}
+	}
+	defer func() { tcpAfterListen = nil }()
+
+	type opened struct {
+		ch  Channel
+		err error
+	}
+	start := time.Now()
+	done := make(chan opened, 1)
+	go func() {
+		ch, err := Open(testEnv(t), Spec{ID: "e1", Type: "socket", Options: Options{Socket: "tcp", Addr: addr}, Readers: 1})
+		done <- opened{ch, err}
+	}()
+	var o opened
+	select {
+	case o = <-done:
+	case <-time.After(3 * tcpSetupTimeout):
+		t.Fatalf("setup of a tcp edge with %d strangers queued still hangs after %v", connected, 3*tcpSetupTimeout)
+	}
+	if o.err != nil {
+		t.Fatalf("open with %d strangers queued: %v", connected, o.err)
+	}
+	defer o.ch.Close()
+	t.Logf("%d strangers connected first (backlog %d); setup took %v", connected, tcpBacklog, time.Since(start))
+	if connected <= tcpBacklog {
+		t.Fatalf("only %d strangers got in: the accept queue (backlog %d) was never full", connected, tcpBacklog)
+	}
+	input := bytes.Repeat([]byte("our own line\n"), 100000)
+	w, r := o.ch.Writer(), o.ch.Reader(0)
+	go func() {
+		w.Write(input)
+		w.Close()
+	}()
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, input) {
+		t.Fatalf("got %s, want %d bytes of our own lines", short(got), len(input))
+	}
+}
+
+// TestTCPSetupTimeout: when ipcflow's own connection never reaches the
+// listener it accepts on, setup gives up at its deadline with an error that
+// says so, instead of hanging in connect(2).
+func TestTCPSetupTimeout(t *testing.T) {
+	listen := func() (int, unix.Sockaddr) {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Listen(fd, tcpBacklog); err != nil {
+			t.Fatal(err)
+		}
+		sa, _ := unix.Getsockname(fd)
+		return fd, sa
+	}
+	ls, _ := listen()
+	defer unix.Close(ls)
+	other, osa := listen() // our connects go here, where nobody accepts
+	defer unix.Close(other)
+	start := time.Now()
+	_, _, err := connectOwn(ls, osa, 300*time.Millisecond)
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("connectOwn succeeded without its connection")
+	}
+	if !errors.Is(err, unix.ETIMEDOUT) || !strings.Contains(err.Error(), "own connection not accepted within") {
+		t.Fatalf("error %q: want one that names the timeout", err)
+	}
+	if took > 2*time.Second {
+		t.Fatalf("gave up after %v, deadline was 300ms", took)
+	}
+	t.Logf("after %v: %v", took, err)
 }
