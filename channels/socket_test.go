@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -239,4 +240,76 @@ func TestTCPSetupTimeout(t *testing.T) {
 		t.Fatalf("gave up after %v, deadline was 300ms", took)
 	}
 	t.Logf("after %v: %v", took, err)
+}
+
+// readChars is this process's rchar (/proc/self/io): bytes that read(2)
+// and its kin brought into user space. splice(2) does not count.
+func readChars(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		t.Skipf("no /proc/self/io: %v", err)
+	}
+	var n int64
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "rchar: "); ok {
+			fmt.Sscan(v, &n)
+		}
+	}
+	return n
+}
+
+// unixThrough moves size bytes through a socket unix channel, both ends
+// goroutines of the test, and returns how many bytes this process read(2)
+// meanwhile.
+func unixThrough(t *testing.T, size int) int64 {
+	t.Helper()
+	ch, err := Open(testEnv(t), Spec{ID: "e1", Type: "socket", Readers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	input := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	w, r := ch.Writer(), ch.Reader(0)
+	before := readChars(t)
+	go func() {
+		w.Write(input)
+		w.Close()
+	}()
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	read := readChars(t) - before
+	if !bytes.Equal(got, input) {
+		t.Fatalf("got %s, want %d bytes", short(got), len(input))
+	}
+	if st := ch.Stats(); st.Bytes != int64(size) {
+		t.Errorf("Stats.Bytes = %d, want %d", st.Bytes, size)
+	}
+	return read
+}
+
+// TestUnixBridgeSplices: the producer's bridge of a socket unix edge moves
+// the stream pipe to socket with splice(2), so the only bytes read into
+// this process are the consumer's (before, the bridge read each byte
+// too: twice the stream); the read/write fallback still works.
+func TestUnixBridgeSplices(t *testing.T) {
+	const size = 32 << 20
+	read := unixThrough(t, size)
+	t.Logf("splice: %d bytes read into the process for %d moved", read, size)
+	if read > size+size/2 {
+		t.Errorf("%d bytes read into the process for %d moved: the bridge copies through user space", read, size)
+	}
+	unixSplice = false
+	defer func() { unixSplice = true }()
+	read = unixThrough(t, size)
+	t.Logf("read/write fallback: %d bytes read into the process for %d moved", read, size)
+	if read < 2*size {
+		t.Errorf("fallback: %d bytes read for %d moved: did it run?", read, size)
+	}
 }
