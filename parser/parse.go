@@ -191,14 +191,13 @@ func (p *parser) shellWord(w item) *syntax.Word {
 		words = append(words, sw)
 		return true
 	})
-	base := p.pos(w.pos)
 	if err != nil {
 		pos, msg := shellError(err)
-		p.errorf(mapPos(base, pos), "shell syntax error: %s", msg)
+		p.errorf(p.shellPos(w.pos, pos), "shell syntax error: %s", msg)
 		return nil
 	}
 	if len(words) != 1 {
-		p.errorf(base, "expected one shell word, found %d in %q", len(words), w.val)
+		p.errorf(p.pos(w.pos), "expected one shell word, found %d in %q", len(words), w.val)
 		return nil
 	}
 	return words[0]
@@ -322,7 +321,7 @@ func (p *parser) parseStage() (Stmt, error) {
 	d.Script = script
 	if err != nil {
 		pos, msg := shellError(err)
-		p.errorf(mapPos(d.CommandPos, pos), "shell syntax error: %s", msg)
+		p.errorf(p.shellPos(start, pos), "shell syntax error: %s", msg)
 	} else if len(script.Stmts) == 0 {
 		p.errorf(d.CommandPos, "expected a command after '=', found a comment")
 		d.Script = nil
@@ -598,15 +597,15 @@ func shellError(err error) (syntax.Pos, string) {
 	return syntax.Pos{}, err.Error()
 }
 
-// mapPos turns a position inside a piece of text parsed on its own (line 1
-// column 1 being base) into a position in the script.
-func mapPos(base Pos, p syntax.Pos) Pos {
-	if !p.IsValid() || p.Line() == 0 {
-		return base
+// shellPos turns a position inside shell text that was parsed on its own,
+// starting at offset start of the script, into a position in the script.
+// It goes by the byte offset: mvdan.cc/sh's line and column stop counting
+// past 262143 lines and 16383 columns (syntax.Pos packs both in 32 bits),
+// while its offset is exact.
+func (p *parser) shellPos(start int, sp syntax.Pos) Pos {
+	off := sp.Offset()
+	if off == 0 && !sp.IsValid() {
+		return p.pos(start)
 	}
-	line, col := int(p.Line()), int(p.Col())
-	if line == 1 {
-		return Pos{Line: base.Line, Col: base.Col + col - 1}
-	}
-	return Pos{Line: base.Line + line - 1, Col: col}
+	return p.pos(min(start+int(off), len(p.l.input)))
 }

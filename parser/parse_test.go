@@ -48,6 +48,11 @@ func TestErrors(t *testing.T) {
 		{"crlf line ends", "param N = 1\r\nstage a = sort |\r\n  uniq\r\nstage b = cat # c\r\na -> b\r\n", ""},
 		{"quoted heredoc", "stage a = cat <<'EOF'\n$x\nEOF\na -> stdout", ""},
 		{"trailing backslash command", "stage a = echo x \\\n  y\na -> stdout", ""},
+		// mvdan.cc/sh's columns stop at 16383 and its lines at 262143.
+		{"column past 16383", "stage a = " + strings.Repeat("echo x; ", 2050) + "echo )",
+			"f:1:16416: shell syntax error: a command can only contain words and redirects; encountered `)`"},
+		{"line past 262143", "stage a = echo \"" + strings.Repeat("\n", 300000) + "\" )",
+			"f:300001:3: shell syntax error: a command can only contain words and redirects; encountered `)`"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -57,7 +62,7 @@ func TestErrors(t *testing.T) {
 				got = err.Error()
 			}
 			if got != tt.want {
-				t.Errorf("Parse(%q):\n got: %s\nwant: %s", tt.src, got, tt.want)
+				t.Errorf("Parse(%.200q):\n got: %.2000s\nwant: %s", tt.src, got, tt.want)
 			}
 		})
 	}
