@@ -254,3 +254,16 @@ func TestFanPipesTakeTheEdgeSize(t *testing.T) {
 		}
 	}
 }
+
+// Expanding a param, env or dir word never panics: what needs a shell is
+// an error (the parser refuses it first; this guards a Graph built some
+// other way). mvdan.cc/sh's expander dereferenced a nil ProcSubst
+// handler for <( ).
+func TestParamExpandNeverPanics(t *testing.T) {
+	for _, src := range []string{"$(echo hi)", "`date`", "<(ls)", ">(cat)", "x$(y)z", "${X=1}", "$((X=1))"} {
+		v, err := assignValue([]string{"HOME=/h"}, word(src))
+		if err == nil {
+			t.Errorf("%s: got %q, want an error", src, v)
+		}
+	}
+}

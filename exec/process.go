@@ -2,6 +2,8 @@ package exec
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -272,17 +274,36 @@ func cannotRun(dir, name string, execErr error) (int, string) {
 }
 
 // assignValue expands w as bash expands the value of an assignment
-// (`X=WORD`): parameters and command substitutions expanded, quotes and
-// backslashes removed, no field splitting and no globbing. expand.Literal
-// keeps unquoted backslashes (`a\ b` would stay `a\ b`), so this is
-// expand.Fields with splitting off (IFS empty) and globbing off (no
-// ReadDir in the Config), joined back into one string.
-func assignValue(environ []string, w *syntax.Word) (string, error) {
+// (`X=WORD`): parameters expanded, quotes and backslashes removed, no
+// field splitting and no globbing. expand.Literal keeps unquoted
+// backslashes (`a\ b` would stay `a\ b`), so this is expand.Fields with
+// splitting off (IFS empty) and globbing off (no ReadDir in the Config),
+// joined back into one string.
+//
+// ipcflow expands these words itself, with no shell: a command or process
+// substitution is an error (the parser refuses them, so this is for a
+// Graph built some other way), and so is anything that makes
+// mvdan.cc/sh's expander panic, such as a word part it needs a shell for.
+func assignValue(environ []string, w *syntax.Word) (v string, err error) {
 	if w == nil {
 		return "", nil
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			v, err = "", fmt.Errorf("cannot expand the word: %v", r)
+		}
+	}()
 	env := append(environ[:len(environ):len(environ)], "IFS=")
-	fields, err := expand.Fields(&expand.Config{Env: expand.ListEnviron(env...)}, w)
+	cfg := &expand.Config{
+		Env: expand.ListEnviron(env...),
+		CmdSubst: func(io.Writer, *syntax.CmdSubst) error {
+			return errors.New("command substitution is not allowed here (ipcflow expands the word itself, with no shell)")
+		},
+		ProcSubst: func(*syntax.ProcSubst) (string, error) {
+			return "", errors.New("process substitution is not allowed here (ipcflow expands the word itself, with no shell)")
+		},
+	}
+	fields, err := expand.Fields(cfg, w)
 	if err != nil {
 		return "", err
 	}

@@ -172,7 +172,7 @@ func (p *parser) parseVar() (Stmt, error) {
 		return d, p.fail("")
 	}
 	d.ValuePos, d.Text = p.pos(w.pos), w.val
-	d.Value = p.shellWord(w)
+	d.Value = p.shellWord(w, article(d.Kind)+" value")
 	p.next()
 	if p.tok.typ != itemNewline && p.tok.typ != itemEOF {
 		return d, p.fail("end of line after the value (quote a value that holds blanks)")
@@ -181,8 +181,9 @@ func (p *parser) parseVar() (Stmt, error) {
 	return d, nil
 }
 
-// shellWord parses a word delimited by the lexer as one shell word.
-func (p *parser) shellWord(w item) *syntax.Word {
+// shellWord parses a word delimited by the lexer as one shell word: what
+// is "a param value", "an env value" or "a dir", for messages.
+func (p *parser) shellWord(w item, what string) *syntax.Word {
 	if w.val == "" {
 		return nil
 	}
@@ -200,7 +201,33 @@ func (p *parser) shellWord(w item) *syntax.Word {
 		p.errorf(p.pos(w.pos), "expected one shell word, found %d in %q", len(words), w.val)
 		return nil
 	}
+	if !p.noSubstitutions(w.pos, words[0], what) {
+		return nil
+	}
 	return words[0]
+}
+
+// noSubstitutions reports command and process substitutions in a param,
+// env or dir word. run expands these words itself, against its own
+// environment, before any stage starts: there is no shell to run a
+// command in, and a <( ) would have no process to read from.
+func (p *parser) noSubstitutions(start int, w *syntax.Word, what string) bool {
+	ok := true
+	syntax.Walk(w, func(n syntax.Node) bool {
+		var kind string
+		switch n.(type) {
+		case *syntax.CmdSubst:
+			kind = "command"
+		case *syntax.ProcSubst:
+			kind = "process"
+		default:
+			return true
+		}
+		p.errorf(p.shellPos(start, n.Pos()), "%s substitution is not allowed in %s; ipcflow expands it itself, before any stage starts, with no shell", kind, what)
+		ok = false
+		return false // one error per substitution, not one per nested one
+	})
+	return ok
 }
 
 // parseSem parses a semaphore:
@@ -298,7 +325,7 @@ func (p *parser) parseStage() (Stmt, error) {
 				return d, p.fail("a directory after 'dir'")
 			}
 			c.WordPos, c.Text = p.pos(w.pos), w.val
-			c.Word = p.shellWord(w)
+			c.Word = p.shellWord(w, "a dir")
 			p.next()
 		case "native":
 			p.next()
