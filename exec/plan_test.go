@@ -201,7 +201,8 @@ func TestBuildPlanRefuses(t *testing.T) {
 }
 
 // Param and env values expand as bash expands an assignment's value:
-// quotes and backslashes removed, no splitting, no globbing.
+// quotes and backslashes removed, no splitting, no globbing, no brace
+// expansion.
 func TestParamValuesExpandAsAssignments(t *testing.T) {
 	cases := []struct{ src, want string }{
 		{`a\ b`, "a b"},
@@ -211,6 +212,12 @@ func TestParamValuesExpandAsAssignments(t *testing.T) {
 		{`${SPACED}`, "1  2"},
 		{`*`, "*"},
 		{`${NOPE:-dflt}\ x`, "dflt x"},
+		{`{a,b}`, "{a,b}"},
+		{`x{a,b}y`, "x{a,b}y"},
+		{`{1..3}`, "{1..3}"},
+		{`\{a,b\}`, "{a,b}"},
+		{`a\\{b,c}`, `a\{b,c}`},
+		{`"{a,b}"c{d,e}`, "{a,b}c{d,e}"},
 	}
 	for _, c := range cases {
 		b := newGraph()

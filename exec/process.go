@@ -275,10 +275,11 @@ func cannotRun(dir, name string, execErr error) (int, string) {
 
 // assignValue expands w as bash expands the value of an assignment
 // (`X=WORD`): parameters expanded, quotes and backslashes removed, no
-// field splitting and no globbing. expand.Literal keeps unquoted
-// backslashes (`a\ b` would stay `a\ b`), so this is expand.Fields with
-// splitting off (IFS empty) and globbing off (no ReadDir in the Config),
-// joined back into one string.
+// field splitting, no globbing and no brace expansion. expand.Literal
+// keeps unquoted backslashes (`a\ b` would stay `a\ b`), so this is
+// expand.Fields with splitting off (IFS empty), globbing off (no ReadDir
+// in the Config) and braces escaped (noBraces), joined back into one
+// string.
 //
 // ipcflow expands these words itself, with no shell: a command or process
 // substitution is an error (the parser refuses them, so this is for a
@@ -303,9 +304,46 @@ func assignValue(environ []string, w *syntax.Word) (v string, err error) {
 			return "", errors.New("process substitution is not allowed here (ipcflow expands the word itself, with no shell)")
 		},
 	}
-	fields, err := expand.Fields(cfg, w)
+	fields, err := expand.Fields(cfg, noBraces(w))
 	if err != nil {
 		return "", err
 	}
 	return strings.Join(fields, ""), nil
+}
+
+// noBraces returns a copy of w whose unquoted literal braces are escaped.
+// expand.Fields always does brace expansion, which bash does not do in
+// an assignment: X={a,b} sets X to {a,b}, where Fields would give a and
+// b, joined as ab. Only w's own literal parts can form a brace
+// expression; quoted text and expansions inside it are never split.
+func noBraces(w *syntax.Word) *syntax.Word {
+	cp := *w
+	cp.Parts = slices.Clone(w.Parts)
+	for i, part := range cp.Parts {
+		if lit, ok := part.(*syntax.Lit); ok && strings.ContainsAny(lit.Value, "{}") {
+			esc := *lit
+			esc.Value = escapeBraces(lit.Value)
+			cp.Parts[i] = &esc
+		}
+	}
+	return &cp
+}
+
+// escapeBraces puts a backslash before each brace of s that is not
+// escaped already (a backslash and the byte after it stay as they are).
+func escapeBraces(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && i+1 < len(s):
+			b.WriteString(s[i : i+2])
+			i++
+		case c == '{' || c == '}':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
