@@ -17,6 +17,9 @@ type resolver struct {
 	sems   map[string]*Sem
 	vars   map[string]decl // params and envs, which stage ports must not hide
 	info   map[*Stage]*stageInfo
+	// suggest holds, per kind, the declared names to suggest from: built
+	// at the first unknown name of the kind, not at every one.
+	suggest map[string]*suggester
 }
 
 // decl records what a name declares, for duplicate and wrong-kind errors.
@@ -46,6 +49,7 @@ func resolve(f *File) (*Graph, ErrorList) {
 		sems:      map[string]*Sem{},
 		vars:      map[string]decl{},
 		info:      map[*Stage]*stageInfo{},
+		suggest:   map[string]*suggester{},
 	}
 	var stageDecls []*StageDecl
 	for _, s := range f.Stmts {
@@ -88,6 +92,7 @@ func (r *resolver) declare(id Ident, kind string) bool {
 		return false
 	}
 	r.decls[id.Name] = decl{kind: kind, pos: id.Pos}
+	delete(r.suggest, kind) // a list built before now lacks the name
 	return true
 }
 
@@ -274,7 +279,7 @@ func (r *resolver) lookupSem(id Ident) *Sem {
 		r.errorf(id.Pos, "%s is %s (declared at %s), not a semaphore", id.Name, article(d.kind), d.pos)
 		return nil
 	}
-	r.errorf(id.Pos, "unknown semaphore %s%s", id.Name, didYouMean(id.Name, r.names("sem")))
+	r.errorf(id.Pos, "unknown semaphore %s%s", id.Name, r.didYouMean(id.Name, "sem"))
 	return nil
 }
 
@@ -287,11 +292,23 @@ func (r *resolver) lookupStage(id Ident) *Stage {
 		r.errorf(id.Pos, "%s is %s (declared at %s), not a stage", id.Name, article(d.kind), d.pos)
 		return nil
 	}
-	r.errorf(id.Pos, "unknown stage %s%s", id.Name, didYouMean(id.Name, r.names("stage")))
+	r.errorf(id.Pos, "unknown stage %s%s", id.Name, r.didYouMean(id.Name, "stage"))
 	return nil
 }
 
-// names lists the declared names of one kind, for suggestions.
+// didYouMean suggests the declared name of kind closest to the unknown
+// name. The names are listed once per kind, and only the first
+// maxSearches different unknown names of a kind are searched for.
+func (r *resolver) didYouMean(name, kind string) string {
+	s := r.suggest[kind]
+	if s == nil {
+		s = newSuggester(r.names(kind), maxSearches)
+		r.suggest[kind] = s
+	}
+	return s.suggest(name)
+}
+
+// names lists the declared names of one kind, sorted.
 func (r *resolver) names(kind string) []string {
 	var out []string
 	for n, d := range r.decls {
