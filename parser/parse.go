@@ -187,14 +187,17 @@ func (p *parser) shellWord(w item, what string) *syntax.Word {
 	if w.val == "" {
 		return nil
 	}
+	if deep := newNestScanner().scan(w.val); deep >= 0 {
+		p.shellErr(w.pos, &nestingError{off: w.pos + deep})
+		return nil
+	}
 	var words []*syntax.Word
 	err := p.sh.Words(strings.NewReader(w.val), func(sw *syntax.Word) bool {
 		words = append(words, sw)
 		return true
 	})
 	if err != nil {
-		pos, msg := shellError(err)
-		p.errorf(p.shellPos(w.pos, pos), "shell syntax error: %s", msg)
+		p.shellErr(w.pos, err)
 		return nil
 	}
 	if len(words) != 1 {
@@ -347,8 +350,7 @@ func (p *parser) parseStage() (Stmt, error) {
 	d.Command = p.l.input[start:end]
 	d.Script = script
 	if err != nil {
-		pos, msg := shellError(err)
-		p.errorf(p.shellPos(start, pos), "shell syntax error: %s", msg)
+		p.shellErr(start, err)
 	} else if len(script.Stmts) == 0 {
 		p.errorf(d.CommandPos, "expected a command after '=', found a comment")
 		d.Script = nil
@@ -395,12 +397,20 @@ func (p *parser) scanCommand() (start, end int, f *syntax.File, err error) {
 // the end of the file. It returns the end offset (a newline or the end of
 // input) and the parse of the command. A blank rest of line gives end ==
 // start.
+//
+// Every line is measured by a nestScanner before the shell parser reads
+// it: text nested too deeply would overflow the parser's stack. A command
+// that nests too deeply ends at the end of the line where it does so, with
+// a *nestingError.
 func scanShell(sh *syntax.Parser, input string, start int) (end int, f *syntax.File, err error) {
-	r := &lineReader{input: input, pos: start, lastEnd: start}
+	r := &lineReader{input: input, pos: start, lastEnd: start, nest: newNestScanner(), scanned: start, deep: -1}
 	lineEnd := r.lineEnd()
 	line := input[start:lineEnd]
 	if strings.TrimSpace(line) == "" {
 		return start, nil, nil
+	}
+	if !r.measure() {
+		return lineEnd, nil, &nestingError{off: r.deep}
 	}
 	// Most commands are one line: parse it alone first. A line that ends
 	// in a backslash parses without error but goes on, so it takes the
@@ -420,11 +430,44 @@ func scanShell(sh *syntax.Parser, input string, start int) (end int, f *syntax.F
 			r.stop = true
 		}
 	}
+	if r.deep >= 0 {
+		return lineEndAt(input, r.deep), nil, &nestingError{off: r.deep}
+	}
 	if end < 0 {
 		end = r.lastEnd
 	}
 	f, err = sh.Parse(strings.NewReader(input[start:end]+"\n"), "")
 	return end, f, err
+}
+
+// lineEndAt returns the offset of the newline that ends the line holding
+// off, or len(input).
+func lineEndAt(input string, off int) int {
+	if i := strings.IndexByte(input[off:], '\n'); i >= 0 {
+		return off + i
+	}
+	return len(input)
+}
+
+// nestingError is shell text nested too deeply to be parsed; off is the
+// offset in the script where it goes past maxNesting.
+type nestingError struct{ off int }
+
+func (e *nestingError) Error() string {
+	return fmt.Sprintf("shell nesting deeper than %d levels", maxNesting)
+}
+
+// shellErr reports an error in shell text that starts at offset start of
+// the script: mvdan.cc/sh's syntax error, or a nestingError found before
+// the text was parsed.
+func (p *parser) shellErr(start int, err error) {
+	var ne *nestingError
+	if errors.As(err, &ne) {
+		p.errorf(p.pos(ne.off), "%v", err)
+		return
+	}
+	pos, msg := shellError(err)
+	p.errorf(p.shellPos(start, pos), "shell syntax error: %s", msg)
 }
 
 // lineReader gives the shell parser one line per Read, so that it cannot
@@ -436,6 +479,28 @@ type lineReader struct {
 	lastEnd int
 	eol     bool // a newline was made up for a last line without one
 	stop    bool // the command is complete: give no more
+	nest    *nestScanner
+	scanned int // the nestScanner has measured input up to here
+	deep    int // where the text nests too deeply, or -1
+}
+
+// measure runs the nestScanner over the line at r.pos (newline included)
+// unless it has seen it already. It returns false, with r.deep set, when
+// the line nests too deeply to be given to the shell parser.
+func (r *lineReader) measure() bool {
+	if r.pos < r.scanned {
+		return true
+	}
+	end := r.lineEnd()
+	if end < len(r.input) {
+		end++
+	}
+	if k := r.nest.scan(r.input[r.pos:end]); k >= 0 {
+		r.deep = r.pos + k
+		return false
+	}
+	r.scanned = end
+	return true
 }
 
 func (r *lineReader) lineEnd() int {
@@ -460,6 +525,10 @@ func (r *lineReader) Read(p []byte) (int, error) {
 			p[0] = '\n'
 			return 1, nil
 		}
+		return 0, io.EOF
+	}
+	if !r.measure() {
+		r.stop = true
 		return 0, io.EOF
 	}
 	end := r.lineEnd()

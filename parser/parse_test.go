@@ -51,6 +51,16 @@ func TestErrors(t *testing.T) {
 		// mvdan.cc/sh's columns stop at 16383 and its lines at 262143.
 		{"column past 16383", "stage a = " + strings.Repeat("echo x; ", 2050) + "echo )",
 			"f:1:16416: shell syntax error: a command can only contain words and redirects; encountered `)`"},
+		// Nesting that would overflow mvdan.cc/sh's stack (a fatal error).
+		{"deep subshells", "stage a = " + strings.Repeat("(", 200000) + "true" + strings.Repeat(")", 200000),
+			"f:1:10012: shell nesting deeper than 10000 levels"},
+		{"deep unclosed", "stage a = " + strings.Repeat("(", 300000),
+			"f:1:10012: shell nesting deeper than 10000 levels"},
+		{"deep arithmetic", "stage a = echo " + strings.Repeat("$((", 100000) + "1" + strings.Repeat("))", 100000),
+			"f:1:30016: shell nesting deeper than 10000 levels"},
+		{"deep param word", "param P = " + strings.Repeat("$(", 20000) + "x" + strings.Repeat(")", 20000),
+			"f:1:20011: shell nesting deeper than 10000 levels"},
+		{"nesting within bounds", "stage a = " + strings.Repeat("(", 9000) + "true" + strings.Repeat(")", 9000), ""},
 		{"line past 262143", "stage a = echo \"" + strings.Repeat("\n", 300000) + "\" )",
 			"f:300001:3: shell syntax error: a command can only contain words and redirects; encountered `)`"},
 	}
