@@ -410,7 +410,7 @@ func scanShell(sh *syntax.Parser, input string, start int) (end int, f *syntax.F
 		return start, nil, nil
 	}
 	if !r.measure() {
-		return lineEnd, nil, &nestingError{off: r.deep}
+		return skipBroken(input, lineEnd), nil, &nestingError{off: r.deep}
 	}
 	// Most commands are one line: parse it alone first. A line that ends
 	// in a backslash parses without error but goes on, so it takes the
@@ -424,20 +424,109 @@ func scanShell(sh *syntax.Parser, input string, start int) (end int, f *syntax.F
 	// its yield function again after it returned false, which panics. It
 	// is stopped from the reader's side instead, by an end of input.
 	end = -1
+	var shErr error
 	for _, err := range sh.InteractiveSeq(r) {
 		if end < 0 && (err != nil || !sh.Incomplete()) {
-			end = r.lastEnd
+			end, shErr = r.lastEnd, err
 			r.stop = true
 		}
 	}
 	if r.deep >= 0 {
-		return lineEndAt(input, r.deep), nil, &nestingError{off: r.deep}
+		return skipBroken(input, lineEndAt(input, r.deep)), nil, &nestingError{off: r.deep}
+	}
+	if shErr != nil {
+		// The error's own line may not have been given whole (a long
+		// line is read in pieces), or may be before the line that
+		// showed it (`a |` then `)`): the command goes at least to the
+		// end of both.
+		if pos, _ := shellError(shErr); pos.IsValid() {
+			end = max(end, lineEndAt(input, min(start+int(pos.Offset()), len(input))))
+		}
+		return skipBroken(input, end), nil, shErr
 	}
 	if end < 0 {
 		end = r.lastEnd
 	}
 	f, err = sh.Parse(strings.NewReader(input[start:end]+"\n"), "")
 	return end, f, err
+}
+
+// skipBroken returns where a command with a syntax error ends, given the
+// end of the line where the shell parser gave up (a newline, or the end
+// of input). The shell cannot say how far a broken command would have
+// gone on (the rest of a for body, a here-document), and each of its
+// lines read as a statement would give a false error. So the lines after
+// it are skipped as part of it up to the first that reads as the start of
+// a statement (isStmtStart), or the end of input.
+func skipBroken(input string, end int) int {
+	for end < len(input) {
+		next := lineEndAt(input, end+1)
+		if isStmtStart(input[end+1 : next]) {
+			break
+		}
+		end = next
+	}
+	return end
+}
+
+// isStmtStart reports whether line reads as the start of a statement, at
+// any indentation: a declaration (stage NAME, param NAME =, sem NAME =,
+// env NAME = one WORD and the end of the line), or an edge (END, END.PORT
+// or a {group}, then an arrow). Shell text rarely looks like that (env X=1
+// alone would); env is stricter because `env X=1 cmd` is shell, and a sem
+// needs its '=' because GNU parallel's `sem cmd` is. Blank and comment
+// lines do not count.
+func isStmtStart(line string) bool {
+	l := newLexer(line)
+	t := l.nextItem()
+	switch t.typ {
+	case itemLBrace:
+		t = l.nextItem()
+		for t.typ == itemIdent || t.typ == itemDot || t.typ == itemComma {
+			t = l.nextItem()
+		}
+		if t.typ != itemRBrace {
+			return false
+		}
+		t = l.nextItem()
+		return t.typ == itemArrow || t.typ == itemArrowOpen
+	case itemIdent:
+	default:
+		return false
+	}
+	kw := t.val
+	switch t = l.nextItem(); t.typ {
+	case itemArrow, itemArrowOpen:
+		return true
+	case itemDot:
+		if l.nextItem().typ != itemIdent {
+			return false
+		}
+		t = l.nextItem()
+		return t.typ == itemArrow || t.typ == itemArrowOpen
+	case itemIdent:
+		return isDeclHead(l, kw)
+	}
+	return false
+}
+
+// isDeclHead reports whether what follows "KEYWORD NAME" in l makes the
+// line a declaration of that keyword.
+func isDeclHead(l *lexer, kw string) bool {
+	t := l.nextItem()
+	switch kw {
+	case "param", "sem":
+		return t.typ == itemAssign
+	case "env":
+		if t.typ != itemAssign || l.nextWord(false).typ != itemWord {
+			return false
+		}
+		t = l.nextItem()
+		return t.typ == itemNewline || t.typ == itemEOF
+	case "stage":
+		return true // even a broken head: its error is worth reporting
+	}
+	return false
 }
 
 // lineEndAt returns the offset of the newline that ends the line holding

@@ -48,6 +48,27 @@ func TestErrors(t *testing.T) {
 		{"crlf line ends", "param N = 1\r\nstage a = sort |\r\n  uniq\r\nstage b = cat # c\r\na -> b\r\n", ""},
 		{"quoted heredoc", "stage a = cat <<'EOF'\n$x\nEOF\na -> stdout", ""},
 		{"trailing backslash command", "stage a = echo x \\\n  y\na -> stdout", ""},
+		// A broken command's following lines are skipped up to a line
+		// that starts a statement, not read as statements.
+		{"broken for body", "stage a = for x in 1 2; do\n  echo )\n  echo $x\ndone\nstage b = cat\na -> b",
+			"f:2:8: shell syntax error: a command can only contain words and redirects; encountered `)`"},
+		{"broken if body", "stage a = if true; then\n  echo ok\n  echo )\n  echo $x\nfi\na -> stdout",
+			"f:3:8: shell syntax error: a command can only contain words and redirects; encountered `)`"},
+		{"broken heredoc", "stage a = cat <<EOF | )\nsome body text\nEOF\nstage b = cat\na -> b",
+			"f:1:21: shell syntax error: `|` must be followed by a statement"},
+		{"broken then statements", "stage a = echo ) |\n  sort\n  # c\n\n  stage b = cat\n{a, b} -> stdout\nparam P = 1\nenv E=x\nsem s = 1\nb.out -[fifo]-> stderr",
+			"f:1:16: shell syntax error: a command can only contain words and redirects; encountered `)`"},
+		{"broken then bad stage", "stage a = echo )\n  env X=1 cmd\nstage b cat",
+			"f:1:16: shell syntax error: a command can only contain words and redirects; encountered `)`\n" +
+				"f:3:9: expected a clause (uses, after, dir, native) or '=', found 'cat'"},
+		{"broken then bad param", "stage a = echo )\n  sem cmd x\nparam B = two words\nsem s = x",
+			"f:1:16: shell syntax error: a command can only contain words and redirects; encountered `)`\n" +
+				"f:3:15: expected end of line after the value (quote a value that holds blanks), found 'words'\n" +
+				"f:4:9: expected a count after '=', found 'x'"},
+		{"error early in a long line", "stage a = ! ! true " + strings.Repeat("x ", 5000),
+			"f:1:11: shell syntax error: cannot negate a command multiple times"},
+		{"deep over lines", "stage a = " + strings.Repeat("(\n", 20000) + "true\n" + strings.Repeat(")\n", 20000) + "stage b = cat\nb -> stdout",
+			"f:10001:1: shell nesting deeper than 10000 levels"},
 		// mvdan.cc/sh's columns stop at 16383 and its lines at 262143.
 		{"column past 16383", "stage a = " + strings.Repeat("echo x; ", 2050) + "echo )",
 			"f:1:16416: shell syntax error: a command can only contain words and redirects; encountered `)`"},
