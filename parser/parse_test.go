@@ -300,3 +300,23 @@ func TestAllErrorsAtOnce(t *testing.T) {
 	}
 	checkErrorPositions(t, []byte(src), list)
 }
+
+// zeros is an endless reader, like /dev/zero.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// TestReadScriptLimit: an endless input gives one error, not an out of
+// memory death.
+func TestReadScriptLimit(t *testing.T) {
+	if _, err := ReadScriptFrom("z", zeros{}); err == nil || err.Error() != "z: script larger than 64 MiB" {
+		t.Errorf("endless input: %v", err)
+	}
+	src, err := ReadScriptFrom("s", strings.NewReader("stage a = cat\n"))
+	if err != nil || string(src) != "stage a = cat\n" {
+		t.Errorf("small input: %q, %v", src, err)
+	}
+}

@@ -4,7 +4,9 @@
 package parser
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"unicode/utf8"
 )
@@ -19,7 +21,17 @@ func ParseFile(path string) (*Graph, error) {
 	return Parse(path, src)
 }
 
-// ReadScript reads a script file, refusing directories with a clear error.
+// MaxScriptSize is the largest script ipcflow reads. Scripts are text,
+// written by hand or generated; a path such as /dev/zero, or a generator
+// gone wrong, must give one line of error, not exhaust memory.
+const MaxScriptSize = 64 << 20
+
+// ErrTooLarge is the error, wrapped with the script's name, for a script
+// of more than MaxScriptSize bytes.
+var ErrTooLarge = errors.New("script larger than 64 MiB")
+
+// ReadScript reads a script file, refusing directories and files larger
+// than MaxScriptSize with a clear error.
 func ReadScript(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -28,7 +40,26 @@ func ReadScript(path string) ([]byte, error) {
 	if fi.IsDir() {
 		return nil, fmt.Errorf("%s is a directory, not a script", path)
 	}
-	return os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadScriptFrom(path, f)
+}
+
+// ReadScriptFrom reads a script from r (a file, standard input), at most
+// MaxScriptSize bytes of it; name names it in the error for a larger one.
+// Read errors are returned as they are.
+func ReadScriptFrom(name string, r io.Reader) ([]byte, error) {
+	src, err := io.ReadAll(io.LimitReader(r, MaxScriptSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(src) > MaxScriptSize {
+		return nil, fmt.Errorf("%s: %w", name, ErrTooLarge)
+	}
+	return src, nil
 }
 
 // Parse parses and checks a script. On success the error is nil; otherwise

@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -33,7 +33,10 @@ FILE:LINE:COL: message and the exit status is 2.`
 
 func (c *FmtCmd) Run(s *Streams) error {
 	if len(c.Files) == 0 {
-		src, err := io.ReadAll(s.Stdin)
+		src, err := parser.ReadScriptFrom("standard input", s.Stdin)
+		if errors.Is(err, parser.ErrTooLarge) {
+			return &ExitStatus{Code: usageStatus, Msg: err.Error()}
+		}
 		if err != nil {
 			return &ExitStatus{Code: usageStatus, Msg: fmt.Sprintf("read standard input: %v", err)}
 		}
