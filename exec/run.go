@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -80,7 +81,11 @@ func report(w io.Writer, err error) int {
 		fmt.Fprintln(w, ue.Msg)
 		return StatusUsage
 	}
-	fmt.Fprintf(w, "ipcflow: %v\n", err)
+	// One line per problem (CheckOverrides gives one per bad argument),
+	// each saying that it is ipcflow's.
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(w, "ipcflow: %s\n", line)
+	}
 	if ue != nil {
 		return StatusUsage
 	}

@@ -98,12 +98,20 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var es *ExitStatus
 	if errors.As(err, &es) {
 		if es.Msg != "" {
-			fmt.Fprintf(stderr, "ipcflow: %s\n", es.Msg)
+			printMsg(stderr, es.Msg)
 		}
 		return es.Code
 	}
-	fmt.Fprintf(stderr, "ipcflow: %v\n", err)
+	printMsg(stderr, err.Error())
 	return 1
+}
+
+// printMsg prints ipcflow's own message, "ipcflow: " before each of its
+// lines, so that every line says where it comes from.
+func printMsg(w io.Writer, msg string) {
+	for _, line := range strings.Split(msg, "\n") {
+		fmt.Fprintf(w, "ipcflow: %s\n", line)
+	}
 }
 
 // routeFile turns `ipcflow FILE ARGS...` into `ipcflow run FILE ARGS...`, so
