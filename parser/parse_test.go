@@ -1,6 +1,7 @@
 package parser
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -318,5 +319,20 @@ func TestReadScriptLimit(t *testing.T) {
 	src, err := ReadScriptFrom("s", strings.NewReader("stage a = cat\n"))
 	if err != nil || string(src) != "stage a = cat\n" {
 		t.Errorf("small input: %q, %v", src, err)
+	}
+}
+
+// TestParamsOfBrokenScript: the declared params are known even when the
+// script has errors, for run to check its NAME=VALUE arguments too.
+func TestParamsOfBrokenScript(t *testing.T) {
+	f, err := ParseAST("f", []byte("param A = 1\nstage a = echo )\nparam B = two words\nenv C = 3"))
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	if got := f.Params(); !slices.Equal(got, []string{"A", "B"}) {
+		t.Errorf("Params() = %v, want [A B]", got)
+	}
+	if _, err := CheckOverrides("f", f.Params(), []string{"A=1", "C=2"}); err == nil || err.Error() != "C=2: f declares no param C" {
+		t.Errorf("CheckOverrides: %v", err)
 	}
 }

@@ -14,11 +14,21 @@ import (
 // ParseFile reads and checks the script at path. A file that cannot be read
 // gives a plain error; a script with problems gives an ErrorList.
 func ParseFile(path string) (*Graph, error) {
+	_, g, err := ParseFileAST(path)
+	return g, err
+}
+
+// ParseFileAST is ParseFile that also returns the script's AST, which
+// holds the declarations even when the script has errors (run checks its
+// NAME=VALUE arguments against the declared params either way). The AST
+// is nil when the file could not be read or is not UTF-8.
+func ParseFileAST(path string) (*File, *Graph, error) {
 	src, err := ReadScript(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return Parse(path, src)
+	f, g, errs := parse(path, src)
+	return f, g, errs.Err()
 }
 
 // MaxScriptSize is the largest script ipcflow reads. Scripts are text,
@@ -66,17 +76,23 @@ func ReadScriptFrom(name string, r io.Reader) ([]byte, error) {
 // it is an ErrorList of every problem, sorted by position, and the graph is
 // nil.
 func Parse(filename string, src []byte) (*Graph, error) {
+	_, g, errs := parse(filename, src)
+	return g, errs.Err()
+}
+
+// parse parses and checks a script: its AST (nil when it is not UTF-8),
+// its Graph (nil when there are errors) and every error, sorted.
+func parse(filename string, src []byte) (*File, *Graph, ErrorList) {
 	f, errs := parseAST(filename, src)
 	if f == nil {
-		return nil, errs
+		return nil, nil, errs
 	}
 	g, rerrs := check(f)
-	errs = append(errs, rerrs...)
-	if len(errs) > 0 {
+	if errs = append(errs, rerrs...); len(errs) > 0 {
 		errs.Sort()
-		return nil, errs
+		return f, nil, errs
 	}
-	return g, nil
+	return f, g, nil
 }
 
 // ParseAST parses a script into its AST without resolving names: what fmt

@@ -2,6 +2,7 @@ package parser
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -453,20 +454,28 @@ func (g *Graph) Stage(name string) *Stage {
 // (with the closest declared name suggested), as is an argument that is not
 // NAME=VALUE.
 func (g *Graph) CheckOverrides(args []string) (map[string]string, error) {
-	out := make(map[string]string, len(args))
-	var msgs []string
 	var names []string
 	for _, p := range g.Params {
 		names = append(names, p.Name)
 	}
+	return CheckOverrides(g.File, names, args)
+}
+
+// CheckOverrides checks NAME=VALUE arguments against the names of the
+// params that the script file declares (what Graph.CheckOverrides does,
+// for a script with errors, which has no Graph). The error has one line
+// per bad argument.
+func CheckOverrides(file string, params, args []string) (map[string]string, error) {
+	out := make(map[string]string, len(args))
+	var msgs []string
 	for _, a := range args {
 		name, value, ok := strings.Cut(a, "=")
 		if !ok || !validName(name) {
 			msgs = append(msgs, fmt.Sprintf("bad argument %q: expected NAME=VALUE", a))
 			continue
 		}
-		if g.Param(name) == nil {
-			msgs = append(msgs, fmt.Sprintf("%s=%s: %s declares no param %s%s", name, value, g.File, name, didYouMean(name, names)))
+		if !slices.Contains(params, name) {
+			msgs = append(msgs, fmt.Sprintf("%s=%s: %s declares no param %s%s", name, value, file, name, didYouMean(name, params)))
 			continue
 		}
 		out[name] = value
@@ -475,6 +484,17 @@ func (g *Graph) CheckOverrides(args []string) (map[string]string, error) {
 		return nil, fmt.Errorf("%s", strings.Join(msgs, "\n"))
 	}
 	return out, nil
+}
+
+// Params lists the names of the params that f declares, in order.
+func (f *File) Params() []string {
+	var names []string
+	for _, s := range f.Stmts {
+		if d, ok := s.(*VarDecl); ok && d.Kind == "param" {
+			names = append(names, d.Name.Name)
+		}
+	}
+	return names
 }
 
 func validName(s string) bool {

@@ -49,16 +49,22 @@ func (c *RunCmd) Run(s *Streams, kctx *kong.Context) error {
 	if c.Grace < 0 || c.Timeout < 0 {
 		return &ExitStatus{Code: usageStatus, Msg: "run: --grace and --timeout take a duration of 0 or more"}
 	}
-	g, err := parser.ParseFile(c.File)
+	f, g, err := parser.ParseFileAST(c.File)
 	if err != nil {
 		var list parser.ErrorList
-		var one *parser.Error
-		if errors.As(err, &list) || errors.As(err, &one) {
-			// FILE:LINE:COL: message lines, as `ipcflow check` prints them.
-			fmt.Fprintln(s.Stderr, err)
-			return &ExitStatus{Code: usageStatus}
+		if !errors.As(err, &list) {
+			return &ExitStatus{Code: usageStatus, Msg: err.Error()}
 		}
-		return &ExitStatus{Code: usageStatus, Msg: err.Error()}
+		// FILE:LINE:COL: message lines, as `ipcflow check` prints them,
+		// and then (SPEC 5: run reports every problem at once) those of
+		// the NAME=VALUE arguments, which have no place in the script.
+		fmt.Fprintln(s.Stderr, list)
+		if f != nil {
+			if _, err := parser.CheckOverrides(c.File, f.Params(), c.Params); err != nil {
+				printMsg(s.Stderr, err.Error())
+			}
+		}
+		return &ExitStatus{Code: usageStatus}
 	}
 	grace := c.Grace
 	if grace <= 0 {
