@@ -15,6 +15,13 @@ func didYouMean(name string, candidates []string) string {
 	return newSuggester(candidates, -1).suggest(name)
 }
 
+// Closest returns the candidate closest to name, by the rule of the
+// script's "did you mean", or "" when none is close enough to be a likely
+// typo (or name is one of them): for the command line's own suggestions.
+func Closest(name string, candidates []string) string {
+	return newSuggester(candidates, -1).closest(name)
+}
+
 // suggester finds the name closest to a misspelt one among a fixed list
 // of candidates. It is built once per list, remembers its answers, and
 // gives up after its number of searches, if that is not negative.
@@ -22,7 +29,7 @@ type suggester struct {
 	names    []string
 	memo     map[string]string
 	searches int      // searches left; negative: no limit
-	rows     [3][]int // editDistance's rows, reused
+	rows     [3][]int // distanceWithin's rows, reused
 }
 
 func newSuggester(names []string, searches int) *suggester {
@@ -43,6 +50,16 @@ func (s *suggester) suggest(name string) string {
 	if s.searches > 0 {
 		s.searches--
 	}
+	msg := ""
+	if best := s.closest(name); best != "" {
+		msg = fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	s.memo[name] = msg
+	return msg
+}
+
+// closest returns the candidate closest to name, or "": see suggest.
+func (s *suggester) closest(name string) string {
 	best, bestD := "", min(len(name)/2+1, 3)
 	for _, c := range s.names {
 		// Only a distance below bestD can win, or equal to it for a
@@ -55,12 +72,10 @@ func (s *suggester) suggest(name string) string {
 			best, bestD = c, d
 		}
 	}
-	msg := ""
-	if best != "" && best != name {
-		msg = fmt.Sprintf(" (did you mean %q?)", best)
+	if best == name {
+		return ""
 	}
-	s.memo[name] = msg
-	return msg
+	return best
 }
 
 // distanceWithin returns the edit distance between a and b (Levenshtein,

@@ -44,10 +44,15 @@ func printParseError(w io.Writer, err error) {
 		fmt.Fprintln(w, list.Error())
 		return
 	}
+	fmt.Fprintf(w, "ipcflow: %s\n", fileError(err))
+}
+
+// fileError is the message for a script that could not be read: its path
+// and why, without the name of the system call ("stat x: ...").
+func fileError(err error) string {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
-		fmt.Fprintf(w, "ipcflow: %s: %v\n", pe.Path, pe.Err)
-		return
+		return pe.Path + ": " + pe.Err.Error()
 	}
-	fmt.Fprintf(w, "ipcflow: %v\n", err)
+	return err.Error()
 }

@@ -11,12 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/alecthomas/kong"
 
 	"github.com/ipcflow/ipcflow/exec"
+	"github.com/ipcflow/ipcflow/parser"
 )
 
 func main() {
@@ -64,7 +67,11 @@ const usageStatus = 2
 // Main runs ipcflow with args (without the program name) and returns the
 // process's exit status.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	args = routeFile(args)
+	args, err := routeFile(args)
+	if err != nil {
+		printMsg(stderr, err.Error())
+		return usageStatus
+	}
 	var cli CLI
 	exited := -1
 	k, err := kong.New(&cli,
@@ -114,17 +121,25 @@ func printMsg(w io.Writer, msg string) {
 	}
 }
 
+// commands are the command names of the command line.
+var commands = []string{"run", "check", "fmt", "graph", "clean", "bench", "lock", "version", "watch", "help"}
+
 // routeFile turns `ipcflow FILE ARGS...` into `ipcflow run FILE ARGS...`, so
 // that `#!/usr/bin/env ipcflow` works: the kernel runs `ipcflow ./script`.
 // The first argument is taken as a file when it is not a command name nor a
-// flag.
-func routeFile(args []string) []string {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return args
+// flag. A word that is neither a command nor a file, and does not look like
+// a path (no / and no .), is most likely a mistyped command: that is the
+// error, not "no such file".
+func routeFile(args []string) ([]string, error) {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") || slices.Contains(commands, args[0]) {
+		return args, nil
 	}
-	switch args[0] {
-	case "run", "check", "fmt", "graph", "clean", "bench", "lock", "version", "help", "watch":
-		return args
+	name := args[0]
+	if _, err := os.Stat(name); errors.Is(err, fs.ErrNotExist) && !strings.ContainsAny(name, "/.") {
+		if near := parser.Closest(name, commands); near != "" {
+			return nil, fmt.Errorf("%s is neither a command nor a file (did you mean %q?)", name, near)
+		}
+		return nil, fmt.Errorf("%s is neither a command nor a file; the commands are %s (ipcflow --help)", name, strings.Join(commands[:len(commands)-1], ", "))
 	}
-	return append([]string{"run"}, args...)
+	return append([]string{"run"}, args...), nil
 }

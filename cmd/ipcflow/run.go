@@ -53,7 +53,7 @@ func (c *RunCmd) Run(s *Streams, kctx *kong.Context) error {
 	if err != nil {
 		var list parser.ErrorList
 		if !errors.As(err, &list) {
-			return &ExitStatus{Code: usageStatus, Msg: err.Error()}
+			return &ExitStatus{Code: usageStatus, Msg: fileError(err)}
 		}
 		// FILE:LINE:COL: message lines, as `ipcflow check` prints them,
 		// and then (SPEC 5: run reports every problem at once) those of
