@@ -41,6 +41,9 @@ func TestErrors(t *testing.T) {
 		{"positional on pipe", "stage a = cat\na -[pipe tcp]-> stdout", "f:2:10: expected an option NAME=VALUE for pipe, found 'tcp'"},
 		{"socket twice", "stage a = cat\na -[socket tcp udp]-> stdout", "f:2:16: socket kind given twice (tcp, then udp)"},
 		{"bad port in addr", "stage a = cat\na -[socket tcp addr=h:99999]-> stdout", "f:2:21: bad port \"99999\" in addr: expected 0 to 65535"},
+		{"type in capitals", "stage a = cat\na -[PIPE]-> stdout", "f:2:5: unknown edge type \"PIPE\" (did you mean \"pipe\"?); expected one of fifo, mmap, mq, pipe, shm, socket"},
+		{"option in capitals", "stage a = cat\na -[pipe SIZE=1K]-> stdout", "f:2:10: unknown option \"SIZE\" for pipe (did you mean \"size\"?); pipe takes size"},
+		{"stage in another case", "stage Words = cat\nwords -> stdout", "f:2:1: unknown stage words (did you mean \"Words\"?)"},
 		{"unknown port suggestion", "stage a (out log) = cat\na.lgo -> stdout", "f:2:3: stage a has no port lgo (did you mean \"log\"?); its ports are in, out, err, log"},
 		{"port on std", "stage a = cat\na -> stdout.x", "f:2:13: stdout has no ports"},
 		{"unterminated option quote", "stage a = cat\na -[fifo path='x]-> stdout", "f:2:15: unterminated quote ' in option value"},
@@ -265,6 +268,7 @@ func TestDidYouMean(t *testing.T) {
 	tests := map[string]string{
 		"wrods": ` (did you mean "words"?)`, "lowr": ` (did you mean "lower"?)`,
 		"tpo": ` (did you mean "top"?)`, "xyz": "", "counting": "", "words": "",
+		"WORDS": ` (did you mean "words"?)`, "Wrods": ` (did you mean "words"?)`, "TOP": ` (did you mean "top"?)`,
 	}
 	for in, want := range tests {
 		if got := didYouMean(in, cands); got != want {

@@ -1,6 +1,9 @@
 package parser
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // maxSearches is how many different unknown names of one kind (stage,
 // semaphore) get a "did you mean" searched among the script's own names.
@@ -27,19 +30,25 @@ func Closest(name string, candidates []string) string {
 // gives up after its number of searches, if that is not negative.
 type suggester struct {
 	names    []string
+	folded   []string // names in lower case: PIPE is a typo of pipe
 	memo     map[string]string
 	searches int      // searches left; negative: no limit
 	rows     [3][]int // distanceWithin's rows, reused
 }
 
 func newSuggester(names []string, searches int) *suggester {
-	return &suggester{names: names, memo: map[string]string{}, searches: searches}
+	folded := make([]string, len(names))
+	for i, n := range names {
+		folded[i] = strings.ToLower(n)
+	}
+	return &suggester{names: names, folded: folded, memo: map[string]string{}, searches: searches}
 }
 
 // suggest returns ` (did you mean "x"?)` or "". The closest candidate
 // wins, and of two as close, the first in byte order; a candidate is
 // close enough when it is at most 2 edits, and at most half of the
-// name's length, away.
+// name's length, away. Case does not count: a name that differs from a
+// candidate only in case gets it suggested.
 func (s *suggester) suggest(name string) string {
 	if msg, ok := s.memo[name]; ok {
 		return msg
@@ -60,15 +69,16 @@ func (s *suggester) suggest(name string) string {
 
 // closest returns the candidate closest to name, or "": see suggest.
 func (s *suggester) closest(name string) string {
+	folded := strings.ToLower(name)
 	best, bestD := "", min(len(name)/2+1, 3)
-	for _, c := range s.names {
+	for i, c := range s.names {
 		// Only a distance below bestD can win, or equal to it for a
 		// name that sorts first: the search stops counting past that.
 		limit := bestD - 1
 		if best != "" && c < best {
 			limit = bestD
 		}
-		if d := s.distanceWithin(name, c, limit); d <= limit {
+		if d := s.distanceWithin(folded, s.folded[i], limit); d <= limit {
 			best, bestD = c, d
 		}
 	}
