@@ -50,6 +50,8 @@ func TestErrors(t *testing.T) {
 		{"ok spaces", "param N=3\nstage a(in x)uses  = cat", "f:2:20: expected a name after 'uses', found '='"},
 		{"continued dsl line", "stage a = cat\nstage b = cat\na -> \\\n  b", ""},
 		{"crlf line ends", "param N = 1\r\nstage a = sort |\r\n  uniq\r\nstage b = cat # c\r\na -> b\r\n", ""},
+		{"crlf positions", "stage a = cat\r\n\r\nb -> a\r\n", "f:3:1: unknown stage b"},
+		{"columns count bytes", "stage a = echo \tél )", "f:1:21: shell syntax error: a command can only contain words and redirects; encountered `)`"},
 		{"quoted heredoc", "stage a = cat <<'EOF'\n$x\nEOF\na -> stdout", ""},
 		{"trailing backslash command", "stage a = echo x \\\n  y\na -> stdout", ""},
 		// A broken command's following lines are skipped up to a line
