@@ -44,6 +44,14 @@ type CLI struct {
 	Watch   WatchCmd   `cmd:"" help:"(not supported yet) Run a flow again when its file or a PATH changes."`
 }
 
+// runCLI is the command line of `ipcflow run` alone. A run (every #! script)
+// builds kong's model of its own command only: the whole CLI's costs three
+// times as much (0.5 ms against 0.16 ms warm, more cold), on the path of
+// every start. Its help and errors are the same as under CLI.
+type runCLI struct {
+	Run RunCmd `cmd:"" help:"Run a flow."`
+}
+
 // Streams are the standard streams a command uses; tests pass their own.
 type Streams struct {
 	Stdin  io.Reader
@@ -72,9 +80,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		printMsg(stderr, err.Error())
 		return usageStatus
 	}
-	var cli CLI
+	var cli any = &CLI{}
+	if len(args) > 0 && args[0] == "run" {
+		cli = &runCLI{}
+	}
 	exited := -1
-	k, err := kong.New(&cli,
+	k, err := kong.New(cli,
 		kong.Name("ipcflow"),
 		kong.Description("Wire Unix processes into graphs: run .ipcflow scripts.\n\n'ipcflow FILE [NAME=VALUE...]' is 'ipcflow run FILE [NAME=VALUE...]', for #! lines."),
 		kong.Writers(stdout, stderr),
