@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,4 +166,21 @@ func pfInputs() map[string][]byte {
 		"empty":      nil,
 		"no-newline": []byte("last line without newline"),
 	}
+}
+
+// pump writes input into ch's producer end and returns what its one reader
+// gets, closing both ends.
+func pump(t testing.TB, ch Channel, input []byte) []byte {
+	t.Helper()
+	w, r := ch.Writer(), ch.Reader(0)
+	go func() {
+		w.Write(input)
+		w.Close()
+	}()
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

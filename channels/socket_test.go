@@ -190,17 +190,7 @@ func TestTCPStrangerFlood(t *testing.T) {
 		t.Fatalf("only %d strangers got in: the accept queue (backlog %d) was never full", connected, tcpBacklog)
 	}
 	input := bytes.Repeat([]byte("our own line\n"), 100000)
-	w, r := o.ch.Writer(), o.ch.Reader(0)
-	go func() {
-		w.Write(input)
-		w.Close()
-	}()
-	got, err := io.ReadAll(r)
-	r.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, input) {
+	if got := pump(t, o.ch, input); !bytes.Equal(got, input) {
 		t.Fatalf("got %s, want %d bytes of our own lines", short(got), len(input))
 	}
 }
@@ -270,17 +260,8 @@ func unixThrough(t *testing.T, size int) int64 {
 	}
 	defer ch.Close()
 	input := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-	w, r := ch.Writer(), ch.Reader(0)
 	before := readChars(t)
-	go func() {
-		w.Write(input)
-		w.Close()
-	}()
-	got, err := io.ReadAll(r)
-	r.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := pump(t, ch, input)
 	if err := ch.Wait(); err != nil {
 		t.Fatal(err)
 	}
