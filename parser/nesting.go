@@ -13,8 +13,10 @@ const maxNesting = 10000
 // the text, how deeply shell text nests. It over-estimates rather than
 // under-estimates, but only by a little for real commands. It counts:
 //
-//   - brackets: ( $( <( { ${ and the arithmetic $(( and ((, each closed
-//     only by its own closer;
+//   - brackets: ( $( <( { ${ [ and the arithmetic $(( and ((, each closed
+//     only by its own closer; a [ in arithmetic is an array index, whose
+//     inside is arithmetic again, and one in code (a[i]=, a glob, [[) a
+//     level whose inside is still scanned as code;
 //   - quotes: "..." and `...`, which nest inside $( ); the brackets inside
 //     '...' count as well (a here-document's body may look quoted), but
 //     cannot close a bracket opened before the quote;
@@ -39,7 +41,7 @@ type nestScanner struct {
 
 // A nestFrame is one open bracket, quote or compound command.
 type nestFrame struct {
-	kind   byte   // the opener: ( { " ' ` k (keyword), A ($(( or ((), a (( in arithmetic)
+	kind   byte   // the opener: ( { [ " ' ` k (keyword), A ($(( or ((), a (( in arithmetic), i ([ in arithmetic)
 	end    string // for k: the word that closes it (fi, done, esac)
 	weight int    // the levels it stands for
 }
@@ -62,7 +64,7 @@ func (s *nestScanner) scan(text string) int {
 			switch s.top().kind {
 			case '"':
 				i = s.double(text, i)
-			case 'A', 'a':
+			case 'A', 'a', 'i':
 				i = s.arith(text, i)
 			default:
 				i = s.code(text, i)
@@ -176,6 +178,10 @@ func (s *nestScanner) arith(text string, i int) int {
 		}
 	case '$':
 		return s.dollar(text, i)
+	case '[':
+		s.push('i', "") // an array index: arithmetic again
+	case ']':
+		s.closeKind('i')
 	case '"', '`':
 		s.push(c, "")
 	case '\\':
@@ -229,6 +235,10 @@ func (s *nestScanner) code(text string, i int) int {
 		s.closeKind('(')
 	case c == '}':
 		s.closeKind('{')
+	case c == '[':
+		s.push('[', "")
+	case c == ']':
+		s.closeKind('[')
 	case atWord && isWordByte(c):
 		return s.keyword(text, i)
 	}

@@ -20,6 +20,7 @@ func TestNestingBalanced(t *testing.T) {
 		`time ! grep -q x; coproc cat; function h { :; }`,
 		`for ((i = 0; i < 3; i++)); do echo $((i * 2)); done`,
 		`cat <(sort a) >(wc -l) {a,b}.txt`,
+		`ls *.[ch] && a[1]=x && echo ${a[1]} $((b[2] + c[d[3]])) [x]`,
 	} {
 		s := newNestScanner()
 		if k := s.scan(cmd + "\n"); k >= 0 || s.depth != 0 {
@@ -53,6 +54,9 @@ func TestNestingDeep(t *testing.T) {
 		"ternary":        "echo $(( " + rep("1?", n) + "1" + rep(":1", n) + " ))",
 		"assign":         "echo $(( " + rep("a=", n) + "1 ))",
 		"unary":          "echo $(( " + rep("- ", n) + "1 ))",
+		"arith index":    "echo $((" + rep("a[", n) + "1" + rep("]", n) + "))",
+		"assign index":   rep("a[", n) + "1" + rep("]", n) + "=1",
+		"param index":    "echo ${x[" + rep("a[", n) + "1" + rep("]", n) + "]}",
 	} {
 		if k := newNestScanner().scan(text); k < 0 {
 			t.Errorf("%s: not caught", name)
