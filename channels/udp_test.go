@@ -125,6 +125,7 @@ func TestUDPLossDropsTornLinesWhole(t *testing.T) {
 			}
 			// The lines that should arrive: those that touch no lost range.
 			var want bytes.Buffer
+			var wantLines [][]byte
 			var pos int64
 			kept := 0
 			for _, l := range lines {
@@ -139,12 +140,21 @@ func TestUDPLossDropsTornLinesWhole(t *testing.T) {
 				}
 				if !touched {
 					want.Write(l)
+					wantLines = append(wantLines, l)
 					kept++
 				}
 			}
 			n := wholeLinesOnly(t, got, lines)
+			if st.Lost > int64(len(lost)) {
+				// A loaded machine's socket buffer overflowed as well:
+				// more lines may be gone, but each that came must be
+				// one the hook's losses did not touch.
+				wholeLinesOnly(t, got, wantLines)
+				t.Logf("the kernel lost %d datagrams besides the hook's %d: %d of %d lines delivered", st.Lost-int64(len(lost)), len(lost), n, kept)
+				return
+			}
 			if !bytes.Equal(got, want.Bytes()) {
-				t.Fatalf("delivered %d lines (%d bytes); want the %d lines no loss touched (%d bytes)", n, len(got), kept, want.Len())
+				t.Fatalf("delivered %d lines (%d bytes); want the %d lines no loss touched (%d bytes); Stats.Lost %d, the hook dropped %d", n, len(got), kept, want.Len(), st.Lost, len(lost))
 			}
 			if st.Lost < int64(len(lost)) {
 				t.Errorf("Stats.Lost = %d, want at least the %d datagrams dropped", st.Lost, len(lost))
