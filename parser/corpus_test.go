@@ -146,6 +146,26 @@ type graphSummary struct {
 	Edges              []string
 }
 
+// canonicalCommand prints a command the way mvdan.cc/sh does once its
+// printing has settled: print, parse, print. One print is not always a
+// fixed point (`\f` in backquotes prints as "$(\n)", which prints as
+// "$()"), and two spellings of the same command must compare equal.
+// Blanks at the end are layout: mvdan.cc/sh prints "0\v" (a vertical tab
+// is a blank to it) as "0 ".
+func canonicalCommand(f *syntax.File) string {
+	print := func(f *syntax.File) string {
+		var b strings.Builder
+		syntax.NewPrinter(syntax.SingleLine(true)).Print(&b, f)
+		return strings.TrimRight(b.String(), " \t\n")
+	}
+	once := print(f)
+	again, err := syntax.NewParser(syntax.Variant(syntax.LangBash)).Parse(strings.NewReader(once), "")
+	if err != nil {
+		return once
+	}
+	return print(again)
+}
+
 func summarize(g *Graph) graphSummary {
 	var s graphSummary
 	for _, p := range g.Params {
@@ -170,11 +190,7 @@ func summarize(g *Graph) graphSummary {
 			fmt.Fprintf(&b, " after:%s", a.Name)
 		}
 		fmt.Fprintf(&b, " dir:%s native:%v cmd:", st.DirText, st.Native)
-		// Blanks at the end are layout: mvdan.cc/sh prints "0\v" (a
-		// vertical tab is a blank to it) as "0 ".
-		var cmd strings.Builder
-		syntax.NewPrinter(syntax.SingleLine(true)).Print(&cmd, st.Script)
-		b.WriteString(strings.TrimRight(cmd.String(), " \t\n"))
+		b.WriteString(canonicalCommand(st.Script))
 		s.Stages = append(s.Stages, b.String())
 	}
 	for _, e := range g.Edges {
