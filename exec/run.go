@@ -81,15 +81,21 @@ func report(w io.Writer, err error) int {
 		fmt.Fprintln(w, ue.Msg)
 		return StatusUsage
 	}
-	// One line per problem (CheckOverrides gives one per bad argument),
-	// each saying that it is ipcflow's.
-	for _, line := range strings.Split(err.Error(), "\n") {
-		fmt.Fprintf(w, "ipcflow: %s\n", line)
-	}
+	PrintMessage(w, err.Error())
 	if ue != nil {
 		return StatusUsage
 	}
 	return StatusSetup
+}
+
+// PrintMessage prints one of ipcflow's own messages on w with "ipcflow: "
+// before each of its lines (CheckOverrides gives one line per bad
+// argument), so that every line says where it comes from. The command
+// line prints its own messages with it too.
+func PrintMessage(w io.Writer, msg string) {
+	for _, line := range strings.Split(msg, "\n") {
+		fmt.Fprintf(w, "ipcflow: %s\n", line)
+	}
 }
 
 // markCloexecFrom sets close-on-exec on every fd from first up, so a fd

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 
+	"github.com/ipcflow/ipcflow/exec"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -44,7 +45,7 @@ func printParseError(w io.Writer, err error) {
 		fmt.Fprintln(w, list.Error())
 		return
 	}
-	fmt.Fprintf(w, "ipcflow: %s\n", fileError(err))
+	exec.PrintMessage(w, fileError(err))
 }
 
 // fileError is the message for a script that could not be read: its path

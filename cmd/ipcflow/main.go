@@ -77,7 +77,7 @@ const usageStatus = 2
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	args, err := routeFile(args)
 	if err != nil {
-		printMsg(stderr, err.Error())
+		exec.PrintMessage(stderr, err.Error())
 		return usageStatus
 	}
 	var cli any = &CLI{}
@@ -116,20 +116,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var es *ExitStatus
 	if errors.As(err, &es) {
 		if es.Msg != "" {
-			printMsg(stderr, es.Msg)
+			exec.PrintMessage(stderr, es.Msg)
 		}
 		return es.Code
 	}
-	printMsg(stderr, err.Error())
+	exec.PrintMessage(stderr, err.Error())
 	return 1
-}
-
-// printMsg prints ipcflow's own message, "ipcflow: " before each of its
-// lines, so that every line says where it comes from.
-func printMsg(w io.Writer, msg string) {
-	for _, line := range strings.Split(msg, "\n") {
-		fmt.Fprintf(w, "ipcflow: %s\n", line)
-	}
 }
 
 // commands are the command names of the command line.

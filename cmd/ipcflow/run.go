@@ -61,7 +61,7 @@ func (c *RunCmd) Run(s *Streams, kctx *kong.Context) error {
 		fmt.Fprintln(s.Stderr, list)
 		if f != nil {
 			if _, err := parser.CheckOverrides(c.File, f.Params(), c.Params); err != nil {
-				printMsg(s.Stderr, err.Error())
+				exec.PrintMessage(s.Stderr, err.Error())
 			}
 		}
 		return &ExitStatus{Code: usageStatus}
