@@ -16,9 +16,11 @@ import (
 // The mmap edge type: a regular file that ends up holding the whole stream,
 // mapped into ipcflow's memory. The producer writes a pipe; a bridge
 // splices it into the file at its end (see fill) and publishes the new
-// length; a bridge per reader writes from the mapping up to that length
-// into its reader's pipe, so readers follow the writer while it writes
-// (fan-out reads the one file, each reader at its own pace).
+// length; a bridge per reader splices the file's pages up to that length
+// into its reader's pipe (see mmapSender), so readers follow the writer
+// while it writes (fan-out reads the one file, each reader at its own
+// pace). On a file system that cannot splice, both bridges copy through
+// the mapping instead.
 //
 // One large address-space reservation (mmapReserve) is mapped once over
 // the file; the file grows under it with fallocate in steps, so a full
@@ -43,6 +45,10 @@ const (
 	mmapWindow   = 64 << 20
 	mmapMaxWrite = 4 << 20 // one write(2) to a reader's pipe
 )
+
+// mmapNoSplice makes new channels copy as they do on a file system that
+// cannot splice (tests set it, to run those paths here).
+var mmapNoSplice bool
 
 func init() {
 	register(Type{Name: "mmap", Caps: Caps{FanOut: true, Bridged: true}, Check: checkMmap, Open: openMmap})
@@ -108,7 +114,7 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	n := spec.Readers
 	c := &mmapChannel{
 		storeBridges: storeBridges{br: bridges{edge: spec.ID}}, path: path, fd: fd, mem: mem,
-		step: max(spec.Options.Size, mmapStep),
+		step: max(spec.Options.Size, mmapStep), noSplice: mmapNoSplice,
 		rpos: make([]atomic.Int64, n), gone: make([]atomic.Bool, n),
 		wake: make([]chan struct{}, n), space: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
@@ -273,12 +279,16 @@ func (c *mmapChannel) consume(i int) error {
 		c.gone[i].Store(true)
 		poke(c.space)
 	}()
+	send, err := c.newSender(out)
+	if err != nil {
+		return err
+	}
 	var pos int64
 	for {
 		done := c.done.Load() // before length: the final length is seen
 		length := c.length.Load()
 		if pos < length {
-			n, err := out.Write(c.mem[pos:min(length, pos+mmapMaxWrite)])
+			n, err := send.to(pos, min(length, pos+mmapMaxWrite)-pos)
 			pos += int64(n)
 			c.rpos[i].Store(pos)
 			poke(c.space)
@@ -299,6 +309,61 @@ func (c *mmapChannel) consume(i int) error {
 			return nil
 		}
 	}
+}
+
+// mmapSender moves published bytes of the file into one reader's pipe.
+// splice(2) from the file gives the pipe references to the page-cache
+// pages themselves: no copy and no page fault in ipcflow, the consumer's
+// read(2) is the only copy. That is safe because the stream only grows: a
+// byte once published is never written again (the final truncate cuts only
+// past the end). Where the file system cannot splice, write(2) from the
+// mapping does the same with one copy more.
+type mmapSender struct {
+	out      *os.File
+	rc       syscall.RawConn
+	src      int
+	mem      []byte
+	noSplice bool
+	off, max int64
+	n        int64
+	err      error
+	fn       func(fd uintptr) bool
+}
+
+func (c *mmapChannel) newSender(out *os.File) (*mmapSender, error) {
+	rc, err := out.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	s := &mmapSender{out: out, rc: rc, src: c.fd, mem: c.mem, noSplice: mmapNoSplice}
+	s.fn = func(fd uintptr) bool {
+		for {
+			s.n, s.err = unix.Splice(s.src, &s.off, int(fd), nil, int(s.max), unix.SPLICE_F_NONBLOCK)
+			if s.err != unix.EINTR {
+				return s.err != unix.EAGAIN
+			}
+		}
+	}
+	return s, nil
+}
+
+// to sends up to max bytes from file offset off; it returns how many went.
+func (s *mmapSender) to(off, max int64) (int, error) {
+	if !s.noSplice {
+		s.off, s.max = off, max
+		if err := s.rc.Write(s.fn); err != nil {
+			return 0, err
+		}
+		switch {
+		case s.err == unix.EINVAL:
+			s.noSplice = true
+		case s.err != nil:
+			return 0, s.err
+		default:
+			return int(s.n), nil
+		}
+	}
+	return s.out.Write(s.mem[off : off+max])
 }
 
 func (c *mmapChannel) Wait() error { return c.br.wait() }

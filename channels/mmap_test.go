@@ -2,6 +2,7 @@ package channels
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,5 +45,36 @@ func TestMmapGrowsPastSteps(t *testing.T) {
 	res := runChain(t, producer, []hop{{"mmap", Options{Size: 1 << 20}}}, "sha256sum")
 	if !bytes.Equal(res.out, want) {
 		t.Fatalf("got %s want %s", res.out, want)
+	}
+}
+
+// TestMmapWithoutSplice: where the file system cannot splice, the bridges
+// copy through the mapping instead (read(2) into it, write(2) from it):
+// the same bytes, a fan-out included.
+func TestMmapWithoutSplice(t *testing.T) {
+	mmapNoSplice = true
+	defer func() { mmapNoSplice = false }()
+	data := []byte(strings.Repeat("through the mapping\n", 200000) + "no newline")
+	ch, err := Open(testEnv(t), Spec{ID: "e1", Type: "mmap", Options: Options{Size: 1 << 20}, Readers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	second := make(chan []byte)
+	go func() {
+		got, _ := io.ReadAll(ch.Reader(1))
+		second <- got
+	}()
+	if got := pump(t, ch, data); !bytes.Equal(got, data) {
+		t.Fatalf("reader 0 got %s", short(got))
+	}
+	if got := <-second; !bytes.Equal(got, data) {
+		t.Fatalf("reader 1 got %s", short(got))
+	}
+	if err := ch.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if st := ch.Stats(); st.Bytes != int64(len(data)) {
+		t.Fatalf("stats: %d bytes, want %d", st.Bytes, len(data))
 	}
 }
