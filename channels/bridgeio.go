@@ -28,9 +28,19 @@ const BridgePipeSize = 256 << 10
 // file wakes it (a blocking read(2) would not notice a close). ourRead says
 // which end is ipcflow's.
 func bridgePipe(ourRead bool) (stage, ours *os.File, err error) {
+	stage, fd, err := rawBridgePipe(ourRead)
+	if err != nil {
+		return nil, nil, err
+	}
+	return stage, os.NewFile(uintptr(fd), "|bridge"), nil
+}
+
+// rawBridgePipe is bridgePipe for a bridge that waits in poll(2) itself:
+// ipcflow's end is a plain non-blocking fd, kept out of Go's poller.
+func rawBridgePipe(ourRead bool) (stage *os.File, ours int, err error) {
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
-		return nil, nil, fmt.Errorf("pipe: %w", err)
+		return nil, -1, fmt.Errorf("pipe: %w", err)
 	}
 	size := min(int64(BridgePipeSize), PipeMaxSize())
 	unix.FcntlInt(uintptr(fds[1]), unix.F_SETPIPE_SZ, int(size)) // best effort: the default works too
@@ -41,9 +51,9 @@ func bridgePipe(ourRead bool) (stage, ours *os.File, err error) {
 	if err := unix.SetNonblock(ourFd, true); err != nil {
 		unix.Close(fds[0])
 		unix.Close(fds[1])
-		return nil, nil, fmt.Errorf("pipe: %w", err)
+		return nil, -1, fmt.Errorf("pipe: %w", err)
 	}
-	return os.NewFile(uintptr(stageFd), "|stage"), os.NewFile(uintptr(ourFd), "|bridge"), nil
+	return os.NewFile(uintptr(stageFd), "|stage"), ourFd, nil
 }
 
 // isGone tells a write that failed because the reader went away (EPIPE,

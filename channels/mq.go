@@ -1,28 +1,22 @@
 package channels
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // The mq edge type: a POSIX message queue, through raw system calls (no
-// cgo, no librt). The producer writes a pipe; a bridge packs whole lines
-// into messages of up to msgsize bytes; a second bridge unpacks them into
-// the consumer's pipe.
+// cgo, no librt). The producer writes a pipe; the bridge packs whole lines
+// into messages of up to msgsize bytes, and unpacks them at the other end
+// of the queue into the consumer's pipe.
 //
 // Message format: the payload, then one trailer byte:
 //
@@ -39,9 +33,11 @@ import (
 // stream bytes, written to the consumer with one write(2).
 //
 // Several producers may share a queue (AddWriter): each sends only whole
-// lines, and holds the queue's send lock from the first message of a long
-// line to its last, so lines never interleave mid-line. The last producer
-// to finish sends mqEOF.
+// lines, and once a producer has sent the first piece of a long line, the
+// others wait until its last piece is sent, so lines never interleave
+// mid-line. When every producer has finished, the bridge sends mqEOF.
+//
+// The bridge, one loop over both ends of the queue, is in mqbridge.go.
 
 const (
 	mqEnds      = 0
@@ -274,82 +270,6 @@ func PlanMQ(n int, opts []Options) ([]Options, error) {
 	return nil, fmt.Errorf("%d mq edges need at least %d bytes of queue memory, above RLIMIT_MSGQUEUE (%d bytes; raise it with ulimit -q, or use fewer or smaller queues)", n, total, l.Budget)
 }
 
-// mqCall runs one mq_timedsend or mq_timedreceive on a non-blocking queue
-// descriptor through Go's poller: it waits (without a thread) while the
-// queue is full or empty, and a Close of the file wakes it. The closure is
-// made once per bridge: no allocation per message.
-type mqCall struct {
-	rc    syscall.RawConn
-	trap  uintptr
-	p     unsafe.Pointer
-	n     int
-	ret   int
-	errno unix.Errno
-	fn    func(fd uintptr) bool
-	once  func(fd uintptr) // fn without waiting
-}
-
-func newMQCall(f *os.File, trap uintptr) (*mqCall, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	c := &mqCall{rc: rc, trap: trap}
-	c.fn = func(fd uintptr) bool {
-		for {
-			r, _, e := unix.Syscall6(c.trap, fd, uintptr(c.p), uintptr(c.n), 0, 0, 0)
-			if e == unix.EINTR {
-				continue
-			}
-			c.ret, c.errno = int(r), e
-			return e != unix.EAGAIN
-		}
-	}
-	c.once = func(fd uintptr) { c.fn(fd) }
-	return c, nil
-}
-
-// do runs the call on b; wait says whether to wait while it would block
-// (otherwise EAGAIN comes back).
-func (c *mqCall) do(b []byte, wait bool) (int, error) {
-	c.p, c.n = unsafe.Pointer(&b[0]), len(b)
-	var err error
-	switch {
-	case !wait:
-		err = c.rc.Control(c.once)
-	case c.trap == unix.SYS_MQ_TIMEDRECEIVE:
-		err = c.rc.Read(c.fn)
-	default:
-		err = c.rc.Write(c.fn)
-	}
-	c.p = nil
-	if err != nil {
-		return 0, err
-	}
-	if c.errno != 0 {
-		return 0, c.errno
-	}
-	return c.ret, nil
-}
-
-type mqChannel struct {
-	ends
-	br        bridges
-	name      string
-	msgsize   int
-	send      *os.File // the queue, write side (non-blocking)
-	recv      *os.File // the queue, read side (non-blocking)
-	out       *os.File // ipcflow's end of the consumer's pipe
-	mu        sync.Mutex
-	ins       []*os.File // ipcflow's ends of the producers' pipes
-	sendMu    sync.Mutex // held across the messages of one long line
-	producers atomic.Int32
-	gone      atomic.Bool
-	bytes     atomic.Int64
-	msgs      atomic.Int64
-	once      sync.Once
-}
-
 func openMQ(env Env, spec Spec) (Channel, error) {
 	l := ReadMQLimits()
 	maxmsg, msgsize := l.resolve(spec.Options)
@@ -381,36 +301,20 @@ func openMQ(env Env, spec Spec) (Channel, error) {
 		return nil, fmt.Errorf("edge %s: open mq %s for reading: %w", spec.ID, name, err)
 	}
 	// Both ends are open, in this process: the name can go.
-	uerr := UnlinkMQ(name)
-	c := &mqChannel{
-		name:    name,
-		msgsize: int(msgsize),
-		send:    os.NewFile(uintptr(sfd), name),
-		recv:    os.NewFile(uintptr(rfd), name),
-		br:      bridges{edge: spec.ID},
-	}
-	if uerr != nil {
-		c.Close()
-		return nil, fmt.Errorf("edge %s: unlink mq %s: %w", spec.ID, name, uerr)
+	if err := UnlinkMQ(name); err != nil {
+		unix.Close(sfd)
+		unix.Close(rfd)
+		return nil, fmt.Errorf("edge %s: unlink mq %s: %w", spec.ID, name, err)
 	}
 	if a, err := mqGetAttr(rfd); err != nil || a.Msgsize != msgsize {
-		c.Close()
+		unix.Close(sfd)
+		unix.Close(rfd)
 		return nil, fmt.Errorf("edge %s: mq %s has message size %d, want %d (%v)", spec.ID, name, a.Msgsize, msgsize, err)
 	}
-	r, out, err := bridgePipe(false)
+	c, err := newMQBridge(spec.ID, name, sfd, rfd, int(msgsize))
 	if err != nil {
-		c.Close()
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
-	c.out = out
-	w, err := c.addProducer()
-	if err != nil {
-		r.Close()
-		c.Close()
-		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
-	}
-	c.ends = newEnds(w, []*os.File{r})
-	c.br.goRun(c.consume)
 	return c, nil
 }
 
@@ -426,191 +330,4 @@ func mqOpenError(name string, maxmsg, msgsize int64, l MQLimits, err error) erro
 		return fmt.Errorf("create mq %s: a queue of that name already exists: %w", name, err)
 	}
 	return fmt.Errorf("create mq %s (%d x %d bytes): %w", name, maxmsg, msgsize, err)
-}
-
-// AddWriter gives the queue another producer: a new pipe whose lines go
-// into the same queue, never interleaved mid-line with the others'. Call it
-// before the stages start; end of stream follows the last producer's.
-func (c *mqChannel) AddWriter() (*os.File, error) {
-	if c.producers.Load() == 0 {
-		return nil, fmt.Errorf("edge %s: add a producer to a finished queue", c.br.edge)
-	}
-	return c.addProducer()
-}
-
-func (c *mqChannel) addProducer() (*os.File, error) {
-	w, in, err := bridgePipe(true)
-	if err != nil {
-		return nil, err
-	}
-	sender, err := newMQCall(c.send, unix.SYS_MQ_TIMEDSEND)
-	if err != nil {
-		w.Close()
-		in.Close()
-		return nil, err
-	}
-	c.mu.Lock()
-	c.ins = append(c.ins, in)
-	c.mu.Unlock()
-	c.producers.Add(1)
-	c.br.goRun(func() error { return c.produce(in, sender) })
-	return w, nil
-}
-
-// produce packs one producer's pipe into messages: as many whole lines as
-// fit in msgsize-1 bytes; a longer line in msgsize-1 pieces.
-func (c *mqChannel) produce(in *os.File, s *mqCall) (err error) {
-	P := c.msgsize - 1
-	buf := make([]byte, max(1<<20, 4*P)+1) // +1: room for the trailer after the last payload
-	have := 0
-	midLine := false
-	defer func() {
-		in.Close() // the reader gone, or the end: the producer sees EPIPE from now on
-		if midLine {
-			c.sendMu.Unlock()
-		}
-		// The last producer ends the stream, also after a failure, so
-		// that the consumer is not left waiting.
-		if c.producers.Add(-1) == 0 && !c.gone.Load() {
-			buf[0] = mqEOF
-			c.sendMu.Lock()
-			_, serr := s.do(buf[:1], true)
-			c.sendMu.Unlock()
-			if serr != nil && err == nil && !c.gone.Load() {
-				err = fmt.Errorf("send end of stream: %w", serr)
-			}
-		}
-	}()
-	// sendMsg sends buf[a:b] with the trailer flag, in place.
-	sendMsg := func(a, b int, flag byte) error {
-		if !midLine {
-			c.sendMu.Lock()
-		}
-		saved := buf[b]
-		buf[b] = flag
-		_, err := s.do(buf[a:b+1], true)
-		buf[b] = saved
-		midLine = flag == mqContinues
-		if !midLine {
-			c.sendMu.Unlock()
-		}
-		if err != nil {
-			return err
-		}
-		c.bytes.Add(int64(b - a))
-		c.msgs.Add(1)
-		return nil
-	}
-	for {
-		n, rerr := in.Read(buf[have : len(buf)-1])
-		have += n
-		eof := rerr == io.EOF
-		if rerr != nil && !eof {
-			return fmt.Errorf("read from producer: %w", rerr)
-		}
-		s0 := 0
-		for s0 < have {
-			win := min(have-s0, P)
-			k := bytes.LastIndexByte(buf[s0:s0+win], '\n')
-			switch {
-			case k >= 0:
-				err = sendMsg(s0, s0+k+1, mqEnds)
-				s0 += k + 1
-			case win == P:
-				err = sendMsg(s0, s0+P, mqContinues)
-				s0 += P
-			case eof:
-				err = sendMsg(s0, have, mqEnds)
-				s0 = have
-			default:
-				goto refill // a partial line: wait for the rest
-			}
-			if err != nil {
-				if c.gone.Load() {
-					return nil
-				}
-				return fmt.Errorf("send to mq %s: %w", c.name, err)
-			}
-		}
-	refill:
-		have = copy(buf, buf[s0:have])
-		if eof {
-			return nil
-		}
-	}
-}
-
-// consume takes messages off the queue into the consumer's pipe: it waits
-// for one, then takes what else is there (up to its buffer) without
-// waiting, each message at the end of the previous payload, and writes the
-// batch with one write(2).
-func (c *mqChannel) consume() error {
-	defer c.out.Close()
-	r, err := newMQCall(c.recv, unix.SYS_MQ_TIMEDRECEIVE)
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, max(1<<20, 4*c.msgsize))
-	for {
-		off, eof := 0, false
-		for off+c.msgsize <= len(buf) {
-			n, err := r.do(buf[off:], off == 0)
-			if errors.Is(err, unix.EAGAIN) {
-				break
-			}
-			if err != nil {
-				return fmt.Errorf("receive from mq %s: %w", c.name, err)
-			}
-			if n == 0 {
-				return fmt.Errorf("receive from mq %s: empty message", c.name)
-			}
-			if buf[off+n-1] == mqEOF {
-				eof = true
-				break
-			}
-			off += n - 1
-		}
-		if off > 0 {
-			if _, err := c.out.Write(buf[:off]); err != nil {
-				if isGone(err) {
-					// The consumer stopped: wake and stop the producers, whose
-					// next write then gets EPIPE.
-					c.gone.Store(true)
-					c.send.Close()
-					c.recv.Close()
-					return nil
-				}
-				return fmt.Errorf("write to reader: %w", err)
-			}
-		}
-		if eof {
-			return nil
-		}
-	}
-}
-
-func (c *mqChannel) Wait() error { return c.br.wait() }
-
-func (c *mqChannel) Close() error {
-	c.once.Do(func() {
-		c.br.closing.Store(true)
-		c.gone.Store(true)
-		c.send.Close()
-		c.recv.Close()
-		if c.out != nil {
-			c.out.Close()
-		}
-		c.mu.Lock()
-		for _, f := range c.ins {
-			f.Close()
-		}
-		c.mu.Unlock()
-		c.br.wg.Wait()
-		c.closeUnhanded()
-	})
-	return nil
-}
-
-func (c *mqChannel) Stats() Stats {
-	return Stats{Bytes: c.bytes.Load(), Records: c.msgs.Load()}
 }

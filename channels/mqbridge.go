@@ -1,0 +1,506 @@
+package channels
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The mq edge's bridge: one goroutine takes the producers' pipes, packs
+// their lines into messages, sends them to the queue, receives them back
+// and writes the payloads into the consumer's pipe.
+//
+//	producer ─pipe─▶ ┐                        ┌─▶ (receive) ─▶ out buffer ─pipe─▶ consumer
+//	producer ─pipe─▶ ┴▶ buffer ─(pack, send)─▶ queue
+//
+// Both ends of the queue are in ipcflow, so one loop serves both, each pass
+// doing what can be done without waiting: write what the consumer's pipe
+// takes, receive what the out buffer has room for, read what the
+// producers' pipes hold, send what the queue takes. It waits (poll(2), on
+// the pipes and an eventfd for Close) only after a pass that moved
+// nothing. Two goroutines handing each other a full or empty queue woke
+// each other through Go's poller for every few messages: on two CPUs with
+// the two cats besides, that cost more than the copies (256 MiB between
+// two cats: 440-650 ms against 190-220 for a pipe edge, with the CPUs kept
+// awake; see docs/transports.md).
+//
+// Backpressure is the chain of full buffers: a consumer that does not read
+// fills its pipe, then the out buffer, then the queue (the loop stops
+// receiving, then sending), then the producers' buffers and pipes.
+
+// mqProducer is one producer's pipe and the bytes read from it not yet sent.
+type mqProducer struct {
+	fd          int    // ipcflow's end of the pipe; -1 once at its end or closed
+	buf         []byte // payload is buf[start:have]; the last byte is room for a trailer
+	start, have int
+}
+
+type mqBridge struct {
+	ends
+	edge, name string
+	msgsize    int
+	send, recv int     // the queue's descriptors, non-blocking
+	ctl        moveCtl // ctl.fd: an eventfd that Close and AddWriter write
+
+	mu    sync.Mutex
+	added []*mqProducer // from AddWriter, for the loop to take
+	ended bool          // the loop is past taking producers
+
+	// The loop's own.
+	prods             []*mqProducer
+	cur               int // the producer whose long line is half sent; -1: none
+	next              int // where the next pass starts among prods (fairness)
+	out               int // ipcflow's end of the consumer's pipe
+	outBuf            []byte
+	outStart, outHave int
+	sentEOF, gotEOF   bool
+	gone              bool // the consumer went away
+
+	done      chan struct{}
+	err       error
+	bytes     atomic.Int64
+	msgs      atomic.Int64
+	closeOnce sync.Once
+}
+
+// mqBufSize is each of the bridge's buffers: a producer's and the
+// consumer's. As large as the pipes beside them, and small enough to stay
+// in the CPU's cache between the copy in and the copy out.
+const mqBufSize = 256 << 10
+
+// newMQBridge starts the bridge of a queue whose descriptors send and recv
+// it takes over (closing them on error too).
+func newMQBridge(edge, name string, send, recv, msgsize int) (*mqBridge, error) {
+	c := &mqBridge{edge: edge, name: name, msgsize: msgsize, send: send, recv: recv, cur: -1, out: -1, ctl: moveCtl{fd: -1}, done: make(chan struct{})}
+	fail := func(err error) (*mqBridge, error) {
+		for _, p := range c.added {
+			unix.Close(p.fd)
+		}
+		if c.out >= 0 {
+			unix.Close(c.out)
+		}
+		if c.ctl.fd >= 0 {
+			unix.Close(c.ctl.fd)
+		}
+		unix.Close(send)
+		unix.Close(recv)
+		return nil, err
+	}
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fail(fmt.Errorf("eventfd: %w", err))
+	}
+	c.ctl.fd = fd
+	r, out, err := rawBridgePipe(false)
+	if err != nil {
+		return fail(err)
+	}
+	c.out = out
+	w, err := c.newProducer()
+	if err != nil {
+		r.Close()
+		return fail(err)
+	}
+	c.ends = newEnds(w, []*os.File{r})
+	c.outBuf = make([]byte, max(mqBufSize, 4*msgsize))
+	go c.run()
+	return c, nil
+}
+
+// newProducer makes a producer's pipe and queues it for the loop.
+func (c *mqBridge) newProducer() (*os.File, error) {
+	w, fd, err := rawBridgePipe(true)
+	if err != nil {
+		return nil, err
+	}
+	c.added = append(c.added, &mqProducer{fd: fd, buf: make([]byte, max(mqBufSize, 4*c.msgsize)+1)})
+	return w, nil
+}
+
+// AddWriter gives the queue another producer: a new pipe whose lines go
+// into the same queue, never interleaved mid-line with the others'. Call it
+// before the stages start; end of stream follows the last producer's.
+func (c *mqBridge) AddWriter() (*os.File, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return nil, fmt.Errorf("edge %s: add a producer to a finished queue", c.edge)
+	}
+	w, err := c.newProducer()
+	if err != nil {
+		return nil, fmt.Errorf("edge %s: %w", c.edge, err)
+	}
+	c.wake()
+	return w, nil
+}
+
+// wake makes the loop look again (c.mu held).
+func (c *mqBridge) wake() {
+	if c.ctl.fd >= 0 {
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		unix.Write(c.ctl.fd, one[:])
+	}
+}
+
+func (c *mqBridge) run() {
+	err := c.loop()
+	c.mu.Lock()
+	c.ended = true
+	for _, p := range c.added {
+		unix.Close(p.fd)
+	}
+	c.added = nil
+	unix.Close(c.ctl.fd)
+	c.ctl.fd = -1
+	c.mu.Unlock()
+	for _, p := range c.prods {
+		p.close()
+	}
+	unix.Close(c.out)
+	if err != nil && !errors.Is(err, errStopped) {
+		c.err = fmt.Errorf("edge %s: %w", c.edge, err)
+	}
+	close(c.done)
+}
+
+func (p *mqProducer) close() {
+	if p.fd >= 0 {
+		unix.Close(p.fd)
+		p.fd = -1
+	}
+}
+
+// loop runs passes until the stream has been delivered, the consumer has
+// gone, or Close stops it.
+func (c *mqBridge) loop() error {
+	for {
+		if c.ctl.requested() {
+			return errStopped
+		}
+		c.adopt()
+		moved, err := c.deliver()
+		if err != nil || c.gone {
+			return err
+		}
+		if c.gotEOF && c.outStart == c.outHave {
+			return nil // all delivered
+		}
+		fed, err := c.feed()
+		if err != nil {
+			return err
+		}
+		if moved || fed {
+			continue
+		}
+		if err := c.wait(); err != nil {
+			return err
+		}
+	}
+}
+
+// adopt takes the producers AddWriter made, and decides the end of the
+// producers under the same lock: once every producer has finished and none
+// is waiting, the queue is ended and AddWriter refuses.
+func (c *mqBridge) adopt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.prods = append(c.prods, c.added...)
+	c.added = nil
+	if !c.ended && c.cur < 0 {
+		for _, p := range c.prods {
+			if p.fd >= 0 || p.start < p.have {
+				return
+			}
+		}
+		c.ended = true
+	}
+}
+
+// deliver is the consumer's side of a pass: write what the pipe takes,
+// then receive what the out buffer has room for, each message at the end
+// of the previous payload so that the buffer is stream bytes only.
+func (c *mqBridge) deliver() (moved bool, err error) {
+	if c.outStart < c.outHave {
+		n, err := unix.Write(c.out, c.outBuf[c.outStart:c.outHave])
+		switch {
+		case err == nil:
+			moved = true
+			c.outStart += n
+			if c.outStart == c.outHave {
+				c.outStart, c.outHave = 0, 0
+			}
+		case err == unix.EINTR || err == unix.EAGAIN:
+		case isGone(err):
+			// The consumer stopped: the producers' next writes get EPIPE.
+			c.gone = true
+			return true, nil
+		default:
+			return moved, fmt.Errorf("write to reader: %w", err)
+		}
+	}
+	// A full out buffer empties before it takes more: its bytes are not
+	// moved to make room (the queue holds what comes meanwhile).
+	if c.gotEOF {
+		return moved, nil
+	}
+	have, eof, err := mqUnpack(c.recv, c.msgsize, c.outBuf, c.outHave)
+	moved = moved || have > c.outHave || eof
+	c.outHave, c.gotEOF = have, eof
+	if err != nil && err != unix.EAGAIN {
+		return moved, fmt.Errorf("receive from mq %s: %w", c.name, err)
+	}
+	return moved, nil
+}
+
+// feed is the producers' side of a pass: read what each pipe holds (as
+// far as its buffer has room), send what the queue takes, the producers in
+// turn, but only the one whose long line is half sent while it is. Once
+// every producer has finished, it sends the end of stream.
+func (c *mqBridge) feed() (moved bool, err error) {
+	full := false
+	n := len(c.prods)
+	for k := range n {
+		i := (c.next + k) % n
+		p := c.prods[i]
+		got, err := p.read()
+		if err != nil {
+			return moved, fmt.Errorf("read from producer: %w", err)
+		}
+		moved = moved || got
+		if full || (c.cur >= 0 && c.cur != i) {
+			continue
+		}
+		sent, err := c.pack(i)
+		moved = moved || sent
+		if errors.Is(err, unix.EAGAIN) {
+			full = true
+		} else if err != nil {
+			return moved, fmt.Errorf("send to mq %s: %w", c.name, err)
+		}
+	}
+	if n > 0 {
+		c.next = (c.next + 1) % n
+	}
+	if !full && !c.sentEOF && c.isEnded() {
+		err := mqSend(c.send, []byte{mqEOF})
+		switch {
+		case err == nil:
+			c.sentEOF = true
+			moved = true
+		case err != unix.EAGAIN && err != unix.EINTR:
+			return moved, fmt.Errorf("send end of stream to mq %s: %w", c.name, err)
+		}
+	}
+	return moved, nil
+}
+
+func (c *mqBridge) isEnded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended
+}
+
+// read takes what the pipe holds into the buffer's free room. At the
+// pipe's end the fd is closed (what is left in the buffer is still sent).
+func (p *mqProducer) read() (bool, error) {
+	if p.fd < 0 {
+		return false, nil
+	}
+	// Near the end of the buffer, move the unsent rest to its start, but
+	// only while the rest is small (a partial line): a large rest waits
+	// to be sent instead of being copied.
+	room := len(p.buf) - 1 - p.have
+	if room < len(p.buf)/4 && p.start > 0 && p.have-p.start < len(p.buf)/4 {
+		p.have = copy(p.buf, p.buf[p.start:p.have])
+		p.start = 0
+		room = len(p.buf) - 1 - p.have
+	}
+	if room < len(p.buf)/8 {
+		return false, nil
+	}
+	for {
+		n, err := unix.Read(p.fd, p.buf[p.have:len(p.buf)-1])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return false, nil
+		case err != nil:
+			return false, err
+		case n == 0:
+			p.close()
+			return true, nil
+		}
+		p.have += n
+		return true, nil
+	}
+}
+
+// pack sends producer i's buffered bytes (mqProducer.pack), keeping
+// track of whose long line is half sent.
+func (c *mqBridge) pack(i int) (sent bool, err error) {
+	mid := c.cur == i
+	msgs, payload, err := c.prods[i].pack(c.send, c.msgsize, &mid)
+	switch {
+	case mid:
+		c.cur = i
+	case c.cur == i:
+		c.cur = -1
+	}
+	if msgs > 0 {
+		c.bytes.Add(payload)
+		c.msgs.Add(int64(msgs))
+	}
+	return msgs > 0, err
+}
+
+// pack sends the buffered bytes to the queue send: as many whole lines as
+// fit in msgsize-1 bytes per message; a longer line in msgsize-1 pieces;
+// the stream's unterminated last bytes once the pipe has ended (fd < 0).
+// Each message's trailer is written over the byte after its payload and
+// put back after the send. *mid says whether the last message sent left a
+// line half sent, and is kept up to date. It returns unix.EAGAIN when the
+// queue is full.
+func (p *mqProducer) pack(send, msgsize int, mid *bool) (msgs int, payload int64, err error) {
+	P := msgsize - 1
+	defer func() {
+		if p.start == p.have {
+			p.start, p.have = 0, 0
+		}
+	}()
+	for p.start < p.have {
+		a, win := p.start, min(p.have-p.start, P)
+		var b int
+		var flag byte
+		if k := bytes.LastIndexByte(p.buf[a:a+win], '\n'); k >= 0 {
+			b, flag = a+k+1, mqEnds
+		} else if win == P {
+			b, flag = a+P, mqContinues
+		} else if p.fd < 0 {
+			b, flag = p.have, mqEnds
+		} else {
+			return msgs, payload, nil // a partial line: wait for the rest
+		}
+		saved := p.buf[b]
+		p.buf[b] = flag
+		err := mqSend(send, p.buf[a:b+1])
+		p.buf[b] = saved
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return msgs, payload, err
+		}
+		msgs++
+		payload += int64(b - a)
+		p.start = b
+		*mid = flag == mqContinues
+	}
+	return msgs, payload, nil
+}
+
+// mqUnpack receives messages from the queue recv into buf[have:] while a
+// whole message fits, each at the end of the previous payload, so that
+// buf[:have] is stream bytes only. It returns the new have, whether the
+// end of stream came, and unix.EAGAIN when the queue is empty.
+func mqUnpack(recv, msgsize int, buf []byte, have int) (int, bool, error) {
+	for len(buf)-have >= msgsize {
+		n, err := mqReceive(recv, buf[have:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return have, false, err
+		case n == 0:
+			return have, false, errors.New("empty message")
+		}
+		if buf[have+n-1] == mqEOF {
+			return have, true, nil
+		}
+		have += n - 1
+	}
+	return have, false, nil
+}
+
+// wait sleeps in poll(2) until a pipe the last pass was stopped by can go
+// on, or Close or AddWriter writes the eventfd.
+func (c *mqBridge) wait() error {
+	var pfd [8]unix.PollFd
+	fds := append(pfd[:0], unix.PollFd{Fd: int32(c.ctl.fd), Events: unix.POLLIN})
+	if c.outStart < c.outHave {
+		fds = append(fds, unix.PollFd{Fd: int32(c.out), Events: unix.POLLOUT})
+	}
+	for _, p := range c.prods {
+		if p.fd >= 0 && len(p.buf)-1-p.have >= len(p.buf)/8 {
+			fds = append(fds, unix.PollFd{Fd: int32(p.fd), Events: unix.POLLIN})
+		}
+	}
+	if len(fds) == 1 {
+		// Nothing could move and nothing is waited for: a bug, not a hang.
+		return fmt.Errorf("mq %s: bridge stuck (out %d/%d, %d producers)", c.name, c.outStart, c.outHave, len(c.prods))
+	}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("poll: %w", err)
+		}
+		if fds[0].Revents != 0 {
+			var v [8]byte
+			unix.Read(c.ctl.fd, v[:]) // drain: a stop is in ctl.stop, producers in added
+		}
+		return nil
+	}
+}
+
+// mqSend is mq_timedsend(3) without a timeout, on a non-blocking queue.
+func mqSend(fd int, msg []byte) error {
+	_, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDSEND, uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)), 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// mqReceive is mq_timedreceive(3) without a timeout, on a non-blocking
+// queue; buf must hold msgsize bytes.
+func mqReceive(fd int, buf []byte) (int, error) {
+	n, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDRECEIVE, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+func (c *mqBridge) Wait() error {
+	<-c.done
+	return c.err
+}
+
+func (c *mqBridge) Close() error {
+	c.closeOnce.Do(func() {
+		c.ctl.stop.Store(true)
+		c.mu.Lock()
+		c.wake()
+		c.mu.Unlock()
+		<-c.done
+		unix.Close(c.send)
+		unix.Close(c.recv)
+		c.closeUnhanded()
+	})
+	return nil
+}
+
+func (c *mqBridge) Stats() Stats {
+	return Stats{Bytes: c.bytes.Load(), Records: c.msgs.Load()}
+}
