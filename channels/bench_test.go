@@ -131,14 +131,6 @@ func BenchmarkMQ(b *testing.B) {
 			}
 			defer unix.Close(send)
 			defer unix.Close(recv)
-			waitQ := func(fd int, ev int16) {
-				pfd := []unix.PollFd{{Fd: int32(fd), Events: ev}}
-				for {
-					if _, err := unix.Poll(pfd, -1); err != unix.EINTR {
-						return
-					}
-				}
-			}
 			got := make(chan int64)
 			go func() {
 				runtime.LockOSThread()
@@ -151,7 +143,7 @@ func BenchmarkMQ(b *testing.B) {
 						break
 					}
 					if err == unix.EAGAIN {
-						waitQ(recv, unix.POLLIN)
+						waitFD(recv, unix.POLLIN, nil)
 					} else if err != nil {
 						b.Error(err)
 						break
@@ -174,10 +166,10 @@ func BenchmarkMQ(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				if !framed {
-					for off := 0; off < block; off += msgsize - 1 {
+					for off := 0; off < block; off += msgsize {
 						m := src[off:min(off+msgsize, block)]
 						for mqSend(send, m) == unix.EAGAIN {
-							waitQ(send, unix.POLLOUT)
+							waitFD(send, unix.POLLOUT, nil)
 						}
 					}
 					continue
@@ -185,14 +177,14 @@ func BenchmarkMQ(b *testing.B) {
 				p.start, p.have = 0, block
 				for p.have > 0 {
 					if _, _, err := p.pack(send, msgsize, &mid); err == unix.EAGAIN {
-						waitQ(send, unix.POLLOUT)
+						waitFD(send, unix.POLLOUT, nil)
 					} else if err != nil {
 						b.Fatal(err)
 					}
 				}
 			}
 			for mqSend(send, []byte{mqEOF}) == unix.EAGAIN {
-				waitQ(send, unix.POLLOUT)
+				waitFD(send, unix.POLLOUT, nil)
 			}
 			if n := <-got; framed && n != int64(b.N)*block {
 				b.Fatalf("received %d bytes, sent %d", n, int64(b.N)*block)

@@ -1,6 +1,7 @@
 package channels
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -59,6 +60,16 @@ type moveCtl struct {
 	fd    int
 	stop  atomic.Bool
 	bytes atomic.Int64
+}
+
+// kick wakes the loop's poll(2) by writing the eventfd, if it is still
+// open (the caller holds the lock under which the owner closes it).
+func (st *moveCtl) kick() {
+	if st.fd >= 0 {
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		unix.Write(st.fd, one[:])
+	}
 }
 
 // add counts n moved bytes (nil: nobody counts).

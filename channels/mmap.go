@@ -129,7 +129,7 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 		c.Close()
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
-	c.sp.init(fd)
+	c.sp.init(fd, true)
 	for i := range n {
 		c.wake[i] = make(chan struct{}, 1)
 	}
@@ -250,21 +250,27 @@ func (c *mmapChannel) fill(off, max int64) (int, error) {
 	return int(sp.n), nil
 }
 
-// spliceCall is one splice into the file, run by the poller when the pipe
-// is readable; made once per channel, so no allocation per chunk.
+// spliceCall is one splice between the file (at an offset) and a pipe
+// whose fd the poller passes in, into the file or out of it; run by the
+// poller when the pipe is ready, and made once per bridge, so no
+// allocation per chunk.
 type spliceCall struct {
-	dst      int
+	file     int
 	off, max int64
 	n        int64
 	err      error
 	fn       func(fd uintptr) bool
 }
 
-func (sp *spliceCall) init(dst int) {
-	sp.dst = dst
+func (sp *spliceCall) init(file int, intoFile bool) {
+	sp.file = file
 	sp.fn = func(fd uintptr) bool {
 		for {
-			sp.n, sp.err = unix.Splice(int(fd), nil, sp.dst, &sp.off, int(sp.max), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			if intoFile {
+				sp.n, sp.err = unix.Splice(int(fd), nil, sp.file, &sp.off, int(sp.max), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			} else {
+				sp.n, sp.err = unix.Splice(sp.file, &sp.off, int(fd), nil, int(sp.max), unix.SPLICE_F_NONBLOCK)
+			}
 			if sp.err != unix.EINTR {
 				return sp.err != unix.EAGAIN
 			}
@@ -321,13 +327,9 @@ func (c *mmapChannel) consume(i int) error {
 type mmapSender struct {
 	out      *os.File
 	rc       syscall.RawConn
-	src      int
 	mem      []byte
 	noSplice bool
-	off, max int64
-	n        int64
-	err      error
-	fn       func(fd uintptr) bool
+	sp       spliceCall
 }
 
 func (c *mmapChannel) newSender(out *os.File) (*mmapSender, error) {
@@ -335,32 +337,26 @@ func (c *mmapChannel) newSender(out *os.File) (*mmapSender, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &mmapSender{out: out, rc: rc, src: c.fd, mem: c.mem, noSplice: mmapNoSplice}
-	s.fn = func(fd uintptr) bool {
-		for {
-			s.n, s.err = unix.Splice(s.src, &s.off, int(fd), nil, int(s.max), unix.SPLICE_F_NONBLOCK)
-			if s.err != unix.EINTR {
-				return s.err != unix.EAGAIN
-			}
-		}
-	}
+	s := &mmapSender{out: out, rc: rc, mem: c.mem, noSplice: mmapNoSplice}
+	s.sp.init(c.fd, false)
 	return s, nil
 }
 
 // to sends up to max bytes from file offset off; it returns how many went.
 func (s *mmapSender) to(off, max int64) (int, error) {
 	if !s.noSplice {
-		s.off, s.max = off, max
-		if err := s.rc.Write(s.fn); err != nil {
+		sp := &s.sp
+		sp.off, sp.max = off, max
+		if err := s.rc.Write(sp.fn); err != nil {
 			return 0, err
 		}
 		switch {
-		case s.err == unix.EINVAL:
+		case sp.err == unix.EINVAL:
 			s.noSplice = true
-		case s.err != nil:
-			return 0, s.err
+		case sp.err != nil:
+			return 0, sp.err
 		default:
-			return int(s.n), nil
+			return int(sp.n), nil
 		}
 	}
 	return s.out.Write(s.mem[off : off+max])

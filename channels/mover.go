@@ -1,7 +1,6 @@
 package channels
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -74,11 +73,7 @@ func (m *Mover) Wait() error {
 func (m *Mover) Close() error {
 	m.ctl.stop.Store(true)
 	m.mu.Lock()
-	if m.ctl.fd >= 0 {
-		var one [8]byte
-		binary.NativeEndian.PutUint64(one[:], 1)
-		unix.Write(m.ctl.fd, one[:])
-	}
+	m.ctl.kick()
 	m.mu.Unlock()
 	<-m.done
 	return nil

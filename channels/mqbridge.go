@@ -2,7 +2,6 @@ package channels
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -137,17 +136,8 @@ func (c *mqBridge) AddWriter() (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: %w", c.edge, err)
 	}
-	c.wake()
+	c.ctl.kick()
 	return w, nil
-}
-
-// wake makes the loop look again (c.mu held).
-func (c *mqBridge) wake() {
-	if c.ctl.fd >= 0 {
-		var one [8]byte
-		binary.NativeEndian.PutUint64(one[:], 1)
-		unix.Write(c.ctl.fd, one[:])
-	}
 }
 
 func (c *mqBridge) run() {
@@ -185,7 +175,7 @@ func (c *mqBridge) loop() error {
 		if c.ctl.requested() {
 			return errStopped
 		}
-		c.adopt()
+		ended := c.adopt()
 		moved, err := c.deliver()
 		if err != nil || c.gone {
 			return err
@@ -193,7 +183,7 @@ func (c *mqBridge) loop() error {
 		if c.gotEOF && c.outStart == c.outHave {
 			return nil // all delivered
 		}
-		fed, err := c.feed()
+		fed, err := c.feed(ended)
 		if err != nil {
 			return err
 		}
@@ -208,8 +198,9 @@ func (c *mqBridge) loop() error {
 
 // adopt takes the producers AddWriter made, and decides the end of the
 // producers under the same lock: once every producer has finished and none
-// is waiting, the queue is ended and AddWriter refuses.
-func (c *mqBridge) adopt() {
+// is waiting, the queue is ended and AddWriter refuses. It reports whether
+// the queue is ended.
+func (c *mqBridge) adopt() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.prods = append(c.prods, c.added...)
@@ -217,11 +208,12 @@ func (c *mqBridge) adopt() {
 	if !c.ended && c.cur < 0 {
 		for _, p := range c.prods {
 			if p.fd >= 0 || p.start < p.have {
-				return
+				return false
 			}
 		}
 		c.ended = true
 	}
+	return c.ended
 }
 
 // deliver is the consumer's side of a pass: write what the pipe takes,
@@ -263,8 +255,8 @@ func (c *mqBridge) deliver() (moved bool, err error) {
 // feed is the producers' side of a pass: read what each pipe holds (as
 // far as its buffer has room), send what the queue takes, the producers in
 // turn, but only the one whose long line is half sent while it is. Once
-// every producer has finished, it sends the end of stream.
-func (c *mqBridge) feed() (moved bool, err error) {
+// the queue is ended (adopt), it sends the end of stream.
+func (c *mqBridge) feed(ended bool) (moved bool, err error) {
 	full := false
 	n := len(c.prods)
 	for k := range n {
@@ -289,7 +281,7 @@ func (c *mqBridge) feed() (moved bool, err error) {
 	if n > 0 {
 		c.next = (c.next + 1) % n
 	}
-	if !full && !c.sentEOF && c.isEnded() {
+	if !full && !c.sentEOF && ended {
 		err := mqSend(c.send, []byte{mqEOF})
 		switch {
 		case err == nil:
@@ -300,12 +292,6 @@ func (c *mqBridge) feed() (moved bool, err error) {
 		}
 	}
 	return moved, nil
-}
-
-func (c *mqBridge) isEnded() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ended
 }
 
 // read takes what the pipe holds into the buffer's free room. At the
@@ -491,7 +477,7 @@ func (c *mqBridge) Close() error {
 	c.closeOnce.Do(func() {
 		c.ctl.stop.Store(true)
 		c.mu.Lock()
-		c.wake()
+		c.ctl.kick()
 		c.mu.Unlock()
 		<-c.done
 		unix.Close(c.send)
