@@ -125,3 +125,29 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("mmap: %v", err)
 	}
 }
+
+// TestObjectThroughput: every object-level stream moves all its bytes
+// (move checks the count read against the count written), framed or not,
+// and the types without an object of their own say so.
+func TestObjectThroughput(t *testing.T) {
+	for _, c := range [][2]string{{"pipe", ""}, {"fifo", ""}, {"mq", ""}, {"shm", ""}, {"socket", "unix"}, {"socket", "tcp"}} {
+		bps, err := ObjectThroughput(c[0], c[1], 4<<20)
+		if err != nil || bps <= 0 {
+			t.Fatalf("%v: %v, %v", c, bps, err)
+		}
+		t.Logf("%s %s: %.2f GB/s", c[0], c[1], bps/1e9)
+	}
+	for _, c := range [][2]string{{"mmap", ""}, {"socket", "udp"}} {
+		if _, err := ObjectThroughput(c[0], c[1], 1<<20); !errors.Is(err, ErrNoObjectFigure) {
+			t.Errorf("%v: %v, want ErrNoObjectFigure", c, err)
+		}
+	}
+	raw, err := mqRateEnds(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.cleanup()
+	if _, err := raw.move(lineBlock(), 40); err != nil {
+		t.Fatalf("raw mq: %v", err)
+	}
+}

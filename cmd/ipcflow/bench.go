@@ -29,6 +29,10 @@ import (
 // in /dev/shm. The reference row is the same two cats joined by a plain
 // pipe(2), with no ipcflow in between.
 //
+// Object: the same bytes over the type's kernel object alone, ipcflow's
+// own ends on two threads and no process or bridge pipe in between
+// (channels.ObjectThroughput): what the bridges could get out of it.
+//
 // Latency, two figures: "rtt" bounces a 64-byte message over the type's
 // kernel object itself between two threads of ipcflow, each end blocking
 // as the bridges do (channels.RoundTrip); "rtt via cat" sends it from
@@ -49,6 +53,7 @@ type benchRow struct {
 	Type       string  `json:"type"`
 	GBps       float64 `json:"throughput_gb_per_s"`
 	VsPipe     float64 `json:"ratio_to_pipe"`
+	ObjectGBps float64 `json:"object_gb_per_s,omitempty"`
 	RTTus      float64 `json:"rtt_us,omitempty"`
 	RTTViaCat  float64 `json:"rtt_via_cat_us,omitempty"`
 	Lost       int64   `json:"lost_datagrams,omitempty"`
@@ -57,6 +62,7 @@ type benchRow struct {
 	reference  bool
 	throughput float64 // bytes per second
 	bps        []float64
+	object     []float64 // bytes per second
 	rtt        []float64 // µs
 	viaCat     []float64 // µs
 	failed     map[string]bool
@@ -105,6 +111,7 @@ func (b *BenchCmd) Run(s *Streams) error {
 		r := &rows[i]
 		r.throughput = median(r.bps)
 		r.GBps = r.throughput / 1e9
+		r.ObjectGBps = median(r.object) / 1e9
 		r.RTTus = median(r.rtt)
 		r.RTTViaCat = median(r.viaCat)
 		if len(r.errs) > 0 {
@@ -125,10 +132,10 @@ func (b *BenchCmd) Run(s *Streams) error {
 		return enc.Encode(rows)
 	}
 	tw := tabwriter.NewWriter(s.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "TYPE\tTHROUGHPUT\tvs PIPE\tRTT\tRTT VIA CAT\t\n")
+	fmt.Fprintf(tw, "TYPE\tTHROUGHPUT\tvs PIPE\tOBJECT\tRTT\tRTT VIA CAT\t\n")
 	for _, r := range rows {
 		if r.Err != "" && r.throughput == 0 {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t  error: %s\n", r.Type, r.Err)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t  error: %s\n", r.Type, r.Err)
 			continue
 		}
 		note := ""
@@ -138,11 +145,19 @@ func (b *BenchCmd) Run(s *Streams) error {
 		if r.Err != "" {
 			note += "  " + r.Err
 		}
-		fmt.Fprintf(tw, "%s\t%s/s\t%.2f\t%s\t%s\t%s\n", r.Type, humanize.Bytes(uint64(r.throughput)), r.VsPipe, us(r.RTTus), us(r.RTTViaCat), note)
+		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%s\t%s\t%s\t%s\n", r.Type, rate(r.throughput), r.VsPipe, rate(r.ObjectGBps*1e9), us(r.RTTus), us(r.RTTViaCat), note)
 	}
 	tw.Flush()
 	fmt.Fprintf(s.Stdout, "\n%s per run, median of %d runs; rtt: %d round trips of %d bytes.\n", humanize.IBytes(uint64(size)), b.Runs, b.Rounds, channels.RoundTripSize)
+	fmt.Fprintf(s.Stdout, "Throughput and rtt via cat: between processes; object and rtt: ipcflow's own ends on the kernel object.\n")
 	return nil
+}
+
+func rate(bps float64) string {
+	if bps == 0 {
+		return "-"
+	}
+	return humanize.Bytes(uint64(bps)) + "/s"
 }
 
 func us(v float64) string {
@@ -193,42 +208,44 @@ func benchRows(args []string) ([]benchRow, error) {
 // measureOnce adds one sample of each figure to r; a figure that failed
 // once is not measured again.
 func (b *BenchCmd) measureOnce(env channels.Env, r *benchRow, input string, size int64) {
-	if !r.failed["bps"] {
+	r.sample("bps", &r.bps, nil, func() (float64, error) {
 		d, lost, err := throughput(env, r, input)
-		if err != nil {
-			r.fail("bps", err)
-		} else {
-			r.bps = append(r.bps, float64(size)/d.Seconds())
-			r.Lost = max(r.Lost, lost)
-		}
-	}
+		r.Lost = max(r.Lost, lost)
+		return float64(size) / d.Seconds(), err
+	})
 	if r.reference {
 		return
 	}
-	if !r.failed["rtt"] {
+	r.sample("object", &r.object, channels.ErrNoObjectFigure, func() (float64, error) {
+		return channels.ObjectThroughput(r.typ, r.kind, size)
+	})
+	r.sample("rtt", &r.rtt, channels.ErrNoRoundTrip, func() (float64, error) {
 		d, err := channels.RoundTrip(r.typ, r.kind, b.Rounds)
-		switch {
-		case errors.Is(err, channels.ErrNoRoundTrip):
-			r.failed["rtt"] = true
-		case err != nil:
-			r.fail("rtt", err)
-		default:
-			r.rtt = append(r.rtt, float64(d)/1e3)
-		}
-	}
-	if !r.failed["via"] {
+		return float64(d) / 1e3, err
+	})
+	r.sample("via", &r.viaCat, nil, func() (float64, error) {
 		d, err := roundTripViaCat(env, r, b.Rounds)
-		if err != nil {
-			r.fail("via", err)
-		} else {
-			r.viaCat = append(r.viaCat, float64(d)/1e3)
-		}
-	}
+		return float64(d) / 1e3, err
+	})
 }
 
-func (r *benchRow) fail(what string, err error) {
-	r.failed[what] = true
-	r.errs = append(r.errs, err)
+// sample adds one measurement of a figure to *to, unless that figure
+// failed before. A type that has no such figure (an error that is none)
+// is not asked again and shows "-"; any other error is reported.
+func (r *benchRow) sample(what string, to *[]float64, none error, measure func() (float64, error)) {
+	if r.failed[what] {
+		return
+	}
+	v, err := measure()
+	switch {
+	case none != nil && errors.Is(err, none):
+		r.failed[what] = true
+	case err != nil:
+		r.failed[what] = true
+		r.errs = append(r.errs, err)
+	default:
+		*to = append(*to, v)
+	}
 }
 
 func median(v []float64) float64 {

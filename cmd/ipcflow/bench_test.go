@@ -9,7 +9,8 @@ import (
 
 // TestBenchCommand runs a small `ipcflow bench` and checks that every row
 // asked for is measured: throughput, its ratio to the reference pipe, and
-// the round trips (figures are not asserted: the machine is shared).
+// the object-only throughput and the round trips (figures are not
+// asserted: the machine is shared).
 func TestBenchCommand(t *testing.T) {
 	var out, errb bytes.Buffer
 	args := []string{"bench", "--size", "4MiB", "--runs", "1", "--rounds", "50", "--json", "shm", "mq", "mmap", "socket"}
@@ -20,6 +21,7 @@ func TestBenchCommand(t *testing.T) {
 		Type   string  `json:"type"`
 		GBps   float64 `json:"throughput_gb_per_s"`
 		Ratio  float64 `json:"ratio_to_pipe"`
+		Object float64 `json:"object_gb_per_s"`
 		RTT    float64 `json:"rtt_us"`
 		ViaCat float64 `json:"rtt_via_cat_us"`
 		Err    string  `json:"error"`
@@ -44,13 +46,16 @@ func TestBenchCommand(t *testing.T) {
 		if i > 0 && r.Type != "mmap" && r.RTT <= 0 {
 			t.Errorf("row %s: no round trip", r.Type)
 		}
+		if hasObject := i > 0 && r.Type != "mmap" && r.Type != "socket udp"; hasObject != (r.Object > 0) {
+			t.Errorf("row %s: object throughput %v", r.Type, r.Object)
+		}
 	}
 
 	out.Reset()
 	if code := Main([]string{"bench", "--size", "1MiB", "--runs", "1", "--rounds", "10", "shm"}, nil, &out, &errb); code != 0 {
 		t.Fatalf("table: exit %d: %s", code, errb.String())
 	}
-	for _, s := range []string{"TYPE", "THROUGHPUT", "vs PIPE", "pipe(2) reference", "shm", "/s", "median of 1 runs"} {
+	for _, s := range []string{"TYPE", "THROUGHPUT", "vs PIPE", "OBJECT", "pipe(2) reference", "shm", "/s", "median of 1 runs"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, out.String())
 		}
