@@ -7,7 +7,6 @@ import (
 	"os"
 	"runtime"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -210,28 +209,15 @@ func mqLinks() (a, b rtEnd, cleanup func(), err error) {
 	end := func(w, r int) rtEnd {
 		rbuf := make([]byte, 128)
 		return rtEnd{
-			send: func(m []byte) error {
-				_, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDSEND, uintptr(w), uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), 0, 0, 0)
-				return errnoErr(e)
-			},
+			send: func(m []byte) error { return mqSend(w, m) },
 			recv: func(m []byte) error {
-				n, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDRECEIVE, uintptr(r), uintptr(unsafe.Pointer(&rbuf[0])), uintptr(len(rbuf)), 0, 0, 0)
-				if e != 0 {
-					return e
-				}
+				n, err := mqReceive(r, rbuf)
 				copy(m, rbuf[:n])
-				return nil
+				return err
 			},
 		}
 	}
 	return end(fds[0], fds[1]), end(fds[1], fds[0]), cleanup, nil
-}
-
-func errnoErr(e unix.Errno) error {
-	if e == 0 {
-		return nil
-	}
-	return e
 }
 
 // shmLinks makes two rings in anonymous shared memory, one each way.

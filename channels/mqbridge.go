@@ -449,7 +449,8 @@ func (c *mqBridge) wait() error {
 	}
 }
 
-// mqSend is mq_timedsend(3) without a timeout, on a non-blocking queue.
+// mqSend is mq_timedsend(3) without a timeout: on a non-blocking queue
+// it returns unix.EAGAIN when the queue is full, on a blocking one it waits.
 func mqSend(fd int, msg []byte) error {
 	_, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDSEND, uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)), 0, 0, 0)
 	if e != 0 {
@@ -458,8 +459,9 @@ func mqSend(fd int, msg []byte) error {
 	return nil
 }
 
-// mqReceive is mq_timedreceive(3) without a timeout, on a non-blocking
-// queue; buf must hold msgsize bytes.
+// mqReceive is mq_timedreceive(3) without a timeout (unix.EAGAIN on an
+// empty non-blocking queue, a wait on a blocking one); buf must hold
+// msgsize bytes.
 func mqReceive(fd int, buf []byte) (int, error) {
 	n, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDRECEIVE, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0, 0)
 	if e != 0 {
