@@ -49,6 +49,11 @@ func join(m *Mover, srcs []*os.File, dst *os.File) error {
 		if err != nil {
 			return fmt.Errorf("join input %d: %w", i+1, err)
 		}
+		if sfd > 2 && kindOf(sfd) == kindSocket { // not ipcflow's own stdin: the user's shell shares it
+			if err := nonblockSocket(sfd); err != nil {
+				return fmt.Errorf("join input %d: %w", i+1, err)
+			}
+		}
 		_, err = copyFD(d.fd, sfd, stop)
 		closeFile(s)
 		srcs[i] = nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"syscall"
 	"testing"
@@ -261,4 +262,76 @@ func TestMoversDoNotHoldBytes(t *testing.T) {
 		})
 	}
 	pfNoLeak(t, before)
+}
+
+// A join reading a blocking TCP socket whose writer is still open stops
+// when closed. The socket's own code ignores SPLICE_F_NONBLOCK and, before
+// the fix, the splice slept in the socket holding the pipe's lock: Close
+// waited for good, and a run stuck there survived SIGTERM (issue 18).
+func TestJoinClosesWhileSocketIdle(t *testing.T) {
+	for _, kind := range []string{"tcp", "unix"} {
+		t.Run(kind, func(t *testing.T) {
+			before := pfWarm(t)
+			r, w := socketPair(t, kind)
+			out, res := pipeCollector(t)
+			m := StartJoin([]*os.File{r}, out)
+			time.Sleep(50 * time.Millisecond) // let the join block in the socket
+			closed := make(chan struct{})
+			go func() { m.Close(); close(closed) }()
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close of a join reading an idle socket did not return in 10 s")
+			}
+			if got := res(); len(got) != 0 {
+				t.Errorf("got %q from an idle socket", got)
+			}
+			w.Close()
+			pfNoLeak(t, before)
+		})
+	}
+}
+
+// socketPair returns two connected blocking stream sockets of kind ("tcp"
+// over loopback, or "unix"), as a tcp or unix socket edge's ends.
+func socketPair(t *testing.T, kind string) (r, w *os.File) {
+	t.Helper()
+	if kind == "unix" {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return os.NewFile(uintptr(fds[0]), "sock-r"), os.NewFile(uintptr(fds[1]), "sock-w")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rf, err := a.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wf, err := c.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	c.Close()
+	// File() dups the poller's non-blocking description: make it blocking,
+	// as the stages get their ends.
+	for _, f := range []*os.File{rf, wf} {
+		if err := unix.SetNonblock(int(f.Fd()), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return rf, wf
 }

@@ -103,6 +103,11 @@ func openEnd(f *os.File, write bool) (*end, error) {
 		return nil, err
 	}
 	e := &end{f: f, fd: fd, own: -1, kind: kindOf(fd)}
+	if e.kind == kindSocket && fd > 2 {
+		if err := nonblockSocket(fd); err != nil {
+			return e, err
+		}
+	}
 	if write && (e.kind == kindPipe || e.kind == kindChar) {
 		nfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 		switch {
@@ -119,6 +124,21 @@ func openEnd(f *os.File, write bool) (*end, error) {
 		// blocking destination then holds the mover until it drains.
 	}
 	return e, nil
+}
+
+// nonblockSocket puts a socket end of a mover into non-blocking mode. The
+// flag on a pipe only matters to splice's pipe side (SPLICE_F_NONBLOCK
+// covers that); a socket is read and written by the socket's own code,
+// which blocks on a blocking socket whatever the splice flags say, and
+// holds the pipe's lock while it does: a join stuck there could not be
+// stopped, and the stage on the pipe's other end hung in uninterruptible
+// sleep with it. A socket given to a mover is the channel's own end, held
+// by no stage, so its description is ipcflow's to change.
+func nonblockSocket(fd int) error {
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	return nil
 }
 
 // close closes the end's fds (never 0, 1, 2 of ipcflow itself).
