@@ -139,6 +139,26 @@ type Type struct {
 	// before it starts. It may be nil.
 	Check func(Options) error
 	Open  func(Env, Spec) (Channel, error)
+	// NotPipes says which of the ends a channel of these options hands
+	// to the stages is not an anonymous pipe (a named FIFO, a socket).
+	// Nil: both are pipes. It matters for a declared port, whose command
+	// opens /dev/fd/N like a file: Linux opens an anonymous pipe's
+	// /dev/fd/N at once (bash's <( ) relies on it), a named FIFO's waits
+	// for a partner that may have gone already, and a socket's fails
+	// (ENXIO). exec puts a pipe of its own in front of such an end.
+	NotPipes func(Options) (writer, reader bool)
+}
+
+// OpensAsFile reports whether the writer (reader) end of a channel of
+// type name with options o is an anonymous pipe, whose /dev/fd/N path a
+// command can open as a file whenever it likes.
+func OpensAsFile(name string, o Options) (writer, reader bool) {
+	t, ok := types[name]
+	if !ok || t.NotPipes == nil {
+		return true, true
+	}
+	w, r := t.NotPipes(o)
+	return !w, !r
 }
 
 var types = map[string]Type{}

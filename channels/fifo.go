@@ -20,10 +20,11 @@ import (
 // and Close removes it (if it is still the FIFO this run made).
 func init() {
 	register(Type{
-		Name:  "fifo",
-		Caps:  Caps{},
-		Check: checkFifo,
-		Open:  openFifo,
+		Name:     "fifo",
+		Caps:     Caps{},
+		Check:    checkFifo,
+		Open:     openFifo,
+		NotPipes: func(Options) (bool, bool) { return true, true },
 	})
 }
 

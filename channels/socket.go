@@ -33,7 +33,20 @@ import (
 
 func init() {
 	// Bridged: unix and udp pass through ipcflow (tcp does not).
-	register(Type{Name: "socket", Caps: Caps{Bridged: true}, Check: checkSocket, Open: openSocket})
+	register(Type{Name: "socket", Caps: Caps{Bridged: true}, Check: checkSocket, Open: openSocket, NotPipes: socketNotPipes})
+}
+
+// socketNotPipes: unix hands the consumer its socket (the producer writes
+// a pipe to the bridge), tcp hands both ends their sockets, udp bridges
+// both sides through pipes.
+func socketNotPipes(o Options) (writer, reader bool) {
+	switch o.Socket {
+	case "tcp":
+		return true, true
+	case "udp":
+		return false, false
+	}
+	return false, true
 }
 
 func checkSocket(o Options) error {

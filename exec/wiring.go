@@ -168,7 +168,7 @@ func (p *Plan) wire() {
 				m = prodEnd
 			}
 			sp.Ports = append(sp.Ports, PortSlot{Name: port.Name, Fd: len(sp.Fds)})
-			sp.Fds = append(sp.Fds, get(port.Name, m, nullEnd()))
+			sp.Fds = append(sp.Fds, p.portEnd(st.Name, port, get(port.Name, m, nullEnd())))
 		}
 		if p.Label && sp.Fds[2].isOwn(2) {
 			l := p.addPipe("--label of "+st.Name, 0)
@@ -178,6 +178,32 @@ func (p *Plan) wire() {
 		}
 		p.Stages = append(p.Stages, sp)
 	}
+}
+
+// portEnd is what a declared port's fd is: e itself when the command can
+// open its /dev/fd/N path as a file, else a pipe of ipcflow's own with a
+// mover between it and e. Linux opens an anonymous pipe's /dev/fd/N at
+// any time (bash's <( ) relies on it); a named FIFO's waits for a writer
+// (for good, once the producer has exited) and a socket's cannot be
+// opened at all (ENXIO), so a fifo or socket edge meets a port through a
+// pipe. The mover splices, and passes end of file and EPIPE on.
+func (p *Plan) portEnd(stage string, port *parser.Port, e End) End {
+	if e.Kind != EndRead && e.Kind != EndWrite {
+		return e
+	}
+	w := p.Wires[e.Wire]
+	writer, reader := channels.OpensAsFile(w.Spec.Type, w.Spec.Options)
+	if (e.Kind == EndWrite && writer) || (e.Kind == EndRead && reader) {
+		return e
+	}
+	name := "port " + stage + "." + port.Name
+	pp := p.addPipe(name+": a pipe, so that its /dev/fd path opens as bash's <( ) does", w.Spec.Options.Size)
+	if e.Kind == EndRead {
+		p.Movers = append(p.Movers, &MoverPlan{Kind: Join, Srcs: []End{e}, Dsts: []End{writeEnd(pp)}, Purpose: "copy " + w.ID + " into " + name})
+		return readEnd(pp, 0)
+	}
+	p.Movers = append(p.Movers, &MoverPlan{Kind: Join, Srcs: []End{readEnd(pp, 0)}, Dsts: []End{e}, Purpose: "copy " + name + " into " + w.ID})
+	return writeEnd(pp)
 }
 
 // fanOutGroup makes one channel with a reader per edge when the edges
