@@ -448,6 +448,33 @@ func init() {
 	}
 }
 
+func init() {
+	// c runs after a, and reads a only through b: b fills its pipe to c,
+	// stops reading a, and a never ends (the random-graph test found it).
+	// Its twin, after a stage tied to b's producer only through c, must
+	// not buffer: nothing waits on b's edge.
+	testFlows["after-upstream"] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("a", "seq 1 1000000")
+		b.stage("b", "tr 0-9 a-j")
+		b.stage("c", "wc -c").After = []*parser.Stage{b.find("a")}
+		b.edge("a", "b", parser.Pipe)
+		b.edge("b", "c", parser.Pipe)
+		return b.g
+	}
+}
+
+func TestAfterStageUpstreamOfItsProducer(t *testing.T) {
+	want := bash(t, "seq 1 1000000 | tr 0-9 a-j | wc -c", nil)
+	fr := newFlowRun(t, "after-upstream", "--timeout=60s")
+	if code := fr.run(t); code != 0 {
+		t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
+	}
+	if fr.stdout.String() != string(want) {
+		t.Errorf("got %q, bash %q", fr.stdout.String(), want)
+	}
+}
+
 func TestFanOutBranchesThatMeetDoNotDeadlock(t *testing.T) {
 	want := bash(t, "seq 1 2000000 | tail -n 1; seq 1 2000000", nil)
 	fr := newFlowRun(t, "shm-rejoin", "--timeout=60s")

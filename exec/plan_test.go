@@ -119,6 +119,47 @@ func TestWiring(t *testing.T) {
 			fds:    map[string]string{"c": "p1 (read) | ipcflow's stdout | ipcflow's stderr"},
 			movers: "join e1 (read), e2 (read) -> p1 (write)",
 		},
+		{
+			name: "a fifo or socket edge meets a port through a pipe; in gets the object",
+			flow: func(b *graphBuilder) {
+				b.stage("a", "x", "out o")
+				b.stage("b", "y", "in p")
+				b.stage("c", "z")
+				b.edge("a.o", "b.p", parser.FIFO)
+				b.edge("a", "c", parser.Socket, parser.Options{Socket: "tcp"})
+			},
+			fds: map[string]string{
+				"a": "/dev/null | e2 (write) | ipcflow's stderr | p1 (write)",
+				"b": "/dev/null | ipcflow's stdout | ipcflow's stderr | p2 (read)",
+				"c": "e2 (read) | ipcflow's stdout | ipcflow's stderr",
+			},
+			wires:  "e1:fifo e2:socket p1:pipe p2:pipe",
+			movers: "join p1 (read) -> e1 (write); join e1 (read) -> p2 (write)",
+		},
+		{
+			name: "after a stage upstream of the producer: the edge reads ahead",
+			flow: func(b *graphBuilder) {
+				b.stage("a", "x")
+				b.stage("b", "y")
+				b.stage("c", "z").After = []*parser.Stage{b.find("a")}
+				b.edge("a", "b", "")
+				b.edge("b", "c", "")
+			},
+			fds:    map[string]string{"c": "e2 (read) | ipcflow's stdout | ipcflow's stderr"},
+			movers: "tee p1 (read) -> e2 (write)",
+		},
+		{
+			name: "after a stage tied to the producer only through the consumer: no buffer",
+			flow: func(b *graphBuilder) {
+				b.stage("a", "x")
+				b.stage("p", "y")
+				b.stage("c", "z").After = []*parser.Stage{b.find("a")}
+				b.edge("a", "c", "")
+				b.edge("p", "c", "")
+			},
+			fds:    map[string]string{"p": "/dev/null | e2 (write) | ipcflow's stderr"},
+			movers: "tee p1 (read) -> e1 (write); join e1 (read), e2 (read) -> p2 (write)",
+		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := newGraph()

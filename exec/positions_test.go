@@ -148,6 +148,10 @@ func TestEveryTypeInEveryPosition(t *testing.T) {
 				if stderr.Len() > 0 {
 					t.Errorf("stderr: %s", stderr.Bytes())
 				}
+				// SPEC 6: wait for all, remove, then exit. Not a moment later.
+				if ents, _ := os.ReadDir(filepath.Join(runBase, "ipcflow")); len(ents) > 0 {
+					t.Errorf("the run directory %s outlived the run", ents[0].Name())
+				}
 				check()
 			})
 		}

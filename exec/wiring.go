@@ -43,7 +43,7 @@ func (p *Plan) wire() {
 
 	for _, from := range producerOrder(g) {
 		edges := outgoing[from]
-		if len(edges) == 1 && !waitsForProducer(g.Edges[edges[0]]) {
+		if len(edges) == 1 && !p.waitsForProducer(g.Edges[edges[0]]) {
 			i := edges[0]
 			e := g.Edges[i]
 			to := e.To.String()
@@ -97,7 +97,7 @@ func (p *Plan) wire() {
 		recorded := map[string]string{} // mmap path= -> the wire that records it
 		for _, i := range edges {
 			e := g.Edges[i]
-			tee.ReadAhead = tee.ReadAhead || waitsForProducer(e)
+			tee.ReadAhead = tee.ReadAhead || p.waitsForProducer(e)
 			to := e.To.String()
 			if e.Type == parser.Pipe && e.To.Stage == nil && len(incoming[to]) == 1 {
 				tee.Dsts = append(tee.Dsts, ownEnd(specialFd(e.To.Port)))
@@ -216,7 +216,7 @@ func (p *Plan) fanOutGroup(from string, edges []int) (int, bool) {
 	}
 	for _, i := range edges {
 		e := p.Graph.Edges[i]
-		if e.Type != first.Type || !reflect.DeepEqual(e.Options, first.Options) || e.To.Stage == nil || waitsForProducer(e) {
+		if e.Type != first.Type || !reflect.DeepEqual(e.Options, first.Options) || e.To.Stage == nil || p.waitsForProducer(e) {
 			return 0, false
 		}
 	}
@@ -324,31 +324,54 @@ func consumerOrder(g *parser.Graph) []string {
 	return keys
 }
 
-// waitsForProducer reports whether e's consumer starts only after e's
-// producer has exited (it is among the consumer's after stages, directly
-// or through others): then nothing reads the edge while the producer
-// writes it.
-func waitsForProducer(e *parser.Edge) bool {
-	if e.From.Stage == nil || e.To.Stage == nil {
+// waitsForProducer reports whether e's consumer starts only after a stage
+// that cannot end while e is not read: e's producer itself, or any stage
+// tied to it by data or after without passing through the consumer (one
+// upstream of the producer waits for it to read, one downstream for its
+// end of file, and so on along the ties). Then nothing would read e while
+// the producer writes it, the producer would block for good, and with it
+// the stage the consumer waits for: e needs a tee that reads ahead.
+// (`s0 -> s1 -> s2` with `s2 after s0` hung so: s1 filled its pipe to s2.)
+// A stage waited for that is tied to the producer only through the
+// consumer (`{a, p} -> c` with `c after a`) needs nothing on p's edge.
+func (p *Plan) waitsForProducer(e *parser.Edge) bool {
+	if e.From.Stage == nil || e.To.Stage == nil || len(e.To.Stage.After) == 0 {
 		return false
 	}
-	seen := map[*parser.Stage]bool{}
-	var waits func(s *parser.Stage) bool
-	waits = func(s *parser.Stage) bool {
-		for _, a := range s.After {
-			if a == e.From.Stage {
-				return true
-			}
-			if !seen[a] {
-				seen[a] = true
-				if waits(a) {
-					return true
-				}
+	consumer := e.To.Stage
+	ties := map[*parser.Stage][]*parser.Stage{}
+	tie := func(a, b *parser.Stage) {
+		if a != nil && b != nil && a != consumer && b != consumer {
+			ties[a] = append(ties[a], b)
+			ties[b] = append(ties[b], a)
+		}
+	}
+	for _, x := range p.Graph.Edges {
+		tie(x.From.Stage, x.To.Stage)
+	}
+	for _, st := range p.Graph.Stages {
+		for _, a := range st.After {
+			tie(st, a)
+		}
+	}
+	reached := map[*parser.Stage]bool{e.From.Stage: true}
+	stack := []*parser.Stage{e.From.Stage}
+	for len(stack) > 0 {
+		s := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, t := range ties[s] {
+			if !reached[t] {
+				reached[t] = true
+				stack = append(stack, t)
 			}
 		}
-		return false
 	}
-	return waits(e.To.Stage)
+	for _, a := range consumer.After {
+		if reached[a] {
+			return true
+		}
+	}
+	return false
 }
 
 // branchesMeet reports whether the consumers of a fan-out's edges depend
