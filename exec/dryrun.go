@@ -42,7 +42,7 @@ func (p *Plan) Print(w io.Writer, procs []*Process) {
 		}
 		fmt.Fprintf(w, "  %-5s %s -> %s  (%s)\n", kind, ends(p, m.Srcs), ends(p, m.Dsts), m.Purpose)
 	}
-	fmt.Fprintln(w, "\nprocesses:")
+	fmt.Fprintf(w, "\nprocesses (held by %s):\n", p.containment())
 	for i, sp := range p.Stages {
 		pr := procs[i]
 		st := sp.Stage

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/contain"
 	"github.com/ipcflow/ipcflow/locks"
 )
 
@@ -48,6 +49,8 @@ func removeObject(kind, name string) error {
 		err = locks.Unlink(name)
 	case channels.KindMQ:
 		err = channels.UnlinkMQ(name)
+	case kindCgroup:
+		err = contain.Remove(name)
 	default:
 		return fmt.Errorf("run manifest: unknown object kind %q for %s", kind, name)
 	}

@@ -12,19 +12,21 @@ import (
 	"time"
 
 	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/contain"
 	"github.com/ipcflow/ipcflow/locks"
 )
 
 // run is one run of a plan: the objects it made and the stages' state.
 // Only the supervisor's goroutine (supervise.go) touches it after newRun.
 type run struct {
-	plan  *Plan
-	names RunNames
-	o     Options
-	rd    *RunDir
-	guard *Guardian
-	wires []*rtWire
-	null  *os.File
+	plan   *Plan
+	names  RunNames
+	o      Options
+	rd     *RunDir
+	guard  *Guardian
+	cgroup *contain.Group // nil: process groups only (contain.go)
+	wires  []*rtWire
+	null   *os.File
 
 	sems  map[string]*locks.Sem
 	lease *locks.LeaseServer
@@ -102,6 +104,9 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 		r.stages = append(r.stages, &stageRT{sp: sp, pr: pr})
 	}
 	if r.guard, err = StartGuardian(rd); err != nil {
+		return r, err
+	}
+	if err := r.newCgroup(); err != nil {
 		return r, err
 	}
 	for _, s := range plan.Graph.Sems {
@@ -194,6 +199,13 @@ func (r *run) teardownObjects() {
 	}
 	if r.lease != nil {
 		r.lease.Close()
+	}
+	// Whatever of the stages is still alive goes before their objects:
+	// in a cgroup, also what left their process groups.
+	if r.cgroup != nil {
+		if err := r.cgroup.Close(); err != nil {
+			fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
+		}
 	}
 	// Names first, then the semaphores: closing one lets go of the lock
 	// that tells `ipcflow clean` its run is alive (locks.InUse).

@@ -15,6 +15,7 @@ import (
 	"mvdan.cc/sh/v3/syntax"
 
 	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/contain"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -33,6 +34,11 @@ type Plan struct {
 	Environ []string
 
 	stdinTTY bool // ipcflow's stdin is a terminal: stages can't read it themselves
+
+	// contain is where the run's cgroup will be made (contain.go), when
+	// containOK: decided here, so --dry-run says what the run gets.
+	contain   contain.Place
+	containOK bool
 }
 
 // Var is one expanded NAME=VALUE.
@@ -191,6 +197,7 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 		}
 	}
 	p := &Plan{Graph: g, Label: label, Environ: environ, stdinTTY: stdinTTY}
+	p.contain, p.containOK = contain.Find()
 	if err := p.expandVars(overrides, environ); err != nil {
 		return nil, err
 	}

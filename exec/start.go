@@ -101,7 +101,8 @@ func (sf *stageFiles) release() {
 // ipcflow dies. The parent-death signal belongs to the thread that forks
 // (golang/go#27505), so the fork runs on a locked thread; the thread goes
 // back to the pool afterwards and Go never ends pool threads.
-func spawn(pr *Process, fds []uintptr, argv []string, path string) (int, error) {
+// It is born in the run's cgroup, if the run has one.
+func (r *run) spawn(pr *Process, fds []uintptr, argv []string, path string) (int, error) {
 	attr := &syscall.ProcAttr{
 		Dir:   pr.Dir,
 		Env:   pr.Env,
@@ -110,17 +111,17 @@ func spawn(pr *Process, fds []uintptr, argv []string, path string) (int, error) 
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var pid int
-	var err error
-	// A program being written by a concurrent fork may briefly fail with
-	// ETXTBSY (golang/go#22315): retry.
-	for delay := time.Millisecond; ; delay *= 2 {
-		pid, err = syscall.ForkExec(path, argv, attr)
-		if !errors.Is(err, syscall.ETXTBSY) || delay > 100*time.Millisecond {
-			return pid, err
+	return r.startIn(attr.Sys, func() (int, error) {
+		// A program being written by a concurrent fork may briefly fail
+		// with ETXTBSY (golang/go#22315): retry.
+		for delay := time.Millisecond; ; delay *= 2 {
+			pid, err := syscall.ForkExec(path, argv, attr)
+			if !errors.Is(err, syscall.ETXTBSY) || delay > 100*time.Millisecond {
+				return pid, err
+			}
+			time.Sleep(delay)
 		}
-		time.Sleep(delay)
-	}
+	})
 }
 
 // startStage starts st now. A missing program or one that cannot run is a
@@ -144,12 +145,12 @@ func (r *run) startStage(st *stageRT) {
 		r.finished(st, exitInfo{code: code, reported: true})
 		return
 	}
-	pid, err := spawn(pr, sf.fds, pr.Argv, pr.Path)
+	pid, err := r.spawn(pr, sf.fds, pr.Argv, pr.Path)
 	if errors.Is(err, syscall.ENOEXEC) && !pr.Shell {
 		// A script without a #! line: shells run those themselves.
 		path, argv, serr := shellCommand(st.name(), len(pr.Fds), st.sp.Stage.Command)
 		if serr == nil {
-			pid, err = spawn(pr, sf.fds, argv, path)
+			pid, err = r.spawn(pr, sf.fds, argv, path)
 		}
 	}
 	if err != nil {

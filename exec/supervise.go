@@ -263,6 +263,9 @@ func (r *run) killLeftovers() {
 		time.Sleep(10 * time.Millisecond)
 	}
 	r.signalAll(unix.SIGKILL)
+	if r.cgroup != nil {
+		r.cgroup.Kill() // and what left its stage's group
+	}
 }
 
 // groupsLeft reports whether a process of any stage's group is alive.

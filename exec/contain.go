@@ -1,0 +1,58 @@
+package exec
+
+import (
+	"fmt"
+	"syscall"
+
+	"github.com/ipcflow/ipcflow/contain"
+)
+
+// A run's processes are held in a cgroup of the run's own where the
+// machine lets ipcflow make one (package contain): a stage's descendant
+// that leaves its process group (`setsid daemon &`) dies with the run, at
+// teardown, and after a SIGKILL of ipcflow, when the guardian's reclaim
+// removes the group the manifest lists. Elsewhere process groups are all
+// there is: each stage's group is killed by group, and a descendant that
+// made a group or session of its own is out of reach (docs/exec.md).
+
+// kindCgroup is a manifest line for the run's cgroup: Remove kills what is
+// in it and removes it.
+const kindCgroup = "cgroup"
+
+// containment says in words how the plan's processes will be held, for
+// --dry-run.
+func (p *Plan) containment() string {
+	if !p.containOK {
+		return "process groups (no cgroup this user may create here)"
+	}
+	return p.contain.String()
+}
+
+// newCgroup makes the run's cgroup, recorded in the manifest first. When
+// the kernel refuses after all, the run goes on with process groups and
+// says so.
+func (r *run) newCgroup() error {
+	if !r.plan.containOK {
+		return nil
+	}
+	path := r.plan.contain.Parent + "/" + r.rd.Prefix + "procs"
+	if err := r.rd.Record(kindCgroup, path); err != nil {
+		return err
+	}
+	g, err := contain.New(r.plan.contain, r.rd.Prefix+"procs")
+	if err != nil {
+		fmt.Fprintf(r.o.Stderr, "ipcflow: warning: %v; holding stages by process group only\n", err)
+		return nil
+	}
+	r.cgroup = g
+	return nil
+}
+
+// startIn runs start (a fork) so that the child is born in the run's
+// cgroup, if it has one.
+func (r *run) startIn(attr *syscall.SysProcAttr, start func() (int, error)) (int, error) {
+	if r.cgroup == nil {
+		return start()
+	}
+	return r.cgroup.Spawn(attr, start)
+}
