@@ -71,7 +71,9 @@ func runShell(args []string) int {
 		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %v\n", name, err)
 		return 70
 	}
-	err = r.Run(context.Background(), withWait(file))
+	// The stage ends when its foreground command does, as `bash -c`
+	// does: background jobs are not waited for (see docs/exec.md).
+	err = r.Run(context.Background(), file)
 	status := 0
 	if err != nil {
 		code, ok := interp.IsExitStatus(err)
@@ -225,21 +227,4 @@ func dieOfSigpipe() {
 	unix.Tgkill(unix.Getpid(), unix.Gettid(), unix.SIGPIPE)
 	// Not reached unless the signal could not be delivered.
 	os.Exit(128 + int(unix.SIGPIPE))
-}
-
-// withWait makes the command one run of the interpreter that waits for its
-// background jobs at the end. Such jobs (`cmd &`) are goroutines of the
-// interpreter, not processes of their own, and would die with the stage
-// shell. The command's own status is kept, and an EXIT trap runs once,
-// after the wait (a second Run for the wait ran it twice):
-//
-//	{ COMMAND
-//	}; __ipcflow_status=$?; wait; exit $__ipcflow_status
-func withWait(f *syntax.File) *syntax.File {
-	tail, err := syntax.NewParser().Parse(strings.NewReader("__ipcflow_status=$?; wait; exit $__ipcflow_status"), "")
-	if err != nil {
-		panic("stage shell: " + err.Error()) // a constant that parses
-	}
-	block := &syntax.Stmt{Cmd: &syntax.Block{Stmts: f.Stmts, Last: f.Last}}
-	return &syntax.File{Name: f.Name, Stmts: append([]*syntax.Stmt{block}, tail.Stmts...)}
 }

@@ -143,7 +143,14 @@ func (r *run) run() int {
 			r.launch(ctx, ready, r.readyStages())
 		}
 	}
-	if r.stopping {
+	if !r.stopping && r.groupsLeft() {
+		// What the stages left running in their groups (`sleep 100 &`,
+		// `sh -c 'server &'`) does not outlive the run: it gets what a
+		// teardown gives, SIGTERM now and SIGKILL after the grace period.
+		r.graceEnd = time.Now().Add(r.o.Grace)
+		r.signalAll(unix.SIGTERM)
+		r.killLeftovers()
+	} else if r.stopping {
 		r.killLeftovers()
 	}
 	if err := r.finishMovers(); err != nil {
