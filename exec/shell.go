@@ -59,13 +59,19 @@ func runShell(args []string) int {
 	for fd := 3; fd < nfds; fd++ {
 		extra = append(extra, os.NewFile(uintptr(fd), "/dev/fd/"+strconv.Itoa(fd)))
 	}
+	traps := newShellTraps()
 	r, err := interp.New(
 		interp.StdIO(os.Stdin, os.Stdout, os.Stderr),
 		interp.Env(expand.ListEnviron(os.Environ()...)),
 		interp.ExecHandlers(func(next interp.ExecHandlerFunc) interp.ExecHandlerFunc {
-			return stageExec(name, extra)
+			return stageExec(name, extra, traps)
 		}),
-		interp.CallHandler(externalBuiltins),
+		interp.CallHandler(func(ctx context.Context, args []string) ([]string, error) {
+			if call := traps.pendingCall(args); call != nil {
+				return call, nil
+			}
+			return stageBuiltins(ctx, args, traps)
+		}),
 	)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %v\n", name, err)
@@ -89,12 +95,28 @@ func runShell(args []string) int {
 	return status
 }
 
-// externalBuiltins runs the builtins the interpreter knows by name but does
-// not implement (kill) as the programs of the same name, as a shell
-// without that builtin would: `kill -TERM $$` works in a stage. Where PATH
-// has no kill (procps is not everywhere), ipcflow's own role "kill" does.
-func externalBuiltins(ctx context.Context, args []string) ([]string, error) {
-	if args[0] != "kill" {
+// stageBuiltins hands the builtins the interpreter knows by name but does
+// not implement (or only in part) to what does them: trap and ulimit to
+// the stage shell's own (shellbuiltins.go), through the exec handler;
+// kill to the program of that name, as a shell without that builtin would
+// run it (`kill -TERM $$` works in a stage), or where PATH has no kill
+// (procps is not everywhere) to ipcflow's own role "kill".
+func stageBuiltins(ctx context.Context, args []string, traps *shellTraps) ([]string, error) {
+	if args[0] == "builtin" && len(args) > 1 && (args[1] == "trap" || args[1] == "ulimit") {
+		args = args[1:]
+	}
+	switch args[0] {
+	case "trap":
+		args[0] = trapBuiltin
+		return args, nil
+	case "ulimit":
+		args[0] = ulimitBuiltin
+		return args, nil
+	case "kill":
+		if sig, pids, ok := parseKill(args[1:]); ok && len(pids) == 1 && pids[0] == strconv.Itoa(os.Getpid()) && traps.trapped(sig) {
+			return []string{raiseBuiltin, strconv.Itoa(int(sig))}, nil
+		}
+	default:
 		return args, nil
 	}
 	hc := interp.HandlerCtx(ctx)
@@ -115,24 +137,10 @@ func init() { roles["kill"] = runKill }
 // runKill is kill(1) for stages on systems without it:
 // kill [-s SIG | -SIG] [--] PID... (a negative PID is a process group).
 func runKill(args []string) int {
-	sig := unix.SIGTERM
-	if len(args) > 1 && args[0] == "-s" {
-		args = append([]string{"-" + args[1]}, args[2:]...)
-	}
-	if len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "--" && len(args[0]) > 1 {
-		name := strings.TrimPrefix(strings.ToUpper(args[0][1:]), "SIG")
-		if n, err := strconv.Atoi(name); err == nil {
-			sig = unix.Signal(n)
-		} else if s := unix.SignalNum("SIG" + name); s != 0 {
-			sig = s
-		} else {
-			fmt.Fprintf(os.Stderr, "kill: %s: invalid signal specification\n", args[0][1:])
-			return 1
-		}
-		args = args[1:]
-	}
-	if len(args) > 0 && args[0] == "--" {
-		args = args[1:]
+	sig, args, ok := parseKill(args)
+	if !ok {
+		fmt.Fprintf(os.Stderr, "kill: %s: invalid signal specification\n", args[0])
+		return 1
 	}
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, "kill: usage: kill [-s SIG | -SIG] PID...")
@@ -152,50 +160,89 @@ func runKill(args []string) int {
 	return status
 }
 
+// parseKill parses kill's arguments: [-s SIG | -SIG] [--] PID...; on a
+// bad signal it returns its name as the only argument, and false.
+func parseKill(args []string) (unix.Signal, []string, bool) {
+	sig := unix.SIGTERM
+	if len(args) > 1 && args[0] == "-s" {
+		args = append([]string{"-" + args[1]}, args[2:]...)
+	}
+	if len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "--" && len(args[0]) > 1 {
+		name := strings.TrimPrefix(strings.ToUpper(args[0][1:]), "SIG")
+		if n, err := strconv.Atoi(name); err == nil {
+			sig = unix.Signal(n)
+		} else if s := unix.SignalNum("SIG" + name); s != 0 {
+			sig = s
+		} else {
+			return 0, []string{args[0][1:]}, false
+		}
+		args = args[1:]
+	}
+	if len(args) > 0 && args[0] == "--" {
+		args = args[1:]
+	}
+	return sig, args, true
+}
+
 // stageExec runs one program for the stage shell: the real fds go to it
 // directly (os/exec passes an *os.File as is; anything else the
 // interpreter hands us, such as a pipe within the command, is an *os.File
 // too), and a program that can't be found gives 127 and a line that names
-// the stage.
-func stageExec(stage string, extra []*os.File) interp.ExecHandlerFunc {
+// the stage. A trapped signal that came while the program ran has its
+// command run when the program ends, as bash does.
+func stageExec(stage string, extra []*os.File, traps *shellTraps) interp.ExecHandlerFunc {
 	return func(ctx context.Context, args []string) error {
-		hc := interp.HandlerCtx(ctx)
-		path, err := interp.LookPathDir(hc.Dir, hc.Env, args[0])
-		if err != nil {
-			code, msg := cannotRun(hc.Dir, args[0], nil)
-			fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: %s\n", stage, args[0], msg)
-			return interp.ExitStatus(code)
+		switch args[0] {
+		case trapBuiltin:
+			return traps.trap(ctx, args[1:])
+		case ulimitBuiltin:
+			return ulimit(ctx, args[1:])
+		case raiseBuiltin:
+			n, _ := strconv.Atoi(args[1])
+			return traps.raise(ctx, unix.Signal(n))
 		}
-		cmd := &osexec.Cmd{
-			Path:       path,
-			Args:       args,
-			Env:        execEnv(hc.Env),
-			Dir:        hc.Dir,
-			Stdin:      hc.Stdin,
-			Stdout:     hc.Stdout,
-			Stderr:     hc.Stderr,
-			ExtraFiles: extra,
-		}
-		if err := cmd.Start(); err != nil {
-			if errors.Is(err, unix.ENOEXEC) {
-				// A script without a #! line: run it with a shell of its
-				// own, as shells do (the interpreter's default does that).
-				return interp.DefaultExecHandler(2*time.Second)(ctx, args)
-			}
-			code, msg := cannotRun(hc.Dir, path, err)
-			fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: %s\n", stage, args[0], msg)
-			return interp.ExitStatus(uint8(code))
-		}
-		err = cmd.Wait()
-		var ee *osexec.ExitError
-		if errors.As(err, &ee) {
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				return interp.ExitStatus(128 + uint8(ws.Signal()))
-			}
-			return interp.ExitStatus(uint8(ee.ExitCode()))
-		}
-		return err
+		return traps.runPending(ctx, runProgram(ctx, stage, extra, args))
 	}
+}
+
+// runProgram runs one program of the stage shell and returns its status.
+func runProgram(ctx context.Context, stage string, extra []*os.File, args []string) error {
+	hc := interp.HandlerCtx(ctx)
+	path, err := interp.LookPathDir(hc.Dir, hc.Env, args[0])
+	if err != nil {
+		code, msg := cannotRun(hc.Dir, args[0], nil)
+		fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: %s\n", stage, args[0], msg)
+		return interp.ExitStatus(code)
+	}
+	cmd := &osexec.Cmd{
+		Path:       path,
+		Args:       args,
+		Env:        execEnv(hc.Env),
+		Dir:        hc.Dir,
+		Stdin:      hc.Stdin,
+		Stdout:     hc.Stdout,
+		Stderr:     hc.Stderr,
+		ExtraFiles: extra,
+	}
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, unix.ENOEXEC) {
+			// A script without a #! line: run it with a shell of its
+			// own, as shells do (the interpreter's default does that).
+			return interp.DefaultExecHandler(2*time.Second)(ctx, args)
+		}
+		code, msg := cannotRun(hc.Dir, path, err)
+		fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: %s\n", stage, args[0], msg)
+		return interp.ExitStatus(uint8(code))
+	}
+	err = cmd.Wait()
+	var ee *osexec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return interp.ExitStatus(128 + uint8(ws.Signal()))
+		}
+		return interp.ExitStatus(uint8(ee.ExitCode()))
+	}
+	return err
 }
 
 // execEnv lists the exported variables of env as NAME=VALUE.

@@ -1,6 +1,11 @@
 package exec
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	osexec "os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,4 +60,85 @@ func TestLeftoversEndWithTheRun(t *testing.T) {
 		t.Errorf("exit status %d, want 0; stderr:\n%s", code, fr.stderr.Bytes())
 	}
 	waitNoProcs(t, fr.mark, 200*time.Millisecond)
+}
+
+// Commands whose output and status in a one-stage flow must be what
+// `bash -c` gives, stdout and stderr apart from bash's "bash: line 1: "
+// prefix.
+var shellLikeBash = []struct{ name, cmd string }{
+	{"trap-signals", `trap 'echo x' term 15 SIGINT sigusr1 0; trap; trap -p TERM; trap '' KILL; echo rc=$?; trap x BOGUS; echo rc=$?; trap - term; trap -p`},
+	{"trap-runs-after-kill", `trap 'echo got TERM; exit 3' TERM; kill -TERM $$; echo after`},
+	{"trap-keeps-status", `trap 'echo got USR1' USR1; kill -s USR1 $$; echo after $?`},
+	{"trap-ignore-inherited", `trap '' TERM; kill -TERM $$; echo survived; sh -c 'kill -TERM $$; echo child survived'`},
+	{"trap-in-function", `f() { trap 'echo in f' USR1; kill -USR1 $$; :; }; f; echo done`},
+	{"ulimit", `ulimit -c 0; ulimit -c; ulimit -Sn 64; ulimit -n; grep 'Max open files' /proc/self/limits | tr -s ' ' | cut -d' ' -f4; ulimit -St 100; ulimit -t; ulimit -Sv unlimited; ulimit -v; ulimit -Sf 2048; ulimit -f; ulimit -s >/dev/null; ulimit -u >/dev/null; ulimit -n abc; echo rc=$?; ulimit -a | grep -c '(-n)'`},
+}
+
+func init() {
+	for _, c := range shellLikeBash {
+		testFlows["like-bash-"+c.name] = func() *parser.Graph {
+			b := newGraph()
+			b.stage("a", c.cmd)
+			return b.g
+		}
+	}
+}
+
+func TestStageShellLikeBash(t *testing.T) {
+	for _, c := range shellLikeBash {
+		t.Run(c.name, func(t *testing.T) {
+			bcmd := osexec.Command("bash", "-c", c.cmd)
+			var bout, berr bytes.Buffer
+			bcmd.Stdout, bcmd.Stderr = &bout, &berr
+			berrRun := bcmd.Run()
+			if errors.Is(berrRun, osexec.ErrNotFound) {
+				t.Skip("no bash to compare with")
+			}
+			bcode := exitCode(t, berrRun)
+			fr := newFlowRun(t, "like-bash-"+c.name)
+			code := fr.run(t)
+			if code != bcode {
+				t.Errorf("exit status %d, bash %d; stderr:\n%s", code, bcode, fr.stderr.Bytes())
+			}
+			if fr.stdout.String() != bout.String() {
+				t.Errorf("stdout:\n%s\nbash:\n%s", fr.stdout.Bytes(), bout.Bytes())
+			}
+			want := strings.ReplaceAll(berr.String(), "bash: line 1: ", "")
+			got := fr.stderr.String()
+			if code != 0 {
+				got = strings.TrimSuffix(got, fmt.Sprintf("ipcflow: stage a: exit status %d\n", code))
+			}
+			if got != want {
+				t.Errorf("stderr:\n%s\nbash:\n%s", got, want)
+			}
+		})
+	}
+}
+
+func init() {
+	testFlows["trap-teardown"] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("a", `trap 'echo a cleans up; exit 5' TERM; sleep 100; echo not reached`)
+		b.stage("b", `trap '' TERM; sleep 1; echo b survived`)
+		b.stage("bad", "sleep 0.3; exit 2")
+		b.edge("b", "stderr", "")
+		return b.g
+	}
+}
+
+// A teardown's SIGTERM reaches a trap: a stage cleans up when the flow is
+// stopped, and one that ignores SIGTERM (its programs too, as in bash)
+// lives on until the grace period ends.
+func TestTrapSeesTeardown(t *testing.T) {
+	fr := newFlowRun(t, "trap-teardown", "--grace=5s")
+	if code := fr.run(t); code != 2 {
+		t.Errorf("exit status %d, want 2; stderr:\n%s", code, fr.stderr.Bytes())
+	}
+	if got := fr.stdout.String(); got != "a cleans up\n" {
+		t.Errorf("stdout %q, want the TERM trap's line", got)
+	}
+	if !strings.Contains(fr.stderr.String(), "b survived\n") {
+		t.Errorf("stderr %q: b did not ignore SIGTERM", fr.stderr.Bytes())
+	}
+	waitNoProcs(t, fr.mark, time.Second)
 }
