@@ -78,7 +78,13 @@ func runShell(args []string) int {
 		return 70
 	}
 	// The stage ends when its foreground command does, as `bash -c`
-	// does: background jobs are not waited for (see docs/exec.md).
+	// does: background jobs are not waited for (see docs/exec.md), unless
+	// the command writes into a process substitution, `>(cmd)`, whose
+	// reader (a goroutine of the interpreter, not bash's orphan process)
+	// would otherwise lose what is still in its pipe.
+	if writesToProcSubst(file) {
+		file = withWait(file)
+	}
 	err = r.Run(context.Background(), file)
 	status := 0
 	if err != nil {
@@ -274,4 +280,32 @@ func dieOfSigpipe() {
 	unix.Tgkill(unix.Getpid(), unix.Gettid(), unix.SIGPIPE)
 	// Not reached unless the signal could not be delivered.
 	os.Exit(128 + int(unix.SIGPIPE))
+}
+
+// writesToProcSubst reports whether f has a `>(cmd)`.
+func writesToProcSubst(f *syntax.File) bool {
+	found := false
+	syntax.Walk(f, func(n syntax.Node) bool {
+		if ps, ok := n.(*syntax.ProcSubst); ok && ps.Op == syntax.CmdOut {
+			found = true
+		}
+		return !found
+	})
+	return found
+}
+
+// withWait makes the command one run of the interpreter that waits for its
+// background jobs at the end. The command's own status is kept, and an
+// EXIT trap runs once, after the wait (a second Run for the wait ran it
+// twice):
+//
+//	{ COMMAND
+//	}; __ipcflow_status=$?; wait; exit $__ipcflow_status
+func withWait(f *syntax.File) *syntax.File {
+	tail, err := syntax.NewParser().Parse(strings.NewReader("__ipcflow_status=$?; wait; exit $__ipcflow_status"), "")
+	if err != nil {
+		panic("stage shell: " + err.Error()) // a constant that parses
+	}
+	block := &syntax.Stmt{Cmd: &syntax.Block{Stmts: f.Stmts, Last: f.Last}}
+	return &syntax.File{Name: f.Name, Stmts: append([]*syntax.Stmt{block}, tail.Stmts...)}
 }
