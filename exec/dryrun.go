@@ -47,6 +47,8 @@ func (p *Plan) Print(w io.Writer, procs []*Process) {
 		pr := procs[i]
 		st := sp.Stage
 		switch {
+		case pr.Bash != nil:
+			fmt.Fprintf(w, "  %s: bash (needs bash: %s at %s): %s\n", st.Name, pr.Bash.What, st.ShellPos(pr.Bash.Pos), oneLine(st.Command))
 		case pr.Shell:
 			fmt.Fprintf(w, "  %s: stage shell: %s\n", st.Name, oneLine(st.Command))
 		case pr.NotFound:

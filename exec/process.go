@@ -17,6 +17,7 @@ import (
 	"mvdan.cc/sh/v3/syntax"
 
 	"github.com/ipcflow/ipcflow/locks"
+	"github.com/ipcflow/ipcflow/parser"
 )
 
 // lockSocket is where the run's lease server for `ipcflow lock` listens,
@@ -44,6 +45,9 @@ type Process struct {
 	// Shell: the command runs in the stage shell (a copy of ipcflow
 	// running mvdan.cc/sh's interpreter); Argv is then that copy's argv.
 	Shell bool
+	// Bash: the command needs what the stage shell lacks, and runs as
+	// `bash -c COMMAND`; Path is bash.
+	Bash *parser.BashNeed
 }
 
 // semPosixName is the POSIX name of the run's semaphore name.
@@ -100,6 +104,15 @@ func (p *Plan) Process(sp *StagePlan, run RunNames) (*Process, error) {
 			return pr, nil
 		}
 		// A builtin with no program of its name here: the shell runs it.
+	}
+	if need := parser.NeedsBash(st.Script); need != nil {
+		bash, err := interp.LookPathDir(cwd, expand.ListEnviron(pr.Env...), "bash")
+		if err != nil {
+			return nil, &UsageError{Positioned: true, Msg: (&parser.Error{File: p.Graph.File, Pos: st.ShellPos(need.Pos),
+				Msg: fmt.Sprintf("stage %s: %s needs bash, which is not installed here (ipcflow's stage shell cannot do it)", st.Name, need.What)}).Error()}
+		}
+		pr.Bash, pr.Path, pr.Argv = need, bash, []string{"bash", "-c", st.Command}
+		return pr, nil
 	}
 	path, argv, err := shellCommand(st.Name, len(sp.Fds), st.Command)
 	if err != nil {

@@ -60,15 +60,26 @@ func runShell(args []string) int {
 		extra = append(extra, os.NewFile(uintptr(fd), "/dev/fd/"+strconv.Itoa(fd)))
 	}
 	traps := newShellTraps()
+	foregroundDone := make(chan struct{})
 	r, err := interp.New(
 		interp.StdIO(os.Stdin, os.Stdout, os.Stderr),
 		interp.Env(expand.ListEnviron(os.Environ()...)),
 		interp.ExecHandlers(func(next interp.ExecHandlerFunc) interp.ExecHandlerFunc {
-			return stageExec(name, extra, traps)
+			return stageExec(name, extra, traps, foregroundDone)
 		}),
 		interp.CallHandler(func(ctx context.Context, args []string) ([]string, error) {
-			if call := traps.pendingCall(args); call != nil {
+			if call := traps.pendingCall(args); call != nil && args[0] != detachedMarker {
 				return call, nil
+			}
+			switch {
+			case args[0] == foregroundDoneName:
+				close(foregroundDone)
+				return []string{":"}, nil
+			case args[0] == detachedMarker && (len(args) == 1 || interp.IsBuiltin(args[1])):
+				args = args[1:] // a builtin, not a program to let go of
+				if len(args) == 0 {
+					return []string{":"}, nil
+				}
 			}
 			return stageBuiltins(ctx, args, traps)
 		}),
@@ -77,15 +88,7 @@ func runShell(args []string) int {
 		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %v\n", name, err)
 		return 70
 	}
-	// The stage ends when its foreground command does, as `bash -c`
-	// does: background jobs are not waited for (see docs/exec.md), unless
-	// the command writes into a process substitution, `>(cmd)`, whose
-	// reader (a goroutine of the interpreter, not bash's orphan process)
-	// would otherwise lose what is still in its pipe.
-	if writesToProcSubst(file) {
-		file = withWait(file)
-	}
-	err = r.Run(context.Background(), file)
+	err = r.Run(context.Background(), withWait(markDetached(file)))
 	status := 0
 	if err != nil {
 		code, ok := interp.IsExitStatus(err)
@@ -196,7 +199,7 @@ func parseKill(args []string) (unix.Signal, []string, bool) {
 // too), and a program that can't be found gives 127 and a line that names
 // the stage. A trapped signal that came while the program ran has its
 // command run when the program ends, as bash does.
-func stageExec(stage string, extra []*os.File, traps *shellTraps) interp.ExecHandlerFunc {
+func stageExec(stage string, extra []*os.File, traps *shellTraps, foregroundDone <-chan struct{}) interp.ExecHandlerFunc {
 	return func(ctx context.Context, args []string) error {
 		switch args[0] {
 		case trapBuiltin:
@@ -206,13 +209,17 @@ func stageExec(stage string, extra []*os.File, traps *shellTraps) interp.ExecHan
 		case raiseBuiltin:
 			n, _ := strconv.Atoi(args[1])
 			return traps.raise(ctx, unix.Signal(n))
+		case detachedMarker:
+			return runProgram(ctx, stage, extra, args[1:], foregroundDone)
 		}
-		return traps.runPending(ctx, runProgram(ctx, stage, extra, args))
+		return traps.runPending(ctx, runProgram(ctx, stage, extra, args, nil))
 	}
 }
 
 // runProgram runs one program of the stage shell and returns its status.
-func runProgram(ctx context.Context, stage string, extra []*os.File, args []string) error {
+// A program started in the background is let go of (its status is then
+// 0) once letGo is closed: the stage does not wait for it.
+func runProgram(ctx context.Context, stage string, extra []*os.File, args []string, letGo <-chan struct{}) error {
 	hc := interp.HandlerCtx(ctx)
 	path, err := interp.LookPathDir(hc.Dir, hc.Env, args[0])
 	if err != nil {
@@ -240,7 +247,17 @@ func runProgram(ctx context.Context, stage string, extra []*os.File, args []stri
 		fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: %s\n", stage, args[0], msg)
 		return interp.ExitStatus(uint8(code))
 	}
-	err = cmd.Wait()
+	if letGo != nil {
+		waited := make(chan error, 1)
+		go func() { waited <- cmd.Wait() }()
+		select {
+		case err = <-waited:
+		case <-letGo:
+			return nil
+		}
+	} else {
+		err = cmd.Wait()
+	}
 	var ee *osexec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -282,27 +299,53 @@ func dieOfSigpipe() {
 	os.Exit(128 + int(unix.SIGPIPE))
 }
 
-// writesToProcSubst reports whether f has a `>(cmd)`.
-func writesToProcSubst(f *syntax.File) bool {
-	found := false
-	syntax.Walk(f, func(n syntax.Node) bool {
-		if ps, ok := n.(*syntax.ProcSubst); ok && ps.Op == syntax.CmdOut {
-			found = true
-		}
-		return !found
-	})
-	return found
-}
-
-// withWait makes the command one run of the interpreter that waits for its
-// background jobs at the end. The command's own status is kept, and an
-// EXIT trap runs once, after the wait (a second Run for the wait ran it
-// twice):
+// The stage ends when its foreground command and the shell code it
+// runs in the background have ended; a program it started in the
+// background is not waited for, as `bash -c` does not wait for it (it
+// lives on in the stage's group until the run ends). Background shell
+// code (`{ sleep 1; echo late; } &`, a loop, `>(cmd)`) is a goroutine of
+// the interpreter, not bash's orphan process, and would die with the
+// stage shell: it is waited for.
+//
+// markDetached marks each background statement that is one simple
+// command whose name is not a function of the script: the exec handler
+// runs it as a program that can be let go of.
+// withWait then runs the command as
 //
 //	{ COMMAND
-//	}; __ipcflow_status=$?; wait; exit $__ipcflow_status
+//	}; __ipcflow_status=$?; __ipcflow_foreground_done; wait; exit $__ipcflow_status
+//
+// keeping the command's status, and running an EXIT trap once, after the
+// wait. __ipcflow_foreground_done lets the marked programs go.
+const (
+	detachedMarker     = "\x00detached"
+	foregroundDoneName = "__ipcflow_foreground_done"
+)
+
+func markDetached(f *syntax.File) *syntax.File {
+	funcs := map[string]bool{}
+	syntax.Walk(f, func(n syntax.Node) bool {
+		if fd, ok := n.(*syntax.FuncDecl); ok && fd.Name != nil {
+			funcs[fd.Name.Value] = true
+		}
+		return true
+	})
+	syntax.Walk(f, func(n syntax.Node) bool {
+		st, ok := n.(*syntax.Stmt)
+		if !ok || !st.Background {
+			return true
+		}
+		if call, ok := st.Cmd.(*syntax.CallExpr); ok && len(call.Args) > 0 && !funcs[call.Args[0].Lit()] {
+			marker := &syntax.Word{Parts: []syntax.WordPart{&syntax.Lit{Value: detachedMarker}}}
+			call.Args = append([]*syntax.Word{marker}, call.Args...)
+		}
+		return true
+	})
+	return f
+}
+
 func withWait(f *syntax.File) *syntax.File {
-	tail, err := syntax.NewParser().Parse(strings.NewReader("__ipcflow_status=$?; wait; exit $__ipcflow_status"), "")
+	tail, err := syntax.NewParser().Parse(strings.NewReader("__ipcflow_status=$?; "+foregroundDoneName+"; wait; exit $__ipcflow_status"), "")
 	if err != nil {
 		panic("stage shell: " + err.Error()) // a constant that parses
 	}

@@ -71,6 +71,7 @@ var shellLikeBash = []struct{ name, cmd string }{
 	{"trap-keeps-status", `trap 'echo got USR1' USR1; kill -s USR1 $$; echo after $?`},
 	{"trap-ignore-inherited", `trap '' TERM; kill -TERM $$; echo survived; sh -c 'kill -TERM $$; echo child survived'`},
 	{"trap-in-function", `f() { trap 'echo in f' USR1; kill -USR1 $$; :; }; f; echo done`},
+	{"needs-bash", "umask 027; umask; printf -v x %s hi; echo $x; echo to3 3>&1 >&3"},
 	{"proc-subst-out", "seq 3 | tee >(tac) >/dev/null"},
 	{"ulimit", `ulimit -c 0; ulimit -c; ulimit -Sn 64; ulimit -n; grep 'Max open files' /proc/self/limits | tr -s ' ' | cut -d' ' -f4; ulimit -St 100; ulimit -t; ulimit -Sv unlimited; ulimit -v; ulimit -Sf 2048; ulimit -f; ulimit -s >/dev/null; ulimit -u >/dev/null; ulimit -n abc; echo rc=$?; ulimit -a | grep -c '(-n)'`},
 }
