@@ -56,6 +56,9 @@ func (p *Plan) Print(w io.Writer, procs []*Process) {
 		default:
 			fmt.Fprintf(w, "  %s: exec %s: %s\n", st.Name, pr.Path, quoteArgs(pr.Argv))
 		}
+		if pr.ScriptFile != "" {
+			fmt.Fprintf(w, "      command in %s (%d bytes: too long for an argument)\n", pr.ScriptFile, len(st.Command))
+		}
 		if len(st.After) > 0 {
 			var names []string
 			for _, a := range st.After {

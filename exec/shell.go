@@ -26,6 +26,11 @@ import (
 // a port variable means the same thing to the shell and to its programs.
 //
 //	argv: ipcflow __ipcflow_internal sh NAME NFDS COMMAND
+//	      ipcflow __ipcflow_internal sh NAME NFDS -file PATH LENGTH
+//
+// The second form is for a command too long for an argument
+// (argvCommandMax): it is read from PATH, which must hold exactly LENGTH
+// bytes, so that no byte of it can go missing on the way.
 
 func init() { roles["sh"] = runShell }
 
@@ -35,12 +40,26 @@ func shellCommand(name string, nfds int, command string) (string, []string, erro
 	return internalCommand("sh", name, strconv.Itoa(nfds), command)
 }
 
+// shellCommandFile is shellCommand for a command of length bytes that
+// the stage shell reads from the file path.
+func shellCommandFile(name string, nfds int, path string, length int) (string, []string, error) {
+	return internalCommand("sh", name, strconv.Itoa(nfds), "-file", path, strconv.Itoa(length))
+}
+
 // runShell is the "sh" role: it returns the command's exit status. When the
 // command's last program was killed by SIGPIPE the shell dies of SIGPIPE
 // too, so ipcflow sees what it would have seen had it exec'd that program.
 func runShell(args []string) int {
+	if len(args) == 5 && args[2] == "-file" {
+		command, err := readCommand(args[3], args[4])
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %v\n", args[0], err)
+			return 70
+		}
+		args = []string{args[0], args[1], command}
+	}
 	if len(args) != 3 {
-		fmt.Fprintln(os.Stderr, "ipcflow: internal role sh: want NAME NFDS COMMAND")
+		fmt.Fprintln(os.Stderr, "ipcflow: internal role sh: want NAME NFDS COMMAND or NAME NFDS -file PATH LENGTH")
 		return 70
 	}
 	name, command := args[0], args[2]
@@ -102,6 +121,19 @@ func runShell(args []string) int {
 		dieOfSigpipe()
 	}
 	return status
+}
+
+// readCommand reads a stage's command from path, which must hold length
+// bytes.
+func readCommand(path, length string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read the command: %w", err)
+	}
+	if strconv.Itoa(len(b)) != length {
+		return "", fmt.Errorf("read the command: %d bytes in %s, want %s", len(b), path, length)
+	}
+	return string(b), nil
 }
 
 // stageBuiltins hands the builtins the interpreter knows by name but does

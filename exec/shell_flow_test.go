@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	osexec "os/exec"
 	"strings"
 	"testing"
@@ -143,4 +144,87 @@ func TestTrapSeesTeardown(t *testing.T) {
 		t.Errorf("stderr %q: b did not ignore SIGTERM", fr.stderr.Bytes())
 	}
 	waitNoProcs(t, fr.mark, time.Second)
+}
+
+// hereDoc is a command feeding lines of 110 bytes to filter.
+func hereDoc(prefix string, lines int, filter string) string {
+	var b strings.Builder
+	b.WriteString(prefix + "cat <<EOF | " + filter + "\n")
+	for i := range lines {
+		fmt.Fprintf(&b, "%0109d\n", i)
+	}
+	b.WriteString("EOF")
+	return b.String()
+}
+
+var longCommands = []struct{ name, cmd string }{
+	{"heredoc-220k", hereDoc("", 2000, "wc -l")},
+	{"heredoc-1m", hereDoc("", 9533, "sha256sum")},
+	{"heredoc-bash", hereDoc("umask 077; umask; ", 2000, "wc -l")},
+}
+
+func init() {
+	for _, c := range longCommands {
+		testFlows["long-"+c.name] = func() *parser.Graph {
+			b := newGraph()
+			b.stage("a", c.cmd)
+			return b.g
+		}
+	}
+}
+
+// A command past MAX_ARG_STRLEN (128 KiB for one argv string) runs, in
+// the stage shell and in bash, and prints what bash prints; its file in
+// the run directory goes with the run (the leak check).
+func TestLongCommandRuns(t *testing.T) {
+	for _, c := range longCommands {
+		t.Run(c.name, func(t *testing.T) {
+			// bash -c would meet E2BIG too: bash reads it from a file.
+			script := t.TempDir() + "/cmd.sh"
+			if err := os.WriteFile(script, []byte(c.cmd), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			want, err := osexec.Command("bash", script).Output()
+			if err != nil {
+				t.Skipf("bash %s: %v", script, err)
+			}
+			fr := newFlowRun(t, "long-"+c.name)
+			if code := fr.run(t); code != 0 {
+				t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
+			}
+			if fr.stdout.String() != string(want) {
+				t.Errorf("stdout %q, bash %q", fr.stdout.String(), want)
+			}
+		})
+	}
+}
+
+// A NUL byte in a command is refused where it is, never cut off.
+func TestNULInCommandRefused(t *testing.T) {
+	b := newGraph()
+	st := b.stage("a", "echo ab")
+	st.Command = "echo a\x00b"
+	st.CommandPos = parser.Pos{Line: 3, Col: 11}
+	p, err := BuildPlan(b.g, nil, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Process(p.Stages[0], RunNames{ID: "RUNID", Dir: "RUNDIR"})
+	if err == nil || err.Error() != "test.ipcflow:3:17: stage a: the command has a NUL byte" {
+		t.Errorf("got %v", err)
+	}
+}
+
+// The shell reads exactly the bytes it was told of, or says so.
+func TestShellCommandFileLength(t *testing.T) {
+	path := t.TempDir() + "/cmd"
+	if err := os.WriteFile(path, []byte("echo hi"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readCommand(path, "8"); err == nil {
+		t.Error("a short file was taken")
+	}
+	if got, err := readCommand(path, "7"); err != nil || got != "echo hi" {
+		t.Errorf("got %q, %v", got, err)
+	}
 }
