@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -157,6 +158,7 @@ func (r *run) run() int {
 		fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
 		r.setStatus(StatusSetup)
 	}
+	r.reportLoss()
 	r.teardownObjects()
 	if r.status < 0 {
 		return 0
@@ -323,5 +325,20 @@ func (r *run) finished(st *stageRT, e exitInfo) {
 	r.setStatus(e.code)
 	if !r.o.KeepGoing {
 		r.stop(unix.SIGTERM, st.name()+" failed")
+	}
+}
+
+// reportLoss says, one line per edge, how many datagrams a udp edge lost:
+// SPEC lets udp drop under overload, but not silently. It does not change
+// the exit status; --stats has the same figure.
+func (r *run) reportLoss() {
+	for i, w := range r.wires {
+		if w.ch == nil {
+			continue
+		}
+		if lost := w.ch.Stats().Lost; lost > 0 {
+			wr := r.plan.Wires[i]
+			fmt.Fprintf(r.o.Stderr, "ipcflow: edge %s (%s): %d datagrams lost\n", wr.ID, strings.TrimPrefix(wr.Purpose, "edge "), lost)
+		}
 	}
 }
