@@ -51,3 +51,27 @@ func TestBashWarningPosition(t *testing.T) {
 		t.Errorf("warnings %v", w)
 	}
 }
+
+func TestSemCycleWarnings(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		// Three users of two units in one chain: a and b can hold both
+		// while c, which they feed, waits for one.
+		{"sem s = 2\nstage a uses s = cat\nstage b uses s = cat\nstage c uses s = cat\na -> b -> c\n",
+			"f.ipcflow:1:1: warning: semaphore s (count 2) is used by 3 stages joined by data edges (a, b, c): those holding its units can wait on data to or from one that waits for a unit, and the flow would hang (see docs/locks.md)"},
+		// As many users as units, or users in separate parts: no warning.
+		{"sem s = 3\nstage a uses s = cat\nstage b uses s = cat\nstage c uses s = cat\na -> b -> c\n", ""},
+		{"sem s = 1\nstage a uses s = cat\nstage b uses s = cat\nstage c = cat\nstage d = cat\na -> c\nb -> d\n", ""},
+		// Siblings of a fan-out are joined through their producer.
+		{"sem s = 1\nstage a = cat\nstage b uses s = cat\nstage c uses s = cat\na -> {b, c}\n",
+			"f.ipcflow:1:1: warning: semaphore s (count 1) is used by 2 stages joined by data edges (b, c): those holding its units can wait on data to or from one that waits for a unit, and the flow would hang (see docs/locks.md)"},
+	} {
+		g, err := Parse("f.ipcflow", []byte(c.src))
+		if err != nil {
+			t.Fatalf("%q: %v", c.src, err)
+		}
+		got := Warnings(g).Error()
+		if got != c.want {
+			t.Errorf("%q:\n got %s\nwant %s", c.src, got, c.want)
+		}
+	}
+}
