@@ -228,3 +228,28 @@ func TestShellCommandFileLength(t *testing.T) {
 		t.Errorf("got %q, %v", got, err)
 	}
 }
+
+func init() {
+	testFlows["exit-trap"] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("c", `trap 'echo "trapped $?"' EXIT; (sleep 0.1; echo background) & echo body; (exit 4)`)
+		return b.g
+	}
+}
+
+// Background shell code is waited for (it is a goroutine of the stage
+// shell and would die with it), the EXIT trap runs once, after it, and
+// the command's status is kept: what bash prints, plus the background
+// job's line, which bash's orphan would print after bash exits. (An
+// explicit `wait` in bash would make the status 0, so bash can't be the
+// reference here.)
+func TestStageShellExitTrapRunsOnce(t *testing.T) {
+	want := "body\nbackground\ntrapped 4\n"
+	fr := newFlowRun(t, "exit-trap")
+	if code := fr.run(t); code != 4 {
+		t.Errorf("exit status %d, bash 4: %s", code, fr.stderr.Bytes())
+	}
+	if fr.stdout.String() != want {
+		t.Errorf("stdout %q, want %q", fr.stdout.String(), want)
+	}
+}
