@@ -47,12 +47,17 @@ func (p *Plan) Print(w io.Writer, procs []*Process) {
 		pr := procs[i]
 		st := sp.Stage
 		switch {
+		case pr.Bash != nil:
+			fmt.Fprintf(w, "  %s: bash (needs bash: %s at %s): %s\n", st.Name, pr.Bash.What, st.ShellPos(pr.Bash.Pos), oneLine(st.Command))
 		case pr.Shell:
 			fmt.Fprintf(w, "  %s: stage shell: %s\n", st.Name, oneLine(st.Command))
 		case pr.NotFound:
 			fmt.Fprintf(w, "  %s: exec %s (not found: the stage will fail with 127)\n", st.Name, quoteArgs(pr.Argv))
 		default:
 			fmt.Fprintf(w, "  %s: exec %s: %s\n", st.Name, pr.Path, quoteArgs(pr.Argv))
+		}
+		if pr.ScriptFile != "" {
+			fmt.Fprintf(w, "      command in %s (%d bytes: too long for an argument)\n", pr.ScriptFile, len(st.Command))
 		}
 		if len(st.After) > 0 {
 			var names []string

@@ -501,30 +501,6 @@ func TestAfterStageReadingItsProducer(t *testing.T) {
 	}
 }
 
-func init() {
-	testFlows["exit-trap"] = func() *parser.Graph {
-		b := newGraph()
-		b.stage("c", `trap 'echo "trapped $?"' EXIT; (sleep 0.1; echo background) & echo body; (exit 4)`)
-		return b.g
-	}
-}
-
-// The stage shell waits for background jobs, runs an EXIT trap once after
-// them, and keeps the command's status: what bash prints for the command,
-// plus the background job's line, which a bash that did not wait would
-// print after exiting. (An explicit `wait` in bash would make the status
-// 0, so bash can't be the reference here.)
-func TestStageShellExitTrapRunsOnce(t *testing.T) {
-	want := "body\nbackground\ntrapped 4\n"
-	fr := newFlowRun(t, "exit-trap")
-	if code := fr.run(t); code != 4 {
-		t.Errorf("exit status %d, bash 4: %s", code, fr.stderr.Bytes())
-	}
-	if fr.stdout.String() != string(want) {
-		t.Errorf("stdout %q, bash %q", fr.stdout.String(), want)
-	}
-}
-
 // Twenty mq edges while another run of the same user holds half of
 // RLIMIT_MSGQUEUE: the plan sizes the queues for the whole budget, and
 // Open shrinks what the script left unset to what is really left.

@@ -17,6 +17,7 @@ import (
 	"mvdan.cc/sh/v3/syntax"
 
 	"github.com/ipcflow/ipcflow/locks"
+	"github.com/ipcflow/ipcflow/parser"
 )
 
 // lockSocket is where the run's lease server for `ipcflow lock` listens,
@@ -44,6 +45,25 @@ type Process struct {
 	// Shell: the command runs in the stage shell (a copy of ipcflow
 	// running mvdan.cc/sh's interpreter); Argv is then that copy's argv.
 	Shell bool
+	// Bash: the command needs what the stage shell lacks, and runs as
+	// `bash -c COMMAND`; Path is bash.
+	Bash *parser.BashNeed
+	// ScriptFile: a command too long for an argument (argvCommandMax) is
+	// written to this file in the run directory when the stage starts,
+	// and the shell (or bash) reads it from there.
+	ScriptFile string
+}
+
+// argvCommandMax is the longest command handed to the stage shell or bash
+// as an argument. Linux refuses one argv string past MAX_ARG_STRLEN (128
+// KiB) with E2BIG, and all of argv and the environment share ARG_MAX; a
+// longer command (a large here-document) goes through a file, which a
+// short command, the usual, does not pay for.
+const argvCommandMax = 64 << 10
+
+// scriptFileName is where the long command of stage name goes.
+func scriptFileName(run RunNames, name string) string {
+	return filepath.Join(run.Dir, "stage-"+name+".sh")
 }
 
 // semPosixName is the POSIX name of the run's semaphore name.
@@ -101,7 +121,32 @@ func (p *Plan) Process(sp *StagePlan, run RunNames) (*Process, error) {
 		}
 		// A builtin with no program of its name here: the shell runs it.
 	}
+	if i := strings.IndexByte(st.Command, 0); i >= 0 {
+		// No argv string can hold a NUL, and a shell would stop or skip
+		// there: refuse, rather than run a part of the command.
+		return nil, &UsageError{Positioned: true, Msg: (&parser.Error{File: p.Graph.File, Pos: st.ShellPos(syntax.NewPos(uint(i), 1, 1)),
+			Msg: fmt.Sprintf("stage %s: the command has a NUL byte", st.Name)}).Error()}
+	}
+	long := len(st.Command) > argvCommandMax
+	if long {
+		pr.ScriptFile = scriptFileName(run, st.Name)
+	}
+	if need := parser.NeedsBash(st.Script); need != nil {
+		bash, err := interp.LookPathDir(cwd, expand.ListEnviron(pr.Env...), "bash")
+		if err != nil {
+			return nil, &UsageError{Positioned: true, Msg: (&parser.Error{File: p.Graph.File, Pos: st.ShellPos(need.Pos),
+				Msg: fmt.Sprintf("stage %s: %s needs bash, which is not installed here (ipcflow's stage shell cannot do it)", st.Name, need.What)}).Error()}
+		}
+		pr.Bash, pr.Path, pr.Argv = need, bash, []string{"bash", "-c", st.Command}
+		if long {
+			pr.Argv = []string{"bash", pr.ScriptFile}
+		}
+		return pr, nil
+	}
 	path, argv, err := shellCommand(st.Name, len(sp.Fds), st.Command)
+	if long {
+		path, argv, err = shellCommandFile(st.Name, len(sp.Fds), pr.ScriptFile, len(st.Command))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -55,6 +55,10 @@ func Run(g *parser.Graph, o Options) int {
 		return report(o.Stderr, err)
 	}
 	if o.DryRun {
+		// What check warns of, --dry-run does too.
+		for _, w := range parser.Warnings(g) {
+			fmt.Fprintln(o.Stderr, w)
+		}
 		procs := make([]*Process, len(plan.Stages))
 		for i, sp := range plan.Stages {
 			if procs[i], err = plan.Process(sp, RunNames{ID: "RUNID", Dir: "RUNDIR"}); err != nil {

@@ -26,6 +26,11 @@ import (
 // a port variable means the same thing to the shell and to its programs.
 //
 //	argv: ipcflow __ipcflow_internal sh NAME NFDS COMMAND
+//	      ipcflow __ipcflow_internal sh NAME NFDS -file PATH LENGTH
+//
+// The second form is for a command too long for an argument
+// (argvCommandMax): it is read from PATH, which must hold exactly LENGTH
+// bytes, so that no byte of it can go missing on the way.
 
 func init() { roles["sh"] = runShell }
 
@@ -35,12 +40,26 @@ func shellCommand(name string, nfds int, command string) (string, []string, erro
 	return internalCommand("sh", name, strconv.Itoa(nfds), command)
 }
 
+// shellCommandFile is shellCommand for a command of length bytes that
+// the stage shell reads from the file path.
+func shellCommandFile(name string, nfds int, path string, length int) (string, []string, error) {
+	return internalCommand("sh", name, strconv.Itoa(nfds), "-file", path, strconv.Itoa(length))
+}
+
 // runShell is the "sh" role: it returns the command's exit status. When the
 // command's last program was killed by SIGPIPE the shell dies of SIGPIPE
 // too, so ipcflow sees what it would have seen had it exec'd that program.
 func runShell(args []string) int {
+	if len(args) == 5 && args[2] == "-file" {
+		command, err := readCommand(args[3], args[4])
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %v\n", args[0], err)
+			return 70
+		}
+		args = []string{args[0], args[1], command}
+	}
 	if len(args) != 3 {
-		fmt.Fprintln(os.Stderr, "ipcflow: internal role sh: want NAME NFDS COMMAND")
+		fmt.Fprintln(os.Stderr, "ipcflow: internal role sh: want NAME NFDS COMMAND or NAME NFDS -file PATH LENGTH")
 		return 70
 	}
 	name, command := args[0], args[2]
@@ -59,19 +78,36 @@ func runShell(args []string) int {
 	for fd := 3; fd < nfds; fd++ {
 		extra = append(extra, os.NewFile(uintptr(fd), "/dev/fd/"+strconv.Itoa(fd)))
 	}
+	traps := newShellTraps()
+	foregroundDone := make(chan struct{})
 	r, err := interp.New(
 		interp.StdIO(os.Stdin, os.Stdout, os.Stderr),
 		interp.Env(expand.ListEnviron(os.Environ()...)),
 		interp.ExecHandlers(func(next interp.ExecHandlerFunc) interp.ExecHandlerFunc {
-			return stageExec(name, extra)
+			return stageExec(name, extra, traps, foregroundDone)
 		}),
-		interp.CallHandler(externalBuiltins),
+		interp.CallHandler(func(ctx context.Context, args []string) ([]string, error) {
+			if call := traps.pendingCall(args); call != nil && args[0] != detachedMarker {
+				return call, nil
+			}
+			switch {
+			case args[0] == foregroundDoneName:
+				close(foregroundDone)
+				return []string{":"}, nil
+			case args[0] == detachedMarker && (len(args) == 1 || interp.IsBuiltin(args[1])):
+				args = args[1:] // a builtin, not a program to let go of
+				if len(args) == 0 {
+					return []string{":"}, nil
+				}
+			}
+			return stageBuiltins(ctx, args, traps)
+		}),
 	)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %v\n", name, err)
 		return 70
 	}
-	err = r.Run(context.Background(), withWait(file))
+	err = r.Run(context.Background(), withWait(markDetached(file)))
 	status := 0
 	if err != nil {
 		code, ok := interp.IsExitStatus(err)
@@ -87,12 +123,41 @@ func runShell(args []string) int {
 	return status
 }
 
-// externalBuiltins runs the builtins the interpreter knows by name but does
-// not implement (kill) as the programs of the same name, as a shell
-// without that builtin would: `kill -TERM $$` works in a stage. Where PATH
-// has no kill (procps is not everywhere), ipcflow's own role "kill" does.
-func externalBuiltins(ctx context.Context, args []string) ([]string, error) {
-	if args[0] != "kill" {
+// readCommand reads a stage's command from path, which must hold length
+// bytes.
+func readCommand(path, length string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read the command: %w", err)
+	}
+	if strconv.Itoa(len(b)) != length {
+		return "", fmt.Errorf("read the command: %d bytes in %s, want %s", len(b), path, length)
+	}
+	return string(b), nil
+}
+
+// stageBuiltins hands the builtins the interpreter knows by name but does
+// not implement (or only in part) to what does them: trap and ulimit to
+// the stage shell's own (shellbuiltins.go), through the exec handler;
+// kill to the program of that name, as a shell without that builtin would
+// run it (`kill -TERM $$` works in a stage), or where PATH has no kill
+// (procps is not everywhere) to ipcflow's own role "kill".
+func stageBuiltins(ctx context.Context, args []string, traps *shellTraps) ([]string, error) {
+	if args[0] == "builtin" && len(args) > 1 && (args[1] == "trap" || args[1] == "ulimit") {
+		args = args[1:]
+	}
+	switch args[0] {
+	case "trap":
+		args[0] = trapBuiltin
+		return args, nil
+	case "ulimit":
+		args[0] = ulimitBuiltin
+		return args, nil
+	case "kill":
+		if sig, pids, ok := parseKill(args[1:]); ok && len(pids) == 1 && pids[0] == strconv.Itoa(os.Getpid()) && traps.trapped(sig) {
+			return []string{raiseBuiltin, strconv.Itoa(int(sig))}, nil
+		}
+	default:
 		return args, nil
 	}
 	hc := interp.HandlerCtx(ctx)
@@ -113,24 +178,10 @@ func init() { roles["kill"] = runKill }
 // runKill is kill(1) for stages on systems without it:
 // kill [-s SIG | -SIG] [--] PID... (a negative PID is a process group).
 func runKill(args []string) int {
-	sig := unix.SIGTERM
-	if len(args) > 1 && args[0] == "-s" {
-		args = append([]string{"-" + args[1]}, args[2:]...)
-	}
-	if len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "--" && len(args[0]) > 1 {
-		name := strings.TrimPrefix(strings.ToUpper(args[0][1:]), "SIG")
-		if n, err := strconv.Atoi(name); err == nil {
-			sig = unix.Signal(n)
-		} else if s := unix.SignalNum("SIG" + name); s != 0 {
-			sig = s
-		} else {
-			fmt.Fprintf(os.Stderr, "kill: %s: invalid signal specification\n", args[0][1:])
-			return 1
-		}
-		args = args[1:]
-	}
-	if len(args) > 0 && args[0] == "--" {
-		args = args[1:]
+	sig, args, ok := parseKill(args)
+	if !ok {
+		fmt.Fprintf(os.Stderr, "kill: %s: invalid signal specification\n", args[0])
+		return 1
 	}
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, "kill: usage: kill [-s SIG | -SIG] PID...")
@@ -150,50 +201,103 @@ func runKill(args []string) int {
 	return status
 }
 
+// parseKill parses kill's arguments: [-s SIG | -SIG] [--] PID...; on a
+// bad signal it returns its name as the only argument, and false.
+func parseKill(args []string) (unix.Signal, []string, bool) {
+	sig := unix.SIGTERM
+	if len(args) > 1 && args[0] == "-s" {
+		args = append([]string{"-" + args[1]}, args[2:]...)
+	}
+	if len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "--" && len(args[0]) > 1 {
+		name := strings.TrimPrefix(strings.ToUpper(args[0][1:]), "SIG")
+		if n, err := strconv.Atoi(name); err == nil {
+			sig = unix.Signal(n)
+		} else if s := unix.SignalNum("SIG" + name); s != 0 {
+			sig = s
+		} else {
+			return 0, []string{args[0][1:]}, false
+		}
+		args = args[1:]
+	}
+	if len(args) > 0 && args[0] == "--" {
+		args = args[1:]
+	}
+	return sig, args, true
+}
+
 // stageExec runs one program for the stage shell: the real fds go to it
 // directly (os/exec passes an *os.File as is; anything else the
 // interpreter hands us, such as a pipe within the command, is an *os.File
 // too), and a program that can't be found gives 127 and a line that names
-// the stage.
-func stageExec(stage string, extra []*os.File) interp.ExecHandlerFunc {
+// the stage. A trapped signal that came while the program ran has its
+// command run when the program ends, as bash does.
+func stageExec(stage string, extra []*os.File, traps *shellTraps, foregroundDone <-chan struct{}) interp.ExecHandlerFunc {
 	return func(ctx context.Context, args []string) error {
-		hc := interp.HandlerCtx(ctx)
-		path, err := interp.LookPathDir(hc.Dir, hc.Env, args[0])
-		if err != nil {
-			code, msg := cannotRun(hc.Dir, args[0], nil)
-			fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: %s\n", stage, args[0], msg)
-			return interp.ExitStatus(code)
+		switch args[0] {
+		case trapBuiltin:
+			return traps.trap(ctx, args[1:])
+		case ulimitBuiltin:
+			return ulimit(ctx, args[1:])
+		case raiseBuiltin:
+			n, _ := strconv.Atoi(args[1])
+			return traps.raise(ctx, unix.Signal(n))
+		case detachedMarker:
+			return runProgram(ctx, stage, extra, args[1:], foregroundDone)
 		}
-		cmd := &osexec.Cmd{
-			Path:       path,
-			Args:       args,
-			Env:        execEnv(hc.Env),
-			Dir:        hc.Dir,
-			Stdin:      hc.Stdin,
-			Stdout:     hc.Stdout,
-			Stderr:     hc.Stderr,
-			ExtraFiles: extra,
-		}
-		if err := cmd.Start(); err != nil {
-			if errors.Is(err, unix.ENOEXEC) {
-				// A script without a #! line: run it with a shell of its
-				// own, as shells do (the interpreter's default does that).
-				return interp.DefaultExecHandler(2*time.Second)(ctx, args)
-			}
-			code, msg := cannotRun(hc.Dir, path, err)
-			fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: %s\n", stage, args[0], msg)
-			return interp.ExitStatus(uint8(code))
-		}
-		err = cmd.Wait()
-		var ee *osexec.ExitError
-		if errors.As(err, &ee) {
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				return interp.ExitStatus(128 + uint8(ws.Signal()))
-			}
-			return interp.ExitStatus(uint8(ee.ExitCode()))
-		}
-		return err
+		return traps.runPending(ctx, runProgram(ctx, stage, extra, args, nil))
 	}
+}
+
+// runProgram runs one program of the stage shell and returns its status.
+// A program started in the background is let go of (its status is then
+// 0) once letGo is closed: the stage does not wait for it.
+func runProgram(ctx context.Context, stage string, extra []*os.File, args []string, letGo <-chan struct{}) error {
+	hc := interp.HandlerCtx(ctx)
+	path, err := interp.LookPathDir(hc.Dir, hc.Env, args[0])
+	if err != nil {
+		code, msg := cannotRun(hc.Dir, args[0], nil)
+		fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: %s\n", stage, args[0], msg)
+		return interp.ExitStatus(code)
+	}
+	cmd := &osexec.Cmd{
+		Path:       path,
+		Args:       args,
+		Env:        execEnv(hc.Env),
+		Dir:        hc.Dir,
+		Stdin:      hc.Stdin,
+		Stdout:     hc.Stdout,
+		Stderr:     hc.Stderr,
+		ExtraFiles: extra,
+	}
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, unix.ENOEXEC) {
+			// A script without a #! line: run it with a shell of its
+			// own, as shells do (the interpreter's default does that).
+			return interp.DefaultExecHandler(2*time.Second)(ctx, args)
+		}
+		code, msg := cannotRun(hc.Dir, path, err)
+		fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: %s\n", stage, args[0], msg)
+		return interp.ExitStatus(uint8(code))
+	}
+	if letGo != nil {
+		waited := make(chan error, 1)
+		go func() { waited <- cmd.Wait() }()
+		select {
+		case err = <-waited:
+		case <-letGo:
+			return nil
+		}
+	} else {
+		err = cmd.Wait()
+	}
+	var ee *osexec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return interp.ExitStatus(128 + uint8(ws.Signal()))
+		}
+		return interp.ExitStatus(uint8(ee.ExitCode()))
+	}
+	return err
 }
 
 // execEnv lists the exported variables of env as NAME=VALUE.
@@ -227,16 +331,53 @@ func dieOfSigpipe() {
 	os.Exit(128 + int(unix.SIGPIPE))
 }
 
-// withWait makes the command one run of the interpreter that waits for its
-// background jobs at the end. Such jobs (`cmd &`) are goroutines of the
-// interpreter, not processes of their own, and would die with the stage
-// shell. The command's own status is kept, and an EXIT trap runs once,
-// after the wait (a second Run for the wait ran it twice):
+// The stage ends when its foreground command and the shell code it
+// runs in the background have ended; a program it started in the
+// background is not waited for, as `bash -c` does not wait for it (it
+// lives on in the stage's group until the run ends). Background shell
+// code (`{ sleep 1; echo late; } &`, a loop, `>(cmd)`) is a goroutine of
+// the interpreter, not bash's orphan process, and would die with the
+// stage shell: it is waited for.
+//
+// markDetached marks each background statement that is one simple
+// command whose name is not a function of the script: the exec handler
+// runs it as a program that can be let go of.
+// withWait then runs the command as
 //
 //	{ COMMAND
-//	}; __ipcflow_status=$?; wait; exit $__ipcflow_status
+//	}; __ipcflow_status=$?; __ipcflow_foreground_done; wait; exit $__ipcflow_status
+//
+// keeping the command's status, and running an EXIT trap once, after the
+// wait. __ipcflow_foreground_done lets the marked programs go.
+const (
+	detachedMarker     = "\x00detached"
+	foregroundDoneName = "__ipcflow_foreground_done"
+)
+
+func markDetached(f *syntax.File) *syntax.File {
+	funcs := map[string]bool{}
+	syntax.Walk(f, func(n syntax.Node) bool {
+		if fd, ok := n.(*syntax.FuncDecl); ok && fd.Name != nil {
+			funcs[fd.Name.Value] = true
+		}
+		return true
+	})
+	syntax.Walk(f, func(n syntax.Node) bool {
+		st, ok := n.(*syntax.Stmt)
+		if !ok || !st.Background {
+			return true
+		}
+		if call, ok := st.Cmd.(*syntax.CallExpr); ok && len(call.Args) > 0 && !funcs[call.Args[0].Lit()] {
+			marker := &syntax.Word{Parts: []syntax.WordPart{&syntax.Lit{Value: detachedMarker}}}
+			call.Args = append([]*syntax.Word{marker}, call.Args...)
+		}
+		return true
+	})
+	return f
+}
+
 func withWait(f *syntax.File) *syntax.File {
-	tail, err := syntax.NewParser().Parse(strings.NewReader("__ipcflow_status=$?; wait; exit $__ipcflow_status"), "")
+	tail, err := syntax.NewParser().Parse(strings.NewReader("__ipcflow_status=$?; "+foregroundDoneName+"; wait; exit $__ipcflow_status"), "")
 	if err != nil {
 		panic("stage shell: " + err.Error()) // a constant that parses
 	}

@@ -145,6 +145,13 @@ func (r *run) startStage(st *stageRT) {
 		r.finished(st, exitInfo{code: code, reported: true})
 		return
 	}
+	if pr.ScriptFile != "" {
+		if err := r.writeScript(pr.ScriptFile, st.sp.Stage.Command); err != nil {
+			fmt.Fprintf(r.o.Stderr, "ipcflow: stage %s: %v\n", st.name(), err)
+			r.finished(st, exitInfo{code: 126, reported: true})
+			return
+		}
+	}
 	pid, err := r.spawn(pr, sf.fds, pr.Argv, pr.Path)
 	if errors.Is(err, syscall.ENOEXEC) && !pr.Shell {
 		// A script without a #! line: shells run those themselves.
@@ -203,4 +210,25 @@ func (r *run) skip(st *stageRT, why string) {
 	if why != "" {
 		fmt.Fprintf(r.o.Stderr, "ipcflow: stage %s: skipped: %s\n", st.name(), why)
 	}
+}
+
+// writeScript writes a command too long for an argument to path, in the
+// run directory (listed in the manifest first, as every object is), for
+// the stage shell or bash to read.
+func (r *run) writeScript(path, command string) error {
+	if err := r.rd.Record(channels.KindFile, path); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("write the command: %w", err)
+	}
+	_, err = f.WriteString(command)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write the command: %w", err)
+	}
+	return nil
 }

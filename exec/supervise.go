@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -143,13 +144,21 @@ func (r *run) run() int {
 			r.launch(ctx, ready, r.readyStages())
 		}
 	}
-	if r.stopping {
+	if !r.stopping && r.groupsLeft() {
+		// What the stages left running in their groups (`sleep 100 &`,
+		// `sh -c 'server &'`) does not outlive the run: it gets what a
+		// teardown gives, SIGTERM now and SIGKILL after the grace period.
+		r.graceEnd = time.Now().Add(r.o.Grace)
+		r.signalAll(unix.SIGTERM)
+		r.killLeftovers()
+	} else if r.stopping {
 		r.killLeftovers()
 	}
 	if err := r.finishMovers(); err != nil {
 		fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
 		r.setStatus(StatusSetup)
 	}
+	r.reportLoss()
 	r.teardownObjects()
 	if r.status < 0 {
 		return 0
@@ -319,5 +328,20 @@ func (r *run) finished(st *stageRT, e exitInfo) {
 	r.setStatus(e.code)
 	if !r.o.KeepGoing {
 		r.stop(unix.SIGTERM, st.name()+" failed")
+	}
+}
+
+// reportLoss says, one line per edge, how many datagrams a udp edge lost:
+// SPEC lets udp drop under overload, but not silently. It does not change
+// the exit status; --stats has the same figure.
+func (r *run) reportLoss() {
+	for i, w := range r.wires {
+		if w.ch == nil {
+			continue
+		}
+		if lost := w.ch.Stats().Lost; lost > 0 {
+			wr := r.plan.Wires[i]
+			fmt.Fprintf(r.o.Stderr, "ipcflow: edge %s (%s): %d datagrams lost\n", wr.ID, strings.TrimPrefix(wr.Purpose, "edge "), lost)
+		}
 	}
 }

@@ -104,7 +104,11 @@ func (p *Plan) wire() {
 				edgeDone[i] = true
 				continue
 			}
-			w := p.addEdgeWire(e, 1, fmt.Sprintf("edge %s -> %s (fan-out)", e.From, e.To))
+			purpose := fmt.Sprintf("edge %s -> %s", e.From, e.To)
+			if len(edges) > 1 {
+				purpose += " (fan-out)"
+			}
+			w := p.addEdgeWire(e, 1, purpose)
 			if path := p.Wires[w].Spec.Options.Path; e.Type == parser.MMap && path != "" {
 				// An mmap fan-out sharing one path= (the parser allows
 				// no other sharing) whose branches could not share one

@@ -26,9 +26,15 @@ as FILE:LINE:COL: message, all of them, sorted; the exit status is then 2.`
 func (c *CheckCmd) Run(s *Streams) error {
 	failed := false
 	for _, f := range c.Files {
-		if _, err := parser.ParseFile(f); err != nil {
+		g, err := parser.ParseFile(f)
+		if err != nil {
 			printParseError(s.Stderr, err)
 			failed = true
+			continue
+		}
+		// Warnings do not change the exit status.
+		for _, w := range parser.Warnings(g) {
+			fmt.Fprintln(s.Stderr, w)
 		}
 	}
 	if failed {
