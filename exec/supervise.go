@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
 	"time"
 
@@ -71,20 +70,17 @@ func (e exitInfo) String() string {
 }
 
 // run starts the stages and supervises them to the flow's exit status.
-func (r *run) run() int {
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, unix.SIGCHLD, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGTSTP, unix.SIGCONT)
-	defer signal.Stop(sigs)
+func (r *run) run(caught *runSignals) int {
+	<-caught.ready // before the first fork: no SIGCHLD may be missed
+	defer caught.stop()
+	sigs := caught.sigs
 	// Whoever reads ipcflow's stdout or stderr may stop (`ipcflow run
 	// --label f 2>&1 | head`). Unless SIGPIPE is notified, Go kills the
 	// process on a failed write to fd 1 or 2; notified, the write returns
 	// EPIPE, the copier closes its source and the stage sees the closed
 	// pipe, as in a shell. This is not ignoring SIGPIPE (that would be
 	// inherited by every stage): a caught signal is reset to its default
-	// at exec, so stages still die of it.
-	pipes := make(chan os.Signal, 1)
-	signal.Notify(pipes, unix.SIGPIPE)
-	defer signal.Stop(pipes)
+	// at exec, so stages still die of it. (caught.pipes: nobody reads it.)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
