@@ -215,6 +215,10 @@ func lexDSL(l *lexer) stateFn {
 		l.pos++
 		return l.emit(t)
 	}
+	if c == 0 {
+		l.pos++
+		return l.errorf(errNUL)
+	}
 	r, n := utf8.DecodeRuneInString(l.input[l.pos:])
 	l.pos += n
 	return l.errorf("unexpected character %q", r)

@@ -98,8 +98,6 @@ func (r *resolver) options(t EdgeType, a *Arrow) Options {
 		case "path":
 			if opt.Value == "" {
 				err = fmt.Errorf("empty path")
-			} else if strings.ContainsRune(opt.Value, 0) {
-				err = fmt.Errorf("path holds a NUL byte")
 			}
 			o.Path = opt.Value
 		case "maxmsg":

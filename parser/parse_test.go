@@ -88,6 +88,13 @@ func TestErrors(t *testing.T) {
 		{"deep param word", "param P = " + strings.Repeat("$(", 20000) + "x" + strings.Repeat(")", 20000),
 			"f:1:20011: shell nesting deeper than 10000 levels"},
 		{"nesting within bounds", "stage a = " + strings.Repeat("(", 9000) + "true" + strings.Repeat(")", 9000), ""},
+		// mvdan.cc/sh drops NUL bytes: the command would run with other
+		// arguments than those written.
+		{"NUL in a command", "stage a = echo x\x00y\na -> stdout", "f:1:17: " + errNUL},
+		{"NUL in a param", "param P = a\x00b\nstage a = cat\na -> stdout", "f:1:12: " + errNUL},
+		{"NUL in an option", "stage a = cat\na -[fifo path=/tmp/a\x00b]-> stdout", "f:2:21: " + errNUL},
+		{"NUL between tokens", "stage a = cat\na ->\x00 stdout", "f:2:5: " + errNUL},
+		{"NULs in a comment", "# a\x00\x00\nstage a = cat\na -> stdout", "f:1:4: " + errNUL + "\nf:1:5: " + errNUL},
 		{"line past 262143", "stage a = echo \"" + strings.Repeat("\n", 300000) + "\" )",
 			"f:300001:3: shell syntax error: a command can only contain words and redirects; encountered `)`"},
 	}

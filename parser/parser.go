@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -132,7 +133,27 @@ func parseAST(filename string, src []byte) (*File, ErrorList) {
 	}
 	p := newParser(filename, string(src))
 	f := p.parseFile()
+	p.nulBytes()
 	return f, p.errs
+}
+
+// errNUL is the message for a NUL byte anywhere in a script. The shell
+// parser drops NULs from commands and words without a word, so a command
+// would silently run with different arguments: the byte is an error.
+const errNUL = "NUL byte in the script (no command, argument or value can hold one)"
+
+// nulBytes reports every NUL byte of the script. In DSL text the lexer
+// reports it too, with the same message, which Sort drops as a duplicate.
+func (p *parser) nulBytes() {
+	in := p.l.input
+	for off := strings.IndexByte(in, 0); off >= 0; {
+		p.errorf(p.pos(off), errNUL)
+		next := strings.IndexByte(in[off+1:], 0)
+		if next < 0 {
+			break
+		}
+		off += 1 + next
+	}
 }
 
 func check(f *File) (*Graph, ErrorList) {
