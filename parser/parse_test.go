@@ -95,6 +95,14 @@ func TestErrors(t *testing.T) {
 		{"NUL in an option", "stage a = cat\na -[fifo path=/tmp/a\x00b]-> stdout", "f:2:21: " + errNUL},
 		{"NUL between tokens", "stage a = cat\na ->\x00 stdout", "f:2:5: " + errNUL},
 		{"NULs in a comment", "# a\x00\x00\nstage a = cat\na -> stdout", "f:1:4: " + errNUL + "\nf:1:5: " + errNUL},
+		// SPEC 5: a declared port that no edge names is a forgotten edge.
+		{"unconnected in port", "stage m (in dict) = comm -23 - \"$dict\"\nstdin -> m",
+			"f:1:10: port m.dict is declared but no edge goes into it (the command would read nothing from $dict)"},
+		{"unconnected out port", "stage a (out log) = echo x > \"$log\"",
+			"f:1:10: port a.log is declared but no edge comes out of it (what the command writes to $log would be lost)"},
+		{"implicit ports need no edge", "stage a = cat", ""},
+		{"port named by a bad edge", "stage a (in d) = cat\nstage b = cat\na.d -> b", "f:3:3: a.d is an input port; it cannot be on the left of an arrow"},
+		{"port on a broken line", "stage a (in d) = cat\nstdin -> a.d -> ;", "f:2:17: unexpected character ';'"},
 		{"line past 262143", "stage a = echo \"" + strings.Repeat("\n", 300000) + "\" )",
 			"f:300001:3: shell syntax error: a command can only contain words and redirects; encountered `)`"},
 	}

@@ -88,7 +88,7 @@ func parse(filename string, src []byte) (*File, *Graph, ErrorList) {
 	if f == nil {
 		return nil, nil, errs
 	}
-	g, rerrs := check(f)
+	g, rerrs := check(f, len(errs) > 0)
 	if errs = append(errs, rerrs...); len(errs) > 0 {
 		errs.Sort()
 		return f, nil, errs
@@ -109,7 +109,7 @@ func ParseAST(filename string, src []byte) (*File, error) {
 
 // Check resolves and checks a parsed script.
 func Check(f *File) (*Graph, error) {
-	g, errs := check(f)
+	g, errs := check(f, false)
 	if len(errs) > 0 {
 		errs.Sort()
 		return nil, errs
@@ -156,7 +156,8 @@ func (p *parser) nulBytes() {
 	}
 }
 
-func check(f *File) (*Graph, ErrorList) {
-	g, errs := resolve(f)
-	return g, errs
+// check resolves and checks f; partial says that f lacks statements that
+// had syntax errors.
+func check(f *File, partial bool) (*Graph, ErrorList) {
+	return resolve(f, partial)
 }

@@ -18,6 +18,9 @@ type resolver struct {
 	sems   map[string]*Sem
 	vars   map[string]decl // params and envs, which stage ports must not hide
 	info   map[*Stage]*stageInfo
+	// mentioned holds the declared ports that some edge names, even one
+	// with an error of its own: the others are reported as unconnected.
+	mentioned map[*Port]bool
 	// suggest holds, per kind, the declared names to suggest from: built
 	// at the first unknown name of the kind, not at every one.
 	suggest map[string]*suggester
@@ -41,7 +44,10 @@ var reservedNames = map[string]bool{
 	Stdin: true, Stdout: true, Stderr: true, "in": true, "out": true, "err": true,
 }
 
-func resolve(f *File) (*Graph, ErrorList) {
+// resolve checks f and builds its Graph. partial says f lacks statements
+// that had syntax errors: then a port may look unconnected only because
+// its edge was on a broken line, and that is not reported.
+func resolve(f *File, partial bool) (*Graph, ErrorList) {
 	r := &resolver{
 		errorSink: errorSink{file: f.Name},
 		g:         &Graph{File: f.Name},
@@ -51,6 +57,7 @@ func resolve(f *File) (*Graph, ErrorList) {
 		vars:      map[string]decl{},
 		info:      map[*Stage]*stageInfo{},
 		suggest:   map[string]*suggester{},
+		mentioned: map[*Port]bool{},
 	}
 	var stageDecls []*StageDecl
 	for _, s := range f.Stmts {
@@ -74,6 +81,9 @@ func resolve(f *File) (*Graph, ErrorList) {
 		if e, ok := s.(*EdgeStmt); ok {
 			r.edgeStmt(e, edgeAt)
 		}
+	}
+	if !partial {
+		r.checkPortsConnected()
 	}
 	r.checkCycles()
 	r.checkSemDeadlocks()
@@ -412,11 +422,20 @@ func (r *resolver) endpoint(ref *EndRef, left bool) (Endpoint, bool) {
 			for _, p := range st.Ports {
 				cands = append(cands, p.Name)
 			}
-			r.errorf(ppos, "stage %s has no port %s%s; its ports are %s", st.Name, pname,
-				didYouMean(pname, cands), strings.Join(cands, ", "))
+			near, msg := Closest(pname, cands), ""
+			if near != "" {
+				msg = fmt.Sprintf(" (did you mean %q?)", near)
+				// The misspelt port is the one meant: it is not
+				// also reported as unconnected.
+				if p := st.Port(near); p != nil {
+					r.mentioned[p] = true
+				}
+			}
+			r.errorf(ppos, "stage %s has no port %s%s; its ports are %s", st.Name, pname, msg, strings.Join(cands, ", "))
 			return Endpoint{}, false
 		}
 		dir = p.Dir
+		r.mentioned[p] = true
 	}
 	if left && dir == In {
 		r.errorf(ppos, "%s.%s is an input port; it cannot be on the left of an arrow", st.Name, pname)
@@ -427,6 +446,23 @@ func (r *resolver) endpoint(ref *EndRef, left bool) (Endpoint, bool) {
 		return Endpoint{}, false
 	}
 	return Endpoint{Stage: st, Port: pname, Pos: pos}, true
+}
+
+// checkPortsConnected reports declared ports that no edge names (SPEC 5):
+// a forgotten edge would make the command read nothing, or write into
+// nothing, without a word. The implicit in, out and err have defaults.
+func (r *resolver) checkPortsConnected() {
+	for _, st := range r.g.Stages {
+		for _, p := range st.Ports {
+			switch {
+			case r.mentioned[p]:
+			case p.Dir == In:
+				r.errorf(p.Pos, "port %s.%s is declared but no edge goes into it (the command would read nothing from $%s)", st.Name, p.Name, p.Name)
+			default:
+				r.errorf(p.Pos, "port %s.%s is declared but no edge comes out of it (what the command writes to $%s would be lost)", st.Name, p.Name, p.Name)
+			}
+		}
+	}
 }
 
 // Param returns the param called name, or nil.
