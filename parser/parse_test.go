@@ -103,6 +103,10 @@ func TestErrors(t *testing.T) {
 		{"implicit ports need no edge", "stage a = cat", ""},
 		{"port named by a bad edge", "stage a (in d) = cat\nstage b = cat\na.d -> b", "f:3:3: a.d is an input port; it cannot be on the left of an arrow"},
 		{"port on a broken line", "stage a (in d) = cat\nstdin -> a.d -> ;", "f:2:17: unexpected character ';'"},
+		{"empty script", "", "f:1:1: the script declares no stage; a flow needs at least one (stage NAME = COMMAND)"},
+		{"params alone", "# c\nparam N = 1\nsem s = 1\n", "f:1:1: the script declares no stage; a flow needs at least one (stage NAME = COMMAND)"},
+		{"a stage with a bad name", "stage stdout = cat", "f:1:7: stdout is a reserved name; it cannot name a stage"},
+		{"no stage after a syntax error", "stage = cat", "f:1:7: expected a stage name, found '='"},
 		{"line past 262143", "stage a = echo \"" + strings.Repeat("\n", 300000) + "\" )",
 			"f:300001:3: shell syntax error: a command can only contain words and redirects; encountered `)`"},
 	}

@@ -60,6 +60,7 @@ func resolve(f *File, partial bool) (*Graph, ErrorList) {
 		mentioned: map[*Port]bool{},
 	}
 	var stageDecls []*StageDecl
+	declaresStage := false
 	for _, s := range f.Stmts {
 		switch d := s.(type) {
 		case *VarDecl:
@@ -67,6 +68,7 @@ func resolve(f *File, partial bool) (*Graph, ErrorList) {
 		case *SemDecl:
 			r.semDecl(d)
 		case *StageDecl:
+			declaresStage = true
 			if st := r.stageDecl(d); st != nil {
 				stageDecls = append(stageDecls, d)
 			}
@@ -84,6 +86,12 @@ func resolve(f *File, partial bool) (*Graph, ErrorList) {
 	}
 	if !partial {
 		r.checkPortsConnected()
+		if !declaresStage {
+			// An empty file, or params alone: nothing would run, and
+			// a run that does nothing successfully hides the mistake
+			// (the wrong file, a generator that wrote nothing).
+			r.errorf(Pos{Line: 1, Col: 1}, "the script declares no stage; a flow needs at least one (stage NAME = COMMAND)")
+		}
 	}
 	r.checkCycles()
 	r.checkSemDeadlocks()
