@@ -107,6 +107,17 @@ func TestErrors(t *testing.T) {
 		{"params alone", "# c\nparam N = 1\nsem s = 1\n", "f:1:1: the script declares no stage; a flow needs at least one (stage NAME = COMMAND)"},
 		{"a stage with a bad name", "stage stdout = cat", "f:1:7: stdout is a reserved name; it cannot name a stage"},
 		{"no stage after a syntax error", "stage = cat", "f:1:7: expected a stage name, found '='"},
+		// "did you mean" for every name an edge's end may hold.
+		{"port outt", "stage a = cat\nstage b = cat\na.outt -> b", "f:3:3: stage a has no port outt (did you mean \"out\"?); its ports are in, out, err"},
+		{"port inn", "stage a = cat\nstage b = cat\na -> b.inn", "f:3:8: stage b has no port inn (did you mean \"in\"?); its ports are in, out, err"},
+		{"stream on the right", "stage a = cat\na -> stdot", "f:2:6: unknown stage stdot (did you mean \"stdout\"?)"},
+		{"stream on the left", "stage a = cat\nstdn -> a", "f:2:1: unknown stage stdn (did you mean \"stdin\"?)"},
+		{"stream on the wrong side", "stage a = cat\nstdot -> a", "f:2:1: unknown stage stdot (did you mean \"stdout\"?)"},
+		{"stream in capitals", "stage a = cat\na -> STDERR", "f:2:6: unknown stage STDERR (did you mean \"stderr\"?)"},
+		{"no stream after after", "stage a = cat\nstage b after stdot = cat\na -> b", "f:2:15: unknown stage stdot"},
+		{"port of the side", "stage a (in date, out data) = cat\nstage b = cat\nb -> a.dat\na.data -> stdout",
+			"f:3:8: stage a has no port dat (did you mean \"date\"?); its ports are in, out, err, date, data"},
+		{"no port of the other side", "stage a = cat\na.ni -> stdout", "f:2:3: stage a has no port ni; its ports are in, out, err"},
 		{"line past 262143", "stage a = echo \"" + strings.Repeat("\n", 300000) + "\" )",
 			"f:300001:3: shell syntax error: a command can only contain words and redirects; encountered `)`"},
 	}

@@ -111,7 +111,7 @@ func (r *resolver) declare(id Ident, kind string) bool {
 		return false
 	}
 	r.decls[id.Name] = decl{kind: kind, pos: id.Pos}
-	delete(r.suggest, kind) // a list built before now lacks the name
+	clear(r.suggest) // a list built before now lacks the name
 	return true
 }
 
@@ -303,7 +303,9 @@ func (r *resolver) lookupSem(id Ident) *Sem {
 }
 
 // lookupStage finds a stage, or reports an unknown or wrong-kind name.
-func (r *resolver) lookupStage(id Ident) *Stage {
+// streams are those of ipcflow's own streams that may stand where the
+// name is (an edge's end): a misspelt one is suggested too.
+func (r *resolver) lookupStage(id Ident, streams ...string) *Stage {
 	if s := r.stages[id.Name]; s != nil {
 		return s
 	}
@@ -311,18 +313,20 @@ func (r *resolver) lookupStage(id Ident) *Stage {
 		r.errorf(id.Pos, "%s is %s (declared at %s), not a stage", id.Name, article(d.kind), d.pos)
 		return nil
 	}
-	r.errorf(id.Pos, "unknown stage %s%s", id.Name, r.didYouMean(id.Name, "stage"))
+	r.errorf(id.Pos, "unknown stage %s%s", id.Name, r.didYouMean(id.Name, "stage", streams...))
 	return nil
 }
 
-// didYouMean suggests the declared name of kind closest to the unknown
-// name. The names are listed once per kind, and only the first
-// maxSearches different unknown names of a kind are searched for.
-func (r *resolver) didYouMean(name, kind string) string {
-	s := r.suggest[kind]
+// didYouMean suggests the declared name of kind, or the extra name,
+// closest to the unknown name. The names are listed once per kind and
+// extras, and only the first maxSearches different unknown names of
+// each list are searched for.
+func (r *resolver) didYouMean(name, kind string, extra ...string) string {
+	key := strings.Join(append([]string{kind}, extra...), " ")
+	s := r.suggest[key]
 	if s == nil {
-		s = newSuggester(r.names(kind), maxSearches)
-		r.suggest[kind] = s
+		s = newSuggester(append(r.names(kind), extra...), maxSearches)
+		r.suggest[key] = s
 	}
 	return s.suggest(name)
 }
@@ -405,7 +409,9 @@ func (r *resolver) endpoint(ref *EndRef, left bool) (Endpoint, bool) {
 		}
 		return Endpoint{Port: name, Pos: pos}, true
 	}
-	st := r.lookupStage(ref.Stage)
+	// A misspelt stream is suggested on either side: stdot on the left
+	// is stdout on the wrong side (an error of its own), not stdin.
+	st := r.lookupStage(ref.Stage, Stdin, Stdout, Stderr)
 	if st == nil {
 		return Endpoint{}, false
 	}
@@ -426,11 +432,20 @@ func (r *resolver) endpoint(ref *EndRef, left bool) (Endpoint, bool) {
 	default:
 		p := st.Port(pname)
 		if p == nil {
+			// Every port is listed; only those that may stand on this
+			// side of the arrow are suggested.
 			cands := []string{"in", "out", "err"}
+			fit := []string{"in"}
+			if left {
+				fit = []string{"out", "err"}
+			}
 			for _, p := range st.Ports {
 				cands = append(cands, p.Name)
+				if (p.Dir == Out) == left {
+					fit = append(fit, p.Name)
+				}
 			}
-			near, msg := Closest(pname, cands), ""
+			near, msg := Closest(pname, fit), ""
 			if near != "" {
 				msg = fmt.Sprintf(" (did you mean %q?)", near)
 				// The misspelt port is the one meant: it is not
