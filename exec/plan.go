@@ -223,9 +223,9 @@ func (p *Plan) expandVars(overrides []string, environ []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	env := append([]string(nil), environ...)
+	env := newParamEnv(environ)
 	expandWord := func(what, name string, pos parser.Pos, w *syntax.Word) (string, error) {
-		v, err := assignValue(env, w)
+		v, err := expandAssign(env, w)
 		if err != nil {
 			return "", &UsageError{Msg: fmt.Sprintf("%s:%s: %s %s: %v", p.Graph.File, pos, what, name, err), Positioned: true}
 		}
@@ -240,7 +240,7 @@ func (p *Plan) expandVars(overrides []string, environ []string) error {
 			}
 		}
 		p.Params = append(p.Params, Var{pa.Name, v})
-		env = append(env, pa.Name+"="+v)
+		env.set(pa.Name, v)
 	}
 	for _, en := range p.Graph.Envs {
 		v, err := expandWord("env", en.Name, en.Pos, en.Value)
@@ -248,7 +248,7 @@ func (p *Plan) expandVars(overrides []string, environ []string) error {
 			return err
 		}
 		p.Envs = append(p.Envs, Var{en.Name, v})
-		env = append(env, en.Name+"="+v)
+		env.set(en.Name, v)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package parser
 
 import (
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 )
@@ -526,6 +525,10 @@ func (g *Graph) CheckOverrides(args []string) (map[string]string, error) {
 // per bad argument.
 func CheckOverrides(file string, params, args []string) (map[string]string, error) {
 	out := make(map[string]string, len(args))
+	declared := make(map[string]bool, len(params))
+	for _, p := range params {
+		declared[p] = true
+	}
 	var msgs []string
 	for _, a := range args {
 		name, value, ok := strings.Cut(a, "=")
@@ -533,7 +536,7 @@ func CheckOverrides(file string, params, args []string) (map[string]string, erro
 			msgs = append(msgs, fmt.Sprintf("bad argument %q: expected NAME=VALUE", a))
 			continue
 		}
-		if !slices.Contains(params, name) {
+		if !declared[name] {
 			msgs = append(msgs, fmt.Sprintf("%s=%s: %s declares no param %s%s", name, value, file, name, didYouMean(name, params)))
 			continue
 		}
