@@ -1,6 +1,7 @@
 package parser
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -118,6 +119,18 @@ func TestErrors(t *testing.T) {
 		{"port of the side", "stage a (in date, out data) = cat\nstage b = cat\nb -> a.dat\na.data -> stdout",
 			"f:3:8: stage a has no port dat (did you mean \"date\"?); its ports are in, out, err, date, data"},
 		{"no port of the other side", "stage a = cat\na.ni -> stdout", "f:2:3: stage a has no port ni; its ports are in, out, err"},
+		// Option values are shell words (SPEC 4): what cannot be
+		// expanded is a check error; what holds a param is checked by run.
+		{"option command substitution", "stage a = cat\na -[fifo path=$(pwd)/x]-> stdout",
+			"f:2:15: command substitution is not allowed in an option value; ipcflow expands it itself, before any stage starts, with no shell"},
+		{"option unterminated expansion", "stage a = cat\na -[fifo path=${P]-> stdout", "f:2:15: unterminated '${' in option value"},
+		{"option two words", "stage a = cat\na -[fifo path=a\"\"b\\]]-> stdout", ""},
+		{"option size from a param", "param SZ = 1X\nstage a = cat\na -[pipe size=$SZ]-> stdout", ""},
+		{"option expansion in a group", "stage a = cat\na -[pipe size=${SZ:-1K} maxmsg=$N]-> stdout",
+			"f:2:25: unknown option \"maxmsg\" for pipe; pipe takes size"},
+		{"option bad literal in quotes", "stage a = cat\na -[pipe size='1X']-> stdout",
+			"f:2:15: bad size \"1X\": expected bytes or a number with K, KiB, M, MiB, G or GiB"},
+		{"addr expanded on unix", "stage a = cat\na -[socket addr=$A]-> stdout", "f:2:12: addr is for socket tcp or udp, not unix"},
 		{"line past 262143", "stage a = echo \"" + strings.Repeat("\n", 300000) + "\" )",
 			"f:300001:3: shell syntax error: a command can only contain words and redirects; encountered `)`"},
 	}
@@ -370,5 +383,39 @@ func TestParamsOfBrokenScript(t *testing.T) {
 	}
 	if _, err := CheckOverrides("f", f.Params(), []string{"A=1", "C=2"}); err == nil || err.Error() != "C=2: f declares no param C" {
 		t.Errorf("CheckOverrides: %v", err)
+	}
+}
+
+// TestOptionWords: an option value is a shell word. One written out is a
+// value now, quotes and backslashes removed; one that holds an expansion
+// is kept for run to expand (Edge.Unexpanded) and labelled as written.
+func TestOptionWords(t *testing.T) {
+	src := `param P = /x
+stage a = cat
+stage b = cat
+a -[fifo path='/tmp/a b]' size="64K"]-> b
+a.err -[mmap path="$P/rec" size=$SZ]-> stdout
+b -[fifo path=/tmp/c\ d\]e"\$f"]-> stdout
+`
+	g, err := Parse("f", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := g.Edges[0].Options; o.Path != "/tmp/a b]" || o.Size != 64<<10 || g.Edges[0].Unexpanded != nil {
+		t.Errorf("written-out options: %+v, unexpanded %v", o, g.Edges[0].Unexpanded)
+	}
+	if o := g.Edges[2].Options; o.Path != "/tmp/c d]e$f" {
+		t.Errorf("escaped path: %q", o.Path)
+	}
+	e := g.Edges[1]
+	var got []string
+	for _, w := range e.Unexpanded {
+		got = append(got, fmt.Sprintf("%s=%s@%s", w.Name, w.Text, w.Pos))
+	}
+	if want := []string{`path="$P/rec"@5:19`, "size=$SZ@5:33"}; !slices.Equal(got, want) || e.Options.Path != "" || e.Options.Size != 0 {
+		t.Errorf("unexpanded options %v (want %v), values %+v", got, want, e.Options)
+	}
+	if l := e.Label(); l != `mmap path="$P/rec" size=$SZ` {
+		t.Errorf("label %q", l)
 	}
 }

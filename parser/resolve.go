@@ -351,8 +351,9 @@ func (r *resolver) edgeStmt(s *EdgeStmt, edgeAt map[[2]string]Pos) {
 		}
 		t, ok := r.edgeType(a)
 		var opts Options
+		var later []OptionWord
 		if ok {
-			opts = r.options(t, a)
+			opts, later = r.options(t, a)
 		}
 		froms := r.endpoints(s.Ends[i], true)
 		tos := r.endpoints(s.Ends[i+1], false)
@@ -371,7 +372,7 @@ func (r *resolver) edgeStmt(s *EdgeStmt, edgeAt map[[2]string]Pos) {
 					continue
 				}
 				edgeAt[key] = a.Pos
-				r.g.Edges = append(r.g.Edges, &Edge{From: from, To: to, Type: t, Options: opts, Pos: a.Pos})
+				r.g.Edges = append(r.g.Edges, &Edge{From: from, To: to, Type: t, Options: opts, Unexpanded: later, Pos: a.Pos})
 			}
 		}
 	}
