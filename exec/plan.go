@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 
 	"github.com/ipcflow/ipcflow/channels"
@@ -230,9 +231,9 @@ func (p *Plan) expandVars(overrides []string, environ []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	env := append([]string(nil), environ...)
+	env := newParamEnv(environ)
 	expandWord := func(what, name string, pos parser.Pos, w *syntax.Word) (string, error) {
-		v, err := assignValue(env, w)
+		v, err := expandAssign(env, w)
 		if err != nil {
 			return "", &UsageError{Msg: fmt.Sprintf("%s:%s: %s %s: %v", p.Graph.File, pos, what, name, err), Positioned: true}
 		}
@@ -247,7 +248,7 @@ func (p *Plan) expandVars(overrides []string, environ []string) error {
 			}
 		}
 		p.Params = append(p.Params, Var{pa.Name, v})
-		env = append(env, pa.Name+"="+v)
+		env.set(pa.Name, v)
 	}
 	for _, en := range p.Graph.Envs {
 		v, err := expandWord("env", en.Name, en.Pos, en.Value)
@@ -255,8 +256,48 @@ func (p *Plan) expandVars(overrides []string, environ []string) error {
 			return err
 		}
 		p.Envs = append(p.Envs, Var{en.Name, v})
-		env = append(env, en.Name+"="+v)
+		env.set(en.Name, v)
 	}
+	return p.expandOptions(env)
+}
+
+// expandOptions expands the edge options whose values hold an expansion
+// (path="$OUT/rec", size=$SZ) against what the params and envs saw, and
+// checks them as the parser checks values written out (SPEC 4: before
+// anything is created). Such an edge is replaced, in the plan's own copy
+// of the graph, by one whose options are all values: the wiring, the
+// objects and --dry-run see those.
+func (p *Plan) expandOptions(env expand.Environ) error {
+	g := *p.Graph
+	g.Edges = slices.Clone(g.Edges)
+	var errs parser.ErrorList
+	expanded := false
+	for i, e := range g.Edges {
+		if len(e.Unexpanded) == 0 {
+			continue
+		}
+		x := *e
+		x.Unexpanded = nil
+		for _, ow := range e.Unexpanded {
+			v, err := expandAssign(env, ow.Word)
+			if err == nil {
+				err = x.Options.Set(e.Type, ow.Name, v)
+			}
+			if err != nil {
+				errs = append(errs, &parser.Error{File: g.File, Pos: ow.Pos, Msg: fmt.Sprintf("option %s=%s: %v", ow.Name, ow.Text, err)})
+			}
+		}
+		g.Edges[i], expanded = &x, true
+	}
+	if !expanded {
+		return nil
+	}
+	errs = append(errs, parser.CheckPaths(&g)...)
+	if len(errs) > 0 {
+		errs.Sort() // a fan-out's edges share their options: one line each
+		return &UsageError{Msg: errs.Error(), Positioned: true}
+	}
+	p.Graph = &g
 	return nil
 }
 

@@ -330,7 +330,13 @@ func cannotRun(dir, name string, execErr error) (int, string) {
 // substitution is an error (the parser refuses them, so this is for a
 // Graph built some other way), and so is anything that makes
 // mvdan.cc/sh's expander panic, such as a word part it needs a shell for.
-func assignValue(environ []string, w *syntax.Word) (v string, err error) {
+func assignValue(environ []string, w *syntax.Word) (string, error) {
+	return expandAssign(expand.ListEnviron(environ...), w)
+}
+
+// expandAssign is assignValue against an environment already built: the
+// params' (paramEnv), which grows by one variable per word expanded.
+func expandAssign(env expand.Environ, w *syntax.Word) (v string, err error) {
 	if w == nil {
 		return "", nil
 	}
@@ -339,9 +345,8 @@ func assignValue(environ []string, w *syntax.Word) (v string, err error) {
 			v, err = "", fmt.Errorf("cannot expand the word: %v", r)
 		}
 	}()
-	env := append(environ[:len(environ):len(environ)], "IFS=")
 	cfg := &expand.Config{
-		Env: expand.ListEnviron(env...),
+		Env: emptyIFS{env},
 		CmdSubst: func(io.Writer, *syntax.CmdSubst) error {
 			return errors.New("command substitution is not allowed here (ipcflow expands the word itself, with no shell)")
 		},

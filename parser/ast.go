@@ -110,13 +110,15 @@ type Arrow struct {
 	Options []*Option
 }
 
-// Option is `NAME=VALUE`, or a bare word (socket's `tcp`).
+// Option is `NAME=VALUE`, or a bare word (socket's `tcp`). VALUE is a
+// shell word, expanded by run as a param's value is (SPEC 4).
 type Option struct {
 	Pos      Pos
 	Name     string // "" for a bare word
 	ValuePos Pos
-	Raw      string // the value as written, quotes included
-	Value    string // unquoted
+	Raw      string       // the value as written, quotes included
+	Value    string       // the value when it needs no expansion, unquoted; else ""
+	Word     *syntax.Word // NAME=VALUE: the value parsed; nil when it does not parse
 }
 
 func (d *VarDecl) Pos() Pos   { return d.Keyword }

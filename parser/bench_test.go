@@ -24,10 +24,16 @@ func largeScript(n int) []byte {
 		}
 	}
 	types := []string{"->", "-[fifo size=64K]->", "-[shm size=1MiB]->", "-[mq maxmsg=10]->"}
+	// The chain goes into the aux port of the stages that have one, so
+	// that no declared port is left unconnected (a check error).
 	for i := 0; i+1 < n; i++ {
-		fmt.Fprintf(&b, "s%d %s s%d\n", i, types[i%len(types)], i+1)
+		port := ""
+		if (i+1)%4 == 0 {
+			port = ".aux"
+		}
+		fmt.Fprintf(&b, "s%d %s s%d%s\n", i, types[i%len(types)], i+1, port)
 	}
-	b.WriteString("stdin -> s0\n")
+	b.WriteString("stdin -> s0.aux\n")
 	// The second half of the edges: from stage i's err to a stage further
 	// on, into its aux port when it has one; the chain keeps the graph
 	// acyclic.

@@ -253,8 +253,15 @@ func (r *resolver) usesPos(s *Stage, sem *Sem) Pos {
 // sharing allowed is an mmap fan-out: edges from one producer port with
 // the same options are one recording with a cursor per reader.
 func (r *resolver) checkPaths() {
+	r.errs = append(r.errs, CheckPaths(r.g)...)
+}
+
+// CheckPaths is the check of checkPaths over g's edges: run makes it
+// again once option values that hold an expansion are expanded.
+func CheckPaths(g *Graph) ErrorList {
+	r := errorSink{file: g.File}
 	first := map[string]*Edge{}
-	for _, e := range r.g.Edges {
+	for _, e := range g.Edges {
 		if e.Options.Path == "" || (e.Type != FIFO && e.Type != MMap) {
 			continue
 		}
@@ -273,6 +280,7 @@ func (r *resolver) checkPaths() {
 		}
 		r.errorf(e.Pos, "edge %s -> %s: path %s is also the path of edge %s -> %s (at %s): %s", e.From, e.To, e.Options.Path, f.From, f.To, f.Pos, why)
 	}
+	return r.errs
 }
 
 func samePort(a, b Endpoint) bool { return a.Stage == b.Stage && a.Port == b.Port }

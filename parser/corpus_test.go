@@ -194,7 +194,7 @@ func summarize(g *Graph) graphSummary {
 		s.Stages = append(s.Stages, b.String())
 	}
 	for _, e := range g.Edges {
-		s.Edges = append(s.Edges, fmt.Sprintf("%s -> %s [%s] %+v", e.From, e.To, e.Type, e.Options))
+		s.Edges = append(s.Edges, fmt.Sprintf("%s -> %s [%s] %+v %s", e.From, e.To, e.Type, e.Options, e.Label()))
 	}
 	return s
 }

@@ -63,6 +63,22 @@ func (l *ErrorList) Sort() {
 	*l = out
 }
 
+// MaxErrors is how many errors of one script check and run print. Past
+// it, one last line says "too many errors", as Go's compiler does: a file
+// that is not a script at all (a log, a binary) would otherwise give a
+// line of errors per line of it.
+const MaxErrors = 10
+
+// Truncated returns the first n errors of the sorted list and, when there
+// are more, a last one saying so at the position of the next.
+func (l ErrorList) Truncated(n int) ErrorList {
+	if len(l) <= n {
+		return l
+	}
+	next := l[n]
+	return append(l[:n:n], &Error{File: next.File, Pos: next.Pos, Msg: "too many errors"})
+}
+
 // Err returns the list as an error, or nil when it is empty.
 func (l ErrorList) Err() error {
 	if len(l) == 0 {

@@ -158,5 +158,17 @@ type Edge struct {
 	From, To Endpoint
 	Type     EdgeType
 	Options  Options
-	Pos      Pos // the arrow
+	// Unexpanded are the options whose values hold an expansion
+	// (`path="$OUT/rec"`, `size=$SZ`): known, and checked, only when run
+	// expands them (Options.Set) with the params. Options holds the rest.
+	Unexpanded []OptionWord
+	Pos        Pos // the arrow
+}
+
+// OptionWord is an option whose value is known only once expanded.
+type OptionWord struct {
+	Name string
+	Word *syntax.Word
+	Text string // as written, for labels
+	Pos  Pos    // of the value
 }

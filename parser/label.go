@@ -28,6 +28,9 @@ func (e *Edge) Label() string {
 	if o.Addr != "" {
 		parts = append(parts, "addr="+o.Addr)
 	}
+	for _, w := range e.Unexpanded {
+		parts = append(parts, w.Name+"="+w.Text)
+	}
 	return strings.Join(parts, " ")
 }
 

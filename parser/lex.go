@@ -93,7 +93,9 @@ type lexer struct {
 	item     item
 	lines    []int // offset of the first byte of each line
 	comments []comment
-	stopEq   bool // lexWord: an unquoted '=' ends the word (dir WORD = ...)
+	stopEq   bool   // lexWord: an unquoted '=' ends the word (dir WORD = ...)
+	stopBrk  bool   // lexWord: an unquoted ']' ends the word (an option value)
+	what     string // what lexWord scans, for its errors: "word", "option value"
 }
 
 func newLexer(input string) *lexer {
@@ -158,12 +160,16 @@ func (l *lexer) nextItem() item { return l.run(lexDSL) }
 // empty itemWord when the line ends first. With stopEq an unquoted '=' ends
 // the word.
 func (l *lexer) nextWord(stopEq bool) item {
-	l.stopEq = stopEq
+	l.stopEq, l.stopBrk, l.what = stopEq, false, "word"
 	return l.run(lexWordStart)
 }
 
-// nextValue returns the next option value inside '-[ ]->'.
-func (l *lexer) nextValue() item { return l.run(lexValue) }
+// nextValue returns the next option value inside '-[ ]->': one shell
+// word, which an unquoted ']' also ends.
+func (l *lexer) nextValue() item {
+	l.stopEq, l.stopBrk, l.what = false, true, "option value"
+	return l.run(lexValue)
+}
 
 // skipBlanks skips spaces, tabs, carriage returns and backslash-newline
 // continuations.
@@ -214,6 +220,10 @@ func lexDSL(l *lexer) stateFn {
 	if t, ok := punct[c]; ok {
 		l.pos++
 		return l.emit(t)
+	}
+	if c == 0 {
+		l.pos++
+		return l.errorf(errNUL)
 	}
 	r, n := utf8.DecodeRuneInString(l.input[l.pos:])
 	l.pos += n
@@ -284,7 +294,7 @@ func lexWord(l *lexer) stateFn {
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			return l.emit(itemWord)
-		case c == '=' && l.stopEq:
+		case c == '=' && l.stopEq, c == ']' && l.stopBrk:
 			return l.emit(itemWord)
 		case c == '\\':
 			if strings.HasPrefix(l.input[l.pos+1:], "\n") {
@@ -297,17 +307,17 @@ func lexWord(l *lexer) stateFn {
 			l.pos += 2
 		case c == '\'' || c == '"' || c == '`':
 			if !l.skipQuoted(c) {
-				return l.errorf("unterminated quote %c in word", c)
+				return l.errorf("unterminated quote %c in %s", c, l.what)
 			}
 		case c == '$' && strings.HasPrefix(l.input[l.pos+1:], "("):
 			l.pos++
 			if !l.skipNested('(', ')') {
-				return l.errorf("unterminated '$(' in word")
+				return l.errorf("unterminated '$(' in %s", l.what)
 			}
 		case c == '$' && strings.HasPrefix(l.input[l.pos+1:], "{"):
 			l.pos++
 			if !l.skipNested('{', '}') {
-				return l.errorf("unterminated '${' in word")
+				return l.errorf("unterminated '${' in %s", l.what)
 			}
 		default:
 			l.pos++
@@ -365,55 +375,12 @@ func (l *lexer) skipNested(open, close byte) bool {
 	return false
 }
 
-// lexValue scans an option value inside '-[ ]->': unquoted bytes up to a
-// blank or ']', with '…' and "…" quoting for values that hold them.
+// lexValue scans an option value inside '-[ ]->': a shell word as
+// lexWord scans it, which an unquoted blank or ']' ends ('…', "…" or a
+// backslash for a value that holds them).
 func lexValue(l *lexer) stateFn {
 	l.skipBlanks()
-	for l.pos < len(l.input) {
-		c := l.input[l.pos]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ']':
-			return l.emit(itemWord)
-		case c == '\'' || c == '"':
-			if !l.skipQuoted(c) {
-				return l.errorf("unterminated quote %c in option value", c)
-			}
-		default:
-			l.pos++
-		}
-	}
-	return l.emit(itemWord)
-}
-
-// unquoteValue removes the quoting of an option value: single quotes keep
-// everything, double quotes honour \" and \\.
-func unquoteValue(s string) string {
-	if !strings.ContainsAny(s, `'"`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '\'':
-			j := strings.IndexByte(s[i+1:], '\'')
-			if j < 0 {
-				b.WriteString(s[i+1:])
-				return b.String()
-			}
-			b.WriteString(s[i+1 : i+1+j])
-			i += j + 1
-		case '"':
-			for i++; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
-					i++
-				}
-				b.WriteByte(s[i])
-			}
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
+	return lexWord
 }
 
 func isLetter(c byte) bool { return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') }

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
 )
 
 // edgeOptions lists, per edge type, the NAME=VALUE options it takes. A type
@@ -53,9 +55,11 @@ func (r *resolver) edgeType(a *Arrow) (EdgeType, bool) {
 }
 
 // options turns an arrow's options into values, reporting unknown options
-// and bad values.
-func (r *resolver) options(t EdgeType, a *Arrow) Options {
+// and bad values. Values that hold an expansion are returned unexpanded,
+// for run to expand and check.
+func (r *resolver) options(t EdgeType, a *Arrow) (Options, []OptionWord) {
 	var o Options
+	var later []OptionWord
 	seen := map[string]Pos{}
 	allowed := edgeOptions[t]
 	for _, opt := range a.Options {
@@ -88,34 +92,15 @@ func (r *resolver) options(t EdgeType, a *Arrow) Options {
 			continue
 		}
 		seen[opt.Name] = opt.Pos
-		var err error
-		switch opt.Name {
-		case "size":
-			o.Size, err = ParseSize(opt.Value)
-			if err == nil && (t == Pipe || t == FIFO) && o.Size > maxPipeSize {
-				err = fmt.Errorf("%s buffer size %s is too large (at most %d bytes)", t, opt.Value, maxPipeSize)
-			}
-		case "path":
-			if opt.Value == "" {
-				err = fmt.Errorf("empty path")
-			} else if strings.ContainsRune(opt.Value, 0) {
-				err = fmt.Errorf("path holds a NUL byte")
-			}
-			o.Path = opt.Value
-		case "maxmsg":
-			var n int
-			n, err = parseCount(opt.Value, "maxmsg", 1, maxMQMsgs)
-			o.MaxMsg = int64(n)
-		case "msgsize":
-			o.MsgSize, err = ParseSize(opt.Value)
-			if err == nil && o.MsgSize > maxMQMsg {
-				err = fmt.Errorf("msgsize %s is too large (at most 16MiB)", opt.Value)
-			}
-		case "addr":
-			err = checkAddr(opt.Value)
-			o.Addr = opt.Value
+		if opt.Word == nil {
+			continue // its syntax error is reported
 		}
-		if err != nil {
+		v, ok := literalWord(opt.Word)
+		if !ok {
+			later = append(later, OptionWord{Name: opt.Name, Word: opt.Word, Text: opt.Raw, Pos: opt.ValuePos})
+			continue
+		}
+		if err := o.Set(t, opt.Name, v); err != nil {
 			r.errorf(opt.ValuePos, "%v", err)
 		}
 	}
@@ -123,11 +108,97 @@ func (r *resolver) options(t EdgeType, a *Arrow) Options {
 		if o.Socket == "" {
 			o.Socket = "unix"
 		}
-		if o.Addr != "" && o.Socket == "unix" {
-			r.errorf(seen["addr"], "addr is for socket tcp or udp, not unix")
+		if p, ok := seen["addr"]; ok && o.Socket == "unix" {
+			r.errorf(p, "addr is for socket tcp or udp, not unix")
 		}
 	}
-	return o
+	return o, later
+}
+
+// Set checks v as the value of option name of an edge of type t and sets
+// it: the parser does so for a value written out, run for one known only
+// once expanded (size=$SZ). name is one that t takes.
+func (o *Options) Set(t EdgeType, name, v string) error {
+	var err error
+	switch name {
+	case "size":
+		o.Size, err = ParseSize(v)
+		if err == nil && (t == Pipe || t == FIFO) && o.Size > maxPipeSize {
+			err = fmt.Errorf("%s buffer size %s is too large (at most %d bytes)", t, v, maxPipeSize)
+		}
+	case "path":
+		if v == "" {
+			err = fmt.Errorf("empty path")
+		}
+		o.Path = v
+	case "maxmsg":
+		var n int
+		n, err = parseCount(v, "maxmsg", 1, maxMQMsgs)
+		o.MaxMsg = int64(n)
+	case "msgsize":
+		o.MsgSize, err = ParseSize(v)
+		if err == nil && o.MsgSize > maxMQMsg {
+			err = fmt.Errorf("msgsize %s is too large (at most 16MiB)", v)
+		}
+	case "addr":
+		err = checkAddr(v)
+		o.Addr = v
+	default:
+		err = fmt.Errorf("unknown option %q for %s", name, t)
+	}
+	return err
+}
+
+// literalWord returns the value of a word that needs no expansion:
+// unquoted text, '…' and "…" holding no $ or backquote, with the quotes
+// and backslashes removed as the shell removes them. ok is false for a
+// word with a parameter, arithmetic, a ~ (tilde expansion), $'…' or $"…":
+// run expands those with the params, as it expands param values.
+func literalWord(w *syntax.Word) (v string, ok bool) {
+	var b strings.Builder
+	for _, part := range w.Parts {
+		switch x := part.(type) {
+		case *syntax.Lit:
+			if strings.Contains(x.Value, "~") {
+				return "", false
+			}
+			unescape(&b, x.Value, "")
+		case *syntax.SglQuoted:
+			if x.Dollar {
+				return "", false
+			}
+			b.WriteString(x.Value)
+		case *syntax.DblQuoted:
+			if x.Dollar {
+				return "", false
+			}
+			for _, q := range x.Parts {
+				lit, isLit := q.(*syntax.Lit)
+				if !isLit {
+					return "", false
+				}
+				unescape(&b, lit.Value, "$`\"\\\n")
+			}
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
+}
+
+// unescape writes s with its backslashes removed as the shell removes
+// them: before any byte unquoted (special ""), only before the bytes of
+// special inside double quotes. A backslash and newline vanish.
+func unescape(b *strings.Builder, s, special string) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) && (special == "" || strings.IndexByte(special, s[i+1]) >= 0) {
+			i++
+			if s[i] == '\n' {
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
 }
 
 // checkAddr validates host:port.

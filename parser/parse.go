@@ -642,6 +642,8 @@ func (r *lineReader) Read(p []byte) (int, error) {
 //	END    = STAGE | STAGE '.' PORT | 'stdin' | 'stdout' | 'stderr'
 //	ARROW  = '->' | '-[' TYPE { OPTION } ']->'
 //	OPTION = NAME '=' VALUE | WORD
+//
+// VALUE is one shell word, expanded by run as a param's value is.
 func (p *parser) parseEdges() (Stmt, error) {
 	s := &EdgeStmt{}
 	ends, err := p.parseEnds()
@@ -754,7 +756,12 @@ func (p *parser) parseArrow() (*Arrow, error) {
 				p.next()
 				return nil, p.fail(fmt.Sprintf("a value after '%s='", name.val))
 			}
-			o.Name, o.ValuePos, o.Raw, o.Value = name.val, p.pos(v.pos), v.val, unquoteValue(v.val)
+			o.Name, o.ValuePos, o.Raw = name.val, p.pos(v.pos), v.val
+			// A word with a syntax error is reported here and left
+			// without Word; the statement goes on.
+			if o.Word = p.shellWord(v, "an option value"); o.Word != nil {
+				o.Value, _ = literalWord(o.Word)
+			}
 			p.next()
 		} else {
 			o.ValuePos, o.Raw, o.Value = o.Pos, name.val, name.val

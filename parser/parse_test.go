@@ -1,6 +1,7 @@
 package parser
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -88,6 +89,48 @@ func TestErrors(t *testing.T) {
 		{"deep param word", "param P = " + strings.Repeat("$(", 20000) + "x" + strings.Repeat(")", 20000),
 			"f:1:20011: shell nesting deeper than 10000 levels"},
 		{"nesting within bounds", "stage a = " + strings.Repeat("(", 9000) + "true" + strings.Repeat(")", 9000), ""},
+		// mvdan.cc/sh drops NUL bytes: the command would run with other
+		// arguments than those written.
+		{"NUL in a command", "stage a = echo x\x00y\na -> stdout", "f:1:17: " + errNUL},
+		{"NUL in a param", "param P = a\x00b\nstage a = cat\na -> stdout", "f:1:12: " + errNUL},
+		{"NUL in an option", "stage a = cat\na -[fifo path=/tmp/a\x00b]-> stdout", "f:2:21: " + errNUL},
+		{"NUL between tokens", "stage a = cat\na ->\x00 stdout", "f:2:5: " + errNUL},
+		{"NULs in a comment", "# a\x00\x00\nstage a = cat\na -> stdout", "f:1:4: " + errNUL + "\nf:1:5: " + errNUL},
+		// SPEC 5: a declared port that no edge names is a forgotten edge.
+		{"unconnected in port", "stage m (in dict) = comm -23 - \"$dict\"\nstdin -> m",
+			"f:1:10: port m.dict is declared but no edge goes into it (the command would read nothing from $dict)"},
+		{"unconnected out port", "stage a (out log) = echo x > \"$log\"",
+			"f:1:10: port a.log is declared but no edge comes out of it (what the command writes to $log would be lost)"},
+		{"implicit ports need no edge", "stage a = cat", ""},
+		{"port named by a bad edge", "stage a (in d) = cat\nstage b = cat\na.d -> b", "f:3:3: a.d is an input port; it cannot be on the left of an arrow"},
+		{"port on a broken line", "stage a (in d) = cat\nstdin -> a.d -> ;", "f:2:17: unexpected character ';'"},
+		{"empty script", "", "f:1:1: the script declares no stage; a flow needs at least one (stage NAME = COMMAND)"},
+		{"params alone", "# c\nparam N = 1\nsem s = 1\n", "f:1:1: the script declares no stage; a flow needs at least one (stage NAME = COMMAND)"},
+		{"a stage with a bad name", "stage stdout = cat", "f:1:7: stdout is a reserved name; it cannot name a stage"},
+		{"no stage after a syntax error", "stage = cat", "f:1:7: expected a stage name, found '='"},
+		// "did you mean" for every name an edge's end may hold.
+		{"port outt", "stage a = cat\nstage b = cat\na.outt -> b", "f:3:3: stage a has no port outt (did you mean \"out\"?); its ports are in, out, err"},
+		{"port inn", "stage a = cat\nstage b = cat\na -> b.inn", "f:3:8: stage b has no port inn (did you mean \"in\"?); its ports are in, out, err"},
+		{"stream on the right", "stage a = cat\na -> stdot", "f:2:6: unknown stage stdot (did you mean \"stdout\"?)"},
+		{"stream on the left", "stage a = cat\nstdn -> a", "f:2:1: unknown stage stdn (did you mean \"stdin\"?)"},
+		{"stream on the wrong side", "stage a = cat\nstdot -> a", "f:2:1: unknown stage stdot (did you mean \"stdout\"?)"},
+		{"stream in capitals", "stage a = cat\na -> STDERR", "f:2:6: unknown stage STDERR (did you mean \"stderr\"?)"},
+		{"no stream after after", "stage a = cat\nstage b after stdot = cat\na -> b", "f:2:15: unknown stage stdot"},
+		{"port of the side", "stage a (in date, out data) = cat\nstage b = cat\nb -> a.dat\na.data -> stdout",
+			"f:3:8: stage a has no port dat (did you mean \"date\"?); its ports are in, out, err, date, data"},
+		{"no port of the other side", "stage a = cat\na.ni -> stdout", "f:2:3: stage a has no port ni; its ports are in, out, err"},
+		// Option values are shell words (SPEC 4): what cannot be
+		// expanded is a check error; what holds a param is checked by run.
+		{"option command substitution", "stage a = cat\na -[fifo path=$(pwd)/x]-> stdout",
+			"f:2:15: command substitution is not allowed in an option value; ipcflow expands it itself, before any stage starts, with no shell"},
+		{"option unterminated expansion", "stage a = cat\na -[fifo path=${P]-> stdout", "f:2:15: unterminated '${' in option value"},
+		{"option two words", "stage a = cat\na -[fifo path=a\"\"b\\]]-> stdout", ""},
+		{"option size from a param", "param SZ = 1X\nstage a = cat\na -[pipe size=$SZ]-> stdout", ""},
+		{"option expansion in a group", "stage a = cat\na -[pipe size=${SZ:-1K} maxmsg=$N]-> stdout",
+			"f:2:25: unknown option \"maxmsg\" for pipe; pipe takes size"},
+		{"option bad literal in quotes", "stage a = cat\na -[pipe size='1X']-> stdout",
+			"f:2:15: bad size \"1X\": expected bytes or a number with K, KiB, M, MiB, G or GiB"},
+		{"addr expanded on unix", "stage a = cat\na -[socket addr=$A]-> stdout", "f:2:12: addr is for socket tcp or udp, not unix"},
 		{"line past 262143", "stage a = echo \"" + strings.Repeat("\n", 300000) + "\" )",
 			"f:300001:3: shell syntax error: a command can only contain words and redirects; encountered `)`"},
 	}
@@ -340,5 +383,39 @@ func TestParamsOfBrokenScript(t *testing.T) {
 	}
 	if _, err := CheckOverrides("f", f.Params(), []string{"A=1", "C=2"}); err == nil || err.Error() != "C=2: f declares no param C" {
 		t.Errorf("CheckOverrides: %v", err)
+	}
+}
+
+// TestOptionWords: an option value is a shell word. One written out is a
+// value now, quotes and backslashes removed; one that holds an expansion
+// is kept for run to expand (Edge.Unexpanded) and labelled as written.
+func TestOptionWords(t *testing.T) {
+	src := `param P = /x
+stage a = cat
+stage b = cat
+a -[fifo path='/tmp/a b]' size="64K"]-> b
+a.err -[mmap path="$P/rec" size=$SZ]-> stdout
+b -[fifo path=/tmp/c\ d\]e"\$f"]-> stdout
+`
+	g, err := Parse("f", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := g.Edges[0].Options; o.Path != "/tmp/a b]" || o.Size != 64<<10 || g.Edges[0].Unexpanded != nil {
+		t.Errorf("written-out options: %+v, unexpanded %v", o, g.Edges[0].Unexpanded)
+	}
+	if o := g.Edges[2].Options; o.Path != "/tmp/c d]e$f" {
+		t.Errorf("escaped path: %q", o.Path)
+	}
+	e := g.Edges[1]
+	var got []string
+	for _, w := range e.Unexpanded {
+		got = append(got, fmt.Sprintf("%s=%s@%s", w.Name, w.Text, w.Pos))
+	}
+	if want := []string{`path="$P/rec"@5:19`, "size=$SZ@5:33"}; !slices.Equal(got, want) || e.Options.Path != "" || e.Options.Size != 0 {
+		t.Errorf("unexpanded options %v (want %v), values %+v", got, want, e.Options)
+	}
+	if l := e.Label(); l != `mmap path="$P/rec" size=$SZ` {
+		t.Errorf("label %q", l)
 	}
 }

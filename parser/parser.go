@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -87,7 +88,7 @@ func parse(filename string, src []byte) (*File, *Graph, ErrorList) {
 	if f == nil {
 		return nil, nil, errs
 	}
-	g, rerrs := check(f)
+	g, rerrs := check(f, len(errs) > 0)
 	if errs = append(errs, rerrs...); len(errs) > 0 {
 		errs.Sort()
 		return f, nil, errs
@@ -108,7 +109,7 @@ func ParseAST(filename string, src []byte) (*File, error) {
 
 // Check resolves and checks a parsed script.
 func Check(f *File) (*Graph, error) {
-	g, errs := check(f)
+	g, errs := check(f, false)
 	if len(errs) > 0 {
 		errs.Sort()
 		return nil, errs
@@ -132,10 +133,31 @@ func parseAST(filename string, src []byte) (*File, ErrorList) {
 	}
 	p := newParser(filename, string(src))
 	f := p.parseFile()
+	p.nulBytes()
 	return f, p.errs
 }
 
-func check(f *File) (*Graph, ErrorList) {
-	g, errs := resolve(f)
-	return g, errs
+// errNUL is the message for a NUL byte anywhere in a script. The shell
+// parser drops NULs from commands and words without a word, so a command
+// would silently run with different arguments: the byte is an error.
+const errNUL = "NUL byte in the script (no command, argument or value can hold one)"
+
+// nulBytes reports every NUL byte of the script. In DSL text the lexer
+// reports it too, with the same message, which Sort drops as a duplicate.
+func (p *parser) nulBytes() {
+	in := p.l.input
+	for off := strings.IndexByte(in, 0); off >= 0; {
+		p.errorf(p.pos(off), errNUL)
+		next := strings.IndexByte(in[off+1:], 0)
+		if next < 0 {
+			break
+		}
+		off += 1 + next
+	}
+}
+
+// check resolves and checks f; partial says that f lacks statements that
+// had syntax errors.
+func check(f *File, partial bool) (*Graph, ErrorList) {
+	return resolve(f, partial)
 }

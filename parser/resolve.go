@@ -2,7 +2,6 @@ package parser
 
 import (
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 )
@@ -18,6 +17,9 @@ type resolver struct {
 	sems   map[string]*Sem
 	vars   map[string]decl // params and envs, which stage ports must not hide
 	info   map[*Stage]*stageInfo
+	// mentioned holds the declared ports that some edge names, even one
+	// with an error of its own: the others are reported as unconnected.
+	mentioned map[*Port]bool
 	// suggest holds, per kind, the declared names to suggest from: built
 	// at the first unknown name of the kind, not at every one.
 	suggest map[string]*suggester
@@ -41,7 +43,10 @@ var reservedNames = map[string]bool{
 	Stdin: true, Stdout: true, Stderr: true, "in": true, "out": true, "err": true,
 }
 
-func resolve(f *File) (*Graph, ErrorList) {
+// resolve checks f and builds its Graph. partial says f lacks statements
+// that had syntax errors: then a port may look unconnected only because
+// its edge was on a broken line, and that is not reported.
+func resolve(f *File, partial bool) (*Graph, ErrorList) {
 	r := &resolver{
 		errorSink: errorSink{file: f.Name},
 		g:         &Graph{File: f.Name},
@@ -51,8 +56,10 @@ func resolve(f *File) (*Graph, ErrorList) {
 		vars:      map[string]decl{},
 		info:      map[*Stage]*stageInfo{},
 		suggest:   map[string]*suggester{},
+		mentioned: map[*Port]bool{},
 	}
 	var stageDecls []*StageDecl
+	declaresStage := false
 	for _, s := range f.Stmts {
 		switch d := s.(type) {
 		case *VarDecl:
@@ -60,6 +67,7 @@ func resolve(f *File) (*Graph, ErrorList) {
 		case *SemDecl:
 			r.semDecl(d)
 		case *StageDecl:
+			declaresStage = true
 			if st := r.stageDecl(d); st != nil {
 				stageDecls = append(stageDecls, d)
 			}
@@ -73,6 +81,15 @@ func resolve(f *File) (*Graph, ErrorList) {
 	for _, s := range f.Stmts {
 		if e, ok := s.(*EdgeStmt); ok {
 			r.edgeStmt(e, edgeAt)
+		}
+	}
+	if !partial {
+		r.checkPortsConnected()
+		if !declaresStage {
+			// An empty file, or params alone: nothing would run, and
+			// a run that does nothing successfully hides the mistake
+			// (the wrong file, a generator that wrote nothing).
+			r.errorf(Pos{Line: 1, Col: 1}, "the script declares no stage; a flow needs at least one (stage NAME = COMMAND)")
 		}
 	}
 	r.checkCycles()
@@ -93,7 +110,7 @@ func (r *resolver) declare(id Ident, kind string) bool {
 		return false
 	}
 	r.decls[id.Name] = decl{kind: kind, pos: id.Pos}
-	delete(r.suggest, kind) // a list built before now lacks the name
+	clear(r.suggest) // a list built before now lacks the name
 	return true
 }
 
@@ -285,7 +302,9 @@ func (r *resolver) lookupSem(id Ident) *Sem {
 }
 
 // lookupStage finds a stage, or reports an unknown or wrong-kind name.
-func (r *resolver) lookupStage(id Ident) *Stage {
+// streams are those of ipcflow's own streams that may stand where the
+// name is (an edge's end): a misspelt one is suggested too.
+func (r *resolver) lookupStage(id Ident, streams ...string) *Stage {
 	if s := r.stages[id.Name]; s != nil {
 		return s
 	}
@@ -293,18 +312,20 @@ func (r *resolver) lookupStage(id Ident) *Stage {
 		r.errorf(id.Pos, "%s is %s (declared at %s), not a stage", id.Name, article(d.kind), d.pos)
 		return nil
 	}
-	r.errorf(id.Pos, "unknown stage %s%s", id.Name, r.didYouMean(id.Name, "stage"))
+	r.errorf(id.Pos, "unknown stage %s%s", id.Name, r.didYouMean(id.Name, "stage", streams...))
 	return nil
 }
 
-// didYouMean suggests the declared name of kind closest to the unknown
-// name. The names are listed once per kind, and only the first
-// maxSearches different unknown names of a kind are searched for.
-func (r *resolver) didYouMean(name, kind string) string {
-	s := r.suggest[kind]
+// didYouMean suggests the declared name of kind, or the extra name,
+// closest to the unknown name. The names are listed once per kind and
+// extras, and only the first maxSearches different unknown names of
+// each list are searched for.
+func (r *resolver) didYouMean(name, kind string, extra ...string) string {
+	key := strings.Join(append([]string{kind}, extra...), " ")
+	s := r.suggest[key]
 	if s == nil {
-		s = newSuggester(r.names(kind), maxSearches)
-		r.suggest[kind] = s
+		s = newSuggester(append(r.names(kind), extra...), maxSearches)
+		r.suggest[key] = s
 	}
 	return s.suggest(name)
 }
@@ -330,8 +351,9 @@ func (r *resolver) edgeStmt(s *EdgeStmt, edgeAt map[[2]string]Pos) {
 		}
 		t, ok := r.edgeType(a)
 		var opts Options
+		var later []OptionWord
 		if ok {
-			opts = r.options(t, a)
+			opts, later = r.options(t, a)
 		}
 		froms := r.endpoints(s.Ends[i], true)
 		tos := r.endpoints(s.Ends[i+1], false)
@@ -350,7 +372,7 @@ func (r *resolver) edgeStmt(s *EdgeStmt, edgeAt map[[2]string]Pos) {
 					continue
 				}
 				edgeAt[key] = a.Pos
-				r.g.Edges = append(r.g.Edges, &Edge{From: from, To: to, Type: t, Options: opts, Pos: a.Pos})
+				r.g.Edges = append(r.g.Edges, &Edge{From: from, To: to, Type: t, Options: opts, Unexpanded: later, Pos: a.Pos})
 			}
 		}
 	}
@@ -387,7 +409,9 @@ func (r *resolver) endpoint(ref *EndRef, left bool) (Endpoint, bool) {
 		}
 		return Endpoint{Port: name, Pos: pos}, true
 	}
-	st := r.lookupStage(ref.Stage)
+	// A misspelt stream is suggested on either side: stdot on the left
+	// is stdout on the wrong side (an error of its own), not stdin.
+	st := r.lookupStage(ref.Stage, Stdin, Stdout, Stderr)
 	if st == nil {
 		return Endpoint{}, false
 	}
@@ -408,15 +432,33 @@ func (r *resolver) endpoint(ref *EndRef, left bool) (Endpoint, bool) {
 	default:
 		p := st.Port(pname)
 		if p == nil {
+			// Every port is listed; only those that may stand on this
+			// side of the arrow are suggested.
 			cands := []string{"in", "out", "err"}
+			fit := []string{"in"}
+			if left {
+				fit = []string{"out", "err"}
+			}
 			for _, p := range st.Ports {
 				cands = append(cands, p.Name)
+				if (p.Dir == Out) == left {
+					fit = append(fit, p.Name)
+				}
 			}
-			r.errorf(ppos, "stage %s has no port %s%s; its ports are %s", st.Name, pname,
-				didYouMean(pname, cands), strings.Join(cands, ", "))
+			near, msg := Closest(pname, fit), ""
+			if near != "" {
+				msg = fmt.Sprintf(" (did you mean %q?)", near)
+				// The misspelt port is the one meant: it is not
+				// also reported as unconnected.
+				if p := st.Port(near); p != nil {
+					r.mentioned[p] = true
+				}
+			}
+			r.errorf(ppos, "stage %s has no port %s%s; its ports are %s", st.Name, pname, msg, strings.Join(cands, ", "))
 			return Endpoint{}, false
 		}
 		dir = p.Dir
+		r.mentioned[p] = true
 	}
 	if left && dir == In {
 		r.errorf(ppos, "%s.%s is an input port; it cannot be on the left of an arrow", st.Name, pname)
@@ -427,6 +469,23 @@ func (r *resolver) endpoint(ref *EndRef, left bool) (Endpoint, bool) {
 		return Endpoint{}, false
 	}
 	return Endpoint{Stage: st, Port: pname, Pos: pos}, true
+}
+
+// checkPortsConnected reports declared ports that no edge names (SPEC 5):
+// a forgotten edge would make the command read nothing, or write into
+// nothing, without a word. The implicit in, out and err have defaults.
+func (r *resolver) checkPortsConnected() {
+	for _, st := range r.g.Stages {
+		for _, p := range st.Ports {
+			switch {
+			case r.mentioned[p]:
+			case p.Dir == In:
+				r.errorf(p.Pos, "port %s.%s is declared but no edge goes into it (the command would read nothing from $%s)", st.Name, p.Name, p.Name)
+			default:
+				r.errorf(p.Pos, "port %s.%s is declared but no edge comes out of it (what the command writes to $%s would be lost)", st.Name, p.Name, p.Name)
+			}
+		}
+	}
 }
 
 // Param returns the param called name, or nil.
@@ -467,6 +526,10 @@ func (g *Graph) CheckOverrides(args []string) (map[string]string, error) {
 // per bad argument.
 func CheckOverrides(file string, params, args []string) (map[string]string, error) {
 	out := make(map[string]string, len(args))
+	declared := make(map[string]bool, len(params))
+	for _, p := range params {
+		declared[p] = true
+	}
 	var msgs []string
 	for _, a := range args {
 		name, value, ok := strings.Cut(a, "=")
@@ -474,7 +537,7 @@ func CheckOverrides(file string, params, args []string) (map[string]string, erro
 			msgs = append(msgs, fmt.Sprintf("bad argument %q: expected NAME=VALUE", a))
 			continue
 		}
-		if !slices.Contains(params, name) {
+		if !declared[name] {
 			msgs = append(msgs, fmt.Sprintf("%s=%s: %s declares no param %s%s", name, value, file, name, didYouMean(name, params)))
 			continue
 		}

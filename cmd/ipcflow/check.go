@@ -20,7 +20,8 @@ func (CheckCmd) Help() string {
 	return `Parse every FILE and run every check a run would make (names, ports,
 edge types and options, cycles, semaphore deadlocks, shell syntax of stage
 commands). Nothing is printed for good files. Problems are printed on stderr
-as FILE:LINE:COL: message, all of them, sorted; the exit status is then 2.`
+as FILE:LINE:COL: message, sorted, at most 10 per file and then a line
+"too many errors"; the exit status is then 2.`
 }
 
 func (c *CheckCmd) Run(s *Streams) error {
@@ -43,12 +44,13 @@ func (c *CheckCmd) Run(s *Streams) error {
 	return nil
 }
 
-// printParseError prints the errors of a script: one line per problem, or
-// one line saying why the file could not be read.
+// printParseError prints the errors of a script: one line per problem,
+// at most parser.MaxErrors and a "too many errors" line, or one line
+// saying why the file could not be read.
 func printParseError(w io.Writer, err error) {
 	var list parser.ErrorList
 	if errors.As(err, &list) {
-		fmt.Fprintln(w, list.Error())
+		fmt.Fprintln(w, list.Truncated(parser.MaxErrors).Error())
 		return
 	}
 	exec.PrintMessage(w, fileError(err))

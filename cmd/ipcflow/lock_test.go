@@ -12,7 +12,6 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/ipcflow/ipcflow/exec"
 	"github.com/ipcflow/ipcflow/locks"
 )
 
@@ -25,10 +24,7 @@ func init() {
 	if os.Getenv(asIpcflowEnv) != "1" {
 		return
 	}
-	if code, ok := exec.RunInternal(os.Args); ok {
-		os.Exit(code)
-	}
-	os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	main()
 }
 
 // lockTestPrefix starts the POSIX name of every semaphore the lock scripts

@@ -13,8 +13,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/alecthomas/kong"
 
@@ -28,7 +30,23 @@ func main() {
 	if code, ok := exec.RunInternal(os.Args); ok {
 		os.Exit(code)
 	}
+	if printsInfo(os.Args[1:]) {
+		// Help and version are for people and for `| head`: a reader
+		// that went away is no failure. Catching SIGPIPE (not ignoring
+		// it: an ignored signal stays ignored in what ipcflow starts)
+		// turns the write's death into an EPIPE that is not reported.
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	}
 	os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// printsInfo reports whether the command line only asks for help or the
+// version.
+func printsInfo(args []string) bool {
+	if len(args) > 0 && (args[0] == "help" || args[0] == "version") {
+		return true
+	}
+	return slices.Contains(args, "--help") || slices.Contains(args, "-h") || slices.Contains(args, "--version")
 }
 
 // CLI is the whole command line.
@@ -42,14 +60,35 @@ type CLI struct {
 	Lock    LockCmd    `cmd:"" help:"Inside a stage: run COMMAND holding one unit of semaphore SEM."`
 	Version VersionCmd `cmd:"" help:"Print ipcflow's version."`
 	Watch   WatchCmd   `cmd:"" help:"(not supported yet) Run a flow again when its file or a PATH changes."`
+	Help    HelpCmd    `cmd:"" help:"Show help for ipcflow or for COMMAND (the same as --help)."`
+
+	VersionFlag versionFlag `name:"version" env:"-" help:"Print ipcflow's version and exit."`
 }
+
+// versionFlag is --version. -v is left free: most commands that have it
+// mean --verbose. No IPCFLOW_VERSION variable: one left in the
+// environment would turn every command into a version print.
+type versionFlag = kong.VersionFlag
+
+// HelpCmd is `ipcflow help [COMMAND...]`, which Main turns into
+// `ipcflow [COMMAND...] --help` before kong sees it (as git and go users
+// expect): declared here to be listed with the commands.
+type HelpCmd struct {
+	Command []string `arg:"" optional:"" help:"The command to show help for."`
+}
+
+// shortUsage is what `ipcflow` alone prints, on stderr, with status 2.
+const shortUsage = `Usage: ipcflow <command> [flags]
+       ipcflow FILE [NAME=VALUE...]    (ipcflow run FILE ..., for #! lines)
+Run 'ipcflow --help' for the commands, 'ipcflow help COMMAND' for one.`
 
 // runCLI is the command line of `ipcflow run` alone. A run (every #! script)
 // builds kong's model of its own command only: the whole CLI's costs three
 // times as much (0.5 ms against 0.16 ms warm, more cold), on the path of
 // every start. Its help and errors are the same as under CLI.
 type runCLI struct {
-	Run RunCmd `cmd:"" help:"Run a flow."`
+	Run         RunCmd      `cmd:"" help:"Run a flow."`
+	VersionFlag versionFlag `name:"version" env:"-" help:"Print ipcflow's version and exit."`
 }
 
 // Streams are the standard streams a command uses; tests pass their own.
@@ -75,6 +114,13 @@ const usageStatus = 2
 // Main runs ipcflow with args (without the program name) and returns the
 // process's exit status.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, shortUsage)
+		return usageStatus
+	}
+	if args[0] == "help" {
+		args = append(slices.Clone(args[1:]), "--help")
+	}
 	args, err := routeFile(args)
 	if err != nil {
 		exec.PrintMessage(stderr, err.Error())
@@ -88,11 +134,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	k, err := kong.New(cli,
 		kong.Name("ipcflow"),
 		kong.Description("Wire Unix processes into graphs: run .ipcflow scripts.\n\n'ipcflow FILE [NAME=VALUE...]' is 'ipcflow run FILE [NAME=VALUE...]', for #! lines."),
-		kong.Writers(stdout, stderr),
+		kong.Writers(infoWriter{stdout}, stderr),
 		kong.Exit(func(code int) { exited = code }),
 		kong.UsageOnError(),
 		kong.DefaultEnvars("IPCFLOW"),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Vars{"version": version()},
 	)
 	if err != nil {
 		fmt.Fprintf(stderr, "ipcflow: %v\n", err)
@@ -122,6 +169,16 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	exec.PrintMessage(stderr, err.Error())
 	return 1
+}
+
+// infoWriter is kong's stdout, which carries only help and the version:
+// a reader that has gone (`ipcflow --help | head -1`) or a closed stdout
+// is not an error for them, so write errors are dropped.
+type infoWriter struct{ w io.Writer }
+
+func (i infoWriter) Write(p []byte) (int, error) {
+	i.w.Write(p)
+	return len(p), nil
 }
 
 // commands are the command names of the command line.

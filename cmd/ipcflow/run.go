@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -58,7 +57,7 @@ func (c *RunCmd) Run(s *Streams, kctx *kong.Context) error {
 		// FILE:LINE:COL: message lines, as `ipcflow check` prints them,
 		// and then (SPEC 5: run reports every problem at once) those of
 		// the NAME=VALUE arguments, which have no place in the script.
-		fmt.Fprintln(s.Stderr, list)
+		printParseError(s.Stderr, list)
 		if f != nil {
 			if _, err := parser.CheckOverrides(c.File, f.Params(), c.Params); err != nil {
 				exec.PrintMessage(s.Stderr, err.Error())

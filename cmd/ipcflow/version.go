@@ -12,6 +12,14 @@ import (
 type VersionCmd struct{}
 
 func (VersionCmd) Run(s *Streams) error {
+	// A stdout closed or gone is not an error for the version (nor for
+	// help): there is nothing to clean up and nobody to tell.
+	fmt.Fprintln(s.Stdout, version())
+	return nil
+}
+
+// version is the line `ipcflow version` and `ipcflow --version` print.
+func version() string {
 	version, rev := "(devel)", ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if bi.Main.Version != "" {
@@ -23,6 +31,5 @@ func (VersionCmd) Run(s *Streams) error {
 			}
 		}
 	}
-	fmt.Fprintf(s.Stdout, "ipcflow %s%s %s %s/%s\n", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return nil
+	return fmt.Sprintf("ipcflow %s%s %s %s/%s", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
