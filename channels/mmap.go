@@ -72,6 +72,8 @@ func checkMmap(o Options) error {
 type mmapChannel struct {
 	storeBridges
 	path     string
+	id       Identity // the file made here: only it is ever removed
+	keep     bool     // path= : the file stays as the edge's recording
 	fd       int
 	mem      []byte
 	step     int64
@@ -94,26 +96,41 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	path, keep := spec.Options.Path, spec.Options.Path != ""
 	if !keep {
 		path = filepath.Join(env.RunDir, spec.ID+".mmap")
+	}
+	// With its directory's symlinks resolved: it is removed (at the end,
+	// or a recording that failed) through that directory, following none.
+	path, err := CanonicalPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("edge %s: mmap file %s: %w", spec.ID, spec.Options.Path, err)
+	}
+	if !keep {
 		if err := env.Record(KindFile, path); err != nil {
 			return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 		}
 	}
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: create mmap file %s: %w", spec.ID, path, err)
 	}
-	mem, err := unix.Mmap(fd, 0, mmapReserve, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_NORESERVE)
+	id, err := FdIdentity(fd)
+	if err == nil && !keep {
+		err = env.made(path, fd)
+	}
+	var mem []byte
+	if err == nil {
+		mem, err = unix.Mmap(fd, 0, mmapReserve, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_NORESERVE)
+	}
 	if err != nil {
 		unix.Close(fd)
-		unix.Unlink(path)
+		RemoveIfSame(path, id)
 		return nil, fmt.Errorf("edge %s: map %s: %w", spec.ID, path, err)
 	}
 	if !keep {
-		unix.Unlink(path) // mapped, and both ends are here: the name can go
+		RemoveIfSame(path, id) // mapped, and both ends are here: the name can go
 	}
 	n := spec.Readers
 	c := &mmapChannel{
-		storeBridges: storeBridges{br: bridges{edge: spec.ID}}, path: path, fd: fd, mem: mem,
+		storeBridges: storeBridges{br: bridges{edge: spec.ID}}, path: path, id: id, keep: keep, fd: fd, mem: mem,
 		step: max(spec.Options.Size, mmapStep), noSplice: mmapNoSplice,
 		rpos: make([]atomic.Int64, n), gone: make([]atomic.Bool, n),
 		wake: make([]chan struct{}, n), space: make(chan struct{}, 1), stop: make(chan struct{}),
@@ -380,6 +397,17 @@ func (c *mmapChannel) Close() error {
 		c.closeUnhanded()
 	})
 	return nil
+}
+
+// DiscardRecording removes a path= recording that must not stay: its run
+// failed to set up, so it recorded nothing, and left there it would make
+// the next run fail ("already exists"). Only the file this channel made
+// goes, never one put in its place.
+func (c *mmapChannel) DiscardRecording() error {
+	if !c.keep {
+		return nil
+	}
+	return RemoveIfSame(c.path, c.id)
 }
 
 func (c *mmapChannel) Stats() Stats {

@@ -172,11 +172,13 @@ const defaultPipeSize = 64 << 10
 // removeRecordings removes the mmap path= files a run that failed to set
 // up had already made. A recording stays after a run (SPEC 4), but this
 // one never ran: the file is empty, and left there it would make the next
-// run fail ("already exists"). Each was created exclusively by this run.
+// run fail ("already exists"). Each channel removes only the file it made.
 func (r *run) removeRecordings() {
-	for i, rw := range r.wires {
-		if w := r.plan.Wires[i]; rw.ch != nil && w.Spec.Type == "mmap" && w.Spec.Options.Path != "" {
-			os.Remove(w.Spec.Options.Path)
+	for _, rw := range r.wires {
+		if d, ok := rw.ch.(interface{ DiscardRecording() error }); ok {
+			if err := d.DiscardRecording(); err != nil {
+				fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
+			}
 		}
 	}
 }
