@@ -101,6 +101,13 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 		}
 		r.stages = append(r.stages, &stageRT{sp: sp, pr: pr})
 	}
+	tasks := 0
+	for _, st := range r.stages {
+		tasks += stageTasks(st.pr, st.sp.Stage.Script)
+	}
+	if err := checkProcessBudget(len(r.stages), tasks); err != nil {
+		return r, err
+	}
 	if r.guard, err = StartGuardian(rd); err != nil {
 		return r, err
 	}
