@@ -63,10 +63,20 @@ var ErrReplaced = errors.New("not the object the run made (replaced since)")
 // or a seccomp filter lacks it, the path is walked one component at a time
 // with O_NOFOLLOW. The fd is O_PATH: it needs only search permission.
 func OpenDirNoFollow(dir string) (int, error) {
+	return openDirNoFollow(dir, unix.O_PATH)
+}
+
+// OpenDirToReadNoFollow is OpenDirNoFollow for a directory whose entries
+// are then listed.
+func OpenDirToReadNoFollow(dir string) (int, error) {
+	return openDirNoFollow(dir, unix.O_RDONLY)
+}
+
+func openDirNoFollow(dir string, mode int) (int, error) {
 	if !filepath.IsAbs(dir) {
 		return -1, fmt.Errorf("open directory %s: path is not absolute", dir)
 	}
-	const flags = unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	flags := uint64(mode | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC)
 	fd, err := unix.Openat2(unix.AT_FDCWD, dir, &unix.OpenHow{Flags: flags, Resolve: unix.RESOLVE_NO_SYMLINKS})
 	if err == nil {
 		return fd, nil
@@ -74,15 +84,22 @@ func OpenDirNoFollow(dir string) (int, error) {
 	if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
 		return -1, fmt.Errorf("open directory %s without following symlinks: %w", dir, err)
 	}
-	fd, err = unix.Open("/", flags, 0)
+	// Every component but the last needs only to be searched.
+	walk := unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	comps := strings.Split(strings.TrimPrefix(filepath.Clean(dir), "/"), "/")
+	if comps[0] == "" {
+		return unix.Open("/", int(flags), 0)
+	}
+	fd, err = unix.Open("/", walk, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open /: %w", err)
 	}
-	for _, c := range strings.Split(filepath.Clean(dir), "/") {
-		if c == "" {
-			continue
+	for i, c := range comps {
+		f := walk
+		if i == len(comps)-1 {
+			f = int(flags)
 		}
-		next, err := unix.Openat(fd, c, flags, 0)
+		next, err := unix.Openat(fd, c, f, 0)
 		unix.Close(fd)
 		if err != nil {
 			return -1, fmt.Errorf("open directory %s without following symlinks: %s: %w", dir, c, err)

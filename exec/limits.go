@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"mvdan.cc/sh/v3/syntax"
+
+	"github.com/ipcflow/ipcflow/channels"
 )
 
 // LimitError is a limit of this user's that the flow does not fit: ipcflow
@@ -174,4 +176,64 @@ func forkFailure(err error) string {
 		limit = strconv.FormatUint(rl.Cur, 10)
 	}
 	return fmt.Sprintf("cannot start: no process left for this user (ulimit -u is %s, or the system's limit); raise it with ulimit -u", limit)
+}
+
+// fixedFiles are the fds a run holds whatever its edges: the run
+// directory's lock and manifest, the guardian's pipe (both ends while it
+// starts), /dev/null for unconnected ports, and the pipe a fork reports
+// exec errors through. (Removing the run directory takes one more, but
+// only once the edges' fds are closed.)
+const fixedFiles = 6
+
+// wireFiles is how many fds ipcflow holds for one wire while its stages
+// start: both ends of a pipe, FIFO or socket pair; for a bridged edge also
+// its object and the pipes between the bridges and the stages.
+func wireFiles(w *Wire) int {
+	t, ok := channels.Lookup(w.Spec.Type)
+	if !ok || !t.Caps.Bridged || w.Internal() {
+		return 2
+	}
+	return 2 + 2*max(w.Spec.Readers, 1) + 2
+}
+
+// checkFileBudget refuses a run whose objects would not fit in the fds
+// RLIMIT_NOFILE (`ulimit -n`) leaves ipcflow. The Go runtime raised the
+// soft limit to the hard one at start, so the hard one is what counts.
+func checkFileBudget(p *Plan) error {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == unix.RLIM_INFINITY {
+		return nil
+	}
+	need := fixedFiles
+	if len(p.Graph.Sems) > 0 {
+		need += 2 // the lease server's socket and the connection it serves
+	}
+	for _, w := range p.Wires {
+		need += wireFiles(w)
+	}
+	open := openFilesBelow(rl.Cur)
+	if int64(open+need) <= int64(rl.Cur) {
+		return nil
+	}
+	return &LimitError{Msg: fmt.Sprintf("this flow needs about %d open files (%d edges and pipes) besides the %d ipcflow has open, "+
+		"but ulimit -n (open files) is %d; raise it (ulimit -n %d)", need, len(p.Wires), open, rl.Cur, open+need)}
+}
+
+// openFilesBelow counts ipcflow's open fds numbered below limit: a new fd
+// takes the lowest free number, and must be below the limit; one above it
+// (inherited) takes no room.
+func openFilesBelow(limit uint64) int {
+	f, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(-1)
+	n := -1 // not the one listing them
+	for _, name := range names {
+		if fd, err := strconv.ParseUint(name, 10, 64); err == nil && fd < limit {
+			n++
+		}
+	}
+	return n
 }

@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // asOtherUser prepares the real ipcflow binary to run `run FILE` as the
@@ -67,5 +69,72 @@ func TestProcessLimitRefusedUpFront(t *testing.T) {
 				t.Errorf("run directory left: %v", ents)
 			}
 		})
+	}
+}
+
+// A flow whose edges need more fds than `ulimit -n` leaves is refused
+// with one line naming the limit, exit 2, and nothing is left.
+func TestOpenFileLimitRefusedUpFront(t *testing.T) {
+	for _, limit := range []string{"8", "12", "20"} {
+		t.Run(limit, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "flow.ipcflow")
+			if err := os.WriteFile(file, []byte(eightStages), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			runDir := t.TempDir()
+			t.Cleanup(leakCheck(t, runDir))
+			cmd := osexec.Command("bash", "-c", "ulimit -n "+limit+`; exec "$0" run "$1"`, ipcflowBinary(t), file)
+			cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runDir)
+			out, err := cmd.CombinedOutput()
+			code := exitCode(t, err)
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if code != StatusUsage || len(lines) != 1 || !strings.Contains(lines[0], "ulimit -n") {
+				t.Fatalf("exit status %d, want %d with one line naming ulimit -n; output:\n%s", code, StatusUsage, out)
+			}
+			if ents, _ := os.ReadDir(filepath.Join(runDir, "ipcflow")); len(ents) != 0 {
+				t.Errorf("run directory left: %v", ents)
+			}
+		})
+	}
+}
+
+// The "test-rundir-nofds" role uses up its fds but one, then makes a run
+// directory: the lock takes the last fd and the manifest cannot be opened.
+func init() {
+	roles["test-rundir-nofds"] = func(args []string) int {
+		time.Sleep(time.Millisecond) // the runtime's poller takes its fds now
+		var last int
+		for {
+			fd, err := syscall.Open(os.DevNull, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+			if err != nil {
+				break
+			}
+			last = fd
+		}
+		syscall.Close(last)
+		_, err := CreateRunDir()
+		os.Stdout.WriteString(fmt.Sprint(err))
+		return 0
+	}
+}
+
+// Out of fds while it starts, a run still removes its directory, and says
+// first what went wrong.
+func TestRunDirRemovedWhenFdsRunOut(t *testing.T) {
+	base := privateRunBase(t)
+	path, argv, err := internalCommand("test-rundir-nofds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := osexec.Command(path, argv[1:]...).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(out), "start run manifest: ") || !strings.Contains(string(out), "too many open files") {
+		t.Errorf("CreateRunDir said %q, want the manifest's failure first", out)
+	}
+	if ents, _ := os.ReadDir(base); len(ents) != 0 {
+		t.Errorf("run directory left behind: %v (said %q)", ents, out)
 	}
 }

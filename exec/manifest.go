@@ -241,16 +241,9 @@ func removeRun(dir string) error {
 // in it. Entries are removed through the directory's own fd, never by
 // path, so nothing outside it can be reached.
 func removeTree(dir string, self channels.Identity) error {
-	pfd, err := channels.OpenDirNoFollow(filepath.Dir(dir))
-	if errors.Is(err, unix.ENOENT) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("remove run directory %s: %w", dir, err)
-	}
-	defer unix.Close(pfd)
-	base := filepath.Base(dir)
-	fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	// One fd at a time: a run that failed for want of fds (ulimit -n)
+	// must still be able to remove its directory.
+	fd, err := channels.OpenDirToReadNoFollow(dir)
 	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}
@@ -267,7 +260,11 @@ func removeTree(dir string, self channels.Identity) error {
 		unix.Close(fd)
 	}
 	if err == nil {
-		err = channels.RemoveAtIfSame(pfd, base, self)
+		var pfd int
+		if pfd, err = channels.OpenDirNoFollow(filepath.Dir(dir)); err == nil {
+			err = channels.RemoveAtIfSame(pfd, filepath.Base(dir), self)
+			unix.Close(pfd)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("remove run directory %s: %w", dir, err)

@@ -6,6 +6,7 @@ package exec
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -80,6 +81,9 @@ func (w *rtWire) close() {
 // newRun creates the run directory, the guardian, the semaphores and every
 // wire's object. On error, whatever was made is removed again.
 func newRun(plan *Plan, o Options) (r *run, err error) {
+	if err := checkFileBudget(plan); err != nil {
+		return nil, err
+	}
 	rd, err := CreateRunDir()
 	if err != nil {
 		return nil, err
@@ -87,8 +91,8 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 	r = &run{plan: plan, o: o, rd: rd, byPid: map[int]*stageRT{}, sems: map[string]*locks.Sem{}}
 	defer func() {
 		if err != nil {
-			r.teardownObjects()
-			r.removeRecordings()
+			// The cause first, then whatever its clean-up met.
+			err = errors.Join(err, r.teardownObjects(), r.removeRecordings())
 			r = nil
 		}
 	}()
@@ -180,18 +184,19 @@ const defaultPipeSize = 64 << 10
 // up had already made. A recording stays after a run (SPEC 4), but this
 // one never ran: the file is empty, and left there it would make the next
 // run fail ("already exists"). Each channel removes only the file it made.
-func (r *run) removeRecordings() {
+func (r *run) removeRecordings() error {
+	var errs []error
 	for _, rw := range r.wires {
 		if d, ok := rw.ch.(interface{ DiscardRecording() error }); ok {
-			if err := d.DiscardRecording(); err != nil {
-				fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
-			}
+			errs = append(errs, d.DiscardRecording())
 		}
 	}
+	return errors.Join(errs...)
 }
 
-// teardownObjects closes and removes everything the run made.
-func (r *run) teardownObjects() {
+// teardownObjects closes and removes everything the run made, and returns
+// what could not be removed.
+func (r *run) teardownObjects() error {
 	for _, m := range r.movers {
 		m.Close()
 	}
@@ -206,13 +211,12 @@ func (r *run) teardownObjects() {
 	}
 	// Names first, then the semaphores: closing one lets go of the lock
 	// that tells `ipcflow clean` its run is alive (locks.InUse).
-	if err := r.rd.Remove(); err != nil {
-		fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
-	}
+	err := r.rd.Remove()
 	for _, s := range r.sems {
 		s.Close()
 	}
 	if r.guard != nil {
 		r.guard.Release()
 	}
+	return err
 }

@@ -128,8 +128,11 @@ func CreateRunDir() (*RunDir, error) {
 		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	}
 	if err != nil {
-		os.RemoveAll(r.Path)
-		return nil, fmt.Errorf("lock run directory: %w", err)
+		if lock != nil {
+			lock.Close()
+		}
+		err = fmt.Errorf("lock run directory: %w", err)
+		return nil, errors.Join(err, removeTree(r.Path, r.self))
 	}
 	r.lock = lock
 	r.manifest, err = os.OpenFile(filepath.Join(r.Path, manifestFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
@@ -137,8 +140,8 @@ func CreateRunDir() (*RunDir, error) {
 		_, err = fmt.Fprintf(r.manifest, "pid\t%d\n", os.Getpid())
 	}
 	if err != nil {
-		r.Remove()
-		return nil, fmt.Errorf("start run manifest: %w", err)
+		err = fmt.Errorf("start run manifest: %w", err)
+		return nil, errors.Join(err, r.Remove())
 	}
 	return r, nil
 }
@@ -179,8 +182,8 @@ func (r *RunDir) ChannelEnv() channels.Env {
 	return channels.Env{RunDir: r.Path, Prefix: r.Prefix, Record: r.Record, Made: r.Made}
 }
 
-// Remove removes every object the run recorded, then the directory, and
-// releases the lock. Objects already gone (most named objects are unlinked
+// Remove removes every object the run recorded, releases the lock, then
+// removes the directory. Objects already gone (most named objects are unlinked
 // as soon as both their ends are open) are not an error. Safe to call twice.
 func (r *RunDir) Remove() error {
 	var errs []error
@@ -200,15 +203,18 @@ func (r *RunDir) Remove() error {
 		}
 	}
 	r.objects = nil
+	// The lock goes before the directory: its fd may be the one the
+	// removal needs (a run that ran out of fds). A clean that takes it
+	// meanwhile removes the same objects, each only while it is ours.
+	if r.lock != nil {
+		r.lock.Close()
+		r.lock = nil
+	}
 	if r.self != (channels.Identity{}) {
 		if err := removeTree(r.Path, r.self); err != nil {
 			errs = append(errs, err)
 		}
 		r.self = channels.Identity{}
-	}
-	if r.lock != nil {
-		r.lock.Close() // releases the flock
-		r.lock = nil
 	}
 	return errors.Join(errs...)
 }

@@ -150,7 +150,9 @@ func (r *run) run() int {
 		fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
 		r.setStatus(StatusSetup)
 	}
-	r.teardownObjects()
+	if err := r.teardownObjects(); err != nil {
+		PrintMessage(r.o.Stderr, err.Error())
+	}
 	if r.status < 0 {
 		return 0
 	}
