@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	osexec "os/exec"
@@ -10,6 +11,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/parser"
 )
 
 // asOtherUser prepares the real ipcflow binary to run `run FILE` as the
@@ -136,5 +141,44 @@ func TestRunDirRemovedWhenFdsRunOut(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(base); len(ents) != 0 {
 		t.Errorf("run directory left behind: %v (said %q)", ents, out)
+	}
+}
+
+func init() {
+	testFlows["one-mq"] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("a", "seq 1 1000")
+		b.stage("b", "cat")
+		b.edge("a", "b", parser.MQ)
+		return b.g
+	}
+}
+
+// withSoftLimit lowers a soft rlimit for the rest of the test (children
+// inherit it); the hard limit stays, so it can be restored.
+func withSoftLimit(t *testing.T, resource int, cur uint64) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(resource, &old); err != nil {
+		t.Fatal(err)
+	}
+	lowered := old
+	lowered.Cur = cur
+	if err := syscall.Setrlimit(resource, &lowered); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Setrlimit(resource, &old) })
+}
+
+// One mq edge of default size under a `ulimit -q` below that size shrinks
+// to fit, as docs/transports.md says unset options do, and as two do.
+func TestOneMQEdgeShrinksToFitUlimitQ(t *testing.T) {
+	withSoftLimit(t, unix.RLIMIT_MSGQUEUE, 50000)
+	fr := newFlowRun(t, "one-mq")
+	if code := fr.run(t); code != 0 {
+		t.Fatalf("exit status %d under ulimit -q 50000; stderr:\n%s", code, fr.stderr.Bytes())
+	}
+	if want := bash(t, "seq 1 1000", nil); !bytes.Equal(fr.stdout.Bytes(), want) {
+		t.Errorf("stdout: %d bytes, want %d", fr.stdout.Len(), len(want))
 	}
 }
