@@ -39,8 +39,13 @@ import (
 //     mapped (both ends are in ipcflow): nothing outlives the run.
 
 const (
-	mmapReserve  = 1 << 40 // address space mapped once: the largest stream
-	mmapStep     = 64 << 20
+	mmapReserve = 1 << 40 // address space mapped once: the largest stream
+	// The file grows in steps that double from mmapStep to mmapMaxStep, so
+	// a small stream takes little room (a 64 MiB first step failed a 1.5 MB
+	// stream on a small file system); near a full disk the last step
+	// shrinks to mmapMinStep.
+	mmapMinStep  = 64 << 10
+	mmapStep     = 1 << 20
 	mmapMaxStep  = 1 << 30
 	mmapWindow   = 64 << 20
 	mmapMaxWrite = 4 << 20 // one write(2) to a reader's pipe
@@ -173,22 +178,37 @@ func (c *mmapChannel) slowest() (int64, bool) {
 	return lo, ok
 }
 
-// grow extends the file by the next step under the mapping.
+// grow extends the file by the next step under the mapping. Where the
+// file system has no room for a whole step, it tries the smallest one, so
+// that a stream that fits is not refused for the step's sake.
 func (c *mmapChannel) grow(size int64) (int64, error) {
 	next := min(size+c.step, int64(mmapReserve))
 	if next == size {
 		return size, fmt.Errorf("mmap file %s: stream above %d bytes", c.path, int64(mmapReserve))
 	}
-	if err := unix.Fallocate(c.fd, 0, size, next-size); err != nil {
-		if !errors.Is(err, unix.EOPNOTSUPP) {
-			return size, fmt.Errorf("grow mmap file %s to %d bytes: %w", c.path, next, err)
-		}
-		if err := unix.Ftruncate(c.fd, next); err != nil {
-			return size, fmt.Errorf("grow mmap file %s to %d bytes: %w", c.path, next, err)
-		}
+	err := c.allocate(size, next)
+	if errors.Is(err, unix.ENOSPC) && next-size > mmapMinStep {
+		next = size + mmapMinStep
+		err = c.allocate(size, next)
+	}
+	if errors.Is(err, unix.ENOSPC) {
+		return size, fmt.Errorf("mmap file %s: no space left on its file system for more than %d bytes of the stream (free some, or put path= elsewhere): %w", c.path, size, err)
+	}
+	if err != nil {
+		return size, fmt.Errorf("grow mmap file %s to %d bytes: %w", c.path, next, err)
 	}
 	c.step = min(c.step*2, mmapMaxStep)
 	return next, nil
+}
+
+// allocate makes the file's bytes from size to next real, so that a full
+// disk is an error here and never a SIGBUS through the mapping.
+func (c *mmapChannel) allocate(size, next int64) error {
+	err := unix.Fallocate(c.fd, 0, size, next-size)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		err = unix.Ftruncate(c.fd, next)
+	}
+	return err
 }
 
 func (c *mmapChannel) produce() (err error) {
@@ -198,6 +218,11 @@ func (c *mmapChannel) produce() (err error) {
 		// The file is the stream, exactly.
 		if terr := unix.Ftruncate(c.fd, length); terr != nil && err == nil {
 			err = fmt.Errorf("truncate mmap file %s: %w", c.path, terr)
+		}
+		if err != nil {
+			// A recording of part of a stream is not one, and left
+			// there it would make the next run fail ("already exists").
+			c.DiscardRecording()
 		}
 		c.done.Store(true)
 		for _, w := range c.wake {

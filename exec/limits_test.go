@@ -182,3 +182,58 @@ func TestOneMQEdgeShrinksToFitUlimitQ(t *testing.T) {
 		t.Errorf("stdout: %d bytes, want %d", fr.stdout.Len(), len(want))
 	}
 }
+
+func init() {
+	testFlows["mmap-record-seq"] = func() *parser.Graph {
+		b := newGraph()
+		b.g.Params = []*parser.Param{{Name: "N"}}
+		b.stage("a", `seq 1 "$N"`)
+		b.stage("b", "wc -c")
+		b.edge("a", "b", parser.MMap, parser.Options{Path: os.Getenv("IPCFLOW_TEST_REC")})
+		return b.g
+	}
+}
+
+// smallFS mounts a fresh 2 MiB tmpfs for the test (root only).
+func smallFS(t *testing.T) string {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount a small file system")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=2m"); err != nil {
+		t.Skipf("mount a 2 MiB tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// An mmap recording grows with its stream: 1.6 MB fit on a 2 MiB file
+// system. A stream that does not fit fails with one line naming the edge
+// and the lack of space, and leaves no recording (the next run would
+// fail: "already exists").
+func TestMmapRecordingOnASmallFileSystem(t *testing.T) {
+	fs := smallFS(t)
+	rec := filepath.Join(fs, "rec")
+	fr := newFlowRun(t, "mmap-record-seq", "N=250000")
+	fr.cmd.Env = append(fr.cmd.Env, "IPCFLOW_TEST_REC="+rec)
+	want := bash(t, "seq 1 250000", nil)
+	if code := fr.run(t); code != 0 || strings.TrimSpace(fr.stdout.String()) != strconv.Itoa(len(want)) {
+		t.Fatalf("exit status %d, consumer counted %q bytes, want %d; stderr:\n%s", code, fr.stdout.String(), len(want), fr.stderr.Bytes())
+	}
+	if got, err := os.ReadFile(rec); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("recording: %d bytes (%v), want %d", len(got), err, len(want))
+	}
+	os.Remove(rec)
+
+	fr = newFlowRun(t, "mmap-record-seq", "N=400000")
+	fr.cmd.Env = append(fr.cmd.Env, "IPCFLOW_TEST_REC="+rec)
+	code := fr.run(t)
+	lines := strings.Split(strings.TrimSpace(fr.stderr.String()), "\n")
+	if code == 0 || len(lines) != 1 || !strings.Contains(lines[0], "edge e1") || !strings.Contains(lines[0], "no space left") {
+		t.Errorf("a stream too big for the file system: exit status %d, stderr:\n%s", code, fr.stderr.Bytes())
+	}
+	if _, err := os.Lstat(rec); !os.IsNotExist(err) {
+		t.Errorf("the failed recording %s was left (%v)", rec, err)
+	}
+}
