@@ -53,6 +53,22 @@ type Env struct {
 	// crash left. kind is one of the Kind* constants; name is a path
 	// (files, FIFOs, sockets, shm under /dev/shm) or a POSIX mq name.
 	Record func(kind, name string) error
+	// Made records the identity of an object Record listed, once it
+	// exists, so that it is removed only while it is still that object
+	// (identity.go). It may be nil.
+	Made func(name string, id Identity) error
+}
+
+// made tells env the identity of what fd has open at name.
+func (env Env) made(name string, fd int) error {
+	if env.Made == nil {
+		return nil
+	}
+	id, err := FdIdentity(fd)
+	if err == nil {
+		err = env.Made(name, id)
+	}
+	return err
 }
 
 // Kinds of object recorded in a run's manifest.

@@ -51,6 +51,12 @@ func openFifo(env Env, spec Spec) (Channel, error) {
 		}
 		path = filepath.Join(env.RunDir, env.Prefix+spec.ID+".fifo")
 	}
+	// Recorded with its directory's symlinks resolved: it is removed later
+	// through that directory with no symlink followed (identity.go).
+	path, err := CanonicalPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("create fifo for edge %s: %w", spec.ID, err)
+	}
 	// An existing path is refused before it is recorded: `ipcflow clean`
 	// removes what a manifest lists, and this file is not ours. (mkfifo
 	// below refuses it too if it appears in between.)
@@ -65,30 +71,39 @@ func openFifo(env Env, spec Spec) (Channel, error) {
 	if err := unix.Mkfifo(path, 0o600); err != nil {
 		return nil, fmt.Errorf("create fifo for edge %s: mkfifo %s: %w", spec.ID, path, err)
 	}
-	r, w, ino, err := openFifoEnds(path)
+	r, w, id, err := openFifoEnds(path)
+	if err == nil {
+		err = env.made(path, int(r.Fd()))
+	}
 	if err == nil {
 		err = sizePipe(w, spec.Options.Size)
-		if err != nil {
-			r.Close()
-			w.Close()
-		}
+	}
+	if err != nil && r != nil {
+		r.Close()
+		w.Close()
 	}
 	if err != nil || spec.Options.Path == "" {
 		// Both ends are open (or it failed): the name has done its job.
-		unlinkIfSame(path, ino)
+		// Only the FIFO made here goes: one whose ends could not be
+		// opened is not known to be ours, and stays.
+		if id != (Identity{}) {
+			RemoveIfSame(path, id)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create fifo for edge %s: %w", spec.ID, err)
 	}
 	c := &fdChannel{r: r, w: w}
 	if spec.Options.Path != "" {
-		c.onClose = func() error { return unlinkIfSame(path, ino) }
+		c.onClose = func() error {
+			if err := RemoveIfSame(path, id); err != nil && !errors.Is(err, ErrReplaced) {
+				return err
+			}
+			return nil // another file took the name: it is not ours to remove
+		}
 	}
 	return c, nil
 }
-
-// fileID is a file's identity, to tell our FIFO from one put in its place.
-type fileID struct{ dev, ino uint64 }
 
 // openFifoEnds opens path's two ends without blocking: the read end first
 // with O_NONBLOCK (which never waits for a writer), then the write end
@@ -96,7 +111,7 @@ type fileID struct{ dev, ino uint64 }
 // to blocking, as the consuming stage expects. O_NOFOLLOW and the type
 // check refuse anything but the FIFO just made (someone might have swapped
 // the name in a shared directory).
-func openFifoEnds(path string) (r, w *os.File, id fileID, err error) {
+func openFifoEnds(path string) (r, w *os.File, id Identity, err error) {
 	rfd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, nil, id, fmt.Errorf("open %s for reading: %w", path, err)
@@ -106,7 +121,7 @@ func openFifoEnds(path string) (r, w *os.File, id fileID, err error) {
 		unix.Close(rfd)
 		return nil, nil, id, fmt.Errorf("open %s: not the fifo ipcflow made", path)
 	}
-	id = fileID{st.Dev, st.Ino}
+	id = IdentityOf(&st)
 	wfd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		unix.Close(rfd)
@@ -118,22 +133,4 @@ func openFifoEnds(path string) (r, w *os.File, id fileID, err error) {
 		return nil, nil, id, fmt.Errorf("open %s: %w", path, err)
 	}
 	return os.NewFile(uintptr(rfd), path), os.NewFile(uintptr(wfd), path), id, nil
-}
-
-// unlinkIfSame removes path if it is still the file id names.
-func unlinkIfSame(path string, id fileID) error {
-	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		return fmt.Errorf("remove fifo %s: %w", path, err)
-	}
-	if id != (fileID{}) && (fileID{st.Dev, st.Ino}) != id {
-		return nil
-	}
-	if err := unix.Unlink(path); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("remove fifo %s: %w", path, err)
-	}
-	return nil
 }

@@ -39,8 +39,13 @@ import (
 //     mapped (both ends are in ipcflow): nothing outlives the run.
 
 const (
-	mmapReserve  = 1 << 40 // address space mapped once: the largest stream
-	mmapStep     = 64 << 20
+	mmapReserve = 1 << 40 // address space mapped once: the largest stream
+	// The file grows in steps that double from mmapStep to mmapMaxStep, so
+	// a small stream takes little room (a 64 MiB first step failed a 1.5 MB
+	// stream on a small file system); near a full disk the last step
+	// shrinks to mmapMinStep.
+	mmapMinStep  = 64 << 10
+	mmapStep     = 1 << 20
 	mmapMaxStep  = 1 << 30
 	mmapWindow   = 64 << 20
 	mmapMaxWrite = 4 << 20 // one write(2) to a reader's pipe
@@ -72,6 +77,8 @@ func checkMmap(o Options) error {
 type mmapChannel struct {
 	storeBridges
 	path     string
+	id       Identity // the file made here: only it is ever removed
+	keep     bool     // path= : the file stays as the edge's recording
 	fd       int
 	mem      []byte
 	step     int64
@@ -94,26 +101,41 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	path, keep := spec.Options.Path, spec.Options.Path != ""
 	if !keep {
 		path = filepath.Join(env.RunDir, spec.ID+".mmap")
+	}
+	// With its directory's symlinks resolved: it is removed (at the end,
+	// or a recording that failed) through that directory, following none.
+	path, err := CanonicalPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("edge %s: mmap file %s: %w", spec.ID, spec.Options.Path, err)
+	}
+	if !keep {
 		if err := env.Record(KindFile, path); err != nil {
 			return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 		}
 	}
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: create mmap file %s: %w", spec.ID, path, err)
 	}
-	mem, err := unix.Mmap(fd, 0, mmapReserve, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_NORESERVE)
+	id, err := FdIdentity(fd)
+	if err == nil && !keep {
+		err = env.made(path, fd)
+	}
+	var mem []byte
+	if err == nil {
+		mem, err = unix.Mmap(fd, 0, mmapReserve, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_NORESERVE)
+	}
 	if err != nil {
 		unix.Close(fd)
-		unix.Unlink(path)
+		RemoveIfSame(path, id)
 		return nil, fmt.Errorf("edge %s: map %s: %w", spec.ID, path, err)
 	}
 	if !keep {
-		unix.Unlink(path) // mapped, and both ends are here: the name can go
+		RemoveIfSame(path, id) // mapped, and both ends are here: the name can go
 	}
 	n := spec.Readers
 	c := &mmapChannel{
-		storeBridges: storeBridges{br: bridges{edge: spec.ID}}, path: path, fd: fd, mem: mem,
+		storeBridges: storeBridges{br: bridges{edge: spec.ID}}, path: path, id: id, keep: keep, fd: fd, mem: mem,
 		step: max(spec.Options.Size, mmapStep), noSplice: mmapNoSplice,
 		rpos: make([]atomic.Int64, n), gone: make([]atomic.Bool, n),
 		wake: make([]chan struct{}, n), space: make(chan struct{}, 1), stop: make(chan struct{}),
@@ -156,22 +178,37 @@ func (c *mmapChannel) slowest() (int64, bool) {
 	return lo, ok
 }
 
-// grow extends the file by the next step under the mapping.
+// grow extends the file by the next step under the mapping. Where the
+// file system has no room for a whole step, it tries the smallest one, so
+// that a stream that fits is not refused for the step's sake.
 func (c *mmapChannel) grow(size int64) (int64, error) {
 	next := min(size+c.step, int64(mmapReserve))
 	if next == size {
 		return size, fmt.Errorf("mmap file %s: stream above %d bytes", c.path, int64(mmapReserve))
 	}
-	if err := unix.Fallocate(c.fd, 0, size, next-size); err != nil {
-		if !errors.Is(err, unix.EOPNOTSUPP) {
-			return size, fmt.Errorf("grow mmap file %s to %d bytes: %w", c.path, next, err)
-		}
-		if err := unix.Ftruncate(c.fd, next); err != nil {
-			return size, fmt.Errorf("grow mmap file %s to %d bytes: %w", c.path, next, err)
-		}
+	err := c.allocate(size, next)
+	if errors.Is(err, unix.ENOSPC) && next-size > mmapMinStep {
+		next = size + mmapMinStep
+		err = c.allocate(size, next)
+	}
+	if errors.Is(err, unix.ENOSPC) {
+		return size, fmt.Errorf("mmap file %s: no space left on its file system for more than %d bytes of the stream (free some, or put path= elsewhere): %w", c.path, size, err)
+	}
+	if err != nil {
+		return size, fmt.Errorf("grow mmap file %s to %d bytes: %w", c.path, next, err)
 	}
 	c.step = min(c.step*2, mmapMaxStep)
 	return next, nil
+}
+
+// allocate makes the file's bytes from size to next real, so that a full
+// disk is an error here and never a SIGBUS through the mapping.
+func (c *mmapChannel) allocate(size, next int64) error {
+	err := unix.Fallocate(c.fd, 0, size, next-size)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		err = unix.Ftruncate(c.fd, next)
+	}
+	return err
 }
 
 func (c *mmapChannel) produce() (err error) {
@@ -181,6 +218,11 @@ func (c *mmapChannel) produce() (err error) {
 		// The file is the stream, exactly.
 		if terr := unix.Ftruncate(c.fd, length); terr != nil && err == nil {
 			err = fmt.Errorf("truncate mmap file %s: %w", c.path, terr)
+		}
+		if err != nil {
+			// A recording of part of a stream is not one, and left
+			// there it would make the next run fail ("already exists").
+			c.DiscardRecording()
 		}
 		c.done.Store(true)
 		for _, w := range c.wake {
@@ -380,6 +422,17 @@ func (c *mmapChannel) Close() error {
 		c.closeUnhanded()
 	})
 	return nil
+}
+
+// DiscardRecording removes a path= recording that must not stay: its run
+// failed to set up, so it recorded nothing, and left there it would make
+// the next run fail ("already exists"). Only the file this channel made
+// goes, never one put in its place.
+func (c *mmapChannel) DiscardRecording() error {
+	if !c.keep {
+		return nil
+	}
+	return RemoveIfSame(c.path, c.id)
 }
 
 func (c *mmapChannel) Stats() Stats {

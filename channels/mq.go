@@ -173,8 +173,18 @@ func checkMQ(o Options) error {
 		return fmt.Errorf("mq maxmsg %d is above the system limit %d (raise it with: sysctl fs.mqueue.msg_max=%d)", maxmsg, l.MsgMax, maxmsg)
 	case msgsize > l.MsgsizeMax:
 		return fmt.Errorf("mq msgsize %d is above the system limit %d (raise it with: sysctl fs.mqueue.msgsize_max=%d)", msgsize, l.MsgsizeMax, msgsize)
-	case l.Budget >= 0 && MQCost(maxmsg, msgsize) > l.Budget:
-		return fmt.Errorf("mq queue of %d x %d bytes needs %d bytes, above RLIMIT_MSGQUEUE (%d; raise it with ulimit -q)", maxmsg, msgsize, MQCost(maxmsg, msgsize), l.Budget)
+	}
+	// Sizes the script left unset shrink to fit (PlanMQ, openMQ): only
+	// the smallest queue the script allows must fit the budget.
+	minMsgs, minSize := maxmsg, msgsize
+	if o.MaxMsg == 0 {
+		minMsgs = 1
+	}
+	if o.MsgSize == 0 {
+		minSize = min(512, msgsize)
+	}
+	if l.Budget >= 0 && MQCost(minMsgs, minSize) > l.Budget {
+		return fmt.Errorf("mq queue of %d x %d bytes needs %d bytes, above RLIMIT_MSGQUEUE (%d; raise it with ulimit -q)", minMsgs, minSize, MQCost(minMsgs, minSize), l.Budget)
 	}
 	return nil
 }

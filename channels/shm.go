@@ -95,6 +95,13 @@ func openShm(env Env, spec Spec) (Channel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
+	if env.Made != nil {
+		// Until the unlink below, a crash leaves the name: clean then
+		// removes it only while it is this segment.
+		if st, ok, err := StatNoFollow(path); err == nil && ok {
+			env.Made(path, IdentityOf(&st))
+		}
+	}
 	// Both ends of the ring are in this process: the name can go now.
 	if err := unix.Unlink(path); err != nil {
 		unix.Munmap(mem)

@@ -64,8 +64,17 @@ func Clean(w io.Writer, dryRun bool) error {
 	}
 	var errs []error
 	live := map[string]bool{}
-	named := map[object]bool{} // said already (a dry run removes nothing the stray scan could miss)
+	named := map[string]bool{} // said already (a dry run removes nothing the stray scan could miss)
 	for _, base := range runBases() {
+		if _, err := os.Lstat(base); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		// Someone else's base (made first in a shared temp directory)
+		// could list anyone's files in its manifests.
+		if err := checkRunBase(base); err != nil {
+			errs = append(errs, fmt.Errorf("%w; not cleaned", err))
+			continue
+		}
 		entries, err := os.ReadDir(base)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("read %s: %w", base, err))
@@ -84,28 +93,38 @@ func Clean(w io.Writer, dryRun bool) error {
 				live[e.Name()] = true
 				continue
 			}
-			_, objs, _ := readManifest(dir)
-			for _, o := range objs {
-				if objectExists(o) {
+			d, err := readDeadRun(dir)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for _, o := range d.objs {
+				o, gone, kept := inspect(o, dir)
+				switch {
+				case gone:
+				case kept != "":
+					fmt.Fprintf(w, "kept %s %s: %s\n", o.kind, o.name, kept)
+					named[o.name] = true
+				default:
 					fmt.Fprintf(w, "%s %s %s\n", verb, o.kind, o.name)
-					named[o] = true
+					named[o.name] = true
 				}
 			}
 			fmt.Fprintf(w, "%s run directory %s\n", verb, dir)
 			if !dryRun {
-				if err := removeRun(dir); err != nil {
+				if err := d.remove(); err != nil {
 					errs = append(errs, err)
 				}
 			}
 		}
 	}
 	for _, o := range strayObjects(live) {
-		if named[o] {
+		if named[o.name] {
 			continue
 		}
 		fmt.Fprintf(w, "%s %s %s\n", verb, o.kind, o.name)
 		if !dryRun {
-			if err := removeObject(o.kind, o.name); err != nil {
+			if err := removeObject(o); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -150,7 +169,10 @@ func strayObjects(live map[string]bool) []object {
 			if unix.Lstat(filepath.Join(dir, e.Name()), &st) != nil || int(st.Uid) != os.Getuid() {
 				continue
 			}
-			o := object{kind, name(e.Name())}
+			o := object{kind: kind, name: name(e.Name())}
+			if kind == channels.KindShm {
+				o.id = channels.IdentityOf(&st) // removed only while it is this one
+			}
 			if kind == channels.KindSem && locks.InUse(o.name) {
 				// Its run lives, with its directory where this clean
 				// does not look (another XDG_RUNTIME_DIR or TMPDIR).
@@ -163,23 +185,4 @@ func strayObjects(live map[string]bool) []object {
 	scan("/dev/shm", "sem.ipcflow.", channels.KindSem, func(n string) string { return "/" + strings.TrimPrefix(n, "sem.") })
 	scan("/dev/mqueue", "ipcflow.", channels.KindMQ, func(n string) string { return "/" + n })
 	return out
-}
-
-// objectExists reports whether a recorded object is still there. A queue is
-// probed with mq_open, since /dev/mqueue is often not mounted.
-func objectExists(o object) bool {
-	switch o.kind {
-	case channels.KindSem:
-		path, err := locks.SemPath(o.name)
-		if err != nil {
-			return false
-		}
-		_, err = os.Lstat(path)
-		return err == nil
-	case channels.KindMQ:
-		return channels.MQExists(o.name)
-	default:
-		_, err := os.Lstat(o.name)
-		return err == nil
-	}
 }

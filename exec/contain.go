@@ -2,7 +2,11 @@ package exec
 
 import (
 	"fmt"
+	"path/filepath"
+	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/contain"
 )
@@ -18,6 +22,22 @@ import (
 // kindCgroup is a manifest line for the run's cgroup: Remove kills what is
 // in it and removes it.
 const kindCgroup = "cgroup"
+
+// removeCgroup kills what is in a run's cgroup and removes it, for a
+// manifest's line. It acts only on a path that names a run's cgroup
+// ("ipcflow.<id>.procs" in a cgroup file system): a manifest is only
+// trusted as far as clean checks it, and a line naming another cgroup must
+// not kill what is in it.
+func removeCgroup(path string) error {
+	base := filepath.Base(path)
+	var st unix.Statfs_t
+	if !strings.HasPrefix(base, "ipcflow.") || !strings.HasSuffix(base, ".procs") ||
+		unix.Statfs(filepath.Dir(path), &st) != nil ||
+		(st.Type != unix.CGROUP2_SUPER_MAGIC && st.Type != unix.CGROUP_SUPER_MAGIC) {
+		return fmt.Errorf("%s is not a run's cgroup; left in place", path)
+	}
+	return contain.Remove(path)
+}
 
 // containment says in words how the plan's processes will be held, for
 // --dry-run.

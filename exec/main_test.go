@@ -46,7 +46,10 @@ func ipcflowBinary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "ipcflow")
+		// Static, as the README installs it: no cgo runtime, whose own
+		// threads die with an abort under a low ulimit -u.
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/ipcflow")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = &buildError{err, string(out)}

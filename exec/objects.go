@@ -6,6 +6,7 @@ package exec
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -82,6 +83,9 @@ func (w *rtWire) close() {
 // newRun creates the run directory, the guardian, the semaphores and every
 // wire's object. On error, whatever was made is removed again.
 func newRun(plan *Plan, o Options) (r *run, err error) {
+	if err := checkFileBudget(plan); err != nil {
+		return nil, err
+	}
 	rd, err := CreateRunDir()
 	if err != nil {
 		return nil, err
@@ -89,8 +93,8 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 	r = &run{plan: plan, o: o, rd: rd, byPid: map[int]*stageRT{}, sems: map[string]*locks.Sem{}}
 	defer func() {
 		if err != nil {
-			r.teardownObjects()
-			r.removeRecordings()
+			// The cause first, then whatever its clean-up met.
+			err = errors.Join(err, r.teardownObjects(), r.removeRecordings())
 			r = nil
 		}
 	}()
@@ -102,6 +106,13 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 			return r, err
 		}
 		r.stages = append(r.stages, &stageRT{sp: sp, pr: pr})
+	}
+	tasks := 0
+	for _, st := range r.stages {
+		tasks += stageTasks(st.pr, st.sp.Stage.Script)
+	}
+	if err := checkProcessBudget(len(r.stages), tasks); err != nil {
+		return r, err
 	}
 	if r.guard, err = StartGuardian(rd); err != nil {
 		return r, err
@@ -177,17 +188,20 @@ const defaultPipeSize = 64 << 10
 // removeRecordings removes the mmap path= files a run that failed to set
 // up had already made. A recording stays after a run (SPEC 4), but this
 // one never ran: the file is empty, and left there it would make the next
-// run fail ("already exists"). Each was created exclusively by this run.
-func (r *run) removeRecordings() {
-	for i, rw := range r.wires {
-		if w := r.plan.Wires[i]; rw.ch != nil && w.Spec.Type == "mmap" && w.Spec.Options.Path != "" {
-			os.Remove(w.Spec.Options.Path)
+// run fail ("already exists"). Each channel removes only the file it made.
+func (r *run) removeRecordings() error {
+	var errs []error
+	for _, rw := range r.wires {
+		if d, ok := rw.ch.(interface{ DiscardRecording() error }); ok {
+			errs = append(errs, d.DiscardRecording())
 		}
 	}
+	return errors.Join(errs...)
 }
 
-// teardownObjects closes and removes everything the run made.
-func (r *run) teardownObjects() {
+// teardownObjects closes and removes everything the run made, and returns
+// what could not be removed.
+func (r *run) teardownObjects() error {
 	for _, m := range r.movers {
 		m.Close()
 	}
@@ -209,13 +223,12 @@ func (r *run) teardownObjects() {
 	}
 	// Names first, then the semaphores: closing one lets go of the lock
 	// that tells `ipcflow clean` its run is alive (locks.InUse).
-	if err := r.rd.Remove(); err != nil {
-		fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
-	}
+	err := r.rd.Remove()
 	for _, s := range r.sems {
 		s.Close()
 	}
 	if r.guard != nil {
 		r.guard.Release()
 	}
+	return err
 }

@@ -94,7 +94,8 @@ func report(w io.Writer, err error) int {
 		return StatusUsage
 	}
 	PrintMessage(w, err.Error())
-	if ue != nil {
+	var le *LimitError
+	if ue != nil || errors.As(err, &le) {
 		return StatusUsage
 	}
 	return StatusSetup

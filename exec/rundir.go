@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -32,12 +33,11 @@ type RunDir struct {
 	Path   string // the directory, mode 0700
 	Prefix string // "ipcflow.<ID>.": every named object of the run starts so
 
+	self     channels.Identity // the directory's own: only it is removed
 	lock     *os.File
 	manifest *os.File
 	objects  []object // what Record listed, in order
 }
-
-type object struct{ kind, name string }
 
 const (
 	lockFile     = "lock"
@@ -50,7 +50,7 @@ const (
 func runBase() string {
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
 		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
-			return filepath.Join(d, "ipcflow")
+			return filepath.Join(realDir(d), "ipcflow")
 		}
 	}
 	return tempRunBase()
@@ -58,7 +58,17 @@ func runBase() string {
 
 // tempRunBase is the per-user fallback in the temp directory.
 func tempRunBase() string {
-	return filepath.Join(os.TempDir(), "ipcflow-"+strconv.Itoa(os.Getuid()))
+	return filepath.Join(realDir(os.TempDir()), "ipcflow-"+strconv.Itoa(os.Getuid()))
+}
+
+// realDir is dir with its symlinks resolved (/var/run is /run): a run's
+// files are removed through their directories with no symlink followed,
+// so their paths must have none.
+func realDir(dir string) string {
+	if r, err := filepath.EvalSymlinks(dir); err == nil {
+		return r
+	}
+	return dir
 }
 
 // ensurePrivateDir makes dir (mode 0700) or checks that the one there is a
@@ -69,6 +79,12 @@ func ensurePrivateDir(dir string) error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create run directory base: %w", err)
 	}
+	return checkRunBase(dir)
+}
+
+// checkRunBase refuses a base directory that is not a real directory of
+// ours closed to everyone else.
+func checkRunBase(dir string) error {
 	var st unix.Stat_t
 	if err := unix.Lstat(dir, &st); err != nil {
 		return fmt.Errorf("check run directory base: %w", err)
@@ -101,13 +117,22 @@ func CreateRunDir() (*RunDir, error) {
 	if err := os.Mkdir(r.Path, 0o700); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
+	st, _, err := channels.StatNoFollow(r.Path)
+	if err != nil {
+		os.Remove(r.Path) // just made, and nobody else can write the base
+		return nil, fmt.Errorf("create run directory: %w", err)
+	}
+	r.self = channels.IdentityOf(&st)
 	lock, err := os.OpenFile(filepath.Join(r.Path, lockFile), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
 		err = unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 	}
 	if err != nil {
-		os.RemoveAll(r.Path)
-		return nil, fmt.Errorf("lock run directory: %w", err)
+		if lock != nil {
+			lock.Close()
+		}
+		err = fmt.Errorf("lock run directory: %w", err)
+		return nil, errors.Join(err, removeTree(r.Path, r.self))
 	}
 	r.lock = lock
 	r.manifest, err = os.OpenFile(filepath.Join(r.Path, manifestFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
@@ -115,8 +140,8 @@ func CreateRunDir() (*RunDir, error) {
 		_, err = fmt.Fprintf(r.manifest, "pid\t%d\n", os.Getpid())
 	}
 	if err != nil {
-		r.Remove()
-		return nil, fmt.Errorf("start run manifest: %w", err)
+		err = fmt.Errorf("start run manifest: %w", err)
+		return nil, errors.Join(err, r.Remove())
 	}
 	return r, nil
 }
@@ -126,41 +151,70 @@ func CreateRunDir() (*RunDir, error) {
 // skips, never an object nobody knows of. One write(2) per line on an
 // O_APPEND file, so a crash never leaves half a line that means something.
 func (r *RunDir) Record(kind, name string) error {
+	if strings.ContainsAny(name, "\n\x00") {
+		return fmt.Errorf("record %s %q in run manifest: a name with a newline cannot be recorded", kind, name)
+	}
 	if _, err := r.manifest.WriteString(kind + "\t" + name + "\n"); err != nil {
 		return fmt.Errorf("record %s %s in run manifest: %w", kind, name, err)
 	}
-	r.objects = append(r.objects, object{kind, name})
+	r.objects = append(r.objects, object{kind: kind, name: name})
+	return nil
+}
+
+// Made records the identity of the object Record listed as name, now that
+// it exists: it is removed, now or by a later clean, only while it still
+// is that object.
+func (r *RunDir) Made(name string, id channels.Identity) error {
+	if _, err := r.manifest.WriteString("id\t" + id.String() + "\t" + name + "\n"); err != nil {
+		return fmt.Errorf("record identity of %s in run manifest: %w", name, err)
+	}
+	for i := len(r.objects) - 1; i >= 0; i-- {
+		if r.objects[i].name == name {
+			r.objects[i].id = id
+			break
+		}
+	}
 	return nil
 }
 
 // ChannelEnv is what channels need from the run.
 func (r *RunDir) ChannelEnv() channels.Env {
-	return channels.Env{RunDir: r.Path, Prefix: r.Prefix, Record: r.Record}
+	return channels.Env{RunDir: r.Path, Prefix: r.Prefix, Record: r.Record, Made: r.Made}
 }
 
-// Remove removes every object the run recorded, then the directory, and
-// releases the lock. Objects already gone (most named objects are unlinked
+// Remove removes every object the run recorded, releases the lock, then
+// removes the directory. Objects already gone (most named objects are unlinked
 // as soon as both their ends are open) are not an error. Safe to call twice.
 func (r *RunDir) Remove() error {
 	var errs []error
+	if r.manifest != nil {
+		r.manifest.Close() // one fd more for the removal, if fds ran out
+		r.manifest = nil
+	}
 	for i := len(r.objects) - 1; i >= 0; i-- {
-		if err := removeObject(r.objects[i].kind, r.objects[i].name); err != nil {
+		o := r.objects[i]
+		if o.hasPath() && o.id == (channels.Identity{}) {
+			// Never made, or it failed before it could be known as
+			// ours; in the run directory it goes with it.
+			continue
+		}
+		if err := removeObject(o); err != nil && !errors.Is(err, channels.ErrReplaced) {
 			errs = append(errs, err)
 		}
 	}
 	r.objects = nil
-	if r.manifest != nil {
-		r.manifest.Close()
-		r.manifest = nil
-	}
-	if r.Path != "" {
-		if err := os.RemoveAll(r.Path); err != nil {
-			errs = append(errs, fmt.Errorf("remove run directory: %w", err))
-		}
-	}
+	// The lock goes before the directory: its fd may be the one the
+	// removal needs (a run that ran out of fds). A clean that takes it
+	// meanwhile removes the same objects, each only while it is ours.
 	if r.lock != nil {
-		r.lock.Close() // releases the flock
+		r.lock.Close()
 		r.lock = nil
+	}
+	if r.self != (channels.Identity{}) {
+		if err := removeTree(r.Path, r.self); err != nil {
+			errs = append(errs, err)
+		}
+		r.self = channels.Identity{}
 	}
 	return errors.Join(errs...)
 }

@@ -54,13 +54,20 @@ func TestRunDirLifecycle(t *testing.T) {
 		if err := os.WriteFile(name, []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		st, _, err := channels.StatNoFollow(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Made(name, channels.IdentityOf(&st)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if dead, _ := runIsDead(r.Path); dead {
 		t.Fatal("a live run's lock could be taken")
 	}
-	_, objs, err := readManifest(r.Path)
-	if err != nil || len(objs) != 2 {
-		t.Fatalf("manifest: %v, %v", objs, err)
+	d, err := readDeadRun(r.Path)
+	if err != nil || len(d.objs) != 2 {
+		t.Fatalf("manifest: %v", err)
 	}
 	if err := r.Remove(); err != nil {
 		t.Fatal(err)

@@ -162,6 +162,9 @@ func (r *run) startStage(st *stageRT) {
 	}
 	if err != nil {
 		code, msg := cannotRun(pr.Dir, pr.Path, err)
+		if why := forkFailure(err); why != "" {
+			cmd, msg = pr.Argv[0], why
+		}
 		if pr.Shell {
 			cmd = "stage shell"
 		}

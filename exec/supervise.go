@@ -155,7 +155,9 @@ func (r *run) run(caught *runSignals) int {
 		r.setStatus(StatusSetup)
 	}
 	r.reportLoss()
-	r.teardownObjects()
+	if err := r.teardownObjects(); err != nil {
+		PrintMessage(r.o.Stderr, err.Error())
+	}
 	if r.status < 0 {
 		return 0
 	}
