@@ -26,6 +26,9 @@ type run struct {
 	rd     *RunDir
 	guard  *Guardian
 	cgroup *contain.Group // nil: process groups only (contain.go)
+	// closedOwn: ipcflow's fd 1 or 2 was closed when it started; stages
+	// get it closed too (stdio.go).
+	closedOwn [3]bool
 	wires  []*rtWire
 	null   *os.File
 
@@ -91,6 +94,14 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 		return nil, err
 	}
 	r = &run{plan: plan, o: o, rd: rd, byPid: map[int]*stageRT{}, sems: map[string]*locks.Sem{}}
+	if out, errs := closedStdio(); out || errs {
+		r.closedOwn = [3]bool{false, out, errs}
+		for fd := 1; fd <= 2; fd++ {
+			if r.closedOwn[fd] {
+				closeOwnFd(fd)
+			}
+		}
+	}
 	defer func() {
 		if err != nil {
 			// The cause first, then whatever its clean-up met.

@@ -36,6 +36,14 @@ func (r *run) file(e End) *os.File {
 func (r *run) startMovers() {
 	for _, mp := range r.plan.Movers {
 		var m mover
+		// Into a closed stdout, a copy fails; into a closed stderr it
+		// discards, as a stage's own stderr writes fail unseen (stdio.go).
+		if d := mp.Dsts[0]; len(mp.Dsts) == 1 && d.isOwn(1) && r.closedOwn[1] {
+			m = r.closedDst(mp)
+			r.movers = append(r.movers, m)
+			r.moverPlans = append(r.moverPlans, mp)
+			continue
+		}
 		switch mp.Kind {
 		case Tee:
 			dsts := make([]*os.File, len(mp.Dsts))
@@ -74,6 +82,10 @@ func (r *run) takeStageFiles(st *stageRT) *stageFiles {
 	for fd, e := range st.pr.Fds {
 		switch e.Kind {
 		case EndOwn:
+			if r.closedOwn[e.Fd] {
+				sf.fds = append(sf.fds, closedFd) // as ipcflow got it (stdio.go)
+				continue
+			}
 			sf.fds = append(sf.fds, uintptr(e.Fd))
 		case EndNull:
 			sf.fds = append(sf.fds, r.null.Fd())
