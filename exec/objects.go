@@ -29,8 +29,8 @@ type run struct {
 	// closedOwn: ipcflow's fd 1 or 2 was closed when it started; stages
 	// get it closed too (stdio.go).
 	closedOwn [3]bool
-	wires  []*rtWire
-	null   *os.File
+	wires     []*rtWire
+	null      *os.File
 
 	sems  map[string]*locks.Sem
 	lease *locks.LeaseServer
