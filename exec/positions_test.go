@@ -3,10 +3,12 @@ package exec
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -156,4 +158,45 @@ func TestEveryTypeInEveryPosition(t *testing.T) {
 			})
 		}
 	}
+}
+
+// ipcflow's own stdin and stdout may be sockets (a service manager's, an
+// ssh session's); a port given one gets a pipe, since a socket's /dev/fd
+// path cannot be opened.
+func TestOwnSocketsMeetPorts(t *testing.T) {
+	bin := ipcflowBinary(t)
+	script := filepath.Join(t.TempDir(), "f.ipcflow")
+	os.WriteFile(script, []byte("stage b (in p) = sort -r \"$p\"\nstage c (out o) = cat > \"$o\"\nstdin -> b.p\nb -> c\nc.o -> stdout\n"), 0o600)
+	in, inPeer := socketPairFiles(t)
+	out, outPeer := socketPairFiles(t)
+	runBase := t.TempDir()
+	check := leakCheck(t, runBase)
+	cmd := osexec.Command(bin, "run", script)
+	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
+	cmd.Stdin, cmd.Stdout = in, out
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+	out.Close()
+	go func() {
+		inPeer.Write([]byte("a\nc\nb\n"))
+		inPeer.Close()
+	}()
+	got, _ := io.ReadAll(outPeer)
+	if code := exitCode(t, cmd.Wait()); code != 0 || string(got) != "c\nb\na\n" {
+		t.Fatalf("exit status %d, output %q, want 0 and \"c\\nb\\na\\n\"\n%s", code, got, stderr.Bytes())
+	}
+	check()
+}
+
+func socketPairFiles(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return os.NewFile(uintptr(fds[0]), "sock"), os.NewFile(uintptr(fds[1]), "peer")
 }

@@ -2,8 +2,12 @@ package exec
 
 import (
 	"fmt"
+	"os"
 	"reflect"
 	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/channels"
 	"github.com/ipcflow/ipcflow/parser"
@@ -192,22 +196,49 @@ func (p *Plan) wire() {
 // opened at all (ENXIO), so a fifo or socket edge meets a port through a
 // pipe. The mover splices, and passes end of file and EPIPE on.
 func (p *Plan) portEnd(stage string, port *parser.Port, e End) End {
-	if e.Kind != EndRead && e.Kind != EndWrite {
-		return e
-	}
-	w := p.Wires[e.Wire]
-	writer, reader := channels.OpensAsFile(w.Spec.Type, w.Spec.Options)
-	if (e.Kind == EndWrite && writer) || (e.Kind == EndRead && reader) {
+	var what string
+	var size int64
+	switch e.Kind {
+	case EndRead, EndWrite:
+		w := p.Wires[e.Wire]
+		writer, reader := channels.OpensAsFile(w.Spec.Type, w.Spec.Options)
+		if (e.Kind == EndWrite && writer) || (e.Kind == EndRead && reader) {
+			return e
+		}
+		what, size = w.ID, w.Spec.Options.Size
+	case EndOwn:
+		// ipcflow's own stdin or stdout may be a socket or a named FIFO
+		// too (a service manager's socket, `ipcflow run f < fifo`).
+		if opensAsFile(e.Fd) {
+			return e
+		}
+		what = e.describe(p)
+	default:
 		return e
 	}
 	name := "port " + stage + "." + port.Name
-	pp := p.addPipe(name+": a pipe, so that its /dev/fd path opens as bash's <( ) does", w.Spec.Options.Size)
-	if e.Kind == EndRead {
-		p.Movers = append(p.Movers, &MoverPlan{Kind: Join, Srcs: []End{e}, Dsts: []End{writeEnd(pp)}, Purpose: "copy " + w.ID + " into " + name})
+	pp := p.addPipe(name+": a pipe, so that its /dev/fd path opens as bash's <( ) does", size)
+	if port.Dir == parser.In {
+		p.Movers = append(p.Movers, &MoverPlan{Kind: Join, Srcs: []End{e}, Dsts: []End{writeEnd(pp)}, Purpose: "copy " + what + " into " + name})
 		return readEnd(pp, 0)
 	}
-	p.Movers = append(p.Movers, &MoverPlan{Kind: Join, Srcs: []End{readEnd(pp, 0)}, Dsts: []End{e}, Purpose: "copy " + name + " into " + w.ID})
+	p.Movers = append(p.Movers, &MoverPlan{Kind: Join, Srcs: []End{readEnd(pp, 0)}, Dsts: []End{e}, Purpose: "copy " + name + " into " + what})
 	return writeEnd(pp)
+}
+
+// opensAsFile reports whether ipcflow's own fd can be opened by its
+// /dev/fd path at any time: anything but a socket (ENXIO) or a named FIFO
+// (whose open waits for a partner).
+var opensAsFile = func(fd int) bool {
+	link, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil || strings.HasPrefix(link, "pipe:") {
+		return true
+	}
+	if strings.HasPrefix(link, "socket:") {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO
 }
 
 // fanOutGroup makes one channel with a reader per edge when the edges
