@@ -126,6 +126,10 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		exec.PrintMessage(stderr, err.Error())
 		return usageStatus
 	}
+	streams := &Streams{Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	if c, ok := quickRun(args); ok {
+		return exitStatus(stderr, c.run(streams, runFlagEnvs))
+	}
 	var cli any = &CLI{}
 	if len(args) > 0 && args[0] == "run" {
 		cli = &runCLI{}
@@ -156,7 +160,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ipcflow: %v\n", err)
 		return usageStatus
 	}
-	err = ctx.Run(&Streams{Stdin: stdin, Stdout: stdout, Stderr: stderr})
+	return exitStatus(stderr, ctx.Run(streams))
+}
+
+// exitStatus turns a command's error into ipcflow's exit status, printing
+// its message.
+func exitStatus(stderr io.Writer, err error) int {
 	if err == nil {
 		return 0
 	}

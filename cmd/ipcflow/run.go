@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/kong"
@@ -42,6 +44,12 @@ func (c *RunCmd) later() string {
 }
 
 func (c *RunCmd) Run(s *Streams, kctx *kong.Context) error {
+	return c.run(s, flagEnvs(kctx))
+}
+
+// run runs the flow; flagEnv names the IPCFLOW_* variables of run's flags,
+// which stages do not inherit.
+func (c *RunCmd) run(s *Streams, flagEnv []string) error {
 	if f := c.later(); f != "" {
 		return &ExitStatus{Code: usageStatus, Msg: "run: " + f + " is not supported yet"}
 	}
@@ -78,7 +86,7 @@ func (c *RunCmd) Run(s *Streams, kctx *kong.Context) error {
 		Timeout:   c.Timeout,
 		Stdout:    s.Stdout,
 		Stderr:    s.Stderr,
-		FlagEnv:   flagEnvs(kctx),
+		FlagEnv:   flagEnv,
 	})
 	if code != 0 {
 		return &ExitStatus{Code: code}
@@ -95,4 +103,33 @@ func flagEnvs(kctx *kong.Context) []string {
 		names = append(names, f.Envs...)
 	}
 	return names
+}
+
+// runFlagEnvs are the IPCFLOW_* variables of run's flags, as kong names
+// them (DefaultEnvars: the flag's name upper-cased, - as _).
+// TestQuickRunMatchesKong holds the list to kong's own.
+var runFlagEnvs = []string{"IPCFLOW_DRY_RUN", "IPCFLOW_LABEL", "IPCFLOW_KEEP_GOING", "IPCFLOW_GRACE",
+	"IPCFLOW_TIMEOUT", "IPCFLOW_STATS", "IPCFLOW_STATS_JSON", "IPCFLOW_MONITOR"}
+
+// quickRun is `ipcflow run FILE [NAME=VALUE...]` with no flag, on the
+// command line or in the environment: what every #! script and most runs
+// are. It is run without kong, whose model of even run's command alone
+// costs 0.3 to 0.5 ms of every start here (docs/exec.md, "Speed");
+// anything else, help and every error included, goes through kong. ok is
+// false when args are not such a run.
+func quickRun(args []string) (c *RunCmd, ok bool) {
+	if len(args) < 2 || args[0] != "run" {
+		return nil, false
+	}
+	for _, a := range args[1:] {
+		if strings.HasPrefix(a, "-") {
+			return nil, false
+		}
+	}
+	for _, e := range runFlagEnvs {
+		if _, set := os.LookupEnv(e); set {
+			return nil, false
+		}
+	}
+	return &RunCmd{File: args[1], Params: args[2:], Grace: exec.DefaultGrace}, true
 }
