@@ -15,11 +15,15 @@ import (
 	"github.com/ipcflow/ipcflow/locks"
 )
 
-// runIsDead reports whether no process holds the lock of the run in dir.
-// A run directory with no lock file yet is dead only once it is old: a run
-// makes its lock file a moment after its directory.
+// runIsDead reports whether no process holds the lock of the run in dir:
+// its manifest's (its lock file's, for a run of an earlier version). A run
+// directory with no manifest yet is dead only once it is old: a run makes
+// its manifest a moment after its directory.
 func runIsDead(dir string) (bool, error) {
 	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		f, err = os.OpenFile(filepath.Join(dir, manifestFile), os.O_RDONLY, 0)
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		fi, serr := os.Stat(dir)
 		if serr != nil {

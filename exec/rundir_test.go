@@ -130,8 +130,8 @@ func TestCleanDeadAndLiveRuns(t *testing.T) {
 	semFile, _ := locks.SemPath("/" + dead.Prefix + "db")
 	defer os.Remove(semFile)
 	// The dead run "crashes": its lock goes with its fd, its files stay.
-	dead.lock.Close()
-	dead.lock = nil
+	dead.manifest.Close()
+	dead.manifest = nil
 
 	var out bytes.Buffer
 	if err := Clean(&out, true); err != nil {
