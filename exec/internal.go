@@ -4,7 +4,7 @@ import "os"
 
 // ipcflow starts copies of its own binary for work that must live in a
 // process of its own: a stage's shell (role "sh", shell.go) and the run's
-// guardian's clean-up after a crash (role "reclaim", guard.go). The copy's argv is
+// guardian (role "guard", guard.go). The copy's argv is
 //
 //	argv[0] __ipcflow_internal ROLE ARGS...
 //

@@ -28,10 +28,11 @@ func (e *LimitError) Error() string { return e.Msg }
 // Tasks (processes and threads) a run needs besides its stages', measured
 // on this machine: ipcflow's own threads once its bridges and reaper run
 // (7 or 8; the Go runtime adds one for each goroutine blocked in a system
-// call) and the guardian (one thread until a crash).
+// call) and the guardian (a Go program of its own: 4 threads seen, 5 with
+// room for its clean-up after a crash).
 const (
 	ownThreads     = 8
-	guardianTasks  = 1
+	guardianTasks  = 5
 	stageShellTask = 5 // the stage shell is a Go program too: its runtime's threads
 )
 

@@ -29,6 +29,7 @@ type run struct {
 	// closedOwn: ipcflow's fd 1 or 2 was closed when it started; stages
 	// get it closed too (stdio.go).
 	closedOwn [3]bool
+	sigs      *runSignals // caught from newRun on (signals.go)
 	wires     []*rtWire
 	null      *os.File
 
@@ -106,6 +107,9 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 		if err != nil {
 			// The cause first, then whatever its clean-up met.
 			err = errors.Join(err, r.teardownObjects(), r.removeRecordings())
+			if r.sigs != nil {
+				r.sigs.stop()
+			}
 			r = nil
 		}
 	}()
@@ -125,6 +129,9 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 	if err := checkProcessBudget(len(r.stages), tasks); err != nil {
 		return r, err
 	}
+	// Asked for now, once the budget allows the thread it takes, while the
+	// rest is made (signals.go).
+	r.sigs = catchSignals()
 	if r.guard, err = StartGuardian(rd); err != nil {
 		return r, err
 	}
@@ -239,7 +246,11 @@ func (r *run) teardownObjects() error {
 		s.Close()
 	}
 	if r.guard != nil {
-		r.guard.Release()
+		if gerr := r.guard.Release(); gerr != nil && !errors.Is(gerr, os.ErrClosed) {
+			// It never ran: the run went unguarded (a SIGKILL would have
+			// left its objects for `ipcflow clean`).
+			fmt.Fprintf(r.o.Stderr, "ipcflow: warning: %v\n", gerr)
+		}
 	}
 	return err
 }

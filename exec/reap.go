@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,33 +15,29 @@ import (
 // reap collects every child that exited. ipcflow is a child subreaper
 // (see subreaper), so its children are its stages, the guardian, and
 // orphans: what a stage's processes left when they died, reparented to
-// ipcflow. It peeks (WNOWAIT) at which child is ready: a stage is reaped
-// and judged; anything else is reaped and let go, so no zombie of the flow
+// ipcflow. One wait4 for any child gives both its status and its rusage:
+// a stage is judged; anything else is let go, so no zombie of the flow
 // lingers (and a stage's group is empty once its processes are gone).
 func (r *run) reap() {
 	var ended []*stageRT
 	var infos []exitInfo
 	for {
-		var info unix.Siginfo
-		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		var ws unix.WaitStatus
+		var ru unix.Rusage
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, &ru)
 		if err == unix.EINTR {
 			continue
 		}
-		pid := int(*(*int32)(unsafe.Pointer(uintptr(unsafe.Pointer(&info)) + 16))) // si_pid
-		if err != nil || pid == 0 {
+		if err != nil || pid <= 0 {
 			break
 		}
 		if st := r.byPid[pid]; st != nil {
-			if e, ok := r.wait(st, 0); ok {
-				r.noteReaderGone(st)
-				ended = append(ended, st)
-				infos = append(infos, e)
-			}
+			delete(r.byPid, pid)
+			st.rusage = ru
+			r.noteReaderGone(st)
+			ended = append(ended, st)
+			infos = append(infos, exitOf(ws))
 			continue
-		}
-		var ws unix.WaitStatus
-		if _, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err != nil && err != unix.EINTR {
-			break
 		}
 		if r.guard != nil && pid == r.guard.Pid() {
 			fmt.Fprintf(r.o.Stderr, "ipcflow: the run's guardian (pid %d) ended early: if ipcflow is killed now, its stages' children may outlive it\n", pid)
@@ -60,20 +55,8 @@ func subreaper() {
 	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 }
 
-// wait reaps st if it exited and says how.
-func (r *run) wait(st *stageRT, flags int) (exitInfo, bool) {
-	var ws unix.WaitStatus
-	for {
-		pid, err := unix.Wait4(st.pid, &ws, flags, &st.rusage)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || pid != st.pid {
-			return exitInfo{}, false
-		}
-		break
-	}
-	delete(r.byPid, st.pid)
+// exitOf says how a process ended, from its wait status.
+func exitOf(ws unix.WaitStatus) exitInfo {
 	var e exitInfo
 	switch {
 	case ws.Exited():
@@ -82,7 +65,7 @@ func (r *run) wait(st *stageRT, flags int) (exitInfo, bool) {
 		e.signal = ws.Signal()
 		e.code = 128 + int(e.signal)
 	}
-	return e, true
+	return e
 }
 
 // The broken-pipe allowance (SPEC 6: a stage that ended because its reader

@@ -50,15 +50,8 @@ func Run(g *parser.Graph, o Options) int {
 	if o.Stdout == nil {
 		o.Stdout = os.Stdout
 	}
-	var sigs *runSignals
-	if !o.DryRun {
-		sigs = catchSignals() // while the plan is made (signals.go)
-	}
 	plan, err := BuildPlan(g, o.Overrides, environWithout(o.FlagEnv), o.Label)
 	if err != nil {
-		if sigs != nil {
-			sigs.stop()
-		}
 		return report(o.Stderr, err)
 	}
 	if o.DryRun {
@@ -80,10 +73,9 @@ func Run(g *parser.Graph, o Options) int {
 
 	r, err := newRun(plan, o)
 	if err != nil {
-		sigs.stop()
 		return report(o.Stderr, err)
 	}
-	return r.run(sigs)
+	return r.run()
 }
 
 // report prints err as ipcflow's one line and returns the exit status.

@@ -10,11 +10,14 @@ import (
 // runSignals are the signals a run handles itself (supervise.go). Go's
 // first signal.Notify of each signal is a round trip with the runtime's
 // signal thread, 0.15 to 1.5 ms for these seven on a busy two-core
-// machine, all of it on the path of every start. So Run asks for them in a
-// goroutine while it plans and makes the run's objects, and the
-// supervisor waits for them before the first fork, so that no SIGCHLD is
-// missed. A signal that comes in between waits in the channel for the
-// supervisor, which then tears down as usual.
+// machine, all of it on the path of every start. So newRun asks for them
+// in a goroutine while it makes the run's objects (once the process budget
+// allows the thread the answer takes: limits.go), and nothing waits for
+// the answer: the supervisor reaps once when it comes, for a stage that
+// ended before SIGCHLD was caught. A signal caught before the supervisor
+// runs waits in the channel for it, which then tears down as usual; one
+// that comes before it is caught has its default effect (SIGINT kills
+// ipcflow, and the guardian cleans up).
 type runSignals struct {
 	sigs  chan os.Signal // SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGTSTP, SIGCONT
 	pipes chan os.Signal // SIGPIPE (see run)

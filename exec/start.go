@@ -191,7 +191,9 @@ func (r *run) startStage(st *stageRT) {
 	st.state = stRunning
 	st.started = time.Now()
 	r.byPid[pid] = st
-	if r.guard != nil {
+	// With a cgroup, the guardian kills that (the manifest names it); only
+	// process groups need telling.
+	if r.guard != nil && r.cgroup == nil {
 		if err := r.guard.Watch(pid); err != nil {
 			fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
 		}

@@ -70,10 +70,13 @@ func (e exitInfo) String() string {
 }
 
 // run starts the stages and supervises them to the flow's exit status.
-func (r *run) run(caught *runSignals) int {
-	<-caught.ready // before the first fork: no SIGCHLD may be missed
-	defer caught.stop()
-	sigs := caught.sigs
+func (r *run) run() int {
+	defer r.sigs.stop()
+	sigs := r.sigs.sigs
+	// The signals may still be on their way (signals.go): a stage that
+	// exits before they are caught sends a SIGCHLD nobody sees, so the
+	// loop reaps once when they are.
+	caught := r.sigs.ready
 	// Whoever reads ipcflow's stdout or stderr may stop (`ipcflow run
 	// --label f 2>&1 | head`). Unless SIGPIPE is notified, Go kills the
 	// process on a failed write to fd 1 or 2; notified, the write returns
@@ -95,10 +98,16 @@ func (r *run) run(caught *runSignals) int {
 	}
 
 	subreaper()
+	if r.guard != nil {
+		r.guard.Pid() // it exists before the first stage does (guard.go)
+	}
 	r.startMovers()
 	r.launch(ctx, ready, r.readyStages())
 	for r.active() {
 		select {
+		case <-caught:
+			caught = nil
+			r.reap()
 		case sig := <-sigs:
 			switch sig {
 			case unix.SIGCHLD:
