@@ -90,7 +90,7 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 	if err := checkFileBudget(plan); err != nil {
 		return nil, err
 	}
-	rd, err := CreateRunDir()
+	rd, err := NewRunDir()
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +133,11 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 	// rest is made (signals.go).
 	r.sigs = catchSignals()
 	if r.guard, err = StartGuardian(rd); err != nil {
+		return r, err
+	}
+	// The guardian starts meanwhile (guard.go); after a crash it finds the
+	// directory, or nothing yet to remove.
+	if err := rd.Create(); err != nil {
 		return r, err
 	}
 	if err := r.newCgroup(); err != nil {

@@ -38,7 +38,7 @@ type RunDir struct {
 
 	self     channels.Identity // the directory's own: only it is removed
 	manifest *os.File          // holds the run's lock too
-	objects  []object // what Record listed, in order
+	objects  []object          // what Record listed, in order
 }
 
 const (
@@ -105,6 +105,21 @@ func checkRunBase(dir string) error {
 // CreateRunDir makes a new run's directory, takes its lock and starts its
 // manifest.
 func CreateRunDir() (*RunDir, error) {
+	r, err := NewRunDir()
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Create(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// NewRunDir names a new run's directory (its id, path and prefix) and
+// makes sure the base it goes in is the user's own; Create makes it. A run
+// names it first, so that its processes can be planned and its guardian
+// started while the directory is made.
+func NewRunDir() (*RunDir, error) {
 	base := runBase()
 	if err := ensurePrivateDir(base); err != nil {
 		return nil, err
@@ -116,13 +131,19 @@ func CreateRunDir() (*RunDir, error) {
 	r := &RunDir{ID: hex.EncodeToString(raw[:])}
 	r.Prefix = "ipcflow." + r.ID + "."
 	r.Path = filepath.Join(base, r.ID)
+	return r, nil
+}
+
+// Create makes the directory NewRunDir named, takes its lock and starts
+// its manifest. On failure nothing of it is left.
+func (r *RunDir) Create() error {
 	if err := os.Mkdir(r.Path, 0o700); err != nil {
-		return nil, fmt.Errorf("create run directory: %w", err)
+		return fmt.Errorf("create run directory: %w", err)
 	}
 	st, _, err := channels.StatNoFollow(r.Path)
 	if err != nil {
 		os.Remove(r.Path) // just made, and nobody else can write the base
-		return nil, fmt.Errorf("create run directory: %w", err)
+		return fmt.Errorf("create run directory: %w", err)
 	}
 	r.self = channels.IdentityOf(&st)
 	manifest, err := os.OpenFile(filepath.Join(r.Path, manifestFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
@@ -134,14 +155,14 @@ func CreateRunDir() (*RunDir, error) {
 	}
 	if err != nil {
 		err = fmt.Errorf("lock run directory: %w", err)
-		return nil, errors.Join(err, removeTree(r.Path, r.self))
+		return errors.Join(err, removeTree(r.Path, r.self))
 	}
 	r.manifest = manifest
 	if _, err = fmt.Fprintf(r.manifest, "pid\t%d\n", os.Getpid()); err != nil {
 		err = fmt.Errorf("start run manifest: %w", err)
-		return nil, errors.Join(err, r.Remove())
+		return errors.Join(err, r.Remove())
 	}
-	return r, nil
+	return nil
 }
 
 // Record adds an object to the manifest. Call it before creating the

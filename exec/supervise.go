@@ -71,7 +71,10 @@ func (e exitInfo) String() string {
 
 // run starts the stages and supervises them to the flow's exit status.
 func (r *run) run() int {
-	defer r.sigs.stop()
+	// Given back in the background: signal.Stop is a round trip with the
+	// signal thread per signal too, 0.5 ms or more at the end of every
+	// run, and mostly the process exits next.
+	defer func() { go r.sigs.stop() }()
 	sigs := r.sigs.sigs
 	// The signals may still be on their way (signals.go): a stage that
 	// exits before they are caught sends a SIGCHLD nobody sees, so the
