@@ -86,7 +86,9 @@ func StartGuardian(r *RunDir) (*Guardian, error) {
 	// stdout is /dev/null: a shell's $(ipcflow run ...) must not wait for
 	// the guardian; stderr stays, for what it has to say after a crash.
 	attr := &syscall.ProcAttr{
-		Env:   os.Environ(),
+		// One P: the guardian has one goroutine to run, and its start-up
+		// competes with the stages' for the CPUs.
+		Env:   append(os.Environ(), "GOMAXPROCS=1"),
 		Files: []uintptr{pr.Fd(), null.Fd(), 2},
 		Sys:   &syscall.SysProcAttr{Setpgid: true}, // a ^C to ipcflow's group is not for it
 	}
