@@ -159,7 +159,6 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 			return r, err
 		}
 	}
-	r.planPipeSizes()
 	env := rd.ChannelEnv()
 	for _, w := range plan.Wires {
 		rw := &rtWire{}
@@ -179,34 +178,6 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 	}
 	return r, nil
 }
-
-// planPipeSizes keeps a large flow inside the user's pipe budget: past
-// /proc/sys/fs/pipe-user-pages-soft new pipes would silently shrink to
-// 8 KiB. Pipes and FIFOs (the same kernel buffers) of unset size share
-// what is left, and the user is told.
-func (r *run) planPipeSizes() {
-	var unsized []*Wire
-	bridged := 0 // a bridged edge's two pipes, counted in default-sized pipes
-	for _, w := range r.plan.Wires {
-		if (w.Spec.Type == "pipe" || w.Spec.Type == "fifo") && w.Spec.Options.Size == 0 {
-			unsized = append(unsized, w)
-		}
-		if t, ok := channels.Lookup(w.Spec.Type); ok && t.Caps.Bridged && !w.Internal() {
-			bridged += 2 * channels.BridgePipeSize / defaultPipeSize
-		}
-	}
-	size, warn := channels.PlanPipeSize(len(unsized)+bridged, 0)
-	if warn == "" {
-		return
-	}
-	fmt.Fprintf(r.o.Stderr, "ipcflow: warning: %s\n", warn)
-	for _, w := range unsized {
-		w.Spec.Options.Size = size
-	}
-}
-
-// defaultPipeSize is the kernel's default pipe buffer (16 pages).
-const defaultPipeSize = 64 << 10
 
 // removeRecordings removes the mmap path= files a run that failed to set
 // up had already made. A recording stays after a run (SPEC 4), but this

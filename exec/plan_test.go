@@ -315,3 +315,26 @@ func TestParamExpandNeverPanics(t *testing.T) {
 		}
 	}
 }
+
+// A pipe or fifo edge the script gives no size gets stagePipeSize, in the
+// plan (so --dry-run shows it); a size the script sets and ipcflow's own
+// pipes are left alone.
+func TestStagePipesAreLarger(t *testing.T) {
+	b := newGraph()
+	b.stage("a", "x")
+	b.stage("b", "y")
+	b.stage("c", "z")
+	b.edge("a", "b", "")
+	b.edge("b", "c", parser.FIFO, parser.Options{Size: 1 << 20})
+	b.edge("c", "stdout", parser.SHM)
+	p, err := buildPlan(b.g, nil, nil, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"e1": stagePipeSize, "e2": 1 << 20, "e3": 0}
+	for _, w := range p.Wires {
+		if got := w.Spec.Options.Size; got != want[w.ID] {
+			t.Errorf("%s (%s): size %d, want %d", w.ID, w.Spec.Type, got, want[w.ID])
+		}
+	}
+}

@@ -54,6 +54,9 @@ func Run(g *parser.Graph, o Options) int {
 	if err != nil {
 		return report(o.Stderr, err)
 	}
+	for _, w := range plan.Warnings {
+		fmt.Fprintf(o.Stderr, "ipcflow: warning: %s\n", w)
+	}
 	if o.DryRun {
 		// What check warns of, --dry-run does too.
 		for _, w := range parser.Warnings(g) {
