@@ -140,6 +140,11 @@ func probeBudget(soft, upTo int64) int64 {
 	for range min(soft/(maxSize/pageSize)+2, 512) {
 		var p [2]int
 		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			if err == unix.EMFILE || err == unix.ENFILE {
+				// Out of fds, not of pipe pages: nothing is known of
+				// the budget, and the fd check says what is wrong.
+				return upTo
+			}
 			break
 		}
 		held = append(held, p[0], p[1])

@@ -102,6 +102,18 @@ func TestOpenFileLimitRefusedUpFront(t *testing.T) {
 			}
 		})
 	}
+	// A user held to the pipe budget (root is not) has it probed with
+	// pipes, which fail for want of fds: that is no news of the budget,
+	// and must not print a warning of a pipe budget used up.
+	t.Run("another user", func(t *testing.T) {
+		cmd, _ := asOtherUser(t, "ulimit -n 8; ", eightStages)
+		out, err := cmd.CombinedOutput()
+		code := exitCode(t, err)
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if code != StatusUsage || len(lines) != 1 || !strings.Contains(lines[0], "ulimit -n") {
+			t.Fatalf("exit status %d, want %d with one line naming ulimit -n; output:\n%s", code, StatusUsage, out)
+		}
+	})
 }
 
 // The "test-rundir-nofds" role uses up its fds, then makes a run
