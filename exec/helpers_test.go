@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ipcflow/ipcflow/contain"
 )
 
 // flowRun is one run of a test flow in a child process.
@@ -226,9 +228,16 @@ func TestLeakCheckCatchesALeak(t *testing.T) {
 		}
 		defer os.Remove(f)
 	}
+	want := []string{ours, filepath.Join(base, "ipcflow", id)}
+	if place, ok := contain.Find(); ok {
+		cg := filepath.Join(place.Parent, "ipcflow."+id+".procs")
+		if err := os.Mkdir(cg, 0o755); err == nil {
+			defer os.Remove(cg)
+			want = append(want, cg)
+		}
+	}
 	leaked := check()
 	sort.Strings(leaked)
-	want := []string{ours, filepath.Join(base, "ipcflow", id)}
 	sort.Strings(want)
 	if strings.Join(leaked, " ") != strings.Join(want, " ") {
 		t.Fatalf("leak check found %v, want %v", leaked, want)
@@ -236,10 +245,15 @@ func TestLeakCheckCatchesALeak(t *testing.T) {
 }
 
 // ipcflowObjects lists what runs leave: ipcflow's objects in /dev/shm and
-// /dev/mqueue, and run directories under runBaseDir.
+// /dev/mqueue, runs' cgroups (ipcflow.<id>.procs, wherever contain makes
+// them), and run directories under runBaseDir.
 func ipcflowObjects(runBaseDir string) map[string]bool {
 	objs := map[string]bool{}
-	for _, dir := range []string{"/dev/shm", "/dev/mqueue"} {
+	dirs := []string{"/dev/shm", "/dev/mqueue"}
+	if place, ok := contain.Find(); ok {
+		dirs = append(dirs, place.Parent)
+	}
+	for _, dir := range dirs {
 		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
 			if strings.HasPrefix(e.Name(), "ipcflow.") || strings.HasPrefix(e.Name(), "sem.ipcflow.") {
