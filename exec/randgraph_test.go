@@ -207,10 +207,11 @@ func TestRandomGraphs(t *testing.T) {
 		plain := withTypes(g.text, func() string { return "pipe" })
 		t.Run(fmt.Sprint(k), func(t *testing.T) {
 			t.Parallel()
-			want, wantCode := runRandGraph(t, bin, plain)
-			got, code := runRandGraph(t, bin, mixed)
+			want, wantCode, wantErr := runRandGraph(t, bin, plain)
+			got, code, gotErr := runRandGraph(t, bin, mixed)
 			if wantCode != g.failCode || code != g.failCode {
-				t.Fatalf("exit status %d with pipes and %d with mixed types, want %d\n%s", wantCode, code, g.failCode, mixed)
+				t.Fatalf("exit status %d with pipes and %d with mixed types, want %d\n%s\nstderr with pipes: %s\nstderr with mixed types: %s",
+					wantCode, code, g.failCode, mixed, wantErr, gotErr)
 			}
 			if g.failCode == 0 && !bytes.Equal(got, want) {
 				t.Fatalf("mixed types printed %d bytes (%.80q), pipes %d (%.80q)\n%s", len(got), got, len(want), want, mixed)
@@ -224,7 +225,7 @@ var randSeed = flag.Uint64("randseed", 0, "TestRandomGraphs' seed (0: from the c
 // runRandGraph runs flow with a 20 s timeout and checks that nothing of
 // it is left: not the run directory (at once, as SPEC 6 orders), not an
 // object.
-func runRandGraph(t *testing.T, bin, flow string) ([]byte, int) {
+func runRandGraph(t *testing.T, bin, flow string) (stdout []byte, code int, stderr []byte) {
 	t.Helper()
 	script := filepath.Join(t.TempDir(), "f.ipcflow")
 	os.WriteFile(script, []byte(flow), 0o600)
@@ -232,8 +233,8 @@ func runRandGraph(t *testing.T, bin, flow string) ([]byte, int) {
 	check := leakCheck(t, runBase)
 	cmd := osexec.Command(bin, "run", "--grace=2s", script)
 	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var out, errs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -246,20 +247,20 @@ func runRandGraph(t *testing.T, bin, flow string) ([]byte, int) {
 		cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-done:
-			t.Fatalf("hung for 20 s; ended on SIGINT\n%s\nstderr: %s", flow, stderr.Bytes())
+			t.Fatalf("hung for 20 s; ended on SIGINT\n%s\nstderr: %s", flow, errs.Bytes())
 		case <-time.After(10 * time.Second):
 			cmd.Process.Kill()
 			<-done
-			t.Fatalf("hung for 20 s, and 10 s past SIGINT\n%s\nstderr: %s", flow, stderr.Bytes())
+			t.Fatalf("hung for 20 s, and 10 s past SIGINT\n%s\nstderr: %s", flow, errs.Bytes())
 		}
 	}
-	code := exitCode(t, err)
+	code = exitCode(t, err)
 	if code == StatusUsage {
-		t.Fatalf("the generated flow does not check:\n%s%s", flow, stderr.Bytes())
+		t.Fatalf("the generated flow does not check:\n%s%s", flow, errs.Bytes())
 	}
 	if ents, _ := os.ReadDir(filepath.Join(runBase, "ipcflow")); len(ents) > 0 {
 		t.Errorf("the run directory %s outlived the run\n%s", ents[0].Name(), flow)
 	}
 	check()
-	return stdout.Bytes(), code
+	return out.Bytes(), code, errs.Bytes()
 }
