@@ -47,7 +47,7 @@ func (p *Plan) wire() {
 
 	for _, from := range producerOrder(g) {
 		edges := outgoing[from]
-		if len(edges) == 1 && !p.waitsForProducer(g.Edges[edges[0]]) {
+		if len(edges) == 1 && !p.readsAhead(g.Edges[edges[0]]) {
 			i := edges[0]
 			e := g.Edges[i]
 			to := e.To.String()
@@ -101,7 +101,7 @@ func (p *Plan) wire() {
 		recorded := map[string]string{} // mmap path= -> the wire that records it
 		for _, i := range edges {
 			e := g.Edges[i]
-			tee.ReadAhead = tee.ReadAhead || p.waitsForProducer(e)
+			tee.ReadAhead = tee.ReadAhead || p.readsAhead(e)
 			to := e.To.String()
 			if e.Type == parser.Pipe && e.To.Stage == nil && len(incoming[to]) == 1 {
 				tee.Dsts = append(tee.Dsts, ownEnd(specialFd(e.To.Port)))
@@ -251,7 +251,7 @@ func (p *Plan) fanOutGroup(from string, edges []int) (int, bool) {
 	}
 	for _, i := range edges {
 		e := p.Graph.Edges[i]
-		if e.Type != first.Type || !reflect.DeepEqual(e.Options, first.Options) || e.To.Stage == nil || p.waitsForProducer(e) {
+		if e.Type != first.Type || !reflect.DeepEqual(e.Options, first.Options) || e.To.Stage == nil || p.readsAhead(e) {
 			return 0, false
 		}
 	}
@@ -359,6 +359,12 @@ func consumerOrder(g *parser.Graph) []string {
 	return keys
 }
 
+// readsAhead reports whether e must be read to its end even while its
+// consumer does not read it (a tee that reads ahead, and spills).
+func (p *Plan) readsAhead(e *parser.Edge) bool {
+	return p.waitsForProducer(e) || p.waitsBehind(e)
+}
+
 // waitsForProducer reports whether e's consumer starts only after a stage
 // that cannot end while e is not read: e's producer itself, or any stage
 // tied to it by data or after without passing through the consumer (one
@@ -373,10 +379,57 @@ func (p *Plan) waitsForProducer(e *parser.Edge) bool {
 	if e.From.Stage == nil || e.To.Stage == nil || len(e.To.Stage.After) == 0 {
 		return false
 	}
-	consumer := e.To.Stage
+	tied := p.tiedTo(e.From.Stage, e.To.Stage)
+	for _, a := range e.To.Stage.After {
+		if tied[a] {
+			return true
+		}
+	}
+	return false
+}
+
+// waitsBehind reports whether e, one of several edges joined into one
+// port (or stdout, stderr), is read only after an earlier one that cannot
+// end while e is not read: the join reads its sources in order, and an
+// earlier source's stream (through its producer, or any stage upstream of
+// it) waits with after for a stage tied to e's producer. The random-graph
+// test found `{s3, ..., s5} -> stdout` with `s2 -> s5` and `s3 after s2`
+// hung so: s5 filled its pipe to the join, which waited for s3, which
+// waited for s2, which waited for s5. e then needs a tee that reads ahead.
+func (p *Plan) waitsBehind(e *parser.Edge) bool {
+	if e.From.Stage == nil {
+		return false
+	}
+	waited := map[*parser.Stage]bool{}
+	for _, b := range p.Graph.Edges {
+		if b == e {
+			break
+		}
+		if b.To.String() == e.To.String() && b.From.Stage != nil {
+			for s := range p.upstream(b.From.Stage) {
+				for a := range afterClosure(s) {
+					waited[a] = true
+				}
+			}
+		}
+	}
+	if len(waited) == 0 {
+		return false
+	}
+	for s := range p.tiedTo(e.From.Stage, e.To.Stage) {
+		if waited[s] {
+			return true
+		}
+	}
+	return false
+}
+
+// tiedTo is the set of stages tied to from by data edges or after
+// clauses, either way, not passing through except (which may be nil).
+func (p *Plan) tiedTo(from, except *parser.Stage) map[*parser.Stage]bool {
 	ties := map[*parser.Stage][]*parser.Stage{}
 	tie := func(a, b *parser.Stage) {
-		if a != nil && b != nil && a != consumer && b != consumer {
+		if a != nil && b != nil && a != except && b != except {
 			ties[a] = append(ties[a], b)
 			ties[b] = append(ties[b], a)
 		}
@@ -389,8 +442,8 @@ func (p *Plan) waitsForProducer(e *parser.Edge) bool {
 			tie(st, a)
 		}
 	}
-	reached := map[*parser.Stage]bool{e.From.Stage: true}
-	stack := []*parser.Stage{e.From.Stage}
+	reached := map[*parser.Stage]bool{from: true}
+	stack := []*parser.Stage{from}
 	for len(stack) > 0 {
 		s := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
@@ -401,12 +454,40 @@ func (p *Plan) waitsForProducer(e *parser.Edge) bool {
 			}
 		}
 	}
-	for _, a := range consumer.After {
-		if reached[a] {
-			return true
+	return reached
+}
+
+// upstream is st and every stage whose stream reaches it by data edges.
+func (p *Plan) upstream(st *parser.Stage) map[*parser.Stage]bool {
+	seen := map[*parser.Stage]bool{st: true}
+	stack := []*parser.Stage{st}
+	for len(stack) > 0 {
+		s := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, x := range p.Graph.Edges {
+			if x.To.Stage == s && x.From.Stage != nil && !seen[x.From.Stage] {
+				seen[x.From.Stage] = true
+				stack = append(stack, x.From.Stage)
+			}
 		}
 	}
-	return false
+	return seen
+}
+
+// afterClosure is every stage st waits for with after, directly or
+// through the stages it waits for.
+func afterClosure(st *parser.Stage) map[*parser.Stage]bool {
+	seen := map[*parser.Stage]bool{}
+	stack := append([]*parser.Stage(nil), st.After...)
+	for len(stack) > 0 {
+		s := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if !seen[s] {
+			seen[s] = true
+			stack = append(stack, s.After...)
+		}
+	}
+	return seen
 }
 
 // branchesMeet reports whether the consumers of a fan-out's edges depend
