@@ -2,42 +2,19 @@ package exec
 
 import (
 	"fmt"
-	"path/filepath"
-	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ipcflow/ipcflow/contain"
+	"github.com/ipcflow/ipcflow/rundir"
 )
 
 // A run's processes are held in a cgroup of the run's own where the
 // machine lets ipcflow make one (package contain): a stage's descendant
 // that leaves its process group (`setsid daemon &`) dies with the run, at
 // teardown, and after a SIGKILL of ipcflow, when the guardian's reclaim
-// removes the group the manifest lists. Elsewhere process groups are all
+// removes the group the manifest lists (rundir.KindCgroup). Elsewhere process groups are all
 // there is: each stage's group is killed by group, and a descendant that
 // made a group or session of its own is out of reach (docs/exec.md).
-
-// kindCgroup is a manifest line for the run's cgroup: Remove kills what is
-// in it and removes it.
-const kindCgroup = "cgroup"
-
-// removeCgroup kills what is in a run's cgroup and removes it, for a
-// manifest's line. It acts only on a path that names a run's cgroup
-// ("ipcflow.<id>.procs" in a cgroup file system): a manifest is only
-// trusted as far as clean checks it, and a line naming another cgroup must
-// not kill what is in it.
-func removeCgroup(path string) error {
-	base := filepath.Base(path)
-	var st unix.Statfs_t
-	if !strings.HasPrefix(base, "ipcflow.") || !strings.HasSuffix(base, ".procs") ||
-		unix.Statfs(filepath.Dir(path), &st) != nil ||
-		(st.Type != unix.CGROUP2_SUPER_MAGIC && st.Type != unix.CGROUP_SUPER_MAGIC) {
-		return fmt.Errorf("%s is not a run's cgroup; left in place", path)
-	}
-	return contain.Remove(path)
-}
 
 // containment says in words how the plan's processes will be held, for
 // --dry-run.
@@ -56,7 +33,7 @@ func (r *run) newCgroup() error {
 		return nil
 	}
 	path := r.plan.contain.Parent + "/" + r.rd.Prefix + "procs"
-	if err := r.rd.Record(kindCgroup, path); err != nil {
+	if err := r.rd.Record(rundir.KindCgroup, path); err != nil {
 		return err
 	}
 	g, err := contain.New(r.plan.contain, r.rd.Prefix+"procs")

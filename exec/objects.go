@@ -15,6 +15,7 @@ import (
 	"github.com/ipcflow/ipcflow/channels"
 	"github.com/ipcflow/ipcflow/contain"
 	"github.com/ipcflow/ipcflow/locks"
+	"github.com/ipcflow/ipcflow/rundir"
 )
 
 // run is one run of a plan: the objects it made and the stages' state.
@@ -23,7 +24,7 @@ type run struct {
 	plan   *Plan
 	names  RunNames
 	o      Options
-	rd     *RunDir
+	rd     *rundir.Dir
 	guard  *Guardian
 	cgroup *contain.Group // nil: process groups only (contain.go)
 	// closedOwn: ipcflow's fd 1 or 2 was closed when it started; stages
@@ -90,7 +91,7 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 	if err := checkFileBudget(plan); err != nil {
 		return nil, err
 	}
-	rd, err := NewRunDir()
+	rd, err := rundir.New()
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +160,7 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 			return r, err
 		}
 	}
-	env := rd.ChannelEnv()
+	env := channels.Env{RunDir: rd.Path, Prefix: rd.Prefix, Record: rd.Record, Made: rd.Made}
 	for _, w := range plan.Wires {
 		rw := &rtWire{}
 		r.wires = append(r.wires, rw)
