@@ -54,8 +54,6 @@ type Guardian struct {
 	err     error
 }
 
-func init() { roles["guard"] = runGuard }
-
 // guardNice is the guardian's nice value: its Go start-up runs while the
 // stages start, on a machine that may have two CPUs, and should yield to
 // them.
@@ -137,9 +135,9 @@ func (g *Guardian) Release() error {
 	return err
 }
 
-// runGuard is the "guard" role: args[0] is the run directory, stdin the
+// guardRole is the "guard" role: args[0] is the run directory, stdin the
 // pipe from ipcflow.
-func runGuard(args []string) int {
+func guardRole(args []string) int {
 	if len(args) != 1 {
 		fmt.Fprintln(os.Stderr, "ipcflow: guardian: want the run directory")
 		return 70

@@ -36,39 +36,38 @@ func TestGuardianLines(t *testing.T) {
 	}
 }
 
-// The "fakerun" role plays a run that is then killed: it makes a run
-// directory and a recorded shm object, (unless args[0] is "noguard") starts
-// a guardian, starts a stage whose shell has a grandchild, tells the
-// guardian, prints "RUNDIR SHM PGID" and waits to be killed.
-func init() {
-	roles["test-fakerun"] = func(args []string) int {
-		r, err := rundir.Create()
-		if err != nil {
-			fmt.Println("error", err)
-			return 1
-		}
-		shm := "/dev/shm/" + r.Prefix + "ring"
-		r.Record(channels.KindShm, shm)
-		os.WriteFile(shm, nil, 0o600)
-		var g *Guardian
-		if args[0] != "noguard" {
-			if g, err = StartGuardian(r); err != nil {
-				fmt.Println("error", err)
-				return 1
-			}
-		}
-		cmd := exec.Command("sh", "-c", "sleep 1000 | sleep 1000")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			fmt.Println("error", err)
-			return 1
-		}
-		if g != nil {
-			g.Watch(cmd.Process.Pid)
-		}
-		fmt.Println(r.Path, shm, cmd.Process.Pid)
-		select {}
+// fakeRunRole, the "test-fakerun" role, plays a run that is then killed:
+// it makes a run directory and a recorded shm object, (unless args[0] is
+// "noguard") starts a guardian, starts a stage whose shell has a
+// grandchild, tells the guardian, prints "RUNDIR SHM PGID" and waits to be
+// killed.
+func fakeRunRole(args []string) int {
+	r, err := rundir.Create()
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
 	}
+	shm := "/dev/shm/" + r.Prefix + "ring"
+	r.Record(channels.KindShm, shm)
+	os.WriteFile(shm, nil, 0o600)
+	var g *Guardian
+	if args[0] != "noguard" {
+		if g, err = StartGuardian(r); err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+	}
+	cmd := exec.Command("sh", "-c", "sleep 1000 | sleep 1000")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	if g != nil {
+		g.Watch(cmd.Process.Pid)
+	}
+	fmt.Println(r.Path, shm, cmd.Process.Pid)
+	select {}
 }
 
 func startFakeRun(t *testing.T, mode string) (proc *os.Process, runDir, shm string, pgid int) {
