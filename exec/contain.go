@@ -28,28 +28,28 @@ func (p *Plan) containment() string {
 // newCgroup makes the run's cgroup, recorded in the manifest first. When
 // the kernel refuses after all, the run goes on with process groups and
 // says so.
-func (r *run) newCgroup() error {
-	if !r.plan.containOK {
+func (f *flow) newCgroup() error {
+	if !f.plan.containOK {
 		return nil
 	}
-	path := r.plan.contain.Parent + "/" + r.rd.Prefix + "procs"
-	if err := r.rd.Record(rundir.KindCgroup, path); err != nil {
+	path := f.plan.contain.Parent + "/" + f.rd.Prefix + "procs"
+	if err := f.rd.Record(rundir.KindCgroup, path); err != nil {
 		return err
 	}
-	g, err := contain.New(r.plan.contain, r.rd.Prefix+"procs")
+	g, err := contain.New(f.plan.contain, f.rd.Prefix+"procs")
 	if err != nil {
-		fmt.Fprintf(r.o.Stderr, "ipcflow: warning: %v; holding stages by process group only\n", err)
+		fmt.Fprintf(f.o.Stderr, "ipcflow: warning: %v; holding stages by process group only\n", err)
 		return nil
 	}
-	r.cgroup = g
+	f.cgroup = g
 	return nil
 }
 
 // startIn runs start (a fork) so that the child is born in the run's
 // cgroup, if it has one.
-func (r *run) startIn(attr *syscall.SysProcAttr, start func() (int, error)) (int, error) {
-	if r.cgroup == nil {
+func (f *flow) startIn(attr *syscall.SysProcAttr, start func() (int, error)) (int, error) {
+	if f.cgroup == nil {
 		return start()
 	}
-	return r.cgroup.Spawn(attr, start)
+	return f.cgroup.Spawn(attr, start)
 }
