@@ -11,7 +11,7 @@ import (
 	"slices"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 
@@ -181,7 +181,7 @@ func usagef(format string, args ...any) error {
 // are the command line's NAME=VALUE words; environ is ipcflow's own
 // environment, against which params are expanded.
 func BuildPlan(g *parser.Graph, overrides []string, environ []string, label bool) (*Plan, error) {
-	return buildPlan(g, overrides, environ, label, isTerminal(0))
+	return buildPlan(g, overrides, environ, label, term.IsTerminal(0))
 }
 
 // buildPlan is BuildPlan with the one fact it takes from the machine,
@@ -350,12 +350,6 @@ func (p *Plan) expandOptions(env expand.Environ) error {
 	}
 	p.Graph = &g
 	return nil
-}
-
-// isTerminal reports whether fd is a terminal.
-func isTerminal(fd int) bool {
-	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	return err == nil
 }
 
 // environWithout is ipcflow's environment less the variables named in
