@@ -1,8 +1,3 @@
-// Package exec runs a checked graph: it turns a parser.Graph and the
-// command line's parameters into a Plan (plan.go, wiring.go, process.go),
-// creates the plan's objects, starts the stages (start.go), supervises them
-// to an exit status (supervise.go) and tears everything down. docs/exec.md
-// tells the whole story.
 package exec
 
 import (
