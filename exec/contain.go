@@ -2,42 +2,19 @@ package exec
 
 import (
 	"fmt"
-	"path/filepath"
-	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/ipcflow/ipcflow/contain"
+	"github.com/ipcflow/ipcflow/rundir"
 )
 
 // A run's processes are held in a cgroup of the run's own where the
 // machine lets ipcflow make one (package contain): a stage's descendant
 // that leaves its process group (`setsid daemon &`) dies with the run, at
 // teardown, and after a SIGKILL of ipcflow, when the guardian's reclaim
-// removes the group the manifest lists. Elsewhere process groups are all
+// removes the group the manifest lists (rundir.KindCgroup). Elsewhere process groups are all
 // there is: each stage's group is killed by group, and a descendant that
 // made a group or session of its own is out of reach (docs/exec.md).
-
-// kindCgroup is a manifest line for the run's cgroup: Remove kills what is
-// in it and removes it.
-const kindCgroup = "cgroup"
-
-// removeCgroup kills what is in a run's cgroup and removes it, for a
-// manifest's line. It acts only on a path that names a run's cgroup
-// ("ipcflow.<id>.procs" in a cgroup file system): a manifest is only
-// trusted as far as clean checks it, and a line naming another cgroup must
-// not kill what is in it.
-func removeCgroup(path string) error {
-	base := filepath.Base(path)
-	var st unix.Statfs_t
-	if !strings.HasPrefix(base, "ipcflow.") || !strings.HasSuffix(base, ".procs") ||
-		unix.Statfs(filepath.Dir(path), &st) != nil ||
-		(st.Type != unix.CGROUP2_SUPER_MAGIC && st.Type != unix.CGROUP_SUPER_MAGIC) {
-		return fmt.Errorf("%s is not a run's cgroup; left in place", path)
-	}
-	return contain.Remove(path)
-}
 
 // containment says in words how the plan's processes will be held, for
 // --dry-run.
@@ -51,28 +28,28 @@ func (p *Plan) containment() string {
 // newCgroup makes the run's cgroup, recorded in the manifest first. When
 // the kernel refuses after all, the run goes on with process groups and
 // says so.
-func (r *run) newCgroup() error {
-	if !r.plan.containOK {
+func (f *flow) newCgroup() error {
+	if !f.plan.containOK {
 		return nil
 	}
-	path := r.plan.contain.Parent + "/" + r.rd.Prefix + "procs"
-	if err := r.rd.Record(kindCgroup, path); err != nil {
+	path := f.plan.contain.Parent + "/" + f.rd.Prefix + "procs"
+	if err := f.rd.Record(rundir.KindCgroup, path); err != nil {
 		return err
 	}
-	g, err := contain.New(r.plan.contain, r.rd.Prefix+"procs")
+	g, err := contain.New(f.plan.contain, f.rd.Prefix+"procs")
 	if err != nil {
-		fmt.Fprintf(r.o.Stderr, "ipcflow: warning: %v; holding stages by process group only\n", err)
+		fmt.Fprintf(f.o.Stderr, "ipcflow: warning: %v; holding stages by process group only\n", err)
 		return nil
 	}
-	r.cgroup = g
+	f.cgroup = g
 	return nil
 }
 
 // startIn runs start (a fork) so that the child is born in the run's
 // cgroup, if it has one.
-func (r *run) startIn(attr *syscall.SysProcAttr, start func() (int, error)) (int, error) {
-	if r.cgroup == nil {
+func (f *flow) startIn(attr *syscall.SysProcAttr, start func() (int, error)) (int, error) {
+	if f.cgroup == nil {
 		return start()
 	}
-	return r.cgroup.Spawn(attr, start)
+	return f.cgroup.Spawn(attr, start)
 }

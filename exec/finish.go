@@ -14,19 +14,19 @@ import (
 // is the flow's output, and is waited for like any other. During a
 // teardown the wait is bounded by the grace period: whatever still holds
 // a pipe open then (a descendant that left its stage's group) is cut off.
-func (r *run) finishMovers() error {
+func (f *flow) finishMovers() error {
 	done := make(chan error, 1)
 	go func() {
 		var errs []error
-		for i, m := range r.movers {
-			if mp := r.moverPlans[i]; mp.readsStdin() && !mp.writesOwn() {
+		for i, m := range f.movers {
+			if mp := f.moverPlans[i]; mp.readsStdin() && !mp.writesOwn() {
 				continue // its readers, the stages, have all ended
 			}
 			if err := m.Wait(); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", r.moverPlans[i].Purpose, err))
+				errs = append(errs, fmt.Errorf("%s: %w", f.moverPlans[i].Purpose, err))
 			}
 		}
-		for _, w := range r.wires {
+		for _, w := range f.wires {
 			if w.ch != nil {
 				if err := w.ch.Wait(); err != nil {
 					errs = append(errs, err)
@@ -35,13 +35,13 @@ func (r *run) finishMovers() error {
 		}
 		done <- errors.Join(errs...)
 	}()
-	if !r.stopping {
+	if !f.stopping {
 		return <-done
 	}
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(r.o.Grace):
-		return nil // teardownObjects closes what is left
+	case <-time.After(f.o.Grace):
+		return nil // teardown closes what is left
 	}
 }

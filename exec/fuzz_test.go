@@ -71,11 +71,9 @@ func FuzzDryRun(f *testing.F) {
 			}
 			return
 		}
-		procs := make([]*Process, len(p.Stages))
-		for i, sp := range p.Stages {
-			if procs[i], err = p.Process(sp, RunNames{ID: "RUNID", Dir: "RUNDIR"}); err != nil {
-				return
-			}
+		procs, err := p.Processes(FlowNames{ID: "RUNID", Dir: "RUNDIR"})
+		if err != nil {
+			return
 		}
 		p.Print(io.Discard, procs)
 	})

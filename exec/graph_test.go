@@ -92,32 +92,32 @@ func word(s string) *syntax.Word {
 // since a run uses the process's real fds 0, 1, 2.
 var testFlows = map[string]func() *parser.Graph{}
 
-func init() {
-	roles["testflow"] = func(args []string) int {
-		mk, ok := testFlows[args[0]]
-		if !ok {
-			os.Stderr.WriteString("no test flow " + args[0] + "\n")
-			return 70
-		}
-		var o Options
-		for _, a := range args[1:] {
-			switch {
-			case a == "--keep-going":
-				o.KeepGoing = true
-			case a == "--label":
-				o.Label = true
-			case a == "--dry-run":
-				o.DryRun = true
-			case strings.HasPrefix(a, "--grace="):
-				o.Grace, _ = time.ParseDuration(strings.TrimPrefix(a, "--grace="))
-			case strings.HasPrefix(a, "--timeout="):
-				o.Timeout, _ = time.ParseDuration(strings.TrimPrefix(a, "--timeout="))
-			default:
-				o.Overrides = append(o.Overrides, a)
-			}
-		}
-		return Run(mk(), o)
+// testFlowRole is the "testflow" role: args[0] names a testFlows entry,
+// the rest are run's flags and NAME=VALUE words.
+func testFlowRole(args []string) int {
+	mk, ok := testFlows[args[0]]
+	if !ok {
+		os.Stderr.WriteString("no test flow " + args[0] + "\n")
+		return 70
 	}
+	var o Options
+	for _, a := range args[1:] {
+		switch {
+		case a == "--keep-going":
+			o.KeepGoing = true
+		case a == "--label":
+			o.Label = true
+		case a == "--dry-run":
+			o.DryRun = true
+		case strings.HasPrefix(a, "--grace="):
+			o.Grace, _ = time.ParseDuration(strings.TrimPrefix(a, "--grace="))
+		case strings.HasPrefix(a, "--timeout="):
+			o.Timeout, _ = time.ParseDuration(strings.TrimPrefix(a, "--timeout="))
+		default:
+			o.Overrides = append(o.Overrides, a)
+		}
+	}
+	return Run(mk(), o)
 }
 
 func init() {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/rundir"
 )
 
 // The guardian makes a SIGKILL of ipcflow safe. A parent-death signal only
@@ -52,8 +54,6 @@ type Guardian struct {
 	err     error
 }
 
-func init() { roles["guard"] = runGuard }
-
 // guardNice is the guardian's nice value: its Go start-up runs while the
 // stages start, on a machine that may have two CPUs, and should yield to
 // them.
@@ -71,7 +71,7 @@ const guardNice = 10
 // set to guardNice and ended afterwards, which would start it nice: a
 // stage forked earlier from that same thread would get its parent-death
 // signal when the thread ended, and did, killed at random.)
-func StartGuardian(r *RunDir) (*Guardian, error) {
+func StartGuardian(r *rundir.Dir) (*Guardian, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("start guardian: %w", err)
@@ -135,9 +135,9 @@ func (g *Guardian) Release() error {
 	return err
 }
 
-// runGuard is the "guard" role: args[0] is the run directory, stdin the
+// guardRole is the "guard" role: args[0] is the run directory, stdin the
 // pipe from ipcflow.
-func runGuard(args []string) int {
+func guardRole(args []string) int {
 	if len(args) != 1 {
 		fmt.Fprintln(os.Stderr, "ipcflow: guardian: want the run directory")
 		return 70
@@ -149,7 +149,7 @@ func runGuard(args []string) int {
 	for _, g := range groups {
 		unix.Kill(-g, unix.SIGKILL)
 	}
-	return runReclaim(args)
+	return reclaim(args[0])
 }
 
 // readGuardPipe reads ipcflow's lines until "done" (done true) or end of
@@ -171,40 +171,12 @@ func readGuardPipe(r io.Reader) (groups []int, done bool) {
 	return groups, false
 }
 
-// runReclaim removes what a dead run's manifest lists once the run's lock
-// is free: args[0] is the run directory. The guardian runs it after a
-// crash.
-func runReclaim(args []string) int {
-	if len(args) != 1 {
-		fmt.Fprintln(os.Stderr, "ipcflow: guardian: want the run directory")
-		return 70
-	}
-	dir := args[0]
-	// ipcflow's lock goes with its last fd; a child caught between fork
-	// and exec may hold it for a moment longer.
-	if !waitForLock(dir, 2*time.Second) {
-		fmt.Fprintf(os.Stderr, "ipcflow: guardian: run %s still locked; left for 'ipcflow clean'\n", dir)
-		return 1
-	}
-	if err := removeRun(dir); err != nil {
+// reclaim removes what the dead run in dir left (rundir.Reclaim) and
+// returns the guardian's exit status.
+func reclaim(dir string) int {
+	if err := rundir.Reclaim(dir, 2*time.Second); err != nil {
 		fmt.Fprintf(os.Stderr, "ipcflow: guardian: %v\n", err)
 		return 1
 	}
 	return 0
-}
-
-// waitForLock reports whether the run's lock could be taken (its owner is
-// dead) within d. The lock is let go at once: the run is dead for good.
-func waitForLock(dir string, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		dead, err := runIsDead(dir)
-		if err != nil || dead {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ipcflow/ipcflow/parser"
+	"github.com/ipcflow/ipcflow/rundir"
 )
 
 // Removal by identity: a run, and `ipcflow clean` after a crash, remove
@@ -126,7 +127,7 @@ func cleanAs(t *testing.T, runDir string) (string, error) {
 	t.Helper()
 	t.Setenv("XDG_RUNTIME_DIR", runDir)
 	var out bytes.Buffer
-	err := Clean(&out, false)
+	err := rundir.Clean(&out, false)
 	return out.String(), err
 }
 
@@ -199,14 +200,14 @@ func TestCleanRefusesABaseAnotherUserMade(t *testing.T) {
 	base := filepath.Join(tmp, "ipcflow-"+strconv.Itoa(os.Getuid()))
 	run := filepath.Join(base, "0123456789abcdef")
 	os.MkdirAll(run, 0o700)
-	os.WriteFile(filepath.Join(run, manifestFile), []byte("pid\t1\nfile\t"+victim+"\n"), 0o600)
-	for _, p := range []string{base, run, filepath.Join(run, manifestFile)} {
+	os.WriteFile(filepath.Join(run, "manifest"), []byte("pid\t1\nfile\t"+victim+"\n"), 0o600)
+	for _, p := range []string{base, run, filepath.Join(run, "manifest")} {
 		os.Chown(p, uid, gid)
 	}
 	old := time.Now().Add(-time.Hour)
 	os.Chtimes(run, old, old)
 	var out bytes.Buffer
-	err := Clean(&out, false)
+	err := rundir.Clean(&out, false)
 	if !exists(victim) {
 		t.Fatalf("clean removed %s, listed by another user's manifest; it said:\n%s", victim, out.String())
 	}

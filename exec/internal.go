@@ -13,8 +13,20 @@ import "os"
 // RunInternal before anything else.
 const internalMarker = "__ipcflow_internal"
 
-// roles maps a role to the function that runs it; it returns the exit status.
-var roles = map[string]func(args []string) int{}
+// roles are the internal roles, by name: the one table of them. Each
+// function runs its role with the arguments after the role's name and
+// returns the exit status.
+var roles = map[string]func(args []string) int{
+	"guard": guardRole, // the run's guardian (guard.go)
+	"sh":    shellRole, // a stage's shell (shell.go)
+	"kill":  killRole,  // kill(1) for the stage shell where PATH has none (shell.go)
+}
+
+// testRoles is the hook for roles that only exec's tests have (a flow run
+// in a child process, a run killed on purpose): a test binary stands in
+// for ipcflow, and its TestMain fills this table (main_test.go) before it
+// calls RunInternal. It is nil in ipcflow itself.
+var testRoles map[string]func(args []string) int
 
 // RunInternal runs the internal role args name, if they name one, and
 // reports whether it did.
@@ -22,12 +34,15 @@ func RunInternal(args []string) (int, bool) {
 	if len(args) < 3 || args[1] != internalMarker {
 		return 0, false
 	}
-	run, ok := roles[args[2]]
+	role, ok := roles[args[2]]
+	if !ok {
+		role, ok = testRoles[args[2]]
+	}
 	if !ok {
 		os.Stderr.WriteString("ipcflow: unknown internal role " + args[2] + "\n")
 		return 70, true
 	}
-	return run(args[3:]), true
+	return role(args[3:]), true
 }
 
 // internalCommand returns the path and argv that start role in a copy of

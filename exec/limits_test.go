@@ -2,7 +2,6 @@ package exec
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -10,7 +9,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -114,43 +112,6 @@ func TestOpenFileLimitRefusedUpFront(t *testing.T) {
 			t.Fatalf("exit status %d, want %d with one line naming ulimit -n; output:\n%s", code, StatusUsage, out)
 		}
 	})
-}
-
-// The "test-rundir-nofds" role uses up its fds, then makes a run
-// directory: the manifest (the run's lock) cannot be opened.
-func init() {
-	roles["test-rundir-nofds"] = func(args []string) int {
-		time.Sleep(time.Millisecond) // the runtime's poller takes its fds now
-		for {
-			if _, err := syscall.Open(os.DevNull, syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err != nil {
-				break
-			}
-		}
-		_, err := CreateRunDir()
-		os.Stdout.WriteString(fmt.Sprint(err))
-		return 0
-	}
-}
-
-// Out of fds while it starts, a run still removes its directory, and says
-// first what went wrong.
-func TestRunDirRemovedWhenFdsRunOut(t *testing.T) {
-	base := privateRunBase(t)
-	path, argv, err := internalCommand("test-rundir-nofds")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := osexec.Command(path, argv[1:]...).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(string(out), "create run directory: ") && !strings.HasPrefix(string(out), "lock run directory: ") ||
-		!strings.Contains(string(out), "too many open files") {
-		t.Errorf("CreateRunDir said %q, want the failure that stopped it first", out)
-	}
-	if ents, _ := os.ReadDir(base); len(ents) != 0 {
-		t.Errorf("run directory left behind: %v (said %q)", ents, out)
-	}
 }
 
 func init() {

@@ -12,9 +12,13 @@ import (
 )
 
 // TestMain lets the test binary stand in for ipcflow's internal roles (the
-// guardian, a stage's shell, and test-only helper roles registered in
-// _test.go files), which internalCommand starts as copies of this binary.
+// guardian, a stage's shell), which internalCommand starts as copies of
+// this binary, and adds the tests' own helper roles (testRoles).
 func TestMain(m *testing.M) {
+	testRoles = map[string]func(args []string) int{
+		"testflow":     testFlowRole, // graph_test.go
+		"test-fakerun": fakeRunRole,  // guard_test.go
+	}
 	if code, ok := RunInternal(os.Args); ok {
 		os.Exit(code)
 	}

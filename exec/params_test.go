@@ -40,7 +40,7 @@ func BenchmarkManyParams(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := p.Process(p.Stages[0], RunNames{ID: "x", Dir: "/x"}); err != nil {
+				if _, err := p.Process(p.Stages[0], FlowNames{ID: "x", Dir: "/x"}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -62,7 +62,7 @@ func TestParamsCostIsLinear(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := p.Process(p.Stages[0], RunNames{ID: "x", Dir: "/x"}); err != nil {
+		if _, err := p.Process(p.Stages[0], FlowNames{ID: "x", Dir: "/x"}); err != nil {
 			t.Fatal(err)
 		}
 		runtime.ReadMemStats(&after)
@@ -116,11 +116,9 @@ b -[fifo size=${PIPE:-1M}]-> {c, stdout}
 		t.Errorf("wires %q, want %q", specs, want)
 	}
 	// --dry-run prints the values, not the words.
-	procs := make([]*Process, len(p.Stages))
-	for i, sp := range p.Stages {
-		if procs[i], err = p.Process(sp, RunNames{ID: "RUNID", Dir: "RUNDIR"}); err != nil {
-			t.Fatal(err)
-		}
+	procs, err := p.Processes(FlowNames{ID: "RUNID", Dir: "RUNDIR"})
+	if err != nil {
+		t.Fatal(err)
 	}
 	var out strings.Builder
 	p.Print(&out, procs)

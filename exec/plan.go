@@ -1,8 +1,3 @@
-// Package exec runs a checked graph: it turns a parser.Graph and the
-// command line's parameters into a Plan (plan.go, wiring.go, process.go),
-// creates the plan's objects, starts the stages (start.go), supervises them
-// to an exit status (supervise.go) and tears everything down. docs/exec.md
-// tells the whole story.
 package exec
 
 import (
@@ -11,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 
@@ -181,7 +176,7 @@ func usagef(format string, args ...any) error {
 // are the command line's NAME=VALUE words; environ is ipcflow's own
 // environment, against which params are expanded.
 func BuildPlan(g *parser.Graph, overrides []string, environ []string, label bool) (*Plan, error) {
-	return buildPlan(g, overrides, environ, label, isTerminal(0))
+	return buildPlan(g, overrides, environ, label, term.IsTerminal(0))
 }
 
 // buildPlan is BuildPlan with the one fact it takes from the machine,
@@ -350,12 +345,6 @@ func (p *Plan) expandOptions(env expand.Environ) error {
 	}
 	p.Graph = &g
 	return nil
-}
-
-// isTerminal reports whether fd is a terminal.
-func isTerminal(fd int) bool {
-	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	return err == nil
 }
 
 // environWithout is ipcflow's environment less the variables named in

@@ -24,14 +24,18 @@ import (
 // in the run directory.
 const lockSocket = "lock.sock"
 
-// RunNames are the run-specific names a stage sees: the run id and
-// directory. --dry-run passes placeholders.
-type RunNames struct {
+// FlowNames are the names of its flow that a stage sees: the id in the
+// names of the flow's semaphores and its run directory (rundir.Dir's ID
+// and Path). --dry-run passes placeholders.
+type FlowNames struct {
 	ID, Dir string
 }
 
 // Process is exactly what one stage's process gets: built by one function,
-// (*Plan).Process, for both --dry-run and the real start.
+// (*Plan).Process, for both --dry-run and the real start. Of a stage's
+// types it is the third: parser.Stage is what the script says, StagePlan
+// its fd table as planned, Process its process as built, and a flow's
+// liveStage (supervise.go) its state while the flow runs.
 type Process struct {
 	Name string
 	Fds  []End    // fd table
@@ -62,15 +66,28 @@ type Process struct {
 const argvCommandMax = 64 << 10
 
 // scriptFileName is where the long command of stage name goes.
-func scriptFileName(run RunNames, name string) string {
-	return filepath.Join(run.Dir, "stage-"+name+".sh")
+func scriptFileName(names FlowNames, name string) string {
+	return filepath.Join(names.Dir, "stage-"+name+".sh")
 }
 
 // semPosixName is the POSIX name of the run's semaphore name.
-func semPosixName(run RunNames, name string) string { return "/ipcflow." + run.ID + "." + name }
+func semPosixName(names FlowNames, name string) string { return "/ipcflow." + names.ID + "." + name }
 
-// Process builds what stage sp's process sees in the run named run.
-func (p *Plan) Process(sp *StagePlan, run RunNames) (*Process, error) {
+// Processes builds every stage's Process for the flow named names, in the
+// order of p.Stages: what --dry-run prints and newFlow starts.
+func (p *Plan) Processes(names FlowNames) ([]*Process, error) {
+	procs := make([]*Process, len(p.Stages))
+	for i, sp := range p.Stages {
+		var err error
+		if procs[i], err = p.Process(sp, names); err != nil {
+			return nil, err
+		}
+	}
+	return procs, nil
+}
+
+// Process builds what stage sp's process sees in the flow named names.
+func (p *Plan) Process(sp *StagePlan, names FlowNames) (*Process, error) {
 	st := sp.Stage
 	pr := &Process{Name: st.Name, Fds: sp.Fds}
 
@@ -82,10 +99,10 @@ func (p *Plan) Process(sp *StagePlan, run RunNames) (*Process, error) {
 		env = append(env, v.Name+"="+v.Value)
 	}
 	for _, s := range p.Graph.Sems {
-		env = append(env, locks.SemEnv(s.Name)+"="+semPosixName(run, s.Name))
+		env = append(env, locks.SemEnv(s.Name)+"="+semPosixName(names, s.Name))
 	}
 	if len(p.Graph.Sems) > 0 {
-		env = append(env, locks.LockSocketEnv+"="+filepath.Join(run.Dir, lockSocket))
+		env = append(env, locks.LockSocketEnv+"="+filepath.Join(names.Dir, lockSocket))
 	}
 	for _, port := range sp.Ports {
 		env = append(env, port.Name+"=/dev/fd/"+strconv.Itoa(port.Fd))
@@ -129,7 +146,7 @@ func (p *Plan) Process(sp *StagePlan, run RunNames) (*Process, error) {
 	}
 	long := len(st.Command) > argvCommandMax
 	if long {
-		pr.ScriptFile = scriptFileName(run, st.Name)
+		pr.ScriptFile = scriptFileName(names, st.Name)
 	}
 	if need := parser.NeedsBash(st.Script); need != nil {
 		bash, err := interp.LookPathDir(cwd, expand.ListEnviron(pr.Env...), "bash")

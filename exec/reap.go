@@ -18,8 +18,8 @@ import (
 // ipcflow. One wait4 for any child gives both its status and its rusage:
 // a stage is judged; anything else is let go, so no zombie of the flow
 // lingers (and a stage's group is empty once its processes are gone).
-func (r *run) reap() {
-	var ended []*stageRT
+func (f *flow) reap() {
+	var ended []*liveStage
 	var infos []exitInfo
 	for {
 		var ws unix.WaitStatus
@@ -31,20 +31,20 @@ func (r *run) reap() {
 		if err != nil || pid <= 0 {
 			break
 		}
-		if st := r.byPid[pid]; st != nil {
-			delete(r.byPid, pid)
+		if st := f.byPid[pid]; st != nil {
+			delete(f.byPid, pid)
 			st.rusage = ru
-			r.noteReaderGone(st)
+			f.noteReaderGone(st)
 			ended = append(ended, st)
 			infos = append(infos, exitOf(ws))
 			continue
 		}
-		if r.guard != nil && pid == r.guard.Pid() {
-			fmt.Fprintf(r.o.Stderr, "ipcflow: the run's guardian (pid %d) ended early: if ipcflow is killed now, its stages' children may outlive it\n", pid)
+		if f.guard != nil && pid == f.guard.Pid() {
+			fmt.Fprintf(f.o.Stderr, "ipcflow: the run's guardian (pid %d) ended early: if ipcflow is killed now, its stages' children may outlive it\n", pid)
 		}
 	}
 	for i, st := range ended {
-		r.finished(st, infos[i])
+		f.finished(st, infos[i])
 	}
 }
 
@@ -83,20 +83,20 @@ func exitOf(ws unix.WaitStatus) exitInfo {
 // wireReader is one reader stage of one wire.
 type wireReader struct {
 	wire   int
-	reader *stageRT
+	reader *liveStage
 }
 
 // noteReaderGone is called as soon as st has been reaped: each stage still
 // running that writes into a wire st read from, and that still holds its
 // end of it, is marked as having lost that reader while it wrote.
-func (r *run) noteReaderGone(st *stageRT) {
-	for _, e := range st.pr.Fds {
+func (f *flow) noteReaderGone(st *liveStage) {
+	for _, e := range st.proc.Fds {
 		if e.Kind != EndRead {
 			continue
 		}
-		for _, w := range r.stages {
+		for _, w := range f.stages {
 			id, writes := w.outputs[e.Wire]
-			if w == st || w.state != stRunning || !writes || r.byPid[w.pid] == nil {
+			if w == st || w.state != stRunning || !writes || f.byPid[w.pid] == nil {
 				continue
 			}
 			if holdsFile(w.pid, id) {
@@ -114,13 +114,13 @@ func (r *run) noteReaderGone(st *stageRT) {
 // while st still held the wire (noteReaderGone): then st's writes could
 // only meet EPIPE. A reader that may have ended because st closed its end
 // does not count: a failure must never pass for a broken pipe.
-func (r *run) readersGone(st *stageRT) bool {
+func (f *flow) readersGone(st *liveStage) bool {
 	if len(st.outputs) == 0 {
 		return false
 	}
 	readers := 0
-	for _, o := range r.stages {
-		for _, e := range o.pr.Fds {
+	for _, o := range f.stages {
+		for _, e := range o.proc.Fds {
 			if _, written := st.outputs[e.Wire]; e.Kind != EndRead || !written {
 				continue
 			}

@@ -62,11 +62,9 @@ func Run(g *parser.Graph, o Options) int {
 		for _, w := range parser.Warnings(g) {
 			fmt.Fprintln(o.Stderr, w)
 		}
-		procs := make([]*Process, len(plan.Stages))
-		for i, sp := range plan.Stages {
-			if procs[i], err = plan.Process(sp, RunNames{ID: "RUNID", Dir: "RUNDIR"}); err != nil {
-				return report(o.Stderr, err)
-			}
+		procs, err := plan.Processes(FlowNames{ID: "RUNID", Dir: "RUNDIR"})
+		if err != nil {
+			return report(o.Stderr, err)
 		}
 		plan.Print(o.Stdout, procs)
 		return 0
@@ -74,11 +72,11 @@ func Run(g *parser.Graph, o Options) int {
 	// Whatever ipcflow inherited beyond 0, 1, 2 must not reach a stage.
 	markCloexecFrom(3)
 
-	r, err := newRun(plan, o)
+	f, err := newFlow(plan, o)
 	if err != nil {
 		return report(o.Stderr, err)
 	}
-	return r.run()
+	return f.supervise()
 }
 
 // report prints err as ipcflow's one line and returns the exit status.

@@ -32,8 +32,6 @@ import (
 // (argvCommandMax): it is read from PATH, which must hold exactly LENGTH
 // bytes, so that no byte of it can go missing on the way.
 
-func init() { roles["sh"] = runShell }
-
 // shellCommand returns the path and argv that run command for stage name,
 // whose fd table has nfds entries.
 func shellCommand(name string, nfds int, command string) (string, []string, error) {
@@ -46,10 +44,10 @@ func shellCommandFile(name string, nfds int, path string, length int) (string, [
 	return internalCommand("sh", name, strconv.Itoa(nfds), "-file", path, strconv.Itoa(length))
 }
 
-// runShell is the "sh" role: it returns the command's exit status. When the
+// shellRole is the "sh" role: it returns the command's exit status. When the
 // command's last program was killed by SIGPIPE the shell dies of SIGPIPE
 // too, so ipcflow sees what it would have seen had it exec'd that program.
-func runShell(args []string) int {
+func shellRole(args []string) int {
 	if len(args) == 5 && args[2] == "-file" {
 		command, err := readCommand(args[3], args[4])
 		if err != nil {
@@ -173,11 +171,9 @@ func stageBuiltins(ctx context.Context, args []string, traps *shellTraps) ([]str
 	return argv, nil
 }
 
-func init() { roles["kill"] = runKill }
-
-// runKill is kill(1) for stages on systems without it:
+// killRole is kill(1) for stages on systems without it:
 // kill [-s SIG | -SIG] [--] PID... (a negative PID is a process group).
-func runKill(args []string) int {
+func killRole(args []string) int {
 	sig, args, ok := parseKill(args)
 	if !ok {
 		fmt.Fprintf(os.Stderr, "kill: %s: invalid signal specification\n", args[0])

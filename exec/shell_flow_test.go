@@ -209,7 +209,7 @@ func TestNULInCommandRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = p.Process(p.Stages[0], RunNames{ID: "RUNID", Dir: "RUNDIR"})
+	_, err = p.Process(p.Stages[0], FlowNames{ID: "RUNID", Dir: "RUNDIR"})
 	if err == nil || err.Error() != "test.ipcflow:3:17: stage a: the command has a NUL byte" {
 		t.Errorf("got %v", err)
 	}

@@ -39,14 +39,14 @@ func TestKillRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := fmt.Sprint(sleeper.Process.Pid)
-	if code := runKill([]string{"-s", "USR1", pid}); code != 0 {
+	if code := killRole([]string{"-s", "USR1", pid}); code != 0 {
 		t.Fatalf("kill -s USR1: status %d", code)
 	}
 	err := sleeper.Wait()
 	if err == nil || err.Error() != "signal: user defined signal 1" {
 		t.Errorf("sleep ended with %v, want SIGUSR1", err)
 	}
-	if code := runKill([]string{"-NOSUCH", pid}); code != 1 {
+	if code := killRole([]string{"-NOSUCH", pid}); code != 1 {
 		t.Errorf("a bad signal name: status %d, want 1", code)
 	}
 }

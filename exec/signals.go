@@ -7,25 +7,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// runSignals are the signals a run handles itself (supervise.go). Go's
+// flowSignals are the signals a flow handles itself (flow.supervise). Go's
 // first signal.Notify of each signal is a round trip with the runtime's
 // signal thread, 0.15 to 1.5 ms for these seven on a busy two-core
-// machine, all of it on the path of every start. So newRun asks for them
-// in a goroutine while it makes the run's objects (once the process budget
+// machine, all of it on the path of every start. So newFlow asks for them
+// in a goroutine while it makes the flow's objects (once the process budget
 // allows the thread the answer takes: limits.go), and nothing waits for
 // the answer: the supervisor reaps once when it comes, for a stage that
 // ended before SIGCHLD was caught. A signal caught before the supervisor
 // runs waits in the channel for it, which then tears down as usual; one
 // that comes before it is caught has its default effect (SIGINT kills
 // ipcflow, and the guardian cleans up).
-type runSignals struct {
+type flowSignals struct {
 	sigs  chan os.Signal // SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGTSTP, SIGCONT
-	pipes chan os.Signal // SIGPIPE (see run)
+	pipes chan os.Signal // SIGPIPE (see flow.supervise)
 	ready chan struct{}
 }
 
-func catchSignals() *runSignals {
-	s := &runSignals{sigs: make(chan os.Signal, 8), pipes: make(chan os.Signal, 1), ready: make(chan struct{})}
+func catchSignals() *flowSignals {
+	s := &flowSignals{sigs: make(chan os.Signal, 8), pipes: make(chan os.Signal, 1), ready: make(chan struct{})}
 	go func() {
 		signal.Notify(s.sigs, unix.SIGCHLD, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGTSTP, unix.SIGCONT)
 		signal.Notify(s.pipes, unix.SIGPIPE)
@@ -35,7 +35,7 @@ func catchSignals() *runSignals {
 }
 
 // stop gives the signals back to their default handling.
-func (s *runSignals) stop() {
+func (s *flowSignals) stop() {
 	<-s.ready
 	signal.Stop(s.sigs)
 	signal.Stop(s.pipes)

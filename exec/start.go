@@ -22,18 +22,18 @@ import (
 // without closing. The shared /dev/null only ever ends a stage's port
 // (wiring.go); a mover would close it, so the planner never gives a mover
 // a null end.
-func (r *run) file(e End) *os.File {
+func (f *flow) file(e End) *os.File {
 	switch e.Kind {
 	case EndOwn:
 		return [...]*os.File{os.Stdin, os.Stdout, os.Stderr}[e.Fd]
 	case EndNull:
-		return r.null
+		return f.null
 	}
-	return r.wires[e.Wire].take(e)
+	return f.wires[e.Wire].take(e)
 }
 
 // startMovers starts every tee, join and label copier.
-func (r *run) startMovers() {
+func (r *flow) startMovers() {
 	for _, mp := range r.plan.Movers {
 		var m mover
 		// Into a closed stdout, a copy fails; into a closed stderr it
@@ -76,21 +76,21 @@ type stageFiles struct {
 	owned []*os.File
 }
 
-func (r *run) takeStageFiles(st *stageRT) *stageFiles {
+func (f *flow) takeStageFiles(st *liveStage) *stageFiles {
 	sf := &stageFiles{}
 	st.outputs = map[int]fileID{}
-	for fd, e := range st.pr.Fds {
+	for fd, e := range st.proc.Fds {
 		switch e.Kind {
 		case EndOwn:
-			if r.closedOwn[e.Fd] {
+			if f.closedOwn[e.Fd] {
 				sf.fds = append(sf.fds, closedFd) // as ipcflow got it (stdio.go)
 				continue
 			}
 			sf.fds = append(sf.fds, uintptr(e.Fd))
 		case EndNull:
-			sf.fds = append(sf.fds, r.null.Fd())
+			sf.fds = append(sf.fds, f.null.Fd())
 		default:
-			f := r.wires[e.Wire].take(e)
+			f := f.wires[e.Wire].take(e)
 			sf.owned = append(sf.owned, f)
 			sf.fds = append(sf.fds, f.Fd())
 			if id, ok := fileIDOf(f); ok && e.Kind == EndWrite && fd != 2 {
@@ -114,7 +114,7 @@ func (sf *stageFiles) release() {
 // (golang/go#27505), so the fork runs on a locked thread; the thread goes
 // back to the pool afterwards and Go never ends pool threads.
 // It is born in the run's cgroup, if the run has one.
-func (r *run) spawn(pr *Process, fds []uintptr, argv []string, path string) (int, error) {
+func (f *flow) spawn(pr *Process, fds []uintptr, argv []string, path string) (int, error) {
 	attr := &syscall.ProcAttr{
 		Dir:   pr.Dir,
 		Env:   pr.Env,
@@ -123,7 +123,7 @@ func (r *run) spawn(pr *Process, fds []uintptr, argv []string, path string) (int
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	return r.startIn(attr.Sys, func() (int, error) {
+	return f.startIn(attr.Sys, func() (int, error) {
 		// A program being written by a concurrent fork may briefly fail
 		// with ETXTBSY (golang/go#22315): retry.
 		for delay := time.Millisecond; ; delay *= 2 {
@@ -136,40 +136,51 @@ func (r *run) spawn(pr *Process, fds []uintptr, argv []string, path string) (int
 	})
 }
 
+// process is what st's process gets when it starts now. newFlow built
+// every stage's; a stage that runs after others is built again, because
+// its words are expanded when it starts, not when the flow did: an
+// earlier stage may have made the program, the files a glob matches, or
+// the directory it runs in. If that fails now (ipcflow's own directory
+// removed meanwhile), the stage runs as newFlow built it, and says so.
+func (f *flow) process(st *liveStage) *Process {
+	if len(st.plan.Stage.After) == 0 {
+		return st.proc
+	}
+	pr, err := f.plan.Process(st.plan, f.names)
+	if err != nil {
+		fmt.Fprintf(f.o.Stderr, "ipcflow: warning: stage %s: %v; its words are as they were when the flow started\n", st.name(), err)
+		return st.proc
+	}
+	st.proc = pr
+	return pr
+}
+
 // startStage starts st now. A missing program or one that cannot run is a
 // stage that failed at once: 127 or 126, with a line that names it.
-func (r *run) startStage(st *stageRT) {
-	if len(st.sp.Stage.After) > 0 {
-		// Its words are expanded now, not when the flow started: an
-		// earlier stage may have made the program, the files a glob
-		// matches, or the directory it runs in.
-		if pr, err := r.plan.Process(st.sp, r.names); err == nil {
-			st.pr = pr
-		}
-	}
-	sf := r.takeStageFiles(st)
+func (f *flow) startStage(st *liveStage) {
+	pr := f.process(st)
+	sf := f.takeStageFiles(st)
 	defer sf.release()
-	pr := st.pr
 	cmd := strings.Join(pr.Argv, " ")
 	if pr.NotFound {
 		code, msg := cannotRun(pr.Dir, pr.Argv[0], nil)
-		fmt.Fprintf(r.o.Stderr, "ipcflow: stage %s: %s: %s\n", st.name(), pr.Argv[0], msg)
-		r.finished(st, exitInfo{code: code, reported: true})
+		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %s: %s\n", st.name(), pr.Argv[0], msg)
+		f.finished(st, exitInfo{code: code, reported: true})
 		return
 	}
 	if pr.ScriptFile != "" {
-		if err := r.writeScript(pr.ScriptFile, st.sp.Stage.Command); err != nil {
-			fmt.Fprintf(r.o.Stderr, "ipcflow: stage %s: %v\n", st.name(), err)
-			r.finished(st, exitInfo{code: 126, reported: true})
+		if err := f.writeScript(pr.ScriptFile, st.plan.Stage.Command); err != nil {
+			fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v\n", st.name(), err)
+			f.finished(st, exitInfo{code: 126, reported: true})
 			return
 		}
 	}
-	pid, err := r.spawn(pr, sf.fds, pr.Argv, pr.Path)
+	pid, err := f.spawn(pr, sf.fds, pr.Argv, pr.Path)
 	if errors.Is(err, syscall.ENOEXEC) && !pr.Shell {
 		// A script without a #! line: shells run those themselves.
-		path, argv, serr := shellCommand(st.name(), len(pr.Fds), st.sp.Stage.Command)
+		path, argv, serr := shellCommand(st.name(), len(pr.Fds), st.plan.Stage.Command)
 		if serr == nil {
-			pid, err = r.spawn(pr, sf.fds, argv, path)
+			pid, err = f.spawn(pr, sf.fds, argv, path)
 		}
 	}
 	if err != nil {
@@ -183,19 +194,19 @@ func (r *run) startStage(st *stageRT) {
 		if _, serr := os.Stat(pr.Dir); pr.Dir != "" && serr != nil {
 			cmd, msg, code = "dir "+pr.Dir, "no such directory", 126
 		}
-		fmt.Fprintf(r.o.Stderr, "ipcflow: stage %s: %s: %s\n", st.name(), cmd, msg)
-		r.finished(st, exitInfo{code: code, reported: true})
+		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %s: %s\n", st.name(), cmd, msg)
+		f.finished(st, exitInfo{code: code, reported: true})
 		return
 	}
 	st.pid = pid
 	st.state = stRunning
 	st.started = time.Now()
-	r.byPid[pid] = st
+	f.byPid[pid] = st
 	// With a cgroup, the guardian kills that (the manifest names it); only
 	// process groups need telling.
-	if r.guard != nil && r.cgroup == nil {
-		if err := r.guard.Watch(pid); err != nil {
-			fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
+	if f.guard != nil && f.cgroup == nil {
+		if err := f.guard.Watch(pid); err != nil {
+			fmt.Fprintf(f.o.Stderr, "ipcflow: %v\n", err)
 		}
 	}
 }
@@ -204,44 +215,44 @@ func (r *run) startStage(st *stageRT) {
 // (locks.AcquireAll: by name, the same for every stage, so two stages can't
 // deadlock on them), then reports to the supervisor. On failure or
 // cancellation nothing stays taken.
-func (r *run) acquire(ctx context.Context, st *stageRT, ready chan<- acquired) {
-	sems := make([]*locks.Sem, 0, len(st.sp.Stage.Uses))
-	for _, u := range st.sp.Stage.Uses {
-		sems = append(sems, r.sems[u.Name])
+func (f *flow) acquire(ctx context.Context, st *liveStage, ready chan<- acquired) {
+	sems := make([]*locks.Sem, 0, len(st.plan.Stage.Uses))
+	for _, u := range st.plan.Stage.Uses {
+		sems = append(sems, f.sems[u.Name])
 	}
 	release, err := locks.AcquireAll(ctx, sems)
 	ready <- acquired{st: st, release: release, err: err}
 }
 
 type acquired struct {
-	st      *stageRT
+	st      *liveStage
 	release func() error // gives the units back; nil when none are held
 	err     error
 }
 
 // skip closes a stage's ends without starting it, so that its neighbours
 // see end of file or EPIPE.
-func (r *run) skip(st *stageRT, why string) {
+func (f *flow) skip(st *liveStage, why string) {
 	st.state = stSkipped
-	r.takeStageFiles(st).release()
+	f.takeStageFiles(st).release()
 	if why != "" {
-		fmt.Fprintf(r.o.Stderr, "ipcflow: stage %s: skipped: %s\n", st.name(), why)
+		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: skipped: %s\n", st.name(), why)
 	}
 }
 
 // writeScript writes a command too long for an argument to path, in the
 // run directory (listed in the manifest first, as every object is), for
 // the stage shell or bash to read.
-func (r *run) writeScript(path, command string) error {
-	if err := r.rd.Record(channels.KindFile, path); err != nil {
+func (f *flow) writeScript(path, command string) error {
+	if err := f.rd.Record(channels.KindFile, path); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("write the command: %w", err)
 	}
-	_, err = f.WriteString(command)
-	if cerr := f.Close(); err == nil {
+	_, err = file.WriteString(command)
+	if cerr := file.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {

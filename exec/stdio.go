@@ -69,9 +69,9 @@ const closedFd = ^uintptr(0)
 // closed: it moves nothing and fails as a write there would, and its
 // sources close at once, so their producers see a closed pipe (as a
 // program writing into `>&-` dies in a shell pipeline).
-func (r *run) closedDst(mp *MoverPlan) mover {
+func (f *flow) closedDst(mp *MoverPlan) mover {
 	for _, s := range mp.Srcs {
-		if f := r.file(s); s.Kind != EndOwn {
+		if f := f.file(s); s.Kind != EndOwn {
 			f.Close()
 		}
 	}

@@ -1,27 +1,19 @@
 package exec
 
+// What the supervisor (flow.supervise) decides: a stage's state from
+// pending to done, when the next stages may start, how a stage's end
+// counts, and how the flow is stopped.
+
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// The supervisor is one goroutine that owns every stage's state and the
-// only wait4 of the run. It sleeps until one of:
-//
-//	SIGCHLD            reap what exited; start `after` stages whose turn came
-//	a stage's sems     (a goroutine took them) start it
-//	SIGINT/TERM/HUP    pass it to every stage's group, then teardown
-//	SIGTSTP, SIGCONT   stop (^Z) and continue the stages with ipcflow
-//	--timeout          teardown, status 124
-//	grace expired      SIGKILL every group still there
-//
-// and returns when no stage runs or waits for its semaphores.
-
+// stageState is where a stage of a live flow is.
 type stageState int
 
 const (
@@ -32,9 +24,11 @@ const (
 	stSkipped
 )
 
-type stageRT struct {
-	sp      *StagePlan
-	pr      *Process
+// liveStage is a stage of a live flow: its plan, the process built for it
+// and what became of it.
+type liveStage struct {
+	plan    *StagePlan
+	proc    *Process // what newFlow built; rebuilt when an `after` stage starts
 	state   stageState
 	pid     int
 	started time.Time
@@ -49,7 +43,7 @@ type stageRT struct {
 	readersLeft map[wireReader]bool
 }
 
-func (st *stageRT) name() string { return st.sp.Stage.Name }
+func (st *liveStage) name() string { return st.plan.Stage.Name }
 
 // exitInfo is how a stage ended.
 type exitInfo struct {
@@ -69,140 +63,33 @@ func (e exitInfo) String() string {
 	return fmt.Sprintf("exit status %d", e.code)
 }
 
-// run starts the stages and supervises them to the flow's exit status.
-func (r *run) run() int {
-	// Given back in the background: signal.Stop is a round trip with the
-	// signal thread per signal too, 0.5 ms or more at the end of every
-	// run, and mostly the process exits next.
-	defer func() { go r.sigs.stop() }()
-	sigs := r.sigs.sigs
-	// The signals may still be on their way (signals.go): a stage that
-	// exits before they are caught sends a SIGCHLD nobody sees, so the
-	// loop reaps once when they are.
-	caught := r.sigs.ready
-	// Whoever reads ipcflow's stdout or stderr may stop (`ipcflow run
-	// --label f 2>&1 | head`). Unless SIGPIPE is notified, Go kills the
-	// process on a failed write to fd 1 or 2; notified, the write returns
-	// EPIPE, the copier closes its source and the stage sees the closed
-	// pipe, as in a shell. This is not ignoring SIGPIPE (that would be
-	// inherited by every stage): a caught signal is reset to its default
-	// at exec, so stages still die of it. (caught.pipes: nobody reads it.)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	r.cancel = cancel
-	r.status = -1
-	ready := make(chan acquired)
-	var timeout <-chan time.Time
-	if r.o.Timeout > 0 {
-		t := time.NewTimer(r.o.Timeout)
-		defer t.Stop()
-		timeout = t.C
-	}
-
-	subreaper()
-	if r.guard != nil {
-		r.guard.Pid() // it exists before the first stage does (guard.go)
-	}
-	r.startMovers()
-	r.launch(ctx, ready, r.readyStages())
-	for r.active() {
-		select {
-		case <-caught:
-			caught = nil
-			r.reap()
-		case sig := <-sigs:
-			switch sig {
-			case unix.SIGCHLD:
-				r.reap()
-			case unix.SIGTSTP:
-				// ^Z reaches only ipcflow's group (the terminal's
-				// foreground): stop the stages too, then ipcflow.
-				r.signalAll(unix.SIGSTOP)
-				unix.Kill(os.Getpid(), unix.SIGSTOP)
-			case unix.SIGCONT:
-				r.signalAll(unix.SIGCONT) // fg or bg: the stages go on too
-			default:
-				s := sig.(unix.Signal)
-				r.setStatus(128 + int(s))
-				if r.stopping {
-					r.signalAll(unix.SIGKILL) // a second ^C: no more grace
-				} else {
-					r.stop(s, "")
-				}
-			}
-		case a := <-ready:
-			if a.err != nil || r.stopping {
-				if a.release != nil {
-					a.release()
-				}
-				r.skip(a.st, "")
-				continue
-			}
-			a.st.release = a.release
-			r.startStage(a.st)
-		case <-timeout:
-			fmt.Fprintf(r.o.Stderr, "ipcflow: timeout: the flow ran longer than %v\n", r.o.Timeout)
-			r.setStatus(StatusTimeout)
-			r.stop(unix.SIGTERM, "timeout")
-		case <-r.grace:
-			r.signalAll(unix.SIGKILL)
-		}
-		if !r.stopping {
-			r.launch(ctx, ready, r.readyStages())
-		}
-	}
-	if !r.stopping && r.groupsLeft() {
-		// What the stages left running in their groups (`sleep 100 &`,
-		// `sh -c 'server &'`) does not outlive the run: it gets what a
-		// teardown gives, SIGTERM now and SIGKILL after the grace period.
-		r.graceEnd = time.Now().Add(r.o.Grace)
-		r.signalAll(unix.SIGTERM)
-		r.killLeftovers()
-	} else if r.stopping {
-		r.killLeftovers()
-	}
-	if err := r.finishMovers(); err != nil {
-		fmt.Fprintf(r.o.Stderr, "ipcflow: %v\n", err)
-		r.setStatus(StatusSetup)
-	}
-	r.reportLoss()
-	if err := r.teardownObjects(); err != nil {
-		PrintMessage(r.o.Stderr, err.Error())
-	}
-	if r.status < 0 {
-		return 0
-	}
-	return r.status
-}
-
 // setStatus sets the flow's exit status unless something came first.
-func (r *run) setStatus(code int) {
-	if r.status < 0 {
-		r.status = code
+func (f *flow) setStatus(code int) {
+	if f.status < 0 {
+		f.status = code
 	}
 }
 
 // stop tears the flow down: pending stages are skipped, running ones get
 // sig now and SIGKILL after the grace period.
-func (r *run) stop(sig unix.Signal, why string) {
-	if !r.stopping {
-		r.stopping = true
-		r.cancel()
-		for _, st := range r.stages {
+func (f *flow) stop(sig unix.Signal, why string) {
+	if !f.stopping {
+		f.stopping = true
+		f.cancel()
+		for _, st := range f.stages {
 			if st.state == stPending {
-				r.skip(st, why)
+				f.skip(st, why)
 			}
 		}
-		r.graceEnd = time.Now().Add(r.o.Grace)
-		r.grace = time.After(r.o.Grace)
+		f.graceEnd = time.Now().Add(f.o.Grace)
+		f.grace = time.After(f.o.Grace)
 	}
-	r.signalAll(sig)
+	f.signalAll(sig)
 }
 
 // active reports whether a stage runs or waits for its semaphores.
-func (r *run) active() bool {
-	for _, st := range r.stages {
+func (f *flow) active() bool {
+	for _, st := range f.stages {
 		if st.state == stRunning || st.state == stAcquiring {
 			return true
 		}
@@ -212,17 +99,17 @@ func (r *run) active() bool {
 
 // readyStages returns the pending stages whose `after` stages all
 // succeeded, and skips those one of whose `after` stages did not.
-func (r *run) readyStages() []*stageRT {
-	var ready []*stageRT
+func (f *flow) readyStages() []*liveStage {
+	var ready []*liveStage
 	for changed := true; changed; {
 		changed = false
-		for _, st := range r.stages {
+		for _, st := range f.stages {
 			if st.state != stPending {
 				continue
 			}
 			go_, why := true, ""
-			for _, dep := range st.sp.Stage.After {
-				d := r.stage(dep.Name)
+			for _, dep := range st.plan.Stage.After {
+				d := f.stage(dep.Name)
 				switch {
 				case d.state == stSkipped:
 					why = dep.Name + " was skipped"
@@ -236,7 +123,7 @@ func (r *run) readyStages() []*stageRT {
 				}
 			}
 			if why != "" {
-				r.skip(st, why)
+				f.skip(st, why)
 				changed = true
 			} else if go_ {
 				st.state = stAcquiring // claimed; launch decides
@@ -249,24 +136,24 @@ func (r *run) readyStages() []*stageRT {
 
 // launch starts stages: at once when they use no semaphore, else once a
 // goroutine has taken their units.
-func (r *run) launch(ctx context.Context, ready chan acquired, sts []*stageRT) {
+func (f *flow) launch(ctx context.Context, ready chan acquired, sts []*liveStage) {
 	for _, st := range sts {
-		if r.stopping {
+		if f.stopping {
 			// One of those before it could not start (127, 126) and
 			// the flow is being torn down: start no more.
-			r.skip(st, "")
+			f.skip(st, "")
 			continue
 		}
-		if len(st.sp.Stage.Uses) == 0 {
-			r.startStage(st)
+		if len(st.plan.Stage.Uses) == 0 {
+			f.startStage(st)
 			continue
 		}
-		go r.acquire(ctx, st, ready)
+		go f.acquire(ctx, st, ready)
 	}
 }
 
-func (r *run) stage(name string) *stageRT {
-	for _, st := range r.stages {
+func (f *flow) stage(name string) *liveStage {
+	for _, st := range f.stages {
 		if st.name() == name {
 			return st
 		}
@@ -277,19 +164,19 @@ func (r *run) stage(name string) *stageRT {
 // killLeftovers gives what stopped stages left in their groups the rest of
 // the grace period after SIGTERM, then SIGKILL: the loop above ends when
 // the stages' own processes have, which may be before that.
-func (r *run) killLeftovers() {
-	for r.reap(); time.Now().Before(r.graceEnd) && r.groupsLeft(); r.reap() {
+func (f *flow) killLeftovers() {
+	for f.reap(); time.Now().Before(f.graceEnd) && f.groupsLeft(); f.reap() {
 		time.Sleep(10 * time.Millisecond)
 	}
-	r.signalAll(unix.SIGKILL)
-	if r.cgroup != nil {
-		r.cgroup.Kill() // and what left its stage's group
+	f.signalAll(unix.SIGKILL)
+	if f.cgroup != nil {
+		f.cgroup.Kill() // and what left its stage's group
 	}
 }
 
 // groupsLeft reports whether a process of any stage's group is alive.
-func (r *run) groupsLeft() bool {
-	for _, st := range r.stages {
+func (f *flow) groupsLeft() bool {
+	for _, st := range f.stages {
 		if st.pid > 0 && unix.Kill(-st.pid, 0) == nil {
 			return true
 		}
@@ -302,8 +189,8 @@ func (r *run) groupsLeft() bool {
 // its group (`sleep 100 &`) is still part of the stage. A group whose
 // processes have all gone gives ESRCH, and its id cannot have been reused
 // while any member lived.
-func (r *run) signalAll(sig unix.Signal) {
-	for _, st := range r.stages {
+func (f *flow) signalAll(sig unix.Signal) {
+	for _, st := range f.stages {
 		if st.pid > 0 {
 			unix.Kill(-st.pid, sig)
 		}
@@ -312,14 +199,14 @@ func (r *run) signalAll(sig unix.Signal) {
 
 // finished records a stage's end: gives back its semaphore units and, if it
 // failed, reports it and lets the run react (teardown unless --keep-going).
-func (r *run) finished(st *stageRT, e exitInfo) {
+func (f *flow) finished(st *liveStage, e exitInfo) {
 	st.state = stDone
 	st.exit = e
 	if st.release != nil {
 		st.release()
 		st.release = nil
 	}
-	if !e.ok() && e.signal == 0 && r.readersGone(st) {
+	if !e.ok() && e.signal == 0 && f.readersGone(st) {
 		// A program that catches EPIPE (or ignores SIGPIPE) exits with
 		// an error of its own once its reader has gone: that is `yes |
 		// head`, not a failure.
@@ -329,29 +216,29 @@ func (r *run) finished(st *stageRT, e exitInfo) {
 	if e.ok() {
 		return
 	}
-	if r.stopping {
+	if f.stopping {
 		return // most likely our own SIGTERM or SIGKILL: not news
 	}
 	if !e.reported {
-		fmt.Fprintf(r.o.Stderr, "ipcflow: stage %s: %v\n", st.name(), e)
+		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v\n", st.name(), e)
 	}
-	r.setStatus(e.code)
-	if !r.o.KeepGoing {
-		r.stop(unix.SIGTERM, st.name()+" failed")
+	f.setStatus(e.code)
+	if !f.o.KeepGoing {
+		f.stop(unix.SIGTERM, st.name()+" failed")
 	}
 }
 
 // reportLoss says, one line per edge, how many datagrams a udp edge lost:
 // SPEC lets udp drop under overload, but not silently. It does not change
 // the exit status; --stats has the same figure.
-func (r *run) reportLoss() {
-	for i, w := range r.wires {
+func (f *flow) reportLoss() {
+	for i, w := range f.wires {
 		if w.ch == nil {
 			continue
 		}
 		if lost := w.ch.Stats().Lost; lost > 0 {
-			wr := r.plan.Wires[i]
-			fmt.Fprintf(r.o.Stderr, "ipcflow: edge %s (%s): %d datagrams lost\n", wr.ID, strings.TrimPrefix(wr.Purpose, "edge "), lost)
+			wr := f.plan.Wires[i]
+			fmt.Fprintf(f.o.Stderr, "ipcflow: edge %s (%s): %d datagrams lost\n", wr.ID, strings.TrimPrefix(wr.Purpose, "edge "), lost)
 		}
 	}
 }

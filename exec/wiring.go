@@ -30,172 +30,228 @@ import (
 //     joined straight into ipcflow's fd.
 //   - An unmentioned in reads /dev/null, out and err are ipcflow's own fds 1
 //     and 2; an unmentioned declared port is /dev/null.
+//
+// It goes in three phases, each in file order so that plans (and their
+// ids) are the same every run: the producers' (wireProducer), the
+// consumers' (wireConsumer), and each stage's fd table (planStage, which
+// gives a port a pipe where its object cannot be opened by path:
+// openablePort).
 func (p *Plan) wire() {
-	g := p.Graph
-	outgoing := map[string][]int{} // producer endpoint -> edge indexes, file order
-	incoming := map[string][]int{}
-	for i, e := range g.Edges {
-		outgoing[e.From.String()] = append(outgoing[e.From.String()], i)
-		incoming[e.To.String()] = append(incoming[e.To.String()], i)
+	w := p.newWiring()
+	for _, from := range producerOrder(p.Graph) {
+		p.wireProducer(w, from)
 	}
-	// What each producer endpoint writes into, and what each edge's
-	// consumer side reads from.
-	prodEnd := map[string]End{}
-	edgeRead := make([]End, len(g.Edges))
-	edgeDone := make([]bool, len(g.Edges)) // consumer side settled already
-	consEnd := map[string]End{}
-
-	for _, from := range producerOrder(g) {
-		edges := outgoing[from]
-		if len(edges) == 1 && !p.readsAhead(g.Edges[edges[0]]) {
-			i := edges[0]
-			e := g.Edges[i]
-			to := e.To.String()
-			switch {
-			case e.Type == parser.Pipe && e.To.Stage == nil && len(incoming[to]) == 1 && e.From.Stage != nil:
-				// a -> stdout: the stage writes ipcflow's fd itself.
-				prodEnd[from] = ownEnd(specialFd(e.To.Port))
-				edgeDone[i] = true
-			case e.Type == parser.Pipe && e.From.Stage == nil && !p.stdinTTY:
-				// stdin -> a: fd 0 itself (or a join's source). Not a
-				// terminal, though: a stage is a process group of its own,
-				// in the background, and reading the terminal would stop
-				// it (SIGTTIN); ipcflow, in the foreground, reads for it.
-				edgeRead[i] = ownEnd(0)
-			case e.From.Stage == nil:
-				// stdin over another type: copy fd 0 into the channel.
-				w := p.addEdgeWire(e, 1, fmt.Sprintf("edge %s -> %s", e.From, e.To))
-				p.Movers = append(p.Movers, &MoverPlan{Kind: Join, Srcs: []End{ownEnd(0)}, Dsts: []End{writeEnd(w)},
-					Purpose: "copy ipcflow's stdin into " + p.Wires[w].ID})
-				edgeRead[i] = readEnd(w, 0)
-			default:
-				w := p.addEdgeWire(e, 1, fmt.Sprintf("edge %s -> %s", e.From, e.To))
-				prodEnd[from] = writeEnd(w)
-				edgeRead[i] = readEnd(w, 0)
-			}
-			continue
-		}
-		// Fan-out, or one edge whose consumer starts only after its
-		// producer has exited: a Tee buffers (and spills) what the
-		// consumer cannot take yet, where a plain pipe would block the
-		// producer for good.
-		if w, ok := p.fanOutGroup(from, edges); ok {
-			prodEnd[from] = writeEnd(w)
-			for k, i := range edges {
-				edgeRead[i] = readEnd(w, k)
-			}
-			continue
-		}
-		var src End
-		if g.Edges[edges[0]].From.Stage == nil {
-			src = ownEnd(0)
-		} else {
-			t := p.addPipe("fan-out of "+from, p.pipeSize(edges))
-			prodEnd[from] = writeEnd(t)
-			src = readEnd(t, 0)
-		}
-		tee := &MoverPlan{Kind: Tee, Srcs: []End{src}, Purpose: "fan-out of " + from}
-		if len(edges) == 1 {
-			tee.Purpose = "buffer of " + from + " (its reader runs after it)"
-		}
-		recorded := map[string]string{} // mmap path= -> the wire that records it
-		for _, i := range edges {
-			e := g.Edges[i]
-			tee.ReadAhead = tee.ReadAhead || p.readsAhead(e)
-			to := e.To.String()
-			if e.Type == parser.Pipe && e.To.Stage == nil && len(incoming[to]) == 1 {
-				tee.Dsts = append(tee.Dsts, ownEnd(specialFd(e.To.Port)))
-				edgeDone[i] = true
-				continue
-			}
-			purpose := fmt.Sprintf("edge %s -> %s", e.From, e.To)
-			if len(edges) > 1 {
-				purpose += " (fan-out)"
-			}
-			w := p.addEdgeWire(e, 1, purpose)
-			if path := p.Wires[w].Spec.Options.Path; e.Type == parser.MMap && path != "" {
-				// An mmap fan-out sharing one path= (the parser allows
-				// no other sharing) whose branches could not share one
-				// file: every branch carries the whole stream, so the
-				// first keeps the recording and the rest buffer in the
-				// run directory.
-				if first, ok := recorded[path]; ok {
-					p.Wires[w].Spec.Options.Path = ""
-					p.Wires[w].Purpose += ", recorded by " + first
-				} else {
-					recorded[path] = p.Wires[w].ID
-				}
-			}
-			tee.Dsts = append(tee.Dsts, writeEnd(w))
-			edgeRead[i] = readEnd(w, 0)
-		}
-		p.Movers = append(p.Movers, tee)
+	for _, to := range consumerOrder(p.Graph) {
+		p.wireConsumer(w, to)
 	}
-
-	for _, to := range consumerOrder(g) {
-		edges := incoming[to]
-		special := g.Edges[edges[0]].To.Stage == nil
-		if len(edges) == 1 {
-			i := edges[0]
-			switch {
-			case edgeDone[i]:
-			case special:
-				p.Movers = append(p.Movers, &MoverPlan{Kind: Join, Srcs: []End{edgeRead[i]},
-					Dsts: []End{ownEnd(specialFd(to))}, Purpose: "copy into ipcflow's " + to})
-			default:
-				consEnd[to] = edgeRead[i]
-			}
-			continue
-		}
-		join := &MoverPlan{Kind: Join, Purpose: "fan-in into " + to}
-		for _, i := range edges {
-			join.Srcs = append(join.Srcs, edgeRead[i])
-		}
-		if special {
-			join.Dsts = []End{ownEnd(specialFd(to))}
-		} else {
-			j := p.addPipe("fan-in into "+to, p.pipeSize(edges))
-			join.Dsts = []End{writeEnd(j)}
-			consEnd[to] = readEnd(j, 0)
-		}
-		p.Movers = append(p.Movers, join)
-	}
-
-	for _, st := range g.Stages {
-		sp := &StagePlan{Stage: st}
-		get := func(port string, m map[string]End, def End) End {
-			if e, ok := m[st.Name+"."+port]; ok {
-				return e
-			}
-			return def
-		}
-		sp.Fds = []End{get("in", consEnd, nullEnd()), get("out", prodEnd, ownEnd(1)), get("err", prodEnd, ownEnd(2))}
-		for _, port := range st.Ports {
-			m := consEnd
-			if port.Dir == parser.Out {
-				m = prodEnd
-			}
-			sp.Ports = append(sp.Ports, PortSlot{Name: port.Name, Fd: len(sp.Fds)})
-			sp.Fds = append(sp.Fds, p.portEnd(st.Name, port, get(port.Name, m, nullEnd())))
-		}
-		if p.Label && sp.Fds[2].isOwn(2) {
-			l := p.addPipe("--label of "+st.Name, 0)
-			sp.Fds[2] = writeEnd(l)
-			p.Movers = append(p.Movers, &MoverPlan{Kind: Label, Srcs: []End{readEnd(l, 0)}, Dsts: []End{ownEnd(2)},
-				Stage: st.Name, Purpose: "prefix " + st.Name + "'s stderr lines"})
-		}
-		p.Stages = append(p.Stages, sp)
+	for _, st := range p.Graph.Stages {
+		p.Stages = append(p.Stages, p.planStage(w, st))
 	}
 }
 
-// portEnd is what a declared port's fd is: e itself when the command can
+// wiring is what the phases of Plan.wire hand on: the producers' phase
+// settles what each producer endpoint writes into and what each edge's
+// consumer side reads from; the consumers' phase what each consumer
+// endpoint reads; the stages' phase takes both.
+type wiring struct {
+	outgoing map[string][]int // producer endpoint -> edge indexes, file order
+	incoming map[string][]int // consumer endpoint -> edge indexes, file order
+	prodEnd  map[string]End   // what a producer endpoint writes into
+	edgeRead []End            // what an edge's consumer side reads from
+	edgeDone []bool           // the edge's consumer side is settled already
+	consEnd  map[string]End   // what a consumer endpoint reads from
+}
+
+func (p *Plan) newWiring() *wiring {
+	w := &wiring{
+		outgoing: map[string][]int{},
+		incoming: map[string][]int{},
+		prodEnd:  map[string]End{},
+		edgeRead: make([]End, len(p.Graph.Edges)),
+		edgeDone: make([]bool, len(p.Graph.Edges)),
+		consEnd:  map[string]End{},
+	}
+	for i, e := range p.Graph.Edges {
+		w.outgoing[e.From.String()] = append(w.outgoing[e.From.String()], i)
+		w.incoming[e.To.String()] = append(w.incoming[e.To.String()], i)
+	}
+	return w
+}
+
+// wireProducer wires the edges out of producer endpoint from: one edge
+// straight into its object; a fan-out into one channel of many readers;
+// else through a tee.
+func (p *Plan) wireProducer(w *wiring, from string) {
+	edges := w.outgoing[from]
+	if len(edges) == 1 && !p.readsAhead(p.Graph.Edges[edges[0]]) {
+		p.wireEdge(w, edges[0])
+		return
+	}
+	// Fan-out, or one edge whose consumer starts only after its
+	// producer has exited: a Tee buffers (and spills) what the
+	// consumer cannot take yet, where a plain pipe would block the
+	// producer for good.
+	if wr, ok := p.fanOutGroup(from, edges); ok {
+		w.prodEnd[from] = writeEnd(wr)
+		for k, i := range edges {
+			w.edgeRead[i] = readEnd(wr, k)
+		}
+		return
+	}
+	p.teeEdges(w, from, edges)
+}
+
+// wireEdge wires edge i, its producer's only one: ipcflow's own fd where
+// the edge is a pipe from stdin or to stdout or stderr, else the edge's
+// object.
+func (p *Plan) wireEdge(w *wiring, i int) {
+	e := p.Graph.Edges[i]
+	from, to := e.From.String(), e.To.String()
+	switch {
+	case e.Type == parser.Pipe && e.To.Stage == nil && len(w.incoming[to]) == 1 && e.From.Stage != nil:
+		// a -> stdout: the stage writes ipcflow's fd itself.
+		w.prodEnd[from] = ownEnd(specialFd(e.To.Port))
+		w.edgeDone[i] = true
+	case e.Type == parser.Pipe && e.From.Stage == nil && !p.stdinTTY:
+		// stdin -> a: fd 0 itself (or a join's source). Not a
+		// terminal, though: a stage is a process group of its own,
+		// in the background, and reading the terminal would stop
+		// it (SIGTTIN); ipcflow, in the foreground, reads for it.
+		w.edgeRead[i] = ownEnd(0)
+	case e.From.Stage == nil:
+		// stdin over another type: copy fd 0 into the channel.
+		wr := p.addEdgeWire(e, 1, fmt.Sprintf("edge %s -> %s", e.From, e.To))
+		p.Movers = append(p.Movers, &MoverPlan{Kind: Join, Srcs: []End{ownEnd(0)}, Dsts: []End{writeEnd(wr)},
+			Purpose: "copy ipcflow's stdin into " + p.Wires[wr].ID})
+		w.edgeRead[i] = readEnd(wr, 0)
+	default:
+		wr := p.addEdgeWire(e, 1, fmt.Sprintf("edge %s -> %s", e.From, e.To))
+		w.prodEnd[from] = writeEnd(wr)
+		w.edgeRead[i] = readEnd(wr, 0)
+	}
+}
+
+// teeEdges wires the edges out of from through a Tee: the producer writes
+// a pipe of ipcflow's own (stdin is read as it is), and the tee copies it
+// into each edge's own object.
+func (p *Plan) teeEdges(w *wiring, from string, edges []int) {
+	g := p.Graph
+	var src End
+	if g.Edges[edges[0]].From.Stage == nil {
+		src = ownEnd(0)
+	} else {
+		t := p.addPipe("fan-out of "+from, p.pipeSize(edges))
+		w.prodEnd[from] = writeEnd(t)
+		src = readEnd(t, 0)
+	}
+	tee := &MoverPlan{Kind: Tee, Srcs: []End{src}, Purpose: "fan-out of " + from}
+	if len(edges) == 1 {
+		tee.Purpose = "buffer of " + from + " (its reader runs after it)"
+	}
+	recorded := map[string]string{} // mmap path= -> the wire that records it
+	for _, i := range edges {
+		e := g.Edges[i]
+		tee.ReadAhead = tee.ReadAhead || p.readsAhead(e)
+		to := e.To.String()
+		if e.Type == parser.Pipe && e.To.Stage == nil && len(w.incoming[to]) == 1 {
+			tee.Dsts = append(tee.Dsts, ownEnd(specialFd(e.To.Port)))
+			w.edgeDone[i] = true
+			continue
+		}
+		purpose := fmt.Sprintf("edge %s -> %s", e.From, e.To)
+		if len(edges) > 1 {
+			purpose += " (fan-out)"
+		}
+		wr := p.addEdgeWire(e, 1, purpose)
+		if path := p.Wires[wr].Spec.Options.Path; e.Type == parser.MMap && path != "" {
+			// An mmap fan-out sharing one path= (the parser allows
+			// no other sharing) whose branches could not share one
+			// file: every branch carries the whole stream, so the
+			// first keeps the recording and the rest buffer in the
+			// run directory.
+			if first, ok := recorded[path]; ok {
+				p.Wires[wr].Spec.Options.Path = ""
+				p.Wires[wr].Purpose += ", recorded by " + first
+			} else {
+				recorded[path] = p.Wires[wr].ID
+			}
+		}
+		tee.Dsts = append(tee.Dsts, writeEnd(wr))
+		w.edgeRead[i] = readEnd(wr, 0)
+	}
+	p.Movers = append(p.Movers, tee)
+}
+
+// wireConsumer settles what consumer endpoint to reads: its one edge's
+// read end, or a Join of all its edges; into ipcflow's own stdout or
+// stderr through a mover where the producers' phase did not already.
+func (p *Plan) wireConsumer(w *wiring, to string) {
+	edges := w.incoming[to]
+	special := p.Graph.Edges[edges[0]].To.Stage == nil
+	if len(edges) == 1 {
+		i := edges[0]
+		switch {
+		case w.edgeDone[i]:
+		case special:
+			p.Movers = append(p.Movers, &MoverPlan{Kind: Join, Srcs: []End{w.edgeRead[i]},
+				Dsts: []End{ownEnd(specialFd(to))}, Purpose: "copy into ipcflow's " + to})
+		default:
+			w.consEnd[to] = w.edgeRead[i]
+		}
+		return
+	}
+	join := &MoverPlan{Kind: Join, Purpose: "fan-in into " + to}
+	for _, i := range edges {
+		join.Srcs = append(join.Srcs, w.edgeRead[i])
+	}
+	if special {
+		join.Dsts = []End{ownEnd(specialFd(to))}
+	} else {
+		j := p.addPipe("fan-in into "+to, p.pipeSize(edges))
+		join.Dsts = []End{writeEnd(j)}
+		w.consEnd[to] = readEnd(j, 0)
+	}
+	p.Movers = append(p.Movers, join)
+}
+
+// planStage builds stage st's fd table from what the producers and
+// consumers settled: in, out and err, then its declared ports from fd 3
+// (each through a pipe where its object cannot be opened by path), and
+// with --label its stderr through a labelling copier.
+func (p *Plan) planStage(w *wiring, st *parser.Stage) *StagePlan {
+	sp := &StagePlan{Stage: st}
+	get := func(port string, m map[string]End, def End) End {
+		if e, ok := m[st.Name+"."+port]; ok {
+			return e
+		}
+		return def
+	}
+	sp.Fds = []End{get("in", w.consEnd, nullEnd()), get("out", w.prodEnd, ownEnd(1)), get("err", w.prodEnd, ownEnd(2))}
+	for _, port := range st.Ports {
+		m := w.consEnd
+		if port.Dir == parser.Out {
+			m = w.prodEnd
+		}
+		sp.Ports = append(sp.Ports, PortSlot{Name: port.Name, Fd: len(sp.Fds)})
+		sp.Fds = append(sp.Fds, p.openablePort(st.Name, port, get(port.Name, m, nullEnd())))
+	}
+	if p.Label && sp.Fds[2].isOwn(2) {
+		l := p.addPipe("--label of "+st.Name, 0)
+		sp.Fds[2] = writeEnd(l)
+		p.Movers = append(p.Movers, &MoverPlan{Kind: Label, Srcs: []End{readEnd(l, 0)}, Dsts: []End{ownEnd(2)},
+			Stage: st.Name, Purpose: "prefix " + st.Name + "'s stderr lines"})
+	}
+	return sp
+}
+
+// openablePort is what a declared port's fd is: e itself when the command can
 // open its /dev/fd/N path as a file, else a pipe of ipcflow's own with a
 // mover between it and e. Linux opens an anonymous pipe's /dev/fd/N at
 // any time (bash's <( ) relies on it); a named FIFO's waits for a writer
 // (for good, once the producer has exited) and a socket's cannot be
 // opened at all (ENXIO), so a fifo or socket edge meets a port through a
 // pipe. The mover splices, and passes end of file and EPIPE on.
-func (p *Plan) portEnd(stage string, port *parser.Port, e End) End {
+func (p *Plan) openablePort(stage string, port *parser.Port, e End) End {
 	var what string
 	var size int64
 	switch e.Kind {

@@ -1,6 +1,8 @@
 // Package locks holds ipcflow's synchronisation between processes: POSIX
-// named semaphores compatible with glibc's sem_open (sem.go), and the futex
-// helpers they and the shared-memory ring are built on (this file). It is a
+// named semaphores compatible with glibc's sem_open (sem.go), the futex
+// helpers they and the shared-memory ring are built on (this file), the
+// lease server that holds a run's units for `ipcflow lock` (lease.go), and
+// that command's work, a command run holding a unit (hold.go). It is a
 // leaf: it imports nothing of ipcflow's.
 package locks
 

@@ -15,6 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/ipcflow/ipcflow/channels"
 )
 
@@ -100,7 +102,7 @@ func (b *BenchCmd) Run(s *Streams) error {
 		for i := range rows {
 			b.measureOnce(env, &rows[i], input, size)
 		}
-		if !b.JSON && isTerminal(s.Stderr) {
+		if f, ok := s.Stderr.(*os.File); ok && !b.JSON && term.IsTerminal(int(f.Fd())) {
 			fmt.Fprintf(s.Stderr, "run %d of %d done\n", run+1, b.Runs)
 		}
 	}
@@ -433,14 +435,4 @@ func parseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("bad size %q", s)
 	}
 	return n << sh, nil
-}
-
-// isTerminal says whether w is a terminal (progress lines only then).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

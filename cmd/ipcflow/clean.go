@@ -1,6 +1,6 @@
 package main
 
-import "github.com/ipcflow/ipcflow/exec"
+import "github.com/ipcflow/ipcflow/rundir"
 
 // CleanCmd removes what crashed runs left: the objects their manifests list,
 // their run directories, and any ipcflow.<id>.* object of this user whose
@@ -11,7 +11,7 @@ type CleanCmd struct {
 }
 
 func (c *CleanCmd) Run(s *Streams) error {
-	if err := exec.Clean(s.Stdout, c.DryRun); err != nil {
+	if err := rundir.Clean(s.Stdout, c.DryRun); err != nil {
 		return &ExitStatus{Code: 1, Msg: "clean: " + err.Error()}
 	}
 	return nil

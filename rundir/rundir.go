@@ -1,4 +1,10 @@
-package exec
+// Package rundir keeps a run's private directory and the manifest of every
+// object the run makes, and removes what a dead run left behind: for the
+// run itself at its end, for its guardian after a crash (Reclaim) and for
+// `ipcflow clean` (Clean). It takes plain data (paths, object kinds and
+// names, file identities) and knows nothing of flows or plans: exec
+// imports it, never the other way round. docs/cleanup.md tells the story.
+package rundir
 
 import (
 	"crypto/rand"
@@ -30,8 +36,8 @@ import (
 //	                "kind\tname" lines, appended before each object is made
 //	    ...         the run's files
 
-// RunDir is one run's private directory.
-type RunDir struct {
+// Dir is one run's private directory.
+type Dir struct {
 	ID     string // random, unguessable: 16 hex digits
 	Path   string // the directory, mode 0700
 	Prefix string // "ipcflow.<ID>.": every named object of the run starts so
@@ -81,12 +87,12 @@ func ensurePrivateDir(dir string) error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create run directory base: %w", err)
 	}
-	return checkRunBase(dir)
+	return checkBase(dir)
 }
 
-// checkRunBase refuses a base directory that is not a real directory of
+// checkBase refuses a base directory that is not a real directory of
 // ours closed to everyone else.
-func checkRunBase(dir string) error {
+func checkBase(dir string) error {
 	var st unix.Stat_t
 	if err := unix.Lstat(dir, &st); err != nil {
 		return fmt.Errorf("check run directory base: %w", err)
@@ -102,24 +108,24 @@ func checkRunBase(dir string) error {
 	return nil
 }
 
-// CreateRunDir makes a new run's directory, takes its lock and starts its
-// manifest.
-func CreateRunDir() (*RunDir, error) {
-	r, err := NewRunDir()
+// Create is New and Dir.Create in one: a new run's directory, made,
+// locked, its manifest started.
+func Create() (*Dir, error) {
+	d, err := New()
 	if err != nil {
 		return nil, err
 	}
-	if err := r.Create(); err != nil {
+	if err := d.Create(); err != nil {
 		return nil, err
 	}
-	return r, nil
+	return d, nil
 }
 
-// NewRunDir names a new run's directory (its id, path and prefix) and
-// makes sure the base it goes in is the user's own; Create makes it. A run
+// New names a new run's directory (its id, path and prefix) and makes
+// sure the base it goes in is the user's own; Dir.Create makes it. A run
 // names it first, so that its processes can be planned and its guardian
 // started while the directory is made.
-func NewRunDir() (*RunDir, error) {
+func New() (*Dir, error) {
 	base := runBase()
 	if err := ensurePrivateDir(base); err != nil {
 		return nil, err
@@ -128,25 +134,25 @@ func NewRunDir() (*RunDir, error) {
 	if _, err := rand.Read(raw[:]); err != nil {
 		return nil, fmt.Errorf("make run id: %w", err)
 	}
-	r := &RunDir{ID: hex.EncodeToString(raw[:])}
-	r.Prefix = "ipcflow." + r.ID + "."
-	r.Path = filepath.Join(base, r.ID)
-	return r, nil
+	d := &Dir{ID: hex.EncodeToString(raw[:])}
+	d.Prefix = "ipcflow." + d.ID + "."
+	d.Path = filepath.Join(base, d.ID)
+	return d, nil
 }
 
-// Create makes the directory NewRunDir named, takes its lock and starts
-// its manifest. On failure nothing of it is left.
-func (r *RunDir) Create() error {
-	if err := os.Mkdir(r.Path, 0o700); err != nil {
+// Create makes the directory New named, takes its lock and starts its
+// manifest. On failure nothing of it is left.
+func (d *Dir) Create() error {
+	if err := os.Mkdir(d.Path, 0o700); err != nil {
 		return fmt.Errorf("create run directory: %w", err)
 	}
-	st, _, err := channels.StatNoFollow(r.Path)
+	st, _, err := channels.StatNoFollow(d.Path)
 	if err != nil {
-		os.Remove(r.Path) // just made, and nobody else can write the base
+		os.Remove(d.Path) // just made, and nobody else can write the base
 		return fmt.Errorf("create run directory: %w", err)
 	}
-	r.self = channels.IdentityOf(&st)
-	manifest, err := os.OpenFile(filepath.Join(r.Path, manifestFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	d.self = channels.IdentityOf(&st)
+	manifest, err := os.OpenFile(filepath.Join(d.Path, manifestFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err == nil {
 		err = unix.Flock(int(manifest.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err != nil {
@@ -155,12 +161,12 @@ func (r *RunDir) Create() error {
 	}
 	if err != nil {
 		err = fmt.Errorf("lock run directory: %w", err)
-		return errors.Join(err, removeTree(r.Path, r.self))
+		return errors.Join(err, removeTree(d.Path, d.self))
 	}
-	r.manifest = manifest
-	if _, err = fmt.Fprintf(r.manifest, "pid\t%d\n", os.Getpid()); err != nil {
+	d.manifest = manifest
+	if _, err = fmt.Fprintf(d.manifest, "pid\t%d\n", os.Getpid()); err != nil {
 		err = fmt.Errorf("start run manifest: %w", err)
-		return errors.Join(err, r.Remove())
+		return errors.Join(err, d.Remove())
 	}
 	return nil
 }
@@ -169,45 +175,40 @@ func (r *RunDir) Create() error {
 // object: a crash between the two leaves a line for nothing, which clean
 // skips, never an object nobody knows of. One write(2) per line on an
 // O_APPEND file, so a crash never leaves half a line that means something.
-func (r *RunDir) Record(kind, name string) error {
+func (d *Dir) Record(kind, name string) error {
 	if strings.ContainsAny(name, "\n\x00") {
 		return fmt.Errorf("record %s %q in run manifest: a name with a newline cannot be recorded", kind, name)
 	}
-	if _, err := r.manifest.WriteString(kind + "\t" + name + "\n"); err != nil {
+	if _, err := d.manifest.WriteString(kind + "\t" + name + "\n"); err != nil {
 		return fmt.Errorf("record %s %s in run manifest: %w", kind, name, err)
 	}
-	r.objects = append(r.objects, object{kind: kind, name: name})
+	d.objects = append(d.objects, object{kind: kind, name: name})
 	return nil
 }
 
 // Made records the identity of the object Record listed as name, now that
 // it exists: it is removed, now or by a later clean, only while it still
 // is that object.
-func (r *RunDir) Made(name string, id channels.Identity) error {
-	if _, err := r.manifest.WriteString("id\t" + id.String() + "\t" + name + "\n"); err != nil {
+func (d *Dir) Made(name string, id channels.Identity) error {
+	if _, err := d.manifest.WriteString("id\t" + id.String() + "\t" + name + "\n"); err != nil {
 		return fmt.Errorf("record identity of %s in run manifest: %w", name, err)
 	}
-	for i := len(r.objects) - 1; i >= 0; i-- {
-		if r.objects[i].name == name {
-			r.objects[i].id = id
+	for i := len(d.objects) - 1; i >= 0; i-- {
+		if d.objects[i].name == name {
+			d.objects[i].id = id
 			break
 		}
 	}
 	return nil
 }
 
-// ChannelEnv is what channels need from the run.
-func (r *RunDir) ChannelEnv() channels.Env {
-	return channels.Env{RunDir: r.Path, Prefix: r.Prefix, Record: r.Record, Made: r.Made}
-}
-
 // Remove removes every object the run recorded, releases the lock, then
 // removes the directory. Objects already gone (most named objects are unlinked
 // as soon as both their ends are open) are not an error. Safe to call twice.
-func (r *RunDir) Remove() error {
+func (d *Dir) Remove() error {
 	var errs []error
-	for i := len(r.objects) - 1; i >= 0; i-- {
-		o := r.objects[i]
+	for i := len(d.objects) - 1; i >= 0; i-- {
+		o := d.objects[i]
 		if o.hasPath() && o.id == (channels.Identity{}) {
 			// Never made, or it failed before it could be known as
 			// ours; in the run directory it goes with it.
@@ -217,19 +218,19 @@ func (r *RunDir) Remove() error {
 			errs = append(errs, err)
 		}
 	}
-	r.objects = nil
+	d.objects = nil
 	// The lock goes before the directory: its fd may be the one the
 	// removal needs (a run that ran out of fds). A clean that takes it
 	// meanwhile removes the same objects, each only while it is ours.
-	if r.manifest != nil {
-		r.manifest.Close()
-		r.manifest = nil
+	if d.manifest != nil {
+		d.manifest.Close()
+		d.manifest = nil
 	}
-	if r.self != (channels.Identity{}) {
-		if err := removeTree(r.Path, r.self); err != nil {
+	if d.self != (channels.Identity{}) {
+		if err := removeTree(d.Path, d.self); err != nil {
 			errs = append(errs, err)
 		}
-		r.self = channels.Identity{}
+		d.self = channels.Identity{}
 	}
 	return errors.Join(errs...)
 }

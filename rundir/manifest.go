@@ -1,4 +1,4 @@
-package exec
+package rundir
 
 import (
 	"bufio"
@@ -37,12 +37,12 @@ func (o object) hasPath() bool {
 	return o.kind == channels.KindFile || o.kind == channels.KindShm || o.kind == channels.KindDir
 }
 
-// openRunDir opens a run directory as a dirfd, with no symlink followed on
+// openDir opens a run directory as a dirfd, with no symlink followed on
 // the way, and checks that it can be trusted: a directory of this user
 // that nobody else can write. Clean reads its manifest and removes what it
 // lists; a directory someone else made or can write (in a shared temp
 // directory) could list anyone's files.
-func openRunDir(dir string) (int, unix.Stat_t, error) {
+func openDir(dir string) (int, unix.Stat_t, error) {
 	var st unix.Stat_t
 	pfd, err := channels.OpenDirNoFollow(filepath.Dir(dir))
 	if err != nil {
@@ -177,7 +177,7 @@ func removeObject(o object) error {
 		err = locks.Unlink(o.name)
 	case channels.KindMQ:
 		err = channels.UnlinkMQ(o.name)
-	case kindCgroup:
+	case KindCgroup:
 		err = removeCgroup(o.name)
 	default:
 		return fmt.Errorf("run manifest: unknown object kind %q for %s", o.kind, o.name)
@@ -199,7 +199,7 @@ type deadRun struct {
 // readDeadRun opens the run directory dir of a run that is no longer
 // alive and reads its manifest.
 func readDeadRun(dir string) (*deadRun, error) {
-	fd, st, err := openRunDir(dir)
+	fd, st, err := openDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("run directory %s: %w", dir, err)
 	}
@@ -230,8 +230,8 @@ func (d *deadRun) remove() error {
 	return errors.Join(errs...)
 }
 
-// removeRun removes what a dead run's manifest lists, then its directory.
-func removeRun(dir string) error {
+// removeDead removes what a dead run's manifest lists, then its directory.
+func removeDead(dir string) error {
 	d, err := readDeadRun(dir)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package exec
+package rundir
 
 import (
 	"errors"
@@ -15,11 +15,11 @@ import (
 	"github.com/ipcflow/ipcflow/locks"
 )
 
-// runIsDead reports whether no process holds the lock of the run in dir:
+// isDead reports whether no process holds the lock of the run in dir:
 // its manifest's (its lock file's, for a run of an earlier version). A run
 // directory with no manifest yet is dead only once it is old: a run makes
 // its manifest a moment after its directory.
-func runIsDead(dir string) (bool, error) {
+func isDead(dir string) (bool, error) {
 	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		f, err = os.OpenFile(filepath.Join(dir, manifestFile), os.O_RDONLY, 0)
@@ -75,7 +75,7 @@ func Clean(w io.Writer, dryRun bool) error {
 		}
 		// Someone else's base (made first in a shared temp directory)
 		// could list anyone's files in its manifests.
-		if err := checkRunBase(base); err != nil {
+		if err := checkBase(base); err != nil {
 			errs = append(errs, fmt.Errorf("%w; not cleaned", err))
 			continue
 		}
@@ -84,11 +84,11 @@ func Clean(w io.Writer, dryRun bool) error {
 			errs = append(errs, fmt.Errorf("read %s: %w", base, err))
 		}
 		for _, e := range entries {
-			if !e.IsDir() || !isRunID(e.Name()) {
+			if !e.IsDir() || !isID(e.Name()) {
 				continue
 			}
 			dir := filepath.Join(base, e.Name())
-			dead, err := runIsDead(dir)
+			dead, err := isDead(dir)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("check run %s: %w", dir, err))
 				continue
@@ -136,8 +136,8 @@ func Clean(w io.Writer, dryRun bool) error {
 	return errors.Join(errs...)
 }
 
-// isRunID reports whether s looks like a run id: 16 lowercase hex digits.
-func isRunID(s string) bool {
+// isID reports whether s looks like a run id: 16 lowercase hex digits.
+func isID(s string) bool {
 	if len(s) != 16 {
 		return false
 	}
@@ -166,7 +166,7 @@ func strayObjects(live map[string]bool) []object {
 				continue
 			}
 			id, _, _ := strings.Cut(rest, ".")
-			if !isRunID(id) || live[id] {
+			if !isID(id) || live[id] {
 				continue
 			}
 			var st unix.Stat_t
@@ -189,4 +189,35 @@ func strayObjects(live map[string]bool) []object {
 	scan("/dev/shm", "sem.ipcflow.", channels.KindSem, func(n string) string { return "/" + strings.TrimPrefix(n, "sem.") })
 	scan("/dev/mqueue", "ipcflow.", channels.KindMQ, func(n string) string { return "/" + n })
 	return out
+}
+
+// ErrLocked is what Reclaim returns when the run's lock stays taken: its
+// ipcflow (or a child caught between fork and exec) still holds it.
+var ErrLocked = errors.New("still locked; left for 'ipcflow clean'")
+
+// Reclaim removes what the dead run in dir left once the run's lock is
+// free, waiting up to wait for it: ipcflow's lock goes with its last fd,
+// and a child caught between fork and exec may hold it a moment longer.
+// The guardian calls it after a crash.
+func Reclaim(dir string, wait time.Duration) error {
+	if !waitForLock(dir, wait) {
+		return fmt.Errorf("run %s %w", dir, ErrLocked)
+	}
+	return removeDead(dir)
+}
+
+// waitForLock reports whether the run's lock could be taken (its owner is
+// dead) within d. The lock is let go at once: the run is dead for good.
+func waitForLock(dir string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		dead, err := isDead(dir)
+		if err != nil || dead {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -1,19 +1,15 @@
-package exec
+package rundir
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/channels"
 	"github.com/ipcflow/ipcflow/locks"
@@ -29,7 +25,7 @@ func privateRunBase(t *testing.T) string {
 
 func TestRunDirLifecycle(t *testing.T) {
 	base := privateRunBase(t)
-	r, err := CreateRunDir()
+	r, err := Create()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +38,7 @@ func TestRunDirLifecycle(t *testing.T) {
 			t.Fatalf("%s: mode %v, err %v; want 0700", p, fi.Mode().Perm(), err)
 		}
 	}
-	if !strings.HasPrefix(r.Prefix, "ipcflow."+r.ID+".") || !isRunID(r.ID) {
+	if !strings.HasPrefix(r.Prefix, "ipcflow."+r.ID+".") || !isID(r.ID) {
 		t.Fatalf("prefix %q, id %q", r.Prefix, r.ID)
 	}
 	shm := "/dev/shm/" + r.Prefix + "e1"
@@ -62,7 +58,7 @@ func TestRunDirLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if dead, _ := runIsDead(r.Path); dead {
+	if dead, _ := isDead(r.Path); dead {
 		t.Fatal("a live run's lock could be taken")
 	}
 	d, err := readDeadRun(r.Path)
@@ -88,8 +84,8 @@ func TestRunBaseRefusesForeignDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(base, 0o777)
-	if _, err := CreateRunDir(); err == nil || !strings.Contains(err.Error(), "open to other users") {
-		t.Fatalf("CreateRunDir in a world-writable base: %v", err)
+	if _, err := Create(); err == nil || !strings.Contains(err.Error(), "open to other users") {
+		t.Fatalf("Create in a world-writable base: %v", err)
 	}
 }
 
@@ -97,16 +93,16 @@ func TestRunBaseRefusesForeignDir(t *testing.T) {
 // and stray objects of dead runs, and nothing of a live run.
 func TestCleanDeadAndLiveRuns(t *testing.T) {
 	privateRunBase(t)
-	live, err := CreateRunDir()
+	live, err := Create()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer live.Remove()
-	dead, err := CreateRunDir()
+	dead, err := Create()
 	if err != nil {
 		t.Fatal(err)
 	}
-	mk := func(r *RunDir, suffix string) string {
+	mk := func(r *Dir, suffix string) string {
 		p := "/dev/shm/" + r.Prefix + suffix
 		if err := r.Record(channels.KindShm, p); err != nil {
 			t.Fatal(err)
@@ -176,122 +172,6 @@ func TestCleanDeadAndLiveRuns(t *testing.T) {
 	}
 }
 
-// The "fakerun" role plays a run that is then killed: it makes a run
-// directory and a recorded shm object, (unless args[0] is "noguard") starts
-// a guardian, starts a stage whose shell has a grandchild, tells the
-// guardian, prints "RUNDIR SHM PGID" and waits to be killed.
-func init() {
-	roles["test-fakerun"] = func(args []string) int {
-		r, err := CreateRunDir()
-		if err != nil {
-			fmt.Println("error", err)
-			return 1
-		}
-		shm := "/dev/shm/" + r.Prefix + "ring"
-		r.Record(channels.KindShm, shm)
-		os.WriteFile(shm, nil, 0o600)
-		var g *Guardian
-		if args[0] != "noguard" {
-			if g, err = StartGuardian(r); err != nil {
-				fmt.Println("error", err)
-				return 1
-			}
-		}
-		cmd := exec.Command("sh", "-c", "sleep 1000 | sleep 1000")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			fmt.Println("error", err)
-			return 1
-		}
-		if g != nil {
-			g.Watch(cmd.Process.Pid)
-		}
-		fmt.Println(r.Path, shm, cmd.Process.Pid)
-		select {}
-	}
-}
-
-func startFakeRun(t *testing.T, mode string) (proc *os.Process, runDir, shm string, pgid int) {
-	t.Helper()
-	path, argv, err := internalCommand("test-fakerun", mode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(path, argv[1:]...)
-	cmd.Stderr = os.Stderr
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	f := strings.Fields(line)
-	if err != nil || len(f) != 3 {
-		cmd.Process.Kill()
-		t.Fatalf("fake run said %q (%v)", line, err)
-	}
-	pgid, _ = strconv.Atoi(f[2])
-	go cmd.Wait()
-	return cmd.Process, f[0], f[1], pgid
-}
-
-// groupAlive reports whether a live (not zombie) process is left in group
-// pgid. kill(-pgid, 0) would count zombies, which a container's init may
-// never reap.
-func groupAlive(pgid int) bool {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ')'.
-		i := bytes.LastIndexByte(b, ')')
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) > 2 && f[0] != "Z" && f[2] == strconv.Itoa(pgid) {
-			return true
-		}
-	}
-	return false
-}
-
-func TestGuardianCleansAfterSIGKILL(t *testing.T) {
-	privateRunBase(t)
-	proc, runDir, shm, pgid := startFakeRun(t, "guard")
-	proc.Signal(syscall.SIGKILL)
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) && (groupAlive(pgid) || exists(runDir) || exists(shm)) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if groupAlive(pgid) {
-		unix.Kill(-pgid, unix.SIGKILL)
-		t.Error("a stage's process group (a shell and its children) outlived a SIGKILLed ipcflow by 1s")
-	}
-	if exists(runDir) || exists(shm) {
-		t.Errorf("left behind after 1s: run dir %v, shm %v", exists(runDir), exists(shm))
-	}
-}
-
-// Negative control: without the guardian the same kill leaves the stage's
-// processes and the objects behind, so the test above can fail; clean then
-// removes the objects.
-func TestNoGuardianLeavesThingsForClean(t *testing.T) {
-	privateRunBase(t)
-	proc, runDir, shm, pgid := startFakeRun(t, "noguard")
-	defer unix.Kill(-pgid, unix.SIGKILL)
-	proc.Signal(syscall.SIGKILL)
-	time.Sleep(300 * time.Millisecond)
-	if !groupAlive(pgid) || !exists(runDir) || !exists(shm) {
-		t.Fatalf("without a guardian expected leftovers: group %v, dir %v, shm %v", groupAlive(pgid), exists(runDir), exists(shm))
-	}
-	var out bytes.Buffer
-	if err := Clean(&out, false); err != nil {
-		t.Fatal(err)
-	}
-	if exists(runDir) || exists(shm) {
-		t.Errorf("clean left run dir %v, shm %v:\n%s", exists(runDir), exists(shm), out.String())
-	}
-}
-
 func exists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
@@ -323,5 +203,44 @@ func TestCleanSparesSemaphoresOfARunElsewhere(t *testing.T) {
 	}
 	if _, err := os.Lstat(semFile); !os.IsNotExist(err) || !strings.Contains(out.String(), "removed sem "+name) {
 		t.Errorf("clean left the semaphore of a dead run, or did not say so:\n%s", out.String())
+	}
+}
+
+// nofdsEnv makes the test binary, started again by
+// TestRemovedWhenFdsRunOut, use up its fds and then make a run directory:
+// the manifest (the run's lock) cannot be opened.
+const nofdsEnv = "IPCFLOW_TEST_RUNDIR_NOFDS"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(nofdsEnv) != "" {
+		time.Sleep(time.Millisecond) // the runtime's poller takes its fds now
+		for {
+			if _, err := syscall.Open(os.DevNull, syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err != nil {
+				break
+			}
+		}
+		_, err := Create()
+		os.Stdout.WriteString(fmt.Sprint(err))
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// Out of fds while it starts, a run still removes its directory, and says
+// first what went wrong.
+func TestRemovedWhenFdsRunOut(t *testing.T) {
+	base := privateRunBase(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), nofdsEnv+"=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(out), "create run directory: ") && !strings.HasPrefix(string(out), "lock run directory: ") ||
+		!strings.Contains(string(out), "too many open files") {
+		t.Errorf("Create said %q, want the failure that stopped it first", out)
+	}
+	if ents, _ := os.ReadDir(base); len(ents) != 0 {
+		t.Errorf("run directory left behind: %v (said %q)", ents, out)
 	}
 }
