@@ -2,8 +2,10 @@ package rundir
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -29,3 +31,43 @@ func removeCgroup(path string) error {
 	}
 	return contain.Remove(path)
 }
+
+// strayCgroups lists this user's run cgroups (ipcflow.<id>.procs where
+// contain makes them) whose run is not alive in the bases scanned, that
+// are empty and at least a minute old: what a run killed together with
+// its guardian left when its directory went missing too. A run alive
+// elsewhere (another XDG_RUNTIME_DIR) may have an empty cgroup between
+// its stages, and a cgroup says nothing of its owner's life; the minute
+// makes that unlikely, and a non-empty cgroup (something still runs in
+// it) is never a stray: the manifest of its run, when clean finds it,
+// kills what is in it.
+func strayCgroups(live map[string]bool) []object {
+	place, ok := contain.Find()
+	if !ok {
+		return nil
+	}
+	entries, _ := os.ReadDir(place.Parent)
+	var out []object
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "ipcflow.")
+		id, ok2 := strings.CutSuffix(rest, ".procs")
+		if !ok || !ok2 || !isID(id) || live[id] {
+			continue
+		}
+		path := filepath.Join(place.Parent, e.Name())
+		var st unix.Stat_t
+		if unix.Lstat(path, &st) != nil || int(st.Uid) != os.Getuid() ||
+			time.Since(time.Unix(st.Mtim.Unix())) < strayCgroupAge {
+			continue
+		}
+		if procs, err := os.ReadFile(filepath.Join(path, "cgroup.procs")); err != nil || len(procs) > 0 {
+			continue
+		}
+		out = append(out, object{kind: KindCgroup, name: path})
+	}
+	return out
+}
+
+// strayCgroupAge is how old an empty cgroup of no run clean finds must
+// be before clean takes it for a stray (a variable for the tests).
+var strayCgroupAge = time.Minute

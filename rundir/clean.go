@@ -188,7 +188,7 @@ func strayObjects(live map[string]bool) []object {
 	scan("/dev/shm", "ipcflow.", channels.KindShm, func(n string) string { return "/dev/shm/" + n })
 	scan("/dev/shm", "sem.ipcflow.", channels.KindSem, func(n string) string { return "/" + strings.TrimPrefix(n, "sem.") })
 	scan("/dev/mqueue", "ipcflow.", channels.KindMQ, func(n string) string { return "/" + n })
-	return out
+	return append(out, strayCgroups(live)...)
 }
 
 // ErrLocked is what Reclaim returns when the run's lock stays taken: its

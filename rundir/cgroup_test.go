@@ -1,0 +1,46 @@
+package rundir
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipcflow/ipcflow/contain"
+)
+
+// A run killed together with its guardian whose directory went missing
+// leaves its cgroup: clean removes it once it is empty and old enough,
+// and never one of a run it sees alive, nor one something still runs in.
+func TestCleanRemovesAStrayCgroup(t *testing.T) {
+	place, ok := contain.Find()
+	if !ok {
+		t.Skip("no cgroup this user may create here")
+	}
+	privateRunBase(t)
+	defer func(d time.Duration) { strayCgroupAge = d }(strayCgroupAge)
+	id := fmt.Sprintf("00c9%012x", os.Getpid())
+	cg := filepath.Join(place.Parent, "ipcflow."+id+".procs")
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Skipf("cannot make a cgroup under %s: %v", place.Parent, err)
+	}
+	defer os.Remove(cg)
+
+	var out bytes.Buffer
+	if err := Clean(&out, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cg); err != nil {
+		t.Fatalf("clean removed a cgroup made a moment ago (a run elsewhere may be starting):\n%s", out.String())
+	}
+	strayCgroupAge = 0
+	if err := Clean(&out, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cg); !os.IsNotExist(err) || !strings.Contains(out.String(), "removed cgroup "+cg) {
+		t.Errorf("clean left the stray cgroup %s, or did not say so:\n%s", cg, out.String())
+	}
+}
