@@ -21,6 +21,8 @@ import (
 	"fmt"
 	"os"
 	"sort"
+
+	"github.com/ipcflow/ipcflow/fileid"
 )
 
 // Options are an edge's options as values; zero means "use the default".
@@ -55,8 +57,8 @@ type Env struct {
 	Record func(kind, name string) error
 	// Made records the identity of an object Record listed, once it
 	// exists, so that it is removed only while it is still that object
-	// (identity.go). It may be nil.
-	Made func(name string, id Identity) error
+	// (package fileid). It may be nil.
+	Made func(name string, id fileid.Identity) error
 }
 
 // made tells env the identity of what fd has open at name.
@@ -64,7 +66,7 @@ func (env Env) made(name string, fd int) error {
 	if env.Made == nil {
 		return nil
 	}
-	id, err := FdIdentity(fd)
+	id, err := fileid.FdIdentity(fd)
 	if err == nil {
 		err = env.Made(name, id)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/ipcflow/ipcflow/fileid"
 	"golang.org/x/sys/unix"
 )
 
@@ -77,8 +78,8 @@ func checkMmap(o Options) error {
 type mmapChannel struct {
 	storeBridges
 	path     string
-	id       Identity // the file made here: only it is ever removed
-	keep     bool     // path= : the file stays as the edge's recording
+	id       fileid.Identity // the file made here: only it is ever removed
+	keep     bool            // path= : the file stays as the edge's recording
 	fd       int
 	mem      []byte
 	step     int64
@@ -104,7 +105,7 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	}
 	// With its directory's symlinks resolved: it is removed (at the end,
 	// or a recording that failed) through that directory, following none.
-	path, err := CanonicalPath(path)
+	path, err := fileid.CanonicalPath(path)
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: mmap file %s: %w", spec.ID, spec.Options.Path, err)
 	}
@@ -117,7 +118,7 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: create mmap file %s: %w", spec.ID, path, err)
 	}
-	id, err := FdIdentity(fd)
+	id, err := fileid.FdIdentity(fd)
 	if err == nil && !keep {
 		err = env.made(path, fd)
 	}
@@ -127,11 +128,11 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	}
 	if err != nil {
 		unix.Close(fd)
-		RemoveIfSame(path, id)
+		fileid.RemoveIfSame(path, id)
 		return nil, fmt.Errorf("edge %s: map %s: %w", spec.ID, path, err)
 	}
 	if !keep {
-		RemoveIfSame(path, id) // mapped, and both ends are here: the name can go
+		fileid.RemoveIfSame(path, id) // mapped, and both ends are here: the name can go
 	}
 	n := spec.Readers
 	c := &mmapChannel{
@@ -432,7 +433,7 @@ func (c *mmapChannel) DiscardRecording() error {
 	if !c.keep {
 		return nil
 	}
-	return RemoveIfSame(c.path, c.id)
+	return fileid.RemoveIfSame(c.path, c.id)
 }
 
 func (c *mmapChannel) Stats() Stats {

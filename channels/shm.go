@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/ipcflow/ipcflow/fileid"
 	"golang.org/x/sys/unix"
 )
 
@@ -98,8 +99,8 @@ func openShm(env Env, spec Spec) (Channel, error) {
 	if env.Made != nil {
 		// Until the unlink below, a crash leaves the name: clean then
 		// removes it only while it is this segment.
-		if st, ok, err := StatNoFollow(path); err == nil && ok {
-			env.Made(path, IdentityOf(&st))
+		if st, ok, err := fileid.StatNoFollow(path); err == nil && ok {
+			env.Made(path, fileid.IdentityOf(&st))
 		}
 	}
 	// Both ends of the ring are in this process: the name can go now.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/fileid"
 )
 
 // A run's private directory holds its FIFOs, sockets, mapped files and
@@ -36,9 +37,9 @@ type RunDir struct {
 	Path   string // the directory, mode 0700
 	Prefix string // "ipcflow.<ID>.": every named object of the run starts so
 
-	self     channels.Identity // the directory's own: only it is removed
-	manifest *os.File          // holds the run's lock too
-	objects  []object          // what Record listed, in order
+	self     fileid.Identity // the directory's own: only it is removed
+	manifest *os.File        // holds the run's lock too
+	objects  []object        // what Record listed, in order
 }
 
 const (
@@ -140,12 +141,12 @@ func (r *RunDir) Create() error {
 	if err := os.Mkdir(r.Path, 0o700); err != nil {
 		return fmt.Errorf("create run directory: %w", err)
 	}
-	st, _, err := channels.StatNoFollow(r.Path)
+	st, _, err := fileid.StatNoFollow(r.Path)
 	if err != nil {
 		os.Remove(r.Path) // just made, and nobody else can write the base
 		return fmt.Errorf("create run directory: %w", err)
 	}
-	r.self = channels.IdentityOf(&st)
+	r.self = fileid.IdentityOf(&st)
 	manifest, err := os.OpenFile(filepath.Join(r.Path, manifestFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err == nil {
 		err = unix.Flock(int(manifest.Fd()), unix.LOCK_EX|unix.LOCK_NB)
@@ -183,7 +184,7 @@ func (r *RunDir) Record(kind, name string) error {
 // Made records the identity of the object Record listed as name, now that
 // it exists: it is removed, now or by a later clean, only while it still
 // is that object.
-func (r *RunDir) Made(name string, id channels.Identity) error {
+func (r *RunDir) Made(name string, id fileid.Identity) error {
 	if _, err := r.manifest.WriteString("id\t" + id.String() + "\t" + name + "\n"); err != nil {
 		return fmt.Errorf("record identity of %s in run manifest: %w", name, err)
 	}
@@ -208,12 +209,12 @@ func (r *RunDir) Remove() error {
 	var errs []error
 	for i := len(r.objects) - 1; i >= 0; i-- {
 		o := r.objects[i]
-		if o.hasPath() && o.id == (channels.Identity{}) {
+		if o.hasPath() && o.id == (fileid.Identity{}) {
 			// Never made, or it failed before it could be known as
 			// ours; in the run directory it goes with it.
 			continue
 		}
-		if err := removeObject(o); err != nil && !errors.Is(err, channels.ErrReplaced) {
+		if err := removeObject(o); err != nil && !errors.Is(err, fileid.ErrReplaced) {
 			errs = append(errs, err)
 		}
 	}
@@ -225,11 +226,11 @@ func (r *RunDir) Remove() error {
 		r.manifest.Close()
 		r.manifest = nil
 	}
-	if r.self != (channels.Identity{}) {
+	if r.self != (fileid.Identity{}) {
 		if err := removeTree(r.Path, r.self); err != nil {
 			errs = append(errs, err)
 		}
-		r.self = channels.Identity{}
+		r.self = fileid.Identity{}
 	}
 	return errors.Join(errs...)
 }
