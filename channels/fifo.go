@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/ipcflow/ipcflow/fileid"
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/budget"
+	"github.com/ipcflow/ipcflow/fileid"
 )
 
 // The fifo edge type: a named pipe. ipcflow makes it (mode 0600, never
@@ -77,7 +79,7 @@ func openFifo(env Env, spec Spec) (Channel, error) {
 		err = env.made(path, int(r.Fd()))
 	}
 	if err == nil {
-		err = sizePipe(w, spec.Options.Size)
+		err = budget.SizePipe(w, spec.Options.Size)
 	}
 	if err != nil && r != nil {
 		r.Close()

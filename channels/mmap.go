@@ -10,8 +10,11 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/ipcflow/ipcflow/fileid"
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/bridge"
+	"github.com/ipcflow/ipcflow/fdio"
+	"github.com/ipcflow/ipcflow/fileid"
 )
 
 // The mmap edge type: a regular file that ends up holding the whole stream,
@@ -76,7 +79,8 @@ func checkMmap(o Options) error {
 }
 
 type mmapChannel struct {
-	storeBridges
+	ends
+	store    bridge.Store
 	path     string
 	id       fileid.Identity // the file made here: only it is ever removed
 	keep     bool            // path= : the file stays as the edge's recording
@@ -136,12 +140,12 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	}
 	n := spec.Readers
 	c := &mmapChannel{
-		storeBridges: storeBridges{br: bridges{edge: spec.ID}}, path: path, id: id, keep: keep, fd: fd, mem: mem,
+		store: bridge.Store{Group: bridge.Group{Edge: spec.ID}}, path: path, id: id, keep: keep, fd: fd, mem: mem,
 		step: max(spec.Options.Size, mmapStep), noSplice: mmapNoSplice,
 		rpos: make([]atomic.Int64, n), gone: make([]atomic.Bool, n),
 		wake: make([]chan struct{}, n), space: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
-	w, in, err := bridgePipe(true)
+	w, in, err := bridge.Pipe(true)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
@@ -156,7 +160,9 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	for i := range n {
 		c.wake[i] = make(chan struct{}, 1)
 	}
-	if err := c.start(w, n, c.produce, c.consume); err != nil {
+	rs, err := c.store.Start(n, c.produce, c.consume)
+	c.ends = newEnds(w, rs)
+	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
@@ -322,7 +328,7 @@ func (sp *spliceCall) init(file int, intoFile bool) {
 }
 
 func (c *mmapChannel) consume(i int) error {
-	out := c.outs[i]
+	out := c.store.Outs[i]
 	defer out.Close()
 	defer func() {
 		c.gone[i].Store(true)
@@ -342,7 +348,7 @@ func (c *mmapChannel) consume(i int) error {
 			c.rpos[i].Store(pos)
 			poke(c.space)
 			if err != nil {
-				if isGone(err) {
+				if fdio.IsGone(err) {
 					return nil
 				}
 				return fmt.Errorf("write to reader %d: %w", i, err)
@@ -405,19 +411,19 @@ func (s *mmapSender) to(off, max int64) (int, error) {
 	return s.out.Write(s.mem[off : off+max])
 }
 
-func (c *mmapChannel) Wait() error { return c.br.wait() }
+func (c *mmapChannel) Wait() error { return c.store.Wait() }
 
 func (c *mmapChannel) Close() error {
 	c.once.Do(func() {
-		c.br.closing.Store(true)
+		c.store.Closing()
 		close(c.stop)
 		if c.in != nil {
 			c.in.Close()
 		}
-		for _, f := range c.outs {
+		for _, f := range c.store.Outs {
 			f.Close()
 		}
-		c.br.wg.Wait()
+		c.store.Wait()
 		unix.Munmap(c.mem)
 		unix.Close(c.fd)
 		c.closeUnhanded()
@@ -438,4 +444,13 @@ func (c *mmapChannel) DiscardRecording() error {
 
 func (c *mmapChannel) Stats() Stats {
 	return Stats{Bytes: c.length.Load(), Records: c.chunks.Load()}
+}
+
+// poke wakes whoever waits on ch without blocking: a wake-up already
+// pending covers this one.
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }

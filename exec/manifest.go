@@ -13,6 +13,7 @@ import (
 	"github.com/ipcflow/ipcflow/channels"
 	"github.com/ipcflow/ipcflow/fileid"
 	"github.com/ipcflow/ipcflow/locks"
+	"github.com/ipcflow/ipcflow/mqueue"
 )
 
 // A manifest is lines of "key\tvalue":
@@ -130,7 +131,7 @@ func readManifest(dfd int, dir string) (pid int, objs []object, err error) {
 // and /dev/shm is sticky.
 func inspect(o object, runDir string) (cur object, gone bool, kept string) {
 	if !o.hasPath() {
-		if o.kind == channels.KindMQ && !channels.MQExists(o.name) || o.kind == channels.KindSem && !semExists(o.name) {
+		if o.kind == channels.KindMQ && !mqueue.Exists(o.name) || o.kind == channels.KindSem && !semExists(o.name) {
 			return o, true, ""
 		}
 		return o, false, ""
@@ -177,7 +178,7 @@ func removeObject(o object) error {
 	case channels.KindSem:
 		err = locks.Unlink(o.name)
 	case channels.KindMQ:
-		err = channels.UnlinkMQ(o.name)
+		err = mqueue.Unlink(o.name)
 	case kindCgroup:
 		err = removeCgroup(o.name)
 	default:

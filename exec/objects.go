@@ -12,9 +12,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ipcflow/ipcflow/budget"
 	"github.com/ipcflow/ipcflow/channels"
 	"github.com/ipcflow/ipcflow/contain"
 	"github.com/ipcflow/ipcflow/locks"
+	"github.com/ipcflow/ipcflow/movers"
 )
 
 // run is one run of a plan: the objects it made and the stages' state.
@@ -36,7 +38,7 @@ type run struct {
 	sems  map[string]*locks.Sem
 	lease *locks.LeaseServer
 
-	movers     []mover
+	movers     []movers.Running
 	moverPlans []*MoverPlan
 
 	stages []*stageRT
@@ -164,7 +166,7 @@ func newRun(plan *Plan, o Options) (r *run, err error) {
 		rw := &rtWire{}
 		r.wires = append(r.wires, rw)
 		if w.Internal() {
-			if rw.r, rw.w, err = channels.Pipe(w.Spec.Options.Size); err != nil {
+			if rw.r, rw.w, err = budget.Pipe(w.Spec.Options.Size); err != nil {
 				return r, fmt.Errorf("pipe %s for %s: %w", w.ID, w.Purpose, err)
 			}
 			continue

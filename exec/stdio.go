@@ -6,6 +6,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/movers"
 )
 
 // A closed standard output or error. `ipcflow run f >&-` used to succeed
@@ -69,7 +71,7 @@ const closedFd = ^uintptr(0)
 // closed: it moves nothing and fails as a write there would, and its
 // sources close at once, so their producers see a closed pipe (as a
 // program writing into `>&-` dies in a shell pipeline).
-func (r *run) closedDst(mp *MoverPlan) mover {
+func (r *run) closedDst(mp *MoverPlan) movers.Running {
 	for _, s := range mp.Srcs {
 		if f := r.file(s); s.Kind != EndOwn {
 			f.Close()
