@@ -8,9 +8,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ipcflow/ipcflow/fdio"
 	"github.com/ipcflow/ipcflow/mqueue"
-	"golang.org/x/sys/unix"
 )
 
 // The mq edge's bridge: one goroutine takes the producers' pipes, packs

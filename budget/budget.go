@@ -13,8 +13,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ipcflow/ipcflow/fdio"
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/fdio"
 )
 
 // The per-user pipe budget (fs/pipe.c). Every pipe's buffer slots (one page

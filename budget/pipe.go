@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/ipcflow/ipcflow/fdio"
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/fdio"
 )
 
 // Pipe makes a pipe whose ends are close-on-exec (a stage gets only the fds

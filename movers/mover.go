@@ -12,8 +12,9 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/ipcflow/ipcflow/fdio"
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/fdio"
 )
 
 // Mover is a running fan-out (StartTee) or fan-in (StartJoin): goroutines

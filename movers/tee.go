@@ -5,8 +5,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/ipcflow/ipcflow/fdio"
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/fdio"
 )
 
 // Fan-out: every destination gets the whole stream of the source, in order.
