@@ -1,18 +1,17 @@
 // Package channels carries bytes between stage processes over one kind of
 // kernel object per edge type: pipe.go, fifo.go, mq.go, shm.go, mmap.go,
-// socket.go. Every type hides behind Channel, and every Channel hands plain
-// file descriptors to the processes at its ends, so that ordinary Unix tools
-// (which only read and write fds) work over any of them.
+// socket.go (with udp.go). Every type hides behind Channel, and every
+// Channel hands plain file descriptors to the processes at its ends, so that
+// ordinary Unix tools (which only read and write fds) work over any of them.
 //
 // A type whose object is itself an fd (pipe, fifo, unix socket) gives that fd
 // to the stages and is done: no byte passes through ipcflow. A type whose
 // object is not an fd (mq, shm ring, mmap file, tcp/udp) runs a bridge inside
-// ipcflow: the producer writes a pipe, the bridge moves the bytes into the
-// object, a second bridge moves them out into the consumer's pipe. Bridges
-// are tight copy loops over large reused buffers (see copy.go).
-//
-// Fan-out and fan-in are built here too (fanout.go, fanin.go), as plain data
-// movers between fds, so exec only wires fds together.
+// ipcflow (package bridge): the producer writes a pipe, the bridge moves the
+// bytes into the object, a second bridge moves them out into the consumer's
+// pipe. What the types share lives below them, each in a package of its
+// own: the copy loops (fdio), the shm ring (ring), pipe and queue sizes
+// (budget), queue system calls (mqueue), removal by identity (fileid).
 //
 // This package takes plain option values; it does not import parser or exec.
 package channels
@@ -21,6 +20,9 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"sync"
+
+	"github.com/ipcflow/ipcflow/fileid"
 )
 
 // Options are an edge's options as values; zero means "use the default".
@@ -55,8 +57,8 @@ type Env struct {
 	Record func(kind, name string) error
 	// Made records the identity of an object Record listed, once it
 	// exists, so that it is removed only while it is still that object
-	// (identity.go). It may be nil.
-	Made func(name string, id Identity) error
+	// (package fileid). It may be nil.
+	Made func(name string, id fileid.Identity) error
 }
 
 // made tells env the identity of what fd has open at name.
@@ -64,7 +66,7 @@ func (env Env) made(name string, fd int) error {
 	if env.Made == nil {
 		return nil
 	}
-	id, err := FdIdentity(fd)
+	id, err := fileid.FdIdentity(fd)
 	if err == nil {
 		err = env.Made(name, id)
 	}
@@ -221,4 +223,52 @@ func Open(env Env, spec Spec) (Channel, error) {
 		}
 	}
 	return t.Open(env, spec)
+}
+
+// ends holds the fds a channel hands to the stages, and closes those that
+// were never handed over.
+type ends struct {
+	mu      sync.Mutex
+	w       *os.File
+	r       []*os.File
+	handedW bool
+	handedR []bool
+}
+
+func newEnds(w *os.File, r []*os.File) ends {
+	return ends{w: w, r: r, handedR: make([]bool, len(r))}
+}
+
+func (e *ends) Writer() *os.File {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.handedW = true
+	return e.w
+}
+
+func (e *ends) Reader(i int) *os.File {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if i < 0 || i >= len(e.r) {
+		return nil
+	}
+	e.handedR[i] = true
+	return e.r[i]
+}
+
+// closeUnhanded closes the ends exec never took; those it took are exec's
+// to close (closing them here could close an fd number reused since).
+func (e *ends) closeUnhanded() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.handedW && e.w != nil {
+		e.w.Close()
+		e.handedW = true
+	}
+	for i, f := range e.r {
+		if !e.handedR[i] && f != nil {
+			f.Close()
+			e.handedR[i] = true
+		}
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ipcflow/ipcflow/fdio"
 )
 
 // OpensAsFile tells exec the truth about every type's ends: what it calls
@@ -43,7 +45,7 @@ func TestOpensAsFileMatchesTheEnds(t *testing.T) {
 
 func isAnonPipe(t *testing.T, f *os.File) bool {
 	t.Helper()
-	fd, err := fdOf(f)
+	fd, err := fdio.FD(f)
 	if err != nil {
 		t.Fatal(err)
 	}

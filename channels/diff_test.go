@@ -2,8 +2,6 @@ package channels
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/mqueue"
 )
 
 // The differential harness: the same data through every registered edge
@@ -27,27 +28,7 @@ import (
 // check looks for anything of ours left in /dev/shm, /dev/mqueue or the run
 // directory.
 
-var long = flag.Bool("long", false, "also run the 256 MiB cases")
-
-func TestMain(m *testing.M) {
-	flag.Parse()
-	mountMqueue()
-	os.Exit(m.Run())
-}
-
-// mountMqueue mounts /dev/mqueue when root and it is not mounted, so the
-// leak check can see queues (CI does the same).
-func mountMqueue() {
-	if os.Geteuid() != 0 {
-		return
-	}
-	var st unix.Statfs_t
-	if unix.Statfs("/dev/mqueue", &st) == nil && st.Type == 0x19800202 { // MQUEUE_MAGIC
-		return
-	}
-	os.MkdirAll("/dev/mqueue", 0o755)
-	unix.Mount("none", "/dev/mqueue", "mqueue", 0, "")
-}
+var long = flag.Bool("long", false, "also run the 256 MiB cases, and the tests that use up the user's RLIMIT_MSGQUEUE for a moment")
 
 var envSeq atomic.Int64
 
@@ -66,15 +47,18 @@ func testEnv(t testing.TB) Env {
 		Prefix: fmt.Sprintf("ipcflow.t%dx%d.", os.Getpid(), envSeq.Add(1)),
 	}
 	var mu sync.Mutex
-	var manifest []string
+	var manifest, queues []string
 	env.Record = func(kind, name string) error {
 		mu.Lock()
 		defer mu.Unlock()
 		manifest = append(manifest, kind+" "+name)
+		if kind == KindMQ {
+			queues = append(queues, name)
+		}
 		return nil
 	}
 	t.Cleanup(func() {
-		if l := leaks(env); len(l) > 0 {
+		if l := leaks(env, queues...); len(l) > 0 {
 			t.Errorf("left behind: %s (manifest: %q)", strings.Join(l, ", "), manifest)
 		}
 		os.RemoveAll(dir)
@@ -83,12 +67,19 @@ func testEnv(t testing.TB) Env {
 }
 
 // leaks lists what a run with env left: entries of its prefix in /dev/shm
-// and /dev/mqueue, and anything in its run directory.
-func leaks(env Env) []string {
+// and /dev/mqueue, the queues named that still exist, and anything in its
+// run directory. /dev/mqueue is often not mounted (.ci/run mounts it), so
+// the queues a test recorded are also looked for with mq_open.
+func leaks(env Env, queues ...string) []string {
 	var found []string
 	for _, dir := range []string{"/dev/shm", "/dev/mqueue"} {
 		m, _ := filepath.Glob(filepath.Join(dir, env.Prefix+"*"))
 		found = append(found, m...)
+	}
+	for _, q := range queues {
+		if !slices.Contains(found, "/dev/mqueue"+q) && mqueue.Exists(q) {
+			found = append(found, "mq "+q)
+		}
 	}
 	if ents, err := os.ReadDir(env.RunDir); err == nil {
 		for _, e := range ents {
@@ -112,14 +103,13 @@ func TestLeakCheckCatchesLeaks(t *testing.T) {
 	defer os.Remove(shm)
 	os.WriteFile(filepath.Join(env.RunDir, "e2.mmap"), nil, 0o600)
 	want := 2
-	if q, err := mqOpen("/"+env.Prefix+"e3", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 1, 16); err == nil {
-		unix.Close(q)
-		defer UnlinkMQ("/" + env.Prefix + "e3")
-		if _, err := os.Stat("/dev/mqueue"); err == nil {
-			want = 3
-		}
+	q := "/" + env.Prefix + "e3"
+	if fd, err := mqueue.Open(q, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 1, 16); err == nil {
+		unix.Close(fd)
+		defer mqueue.Unlink(q)
+		want = 3 // seen in /dev/mqueue where it is mounted, else by its name
 	}
-	if l := leaks(env); len(l) != want {
+	if l := leaks(env, q); len(l) != want {
 		t.Fatalf("leak check found %v, want %d entries", l, want)
 	}
 }
@@ -443,11 +433,6 @@ func TestProducerKilled(t *testing.T) {
 	}
 }
 
-func sha(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
-
 var errTimeout = errors.New("timed out")
 
 // TestNamesGoneOnceOpen: as soon as Open returns, no named object of the
@@ -457,9 +442,12 @@ func TestNamesGoneOnceOpen(t *testing.T) {
 	for _, h := range allHops() {
 		t.Run(h.String(), func(t *testing.T) {
 			env := testEnv(t)
-			var recorded []string
+			var recorded, queues []string
 			env.Record = func(kind, name string) error {
 				recorded = append(recorded, name)
+				if kind == KindMQ {
+					queues = append(queues, name)
+				}
 				return nil
 			}
 			readers := 1
@@ -471,7 +459,7 @@ func TestNamesGoneOnceOpen(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ch.Close()
-			if l := leaks(env); len(l) > 0 {
+			if l := leaks(env, queues...); len(l) > 0 {
 				t.Fatalf("after Open: %v still there (recorded %v)", l, recorded)
 			}
 			for _, name := range recorded {

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/budget"
+	"github.com/ipcflow/ipcflow/fileid"
 )
 
 // The fifo edge type: a named pipe. ipcflow makes it (mode 0600, never
@@ -52,8 +55,8 @@ func openFifo(env Env, spec Spec) (Channel, error) {
 		path = filepath.Join(env.RunDir, env.Prefix+spec.ID+".fifo")
 	}
 	// Recorded with its directory's symlinks resolved: it is removed later
-	// through that directory with no symlink followed (identity.go).
-	path, err := CanonicalPath(path)
+	// through that directory with no symlink followed (package fileid).
+	path, err := fileid.CanonicalPath(path)
 	if err != nil {
 		return nil, fmt.Errorf("create fifo for edge %s: %w", spec.ID, err)
 	}
@@ -76,7 +79,7 @@ func openFifo(env Env, spec Spec) (Channel, error) {
 		err = env.made(path, int(r.Fd()))
 	}
 	if err == nil {
-		err = sizePipe(w, spec.Options.Size)
+		err = budget.SizePipe(w, spec.Options.Size)
 	}
 	if err != nil && r != nil {
 		r.Close()
@@ -86,8 +89,8 @@ func openFifo(env Env, spec Spec) (Channel, error) {
 		// Both ends are open (or it failed): the name has done its job.
 		// Only the FIFO made here goes: one whose ends could not be
 		// opened is not known to be ours, and stays.
-		if id != (Identity{}) {
-			RemoveIfSame(path, id)
+		if id != (fileid.Identity{}) {
+			fileid.RemoveIfSame(path, id)
 		}
 	}
 	if err != nil {
@@ -96,7 +99,7 @@ func openFifo(env Env, spec Spec) (Channel, error) {
 	c := &fdChannel{r: r, w: w}
 	if spec.Options.Path != "" {
 		c.onClose = func() error {
-			if err := RemoveIfSame(path, id); err != nil && !errors.Is(err, ErrReplaced) {
+			if err := fileid.RemoveIfSame(path, id); err != nil && !errors.Is(err, fileid.ErrReplaced) {
 				return err
 			}
 			return nil // another file took the name: it is not ours to remove
@@ -111,7 +114,7 @@ func openFifo(env Env, spec Spec) (Channel, error) {
 // to blocking, as the consuming stage expects. O_NOFOLLOW and the type
 // check refuse anything but the FIFO just made (someone might have swapped
 // the name in a shared directory).
-func openFifoEnds(path string) (r, w *os.File, id Identity, err error) {
+func openFifoEnds(path string) (r, w *os.File, id fileid.Identity, err error) {
 	rfd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, nil, id, fmt.Errorf("open %s for reading: %w", path, err)
@@ -121,7 +124,7 @@ func openFifoEnds(path string) (r, w *os.File, id Identity, err error) {
 		unix.Close(rfd)
 		return nil, nil, id, fmt.Errorf("open %s: not the fifo ipcflow made", path)
 	}
-	id = IdentityOf(&st)
+	id = fileid.IdentityOf(&st)
 	wfd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		unix.Close(rfd)

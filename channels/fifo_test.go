@@ -8,12 +8,16 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/budget"
+	"github.com/ipcflow/ipcflow/fdio"
+	"github.com/ipcflow/ipcflow/internal/fdtest"
 )
 
-// pfFifoEnv is a run's Env over a fresh 0700 directory; recorded lists what
+// fifoEnv is a run's Env over a fresh 0700 directory; recorded lists what
 // Record was told, and Record fails the test if the object already exists
 // (it must be called before the object is made).
-func pfFifoEnv(t *testing.T) (Env, *[]string) {
+func fifoEnv(t *testing.T) (Env, *[]string) {
 	dir := filepath.Join(t.TempDir(), "run")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -35,68 +39,57 @@ func pfFifoEnv(t *testing.T) (Env, *[]string) {
 	}, &recorded
 }
 
-func pfEmptyDir(t *testing.T, dir string) {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ents) != 0 {
-		t.Errorf("%s not empty: %v", dir, ents)
-	}
-}
-
 func TestFifoCarriesBytesUnchanged(t *testing.T) {
-	before := pfWarm(t)
-	for name, in := range pfInputs() {
+	before := fdtest.Warm(t)
+	for name, in := range fdtest.Inputs() {
 		t.Run(name, func(t *testing.T) {
-			env, recorded := pfFifoEnv(t)
-			f := pfWrite(t, "in", in)
-			got := pfChain(t, env, Spec{ID: "e2", Type: "fifo"}, "cat "+f, "cat")
+			env, recorded := fifoEnv(t)
+			f := fdtest.WriteTemp(t, "in", in)
+			got := chain(t, env, Spec{ID: "e2", Type: "fifo"}, "cat "+f, "cat")
 			if !bytes.Equal(got, in) {
 				t.Fatalf("got %d bytes, want %d", len(got), len(in))
 			}
 			if len(*recorded) != 1 || filepath.Dir((*recorded)[0]) != env.RunDir || !strings.HasPrefix(filepath.Base((*recorded)[0]), env.Prefix+"e2") {
 				t.Errorf("recorded %v, want one FIFO named after the edge in %s", *recorded, env.RunDir)
 			}
-			pfEmptyDir(t, env.RunDir)
+			fdtest.EmptyDir(t, env.RunDir)
 		})
 	}
 	t.Run("seq|head", func(t *testing.T) {
-		env, _ := pfFifoEnv(t)
-		want := pfBash(t, "seq 1 100000 | head -n 5000")
-		got := pfChain(t, env, Spec{ID: "e2", Type: "fifo"}, "seq 1 100000", "head -n 5000")
+		env, _ := fifoEnv(t)
+		want := fdtest.Bash(t, "seq 1 100000 | head -n 5000")
+		got := chain(t, env, Spec{ID: "e2", Type: "fifo"}, "seq 1 100000", "head -n 5000")
 		if !bytes.Equal(got, want) {
 			t.Fatalf("got %d bytes, want %d", len(got), len(want))
 		}
 	})
-	pfNoLeak(t, before)
+	fdtest.NoLeak(t, before)
 }
 
 // Without path= the name is gone as soon as Open returns (both ends are
 // open): a crash can't leave it. The ends still work.
 func TestFifoUnlinkedOnceOpen(t *testing.T) {
-	env, recorded := pfFifoEnv(t)
+	env, recorded := fifoEnv(t)
 	ch, err := Open(env, Spec{ID: "e3", Type: "fifo", Options: Options{Size: 256 << 10}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ch.Close()
-	pfEmptyDir(t, env.RunDir)
+	fdtest.EmptyDir(t, env.RunDir)
 	if len(*recorded) != 1 {
 		t.Errorf("recorded %v", *recorded)
 	}
 	var st unix.Stat_t
-	fd, _ := fdOf(ch.Writer())
+	fd, _ := fdio.FD(ch.Writer())
 	unix.Fstat(fd, &st)
 	if st.Mode&unix.S_IFMT != unix.S_IFIFO || st.Mode&0o777 != 0o600 {
 		t.Errorf("mode %o, want a FIFO with 0600", st.Mode)
 	}
-	if got, _ := PipeSize(ch.Writer()); got != 256<<10 {
+	if got, _ := budget.PipeSize(ch.Writer()); got != 256<<10 {
 		t.Errorf("size %d, want %d", got, 256<<10)
 	}
 	// The read end blocks again (a stage expects a blocking stdin).
-	rfd, _ := fdOf(ch.Reader(0))
+	rfd, _ := fdio.FD(ch.Reader(0))
 	if fl, _ := unix.FcntlInt(uintptr(rfd), unix.F_GETFL, 0); fl&unix.O_NONBLOCK != 0 {
 		t.Error("read end left non-blocking")
 	}
@@ -106,7 +99,7 @@ func TestFifoUnlinkedOnceOpen(t *testing.T) {
 
 // With path= the FIFO is visible while the run lasts and removed by Close.
 func TestFifoPath(t *testing.T) {
-	env, recorded := pfFifoEnv(t)
+	env, recorded := fifoEnv(t)
 	path := filepath.Join(t.TempDir(), "watch.fifo")
 	ch, err := Open(env, Spec{ID: "e4", Type: "fifo", Options: Options{Path: path}})
 	if err != nil {
@@ -119,9 +112,9 @@ func TestFifoPath(t *testing.T) {
 	if len(*recorded) != 1 || (*recorded)[0] != path {
 		t.Errorf("recorded %v, want [%s]", *recorded, path)
 	}
-	out, res := fileCollector(t)
-	prod := pfStart(t, "printf 'a\\0b'", nil, ch.Writer())
-	cons := pfStart(t, "cat", ch.Reader(0), out)
+	out, res := fdtest.FileCollector(t)
+	prod := fdtest.Start(t, "printf 'a\\0b'", nil, ch.Writer())
+	cons := fdtest.Start(t, "cat", ch.Reader(0), out)
 	prod.Wait()
 	cons.Wait()
 	if got := res(); string(got) != "a\x00b" {
@@ -133,13 +126,13 @@ func TestFifoPath(t *testing.T) {
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
 		t.Errorf("after Close: %v, want the FIFO gone", err)
 	}
-	pfEmptyDir(t, env.RunDir)
+	fdtest.EmptyDir(t, env.RunDir)
 }
 
 // A path that exists is an error, never reused; and Close does not remove
 // a file that took the FIFO's place.
 func TestFifoExclusive(t *testing.T) {
-	env, _ := pfFifoEnv(t)
+	env, _ := fifoEnv(t)
 	path := filepath.Join(t.TempDir(), "taken")
 	if err := unix.Mkfifo(path, 0o600); err != nil {
 		t.Fatal(err)
@@ -182,7 +175,7 @@ func TestFifoCheck(t *testing.T) {
 	if err := typ.Check(Options{Path: "/nonexistent-dir/x"}); err == nil || !strings.Contains(err.Error(), "/nonexistent-dir") {
 		t.Errorf("missing directory: %v", err)
 	}
-	if err := typ.Check(Options{Size: PipeMaxSize() * 2}); err == nil || !strings.Contains(err.Error(), "pipe-max-size") {
+	if err := typ.Check(Options{Size: budget.PipeMaxSize() * 2}); err == nil || !strings.Contains(err.Error(), "pipe-max-size") {
 		t.Errorf("size above the limit: %v", err)
 	}
 }

@@ -11,6 +11,10 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/bridge"
+	"github.com/ipcflow/ipcflow/fdio"
+	"github.com/ipcflow/ipcflow/fileid"
 )
 
 // The mmap edge type: a regular file that ends up holding the whole stream,
@@ -75,10 +79,11 @@ func checkMmap(o Options) error {
 }
 
 type mmapChannel struct {
-	storeBridges
+	ends
+	store    bridge.Store
 	path     string
-	id       Identity // the file made here: only it is ever removed
-	keep     bool     // path= : the file stays as the edge's recording
+	id       fileid.Identity // the file made here: only it is ever removed
+	keep     bool            // path= : the file stays as the edge's recording
 	fd       int
 	mem      []byte
 	step     int64
@@ -104,7 +109,7 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	}
 	// With its directory's symlinks resolved: it is removed (at the end,
 	// or a recording that failed) through that directory, following none.
-	path, err := CanonicalPath(path)
+	path, err := fileid.CanonicalPath(path)
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: mmap file %s: %w", spec.ID, spec.Options.Path, err)
 	}
@@ -117,7 +122,7 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: create mmap file %s: %w", spec.ID, path, err)
 	}
-	id, err := FdIdentity(fd)
+	id, err := fileid.FdIdentity(fd)
 	if err == nil && !keep {
 		err = env.made(path, fd)
 	}
@@ -127,20 +132,20 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	}
 	if err != nil {
 		unix.Close(fd)
-		RemoveIfSame(path, id)
+		fileid.RemoveIfSame(path, id)
 		return nil, fmt.Errorf("edge %s: map %s: %w", spec.ID, path, err)
 	}
 	if !keep {
-		RemoveIfSame(path, id) // mapped, and both ends are here: the name can go
+		fileid.RemoveIfSame(path, id) // mapped, and both ends are here: the name can go
 	}
 	n := spec.Readers
 	c := &mmapChannel{
-		storeBridges: storeBridges{br: bridges{edge: spec.ID}}, path: path, id: id, keep: keep, fd: fd, mem: mem,
+		store: bridge.Store{Group: bridge.Group{Edge: spec.ID}}, path: path, id: id, keep: keep, fd: fd, mem: mem,
 		step: max(spec.Options.Size, mmapStep), noSplice: mmapNoSplice,
 		rpos: make([]atomic.Int64, n), gone: make([]atomic.Bool, n),
 		wake: make([]chan struct{}, n), space: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
-	w, in, err := bridgePipe(true)
+	w, in, err := bridge.Pipe(true)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
@@ -155,7 +160,9 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	for i := range n {
 		c.wake[i] = make(chan struct{}, 1)
 	}
-	if err := c.start(w, n, c.produce, c.consume); err != nil {
+	rs, err := c.store.Start(n, c.produce, c.consume)
+	c.ends = newEnds(w, rs)
+	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
@@ -321,7 +328,7 @@ func (sp *spliceCall) init(file int, intoFile bool) {
 }
 
 func (c *mmapChannel) consume(i int) error {
-	out := c.outs[i]
+	out := c.store.Outs[i]
 	defer out.Close()
 	defer func() {
 		c.gone[i].Store(true)
@@ -341,7 +348,7 @@ func (c *mmapChannel) consume(i int) error {
 			c.rpos[i].Store(pos)
 			poke(c.space)
 			if err != nil {
-				if isGone(err) {
+				if fdio.IsGone(err) {
 					return nil
 				}
 				return fmt.Errorf("write to reader %d: %w", i, err)
@@ -404,19 +411,19 @@ func (s *mmapSender) to(off, max int64) (int, error) {
 	return s.out.Write(s.mem[off : off+max])
 }
 
-func (c *mmapChannel) Wait() error { return c.br.wait() }
+func (c *mmapChannel) Wait() error { return c.store.Wait() }
 
 func (c *mmapChannel) Close() error {
 	c.once.Do(func() {
-		c.br.closing.Store(true)
+		c.store.Closing()
 		close(c.stop)
 		if c.in != nil {
 			c.in.Close()
 		}
-		for _, f := range c.outs {
+		for _, f := range c.store.Outs {
 			f.Close()
 		}
-		c.br.wg.Wait()
+		c.store.Wait()
 		unix.Munmap(c.mem)
 		unix.Close(c.fd)
 		c.closeUnhanded()
@@ -432,9 +439,18 @@ func (c *mmapChannel) DiscardRecording() error {
 	if !c.keep {
 		return nil
 	}
-	return RemoveIfSame(c.path, c.id)
+	return fileid.RemoveIfSame(c.path, c.id)
 }
 
 func (c *mmapChannel) Stats() Stats {
 	return Stats{Bytes: c.length.Load(), Records: c.chunks.Load()}
+}
+
+// poke wakes whoever waits on ch without blocking: a wake-up already
+// pending covers this one.
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }

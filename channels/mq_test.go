@@ -2,7 +2,6 @@ package channels
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/ipcflow/ipcflow/budget"
 )
 
 // TestMQLongLines: lines far longer than msgsize span messages and are
@@ -102,7 +101,7 @@ func TestMQTwoProducers(t *testing.T) {
 
 // TestMQCheck: options above the system's limits fail naming the sysctl.
 func TestMQCheck(t *testing.T) {
-	l := ReadMQLimits()
+	l := budget.ReadMQLimits()
 	for _, c := range []struct {
 		o    Options
 		want string
@@ -118,79 +117,27 @@ func TestMQCheck(t *testing.T) {
 	}
 }
 
-// TestMQCostMatchesKernel: queues whose costs add up to exactly the budget
-// open, and one byte more does not (mqueue_get_inode's accounting): k
-// default queues, then one sized to fill what is left.
-func TestMQCostMatchesKernel(t *testing.T) {
-	if !*long {
-		t.Skip("uses up the user's RLIMIT_MSGQUEUE for a moment, which would fail other packages' tests running at the same time: run with -long")
-	}
-	l := ReadMQLimits()
-	if l.Budget < 0 {
-		t.Skip("RLIMIT_MSGQUEUE is unlimited here")
-	}
-	dc := MQCost(l.MsgDefault, l.MsgsizeDefault)
-	k := l.Budget / dc
-	rest := l.Budget - k*dc
-	var mm, ms int64
-	for m := l.MsgMax; m >= 1 && mm == 0; m-- {
-		if s := rest/m - 2*mqMsgMsgSize; rest%m == 0 && s >= 2 && s < l.MsgsizeMax {
-			mm, ms = m, s
-		}
-	}
-	if mm == 0 {
-		t.Skipf("no queue within the sysctl limits costs exactly the %d bytes left", rest)
-	}
-	prefix := fmt.Sprintf("/ipcflow.t%dcost.", os.Getpid())
-	var names []string
-	defer func() {
-		for _, n := range names {
-			UnlinkMQ(n)
-		}
-	}()
-	open := func(mm, ms int64) error {
-		name := fmt.Sprintf("%s%d", prefix, len(names))
-		fd, err := mqOpen(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, mm, ms)
-		if err == nil {
-			unix.Close(fd)
-			names = append(names, name)
-		}
-		return err
-	}
-	for range k {
-		if err := open(l.MsgDefault, l.MsgsizeDefault); err != nil {
-			t.Skipf("other queues of this user hold part of the budget now: %v", err)
-		}
-	}
-	if err := open(mm, ms+1); !errors.Is(err, unix.EMFILE) {
-		t.Fatalf("a queue one message-byte over the budget: %v, want EMFILE", err)
-	}
-	if err := open(mm, ms); err != nil {
-		t.Fatalf("%d default queues and one of %d x %d: %v, want the exact fit to open", k, mm, ms, err)
-	}
-}
-
 // TestPlanMQ: 20 mq edges fit the budget and carry data, chained; a set of
 // queues whose sizes the script fixed too large fails naming the limit.
 func TestPlanMQ(t *testing.T) {
-	l := ReadMQLimits()
+	l := budget.ReadMQLimits()
 	if l.Budget < 0 {
 		t.Skip("RLIMIT_MSGQUEUE is unlimited here")
 	}
-	opts, err := PlanMQ(20, make([]Options, 20))
+	planned, err := budget.PlanMQ(make([]budget.Queue, 20))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var total int64
 	var hops []hop
-	for _, o := range opts {
-		total += MQCost(l.resolve(o))
-		hops = append(hops, hop{"mq", o})
+	for _, q := range planned {
+		total += budget.MQCost(l.Resolve(q))
+		hops = append(hops, hop{"mq", Options{PlanMaxMsg: q.PlanMaxMsg, PlanMsgSize: q.PlanMsgSize}})
 	}
-	mm, ms := l.resolve(opts[0])
+	mm, ms := l.Resolve(planned[0])
 	t.Logf("20 queues of %d x %d bytes: %d of %d", mm, ms, total, l.Budget)
-	if opts[0].MaxMsg != 0 || opts[0].MsgSize != 0 {
-		t.Errorf("the plan wrote its sizes as the script's (%+v): Open could not shrink them", opts[0])
+	if planned[0].MaxMsg != 0 || planned[0].MsgSize != 0 {
+		t.Errorf("the plan wrote its sizes as the script's (%+v): Open could not shrink them", planned[0])
 	}
 	if total > l.Budget {
 		t.Fatalf("plan takes %d bytes, budget %d", total, l.Budget)
@@ -201,14 +148,14 @@ func TestPlanMQ(t *testing.T) {
 		t.Fatalf("got %s want %s", res.out, want)
 	}
 
-	fixed := make([]Options, 10)
+	fixed := make([]budget.Queue, 10)
 	for i := range fixed {
-		fixed[i] = Options{MaxMsg: l.MsgDefault, MsgSize: l.MsgsizeDefault}
+		fixed[i] = budget.Queue{MaxMsg: l.MsgDefault, MsgSize: l.MsgsizeDefault}
 	}
-	if _, err := PlanMQ(10, fixed); err == nil || !strings.Contains(err.Error(), "RLIMIT_MSGQUEUE") {
+	if _, err := budget.PlanMQ(fixed); err == nil || !strings.Contains(err.Error(), "RLIMIT_MSGQUEUE") {
 		t.Fatalf("10 fixed default queues: %v, want an error naming RLIMIT_MSGQUEUE", err)
 	}
-	if _, err := PlanMQ(5000, make([]Options, 5000)); err == nil || !strings.Contains(err.Error(), "RLIMIT_MSGQUEUE") {
+	if _, err := budget.PlanMQ(make([]budget.Queue, 5000)); err == nil || !strings.Contains(err.Error(), "RLIMIT_MSGQUEUE") {
 		t.Fatalf("5000 queues: %v, want an error naming RLIMIT_MSGQUEUE", err)
 	}
 }
@@ -220,7 +167,7 @@ func TestMQOpenShrinksToFit(t *testing.T) {
 	if !*long {
 		t.Skip("uses up the user's RLIMIT_MSGQUEUE for a moment: run with -long")
 	}
-	l := ReadMQLimits()
+	l := budget.ReadMQLimits()
 	if l.Budget < 0 {
 		t.Skip("RLIMIT_MSGQUEUE is unlimited here")
 	}
@@ -232,7 +179,7 @@ func TestMQOpenShrinksToFit(t *testing.T) {
 		}
 	}()
 	fixed := Options{MaxMsg: l.MsgDefault, MsgSize: l.MsgsizeDefault}
-	for i := range l.Budget / MQCost(fixed.MaxMsg, fixed.MsgSize) {
+	for i := range l.Budget / budget.MQCost(fixed.MaxMsg, fixed.MsgSize) {
 		ch, err := Open(env, Spec{ID: fmt.Sprintf("f%d", i), Type: "mq", Options: fixed})
 		if err != nil {
 			t.Skipf("other queues of this user hold part of the budget now: %v", err)
@@ -254,7 +201,7 @@ func TestMQOpenNamesLimit(t *testing.T) {
 	if !*long {
 		t.Skip("uses up the user's RLIMIT_MSGQUEUE for a moment, which would fail other packages' tests running at the same time: run with -long")
 	}
-	l := ReadMQLimits()
+	l := budget.ReadMQLimits()
 	if l.Budget < 0 {
 		t.Skip("RLIMIT_MSGQUEUE is unlimited here")
 	}

@@ -3,6 +3,8 @@ package channels
 import (
 	"fmt"
 	"os"
+
+	"github.com/ipcflow/ipcflow/budget"
 )
 
 // The pipe edge type: one pipe(2) between the two stages. ipcflow makes it,
@@ -18,20 +20,11 @@ func init() {
 	})
 }
 
-// checkPipeSize refuses a buffer the kernel would refuse. Root could go
-// above pipe-max-size, but a flow should not depend on who runs it.
-func checkPipeSize(o Options) error {
-	if o.Size < 0 {
-		return fmt.Errorf("pipe size %d is negative", o.Size)
-	}
-	if max := PipeMaxSize(); o.Size > 0 && (o.Size > 1<<31 || roundPipeSize(o.Size) > max) {
-		return fmt.Errorf("pipe size %s is above the system limit %s (/proc/sys/fs/pipe-max-size)", sizeString(o.Size), sizeString(max))
-	}
-	return nil
-}
+// checkPipeSize refuses a buffer the kernel would refuse.
+func checkPipeSize(o Options) error { return budget.CheckPipeSize(o.Size) }
 
 func openPipe(env Env, spec Spec) (Channel, error) {
-	r, w, err := Pipe(spec.Options.Size)
+	r, w, err := budget.Pipe(spec.Options.Size)
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}

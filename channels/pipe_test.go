@@ -4,20 +4,23 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/ipcflow/ipcflow/budget"
+	"github.com/ipcflow/ipcflow/internal/fdtest"
 )
 
-// pfChain runs `producer | consumer` over one channel of spec, the way exec
+// chain runs `producer | consumer` over one channel of spec, the way exec
 // wires it, and returns the consumer's output.
-func pfChain(t *testing.T, env Env, spec Spec, producer, consumer string) []byte {
+func chain(t *testing.T, env Env, spec Spec, producer, consumer string) []byte {
 	t.Helper()
 	ch, err := Open(env, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ch.Close()
-	out, res := fileCollector(t)
-	prod := pfStart(t, producer, nil, ch.Writer())
-	cons := pfStart(t, consumer, ch.Reader(0), out)
+	out, res := fdtest.FileCollector(t)
+	prod := fdtest.Start(t, producer, nil, ch.Writer())
+	cons := fdtest.Start(t, consumer, ch.Reader(0), out)
 	if err := ch.Wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -29,38 +32,39 @@ func pfChain(t *testing.T, env Env, spec Spec, producer, consumer string) []byte
 }
 
 func TestPipeCarriesBytesUnchanged(t *testing.T) {
-	before := pfWarm(t)
-	for name, in := range pfInputs() {
+	before := fdtest.Warm(t)
+	for name, in := range fdtest.Inputs() {
 		t.Run(name, func(t *testing.T) {
-			f := pfWrite(t, "in", in)
-			got := pfChain(t, Env{}, Spec{ID: "e1", Type: "pipe"}, "cat "+f, "cat")
+			f := fdtest.WriteTemp(t, "in", in)
+			got := chain(t, Env{}, Spec{ID: "e1", Type: "pipe"}, "cat "+f, "cat")
 			if !bytes.Equal(got, in) {
 				t.Fatalf("got %d bytes, want %d", len(got), len(in))
 			}
 		})
 	}
 	t.Run("seq|head", func(t *testing.T) {
-		want := pfBash(t, "seq 1 100000 | head -n 5000")
-		got := pfChain(t, Env{}, Spec{ID: "e1", Type: "pipe", Options: Options{Size: 1 << 20}}, "seq 1 100000", "head -n 5000")
+		want := fdtest.Bash(t, "seq 1 100000 | head -n 5000")
+		got := chain(t, Env{}, Spec{ID: "e1", Type: "pipe", Options: Options{Size: 1 << 20}}, "seq 1 100000", "head -n 5000")
 		if !bytes.Equal(got, want) {
 			t.Fatalf("got %d bytes, want %d", len(got), len(want))
 		}
 	})
-	pfNoLeak(t, before)
+	fdtest.NoLeak(t, before)
 }
 
 func TestPipeSizeOption(t *testing.T) {
-	for _, size := range []int64{4096, 100_000, 1 << 20} {
+	// The kernel rounds a size up to a power of two pages.
+	for size, want := range map[int64]int64{4096: 4096, 100_000: 128 << 10, 1 << 20: 1 << 20} {
 		ch, err := Open(Env{}, Spec{ID: "e1", Type: "pipe", Options: Options{Size: size}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := PipeSize(ch.Writer())
+		got, err := budget.PipeSize(ch.Writer())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got != roundPipeSize(size) {
-			t.Errorf("size=%d: pipe has %d, want %d", size, got, roundPipeSize(size))
+		if got != want {
+			t.Errorf("size=%d: pipe has %d, want %d", size, got, want)
 		}
 		ch.Writer().Close()
 		ch.Close()
@@ -72,11 +76,11 @@ func TestPipeCheck(t *testing.T) {
 	if !ok {
 		t.Fatal("pipe not registered")
 	}
-	err := typ.Check(Options{Size: PipeMaxSize() + 1})
-	if err == nil || !strings.Contains(err.Error(), "/proc/sys/fs/pipe-max-size") || !strings.Contains(err.Error(), sizeString(PipeMaxSize())) {
-		t.Errorf("Check above the limit: %v, want an error naming the limit and the file", err)
+	err := typ.Check(Options{Size: budget.PipeMaxSize() + 1})
+	if err == nil || !strings.Contains(err.Error(), "/proc/sys/fs/pipe-max-size") {
+		t.Errorf("Check above the limit: %v, want an error naming the limit's file (budget.CheckPipeSize)", err)
 	}
-	if err := typ.Check(Options{Size: PipeMaxSize()}); err != nil {
+	if err := typ.Check(Options{Size: budget.PipeMaxSize()}); err != nil {
 		t.Errorf("Check at the limit: %v", err)
 	}
 	if _, err := Open(Env{}, Spec{ID: "e7", Type: "pipe", Options: Options{Size: 1 << 30}}); err == nil || !strings.HasPrefix(err.Error(), "edge e7: ") {
@@ -89,13 +93,13 @@ func TestPipeCheck(t *testing.T) {
 
 // Ends never handed out are closed by Close; ends handed out are not.
 func TestPipeCloseOwnership(t *testing.T) {
-	before := pfWarm(t)
+	before := fdtest.Warm(t)
 	ch, err := Open(Env{}, Spec{ID: "e1", Type: "pipe"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ch.Close()
-	pfNoLeak(t, before)
+	fdtest.NoLeak(t, before)
 
 	ch, _ = Open(Env{}, Spec{ID: "e1", Type: "pipe"})
 	w := ch.Writer()
@@ -111,7 +115,7 @@ func TestPipeCloseOwnership(t *testing.T) {
 	if ch.Wait() != nil || ch.Stats() != (Stats{}) {
 		t.Error("a pipe has no bridge: Wait nil, Stats empty")
 	}
-	pfNoLeak(t, before)
+	fdtest.NoLeak(t, before)
 }
 
 // exec plans by Caps: a pipe is neither bridged nor multi-reader (fan-out

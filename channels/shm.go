@@ -9,9 +9,14 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/bridge"
+	"github.com/ipcflow/ipcflow/fdio"
+	"github.com/ipcflow/ipcflow/fileid"
+	"github.com/ipcflow/ipcflow/ring"
 )
 
-// The shm edge type: a ring (ring.go) in a POSIX shared memory object,
+// The shm edge type: a ring (package ring) in a POSIX shared memory object,
 // /dev/shm/<prefix><id>. The producer writes a pipe; a bridge reads that
 // pipe straight into the ring's free space; one bridge per reader writes
 // the ring's data straight into that reader's pipe. Both bridges live in
@@ -42,7 +47,7 @@ func ShmPath(env Env, id string) string { return "/dev/shm/" + env.Prefix + id }
 // mode 0600) and formats it as a ring. The caller unlinks path once every
 // party has mapped it. fallocate reserves the memory now: a full /dev/shm
 // is this error, not a SIGBUS in the middle of the stream.
-func CreateShmRing(path string, capacity int64, readers int) (*Ring, []byte, error) {
+func CreateShmRing(path string, capacity int64, readers int) (*ring.Ring, []byte, error) {
 	pg := int64(os.Getpagesize())
 	capacity = (capacity + pg - 1) / pg * pg
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
@@ -50,7 +55,7 @@ func CreateShmRing(path string, capacity int64, readers int) (*Ring, []byte, err
 		return nil, nil, fmt.Errorf("create shm segment %s: %w", path, err)
 	}
 	defer unix.Close(fd)
-	size := RingSize(capacity)
+	size := ring.Size(capacity)
 	if err := unix.Fallocate(fd, 0, 0, size); err != nil {
 		unix.Unlink(path)
 		if errors.Is(err, unix.ENOSPC) {
@@ -63,7 +68,7 @@ func CreateShmRing(path string, capacity int64, readers int) (*Ring, []byte, err
 		unix.Unlink(path)
 		return nil, nil, fmt.Errorf("map shm segment %s: %w", path, err)
 	}
-	r, err := InitRing(mem, capacity, readers)
+	r, err := ring.Init(mem, capacity, readers)
 	if err != nil {
 		unix.Munmap(mem)
 		unix.Unlink(path)
@@ -73,8 +78,9 @@ func CreateShmRing(path string, capacity int64, readers int) (*Ring, []byte, err
 }
 
 type shmChannel struct {
-	storeBridges
-	ring   *Ring
+	ends
+	store  bridge.Store
+	ring   *ring.Ring
 	mem    []byte
 	in     *os.File // ipcflow's end of the producer's pipe
 	bytes  atomic.Int64
@@ -98,8 +104,8 @@ func openShm(env Env, spec Spec) (Channel, error) {
 	if env.Made != nil {
 		// Until the unlink below, a crash leaves the name: clean then
 		// removes it only while it is this segment.
-		if st, ok, err := StatNoFollow(path); err == nil && ok {
-			env.Made(path, IdentityOf(&st))
+		if st, ok, err := fileid.StatNoFollow(path); err == nil && ok {
+			env.Made(path, fileid.IdentityOf(&st))
 		}
 	}
 	// Both ends of the ring are in this process: the name can go now.
@@ -108,14 +114,16 @@ func openShm(env Env, spec Spec) (Channel, error) {
 		return nil, fmt.Errorf("edge %s: unlink shm segment %s: %w", spec.ID, path, err)
 	}
 	ring.LocalWake() // both bridges are goroutines here
-	c := &shmChannel{ring: ring, mem: mem, storeBridges: storeBridges{br: bridges{edge: spec.ID}}}
-	w, in, err := bridgePipe(true)
+	c := &shmChannel{ring: ring, mem: mem, store: bridge.Store{Group: bridge.Group{Edge: spec.ID}}}
+	w, in, err := bridge.Pipe(true)
 	if err != nil {
 		unix.Munmap(mem)
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
 	c.in = in
-	if err := c.start(w, spec.Readers, c.produce, c.consume); err != nil {
+	rs, err := c.store.Start(spec.Readers, c.produce, c.consume)
+	c.ends = newEnds(w, rs)
+	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
@@ -153,7 +161,7 @@ func (c *shmChannel) produce() error {
 // back while a large write is still going.
 func (c *shmChannel) consume(i int) error {
 	rd := c.ring.Reader(i)
-	out := c.outs[i]
+	out := c.store.Outs[i]
 	defer out.Close()
 	defer rd.Close()
 	limit := max(int(c.ring.Capacity()/4), 4096)
@@ -168,7 +176,7 @@ func (c *shmChannel) consume(i int) error {
 		n, err := out.Write(span)
 		rd.Release(n)
 		if err != nil {
-			if isGone(err) {
+			if fdio.IsGone(err) {
 				return nil // the reader stopped early, as head does
 			}
 			return fmt.Errorf("write to reader %d: %w", i, err)
@@ -176,19 +184,19 @@ func (c *shmChannel) consume(i int) error {
 	}
 }
 
-func (c *shmChannel) Wait() error { return c.br.wait() }
+func (c *shmChannel) Wait() error { return c.store.Wait() }
 
 func (c *shmChannel) Close() error {
 	c.once.Do(func() {
-		c.br.closing.Store(true)
+		c.store.Closing()
 		c.ring.Shutdown()
 		if c.in != nil {
 			c.in.Close()
 		}
-		for _, f := range c.outs {
+		for _, f := range c.store.Outs {
 			f.Close()
 		}
-		c.br.wg.Wait() // nobody touches the mapping after this
+		c.store.Wait() // nobody touches the mapping after this
 		unix.Munmap(c.mem)
 		c.closeUnhanded()
 	})

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/bridge"
+	"github.com/ipcflow/ipcflow/fdio"
 )
 
 // The socket edge type, three kinds (Options.Socket):
@@ -93,8 +96,8 @@ func openUnix(id string) (Channel, error) {
 	unix.Shutdown(fds[1], unix.SHUT_WR)
 	unix.SetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_SNDBUF, 1<<20)
 	unix.SetNonblock(fds[0], true)
-	c := &unixChannel{sock: os.NewFile(uintptr(fds[0]), "socket-w"), br: bridges{edge: id}}
-	w, in, err := bridgePipe(true)
+	c := &unixChannel{sock: os.NewFile(uintptr(fds[0]), "socket-w"), br: bridge.Group{Edge: id}}
+	w, in, err := bridge.Pipe(true)
 	if err != nil {
 		c.sock.Close()
 		unix.Close(fds[1])
@@ -102,7 +105,7 @@ func openUnix(id string) (Channel, error) {
 	}
 	c.in = in
 	c.ends = newEnds(w, []*os.File{os.NewFile(uintptr(fds[1]), "socket-r")})
-	c.br.goRun(c.produce)
+	c.br.Go(c.produce)
 	return c, nil
 }
 
@@ -114,7 +117,7 @@ func openUnix(id string) (Channel, error) {
 // and closes the pipe, and the producer gets its EPIPE.
 type unixChannel struct {
 	ends
-	br     bridges
+	br     bridge.Group
 	in     *os.File // ipcflow's end of the producer's pipe
 	sock   *os.File // ipcflow's end of the socketpair (non-blocking)
 	bytes  atomic.Int64
@@ -125,14 +128,14 @@ type unixChannel struct {
 func (c *unixChannel) produce() error {
 	defer c.in.Close()
 	defer c.sock.Close() // end of stream for the consumer
-	err := errNoSplice
+	err := fdio.ErrNoSplice
 	if unixSplice {
 		err = c.splice()
 	}
-	if err == errNoSplice {
+	if err == fdio.ErrNoSplice {
 		err = c.copy()
 	}
-	if isGone(err) {
+	if fdio.IsGone(err) {
 		return nil
 	}
 	return err
@@ -149,14 +152,14 @@ var unixSplice = true
 // (figures in docs/transports.md). Both fds are non-blocking and the
 // waits are in Go's poller (a bridge blocked in poll(2) doubled the round
 // trip through cat: its thread holds the scheduler slot), so Close
-// interrupts them with a deadline. It returns errNoSplice, having moved
+// interrupts them with a deadline. It returns fdio.ErrNoSplice, having moved
 // nothing, where the kernel cannot splice into this socket.
 func (c *unixChannel) splice() error {
-	src, err := fdOf(c.in)
+	src, err := fdio.FD(c.in)
 	if err != nil {
 		return err
 	}
-	dst, err := fdOf(c.sock)
+	dst, err := fdio.FD(c.sock)
 	if err != nil {
 		return err
 	}
@@ -176,7 +179,7 @@ func (c *unixChannel) splice() error {
 	// so no wake-up is missed. Made once: no allocation per chunk.
 	move := func() {
 		for {
-			n, serr = unix.Splice(src, nil, dst, nil, chunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			n, serr = unix.Splice(src, nil, dst, nil, fdio.Chunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 			if serr != unix.EINTR {
 				return
 			}
@@ -202,7 +205,7 @@ func (c *unixChannel) splice() error {
 		case serr == unix.EAGAIN:
 			continue
 		case serr == unix.EINVAL && moved == 0:
-			return errNoSplice
+			return fdio.ErrNoSplice
 		case serr != nil:
 			return fmt.Errorf("splice into socket: %w", serr)
 		case n == 0:
@@ -217,8 +220,8 @@ func (c *unixChannel) splice() error {
 // copy is the fallback of splice: read(2) and write(2) through one large
 // buffer, shared with copy.go's fallback (bufPool).
 func (c *unixChannel) copy() error {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := fdio.Buffer()
+	defer fdio.PutBuffer(bp)
 	buf := *bp
 	for {
 		n, rerr := c.in.Read(buf)
@@ -238,17 +241,17 @@ func (c *unixChannel) copy() error {
 	}
 }
 
-func (c *unixChannel) Wait() error { return c.br.wait() }
+func (c *unixChannel) Wait() error { return c.br.Wait() }
 
 func (c *unixChannel) Close() error {
 	c.once.Do(func() {
-		c.br.closing.Store(true)
+		c.br.Closing()
 		// A deadline, not Close, wakes the bridge: it splices between the
 		// raw fd numbers, which must stay open until it has returned.
 		past := time.Unix(1, 0)
 		c.in.SetDeadline(past)
 		c.sock.SetDeadline(past)
-		c.br.wg.Wait()
+		c.br.Wait()
 		c.in.Close()
 		c.sock.Close()
 		c.closeUnhanded()

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/fdio"
 )
 
 // TestTCPStranger: a connection that reaches the edge's listener before
@@ -42,7 +44,7 @@ func TestTCPStranger(t *testing.T) {
 	stranger.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := stranger.Read(make([]byte, 10)); err == nil || n != 0 {
 		t.Fatalf("stranger's connection still open: read %d, %v", n, err)
-	} else if err != io.EOF && !isGone(err) {
+	} else if err != io.EOF && !fdio.IsGone(err) {
 		t.Fatalf("stranger's connection: %v, want closed", err)
 	}
 }

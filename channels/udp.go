@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/bridge"
+	"github.com/ipcflow/ipcflow/fdio"
 )
 
 // socket udp: two connected datagram sockets (the receiver bound to
@@ -75,7 +78,7 @@ var udpDropHook func(seq uint64, payload []byte) bool
 
 type udpChannel struct {
 	ends
-	br       bridges
+	br       bridge.Group
 	send     *os.File // connected to recv
 	recv     *os.File // connected to send
 	in, out  *os.File // ipcflow's ends of the stages' pipes
@@ -125,15 +128,15 @@ func openUDP(id, addr string) (Channel, error) {
 	c := &udpChannel{
 		send: os.NewFile(uintptr(ss), "udp-send"),
 		recv: os.NewFile(uintptr(rs), "udp-recv"),
-		br:   bridges{edge: id},
+		br:   bridge.Group{Edge: id},
 		drop: udpDropHook,
 	}
-	w, in, err := bridgePipe(true)
+	w, in, err := bridge.Pipe(true)
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
-	r, out, err := bridgePipe(false)
+	r, out, err := bridge.Pipe(false)
 	if err != nil {
 		w.Close()
 		in.Close()
@@ -142,8 +145,8 @@ func openUDP(id, addr string) (Channel, error) {
 	}
 	c.in, c.out = in, out
 	c.ends = newEnds(w, []*os.File{r})
-	c.br.goRun(c.produce)
-	c.br.goRun(c.consume)
+	c.br.Go(c.produce)
+	c.br.Go(c.consume)
 	return c, nil
 }
 
@@ -286,7 +289,7 @@ func (c *udpChannel) wrote(err error) error {
 	if err == nil {
 		return nil
 	}
-	if isGone(err) {
+	if fdio.IsGone(err) {
 		c.left.Store(true)
 		c.gone.Store(true)
 		return nil
@@ -406,11 +409,11 @@ func (u *udpUnpacker) write(p []byte) error {
 	return err
 }
 
-func (c *udpChannel) Wait() error { return c.br.wait() }
+func (c *udpChannel) Wait() error { return c.br.Wait() }
 
 func (c *udpChannel) Close() error {
 	c.once.Do(func() {
-		c.br.closing.Store(true)
+		c.br.Closing()
 		c.gone.Store(true)
 		c.send.Close()
 		c.recv.Close()
@@ -418,7 +421,7 @@ func (c *udpChannel) Close() error {
 			c.in.Close()
 			c.out.Close()
 		}
-		c.br.wg.Wait()
+		c.br.Wait()
 		c.closeUnhanded()
 	})
 	return nil

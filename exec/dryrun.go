@@ -102,7 +102,7 @@ func options(wr *Wire) string {
 	if o.Path != "" {
 		s = append(s, "path="+o.Path)
 	}
-	// A queue's planned sizes (channels.PlanMQ) show as if written.
+	// A queue's planned sizes (budget.PlanMQ) show as if written.
 	if mm := cmp.Or(o.MaxMsg, o.PlanMaxMsg); mm > 0 {
 		s = append(s, fmt.Sprintf("maxmsg=%d", mm))
 	}

@@ -16,9 +16,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipcflow/ipcflow/budget"
 	"github.com/ipcflow/ipcflow/channels"
 	"github.com/ipcflow/ipcflow/contain"
 	"github.com/ipcflow/ipcflow/locks"
+	"github.com/ipcflow/ipcflow/movers"
 	"github.com/ipcflow/ipcflow/rundir"
 )
 
@@ -41,7 +43,7 @@ type flow struct {
 	sems  map[string]*locks.Sem
 	lease *locks.LeaseServer
 
-	movers     []mover
+	movers     []movers.Running
 	moverPlans []*MoverPlan
 
 	stages []*liveStage // in plan order, as Plan.Stages
@@ -135,7 +137,7 @@ func newFlow(plan *Plan, o Options) (f *flow, err error) {
 		rw := &liveWire{}
 		f.wires = append(f.wires, rw)
 		if w.Internal() {
-			if rw.r, rw.w, err = channels.Pipe(w.Spec.Options.Size); err != nil {
+			if rw.r, rw.w, err = budget.Pipe(w.Spec.Options.Size); err != nil {
 				return f, fmt.Errorf("pipe %s for %s: %w", w.ID, w.Purpose, err)
 			}
 			continue

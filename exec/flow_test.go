@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ipcflow/ipcflow/budget"
 	"github.com/ipcflow/ipcflow/channels"
 	"github.com/ipcflow/ipcflow/parser"
 )
@@ -505,13 +506,13 @@ func TestAfterStageReadingItsProducer(t *testing.T) {
 // RLIMIT_MSGQUEUE: the plan sizes the queues for the whole budget, and
 // Open shrinks what the script left unset to what is really left.
 func TestTwentyMQEdgesBesideAnotherRun(t *testing.T) {
-	l := channels.ReadMQLimits()
+	l := budget.ReadMQLimits()
 	if l.Budget < 0 {
 		t.Skip("RLIMIT_MSGQUEUE is unlimited here")
 	}
 	env := channels.Env{RunDir: t.TempDir(), Prefix: fmt.Sprintf("ipcflowtest.%d.", os.Getpid()), Record: func(string, string) error { return nil }}
 	fixed := channels.Options{MaxMsg: l.MsgDefault, MsgSize: l.MsgsizeDefault}
-	for i := range l.Budget / 2 / channels.MQCost(fixed.MaxMsg, fixed.MsgSize) {
+	for i := range l.Budget / 2 / budget.MQCost(fixed.MaxMsg, fixed.MsgSize) {
 		ch, err := channels.Open(env, channels.Spec{ID: fmt.Sprintf("other%d", i), Type: "mq", Readers: 1, Options: fixed})
 		if err != nil {
 			t.Skipf("other queues of this user hold part of the budget already: %v", err)

@@ -10,6 +10,8 @@ import (
 	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 
+	"github.com/ipcflow/ipcflow/bridge"
+	"github.com/ipcflow/ipcflow/budget"
 	"github.com/ipcflow/ipcflow/channels"
 	"github.com/ipcflow/ipcflow/contain"
 	"github.com/ipcflow/ipcflow/parser"
@@ -116,7 +118,7 @@ type MoverPlan struct {
 	Purpose string
 	// ReadAhead (Tee): read the source to its end even while no
 	// destination takes bytes, for consumers that start only after their
-	// producer has exited (channels.StartTeeAhead).
+	// producer has exited (movers.StartTeeAhead).
 	ReadAhead bool
 }
 
@@ -245,12 +247,12 @@ func (p *Plan) planPipeSizes() {
 			unsized = append(unsized, w)
 		}
 		if t, ok := channels.Lookup(w.Spec.Type); ok && t.Caps.Bridged && !w.Internal() {
-			bridged += 2 * channels.BridgePipeSize
+			bridged += 2 * bridge.PipeSize
 		}
 	}
 	// The bridges' pipes count as so many more pipes of the size asked.
 	fit := func(want int64) (int64, string) {
-		return channels.PlanPipeSize(len(unsized)+int((bridged+want-1)/want), want)
+		return budget.PlanPipeSize(len(unsized)+int((bridged+want-1)/want), want)
 	}
 	size, warn := fit(stagePipeSize)
 	if warn != "" {
@@ -366,22 +368,22 @@ func environWithout(hide []string) []string {
 // queues exhaust it), or fails, naming the limit, before anything starts.
 func (p *Plan) planQueues() error {
 	var mq []*Wire
-	var opts []channels.Options
+	var queues []budget.Queue
 	for _, w := range p.Wires {
 		if !w.Internal() && w.Spec.Type == "mq" {
 			mq = append(mq, w)
-			opts = append(opts, w.Spec.Options)
+			queues = append(queues, w.Spec.Options.Queue())
 		}
 	}
 	if len(mq) == 0 {
 		return nil
 	}
-	planned, err := channels.PlanMQ(len(opts), opts)
+	planned, err := budget.PlanMQ(queues)
 	if err != nil {
 		return usagef("%s: %v", p.Graph.File, err)
 	}
 	for i, w := range mq {
-		w.Spec.Options = planned[i]
+		w.Spec.Options.PlanMaxMsg, w.Spec.Options.PlanMsgSize = planned[i].PlanMaxMsg, planned[i].PlanMsgSize
 	}
 	return nil
 }

@@ -15,12 +15,13 @@ import (
 
 	"github.com/ipcflow/ipcflow/channels"
 	"github.com/ipcflow/ipcflow/locks"
+	"github.com/ipcflow/ipcflow/movers"
 )
 
 // file returns the file for end e (used once per end). Ends of ipcflow's
 // own fds come back as os.Stdin, os.Stdout, os.Stderr, which movers use
 // without closing. The shared /dev/null only ever ends a stage's port
-// (wiring.go); a mover would close it, so the planner never gives a mover
+// (wiring.go); a mover would close it, so the planner never gives a movers.Running
 // a null end.
 func (f *flow) file(e End) *os.File {
 	switch e.Kind {
@@ -35,7 +36,7 @@ func (f *flow) file(e End) *os.File {
 // startMovers starts every tee, join and label copier.
 func (r *flow) startMovers() {
 	for _, mp := range r.plan.Movers {
-		var m mover
+		var m movers.Running
 		// Into a closed stdout, a copy fails; into a closed stderr it
 		// discards, as a stage's own stderr writes fail unseen (stdio.go).
 		if d := mp.Dsts[0]; len(mp.Dsts) == 1 && d.isOwn(1) && r.closedOwn[1] {
@@ -51,18 +52,18 @@ func (r *flow) startMovers() {
 				dsts[i] = r.file(d)
 			}
 			if mp.ReadAhead {
-				m = channels.StartTeeAhead(r.file(mp.Srcs[0]), dsts, r.rd.Path)
+				m = movers.StartTeeAhead(r.file(mp.Srcs[0]), dsts, r.rd.Path)
 			} else {
-				m = channels.StartTee(r.file(mp.Srcs[0]), dsts, r.rd.Path)
+				m = movers.StartTee(r.file(mp.Srcs[0]), dsts, r.rd.Path)
 			}
 		case Join:
 			srcs := make([]*os.File, len(mp.Srcs))
 			for i, s := range mp.Srcs {
 				srcs[i] = r.file(s)
 			}
-			m = channels.StartJoin(srcs, r.file(mp.Dsts[0]))
+			m = movers.StartJoin(srcs, r.file(mp.Dsts[0]))
 		case Label:
-			m = startLabel(r.file(mp.Srcs[0]), os.Stderr, mp.Stage+": ")
+			m = movers.StartLabel(r.file(mp.Srcs[0]), os.Stderr, mp.Stage+": ")
 		}
 		r.movers = append(r.movers, m)
 		r.moverPlans = append(r.moverPlans, mp)

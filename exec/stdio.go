@@ -6,6 +6,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/movers"
 )
 
 // A closed standard output or error. `ipcflow run f >&-` used to succeed
@@ -69,10 +71,10 @@ const closedFd = ^uintptr(0)
 // closed: it moves nothing and fails as a write there would, and its
 // sources close at once, so their producers see a closed pipe (as a
 // program writing into `>&-` dies in a shell pipeline).
-func (f *flow) closedDst(mp *MoverPlan) mover {
+func (f *flow) closedDst(mp *MoverPlan) movers.Running {
 	for _, s := range mp.Srcs {
-		if f := f.file(s); s.Kind != EndOwn {
-			f.Close()
+		if file := f.file(s); s.Kind != EndOwn {
+			file.Close()
 		}
 	}
 	return closedMover{}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/fileid"
 	"github.com/ipcflow/ipcflow/locks"
 )
 
@@ -175,7 +176,7 @@ func strayObjects(live map[string]bool) []object {
 			}
 			o := object{kind: kind, name: name(e.Name())}
 			if kind == channels.KindShm {
-				o.id = channels.IdentityOf(&st) // removed only while it is this one
+				o.id = fileid.IdentityOf(&st) // removed only while it is this one
 			}
 			if kind == channels.KindSem && locks.InUse(o.name) {
 				// Its run lives, with its directory where this clean

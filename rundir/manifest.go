@@ -11,7 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/fileid"
 	"github.com/ipcflow/ipcflow/locks"
+	"github.com/ipcflow/ipcflow/mqueue"
 )
 
 // A manifest is lines of "key\tvalue":
@@ -21,14 +23,14 @@ import (
 //	id\t<dev:ino:type>\t<name>  its identity, written once it exists
 //
 // A path object is removed only while it still has the identity recorded
-// (channels/identity.go): a name given to another file since, or reached
+// (fileid/fileid.go): a name given to another file since, or reached
 // through a directory swapped for a symlink, is left alone.
 
 // object is one recorded object; id is zero until the run said what it
 // made (or for kinds that have no identity: queues, semaphores).
 type object struct {
 	kind, name string
-	id         channels.Identity
+	id         fileid.Identity
 }
 
 // hasPath reports whether the object is a path in a file system, removed
@@ -44,7 +46,7 @@ func (o object) hasPath() bool {
 // directory) could list anyone's files.
 func openDir(dir string) (int, unix.Stat_t, error) {
 	var st unix.Stat_t
-	pfd, err := channels.OpenDirNoFollow(filepath.Dir(dir))
+	pfd, err := fileid.OpenDirNoFollow(filepath.Dir(dir))
 	if err != nil {
 		return -1, st, err
 	}
@@ -103,7 +105,7 @@ func readManifest(dfd int, dir string) (pid int, objs []object, err error) {
 			fmt.Sscan(name, &pid)
 		case "id":
 			ids, path, _ := strings.Cut(name, "\t")
-			id, err := channels.ParseIdentity(ids)
+			id, err := fileid.ParseIdentity(ids)
 			if err != nil {
 				continue
 			}
@@ -129,23 +131,23 @@ func readManifest(dfd int, dir string) (pid int, objs []object, err error) {
 // and /dev/shm is sticky.
 func inspect(o object, runDir string) (cur object, gone bool, kept string) {
 	if !o.hasPath() {
-		if o.kind == channels.KindMQ && !channels.MQExists(o.name) || o.kind == channels.KindSem && !semExists(o.name) {
+		if o.kind == channels.KindMQ && !mqueue.Exists(o.name) || o.kind == channels.KindSem && !semExists(o.name) {
 			return o, true, ""
 		}
 		return o, false, ""
 	}
-	st, ok, err := channels.StatNoFollow(o.name)
+	st, ok, err := fileid.StatNoFollow(o.name)
 	switch {
 	case err != nil:
 		return o, false, err.Error()
 	case !ok:
 		return o, true, ""
 	}
-	now := channels.IdentityOf(&st)
+	now := fileid.IdentityOf(&st)
 	switch {
-	case o.id != (channels.Identity{}) && now != o.id:
-		return o, false, channels.ErrReplaced.Error()
-	case o.id != (channels.Identity{}):
+	case o.id != (fileid.Identity{}) && now != o.id:
+		return o, false, fileid.ErrReplaced.Error()
+	case o.id != (fileid.Identity{}):
 		return o, false, ""
 	case filepath.Dir(o.name) == runDir, o.kind == channels.KindShm && int(st.Uid) == os.Getuid() && now.Type == unix.S_IFREG:
 		o.id = now
@@ -169,14 +171,14 @@ func removeObject(o object) error {
 	var err error
 	switch o.kind {
 	case channels.KindFile, channels.KindShm, channels.KindDir:
-		if o.id == (channels.Identity{}) {
+		if o.id == (fileid.Identity{}) {
 			return fmt.Errorf("remove %s %s: no identity recorded for it; left in place", o.kind, o.name)
 		}
-		err = channels.RemoveIfSame(o.name, o.id)
+		err = fileid.RemoveIfSame(o.name, o.id)
 	case channels.KindSem:
 		err = locks.Unlink(o.name)
 	case channels.KindMQ:
-		err = channels.UnlinkMQ(o.name)
+		err = mqueue.Unlink(o.name)
 	case KindCgroup:
 		err = removeCgroup(o.name)
 	default:
@@ -192,7 +194,7 @@ func removeObject(o object) error {
 // directory (opened, checked private) and what its manifest lists.
 type deadRun struct {
 	dir  string
-	self channels.Identity
+	self fileid.Identity
 	objs []object
 }
 
@@ -208,7 +210,7 @@ func readDeadRun(dir string) (*deadRun, error) {
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		return nil, fmt.Errorf("read manifest of %s: %w", dir, err)
 	}
-	return &deadRun{dir: dir, self: channels.IdentityOf(&st), objs: objs}, nil
+	return &deadRun{dir: dir, self: fileid.IdentityOf(&st), objs: objs}, nil
 }
 
 // remove removes the run's objects (last made first), each only if it is
@@ -242,19 +244,19 @@ func removeDead(dir string) error {
 // removeTree removes directory dir, if it is still self, with everything
 // in it. Entries are removed through the directory's own fd, never by
 // path, so nothing outside it can be reached.
-func removeTree(dir string, self channels.Identity) error {
+func removeTree(dir string, self fileid.Identity) error {
 	// One fd at a time: a run that failed for want of fds (ulimit -n)
 	// must still be able to remove its directory.
-	fd, err := channels.OpenDirToReadNoFollow(dir)
+	fd, err := fileid.OpenDirToReadNoFollow(dir)
 	if errors.Is(err, unix.ENOENT) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("remove run directory %s: %w", dir, err)
 	}
-	id, err := channels.FdIdentity(fd)
+	id, err := fileid.FdIdentity(fd)
 	if err == nil && id != self {
-		err = channels.ErrReplaced
+		err = fileid.ErrReplaced
 	}
 	if err == nil {
 		err = removeEntries(fd) // closes fd
@@ -263,8 +265,8 @@ func removeTree(dir string, self channels.Identity) error {
 	}
 	if err == nil {
 		var pfd int
-		if pfd, err = channels.OpenDirNoFollow(filepath.Dir(dir)); err == nil {
-			err = channels.RemoveAtIfSame(pfd, filepath.Base(dir), self)
+		if pfd, err = fileid.OpenDirNoFollow(filepath.Dir(dir)); err == nil {
+			err = fileid.RemoveAtIfSame(pfd, filepath.Base(dir), self)
 			unix.Close(pfd)
 		}
 	}
@@ -301,7 +303,7 @@ func removeEntries(fd int) error {
 				continue
 			}
 		}
-		if err := channels.RemoveAtIfSame(fd, name, channels.IdentityOf(&st)); err != nil {
+		if err := fileid.RemoveAtIfSame(fd, name, fileid.IdentityOf(&st)); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
 	}

@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/fileid"
 )
 
 // A run's private directory holds its FIFOs, sockets, mapped files and
@@ -42,9 +42,9 @@ type Dir struct {
 	Path   string // the directory, mode 0700
 	Prefix string // "ipcflow.<ID>.": every named object of the run starts so
 
-	self     channels.Identity // the directory's own: only it is removed
-	manifest *os.File          // holds the run's lock too
-	objects  []object          // what Record listed, in order
+	self     fileid.Identity // the directory's own: only it is removed
+	manifest *os.File        // holds the run's lock too
+	objects  []object        // what Record listed, in order
 }
 
 const (
@@ -146,12 +146,12 @@ func (d *Dir) Create() error {
 	if err := os.Mkdir(d.Path, 0o700); err != nil {
 		return fmt.Errorf("create run directory: %w", err)
 	}
-	st, _, err := channels.StatNoFollow(d.Path)
+	st, _, err := fileid.StatNoFollow(d.Path)
 	if err != nil {
 		os.Remove(d.Path) // just made, and nobody else can write the base
 		return fmt.Errorf("create run directory: %w", err)
 	}
-	d.self = channels.IdentityOf(&st)
+	d.self = fileid.IdentityOf(&st)
 	manifest, err := os.OpenFile(filepath.Join(d.Path, manifestFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err == nil {
 		err = unix.Flock(int(manifest.Fd()), unix.LOCK_EX|unix.LOCK_NB)
@@ -189,7 +189,7 @@ func (d *Dir) Record(kind, name string) error {
 // Made records the identity of the object Record listed as name, now that
 // it exists: it is removed, now or by a later clean, only while it still
 // is that object.
-func (d *Dir) Made(name string, id channels.Identity) error {
+func (d *Dir) Made(name string, id fileid.Identity) error {
 	if _, err := d.manifest.WriteString("id\t" + id.String() + "\t" + name + "\n"); err != nil {
 		return fmt.Errorf("record identity of %s in run manifest: %w", name, err)
 	}
@@ -209,12 +209,12 @@ func (d *Dir) Remove() error {
 	var errs []error
 	for i := len(d.objects) - 1; i >= 0; i-- {
 		o := d.objects[i]
-		if o.hasPath() && o.id == (channels.Identity{}) {
+		if o.hasPath() && o.id == (fileid.Identity{}) {
 			// Never made, or it failed before it could be known as
 			// ours; in the run directory it goes with it.
 			continue
 		}
-		if err := removeObject(o); err != nil && !errors.Is(err, channels.ErrReplaced) {
+		if err := removeObject(o); err != nil && !errors.Is(err, fileid.ErrReplaced) {
 			errs = append(errs, err)
 		}
 	}
@@ -226,11 +226,11 @@ func (d *Dir) Remove() error {
 		d.manifest.Close()
 		d.manifest = nil
 	}
-	if d.self != (channels.Identity{}) {
+	if d.self != (fileid.Identity{}) {
 		if err := removeTree(d.Path, d.self); err != nil {
 			errs = append(errs, err)
 		}
-		d.self = channels.Identity{}
+		d.self = fileid.Identity{}
 	}
 	return errors.Join(errs...)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/fileid"
 	"github.com/ipcflow/ipcflow/locks"
 )
 
@@ -50,11 +51,11 @@ func TestRunDirLifecycle(t *testing.T) {
 		if err := os.WriteFile(name, []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		st, _, err := channels.StatNoFollow(name)
+		st, _, err := fileid.StatNoFollow(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := r.Made(name, channels.IdentityOf(&st)); err != nil {
+		if err := r.Made(name, fileid.IdentityOf(&st)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -90,16 +90,3 @@ func TestParseBytes(t *testing.T) {
 		}
 	}
 }
-
-func TestByteUnits(t *testing.T) {
-	for _, c := range []struct {
-		got, want string
-	}{
-		{siBytes(0), "0 B"}, {siBytes(999), "999 B"}, {siBytes(1234567890), "1.2 GB"}, {siBytes(980e6), "980 MB"},
-		{iecBytes(16 << 20), "16 MiB"}, {iecBytes(1536), "1.5 KiB"}, {iecBytes(256 << 20), "256 MiB"},
-	} {
-		if c.got != c.want {
-			t.Errorf("got %q, want %q", c.got, c.want)
-		}
-	}
-}

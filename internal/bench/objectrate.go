@@ -1,4 +1,4 @@
-package channels
+package bench
 
 import (
 	"errors"
@@ -9,6 +9,13 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/bridge"
+	"github.com/ipcflow/ipcflow/budget"
+	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/fdio"
+	"github.com/ipcflow/ipcflow/mqueue"
+	"github.com/ipcflow/ipcflow/ring"
 )
 
 // ObjectThroughput moves at least size bytes of 80-byte lines over the
@@ -129,7 +136,7 @@ func fdRateEnds(typ, kind string) (rateEnds, error) {
 	var w, r int
 	switch {
 	case typ == "pipe" || typ == "fifo":
-		rf, wf, err := Pipe(0)
+		rf, wf, err := budget.Pipe(0)
 		if err != nil {
 			return rateEnds{}, err
 		}
@@ -189,24 +196,24 @@ func dupClose(f *os.File) int {
 // bridge does. framed: the bridge's packer and unpacker; otherwise raw
 // messages of msgsize bytes, the C reference's pattern.
 func mqRateEnds(framed bool) (rateEnds, error) {
-	l := ReadMQLimits()
+	l := budget.ReadMQLimits()
 	msgsize := int(min(l.MsgsizeMax, 8192))
 	name := fmt.Sprintf("/ipcflow.rate%d.%d", os.Getpid(), time.Now().UnixNano())
-	send, err := mqOpen(name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NONBLOCK|unix.O_CLOEXEC, l.MsgMax, int64(msgsize))
+	send, err := mqueue.Open(name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NONBLOCK|unix.O_CLOEXEC, l.MsgMax, int64(msgsize))
 	if err != nil {
 		return rateEnds{}, fmt.Errorf("mq %s: %w", name, err)
 	}
-	recv, err := mqOpen(name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0, 0)
-	UnlinkMQ(name)
+	recv, err := mqueue.Open(name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0, 0)
+	mqueue.Unlink(name)
 	if err != nil {
 		unix.Close(send)
 		return rateEnds{}, fmt.Errorf("mq %s: %w", name, err)
 	}
 	sendAll := func(m []byte) error {
 		for {
-			switch err := mqSend(send, m); err {
+			switch err := mqueue.Send(send, m); err {
 			case unix.EAGAIN:
-				waitFD(send, unix.POLLOUT, nil)
+				fdio.WaitFD(send, unix.POLLOUT, nil)
 			case unix.EINTR:
 			default:
 				return err
@@ -214,7 +221,7 @@ func mqRateEnds(framed bool) (rateEnds, error) {
 		}
 	}
 	e := rateEnds{
-		finish:  func() error { return sendAll([]byte{mqEOF}) },
+		finish:  func() error { return sendAll([]byte{bridge.MQEOF}) },
 		readBuf: rateBlock + msgsize,
 		cleanup: closeAll(send, recv),
 	}
@@ -228,13 +235,13 @@ func mqRateEnds(framed bool) (rateEnds, error) {
 			return nil
 		}
 	} else {
-		p := &mqProducer{fd: 0}
 		var mid bool
 		e.write = func(b []byte) error {
-			p.buf, p.start, p.have = b[:len(b)+1], 0, len(b) // the spare byte: lineBlock
-			for p.have > 0 {
-				if _, _, err := p.pack(send, msgsize, &mid); err == unix.EAGAIN {
-					waitFD(send, unix.POLLOUT, nil)
+			for len(b) > 0 { // the spare byte after b: lineBlock
+				n, err := bridge.PackMQ(send, msgsize, b, &mid)
+				b = b[n:]
+				if err == unix.EAGAIN {
+					fdio.WaitFD(send, unix.POLLOUT, nil)
 				} else if err != nil {
 					return err
 				}
@@ -243,33 +250,33 @@ func mqRateEnds(framed bool) (rateEnds, error) {
 		}
 	}
 	// Unframed messages count whole; the packer's carry a trailer byte
-	// that mqUnpack drops, and the end is a message of that byte alone.
+	// that bridge.UnpackMQ drops, and the end is a message of that byte alone.
 	var eof bool
 	e.read = func(buf []byte) (int, error) {
 		for !eof {
 			if !framed {
-				n, err := mqReceive(recv, buf)
+				n, err := mqueue.Receive(recv, buf)
 				switch {
 				case err == unix.EAGAIN:
-					waitFD(recv, unix.POLLIN, nil)
+					fdio.WaitFD(recv, unix.POLLIN, nil)
 					continue
 				case err == unix.EINTR:
 					continue
 				case err != nil:
 					return 0, err
-				case n == 1 && buf[0] == mqEOF:
+				case n == 1 && buf[0] == bridge.MQEOF:
 					eof = true
 					return 0, io.EOF
 				}
 				return n, nil
 			}
-			have, end, err := mqUnpack(recv, msgsize, buf, 0)
+			have, end, err := bridge.UnpackMQ(recv, msgsize, buf, 0)
 			eof = end
 			if have > 0 || end {
 				return have, nil
 			}
 			if err == unix.EAGAIN {
-				waitFD(recv, unix.POLLIN, nil)
+				fdio.WaitFD(recv, unix.POLLIN, nil)
 			} else if err != nil {
 				return 0, err
 			}
@@ -279,14 +286,14 @@ func mqRateEnds(framed bool) (rateEnds, error) {
 	return e, nil
 }
 
-// shmRateEnds: a ring of DefaultShmSize in anonymous shared memory, the
+// shmRateEnds: a ring of channels.DefaultShmSize in anonymous shared memory, the
 // ring's own writer and one reader (spin, then futex, as the edges do).
 func shmRateEnds() (rateEnds, error) {
-	mem, err := unix.Mmap(-1, 0, int(RingSize(DefaultShmSize)), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
+	mem, err := unix.Mmap(-1, 0, int(ring.Size(channels.DefaultShmSize)), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return rateEnds{}, err
 	}
-	ring, err := InitRing(mem, DefaultShmSize, 1)
+	ring, err := ring.Init(mem, channels.DefaultShmSize, 1)
 	if err != nil {
 		unix.Munmap(mem)
 		return rateEnds{}, err

@@ -1,8 +1,7 @@
-package channels
+package ring
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"sync"
@@ -15,12 +14,12 @@ import (
 // newTestRing maps an anonymous shared ring (as shm does, without a name).
 func newTestRing(t testing.TB, capacity int64, readers int) *Ring {
 	t.Helper()
-	mem, err := unix.Mmap(-1, 0, int(RingSize(capacity)), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
+	mem, err := unix.Mmap(-1, 0, int(Size(capacity)), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Munmap(mem) })
-	r, err := InitRing(mem, capacity, readers)
+	r, err := Init(mem, capacity, readers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,55 +98,14 @@ func TestRingReadersGone(t *testing.T) {
 // TestRingAttach: a second mapping of the same memory reads the header.
 func TestRingAttach(t *testing.T) {
 	r := newTestRing(t, 8192, 3)
-	a, err := AttachRing(r.mem)
+	a, err := Attach(r.mem)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.Capacity() != 8192 || a.Readers() != 3 {
 		t.Fatalf("attached: capacity %d readers %d", a.Capacity(), a.Readers())
 	}
-	if _, err := AttachRing(make([]byte, 8192)); err == nil {
+	if _, err := Attach(make([]byte, 8192)); err == nil {
 		t.Fatal("attached to zeroes")
-	}
-}
-
-// TestRoundTrip: every object-level round trip works (figures are for
-// ipcflow bench; here only that each bounces its messages).
-func TestRoundTrip(t *testing.T) {
-	for _, c := range [][2]string{{"pipe", ""}, {"mq", ""}, {"shm", ""}, {"socket", "unix"}, {"socket", "tcp"}, {"socket", "udp"}} {
-		d, err := RoundTrip(c[0], c[1], 200)
-		if err != nil {
-			t.Fatalf("%v: %v", c, err)
-		}
-		t.Logf("%s %s: %v", c[0], c[1], d)
-	}
-	if _, err := RoundTrip("mmap", "", 10); !errors.Is(err, ErrNoRoundTrip) {
-		t.Fatalf("mmap: %v", err)
-	}
-}
-
-// TestObjectThroughput: every object-level stream moves all its bytes
-// (move checks the count read against the count written), framed or not,
-// and the types without an object of their own say so.
-func TestObjectThroughput(t *testing.T) {
-	for _, c := range [][2]string{{"pipe", ""}, {"fifo", ""}, {"mq", ""}, {"shm", ""}, {"socket", "unix"}, {"socket", "tcp"}} {
-		bps, err := ObjectThroughput(c[0], c[1], 4<<20)
-		if err != nil || bps <= 0 {
-			t.Fatalf("%v: %v, %v", c, bps, err)
-		}
-		t.Logf("%s %s: %.2f GB/s", c[0], c[1], bps/1e9)
-	}
-	for _, c := range [][2]string{{"mmap", ""}, {"socket", "udp"}} {
-		if _, err := ObjectThroughput(c[0], c[1], 1<<20); !errors.Is(err, ErrNoObjectFigure) {
-			t.Errorf("%v: %v, want ErrNoObjectFigure", c, err)
-		}
-	}
-	raw, err := mqRateEnds(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.cleanup()
-	if _, err := raw.move(lineBlock(), 40); err != nil {
-		t.Fatalf("raw mq: %v", err)
 	}
 }

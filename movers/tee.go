@@ -1,4 +1,4 @@
-package channels
+package movers
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/fdio"
 )
 
 // Fan-out: every destination gets the whole stream of the source, in order.
@@ -109,7 +111,7 @@ type teeRun struct {
 	scratch  []byte
 	devnull  int
 	spillDir string
-	stop     *moveCtl
+	stop     *fdio.Stop
 	// readAhead: keep reading while every destination has stopped
 	// (StartTeeAhead).
 	readAhead bool
@@ -123,10 +125,10 @@ type teeRun struct {
 func (t *teeRun) run() error {
 	defer t.cleanup()
 	var err error
-	if t.sfd, err = fdOf(t.src); err != nil {
+	if t.sfd, err = fdio.FD(t.src); err != nil {
 		return fmt.Errorf("tee source: %w", err)
 	}
-	t.srcPipe = kindOf(t.sfd) == kindPipe
+	t.srcPipe = fdio.KindOf(t.sfd) == fdio.KindPipe
 	t.stop = &t.m.ctl
 	for i, d := range t.dsts {
 		e, err := openEnd(d.f, true)
@@ -140,7 +142,7 @@ func (t *teeRun) run() error {
 			t.drop(d)
 			continue
 		}
-		d.pipe = t.srcPipe && e.kind == kindPipe
+		d.pipe = t.srcPipe && e.kind == fdio.KindPipe
 		if d.pipe {
 			c, err := unix.FcntlInt(uintptr(e.fd), unix.F_GETPIPE_SZ, 0)
 			if err != nil {
@@ -154,8 +156,8 @@ func (t *teeRun) run() error {
 			return fmt.Errorf("tee: open /dev/null: %w", err)
 		}
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := fdio.Buffer()
+	defer fdio.PutBuffer(bp)
 	t.scratch = *bp
 	return t.loop()
 }
@@ -167,8 +169,8 @@ func (t *teeRun) loop() error {
 		if t.live() == 0 {
 			return nil
 		}
-		if t.stop.requested() {
-			return errStopped
+		if t.stop.Requested() {
+			return fdio.ErrStopped
 		}
 		progress := false
 		for _, d := range t.dsts {
@@ -256,7 +258,7 @@ func (t *teeRun) feed() (bool, error) {
 	}
 	got, err := readSome(t.sfd, t.scratch[:n])
 	t.srcReady = false
-	if err == unix.EIO && kindOf(t.sfd) == kindChar {
+	if err == unix.EIO && fdio.KindOf(t.sfd) == fdio.KindChar {
 		// A terminal that hung up: its input has ended.
 		got, err = 0, nil
 	}
@@ -267,7 +269,7 @@ func (t *teeRun) feed() (bool, error) {
 		t.srcEOF = true
 		return true, nil
 	}
-	t.stop.add(int64(got))
+	t.stop.Add(int64(got))
 	for _, d := range t.dsts {
 		if !d.gone {
 			if err := t.deliver(d, t.scratch[:got]); err != nil {
@@ -391,7 +393,7 @@ func spliceNoOffsets(in, out, n int, flags int) (int64, error) {
 // fewer than m is given the rest through the buffer; the others' bytes
 // are dropped from the source.
 func (t *teeRun) consume(m, taken int) error {
-	t.stop.add(int64(m))
+	t.stop.Add(int64(m))
 	short := false
 	for _, d := range t.dsts {
 		short = short || (!d.gone && d.got < m)
@@ -451,7 +453,7 @@ func (t *teeRun) write(d *teeDst, p []byte) (int, error) {
 	for {
 		var n int
 		var err error
-		if d.e.kind == kindSocket {
+		if d.e.kind == fdio.KindSocket {
 			n, err = unix.SendmsgN(d.e.fd, p, nil, nil, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 		} else {
 			n, err = unix.Write(d.e.fd, p)
@@ -478,7 +480,7 @@ func (t *teeRun) write(d *teeDst, p []byte) (int, error) {
 func (t *teeRun) wait() error {
 	now := time.Now()
 	timeout := -1
-	pfd := append(t.pfd[:0], unix.PollFd{Fd: int32(t.stop.fd), Events: unix.POLLIN})
+	pfd := append(t.pfd[:0], unix.PollFd{Fd: int32(t.stop.FD), Events: unix.POLLIN})
 	srcAt := -1
 	if !t.srcEOF && !t.paced(now) && t.anyLive(now) {
 		srcAt = len(pfd)
@@ -516,7 +518,7 @@ func (t *teeRun) wait() error {
 		break
 	}
 	if pfd[0].Revents != 0 {
-		return errStopped
+		return fdio.ErrStopped
 	}
 	if srcAt >= 0 {
 		r := pfd[srcAt].Revents

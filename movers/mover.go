@@ -1,4 +1,9 @@
-package channels
+// Package movers holds the data movers a run starts inside ipcflow
+// between plain fds: the fan-out (tee.go, with the backlogs of its lagging
+// destinations in tee_backlog.go), the fan-in (join.go) and the --label
+// copier of a stage's stderr (label.go). exec plans them and wires the
+// fds; they know nothing of edges or stages.
+package movers
 
 import (
 	"errors"
@@ -8,6 +13,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/fdio"
 )
 
 // Mover is a running fan-out (StartTee) or fan-in (StartJoin): goroutines
@@ -24,7 +31,7 @@ type Mover struct {
 	spill atomic.Int64 // bytes that went through a spill file (fan-out)
 
 	mu  sync.Mutex
-	ctl moveCtl // ctl.fd: the eventfd that Close writes; -1 once closed
+	ctl fdio.Stop // ctl.FD: the eventfd that Close writes; -1 once closed
 }
 
 // newMover makes a Mover that has not started; go m.run(...) starts it.
@@ -34,14 +41,14 @@ func newMover() (*Mover, error) {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
 	m := &Mover{done: make(chan struct{})}
-	m.ctl.fd = fd
+	m.ctl.FD = fd
 	return m, nil
 }
 
 // failedMover is a Mover that never ran: Wait returns err.
 func failedMover(err error) *Mover {
 	m := &Mover{done: make(chan struct{}), err: err}
-	m.ctl.fd = -1
+	m.ctl.FD = -1
 	close(m.done)
 	return m
 }
@@ -50,13 +57,13 @@ func failedMover(err error) *Mover {
 // an error; neither is a reader that went away (the producer sees EPIPE).
 func (m *Mover) run(body func() error) {
 	err := body()
-	if errors.Is(err, errStopped) || errors.Is(err, ErrReaderGone) {
+	if errors.Is(err, fdio.ErrStopped) || errors.Is(err, fdio.ErrReaderGone) {
 		err = nil
 	}
 	m.err = err
 	m.mu.Lock()
-	unix.Close(m.ctl.fd)
-	m.ctl.fd = -1
+	unix.Close(m.ctl.FD)
+	m.ctl.FD = -1
 	m.mu.Unlock()
 	close(m.done)
 }
@@ -71,23 +78,23 @@ func (m *Mover) Wait() error {
 // Close stops the mover if it is still running, waits for it to let go of
 // its fds and closes them. Safe to call more than once, and after Wait.
 func (m *Mover) Close() error {
-	m.ctl.stop.Store(true)
+	m.ctl.Request()
 	m.mu.Lock()
-	m.ctl.kick()
+	m.ctl.Kick()
 	m.mu.Unlock()
 	<-m.done
 	return nil
 }
 
 // Bytes is how many bytes the mover has taken from its source(s) so far.
-func (m *Mover) Bytes() int64 { return m.ctl.bytes.Load() }
+func (m *Mover) Bytes() int64 { return m.ctl.Bytes() }
 
 // end is one file a mover owns.
 type end struct {
 	f    *os.File // as given, until closed (at once if reopened)
 	fd   int      // the fd to do I/O on: f's own, or own
 	own  int      // a private non-blocking reopen of f, or -1
-	kind fdKind
+	kind fdio.Kind
 }
 
 // openEnd prepares f for a mover. A destination that is a pipe or a
@@ -96,19 +103,19 @@ type end struct {
 // without setting O_NONBLOCK on a description it may share with others
 // (ipcflow's own stdout is shared with every stage that writes to it, and a
 // terminal with the user's shell). Opening a pipe whose reader has gone
-// fails with ENXIO: that is ErrReaderGone.
+// fails with ENXIO: that is fdio.ErrReaderGone.
 func openEnd(f *os.File, write bool) (*end, error) {
-	fd, err := fdOf(f)
+	fd, err := fdio.FD(f)
 	if err != nil {
 		return nil, err
 	}
-	e := &end{f: f, fd: fd, own: -1, kind: kindOf(fd)}
-	if e.kind == kindSocket && fd > 2 {
+	e := &end{f: f, fd: fd, own: -1, kind: fdio.KindOf(fd)}
+	if e.kind == fdio.KindSocket && fd > 2 {
 		if err := nonblockSocket(fd); err != nil {
 			return e, err
 		}
 	}
-	if write && (e.kind == kindPipe || e.kind == kindChar) {
+	if write && (e.kind == fdio.KindPipe || e.kind == fdio.KindChar) {
 		nfd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 		switch {
 		case err == nil:
@@ -117,8 +124,8 @@ func openEnd(f *os.File, write bool) (*end, error) {
 			e.fd, e.own = nfd, nfd
 			closeFile(f)
 			e.f = nil
-		case err == unix.ENXIO && e.kind == kindPipe:
-			return e, readerGone()
+		case err == unix.ENXIO && e.kind == fdio.KindPipe:
+			return e, fdio.ReaderGone()
 		}
 		// Anything else (no /proc): use f's own description; a full
 		// blocking destination then holds the mover until it drains.

@@ -1,4 +1,9 @@
-package channels
+// Package budget sizes pipes and message queues within this machine's
+// limits and the user's budgets: pipe-max-size and the per-user pipe
+// pages (this file, pipe.go), the mqueue sysctls and RLIMIT_MSGQUEUE
+// (mq.go). exec plans a run's pipes and queues with it before anything
+// starts; the edge types check and make theirs through it.
+package budget
 
 import (
 	"errors"
@@ -9,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/fdio"
 )
 
 // The per-user pipe budget (fs/pipe.c). Every pipe's buffer slots (one page
@@ -52,7 +59,7 @@ func PipeBudget() (pages int64, exempt bool) {
 
 // PipeSize is the buffer size of the pipe f belongs to (F_GETPIPE_SZ).
 func PipeSize(f *os.File) (int64, error) {
-	fd, err := fdOf(f)
+	fd, err := fdio.FD(f)
 	if err != nil {
 		return 0, err
 	}

@@ -1,4 +1,9 @@
-package channels
+// Package ring is a single-writer, multi-reader byte ring in shared
+// memory, each reader with a cursor of its own, waiting by spinning and
+// then on futexes (or on Go channels when every end is in this process).
+// The shm edge keeps its stream in one; the layout and the handshake are
+// below, for a native stage that maps the segment itself.
+package ring
 
 import (
 	"errors"
@@ -14,8 +19,8 @@ import (
 	"github.com/ipcflow/ipcflow/locks"
 )
 
-// The shared-memory ring behind the shm edge type. One writer, up to
-// MaxRingReaders readers, each reader with its own cursor: fan-out keeps the
+// One writer, up to
+// MaxReaders readers, each reader with its own cursor: fan-out keeps the
 // data once and the writer waits for the slowest reader still reading.
 //
 // Layout of the segment (all integers little-endian, native atomics):
@@ -77,10 +82,10 @@ import (
 const (
 	ringMagic   = 0x52776f6c66637069 // "ipcflowR" as little-endian bytes
 	ringVersion = 1
-	// RingHeaderSize is the size of the header before the data area.
-	RingHeaderSize = 4096
-	// MaxRingReaders is how many read cursors the header has room for.
-	MaxRingReaders = (RingHeaderSize - 256) / 64
+	// HeaderSize is the size of the header before the data area.
+	HeaderSize = 4096
+	// MaxReaders is how many read cursors the header has room for.
+	MaxReaders = (HeaderSize - 256) / 64
 
 	offMagic       = 0
 	offVersion     = 8
@@ -167,19 +172,19 @@ func (r *Ring) wakeSpace() {
 	wakeAll(r.u32(offSpaceSeq))
 }
 
-// RingSize is how many bytes a ring of capacity bytes needs.
-func RingSize(capacity int64) int64 { return RingHeaderSize + capacity }
+// Size is how many bytes a ring of capacity bytes needs.
+func Size(capacity int64) int64 { return HeaderSize + capacity }
 
-// InitRing formats mem (RingSize(capacity) bytes, zeroed, page-aligned:
+// Init formats mem (Size(capacity) bytes, zeroed, page-aligned:
 // fresh from mmap) as an empty ring with readers cursors.
-func InitRing(mem []byte, capacity int64, readers int) (*Ring, error) {
-	if capacity <= 0 || int64(len(mem)) < RingSize(capacity) {
+func Init(mem []byte, capacity int64, readers int) (*Ring, error) {
+	if capacity <= 0 || int64(len(mem)) < Size(capacity) {
 		return nil, fmt.Errorf("ring: %d bytes of memory for a capacity of %d", len(mem), capacity)
 	}
-	if readers < 1 || readers > MaxRingReaders {
-		return nil, fmt.Errorf("ring: %d readers (1 to %d)", readers, MaxRingReaders)
+	if readers < 1 || readers > MaxReaders {
+		return nil, fmt.Errorf("ring: %d readers (1 to %d)", readers, MaxReaders)
 	}
-	r := &Ring{mem: mem, data: mem[RingHeaderSize : RingHeaderSize+capacity], cap: uint64(capacity), n: readers, spin: ringSpin}
+	r := &Ring{mem: mem, data: mem[HeaderSize : HeaderSize+capacity], cap: uint64(capacity), n: readers, spin: ringSpin}
 	*r.u32(offVersion) = ringVersion
 	*r.u32(offReaders) = uint32(readers)
 	*r.u64(offCapacity) = uint64(capacity)
@@ -187,10 +192,10 @@ func InitRing(mem []byte, capacity int64, readers int) (*Ring, error) {
 	return r, nil
 }
 
-// AttachRing reads the header of a ring that InitRing formatted (in another
+// Attach reads the header of a ring that Init formatted (in another
 // process, or through another mapping).
-func AttachRing(mem []byte) (*Ring, error) {
-	if len(mem) < RingHeaderSize {
+func Attach(mem []byte) (*Ring, error) {
+	if len(mem) < HeaderSize {
 		return nil, fmt.Errorf("ring: segment of %d bytes is smaller than the header", len(mem))
 	}
 	r := &Ring{mem: mem, spin: ringSpin}
@@ -202,10 +207,10 @@ func AttachRing(mem []byte) (*Ring, error) {
 	}
 	r.cap = *r.u64(offCapacity)
 	r.n = int(*r.u32(offReaders))
-	if r.n < 1 || r.n > MaxRingReaders || uint64(len(mem))-RingHeaderSize < r.cap {
+	if r.n < 1 || r.n > MaxReaders || uint64(len(mem))-HeaderSize < r.cap {
 		return nil, errors.New("ring: header does not match the segment")
 	}
-	r.data = mem[RingHeaderSize : RingHeaderSize+r.cap]
+	r.data = mem[HeaderSize : HeaderSize+r.cap]
 	return r, nil
 }
 
@@ -219,14 +224,14 @@ func (r *Ring) Capacity() int64 { return int64(r.cap) }
 func (r *Ring) Readers() int { return r.n }
 
 // Writer returns the ring's writer. There must be one only.
-func (r *Ring) Writer() *RingWriter {
-	return &RingWriter{r: r, wpos: r.u64(offWpos), seq: r.u32(offSpaceSeq), waiter: r.u32(offSpaceWaiter)}
+func (r *Ring) Writer() *Writer {
+	return &Writer{r: r, wpos: r.u64(offWpos), seq: r.u32(offSpaceSeq), waiter: r.u32(offSpaceWaiter)}
 }
 
 // Reader returns reader i's end (0 <= i < Readers()).
-func (r *Ring) Reader(i int) *RingReader {
+func (r *Ring) Reader(i int) *Reader {
 	base := offReader0 + i*readerStride
-	rd := &RingReader{r: r, rpos: r.u64(base), gone: r.u32(base + 8)}
+	rd := &Reader{r: r, rpos: r.u64(base), gone: r.u32(base + 8)}
 	if r.local != nil {
 		rd.wake = r.local.data[i]
 	}
@@ -261,8 +266,8 @@ func wakeAll(seq *uint32) {
 	locks.FutexWake(seq, 1<<30)
 }
 
-// RingWriter is the writing end of a ring.
-type RingWriter struct {
+// Writer is the writing end of a ring.
+type Writer struct {
 	r      *Ring
 	wpos   *uint64
 	seq    *uint32
@@ -271,7 +276,7 @@ type RingWriter struct {
 }
 
 // free returns the free space; ok is false when every reader has gone.
-func (w *RingWriter) free() (uint64, bool) {
+func (w *Writer) free() (uint64, bool) {
 	r := w.r
 	lo, live := w.pos, false
 	for i := 0; i < r.n; i++ {
@@ -291,7 +296,7 @@ func (w *RingWriter) free() (uint64, bool) {
 // Reserve waits for free space and returns it as one contiguous slice of
 // the ring (at most up to the end of the data area): the caller fills a
 // prefix of it (read(2) straight into it) and calls Commit.
-func (w *RingWriter) Reserve() ([]byte, error) {
+func (w *Writer) Reserve() ([]byte, error) {
 	free, live := w.free()
 	if free == 0 && live {
 		deadline := time.Now().Add(w.r.spin)
@@ -315,7 +320,7 @@ func (w *RingWriter) Reserve() ([]byte, error) {
 }
 
 // sleep waits on the futex until there is space or no reader.
-func (w *RingWriter) sleep() (uint64, bool) {
+func (w *Writer) sleep() (uint64, bool) {
 	for {
 		atomic.StoreUint32(w.waiter, 1)
 		seq := atomic.LoadUint32(w.seq)
@@ -332,7 +337,7 @@ func (w *RingWriter) sleep() (uint64, bool) {
 }
 
 // Commit publishes n bytes written into the slice Reserve returned.
-func (w *RingWriter) Commit(n int) {
+func (w *Writer) Commit(n int) {
 	w.pos += uint64(n)
 	atomic.StoreUint64(w.wpos, w.pos)
 	if atomic.LoadUint32(w.r.u32(offDataWaiters)) != 0 {
@@ -341,7 +346,7 @@ func (w *RingWriter) Commit(n int) {
 }
 
 // Write copies p into the ring, waiting for space as needed.
-func (w *RingWriter) Write(p []byte) (int, error) {
+func (w *Writer) Write(p []byte) (int, error) {
 	done := 0
 	for done < len(p) {
 		span, err := w.Reserve()
@@ -357,14 +362,14 @@ func (w *RingWriter) Write(p []byte) (int, error) {
 
 // Close marks the end of the stream: readers drain what is left, then get
 // io.EOF.
-func (w *RingWriter) Close() error {
+func (w *Writer) Close() error {
 	atomic.StoreUint32(w.r.u32(offWdone), 1)
 	w.r.wakeData()
 	return nil
 }
 
-// RingReader is one reading end of a ring.
-type RingReader struct {
+// Reader is one reading end of a ring.
+type Reader struct {
 	r    *Ring
 	rpos *uint64
 	gone *uint32
@@ -373,7 +378,7 @@ type RingReader struct {
 }
 
 // avail returns how many bytes are ready, and whether the writer is done.
-func (rd *RingReader) avail() (uint64, bool) {
+func (rd *Reader) avail() (uint64, bool) {
 	done := atomic.LoadUint32(rd.r.u32(offWdone)) != 0 // before wpos: a final Commit is seen
 	return atomic.LoadUint64(rd.r.u64(offWpos)) - rd.pos, done
 }
@@ -381,7 +386,7 @@ func (rd *RingReader) avail() (uint64, bool) {
 // Peek waits for data and returns it as one contiguous slice of the ring,
 // valid until Release; io.EOF once the writer has closed and all was read,
 // or once this reader was closed.
-func (rd *RingReader) Peek() ([]byte, error) {
+func (rd *Reader) Peek() ([]byte, error) {
 	n, done := rd.avail()
 	if n == 0 && !done {
 		deadline := time.Now().Add(rd.r.spin)
@@ -404,7 +409,7 @@ func (rd *RingReader) Peek() ([]byte, error) {
 	return rd.r.data[off : off+n], nil
 }
 
-func (rd *RingReader) sleep() (uint64, bool) {
+func (rd *Reader) sleep() (uint64, bool) {
 	waiters := rd.r.u32(offDataWaiters)
 	seqw := rd.r.u32(offDataSeq)
 	atomic.AddUint32(waiters, 1)
@@ -423,7 +428,7 @@ func (rd *RingReader) sleep() (uint64, bool) {
 }
 
 // Release gives back the first n bytes of what Peek returned.
-func (rd *RingReader) Release(n int) {
+func (rd *Reader) Release(n int) {
 	rd.pos += uint64(n)
 	atomic.StoreUint64(rd.rpos, rd.pos)
 	if atomic.LoadUint32(rd.r.u32(offSpaceWaiter)) != 0 {
@@ -432,7 +437,7 @@ func (rd *RingReader) Release(n int) {
 }
 
 // Read copies data out of the ring into p.
-func (rd *RingReader) Read(p []byte) (int, error) {
+func (rd *Reader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -446,7 +451,7 @@ func (rd *RingReader) Read(p []byte) (int, error) {
 }
 
 // Close says this reader stops reading: the writer no longer waits for it.
-func (rd *RingReader) Close() error {
+func (rd *Reader) Close() error {
 	atomic.StoreUint32(rd.gone, 1)
 	rd.r.wakeSpace()
 	return nil

@@ -1,4 +1,4 @@
-package channels
+package bridge
 
 import (
 	"bytes"
@@ -7,14 +7,35 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/fdio"
+	"github.com/ipcflow/ipcflow/mqueue"
 )
 
 // The mq edge's bridge: one goroutine takes the producers' pipes, packs
 // their lines into messages, sends them to the queue, receives them back
 // and writes the payloads into the consumer's pipe.
+//
+// Message format: the payload, then one trailer byte:
+//
+//	mqEnds       the payload ends on a line boundary (or is the stream's
+//	             last bytes, which need not end in a newline)
+//	mqContinues  the payload's last line goes on in the next message of the
+//	             same producer: a line longer than msgsize-1 spans messages
+//	MQEOF        (the message is this byte alone) end of stream
+//
+// A trailer rather than a header lets both ends work in place: the
+// sender writes the flag over the byte after the payload (and puts it back
+// after the send), the receiver takes each message at the end of the
+// previous payload, so a batch of messages lands as one contiguous run of
+// stream bytes, written to the consumer with one write(2).
+//
+// Several producers may share a queue (AddWriter): each sends only whole
+// lines, and once a producer has sent the first piece of a long line, the
+// others wait until its last piece is sent, so lines never interleave
+// mid-line. When every producer has finished, the bridge sends MQEOF.
 //
 //	producer ─pipe─▶ ┐                        ┌─▶ (receive) ─▶ out buffer ─pipe─▶ consumer
 //	producer ─pipe─▶ ┴▶ buffer ─(pack, send)─▶ queue
@@ -34,6 +55,14 @@ import (
 // fills its pipe, then the out buffer, then the queue (the loop stops
 // receiving, then sending), then the producers' buffers and pipes.
 
+// The trailer byte of a message.
+const (
+	mqEnds      = 0
+	mqContinues = 1
+	// MQEOF, a message of this byte alone, ends the stream.
+	MQEOF = 2
+)
+
 // mqProducer is one producer's pipe and the bytes read from it not yet sent.
 type mqProducer struct {
 	fd          int    // ipcflow's end of the pipe; -1 once at its end or closed
@@ -41,12 +70,13 @@ type mqProducer struct {
 	start, have int
 }
 
-type mqBridge struct {
-	ends
+// MQ is a running mq bridge: the producers' pipes in, the queue, the
+// consumer's pipe out.
+type MQ struct {
 	edge, name string
 	msgsize    int
-	send, recv int     // the queue's descriptors, non-blocking
-	ctl        moveCtl // ctl.fd: an eventfd that Close and AddWriter write
+	send, recv int       // the queue's descriptors, non-blocking
+	ctl        fdio.Stop // ctl.FD: an eventfd that Close and AddWriter write
 
 	mu    sync.Mutex
 	added []*mqProducer // from AddWriter, for the loop to take
@@ -74,30 +104,31 @@ type mqBridge struct {
 // in the CPU's cache between the copy in and the copy out.
 const mqBufSize = 256 << 10
 
-// newMQBridge starts the bridge of a queue whose descriptors send and recv
-// it takes over (closing them on error too).
-func newMQBridge(edge, name string, send, recv, msgsize int) (*mqBridge, error) {
-	c := &mqBridge{edge: edge, name: name, msgsize: msgsize, send: send, recv: recv, cur: -1, out: -1, ctl: moveCtl{fd: -1}, done: make(chan struct{})}
-	fail := func(err error) (*mqBridge, error) {
+// StartMQ starts the bridge of a queue whose descriptors send and recv it
+// takes over (closing them on error too). w is the first producer's end
+// of its pipe, r the consumer's end: the stages' fds.
+func StartMQ(edge, name string, send, recv, msgsize int) (*MQ, *os.File, *os.File, error) {
+	c := &MQ{edge: edge, name: name, msgsize: msgsize, send: send, recv: recv, cur: -1, out: -1, ctl: fdio.Stop{FD: -1}, done: make(chan struct{})}
+	fail := func(err error) (*MQ, *os.File, *os.File, error) {
 		for _, p := range c.added {
 			unix.Close(p.fd)
 		}
 		if c.out >= 0 {
 			unix.Close(c.out)
 		}
-		if c.ctl.fd >= 0 {
-			unix.Close(c.ctl.fd)
+		if c.ctl.FD >= 0 {
+			unix.Close(c.ctl.FD)
 		}
 		unix.Close(send)
 		unix.Close(recv)
-		return nil, err
+		return nil, nil, nil, err
 	}
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return fail(fmt.Errorf("eventfd: %w", err))
 	}
-	c.ctl.fd = fd
-	r, out, err := rawBridgePipe(false)
+	c.ctl.FD = fd
+	r, out, err := RawPipe(false)
 	if err != nil {
 		return fail(err)
 	}
@@ -107,15 +138,14 @@ func newMQBridge(edge, name string, send, recv, msgsize int) (*mqBridge, error) 
 		r.Close()
 		return fail(err)
 	}
-	c.ends = newEnds(w, []*os.File{r})
 	c.outBuf = make([]byte, max(mqBufSize, 4*msgsize))
 	go c.run()
-	return c, nil
+	return c, w, r, nil
 }
 
 // newProducer makes a producer's pipe and queues it for the loop.
-func (c *mqBridge) newProducer() (*os.File, error) {
-	w, fd, err := rawBridgePipe(true)
+func (c *MQ) newProducer() (*os.File, error) {
+	w, fd, err := RawPipe(true)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +156,7 @@ func (c *mqBridge) newProducer() (*os.File, error) {
 // AddWriter gives the queue another producer: a new pipe whose lines go
 // into the same queue, never interleaved mid-line with the others'. Call it
 // before the stages start; end of stream follows the last producer's.
-func (c *mqBridge) AddWriter() (*os.File, error) {
+func (c *MQ) AddWriter() (*os.File, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ended {
@@ -136,11 +166,11 @@ func (c *mqBridge) AddWriter() (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge %s: %w", c.edge, err)
 	}
-	c.ctl.kick()
+	c.ctl.Kick()
 	return w, nil
 }
 
-func (c *mqBridge) run() {
+func (c *MQ) run() {
 	err := c.loop()
 	c.mu.Lock()
 	c.ended = true
@@ -148,14 +178,14 @@ func (c *mqBridge) run() {
 		unix.Close(p.fd)
 	}
 	c.added = nil
-	unix.Close(c.ctl.fd)
-	c.ctl.fd = -1
+	unix.Close(c.ctl.FD)
+	c.ctl.FD = -1
 	c.mu.Unlock()
 	for _, p := range c.prods {
 		p.close()
 	}
 	unix.Close(c.out)
-	if err != nil && !errors.Is(err, errStopped) {
+	if err != nil && !errors.Is(err, fdio.ErrStopped) {
 		c.err = fmt.Errorf("edge %s: %w", c.edge, err)
 	}
 	close(c.done)
@@ -170,10 +200,10 @@ func (p *mqProducer) close() {
 
 // loop runs passes until the stream has been delivered, the consumer has
 // gone, or Close stops it.
-func (c *mqBridge) loop() error {
+func (c *MQ) loop() error {
 	for {
-		if c.ctl.requested() {
-			return errStopped
+		if c.ctl.Requested() {
+			return fdio.ErrStopped
 		}
 		ended := c.adopt()
 		moved, err := c.deliver()
@@ -200,7 +230,7 @@ func (c *mqBridge) loop() error {
 // producers under the same lock: once every producer has finished and none
 // is waiting, the queue is ended and AddWriter refuses. It reports whether
 // the queue is ended.
-func (c *mqBridge) adopt() bool {
+func (c *MQ) adopt() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.prods = append(c.prods, c.added...)
@@ -219,7 +249,7 @@ func (c *mqBridge) adopt() bool {
 // deliver is the consumer's side of a pass: write what the pipe takes,
 // then receive what the out buffer has room for, each message at the end
 // of the previous payload so that the buffer is stream bytes only.
-func (c *mqBridge) deliver() (moved bool, err error) {
+func (c *MQ) deliver() (moved bool, err error) {
 	if c.outStart < c.outHave {
 		n, err := unix.Write(c.out, c.outBuf[c.outStart:c.outHave])
 		switch {
@@ -230,7 +260,7 @@ func (c *mqBridge) deliver() (moved bool, err error) {
 				c.outStart, c.outHave = 0, 0
 			}
 		case err == unix.EINTR || err == unix.EAGAIN:
-		case isGone(err):
+		case fdio.IsGone(err):
 			// The consumer stopped: the producers' next writes get EPIPE.
 			c.gone = true
 			return true, nil
@@ -256,7 +286,7 @@ func (c *mqBridge) deliver() (moved bool, err error) {
 // far as its buffer has room), send what the queue takes, the producers in
 // turn, but only the one whose long line is half sent while it is. Once
 // the queue is ended (adopt), it sends the end of stream.
-func (c *mqBridge) feed(ended bool) (moved bool, err error) {
+func (c *MQ) feed(ended bool) (moved bool, err error) {
 	full := false
 	n := len(c.prods)
 	for k := range n {
@@ -282,7 +312,7 @@ func (c *mqBridge) feed(ended bool) (moved bool, err error) {
 		c.next = (c.next + 1) % n
 	}
 	if !full && !c.sentEOF && ended {
-		err := mqSend(c.send, []byte{mqEOF})
+		err := mqueue.Send(c.send, []byte{MQEOF})
 		switch {
 		case err == nil:
 			c.sentEOF = true
@@ -332,7 +362,7 @@ func (p *mqProducer) read() (bool, error) {
 
 // pack sends producer i's buffered bytes (mqProducer.pack), keeping
 // track of whose long line is half sent.
-func (c *mqBridge) pack(i int) (sent bool, err error) {
+func (c *MQ) pack(i int) (sent bool, err error) {
 	mid := c.cur == i
 	msgs, payload, err := c.prods[i].pack(c.send, c.msgsize, &mid)
 	switch {
@@ -377,7 +407,7 @@ func (p *mqProducer) pack(send, msgsize int, mid *bool) (msgs int, payload int64
 		}
 		saved := p.buf[b]
 		p.buf[b] = flag
-		err := mqSend(send, p.buf[a:b+1])
+		err := mqueue.Send(send, p.buf[a:b+1])
 		p.buf[b] = saved
 		if err == unix.EINTR {
 			continue
@@ -399,7 +429,7 @@ func (p *mqProducer) pack(send, msgsize int, mid *bool) (msgs int, payload int64
 // end of stream came, and unix.EAGAIN when the queue is empty.
 func mqUnpack(recv, msgsize int, buf []byte, have int) (int, bool, error) {
 	for len(buf)-have >= msgsize {
-		n, err := mqReceive(recv, buf[have:])
+		n, err := mqueue.Receive(recv, buf[have:])
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -408,7 +438,7 @@ func mqUnpack(recv, msgsize int, buf []byte, have int) (int, bool, error) {
 		case n == 0:
 			return have, false, errors.New("empty message")
 		}
-		if buf[have+n-1] == mqEOF {
+		if buf[have+n-1] == MQEOF {
 			return have, true, nil
 		}
 		have += n - 1
@@ -418,9 +448,9 @@ func mqUnpack(recv, msgsize int, buf []byte, have int) (int, bool, error) {
 
 // wait sleeps in poll(2) until a pipe the last pass was stopped by can go
 // on, or Close or AddWriter writes the eventfd.
-func (c *mqBridge) wait() error {
+func (c *MQ) wait() error {
 	var pfd [8]unix.PollFd
-	fds := append(pfd[:0], unix.PollFd{Fd: int32(c.ctl.fd), Events: unix.POLLIN})
+	fds := append(pfd[:0], unix.PollFd{Fd: int32(c.ctl.FD), Events: unix.POLLIN})
 	if c.outStart < c.outHave {
 		fds = append(fds, unix.PollFd{Fd: int32(c.out), Events: unix.POLLOUT})
 	}
@@ -443,52 +473,53 @@ func (c *mqBridge) wait() error {
 		}
 		if fds[0].Revents != 0 {
 			var v [8]byte
-			unix.Read(c.ctl.fd, v[:]) // drain: a stop is in ctl.stop, producers in added
+			unix.Read(c.ctl.FD, v[:]) // drain: a stop is in ctl.stop, producers in added
 		}
 		return nil
 	}
 }
 
-// mqSend is mq_timedsend(3) without a timeout: on a non-blocking queue
-// it returns unix.EAGAIN when the queue is full, on a blocking one it waits.
-func mqSend(fd int, msg []byte) error {
-	_, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDSEND, uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)), 0, 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
-}
-
-// mqReceive is mq_timedreceive(3) without a timeout (unix.EAGAIN on an
-// empty non-blocking queue, a wait on a blocking one); buf must hold
-// msgsize bytes.
-func mqReceive(fd int, buf []byte) (int, error) {
-	n, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDRECEIVE, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
-
-func (c *mqBridge) Wait() error {
+// Wait blocks until the stream has been delivered, the consumer has gone,
+// or Close stopped the bridge, and returns its error, naming the edge.
+func (c *MQ) Wait() error {
 	<-c.done
 	return c.err
 }
 
-func (c *mqBridge) Close() error {
+// Close stops the bridge, waits for it and closes the queue's descriptors.
+// Safe to call more than once.
+func (c *MQ) Close() {
 	c.closeOnce.Do(func() {
-		c.ctl.stop.Store(true)
+		c.ctl.Request()
 		c.mu.Lock()
-		c.ctl.kick()
+		c.ctl.Kick()
 		c.mu.Unlock()
 		<-c.done
 		unix.Close(c.send)
 		unix.Close(c.recv)
-		c.closeUnhanded()
 	})
-	return nil
 }
 
-func (c *mqBridge) Stats() Stats {
-	return Stats{Bytes: c.bytes.Load(), Records: c.msgs.Load()}
+// Counts are the payload bytes and the messages sent so far.
+func (c *MQ) Counts() (bytes, msgs int64) { return c.bytes.Load(), c.msgs.Load() }
+
+// PackMQ sends the whole lines of p to the queue send, in messages of at
+// most msgsize bytes framed as the bridge frames them, and returns how
+// many bytes of p went; a partial last line waits (as in the bridge, for
+// the rest of its line). p's backing array must have one spare byte after
+// p: the trailer is written there and put back. *mid is the bridge's
+// "a long line is half sent", kept up to date. unix.EAGAIN: the queue is
+// full. For measuring the framing alone (internal/bench).
+func PackMQ(send, msgsize int, p []byte, mid *bool) (int, error) {
+	pr := mqProducer{fd: 0, buf: p[:len(p)+1], have: len(p)}
+	_, _, err := pr.pack(send, msgsize, mid)
+	if pr.have == 0 {
+		return len(p), err
+	}
+	return pr.start, err
+}
+
+// UnpackMQ is the bridge's receiving side (mqUnpack), for measuring it.
+func UnpackMQ(recv, msgsize int, buf []byte, have int) (int, bool, error) {
+	return mqUnpack(recv, msgsize, buf, have)
 }

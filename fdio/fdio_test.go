@@ -1,4 +1,4 @@
-package channels
+package fdio
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/internal/fdtest"
 )
 
 // moveShape makes a src and a dst of the named kinds for Move, feeding
@@ -20,63 +22,32 @@ type moveShape struct {
 	make func(t *testing.T, input []byte) (dst, src *os.File, result func() []byte)
 }
 
-func pipeFeeder(t *testing.T, input []byte) *os.File {
-	r, w := pfPipe(t)
-	go func() { w.Write(input); w.Close() }()
-	return r
-}
-
-func pipeCollector(t *testing.T) (*os.File, func() []byte) {
-	r, w := pfPipe(t)
-	got := pfReadAll(r)
-	return w, func() []byte { return <-got }
-}
-
-func fileFeeder(t *testing.T, input []byte) *os.File {
-	f, err := os.Open(pfWrite(t, "in", input))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
-func fileCollector(t *testing.T) (*os.File, func() []byte) {
-	f, err := os.CreateTemp(t.TempDir(), "out")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f, func() []byte {
-		b, _ := os.ReadFile(f.Name())
-		return b
-	}
-}
-
 var moveShapes = []moveShape{
 	{"pipe->pipe", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
-		d, res := pipeCollector(t)
-		return d, pipeFeeder(t, in), res
+		d, res := fdtest.PipeCollector(t)
+		return d, fdtest.PipeFeeder(t, in), res
 	}},
 	{"file->pipe", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
-		d, res := pipeCollector(t)
-		return d, fileFeeder(t, in), res
+		d, res := fdtest.PipeCollector(t)
+		return d, fdtest.FileFeeder(t, in), res
 	}},
 	{"pipe->file", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
-		d, res := fileCollector(t)
-		return d, pipeFeeder(t, in), res
+		d, res := fdtest.FileCollector(t)
+		return d, fdtest.PipeFeeder(t, in), res
 	}},
 	{"pipe->append-file", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
 		// splice(2) refuses O_APPEND files (EINVAL): Move must fall back.
-		d, res := fileCollector(t)
+		d, res := fdtest.FileCollector(t)
 		a, err := os.OpenFile(d.Name(), os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		d.Close()
-		return a, pipeFeeder(t, in), res
+		return a, fdtest.PipeFeeder(t, in), res
 	}},
 	{"file->file", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
-		d, res := fileCollector(t)
-		return d, fileFeeder(t, in), res
+		d, res := fdtest.FileCollector(t)
+		return d, fdtest.FileFeeder(t, in), res
 	}},
 	{"socket->pipe", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -85,7 +56,7 @@ var moveShapes = []moveShape{
 		}
 		s, peer := os.NewFile(uintptr(fds[0]), "s0"), os.NewFile(uintptr(fds[1]), "s1")
 		go func() { peer.Write(in); peer.Close() }()
-		d, res := pipeCollector(t)
+		d, res := fdtest.PipeCollector(t)
 		return d, s, res
 	}},
 	{"pipe->socket", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
@@ -94,15 +65,15 @@ var moveShapes = []moveShape{
 			t.Fatal(err)
 		}
 		s, peer := os.NewFile(uintptr(fds[0]), "s0"), os.NewFile(uintptr(fds[1]), "s1")
-		got := pfReadAll(peer)
-		return s, pipeFeeder(t, in), func() []byte { return <-got }
+		got := fdtest.ReadAll(peer)
+		return s, fdtest.PipeFeeder(t, in), func() []byte { return <-got }
 	}},
 	{"nonblocking pipe->pipe", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
 		// O_NONBLOCK on both sides: Move must wait in poll, not fail.
-		src := pipeFeeder(t, in)
-		d, res := pipeCollector(t)
+		src := fdtest.PipeFeeder(t, in)
+		d, res := fdtest.PipeCollector(t)
 		for _, f := range []*os.File{src, d} {
-			fd, _ := fdOf(f)
+			fd, _ := FD(f)
 			if err := unix.SetNonblock(fd, true); err != nil {
 				t.Fatal(err)
 			}
@@ -112,9 +83,9 @@ var moveShapes = []moveShape{
 }
 
 func TestMoveCarriesBytesUnchanged(t *testing.T) {
-	before := pfWarm(t)
+	before := fdtest.Warm(t)
 	for _, shape := range moveShapes {
-		for name, in := range pfInputs() {
+		for name, in := range fdtest.Inputs() {
 			t.Run(shape.name+"/"+name, func(t *testing.T) {
 				dst, src, result := shape.make(t, in)
 				n, err := Move(dst, src)
@@ -125,25 +96,25 @@ func TestMoveCarriesBytesUnchanged(t *testing.T) {
 				src.Close()
 				got := result()
 				if n != int64(len(in)) || !bytes.Equal(got, in) {
-					t.Fatalf("moved %d bytes, got %d (sha %s), want %d (sha %s)", n, len(got), pfSha(got), len(in), pfSha(in))
+					t.Fatalf("moved %d bytes, got %d (sha %s), want %d (sha %s)", n, len(got), fdtest.Sha(got), len(in), fdtest.Sha(in))
 				}
 			})
 		}
 	}
-	pfNoLeak(t, before)
+	fdtest.NoLeak(t, before)
 }
 
 // A real producer and consumer: seq -> Move -> cat, compared with bash.
 func TestMoveBetweenProcesses(t *testing.T) {
-	want := pfBash(t, "seq 1 200000")
-	r1, w1 := pfPipe(t)
-	r2, w2 := pfPipe(t)
+	want := fdtest.Bash(t, "seq 1 200000")
+	r1, w1 := fdtest.Pipe(t)
+	r2, w2 := fdtest.Pipe(t)
 	out, err := os.CreateTemp(t.TempDir(), "out")
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod := pfStart(t, "seq 1 200000", nil, w1)
-	cons := pfStart(t, "cat", r2, out)
+	prod := fdtest.Start(t, "seq 1 200000", nil, w1)
+	cons := fdtest.Start(t, "cat", r2, out)
 	if _, err := Move(w2, r1); err != nil {
 		t.Fatal(err)
 	}
@@ -164,12 +135,12 @@ func TestMoveBetweenProcesses(t *testing.T) {
 // 64 MiB through Move between processes, checked by hash against bash.
 func TestMoveLargeByHash(t *testing.T) {
 	const script = "head -c 67108864 /dev/urandom | tee %s"
-	in := pfWrite(t, "big", nil)
-	want := pfBash(t, fmt.Sprintf(script, in))
-	r1, w1 := pfPipe(t)
-	r2, w2 := pfPipe(t)
-	prod := pfStart(t, "cat "+in, nil, w1)
-	got := pfReadAll(r2)
+	in := fdtest.WriteTemp(t, "big", nil)
+	want := fdtest.Bash(t, fmt.Sprintf(script, in))
+	r1, w1 := fdtest.Pipe(t)
+	r2, w2 := fdtest.Pipe(t)
+	prod := fdtest.Start(t, "cat "+in, nil, w1)
+	got := fdtest.ReadAll(r2)
 	n, err := Move(w2, r1)
 	w2.Close()
 	r1.Close()
@@ -178,8 +149,8 @@ func TestMoveLargeByHash(t *testing.T) {
 	}
 	prod.Wait()
 	b := <-got
-	if n != 64<<20 || pfSha(b) != pfSha(want) {
-		t.Fatalf("moved %d bytes, sha %s; want %d, sha %s", n, pfSha(b), len(want), pfSha(want))
+	if n != 64<<20 || fdtest.Sha(b) != fdtest.Sha(want) {
+		t.Fatalf("moved %d bytes, sha %s; want %d, sha %s", n, fdtest.Sha(b), len(want), fdtest.Sha(want))
 	}
 }
 
@@ -188,15 +159,15 @@ func TestMoveLargeByHash(t *testing.T) {
 func TestMoveReaderGone(t *testing.T) {
 	for _, shape := range []string{"pipe", "socket"} {
 		t.Run(shape, func(t *testing.T) {
-			r1, w1 := pfPipe(t)
-			prod := pfStart(t, "yes", nil, w1)
+			r1, w1 := fdtest.Pipe(t)
+			prod := fdtest.Start(t, "yes", nil, w1)
 			var dst *os.File
 			var cons interface{ Wait() error }
 			var out func() []byte
 			if shape == "pipe" {
-				r2, w2 := pfPipe(t)
-				o, res := pipeCollector(t)
-				cons = pfStart(t, "head -c 10", r2, o)
+				r2, w2 := fdtest.Pipe(t)
+				o, res := fdtest.PipeCollector(t)
+				cons = fdtest.Start(t, "head -c 10", r2, o)
 				dst, out = w2, res
 			} else {
 				// The consumer reads a socket: EPIPE comes from the
@@ -207,8 +178,8 @@ func TestMoveReaderGone(t *testing.T) {
 				}
 				dst = os.NewFile(uintptr(fds[0]), "s0")
 				peer := os.NewFile(uintptr(fds[1]), "s1")
-				o, res := pipeCollector(t)
-				cons = pfStart(t, "head -c 10", peer, o)
+				o, res := fdtest.PipeCollector(t)
+				cons = fdtest.Start(t, "head -c 10", peer, o)
 				out = res
 			}
 			_, err := Move(dst, r1)
@@ -221,7 +192,7 @@ func TestMoveReaderGone(t *testing.T) {
 				t.Errorf("head got %q", got)
 			}
 			cons.Wait()
-			if sig := pfSignaled(prod.Wait()); sig != syscall.SIGPIPE {
+			if sig := fdtest.Signaled(prod.Wait()); sig != syscall.SIGPIPE {
 				t.Errorf("producer ended by %v, want SIGPIPE", sig)
 			}
 		})
@@ -231,7 +202,7 @@ func TestMoveReaderGone(t *testing.T) {
 // Move into a socket when the source is not a pipe either: the read/write
 // path, with a Unix socket listener as the consumer.
 func TestMoveFileToSocket(t *testing.T) {
-	in := pfInputs()["binary"]
+	in := fdtest.Inputs()["binary"]
 	dir := t.TempDir()
 	ln, err := net.Listen("unix", dir+"/s")
 	if err != nil {
@@ -256,7 +227,7 @@ func TestMoveFileToSocket(t *testing.T) {
 	}
 	cf, _ := c.(*net.UnixConn).File()
 	c.Close()
-	src := fileFeeder(t, in)
+	src := fdtest.FileFeeder(t, in)
 	if _, err := Move(cf, src); err != nil {
 		t.Fatal(err)
 	}

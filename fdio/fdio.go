@@ -1,4 +1,9 @@
-package channels
+// Package fdio moves bytes between file descriptors: splice(2) where a
+// side is a pipe, else read(2) and write(2) through one large reused
+// buffer, waiting in poll(2) on non-blocking fds. A Stop lets another
+// goroutine interrupt a copy and read how far it got. The bridges, the
+// movers and the edge types all copy through here.
+package fdio
 
 import (
 	"encoding/binary"
@@ -17,17 +22,24 @@ import (
 // returned wrapped together with EPIPE, so errors.Is works for both.
 var ErrReaderGone = errors.New("reader gone")
 
-// errStopped is how a mover's copy loop learns that Mover.Close asked it to
-// stop; it never leaves the package.
-var errStopped = errors.New("stopped")
+// ErrStopped is what a copy under a Stop returns once its owner asked it
+// to stop: the owner's own doing, not a failure.
+var ErrStopped = errors.New("stopped")
 
-// chunk is how much one splice(2) or read(2) asks for: large enough that a
+// Chunk is how much one splice(2) or read(2) asks for: large enough that a
 // 1 MiB pipe drains in one call, so the syscall cost per byte stays small.
-const chunk = 1 << 20
+const Chunk = 1 << 20
 
 // bufPool holds the read/write fallback's buffers, so a copy allocates
-// nothing per chunk and a finished mover's buffer serves the next one.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, chunk); return &b }}
+// nothing per chunk and a finished copy's buffer serves the next one.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, Chunk); return &b }}
+
+// Buffer lends a Chunk-sized buffer from the pool the copies use; give it
+// back with PutBuffer.
+func Buffer() *[]byte { return bufPool.Get().(*[]byte) }
+
+// PutBuffer gives back a buffer Buffer lent.
+func PutBuffer(bp *[]byte) { bufPool.Put(bp) }
 
 // Move copies src to dst until end of file on src and returns the number of
 // bytes moved. When either side is a pipe it uses splice(2), so the bytes
@@ -37,68 +49,75 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, chunk); return &b }}
 // with EAGAIN. If dst's reader has gone, Move returns ErrReaderGone. Move
 // closes neither file.
 func Move(dst, src *os.File) (int64, error) {
-	d, err := fdOf(dst)
+	d, err := FD(dst)
 	if err != nil {
 		return 0, err
 	}
-	s, err := fdOf(src)
+	s, err := FD(src)
 	if err != nil {
 		return 0, err
 	}
-	n, err := copyFD(d, s, nil)
+	n, err := Copy(d, s, nil)
 	// The fds were used as plain numbers; keep the Files (and so the fds)
 	// alive until the copy is over.
 	keepAlive(dst, src)
 	return n, err
 }
 
-// moveCtl connects a copy loop to its Mover: the loop adds what it moves
-// to bytes as it goes (for Mover.Bytes), checks stop between chunks, and
-// every wait is a poll(2) that also watches fd (an eventfd that Close
-// writes).
-type moveCtl struct {
-	fd    int
+// Stop connects a copy loop to its owner (a mover, the mq bridge): the
+// loop adds what it moves to the count as it goes, checks for a stop
+// between chunks, and every wait is a poll(2) that also watches FD, an
+// eventfd that the owner writes (Kick) to wake it.
+type Stop struct {
+	// FD is the eventfd a waiting loop watches; -1: none (or closed).
+	FD    int
 	stop  atomic.Bool
 	bytes atomic.Int64
 }
 
-// kick wakes the loop's poll(2) by writing the eventfd, if it is still
+// Request asks the loop to stop; Kick then wakes it if it waits.
+func (st *Stop) Request() { st.stop.Store(true) }
+
+// Kick wakes the loop's poll(2) by writing the eventfd, if it is still
 // open (the caller holds the lock under which the owner closes it).
-func (st *moveCtl) kick() {
-	if st.fd >= 0 {
+func (st *Stop) Kick() {
+	if st.FD >= 0 {
 		var one [8]byte
 		binary.NativeEndian.PutUint64(one[:], 1)
-		unix.Write(st.fd, one[:])
+		unix.Write(st.FD, one[:])
 	}
 }
 
-// add counts n moved bytes (nil: nobody counts).
-func (st *moveCtl) add(n int64) {
+// Add counts n moved bytes (nil: nobody counts).
+func (st *Stop) Add(n int64) {
 	if st != nil {
 		st.bytes.Add(n)
 	}
 }
 
-// requested reports whether Close asked to stop (never, for a nil moveCtl).
-func (st *moveCtl) requested() bool { return st != nil && st.stop.Load() }
+// Bytes is what the loop has counted so far.
+func (st *Stop) Bytes() int64 { return st.bytes.Load() }
+
+// Requested reports whether the owner asked to stop (never, for a nil Stop).
+func (st *Stop) Requested() bool { return st != nil && st.stop.Load() }
 
 // pollFD is the fd to watch for a stop, or -1.
-func (st *moveCtl) pollFD() int {
+func (st *Stop) pollFD() int {
 	if st == nil {
 		return -1
 	}
-	return st.fd
+	return st.FD
 }
 
-// copyFD is Move on raw fds. With a moveCtl, the pipe sides are
-// non-blocking and every wait watches it, so that Mover.Close can
-// interrupt the copy; it then returns errStopped.
-func copyFD(dst, src int, stop *moveCtl) (int64, error) {
+// Copy is Move on raw fds. With a Stop, the pipe sides are non-blocking
+// and every wait watches it, so that its owner can interrupt the copy; it
+// then returns ErrStopped.
+func Copy(dst, src int, stop *Stop) (int64, error) {
 	var total int64
 	if isPipe(src) || isPipe(dst) {
 		n, err := spliceLoop(dst, src, stop)
 		total += n
-		if err != errNoSplice {
+		if err != ErrNoSplice {
 			return total, err
 		}
 	}
@@ -106,12 +125,12 @@ func copyFD(dst, src int, stop *moveCtl) (int64, error) {
 	return total + n, err
 }
 
-// errNoSplice: the kernel can't splice between these two files (EINVAL), so
+// ErrNoSplice: the kernel can't splice between these two files (EINVAL), so
 // the caller falls back to read/write. Nothing was lost: a failed splice
 // moves no bytes.
-var errNoSplice = errors.New("splice unsupported")
+var ErrNoSplice = errors.New("splice unsupported")
 
-func spliceLoop(dst, src int, stop *moveCtl) (int64, error) {
+func spliceLoop(dst, src int, stop *Stop) (int64, error) {
 	// No SPLICE_F_MORE: into a TCP socket it corks, holding the last
 	// bytes of an interactive stream back for up to 200 ms.
 	flags := unix.SPLICE_F_MOVE
@@ -120,32 +139,32 @@ func spliceLoop(dst, src int, stop *moveCtl) (int64, error) {
 	}
 	var total int64
 	for {
-		if stop.requested() {
-			return total, errStopped
+		if stop.Requested() {
+			return total, ErrStopped
 		}
-		n, err := unix.Splice(src, nil, dst, nil, chunk, flags)
+		n, err := unix.Splice(src, nil, dst, nil, Chunk, flags)
 		switch {
 		case err == nil && n == 0:
 			return total, nil
 		case err == nil:
 			total += n
-			stop.add(n)
+			stop.Add(n)
 		case err == unix.EINTR:
 		case err == unix.EAGAIN:
 			if err := waitBoth(src, dst, stop); err != nil {
 				return total, err
 			}
 		case err == unix.EPIPE || err == unix.ECONNRESET:
-			return total, readerGone()
+			return total, ReaderGone()
 		case err == unix.EINVAL || err == unix.ENOSYS:
-			return total, errNoSplice
+			return total, ErrNoSplice
 		default:
 			return total, fmt.Errorf("splice: %w", err)
 		}
 	}
 }
 
-func rwLoop(dst, src int, stop *moveCtl) (int64, error) {
+func rwLoop(dst, src int, stop *Stop) (int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -154,7 +173,7 @@ func rwLoop(dst, src int, stop *moveCtl) (int64, error) {
 		if stop != nil {
 			// Wait here rather than in read(2): a blocking read can't be
 			// interrupted by Close.
-			if err := waitFD(src, unix.POLLIN, stop); err != nil {
+			if err := WaitFD(src, unix.POLLIN, stop); err != nil {
 				return total, err
 			}
 		}
@@ -163,11 +182,11 @@ func rwLoop(dst, src int, stop *moveCtl) (int64, error) {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
-			if err := waitFD(src, unix.POLLIN, stop); err != nil {
+			if err := WaitFD(src, unix.POLLIN, stop); err != nil {
 				return total, err
 			}
 			continue
-		case err == unix.EIO && kindOf(src) == kindChar:
+		case err == unix.EIO && KindOf(src) == KindChar:
 			return total, nil // a terminal that hung up: end of input
 		case err != nil:
 			return total, fmt.Errorf("read: %w", err)
@@ -176,7 +195,7 @@ func rwLoop(dst, src int, stop *moveCtl) (int64, error) {
 		}
 		w, err := writeAll(dst, buf[:n], stop)
 		total += int64(w)
-		stop.add(int64(w))
+		stop.Add(int64(w))
 		if err != nil {
 			return total, err
 		}
@@ -185,7 +204,7 @@ func rwLoop(dst, src int, stop *moveCtl) (int64, error) {
 
 // writeAll writes p to fd, waiting in poll(2) whenever fd is non-blocking
 // and full.
-func writeAll(fd int, p []byte, stop *moveCtl) (int, error) {
+func writeAll(fd int, p []byte, stop *Stop) (int, error) {
 	done := 0
 	for done < len(p) {
 		n, err := unix.Write(fd, p[done:])
@@ -194,11 +213,11 @@ func writeAll(fd int, p []byte, stop *moveCtl) (int, error) {
 			done += n
 		case err == unix.EINTR:
 		case err == unix.EAGAIN:
-			if err := waitFD(fd, unix.POLLOUT, stop); err != nil {
+			if err := WaitFD(fd, unix.POLLOUT, stop); err != nil {
 				return done, err
 			}
 		case err == unix.EPIPE || err == unix.ECONNRESET:
-			return done, readerGone()
+			return done, ReaderGone()
 		default:
 			return done, fmt.Errorf("write: %w", err)
 		}
@@ -206,21 +225,23 @@ func writeAll(fd int, p []byte, stop *moveCtl) (int, error) {
 	return done, nil
 }
 
-func readerGone() error { return fmt.Errorf("%w: %w", ErrReaderGone, unix.EPIPE) }
+// ReaderGone is the error of a write whose reader has gone: ErrReaderGone
+// wrapped together with EPIPE.
+func ReaderGone() error { return fmt.Errorf("%w: %w", ErrReaderGone, unix.EPIPE) }
 
 // waitBoth waits until src is readable and dst writable (or either is at
 // its end: a hang-up counts as ready, the next splice reports it). Polling
 // for both at once would spin while one is ready and the other is not.
-func waitBoth(src, dst int, stop *moveCtl) error {
-	if err := waitFD(src, unix.POLLIN, stop); err != nil {
+func waitBoth(src, dst int, stop *Stop) error {
+	if err := WaitFD(src, unix.POLLIN, stop); err != nil {
 		return err
 	}
-	return waitFD(dst, unix.POLLOUT, stop)
+	return WaitFD(dst, unix.POLLOUT, stop)
 }
 
-// waitFD polls fd for events, and the moveCtl (if any) for a request to
+// WaitFD polls fd for events, and the Stop (if any) for a request to
 // stop.
-func waitFD(fd int, events int16, stop *moveCtl) error {
+func WaitFD(fd int, events int16, stop *Stop) error {
 	sfd := stop.pollFD()
 	all := [2]unix.PollFd{{Fd: int32(fd), Events: events}, {Fd: int32(sfd), Events: unix.POLLIN}}
 	pfd := all[:]
@@ -228,8 +249,8 @@ func waitFD(fd int, events int16, stop *moveCtl) error {
 		pfd = all[:1]
 	}
 	for {
-		if stop.requested() {
-			return errStopped
+		if stop.Requested() {
+			return ErrStopped
 		}
 		_, err := unix.Poll(pfd, -1)
 		if err == unix.EINTR {
@@ -239,7 +260,7 @@ func waitFD(fd int, events int16, stop *moveCtl) error {
 			return fmt.Errorf("poll: %w", err)
 		}
 		if sfd >= 0 && pfd[1].Revents != 0 {
-			return errStopped
+			return ErrStopped
 		}
 		if pfd[0].Revents&unix.POLLNVAL != 0 {
 			return fmt.Errorf("poll: fd %d is not open", fd)
@@ -250,9 +271,9 @@ func waitFD(fd int, events int16, stop *moveCtl) error {
 	}
 }
 
-// fdOf returns f's descriptor without f.Fd()'s side effect of switching a
+// FD returns f's descriptor without f.Fd()'s side effect of switching a
 // non-blocking file to blocking mode.
-func fdOf(f *os.File) (int, error) {
+func FD(f *os.File) (int, error) {
 	if f == nil {
 		return -1, errors.New("nil file")
 	}
@@ -275,33 +296,40 @@ func keepAlive(fs ...*os.File) {
 	}
 }
 
-// fdKind is what kind of file an fd is, for choosing how to move bytes.
-type fdKind int
+// Kind is what kind of file an fd is, for choosing how to move bytes.
+type Kind int
 
 const (
-	kindOther fdKind = iota
-	kindPipe         // pipe or FIFO: splice and tee work on it
-	kindRegular
-	kindSocket
-	kindChar // tty, /dev/null, ...
+	KindOther Kind = iota
+	KindPipe       // pipe or FIFO: splice and tee work on it
+	KindRegular
+	KindSocket
+	KindChar // tty, /dev/null, ...
 )
 
-func kindOf(fd int) fdKind {
+// KindOf is fd's kind (KindOther when fstat fails).
+func KindOf(fd int) Kind {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return kindOther
+		return KindOther
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFIFO:
-		return kindPipe
+		return KindPipe
 	case unix.S_IFREG:
-		return kindRegular
+		return KindRegular
 	case unix.S_IFSOCK:
-		return kindSocket
+		return KindSocket
 	case unix.S_IFCHR:
-		return kindChar
+		return KindChar
 	}
-	return kindOther
+	return KindOther
 }
 
-func isPipe(fd int) bool { return kindOf(fd) == kindPipe }
+// IsGone tells a write that failed because the reader went away (EPIPE,
+// or a reset socket) from a real failure.
+func IsGone(err error) bool {
+	return errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.ECONNREFUSED)
+}
+
+func isPipe(fd int) bool { return KindOf(fd) == KindPipe }

@@ -1,4 +1,4 @@
-package exec
+package movers
 
 import (
 	"bytes"
@@ -6,27 +6,31 @@ import (
 	"os"
 )
 
-// mover is a data mover of the run: a channels.Mover (tee, join) or a
-// --label copier.
-type mover interface {
+// Running is what an owner holds of any mover: a Mover (tee, join), a
+// Labeler, or a stand-in of its own.
+type Running interface {
+	// Wait blocks until the mover has finished and returns its error.
 	Wait() error
+	// Close stops the mover if it still runs.
 	Close() error
 }
 
-// labeler copies a stage's stderr to ipcflow's, each line prefixed with the
+// Labeler copies a stage's stderr to ipcflow's, each line prefixed with the
 // stage's name. Only with --label does stderr pass through ipcflow. Only
 // whole lines are written, one write(2) per read's worth, so that lines of
 // different stages never mix (writes up to PIPE_BUF are atomic on a pipe);
 // a line is held back until its newline comes, unless it grows past the
 // buffer, and a last line without a newline gets one.
-type labeler struct {
+type Labeler struct {
 	src  *os.File
 	done chan struct{}
 	err  error
 }
 
-func startLabel(src, dst *os.File, prefix string) *labeler {
-	l := &labeler{src: src, done: make(chan struct{})}
+// StartLabel starts copying src to dst with prefix before every line. It
+// owns src and closes it at the end; dst stays open.
+func StartLabel(src, dst *os.File, prefix string) *Labeler {
+	l := &Labeler{src: src, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		defer src.Close()
@@ -86,10 +90,10 @@ func copyLabelled(dst io.Writer, src io.Reader, prefix []byte) error {
 	}
 }
 
-func (l *labeler) Wait() error { <-l.done; return l.err }
+func (l *Labeler) Wait() error { <-l.done; return l.err }
 
 // Close ends the copy by closing its source (a teardown that cannot wait).
-func (l *labeler) Close() error {
+func (l *Labeler) Close() error {
 	select {
 	case <-l.done:
 	default:

@@ -1,4 +1,4 @@
-package channels
+package budget
 
 import (
 	"errors"
@@ -52,6 +52,21 @@ func TestRoundPipeSize(t *testing.T) {
 
 // The budget only binds users without CAP_SYS_RESOURCE, so the real test
 // runs this test binary again as nobody (uid 65534), from root.
+// TestCheckPipeSize: a size above pipe-max-size fails naming the limit,
+// its value and its file; the limit itself passes.
+func TestCheckPipeSize(t *testing.T) {
+	err := CheckPipeSize(PipeMaxSize() + 1)
+	if err == nil || !strings.Contains(err.Error(), "/proc/sys/fs/pipe-max-size") || !strings.Contains(err.Error(), sizeString(PipeMaxSize())) {
+		t.Errorf("above the limit: %v, want an error naming the limit and the file", err)
+	}
+	if err := CheckPipeSize(PipeMaxSize()); err != nil {
+		t.Errorf("at the limit: %v", err)
+	}
+	if err := CheckPipeSize(-1); err == nil {
+		t.Error("a negative size passed")
+	}
+}
+
 func TestPipeBudgetUnprivileged(t *testing.T) {
 	if os.Getenv("PF_BUDGET_CHILD") != "" {
 		budgetChild(t)

@@ -1,17 +1,20 @@
-package channels
+package movers
 
 import (
 	"fmt"
 	"os"
 	"sync"
 	"testing"
+
+	"github.com/ipcflow/ipcflow/budget"
+	"github.com/ipcflow/ipcflow/fdio"
 )
 
 // Throughput of the data movers against a plain pipe, with ipcflow's own
 // goroutines as producer (write(2) of 128 KiB blocks) and consumers
 // (read(2) into 128 KiB, as cat does). b.SetBytes makes go test print MB/s:
 //
-//	go test ./channels/ -run '^$' -bench 'Pipe|Move|Tee' -benchtime 2000x
+//	go test ./movers/ -run '^$' -bench 'Pipe|Move|Tee' -benchtime 2000x
 
 const benchBlock = 128 << 10
 
@@ -41,7 +44,7 @@ func benchConsumer(r *os.File, wg *sync.WaitGroup) {
 }
 
 func benchPipe(b *testing.B, size int64) (*os.File, *os.File) {
-	r, w, err := Pipe(size)
+	r, w, err := budget.Pipe(size)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -53,7 +56,7 @@ var benchSizes = []int64{64 << 10, 1 << 20}
 // The reference: producer -> pipe -> consumer.
 func BenchmarkPipe(b *testing.B) {
 	for _, size := range benchSizes {
-		b.Run(fmt.Sprintf("buf=%s", sizeString(size)), func(b *testing.B) {
+		b.Run(fmt.Sprintf("buf=%s", bufName(size)), func(b *testing.B) {
 			b.SetBytes(benchBlock)
 			r, w := benchPipe(b, size)
 			var wg sync.WaitGroup
@@ -68,7 +71,7 @@ func BenchmarkPipe(b *testing.B) {
 // producer -> pipe -> Move (splice) -> pipe -> consumer.
 func BenchmarkMove(b *testing.B) {
 	for _, size := range benchSizes {
-		b.Run(fmt.Sprintf("buf=%s", sizeString(size)), func(b *testing.B) {
+		b.Run(fmt.Sprintf("buf=%s", bufName(size)), func(b *testing.B) {
 			b.SetBytes(benchBlock)
 			r1, w1 := benchPipe(b, size)
 			r2, w2 := benchPipe(b, size)
@@ -77,7 +80,7 @@ func BenchmarkMove(b *testing.B) {
 			go benchConsumer(r2, &wg)
 			go func() {
 				defer wg.Done()
-				if _, err := Move(w2, r1); err != nil {
+				if _, err := fdio.Move(w2, r1); err != nil {
 					b.Error(err)
 				}
 				w2.Close()
@@ -94,7 +97,7 @@ func BenchmarkMove(b *testing.B) {
 func BenchmarkTee(b *testing.B) {
 	for _, size := range benchSizes {
 		for _, n := range []int{1, 2, 4} {
-			b.Run(fmt.Sprintf("buf=%s/readers=%d", sizeString(size), n), func(b *testing.B) {
+			b.Run(fmt.Sprintf("buf=%s/readers=%d", bufName(size), n), func(b *testing.B) {
 				b.SetBytes(benchBlock)
 				r, w := benchPipe(b, size)
 				var wg sync.WaitGroup
@@ -122,7 +125,7 @@ func BenchmarkTee(b *testing.B) {
 func BenchmarkTeeUserspace(b *testing.B) {
 	for _, size := range benchSizes {
 		for _, n := range []int{2, 4} {
-			b.Run(fmt.Sprintf("buf=%s/readers=%d", sizeString(size), n), func(b *testing.B) {
+			b.Run(fmt.Sprintf("buf=%s/readers=%d", bufName(size), n), func(b *testing.B) {
 				b.SetBytes(benchBlock)
 				r, w := benchPipe(b, size)
 				var wg sync.WaitGroup
@@ -156,4 +159,12 @@ func BenchmarkTeeUserspace(b *testing.B) {
 			})
 		}
 	}
+}
+
+// bufName names a pipe buffer size in a benchmark's name: "64 KiB".
+func bufName(n int64) string {
+	if n >= 1<<20 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
 }

@@ -1,9 +1,11 @@
-package channels
+package movers
 
 import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/ipcflow/ipcflow/fdio"
 )
 
 // StartJoin starts a fan-in: dst receives all of srcs[0] until its end of
@@ -45,20 +47,20 @@ func join(m *Mover, srcs []*os.File, dst *os.File) error {
 	}
 	stop := &m.ctl
 	for i, s := range srcs {
-		sfd, err := fdOf(s)
+		sfd, err := fdio.FD(s)
 		if err != nil {
 			return fmt.Errorf("join input %d: %w", i+1, err)
 		}
-		if sfd > 2 && kindOf(sfd) == kindSocket { // not ipcflow's own stdin: the user's shell shares it
+		if sfd > 2 && fdio.KindOf(sfd) == fdio.KindSocket { // not ipcflow's own stdin: the user's shell shares it
 			if err := nonblockSocket(sfd); err != nil {
 				return fmt.Errorf("join input %d: %w", i+1, err)
 			}
 		}
-		_, err = copyFD(d.fd, sfd, stop)
+		_, err = fdio.Copy(d.fd, sfd, stop)
 		closeFile(s)
 		srcs[i] = nil
 		if err != nil {
-			if errors.Is(err, ErrReaderGone) || errors.Is(err, errStopped) {
+			if errors.Is(err, fdio.ErrReaderGone) || errors.Is(err, fdio.ErrStopped) {
 				return err
 			}
 			return fmt.Errorf("join input %d: %w", i+1, err)

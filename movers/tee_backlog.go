@@ -1,7 +1,7 @@
-package channels
+package movers
 
 // The backlog of a fan-out destination that fell behind: a memory ring up
-// to teeMemBound, then an unnamed spill file (see fanout.go for when a
+// to teeMemBound, then an unnamed spill file (see tee.go for when a
 // destination gets one and how it rejoins the tee).
 
 import (

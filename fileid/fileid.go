@@ -1,4 +1,8 @@
-package channels
+// Package fileid knows a file by its identity (device, inode, type) and
+// removes a path only while it still names that file. The edge types use
+// it for the FIFOs, files and segments they make, the run directory for
+// its manifest and `ipcflow clean`.
+package fileid
 
 import (
 	"errors"

@@ -1,8 +1,7 @@
-package channels
+package movers
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -11,13 +10,15 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/internal/fdtest"
 )
 
 // Join delivers srcs in order, whole, like cat, also when the later
 // producers finish first and when a producer writes more than a pipe holds
 // (it then blocks until its turn).
 func TestJoinOrder(t *testing.T) {
-	before := pfWarm(t)
+	before := fdtest.Warm(t)
 	scripts := []string{
 		"sleep 0.3; seq 1 3", // finishes last
 		"sleep 0.1; head -c 300000 /dev/zero | tr '\\0' x; printf 'tail'", // more than a pipe holds, no newline
@@ -25,15 +26,15 @@ func TestJoinOrder(t *testing.T) {
 		"true",              // empty
 		"printf 'a\\0b\\0'", // NULs
 	}
-	want := pfBash(t, "cat <(sleep 0.3; seq 1 3) <(sleep 0.1; head -c 300000 /dev/zero | tr '\\0' x; printf 'tail') <(seq 10 12) <(true) <(printf 'a\\0b\\0')")
+	want := fdtest.Bash(t, "cat <(sleep 0.3; seq 1 3) <(sleep 0.1; head -c 300000 /dev/zero | tr '\\0' x; printf 'tail') <(seq 10 12) <(true) <(printf 'a\\0b\\0')")
 	var srcs []*os.File
 	var procs []interface{ Wait() error }
 	for _, s := range scripts {
-		r, w := pfPipe(t)
-		procs = append(procs, pfStart(t, s, nil, w))
+		r, w := fdtest.Pipe(t)
+		procs = append(procs, fdtest.Start(t, s, nil, w))
 		srcs = append(srcs, r)
 	}
-	out, res := pipeCollector(t)
+	out, res := fdtest.PipeCollector(t)
 	m := StartJoin(srcs, out)
 	if err := m.Wait(); err != nil {
 		t.Fatal(err)
@@ -51,23 +52,23 @@ func TestJoinOrder(t *testing.T) {
 		t.Errorf("Bytes() = %d, want %d", m.Bytes(), len(want))
 	}
 	m.Close()
-	pfNoLeak(t, before)
+	fdtest.NoLeak(t, before)
 }
 
 // When the joined stream's reader goes away, every producer still writing
 // sees a closed pipe (SIGPIPE), and Join ends without error.
 func TestJoinReaderGone(t *testing.T) {
-	before := pfWarm(t)
+	before := fdtest.Warm(t)
 	var srcs []*os.File
 	var procs []interface{ Wait() error }
 	for range 3 {
-		r, w := pfPipe(t)
-		procs = append(procs, pfStart(t, "yes", nil, w))
+		r, w := fdtest.Pipe(t)
+		procs = append(procs, fdtest.Start(t, "yes", nil, w))
 		srcs = append(srcs, r)
 	}
-	r, w := pfPipe(t)
-	o, res := pipeCollector(t)
-	head := pfStart(t, "head -c 5", r, o)
+	r, w := fdtest.Pipe(t)
+	o, res := fdtest.PipeCollector(t)
+	head := fdtest.Start(t, "head -c 5", r, o)
 	m := StartJoin(srcs, w)
 	if err := m.Wait(); err != nil {
 		t.Fatalf("Join: %v, want nil when the reader goes", err)
@@ -77,18 +78,18 @@ func TestJoinReaderGone(t *testing.T) {
 	}
 	head.Wait()
 	for i, p := range procs {
-		if sig := pfSignaled(p.Wait()); sig != syscall.SIGPIPE {
+		if sig := fdtest.Signaled(p.Wait()); sig != syscall.SIGPIPE {
 			t.Errorf("producer %d ended by %v, want SIGPIPE", i, sig)
 		}
 	}
-	pfNoLeak(t, before)
+	fdtest.NoLeak(t, before)
 }
 
 // Close stops a Join that is waiting for input and closes its fds.
 func TestJoinClose(t *testing.T) {
-	before := pfWarm(t)
-	r1, w1 := pfPipe(t) // a producer that never writes nor closes
-	out, res := pipeCollector(t)
+	before := fdtest.Warm(t)
+	r1, w1 := fdtest.Pipe(t) // a producer that never writes nor closes
+	out, res := fdtest.PipeCollector(t)
 	m := StartJoin([]*os.File{r1}, out)
 	m.Close()
 	if err := m.Wait(); err != nil {
@@ -102,12 +103,12 @@ func TestJoinClose(t *testing.T) {
 		t.Error("source still open after Close")
 	}
 	w1.Close()
-	pfNoLeak(t, before)
+	fdtest.NoLeak(t, before)
 }
 
 // ipcflow's own stdout given as the destination is written but not closed.
 func TestJoinKeepsStdio(t *testing.T) {
-	r, w := pfPipe(t)
+	r, w := fdtest.Pipe(t)
 	w.Close()
 	m := StartJoin([]*os.File{r}, os.Stdout)
 	if err := m.Wait(); err != nil {
@@ -118,47 +119,12 @@ func TestJoinKeepsStdio(t *testing.T) {
 	}
 }
 
-// pfPty opens a pseudo-terminal in raw mode (no newline translation): the
-// master to read what was written, and the terminal as a stage would see
-// ipcflow's stdout.
-func pfPty(t *testing.T) (master, tty *os.File) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
-	}
-	mfd, _ := fdOf(m)
-	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(mfd, unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sfd, _ := fdOf(s)
-	tio, err := unix.IoctlGetTermios(sfd, unix.TCGETS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tio.Oflag &^= unix.OPOST
-	tio.Lflag &^= unix.ECHO | unix.ICANON | unix.ISIG | unix.IEXTEN
-	tio.Iflag &^= unix.ICRNL | unix.IXON
-	if err := unix.IoctlSetTermios(sfd, unix.TCSETS, tio); err != nil {
-		t.Fatal(err)
-	}
-	return m, s
-}
-
 // A terminal as the destination (ipcflow's stdout on a terminal): the
 // bytes arrive, and the terminal's shared open file description is left
 // blocking (the mover waits on a private reopen of its own), so the
 // user's shell doesn't find its terminal non-blocking afterwards.
 func TestJoinToTerminal(t *testing.T) {
-	master, tty := pfPty(t)
+	master, tty := fdtest.Pty(t)
 	defer master.Close()
 	shared, err := unix.Dup(int(tty.Fd()))
 	if err != nil {
@@ -166,7 +132,7 @@ func TestJoinToTerminal(t *testing.T) {
 	}
 	defer unix.Close(shared)
 	in := bytes.Repeat([]byte("line of text\n"), 20000) // more than the tty buffers
-	r, w := pfPipe(t)
+	r, w := fdtest.Pipe(t)
 	go func() { w.Write(in); w.Close() }()
 	got := make(chan []byte, 1)
 	go func() {
@@ -189,12 +155,12 @@ func TestJoinToTerminal(t *testing.T) {
 // Close stops a mover while bytes are flowing without a pause (a loop
 // that never waits must still notice), for Join and Tee alike.
 func TestMoverCloseWhileFlowing(t *testing.T) {
-	before := pfWarm(t)
+	before := fdtest.Warm(t)
 	for _, kind := range []string{"join", "tee"} {
 		t.Run(kind, func(t *testing.T) {
-			r, w := pfPipe(t)
-			prod := pfStart(t, "yes", nil, w)
-			or, ow := pfPipe(t)
+			r, w := fdtest.Pipe(t)
+			prod := fdtest.Start(t, "yes", nil, w)
+			or, ow := fdtest.Pipe(t)
 			drained := make(chan struct{})
 			go func() { io.Copy(io.Discard, or); or.Close(); close(drained) }()
 			var m *Mover
@@ -214,23 +180,23 @@ func TestMoverCloseWhileFlowing(t *testing.T) {
 				t.Fatal("Close did not stop a flowing mover")
 			}
 			<-drained // the output was closed: the reader saw end of file
-			if sig := pfSignaled(prod.Wait()); sig != syscall.SIGPIPE {
+			if sig := fdtest.Signaled(prod.Wait()); sig != syscall.SIGPIPE {
 				t.Errorf("producer ended by %v, want SIGPIPE", sig)
 			}
 		})
 	}
-	pfNoLeak(t, before)
+	fdtest.NoLeak(t, before)
 }
 
 // A mover passes on what it has at once, without waiting for a chunk to
 // fill or for end of file: interactive streams (a prompt, a log line) go
 // through a fan-out or fan-in as they would through a pipe.
 func TestMoversDoNotHoldBytes(t *testing.T) {
-	before := pfWarm(t)
+	before := fdtest.Warm(t)
 	for _, kind := range []string{"join", "tee"} {
 		t.Run(kind, func(t *testing.T) {
-			r, w := pfPipe(t)
-			or, ow := pfPipe(t)
+			r, w := fdtest.Pipe(t)
+			or, ow := fdtest.Pipe(t)
 			var m *Mover
 			if kind == "join" {
 				m = StartJoin([]*os.File{r}, ow)
@@ -261,7 +227,7 @@ func TestMoversDoNotHoldBytes(t *testing.T) {
 			or.Close()
 		})
 	}
-	pfNoLeak(t, before)
+	fdtest.NoLeak(t, before)
 }
 
 // A join reading a blocking TCP socket whose writer is still open stops
@@ -271,9 +237,9 @@ func TestMoversDoNotHoldBytes(t *testing.T) {
 func TestJoinClosesWhileSocketIdle(t *testing.T) {
 	for _, kind := range []string{"tcp", "unix"} {
 		t.Run(kind, func(t *testing.T) {
-			before := pfWarm(t)
+			before := fdtest.Warm(t)
 			r, w := socketPair(t, kind)
-			out, res := pipeCollector(t)
+			out, res := fdtest.PipeCollector(t)
 			m := StartJoin([]*os.File{r}, out)
 			time.Sleep(50 * time.Millisecond) // let the join block in the socket
 			closed := make(chan struct{})
@@ -287,7 +253,7 @@ func TestJoinClosesWhileSocketIdle(t *testing.T) {
 				t.Errorf("got %q from an idle socket", got)
 			}
 			w.Close()
-			pfNoLeak(t, before)
+			fdtest.NoLeak(t, before)
 		})
 	}
 }

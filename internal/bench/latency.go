@@ -1,4 +1,4 @@
-package channels
+package bench
 
 import (
 	"errors"
@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/mqueue"
+	"github.com/ipcflow/ipcflow/ring"
 )
 
 // RoundTripSize is the message RoundTrip bounces.
@@ -198,20 +201,20 @@ func mqLinks() (a, b rtEnd, cleanup func(), err error) {
 	cleanup = func() { closeAll(fds...)() }
 	for i := range 2 {
 		name := fmt.Sprintf("/ipcflow.rtt%d.%d", os.Getpid(), i)
-		fd, err := mqOpen(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 2, 128)
+		fd, err := mqueue.Open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL, 2, 128)
 		if err != nil {
 			cleanup()
 			return a, b, nil, fmt.Errorf("mq %s: %w", name, err)
 		}
-		UnlinkMQ(name)
+		mqueue.Unlink(name)
 		fds = append(fds, fd)
 	}
 	end := func(w, r int) rtEnd {
 		rbuf := make([]byte, 128)
 		return rtEnd{
-			send: func(m []byte) error { return mqSend(w, m) },
+			send: func(m []byte) error { return mqueue.Send(w, m) },
 			recv: func(m []byte) error {
-				n, err := mqReceive(r, rbuf)
+				n, err := mqueue.Receive(r, rbuf)
 				copy(m, rbuf[:n])
 				return err
 			},
@@ -223,27 +226,27 @@ func mqLinks() (a, b rtEnd, cleanup func(), err error) {
 // shmLinks makes two rings in anonymous shared memory, one each way.
 func shmLinks() (a, b rtEnd, cleanup func(), err error) {
 	var mems [][]byte
-	var rings []*Ring
+	var rings []*ring.Ring
 	cleanup = func() {
 		for _, m := range mems {
 			unix.Munmap(m)
 		}
 	}
 	for range 2 {
-		mem, err := unix.Mmap(-1, 0, int(RingSize(64<<10)), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
+		mem, err := unix.Mmap(-1, 0, int(ring.Size(64<<10)), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
 		if err != nil {
 			cleanup()
 			return a, b, nil, err
 		}
 		mems = append(mems, mem)
-		r, err := InitRing(mem, 64<<10, 1)
+		r, err := ring.Init(mem, 64<<10, 1)
 		if err != nil {
 			cleanup()
 			return a, b, nil, err
 		}
 		rings = append(rings, r)
 	}
-	end := func(w *RingWriter, r *RingReader) rtEnd {
+	end := func(w *ring.Writer, r *ring.Reader) rtEnd {
 		return rtEnd{
 			send: func(m []byte) error { _, err := w.Write(m); return err },
 			recv: func(m []byte) error {

@@ -1,10 +1,12 @@
-package channels
+package budget
 
 import (
 	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/fdio"
 )
 
 // Pipe makes a pipe whose ends are close-on-exec (a stage gets only the fds
@@ -21,7 +23,7 @@ func Pipe(size int64) (r, w *os.File, err error) {
 	}
 	r = os.NewFile(uintptr(fds[0]), "|0")
 	w = os.NewFile(uintptr(fds[1]), "|1")
-	if err := sizePipe(w, size); err != nil {
+	if err := SizePipe(w, size); err != nil {
 		r.Close()
 		w.Close()
 		return nil, nil, err
@@ -29,9 +31,9 @@ func Pipe(size int64) (r, w *os.File, err error) {
 	return r, w, nil
 }
 
-// sizePipe gives a new pipe (or FIFO) its buffer and checks that it got at
+// SizePipe gives a new pipe (or FIFO) its buffer and checks that it got at
 // least what was asked (size 0: the default a new pipe should have).
-func sizePipe(f *os.File, size int64) error {
+func SizePipe(f *os.File, size int64) error {
 	want := size
 	if size > 0 {
 		if err := SetPipeSize(f, size); err != nil {
@@ -57,7 +59,7 @@ func SetPipeSize(f *os.File, size int64) error {
 	if size <= 0 || size > 1<<31 {
 		return fmt.Errorf("pipe size %d is out of range", size)
 	}
-	fd, err := fdOf(f)
+	fd, err := fdio.FD(f)
 	if err != nil {
 		return err
 	}
@@ -90,4 +92,17 @@ func readProcInt(path string, def int64) int64 {
 		return def
 	}
 	return n
+}
+
+// CheckPipeSize refuses a pipe or FIFO buffer the kernel would refuse.
+// Root could go above pipe-max-size, but a flow should not depend on who
+// runs it.
+func CheckPipeSize(size int64) error {
+	if size < 0 {
+		return fmt.Errorf("pipe size %d is negative", size)
+	}
+	if max := PipeMaxSize(); size > 0 && (size > 1<<31 || roundPipeSize(size) > max) {
+		return fmt.Errorf("pipe size %s is above the system limit %s (/proc/sys/fs/pipe-max-size)", sizeString(size), sizeString(max))
+	}
+	return nil
 }
