@@ -1,8 +1,4 @@
-// Package fdtest is what the tests of the packages that move bytes
-// between fds share: an fd leak check, reference output from bash, stage
-// stand-ins started with given fds, a pseudo-terminal, and the byte
-// streams every edge, copy and mover must carry unchanged.
-package fdtest
+package testkit
 
 import (
 	"bytes"

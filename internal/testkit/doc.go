@@ -1,0 +1,16 @@
+// Package testkit is what the tests of ipcflow's packages share, so that
+// each helper exists once:
+//
+//   - fd leak checks: FDs, Warm, NoLeak;
+//   - reference output from bash: Bash;
+//   - stage stand-ins started with given fds (Start), pipes as the edges
+//     make them (Pipe), feeders and collectors of bytes (PipeFeeder,
+//     PipeCollector, FileFeeder, FileCollector, ReadAll), how a stand-in
+//     ended (Signaled), a pseudo-terminal (Pty);
+//   - the byte streams every edge, copy and mover must carry unchanged
+//     (Inputs) and their hash (Sha);
+//   - small file helpers: WriteTemp, EmptyDir.
+//
+// Only tests may import it (TestImportedOnlyByTests holds that): ipcflow
+// itself never runs this code.
+package testkit
