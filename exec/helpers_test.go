@@ -72,23 +72,6 @@ func exitCode(t *testing.T, err error) int {
 	return -1
 }
 
-// bash runs script with bash and returns its stdout.
-func bash(t *testing.T, script string, stdin []byte) []byte {
-	t.Helper()
-	if _, err := osexec.LookPath("bash"); err != nil {
-		t.Skip("bash is not installed: nothing to compare with")
-	}
-	cmd := osexec.Command("bash", "-c", script)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("bash -c %q: %v\n%s", script, err, errb.Bytes())
-	}
-	return out
-}
-
 // markedProcs lists the processes whose environment holds mark: a run's
 // stages and every descendant that kept its environment.
 func markedProcs(mark string) []int {

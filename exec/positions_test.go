@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // edgeTypes are every edge type as an arrow's bracket says it. udp is in:
@@ -125,7 +127,7 @@ func TestEveryTypeInEveryPosition(t *testing.T) {
 	os.WriteFile(in, lines.Bytes(), 0o600)
 	os.WriteFile(small, few.Bytes(), 0o600)
 	for _, pos := range positions {
-		want := bash(t, "IN="+in+" SMALL="+small+"; "+pos.bash, lines.Bytes())
+		want := testkit.Bash(t, "IN="+in+" SMALL="+small+"; "+pos.bash, testkit.Stdin(lines.Bytes()))
 		for _, ty := range edgeTypes {
 			t.Run(pos.name+"/"+strings.ReplaceAll(ty, " ", "-"), func(t *testing.T) {
 				t.Parallel()

@@ -2,7 +2,7 @@
 // each helper exists once:
 //
 //   - fd leak checks: FDs, Warm, NoLeak;
-//   - reference output from bash: Bash;
+//   - reference output from bash: Bash, with Stdin and InDir;
 //   - stage stand-ins started with given fds (Start), pipes as the edges
 //     make them (Pipe), feeders and collectors of bytes (PipeFeeder,
 //     PipeCollector, FileFeeder, FileCollector, ReadAll), how a stand-in
