@@ -67,16 +67,12 @@ func testEnv(t testing.TB) Env {
 	return env
 }
 
-// leaks lists what a run with env left: entries of its prefix in /dev/shm
-// and /dev/mqueue, the queues named that still exist, and anything in its
-// run directory. /dev/mqueue is often not mounted (.ci/run mounts it), so
-// the queues a test recorded are also looked for with mq_open.
+// leaks lists what a run with env left: the objects named with its prefix
+// (testkit.KernelObjects), the queues named that still exist, and anything
+// in its run directory. /dev/mqueue is often not mounted (.ci/run mounts
+// it), so the queues a test recorded are also looked for with mq_open.
 func leaks(env Env, queues ...string) []string {
-	var found []string
-	for _, dir := range []string{"/dev/shm", "/dev/mqueue"} {
-		m, _ := filepath.Glob(filepath.Join(dir, env.Prefix+"*"))
-		found = append(found, m...)
-	}
+	found, _ := testkit.KernelObjects(env.Prefix)
 	for _, q := range queues {
 		if !slices.Contains(found, "/dev/mqueue"+q) && mqueue.Exists(q) {
 			found = append(found, "mq "+q)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ipcflow/ipcflow/contain"
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // flowRun is one run of a test flow in a child process.
@@ -229,20 +230,13 @@ func TestLeakCheckCatchesALeak(t *testing.T) {
 
 // ipcflowObjects lists what runs leave: ipcflow's objects in /dev/shm and
 // /dev/mqueue, runs' cgroups (ipcflow.<id>.procs, wherever contain makes
-// them), and run directories under runBaseDir.
+// them), and run directories under runBaseDir. An unreadable /dev/shm
+// holds nothing to compare.
 func ipcflowObjects(runBaseDir string) map[string]bool {
 	objs := map[string]bool{}
-	dirs := []string{"/dev/shm", "/dev/mqueue"}
-	if place, ok := contain.Find(); ok {
-		dirs = append(dirs, place.Parent)
-	}
-	for _, dir := range dirs {
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), "ipcflow.") || strings.HasPrefix(e.Name(), "sem.ipcflow.") {
-				objs[filepath.Join(dir, e.Name())] = true
-			}
-		}
+	found, _ := testkit.KernelObjects("ipcflow.")
+	for _, p := range found {
+		objs[p] = true
 	}
 	if runBaseDir != "" {
 		base := filepath.Join(runBaseDir, "ipcflow")
