@@ -17,12 +17,8 @@ import (
 // byte for byte with the bash pipeline written in the file's `# bash: `
 // line.
 func TestExamples(t *testing.T) {
-	bin := ipcflowBinary(t)
-	out, err := osexec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
+	bin := testkit.BuildIpcflow(t)
+	root := testkit.ModuleRoot(t)
 	files, _ := filepath.Glob(filepath.Join(root, "examples", "*.ipcflow"))
 	if len(files) < 3 {
 		t.Fatalf("found %d examples, want at least 3", len(files))

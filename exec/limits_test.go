@@ -22,7 +22,7 @@ import (
 func asOtherUser(t *testing.T, limits, flow string) (cmd *osexec.Cmd, runDir string) {
 	t.Helper()
 	uid, gid := otherUser(t)
-	bin := ipcflowBinary(t)
+	bin := testkit.BuildIpcflow(t)
 	os.Chmod(filepath.Dir(bin), 0o755) // MkdirTemp made it 0700: root's alone
 	dir := sharedDir(t)
 	file := filepath.Join(dir, "flow.ipcflow")
@@ -88,7 +88,7 @@ func TestOpenFileLimitRefusedUpFront(t *testing.T) {
 			}
 			runDir := t.TempDir()
 			t.Cleanup(leakCheck(t, runDir))
-			cmd := osexec.Command("bash", "-c", "ulimit -n "+limit+`; exec "$0" run "$1"`, ipcflowBinary(t), file)
+			cmd := osexec.Command("bash", "-c", "ulimit -n "+limit+`; exec "$0" run "$1"`, testkit.BuildIpcflow(t), file)
 			cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runDir)
 			out, err := cmd.CombinedOutput()
 			code := exitCode(t, err)

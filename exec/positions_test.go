@@ -112,7 +112,7 @@ a.o ARROW stdout`, bash: `cat "$IN"`},
 // port's /dev/fd path failed to open: ENXIO) and a fifo edge into a port
 // whose producer had finished (the open waited for good).
 func TestEveryTypeInEveryPosition(t *testing.T) {
-	bin := ipcflowBinary(t)
+	bin := testkit.BuildIpcflow(t)
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.txt")
 	small := filepath.Join(dir, "small.txt")
@@ -166,7 +166,7 @@ func TestEveryTypeInEveryPosition(t *testing.T) {
 // ssh session's); a port given one gets a pipe, since a socket's /dev/fd
 // path cannot be opened.
 func TestOwnSocketsMeetPorts(t *testing.T) {
-	bin := ipcflowBinary(t)
+	bin := testkit.BuildIpcflow(t)
 	script := filepath.Join(t.TempDir(), "f.ipcflow")
 	os.WriteFile(script, []byte("stage b (in p) = sort -r \"$p\"\nstage c (out o) = cat > \"$o\"\nstdin -> b.p\nb -> c\nc.o -> stdout\n"), 0o600)
 	in, inPeer := socketPairFiles(t)

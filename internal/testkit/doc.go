@@ -12,6 +12,8 @@
 //     ended (Signaled), a pseudo-terminal (Pty);
 //   - the byte streams every edge, copy and mover must carry unchanged
 //     (Inputs) and their hash (Sha);
+//   - the real ipcflow binary, built once per test process (BuildIpcflow,
+//     RemoveIpcflowBuild), and the module's root (ModuleRoot);
 //   - small file helpers: WriteTemp, EmptyDir.
 //
 // Only tests may import it (TestImportedOnlyByTests holds that): ipcflow
