@@ -4,7 +4,8 @@
 //   - fd leak checks: FDs, Warm, NoLeak;
 //   - the scan of ipcflow's kernel objects by name prefix (/dev/shm,
 //     semaphores included, /dev/mqueue, run cgroups) that the leak checks
-//     of channels, locks and exec build on: KernelObjects;
+//     of channels, locks, exec and cmd's lock scripts build on:
+//     KernelObjects;
 //   - reference output from bash: Bash, with Stdin and InDir;
 //   - stage stand-ins started with given fds (Start), pipes as the edges
 //     make them (Pipe), feeders and collectors of bytes (PipeFeeder,

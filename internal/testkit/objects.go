@@ -14,11 +14,11 @@ import (
 // (shm segments, and semaphores, which glibc names sem.NAME, so sem. and
 // a prefix counts too), of /dev/mqueue where it is mounted, and cgroups
 // in the directory where contain makes a run's (contain.Find). It is the
-// scan the leak checks of channels, locks and exec build on; each adds
-// what is its own (a run directory, queues probed by name, which runs
-// count). The error is /dev/shm's only: the other two places are often
-// missing (no mqueue mount, no cgroup a run may make) and then hold
-// nothing.
+// scan the leak checks of channels, locks, exec and cmd/ipcflow build on;
+// each adds what is its own (a run directory, queues probed by name,
+// which runs count). The error is /dev/shm's only: the other two places
+// are often missing (no mqueue mount, no cgroup a run may make) and then
+// hold nothing.
 func KernelObjects(prefixes ...string) ([]string, error) {
 	ents, err := os.ReadDir("/dev/shm")
 	if err != nil {
