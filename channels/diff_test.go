@@ -341,9 +341,7 @@ func TestLargeStreamsByHash(t *testing.T) {
 	// Lines of varied length with NUL bytes: mq's line packing gets work.
 	producer := fmt.Sprintf("head -c %d /dev/urandom | tr '\\200-\\377' '\\n\\000'", size)
 	seedFile := filepath.Join(t.TempDir(), "input")
-	if out, err := exec.Command("bash", "-c", producer+" > "+seedFile).CombinedOutput(); err != nil {
-		t.Fatalf("make input: %v %s", err, out)
-	}
+	testkit.Bash(t, producer+" > "+seedFile) // the input
 	want := testkit.Bash(t, "cat "+seedFile+" | sha256sum")
 	for _, h := range allHops() {
 		if h.opts.Socket == "udp" {
