@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipcflow/ipcflow/internal/testkit"
 	"github.com/ipcflow/ipcflow/mqueue"
 )
 
@@ -66,16 +67,12 @@ func testEnv(t testing.TB) Env {
 	return env
 }
 
-// leaks lists what a run with env left: entries of its prefix in /dev/shm
-// and /dev/mqueue, the queues named that still exist, and anything in its
-// run directory. /dev/mqueue is often not mounted (.ci/run mounts it), so
-// the queues a test recorded are also looked for with mq_open.
+// leaks lists what a run with env left: the objects named with its prefix
+// (testkit.KernelObjects), the queues named that still exist, and anything
+// in its run directory. /dev/mqueue is often not mounted (.ci/run mounts
+// it), so the queues a test recorded are also looked for with mq_open.
 func leaks(env Env, queues ...string) []string {
-	var found []string
-	for _, dir := range []string{"/dev/shm", "/dev/mqueue"} {
-		m, _ := filepath.Glob(filepath.Join(dir, env.Prefix+"*"))
-		found = append(found, m...)
-	}
+	found, _ := testkit.KernelObjects(env.Prefix)
 	for _, q := range queues {
 		if !slices.Contains(found, "/dev/mqueue"+q) && mqueue.Exists(q) {
 			found = append(found, "mq "+q)
@@ -238,16 +235,6 @@ func runChain(t testing.TB, producer string, hops []hop, consumer string) result
 	return res
 }
 
-// bash runs `producer | consumer` in bash: the reference output.
-func bash(t testing.TB, producer, consumer string) []byte {
-	t.Helper()
-	out, err := exec.Command("bash", "-c", producer+" | "+consumer).Output()
-	if err != nil {
-		t.Fatalf("bash %q: %v", producer+" | "+consumer, err)
-	}
-	return out
-}
-
 // cases are the inputs every type must carry exactly.
 var cases = []struct {
 	name string
@@ -322,7 +309,7 @@ func TestEveryTypeMatchesBash(t *testing.T) {
 		for _, c := range cases {
 			t.Run(h.String()+"/"+c.name, func(t *testing.T) {
 				producer := inputFile(t, c.data())
-				want := bash(t, producer, "cat")
+				want := testkit.Bash(t, producer+" | cat")
 				res := runChain(t, producer, []hop{h}, "cat")
 				if h.opts.Socket == "udp" {
 					checkUDP(t, res.out, want, res.stats[0].Lost)
@@ -354,10 +341,8 @@ func TestLargeStreamsByHash(t *testing.T) {
 	// Lines of varied length with NUL bytes: mq's line packing gets work.
 	producer := fmt.Sprintf("head -c %d /dev/urandom | tr '\\200-\\377' '\\n\\000'", size)
 	seedFile := filepath.Join(t.TempDir(), "input")
-	if out, err := exec.Command("bash", "-c", producer+" > "+seedFile).CombinedOutput(); err != nil {
-		t.Fatalf("make input: %v %s", err, out)
-	}
-	want := bash(t, "cat "+seedFile, "sha256sum")
+	testkit.Bash(t, producer+" > "+seedFile) // the input
+	want := testkit.Bash(t, "cat "+seedFile+" | sha256sum")
 	for _, h := range allHops() {
 		if h.opts.Socket == "udp" {
 			continue // may lose under load, by design: see TestUDPLossCounted
@@ -390,7 +375,7 @@ func TestRandomChains(t *testing.T) {
 		c := cases[rng.IntN(len(cases))]
 		t.Run(fmt.Sprintf("%d-%v-%s", i, hops, c.name), func(t *testing.T) {
 			producer := inputFile(t, c.data())
-			want := bash(t, producer, "sha256sum")
+			want := testkit.Bash(t, producer+" | sha256sum")
 			res := runChain(t, producer, hops, "sha256sum")
 			if !bytes.Equal(res.out, want) {
 				t.Fatalf("chain %v: %s, want %s", hops, res.out, want)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ipcflow/ipcflow/internal/fdtest"
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // runFanOut runs producer -[typ, readers=len(consumers)]-> each consumer
@@ -97,7 +97,7 @@ func TestFanOutThreeReaders(t *testing.T) {
 			if string(outs[2]) != "0 \n1 w\n" {
 				t.Errorf("head got %q", outs[2])
 			}
-			if want := fdtest.Sha(b.Bytes()) + "  -\n"; string(outs[3]) != want {
+			if want := testkit.Sha(b.Bytes()) + "  -\n"; string(outs[3]) != want {
 				t.Errorf("sha256sum reader got %q, want %q", outs[3], want)
 			}
 		})

@@ -11,7 +11,7 @@ import (
 
 	"github.com/ipcflow/ipcflow/budget"
 	"github.com/ipcflow/ipcflow/fdio"
-	"github.com/ipcflow/ipcflow/internal/fdtest"
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // fifoEnv is a run's Env over a fresh 0700 directory; recorded lists what
@@ -40,11 +40,11 @@ func fifoEnv(t *testing.T) (Env, *[]string) {
 }
 
 func TestFifoCarriesBytesUnchanged(t *testing.T) {
-	before := fdtest.Warm(t)
-	for name, in := range fdtest.Inputs() {
+	before := testkit.Warm(t)
+	for name, in := range testkit.Inputs() {
 		t.Run(name, func(t *testing.T) {
 			env, recorded := fifoEnv(t)
-			f := fdtest.WriteTemp(t, "in", in)
+			f := testkit.WriteTemp(t, "in", in)
 			got := chain(t, env, Spec{ID: "e2", Type: "fifo"}, "cat "+f, "cat")
 			if !bytes.Equal(got, in) {
 				t.Fatalf("got %d bytes, want %d", len(got), len(in))
@@ -52,18 +52,18 @@ func TestFifoCarriesBytesUnchanged(t *testing.T) {
 			if len(*recorded) != 1 || filepath.Dir((*recorded)[0]) != env.RunDir || !strings.HasPrefix(filepath.Base((*recorded)[0]), env.Prefix+"e2") {
 				t.Errorf("recorded %v, want one FIFO named after the edge in %s", *recorded, env.RunDir)
 			}
-			fdtest.EmptyDir(t, env.RunDir)
+			testkit.EmptyDir(t, env.RunDir)
 		})
 	}
 	t.Run("seq|head", func(t *testing.T) {
 		env, _ := fifoEnv(t)
-		want := fdtest.Bash(t, "seq 1 100000 | head -n 5000")
+		want := testkit.Bash(t, "seq 1 100000 | head -n 5000")
 		got := chain(t, env, Spec{ID: "e2", Type: "fifo"}, "seq 1 100000", "head -n 5000")
 		if !bytes.Equal(got, want) {
 			t.Fatalf("got %d bytes, want %d", len(got), len(want))
 		}
 	})
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // Without path= the name is gone as soon as Open returns (both ends are
@@ -75,7 +75,7 @@ func TestFifoUnlinkedOnceOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ch.Close()
-	fdtest.EmptyDir(t, env.RunDir)
+	testkit.EmptyDir(t, env.RunDir)
 	if len(*recorded) != 1 {
 		t.Errorf("recorded %v", *recorded)
 	}
@@ -112,9 +112,9 @@ func TestFifoPath(t *testing.T) {
 	if len(*recorded) != 1 || (*recorded)[0] != path {
 		t.Errorf("recorded %v, want [%s]", *recorded, path)
 	}
-	out, res := fdtest.FileCollector(t)
-	prod := fdtest.Start(t, "printf 'a\\0b'", nil, ch.Writer())
-	cons := fdtest.Start(t, "cat", ch.Reader(0), out)
+	out, res := testkit.FileCollector(t)
+	prod := testkit.Start(t, "printf 'a\\0b'", nil, ch.Writer())
+	cons := testkit.Start(t, "cat", ch.Reader(0), out)
 	prod.Wait()
 	cons.Wait()
 	if got := res(); string(got) != "a\x00b" {
@@ -126,7 +126,7 @@ func TestFifoPath(t *testing.T) {
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
 		t.Errorf("after Close: %v, want the FIFO gone", err)
 	}
-	fdtest.EmptyDir(t, env.RunDir)
+	testkit.EmptyDir(t, env.RunDir)
 }
 
 // A path that exists is an error, never reused; and Close does not remove

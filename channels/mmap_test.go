@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // TestMmapPathKeepsRecording: with path= the file stays after the run and
@@ -41,7 +43,7 @@ func TestMmapGrowsPastSteps(t *testing.T) {
 		t.Skip("large stream")
 	}
 	producer := "head -c 200000000 /dev/zero | tr '\\0' 'q'"
-	want := bash(t, producer, "sha256sum")
+	want := testkit.Bash(t, producer+" | sha256sum")
 	res := runChain(t, producer, []hop{{"mmap", Options{Size: 1 << 20}}}, "sha256sum")
 	if !bytes.Equal(res.out, want) {
 		t.Fatalf("got %s want %s", res.out, want)

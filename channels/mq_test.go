@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ipcflow/ipcflow/budget"
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // TestMQLongLines: lines far longer than msgsize span messages and are
@@ -22,7 +23,7 @@ func TestMQLongLines(t *testing.T) {
 	b.WriteString("unterminated tail longer than one message " + strings.Repeat("T", 500))
 	producer := inputFile(t, b.Bytes())
 	res := runChain(t, producer, []hop{{"mq", Options{MsgSize: 128, MaxMsg: 4}}}, "cat")
-	if want := bash(t, producer, "cat"); !bytes.Equal(res.out, want) {
+	if want := testkit.Bash(t, producer+" | cat"); !bytes.Equal(res.out, want) {
 		t.Fatalf("got %s, want %s", short(res.out), short(want))
 	}
 	st := res.stats[0]
@@ -144,7 +145,7 @@ func TestPlanMQ(t *testing.T) {
 	}
 	producer := inputFile(t, []byte(strings.Repeat("through twenty queues\n", 20000)))
 	res := runChain(t, producer, hops, "sha256sum")
-	if want := bash(t, producer, "sha256sum"); !bytes.Equal(res.out, want) {
+	if want := testkit.Bash(t, producer+" | sha256sum"); !bytes.Equal(res.out, want) {
 		t.Fatalf("got %s want %s", res.out, want)
 	}
 

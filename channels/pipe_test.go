@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/ipcflow/ipcflow/budget"
-	"github.com/ipcflow/ipcflow/internal/fdtest"
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // chain runs `producer | consumer` over one channel of spec, the way exec
@@ -18,9 +18,9 @@ func chain(t *testing.T, env Env, spec Spec, producer, consumer string) []byte {
 		t.Fatal(err)
 	}
 	defer ch.Close()
-	out, res := fdtest.FileCollector(t)
-	prod := fdtest.Start(t, producer, nil, ch.Writer())
-	cons := fdtest.Start(t, consumer, ch.Reader(0), out)
+	out, res := testkit.FileCollector(t)
+	prod := testkit.Start(t, producer, nil, ch.Writer())
+	cons := testkit.Start(t, consumer, ch.Reader(0), out)
 	if err := ch.Wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -32,10 +32,10 @@ func chain(t *testing.T, env Env, spec Spec, producer, consumer string) []byte {
 }
 
 func TestPipeCarriesBytesUnchanged(t *testing.T) {
-	before := fdtest.Warm(t)
-	for name, in := range fdtest.Inputs() {
+	before := testkit.Warm(t)
+	for name, in := range testkit.Inputs() {
 		t.Run(name, func(t *testing.T) {
-			f := fdtest.WriteTemp(t, "in", in)
+			f := testkit.WriteTemp(t, "in", in)
 			got := chain(t, Env{}, Spec{ID: "e1", Type: "pipe"}, "cat "+f, "cat")
 			if !bytes.Equal(got, in) {
 				t.Fatalf("got %d bytes, want %d", len(got), len(in))
@@ -43,13 +43,13 @@ func TestPipeCarriesBytesUnchanged(t *testing.T) {
 		})
 	}
 	t.Run("seq|head", func(t *testing.T) {
-		want := fdtest.Bash(t, "seq 1 100000 | head -n 5000")
+		want := testkit.Bash(t, "seq 1 100000 | head -n 5000")
 		got := chain(t, Env{}, Spec{ID: "e1", Type: "pipe", Options: Options{Size: 1 << 20}}, "seq 1 100000", "head -n 5000")
 		if !bytes.Equal(got, want) {
 			t.Fatalf("got %d bytes, want %d", len(got), len(want))
 		}
 	})
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 func TestPipeSizeOption(t *testing.T) {
@@ -93,13 +93,13 @@ func TestPipeCheck(t *testing.T) {
 
 // Ends never handed out are closed by Close; ends handed out are not.
 func TestPipeCloseOwnership(t *testing.T) {
-	before := fdtest.Warm(t)
+	before := testkit.Warm(t)
 	ch, err := Open(Env{}, Spec{ID: "e1", Type: "pipe"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ch.Close()
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 
 	ch, _ = Open(Env{}, Spec{ID: "e1", Type: "pipe"})
 	w := ch.Writer()
@@ -115,7 +115,7 @@ func TestPipeCloseOwnership(t *testing.T) {
 	if ch.Wait() != nil || ch.Stats() != (Stats{}) {
 		t.Error("a pipe has no bridge: Wait nil, Stats empty")
 	}
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // exec plans by Caps: a pipe is neither bridged nor multi-reader (fan-out

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/fdio"
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // TestTCPStranger: a connection that reaches the edge's listener before
@@ -38,7 +39,7 @@ func TestTCPStranger(t *testing.T) {
 		t.Fatal("the stranger never connected")
 	}
 	defer stranger.Close()
-	if want := bash(t, producer, "cat"); !bytes.Equal(res.out, want) {
+	if want := testkit.Bash(t, producer+" | cat"); !bytes.Equal(res.out, want) {
 		t.Fatalf("got %s, want %s", short(res.out), short(want))
 	}
 	stranger.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -81,7 +82,7 @@ func TestTCPAddr(t *testing.T) {
 	if seen != addr {
 		t.Fatalf("listened on %s, want %s", seen, addr)
 	}
-	if want := bash(t, "seq 1 100", "cat"); !bytes.Equal(res.out, want) {
+	if want := testkit.Bash(t, "seq 1 100 | cat"); !bytes.Equal(res.out, want) {
 		t.Fatalf("got %s", short(res.out))
 	}
 }

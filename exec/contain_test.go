@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/contain"
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // A stage's descendant that leaves its process group and session
@@ -27,7 +28,7 @@ func TestEscapedDescendantDiesWithTheRun(t *testing.T) {
 	if _, ok := contain.Find(); !ok {
 		t.Skip("no cgroup this user may create here: runs are held by process groups only")
 	}
-	bin := ipcflowBinary(t)
+	bin := testkit.BuildIpcflow(t)
 	for _, how := range []string{"end", "sigkill"} {
 		t.Run(how, func(t *testing.T) {
 			dir := t.TempDir()

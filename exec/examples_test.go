@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // TestExamples runs every examples/*.ipcflow with the real ipcflow binary
@@ -15,12 +17,8 @@ import (
 // byte for byte with the bash pipeline written in the file's `# bash: `
 // line.
 func TestExamples(t *testing.T) {
-	bin := ipcflowBinary(t)
-	out, err := osexec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
+	bin := testkit.BuildIpcflow(t)
+	root := testkit.ModuleRoot(t)
 	files, _ := filepath.Glob(filepath.Join(root, "examples", "*.ipcflow"))
 	if len(files) < 3 {
 		t.Fatalf("found %d examples, want at least 3", len(files))
@@ -29,7 +27,7 @@ func TestExamples(t *testing.T) {
 		rel, _ := filepath.Rel(root, f)
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			script := bashLine(t, f)
-			want := bashIn(t, root, script)
+			want := testkit.Bash(t, script, testkit.InDir(root))
 			runBase := t.TempDir()
 			check := leakCheck(t, runBase)
 			cmd := osexec.Command(bin, "run", rel)
@@ -69,19 +67,4 @@ func bashLine(t *testing.T, path string) string {
 	}
 	t.Fatalf("%s has no '# bash: ' line", path)
 	return ""
-}
-
-func bashIn(t *testing.T, dir, script string) []byte {
-	if _, err := osexec.LookPath("bash"); err != nil {
-		t.Skip("bash is not installed: nothing to compare with")
-	}
-	cmd := osexec.Command("bash", "-c", script)
-	cmd.Dir = dir
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("bash -c %q: %v\n%s", script, err, errb.Bytes())
-	}
-	return out
 }

@@ -2,8 +2,6 @@ package exec
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"math/rand"
 	"os"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/ipcflow/ipcflow/budget"
 	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/internal/testkit"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -170,7 +169,7 @@ func TestFlowsMatchBash(t *testing.T) {
 	for _, c := range compareFlows {
 		t.Run(c.name, func(t *testing.T) {
 			in := testInput(c.input)
-			want := bash(t, c.bash, in)
+			want := testkit.Bash(t, c.bash, testkit.Stdin(in))
 			fr := newFlowRun(t, "cmp-"+c.name)
 			check := leakCheck(t, fr.runDir)
 			fr.cmd.Stdin = bytes.NewReader(in)
@@ -211,7 +210,7 @@ func TestFlow256MiBMatchesBash(t *testing.T) {
 	if !*long {
 		t.Skip("a 256 MiB stream: run with -long (.ci/run does)")
 	}
-	want := bash(t, `yes 'Pipes carry bytes between processes 0123456789' | head -c 268435456 | tr a-z A-Z | tr 0-9 a-j | sha256sum`, nil)
+	want := testkit.Bash(t, `yes 'Pipes carry bytes between processes 0123456789' | head -c 268435456 | tr a-z A-Z | tr 0-9 a-j | sha256sum`)
 	fr := newFlowRun(t, "big")
 	check := leakCheck(t, fr.runDir)
 	if code := fr.run(t); code != 0 {
@@ -256,11 +255,6 @@ func TestStagesSeeOnlyTheirFds(t *testing.T) {
 	if got := fr.stdout.String(); got != want {
 		t.Errorf("fds seen by the stages:\n%s\nwant:\n%s", got, want)
 	}
-}
-
-func sha(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
 }
 
 // stdin -> stdout copies all of stdin even though no stage reads it.
@@ -316,7 +310,7 @@ func TestRandomChainsMatchBash(t *testing.T) {
 		}
 		script := strings.Join(cmds, " | ")
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			want := bash(t, script, in)
+			want := testkit.Bash(t, script, testkit.Stdin(in))
 			fr := newFlowRun(t, "chain")
 			fr.cmd.Env = append(fr.cmd.Env, "IPCFLOW_TEST_CHAIN="+strings.Join(lines, "\n"))
 			fr.cmd.Stdin = bytes.NewReader(in)
@@ -375,7 +369,7 @@ func TestRandomDiamondsMatchBash(t *testing.T) {
 		}
 		script := fmt.Sprintf("cat <({ %s; } < %s) <({ %s; } < %s) | %s", parts[4], file, parts[5], file, parts[6])
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			want := bash(t, script, nil)
+			want := testkit.Bash(t, script)
 			fr := newFlowRun(t, "diamond")
 			fr.cmd.Env = append(fr.cmd.Env, "IPCFLOW_TEST_DIAMOND="+strings.Join(parts, "\n"))
 			fr.cmd.Stdin = bytes.NewReader(in)
@@ -410,12 +404,12 @@ func TestTwentyMQEdgesFitTheBudget(t *testing.T) { runMQ20(t) }
 // runMQ20 runs the mq20 flow and compares its output with bash's.
 func runMQ20(t *testing.T) {
 	t.Helper()
-	want := bash(t, "seq 1 200000", nil)
+	want := testkit.Bash(t, "seq 1 200000")
 	fr := newFlowRun(t, "mq20")
 	if code := fr.run(t); code != 0 {
 		t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
 	}
-	if sha(fr.stdout.Bytes()) != sha(want) {
+	if testkit.Sha(fr.stdout.Bytes()) != testkit.Sha(want) {
 		t.Errorf("output differs from bash (%d vs %d bytes)", fr.stdout.Len(), len(want))
 	}
 }
@@ -466,7 +460,7 @@ func init() {
 }
 
 func TestAfterStageUpstreamOfItsProducer(t *testing.T) {
-	want := bash(t, "seq 1 1000000 | tr 0-9 a-j | wc -c", nil)
+	want := testkit.Bash(t, "seq 1 1000000 | tr 0-9 a-j | wc -c")
 	fr := newFlowRun(t, "after-upstream", "--timeout=60s")
 	if code := fr.run(t); code != 0 {
 		t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
@@ -477,18 +471,18 @@ func TestAfterStageUpstreamOfItsProducer(t *testing.T) {
 }
 
 func TestFanOutBranchesThatMeetDoNotDeadlock(t *testing.T) {
-	want := bash(t, "seq 1 2000000 | tail -n 1; seq 1 2000000", nil)
+	want := testkit.Bash(t, "seq 1 2000000 | tail -n 1; seq 1 2000000")
 	fr := newFlowRun(t, "shm-rejoin", "--timeout=60s")
 	if code := fr.run(t); code != 0 {
 		t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
 	}
-	if sha(fr.stdout.Bytes()) != sha(want) {
+	if testkit.Sha(fr.stdout.Bytes()) != testkit.Sha(want) {
 		t.Errorf("output differs from bash (%d vs %d bytes)", fr.stdout.Len(), len(want))
 	}
 }
 
 func TestAfterStageReadingItsProducer(t *testing.T) {
-	want := bash(t, "seq 1 1000000 | wc -l", nil)
+	want := testkit.Bash(t, "seq 1 1000000 | wc -l")
 	for _, typ := range []string{"pipe", "fifo", "shm"} {
 		t.Run(typ, func(t *testing.T) {
 			fr := newFlowRun(t, "after-reader-"+typ, "--timeout=60s")
@@ -545,13 +539,13 @@ func init() {
 }
 
 func TestJoinSourceReadBehindAnAfterStage(t *testing.T) {
-	want := bash(t, `o=$(awk 'BEGIN { for (i = 0; i < 40000; i++) print i % 7, i }' | uniq -c)
-printf '%s\n' "$o" | awk '{ s += length($0) } END { print NR, s }'; printf '%s\n' "$o" | sort`, nil)
+	want := testkit.Bash(t, `o=$(awk 'BEGIN { for (i = 0; i < 40000; i++) print i % 7, i }' | uniq -c)
+printf '%s\n' "$o" | awk '{ s += length($0) } END { print NR, s }'; printf '%s\n' "$o" | sort`)
 	fr := newFlowRun(t, "join-waits-behind", "--timeout=20s")
 	if code := fr.run(t); code != 0 {
 		t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
 	}
-	if sha(fr.stdout.Bytes()) != sha(want) {
+	if testkit.Sha(fr.stdout.Bytes()) != testkit.Sha(want) {
 		t.Errorf("output differs from bash (%d vs %d bytes)", fr.stdout.Len(), len(want))
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ipcflow/ipcflow/contain"
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // flowRun is one run of a test flow in a child process.
@@ -70,23 +71,6 @@ func exitCode(t *testing.T, err error) int {
 	}
 	t.Fatalf("run: %v", err)
 	return -1
-}
-
-// bash runs script with bash and returns its stdout.
-func bash(t *testing.T, script string, stdin []byte) []byte {
-	t.Helper()
-	if _, err := osexec.LookPath("bash"); err != nil {
-		t.Skip("bash is not installed: nothing to compare with")
-	}
-	cmd := osexec.Command("bash", "-c", script)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("bash -c %q: %v\n%s", script, err, errb.Bytes())
-	}
-	return out
 }
 
 // markedProcs lists the processes whose environment holds mark: a run's
@@ -246,20 +230,13 @@ func TestLeakCheckCatchesALeak(t *testing.T) {
 
 // ipcflowObjects lists what runs leave: ipcflow's objects in /dev/shm and
 // /dev/mqueue, runs' cgroups (ipcflow.<id>.procs, wherever contain makes
-// them), and run directories under runBaseDir.
+// them), and run directories under runBaseDir. An unreadable /dev/shm
+// holds nothing to compare.
 func ipcflowObjects(runBaseDir string) map[string]bool {
 	objs := map[string]bool{}
-	dirs := []string{"/dev/shm", "/dev/mqueue"}
-	if place, ok := contain.Find(); ok {
-		dirs = append(dirs, place.Parent)
-	}
-	for _, dir := range dirs {
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), "ipcflow.") || strings.HasPrefix(e.Name(), "sem.ipcflow.") {
-				objs[filepath.Join(dir, e.Name())] = true
-			}
-		}
+	found, _ := testkit.KernelObjects("ipcflow.")
+	for _, p := range found {
+		objs[p] = true
 	}
 	if runBaseDir != "" {
 		base := filepath.Join(runBaseDir, "ipcflow")

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipcflow/ipcflow/internal/testkit"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -21,7 +22,7 @@ import (
 func asOtherUser(t *testing.T, limits, flow string) (cmd *osexec.Cmd, runDir string) {
 	t.Helper()
 	uid, gid := otherUser(t)
-	bin := ipcflowBinary(t)
+	bin := testkit.BuildIpcflow(t)
 	os.Chmod(filepath.Dir(bin), 0o755) // MkdirTemp made it 0700: root's alone
 	dir := sharedDir(t)
 	file := filepath.Join(dir, "flow.ipcflow")
@@ -87,7 +88,7 @@ func TestOpenFileLimitRefusedUpFront(t *testing.T) {
 			}
 			runDir := t.TempDir()
 			t.Cleanup(leakCheck(t, runDir))
-			cmd := osexec.Command("bash", "-c", "ulimit -n "+limit+`; exec "$0" run "$1"`, ipcflowBinary(t), file)
+			cmd := osexec.Command("bash", "-c", "ulimit -n "+limit+`; exec "$0" run "$1"`, testkit.BuildIpcflow(t), file)
 			cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runDir)
 			out, err := cmd.CombinedOutput()
 			code := exitCode(t, err)
@@ -148,7 +149,7 @@ func TestOneMQEdgeShrinksToFitUlimitQ(t *testing.T) {
 	if code := fr.run(t); code != 0 {
 		t.Fatalf("exit status %d under ulimit -q 50000; stderr:\n%s", code, fr.stderr.Bytes())
 	}
-	if want := bash(t, "seq 1 1000", nil); !bytes.Equal(fr.stdout.Bytes(), want) {
+	if want := testkit.Bash(t, "seq 1 1000"); !bytes.Equal(fr.stdout.Bytes(), want) {
 		t.Errorf("stdout: %d bytes, want %d", fr.stdout.Len(), len(want))
 	}
 }
@@ -187,7 +188,7 @@ func TestMmapRecordingOnASmallFileSystem(t *testing.T) {
 	rec := filepath.Join(fs, "rec")
 	fr := newFlowRun(t, "mmap-record-seq", "N=250000")
 	fr.cmd.Env = append(fr.cmd.Env, "IPCFLOW_TEST_REC="+rec)
-	want := bash(t, "seq 1 250000", nil)
+	want := testkit.Bash(t, "seq 1 250000")
 	if code := fr.run(t); code != 0 || strings.TrimSpace(fr.stdout.String()) != strconv.Itoa(len(want)) {
 		t.Fatalf("exit status %d, consumer counted %q bytes, want %d; stderr:\n%s", code, fr.stdout.String(), len(want), fr.stderr.Bytes())
 	}

@@ -2,13 +2,11 @@ package exec
 
 import (
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // TestMain lets the test binary stand in for ipcflow's internal roles (the
@@ -24,56 +22,9 @@ func TestMain(m *testing.M) {
 	}
 	roomForQueues()
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testkit.RemoveIpcflowBuild()
 	os.Exit(code)
 }
-
-var (
-	binOnce sync.Once
-	binDir  string
-	binPath string
-	binErr  error
-)
-
-// ipcflowBinary builds the real ipcflow command once per test run and
-// returns its path, for end-to-end tests.
-func ipcflowBinary(t testing.TB) string {
-	t.Helper()
-	binOnce.Do(func() {
-		out, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			binErr = err
-			return
-		}
-		root := filepath.Dir(strings.TrimSpace(string(out)))
-		binDir, binErr = os.MkdirTemp("", "ipcflow-test-bin-")
-		if binErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "ipcflow")
-		// Static, as the README installs it: no cgo runtime, whose own
-		// threads die with an abort under a low ulimit -u.
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/ipcflow")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = &buildError{err, string(out)}
-		}
-	})
-	if binErr != nil {
-		t.Fatalf("build ipcflow: %v", binErr)
-	}
-	return binPath
-}
-
-type buildError struct {
-	err error
-	out string
-}
-
-func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
 
 // roomForQueues raises this process's RLIMIT_MSGQUEUE (its runs inherit
 // it) where it may (root): the limit is checked against all of the user's

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // edgeTypes are every edge type as an arrow's bracket says it. udp is in:
@@ -110,7 +112,7 @@ a.o ARROW stdout`, bash: `cat "$IN"`},
 // port's /dev/fd path failed to open: ENXIO) and a fifo edge into a port
 // whose producer had finished (the open waited for good).
 func TestEveryTypeInEveryPosition(t *testing.T) {
-	bin := ipcflowBinary(t)
+	bin := testkit.BuildIpcflow(t)
 	dir := t.TempDir()
 	in := filepath.Join(dir, "in.txt")
 	small := filepath.Join(dir, "small.txt")
@@ -125,7 +127,7 @@ func TestEveryTypeInEveryPosition(t *testing.T) {
 	os.WriteFile(in, lines.Bytes(), 0o600)
 	os.WriteFile(small, few.Bytes(), 0o600)
 	for _, pos := range positions {
-		want := bash(t, "IN="+in+" SMALL="+small+"; "+pos.bash, lines.Bytes())
+		want := testkit.Bash(t, "IN="+in+" SMALL="+small+"; "+pos.bash, testkit.Stdin(lines.Bytes()))
 		for _, ty := range edgeTypes {
 			t.Run(pos.name+"/"+strings.ReplaceAll(ty, " ", "-"), func(t *testing.T) {
 				t.Parallel()
@@ -164,7 +166,7 @@ func TestEveryTypeInEveryPosition(t *testing.T) {
 // ssh session's); a port given one gets a pipe, since a socket's /dev/fd
 // path cannot be opened.
 func TestOwnSocketsMeetPorts(t *testing.T) {
-	bin := ipcflowBinary(t)
+	bin := testkit.BuildIpcflow(t)
 	script := filepath.Join(t.TempDir(), "f.ipcflow")
 	os.WriteFile(script, []byte("stage b (in p) = sort -r \"$p\"\nstage c (out o) = cat > \"$o\"\nstdin -> b.p\nb -> c\nc.o -> stdout\n"), 0o600)
 	in, inPeer := socketPairFiles(t)

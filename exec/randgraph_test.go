@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 var long = flag.Bool("long", false, "also run the long cases (many random graphs)")
@@ -189,7 +191,7 @@ func withTypes(text string, pick func() string) string {
 // seed is printed, so a failure can be replayed with -randseed. -long runs
 // many more.
 func TestRandomGraphs(t *testing.T) {
-	bin := ipcflowBinary(t)
+	bin := testkit.BuildIpcflow(t)
 	count := 24
 	if *long {
 		count = 400

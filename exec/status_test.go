@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	"mvdan.cc/sh/v3/syntax"
 
+	"github.com/ipcflow/ipcflow/internal/testkit"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -346,11 +347,11 @@ func TestMmapRecordingOfADiamond(t *testing.T) {
 	if code := fr.run(t); code != 0 {
 		t.Fatalf("exit status %d; stderr:\n%s", code, fr.stderr.Bytes())
 	}
-	if want := bash(t, "paste <(seq 1 20000) <(seq 1 20000 | tac)", nil); !bytes.Equal(fr.stdout.Bytes(), want) {
+	if want := testkit.Bash(t, "paste <(seq 1 20000) <(seq 1 20000 | tac)"); !bytes.Equal(fr.stdout.Bytes(), want) {
 		t.Errorf("stdout differs from bash's: %d bytes, want %d", fr.stdout.Len(), len(want))
 	}
 	got, err := os.ReadFile(rec)
-	if want := bash(t, "seq 1 20000", nil); err != nil || !bytes.Equal(got, want) {
+	if want := testkit.Bash(t, "seq 1 20000"); err != nil || !bytes.Equal(got, want) {
 		t.Errorf("recording %s: %d bytes (err %v), want the whole stream of %d", rec, len(got), err, len(want))
 	}
 	check()

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // A closed standard output or error is given to the stages closed, as
@@ -18,7 +20,7 @@ func TestClosedStdioAsInBash(t *testing.T) {
 	if _, err := osexec.LookPath("bash"); err != nil {
 		t.Skip("bash is not installed")
 	}
-	bin := ipcflowBinary(t)
+	bin := testkit.BuildIpcflow(t)
 	for _, c := range []struct {
 		name, flow, redirect, bash string
 		want                       int

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ipcflow/ipcflow/internal/fdtest"
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // moveShape makes a src and a dst of the named kinds for Move, feeding
@@ -24,30 +24,30 @@ type moveShape struct {
 
 var moveShapes = []moveShape{
 	{"pipe->pipe", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
-		d, res := fdtest.PipeCollector(t)
-		return d, fdtest.PipeFeeder(t, in), res
+		d, res := testkit.PipeCollector(t)
+		return d, testkit.PipeFeeder(t, in), res
 	}},
 	{"file->pipe", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
-		d, res := fdtest.PipeCollector(t)
-		return d, fdtest.FileFeeder(t, in), res
+		d, res := testkit.PipeCollector(t)
+		return d, testkit.FileFeeder(t, in), res
 	}},
 	{"pipe->file", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
-		d, res := fdtest.FileCollector(t)
-		return d, fdtest.PipeFeeder(t, in), res
+		d, res := testkit.FileCollector(t)
+		return d, testkit.PipeFeeder(t, in), res
 	}},
 	{"pipe->append-file", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
 		// splice(2) refuses O_APPEND files (EINVAL): Move must fall back.
-		d, res := fdtest.FileCollector(t)
+		d, res := testkit.FileCollector(t)
 		a, err := os.OpenFile(d.Name(), os.O_WRONLY|os.O_APPEND, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		d.Close()
-		return a, fdtest.PipeFeeder(t, in), res
+		return a, testkit.PipeFeeder(t, in), res
 	}},
 	{"file->file", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
-		d, res := fdtest.FileCollector(t)
-		return d, fdtest.FileFeeder(t, in), res
+		d, res := testkit.FileCollector(t)
+		return d, testkit.FileFeeder(t, in), res
 	}},
 	{"socket->pipe", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -56,7 +56,7 @@ var moveShapes = []moveShape{
 		}
 		s, peer := os.NewFile(uintptr(fds[0]), "s0"), os.NewFile(uintptr(fds[1]), "s1")
 		go func() { peer.Write(in); peer.Close() }()
-		d, res := fdtest.PipeCollector(t)
+		d, res := testkit.PipeCollector(t)
 		return d, s, res
 	}},
 	{"pipe->socket", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
@@ -65,13 +65,13 @@ var moveShapes = []moveShape{
 			t.Fatal(err)
 		}
 		s, peer := os.NewFile(uintptr(fds[0]), "s0"), os.NewFile(uintptr(fds[1]), "s1")
-		got := fdtest.ReadAll(peer)
-		return s, fdtest.PipeFeeder(t, in), func() []byte { return <-got }
+		got := testkit.ReadAll(peer)
+		return s, testkit.PipeFeeder(t, in), func() []byte { return <-got }
 	}},
 	{"nonblocking pipe->pipe", func(t *testing.T, in []byte) (*os.File, *os.File, func() []byte) {
 		// O_NONBLOCK on both sides: Move must wait in poll, not fail.
-		src := fdtest.PipeFeeder(t, in)
-		d, res := fdtest.PipeCollector(t)
+		src := testkit.PipeFeeder(t, in)
+		d, res := testkit.PipeCollector(t)
 		for _, f := range []*os.File{src, d} {
 			fd, _ := FD(f)
 			if err := unix.SetNonblock(fd, true); err != nil {
@@ -83,9 +83,9 @@ var moveShapes = []moveShape{
 }
 
 func TestMoveCarriesBytesUnchanged(t *testing.T) {
-	before := fdtest.Warm(t)
+	before := testkit.Warm(t)
 	for _, shape := range moveShapes {
-		for name, in := range fdtest.Inputs() {
+		for name, in := range testkit.Inputs() {
 			t.Run(shape.name+"/"+name, func(t *testing.T) {
 				dst, src, result := shape.make(t, in)
 				n, err := Move(dst, src)
@@ -96,25 +96,25 @@ func TestMoveCarriesBytesUnchanged(t *testing.T) {
 				src.Close()
 				got := result()
 				if n != int64(len(in)) || !bytes.Equal(got, in) {
-					t.Fatalf("moved %d bytes, got %d (sha %s), want %d (sha %s)", n, len(got), fdtest.Sha(got), len(in), fdtest.Sha(in))
+					t.Fatalf("moved %d bytes, got %d (sha %s), want %d (sha %s)", n, len(got), testkit.Sha(got), len(in), testkit.Sha(in))
 				}
 			})
 		}
 	}
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // A real producer and consumer: seq -> Move -> cat, compared with bash.
 func TestMoveBetweenProcesses(t *testing.T) {
-	want := fdtest.Bash(t, "seq 1 200000")
-	r1, w1 := fdtest.Pipe(t)
-	r2, w2 := fdtest.Pipe(t)
+	want := testkit.Bash(t, "seq 1 200000")
+	r1, w1 := testkit.Pipe(t)
+	r2, w2 := testkit.Pipe(t)
 	out, err := os.CreateTemp(t.TempDir(), "out")
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod := fdtest.Start(t, "seq 1 200000", nil, w1)
-	cons := fdtest.Start(t, "cat", r2, out)
+	prod := testkit.Start(t, "seq 1 200000", nil, w1)
+	cons := testkit.Start(t, "cat", r2, out)
 	if _, err := Move(w2, r1); err != nil {
 		t.Fatal(err)
 	}
@@ -135,12 +135,12 @@ func TestMoveBetweenProcesses(t *testing.T) {
 // 64 MiB through Move between processes, checked by hash against bash.
 func TestMoveLargeByHash(t *testing.T) {
 	const script = "head -c 67108864 /dev/urandom | tee %s"
-	in := fdtest.WriteTemp(t, "big", nil)
-	want := fdtest.Bash(t, fmt.Sprintf(script, in))
-	r1, w1 := fdtest.Pipe(t)
-	r2, w2 := fdtest.Pipe(t)
-	prod := fdtest.Start(t, "cat "+in, nil, w1)
-	got := fdtest.ReadAll(r2)
+	in := testkit.WriteTemp(t, "big", nil)
+	want := testkit.Bash(t, fmt.Sprintf(script, in))
+	r1, w1 := testkit.Pipe(t)
+	r2, w2 := testkit.Pipe(t)
+	prod := testkit.Start(t, "cat "+in, nil, w1)
+	got := testkit.ReadAll(r2)
 	n, err := Move(w2, r1)
 	w2.Close()
 	r1.Close()
@@ -149,8 +149,8 @@ func TestMoveLargeByHash(t *testing.T) {
 	}
 	prod.Wait()
 	b := <-got
-	if n != 64<<20 || fdtest.Sha(b) != fdtest.Sha(want) {
-		t.Fatalf("moved %d bytes, sha %s; want %d, sha %s", n, fdtest.Sha(b), len(want), fdtest.Sha(want))
+	if n != 64<<20 || testkit.Sha(b) != testkit.Sha(want) {
+		t.Fatalf("moved %d bytes, sha %s; want %d, sha %s", n, testkit.Sha(b), len(want), testkit.Sha(want))
 	}
 }
 
@@ -159,15 +159,15 @@ func TestMoveLargeByHash(t *testing.T) {
 func TestMoveReaderGone(t *testing.T) {
 	for _, shape := range []string{"pipe", "socket"} {
 		t.Run(shape, func(t *testing.T) {
-			r1, w1 := fdtest.Pipe(t)
-			prod := fdtest.Start(t, "yes", nil, w1)
+			r1, w1 := testkit.Pipe(t)
+			prod := testkit.Start(t, "yes", nil, w1)
 			var dst *os.File
 			var cons interface{ Wait() error }
 			var out func() []byte
 			if shape == "pipe" {
-				r2, w2 := fdtest.Pipe(t)
-				o, res := fdtest.PipeCollector(t)
-				cons = fdtest.Start(t, "head -c 10", r2, o)
+				r2, w2 := testkit.Pipe(t)
+				o, res := testkit.PipeCollector(t)
+				cons = testkit.Start(t, "head -c 10", r2, o)
 				dst, out = w2, res
 			} else {
 				// The consumer reads a socket: EPIPE comes from the
@@ -178,8 +178,8 @@ func TestMoveReaderGone(t *testing.T) {
 				}
 				dst = os.NewFile(uintptr(fds[0]), "s0")
 				peer := os.NewFile(uintptr(fds[1]), "s1")
-				o, res := fdtest.PipeCollector(t)
-				cons = fdtest.Start(t, "head -c 10", peer, o)
+				o, res := testkit.PipeCollector(t)
+				cons = testkit.Start(t, "head -c 10", peer, o)
 				out = res
 			}
 			_, err := Move(dst, r1)
@@ -192,7 +192,7 @@ func TestMoveReaderGone(t *testing.T) {
 				t.Errorf("head got %q", got)
 			}
 			cons.Wait()
-			if sig := fdtest.Signaled(prod.Wait()); sig != syscall.SIGPIPE {
+			if sig := testkit.Signaled(prod.Wait()); sig != syscall.SIGPIPE {
 				t.Errorf("producer ended by %v, want SIGPIPE", sig)
 			}
 		})
@@ -202,7 +202,7 @@ func TestMoveReaderGone(t *testing.T) {
 // Move into a socket when the source is not a pipe either: the read/write
 // path, with a Unix socket listener as the consumer.
 func TestMoveFileToSocket(t *testing.T) {
-	in := fdtest.Inputs()["binary"]
+	in := testkit.Inputs()["binary"]
 	dir := t.TempDir()
 	ln, err := net.Listen("unix", dir+"/s")
 	if err != nil {
@@ -227,7 +227,7 @@ func TestMoveFileToSocket(t *testing.T) {
 	}
 	cf, _ := c.(*net.UnixConn).File()
 	c.Close()
-	src := fdtest.FileFeeder(t, in)
+	src := testkit.FileFeeder(t, in)
 	if _, err := Move(cf, src); err != nil {
 		t.Fatal(err)
 	}

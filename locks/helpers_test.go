@@ -6,12 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // The test binary doubles as the helper processes of the cross-process
@@ -29,31 +30,24 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	if leaked := leakedObjects(testPrefix); len(leaked) > 0 {
-		fmt.Fprintf(os.Stderr, "leak check: left in %s: %s\n", ShmDir, strings.Join(leaked, " "))
+		fmt.Fprintf(os.Stderr, "leak check: left behind: %s\n", strings.Join(leaked, " "))
 		for _, f := range leaked {
-			os.Remove(filepath.Join(ShmDir, f))
+			os.Remove(f)
 		}
 		code = 1
 	}
 	os.Exit(code)
 }
 
-// leakedObjects lists the files in ShmDir that belong to semaphores whose
-// names begin with prefix, and any temporary file Create may have left.
+// leakedObjects lists the paths of the semaphores whose names begin with
+// prefix (testkit.KernelObjects), and of any temporary file Create may
+// have left in ShmDir.
 func leakedObjects(prefix string) []string {
-	ents, err := os.ReadDir(ShmDir)
+	found, err := testkit.KernelObjects(prefix, fmt.Sprintf(".ipcflow-sem-%d-", os.Getpid()))
 	if err != nil {
 		return []string{"cannot read " + ShmDir + ": " + err.Error()}
 	}
-	var out []string
-	for _, e := range ents {
-		n := e.Name()
-		if strings.HasPrefix(n, "sem."+prefix) || strings.HasPrefix(n, fmt.Sprintf(".ipcflow-sem-%d-", os.Getpid())) {
-			out = append(out, n)
-		}
-	}
-	sort.Strings(out)
-	return out
+	return found
 }
 
 // moreHelpers are helpers that other test files add.

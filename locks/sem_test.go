@@ -425,7 +425,7 @@ func TestLeakCheckCatchesLeak(t *testing.T) {
 	}
 	s.Close()
 	got := leakedObjects(prefix)
-	if len(got) != 1 || got[0] != "sem."+prefix+"leaked" {
+	if len(got) != 1 || got[0] != ShmDir+"/sem."+prefix+"leaked" {
 		t.Errorf("leak check found %v, want the leaked semaphore", got)
 	}
 	Unlink("/" + prefix + "leaked")

@@ -11,14 +11,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ipcflow/ipcflow/internal/fdtest"
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // Join delivers srcs in order, whole, like cat, also when the later
 // producers finish first and when a producer writes more than a pipe holds
 // (it then blocks until its turn).
 func TestJoinOrder(t *testing.T) {
-	before := fdtest.Warm(t)
+	before := testkit.Warm(t)
 	scripts := []string{
 		"sleep 0.3; seq 1 3", // finishes last
 		"sleep 0.1; head -c 300000 /dev/zero | tr '\\0' x; printf 'tail'", // more than a pipe holds, no newline
@@ -26,15 +26,15 @@ func TestJoinOrder(t *testing.T) {
 		"true",              // empty
 		"printf 'a\\0b\\0'", // NULs
 	}
-	want := fdtest.Bash(t, "cat <(sleep 0.3; seq 1 3) <(sleep 0.1; head -c 300000 /dev/zero | tr '\\0' x; printf 'tail') <(seq 10 12) <(true) <(printf 'a\\0b\\0')")
+	want := testkit.Bash(t, "cat <(sleep 0.3; seq 1 3) <(sleep 0.1; head -c 300000 /dev/zero | tr '\\0' x; printf 'tail') <(seq 10 12) <(true) <(printf 'a\\0b\\0')")
 	var srcs []*os.File
 	var procs []interface{ Wait() error }
 	for _, s := range scripts {
-		r, w := fdtest.Pipe(t)
-		procs = append(procs, fdtest.Start(t, s, nil, w))
+		r, w := testkit.Pipe(t)
+		procs = append(procs, testkit.Start(t, s, nil, w))
 		srcs = append(srcs, r)
 	}
-	out, res := fdtest.PipeCollector(t)
+	out, res := testkit.PipeCollector(t)
 	m := StartJoin(srcs, out)
 	if err := m.Wait(); err != nil {
 		t.Fatal(err)
@@ -52,23 +52,23 @@ func TestJoinOrder(t *testing.T) {
 		t.Errorf("Bytes() = %d, want %d", m.Bytes(), len(want))
 	}
 	m.Close()
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // When the joined stream's reader goes away, every producer still writing
 // sees a closed pipe (SIGPIPE), and Join ends without error.
 func TestJoinReaderGone(t *testing.T) {
-	before := fdtest.Warm(t)
+	before := testkit.Warm(t)
 	var srcs []*os.File
 	var procs []interface{ Wait() error }
 	for range 3 {
-		r, w := fdtest.Pipe(t)
-		procs = append(procs, fdtest.Start(t, "yes", nil, w))
+		r, w := testkit.Pipe(t)
+		procs = append(procs, testkit.Start(t, "yes", nil, w))
 		srcs = append(srcs, r)
 	}
-	r, w := fdtest.Pipe(t)
-	o, res := fdtest.PipeCollector(t)
-	head := fdtest.Start(t, "head -c 5", r, o)
+	r, w := testkit.Pipe(t)
+	o, res := testkit.PipeCollector(t)
+	head := testkit.Start(t, "head -c 5", r, o)
 	m := StartJoin(srcs, w)
 	if err := m.Wait(); err != nil {
 		t.Fatalf("Join: %v, want nil when the reader goes", err)
@@ -78,18 +78,18 @@ func TestJoinReaderGone(t *testing.T) {
 	}
 	head.Wait()
 	for i, p := range procs {
-		if sig := fdtest.Signaled(p.Wait()); sig != syscall.SIGPIPE {
+		if sig := testkit.Signaled(p.Wait()); sig != syscall.SIGPIPE {
 			t.Errorf("producer %d ended by %v, want SIGPIPE", i, sig)
 		}
 	}
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // Close stops a Join that is waiting for input and closes its fds.
 func TestJoinClose(t *testing.T) {
-	before := fdtest.Warm(t)
-	r1, w1 := fdtest.Pipe(t) // a producer that never writes nor closes
-	out, res := fdtest.PipeCollector(t)
+	before := testkit.Warm(t)
+	r1, w1 := testkit.Pipe(t) // a producer that never writes nor closes
+	out, res := testkit.PipeCollector(t)
 	m := StartJoin([]*os.File{r1}, out)
 	m.Close()
 	if err := m.Wait(); err != nil {
@@ -103,12 +103,12 @@ func TestJoinClose(t *testing.T) {
 		t.Error("source still open after Close")
 	}
 	w1.Close()
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // ipcflow's own stdout given as the destination is written but not closed.
 func TestJoinKeepsStdio(t *testing.T) {
-	r, w := fdtest.Pipe(t)
+	r, w := testkit.Pipe(t)
 	w.Close()
 	m := StartJoin([]*os.File{r}, os.Stdout)
 	if err := m.Wait(); err != nil {
@@ -124,7 +124,7 @@ func TestJoinKeepsStdio(t *testing.T) {
 // blocking (the mover waits on a private reopen of its own), so the
 // user's shell doesn't find its terminal non-blocking afterwards.
 func TestJoinToTerminal(t *testing.T) {
-	master, tty := fdtest.Pty(t)
+	master, tty := testkit.Pty(t)
 	defer master.Close()
 	shared, err := unix.Dup(int(tty.Fd()))
 	if err != nil {
@@ -132,7 +132,7 @@ func TestJoinToTerminal(t *testing.T) {
 	}
 	defer unix.Close(shared)
 	in := bytes.Repeat([]byte("line of text\n"), 20000) // more than the tty buffers
-	r, w := fdtest.Pipe(t)
+	r, w := testkit.Pipe(t)
 	go func() { w.Write(in); w.Close() }()
 	got := make(chan []byte, 1)
 	go func() {
@@ -155,12 +155,12 @@ func TestJoinToTerminal(t *testing.T) {
 // Close stops a mover while bytes are flowing without a pause (a loop
 // that never waits must still notice), for Join and Tee alike.
 func TestMoverCloseWhileFlowing(t *testing.T) {
-	before := fdtest.Warm(t)
+	before := testkit.Warm(t)
 	for _, kind := range []string{"join", "tee"} {
 		t.Run(kind, func(t *testing.T) {
-			r, w := fdtest.Pipe(t)
-			prod := fdtest.Start(t, "yes", nil, w)
-			or, ow := fdtest.Pipe(t)
+			r, w := testkit.Pipe(t)
+			prod := testkit.Start(t, "yes", nil, w)
+			or, ow := testkit.Pipe(t)
 			drained := make(chan struct{})
 			go func() { io.Copy(io.Discard, or); or.Close(); close(drained) }()
 			var m *Mover
@@ -180,23 +180,23 @@ func TestMoverCloseWhileFlowing(t *testing.T) {
 				t.Fatal("Close did not stop a flowing mover")
 			}
 			<-drained // the output was closed: the reader saw end of file
-			if sig := fdtest.Signaled(prod.Wait()); sig != syscall.SIGPIPE {
+			if sig := testkit.Signaled(prod.Wait()); sig != syscall.SIGPIPE {
 				t.Errorf("producer ended by %v, want SIGPIPE", sig)
 			}
 		})
 	}
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // A mover passes on what it has at once, without waiting for a chunk to
 // fill or for end of file: interactive streams (a prompt, a log line) go
 // through a fan-out or fan-in as they would through a pipe.
 func TestMoversDoNotHoldBytes(t *testing.T) {
-	before := fdtest.Warm(t)
+	before := testkit.Warm(t)
 	for _, kind := range []string{"join", "tee"} {
 		t.Run(kind, func(t *testing.T) {
-			r, w := fdtest.Pipe(t)
-			or, ow := fdtest.Pipe(t)
+			r, w := testkit.Pipe(t)
+			or, ow := testkit.Pipe(t)
 			var m *Mover
 			if kind == "join" {
 				m = StartJoin([]*os.File{r}, ow)
@@ -227,7 +227,7 @@ func TestMoversDoNotHoldBytes(t *testing.T) {
 			or.Close()
 		})
 	}
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // A join reading a blocking TCP socket whose writer is still open stops
@@ -237,9 +237,9 @@ func TestMoversDoNotHoldBytes(t *testing.T) {
 func TestJoinClosesWhileSocketIdle(t *testing.T) {
 	for _, kind := range []string{"tcp", "unix"} {
 		t.Run(kind, func(t *testing.T) {
-			before := fdtest.Warm(t)
+			before := testkit.Warm(t)
 			r, w := socketPair(t, kind)
-			out, res := fdtest.PipeCollector(t)
+			out, res := testkit.PipeCollector(t)
 			m := StartJoin([]*os.File{r}, out)
 			time.Sleep(50 * time.Millisecond) // let the join block in the socket
 			closed := make(chan struct{})
@@ -253,7 +253,7 @@ func TestJoinClosesWhileSocketIdle(t *testing.T) {
 				t.Errorf("got %q from an idle socket", got)
 			}
 			w.Close()
-			fdtest.NoLeak(t, before)
+			testkit.NoLeak(t, before)
 		})
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/fdio"
-	"github.com/ipcflow/ipcflow/internal/fdtest"
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // teeTo starts a Tee from a producer script to n `cat` consumers writing
@@ -30,15 +30,15 @@ func teeTo(t *testing.T, producer string, consumers []string, spillDir string) (
 // teeToErr is teeTo that also returns how the producer ended.
 func teeToErr(t *testing.T, producer string, consumers []string, spillDir string) ([][]byte, *Mover, error) {
 	t.Helper()
-	r, w := fdtest.Pipe(t)
-	prod := fdtest.Start(t, producer, nil, w)
+	r, w := testkit.Pipe(t)
+	prod := testkit.Start(t, producer, nil, w)
 	var dsts []*os.File
 	var cons []interface{ Wait() error }
 	var outs []func() []byte
 	for _, c := range consumers {
-		cr, cw := fdtest.Pipe(t)
-		o, res := fdtest.FileCollector(t)
-		cons = append(cons, fdtest.Start(t, c, cr, o))
+		cr, cw := testkit.Pipe(t)
+		o, res := testkit.FileCollector(t)
+		cons = append(cons, testkit.Start(t, c, cr, o))
 		dsts = append(dsts, cw)
 		outs = append(outs, res)
 	}
@@ -47,7 +47,7 @@ func teeToErr(t *testing.T, producer string, consumers []string, spillDir string
 		t.Fatalf("Tee: %v", err)
 	}
 	perr := prod.Wait()
-	if perr != nil && fdtest.Signaled(perr) != syscall.SIGPIPE {
+	if perr != nil && testkit.Signaled(perr) != syscall.SIGPIPE {
 		t.Errorf("producer: %v", perr)
 	}
 	var got [][]byte
@@ -59,43 +59,43 @@ func teeToErr(t *testing.T, producer string, consumers []string, spillDir string
 }
 
 func TestTeeCarriesBytesUnchanged(t *testing.T) {
-	before := fdtest.Warm(t)
-	for name, in := range fdtest.Inputs() {
+	before := testkit.Warm(t)
+	for name, in := range testkit.Inputs() {
 		t.Run(name, func(t *testing.T) {
-			f := fdtest.WriteTemp(t, "in", in)
+			f := testkit.WriteTemp(t, "in", in)
 			got, _ := teeTo(t, "cat "+f, []string{"cat", "cat", "cat"}, t.TempDir())
 			for i, g := range got {
 				if !bytes.Equal(g, in) {
-					t.Errorf("output %d: %d bytes (sha %s), want %d (sha %s)", i, len(g), fdtest.Sha(g), len(in), fdtest.Sha(in))
+					t.Errorf("output %d: %d bytes (sha %s), want %d (sha %s)", i, len(g), testkit.Sha(g), len(in), testkit.Sha(in))
 				}
 			}
 		})
 	}
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // 64 MiB to three consumers, checked by hash against the input.
 func TestTeeLargeByHash(t *testing.T) {
-	before := fdtest.Warm(t)
-	in := fdtest.WriteTemp(t, "big", nil)
-	want := fdtest.Bash(t, fmt.Sprintf("head -c 67108864 /dev/urandom | tee %s | sha256sum", in))
+	before := testkit.Warm(t)
+	in := testkit.WriteTemp(t, "big", nil)
+	want := testkit.Bash(t, fmt.Sprintf("head -c 67108864 /dev/urandom | tee %s | sha256sum", in))
 	got, _ := teeTo(t, "cat "+in, []string{"sha256sum", "cat | sha256sum", "sha256sum"}, t.TempDir())
 	for i, g := range got {
 		if !bytes.Equal(g, want) {
 			t.Errorf("output %d: %s, want %s", i, g, want)
 		}
 	}
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // Three consumers of different speeds: one fast, one slow, one that stops
 // after 10 bytes. The others still get everything, and the slow one does
 // not hold up the fast one (it spills past the memory bound instead).
 func TestTeeDifferentSpeeds(t *testing.T) {
-	before := fdtest.Warm(t)
+	before := testkit.Warm(t)
 	spill := t.TempDir()
-	in := fdtest.WriteTemp(t, "in", nil)
-	want := fdtest.Bash(t, fmt.Sprintf("seq 1 2000000 | tee %s", in)) // 15 MiB
+	in := testkit.WriteTemp(t, "in", nil)
+	want := testkit.Bash(t, fmt.Sprintf("seq 1 2000000 | tee %s", in)) // 15 MiB
 	gate := filepath.Join(t.TempDir(), "gate")
 	got, m := teeTo(t, "cat "+in, []string{
 		"cat; touch " + gate,
@@ -121,7 +121,7 @@ func TestTeeDifferentSpeeds(t *testing.T) {
 	if ents, _ := os.ReadDir(spill); len(ents) != 0 {
 		t.Errorf("spill directory not empty: %v", ents)
 	}
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // The diamond: src -> {sort, cat} -> paste, where paste reads sort's output
@@ -130,10 +130,10 @@ func TestTeeDifferentSpeeds(t *testing.T) {
 // share) or the flow deadlocks. 400,000 lines (2.6 MiB) per branch also
 // takes cat's backlog through the memory ring. Compared with bash.
 func TestTeeDiamond(t *testing.T) {
-	before := fdtest.Warm(t)
-	in := fdtest.WriteTemp(t, "in", nil)
-	fdtest.Bash(t, fmt.Sprintf("seq 1 400000 | shuf --random-source=<(yes) > %s; printf 'no newline' >> %s", in, in))
-	want := fdtest.Bash(t, fmt.Sprintf("paste <(sort %s) <(cat %s)", in, in))
+	before := testkit.Warm(t)
+	in := testkit.WriteTemp(t, "in", nil)
+	testkit.Bash(t, fmt.Sprintf("seq 1 400000 | shuf --random-source=<(yes) > %s; printf 'no newline' >> %s", in, in))
+	want := testkit.Bash(t, fmt.Sprintf("paste <(sort %s) <(cat %s)", in, in))
 	got, ok := diamond(t, in, 60*time.Second, func(src *os.File, dsts []*os.File) func() {
 		m := StartTee(src, dsts, t.TempDir())
 		return func() {
@@ -146,17 +146,17 @@ func TestTeeDiamond(t *testing.T) {
 		t.Fatal("diamond deadlocked")
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatalf("got %d bytes (sha %s), want %d (sha %s)", len(got), fdtest.Sha(got), len(want), fdtest.Sha(want))
+		t.Fatalf("got %d bytes (sha %s), want %d (sha %s)", len(got), testkit.Sha(got), len(want), testkit.Sha(want))
 	}
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // The negative control: with a tee that waits for its slowest reader (as
 // tee(1) does), the same diamond deadlocks, so TestTeeDiamond proves
 // something.
 func TestTeeDiamondControl(t *testing.T) {
-	in := fdtest.WriteTemp(t, "in", nil)
-	fdtest.Bash(t, fmt.Sprintf("seq 1 400000 > %s", in))
+	in := testkit.WriteTemp(t, "in", nil)
+	testkit.Bash(t, fmt.Sprintf("seq 1 400000 > %s", in))
 	_, ok := diamond(t, in, 2*time.Second, func(src *os.File, dsts []*os.File) func() {
 		ws := make([]io.Writer, len(dsts))
 		for i, d := range dsts {
@@ -182,17 +182,17 @@ func TestTeeDiamondControl(t *testing.T) {
 // and returns paste's output, or false if it did not finish in time (then
 // every process is killed).
 func diamond(t *testing.T, in string, timeout time.Duration, tee func(src *os.File, dsts []*os.File) (wait func())) ([]byte, bool) {
-	r, w := fdtest.Pipe(t)
-	sortIn, teeSort := fdtest.Pipe(t)
-	catIn, teeCat := fdtest.Pipe(t)
-	sortOut, sortW := fdtest.Pipe(t)
-	catOut, catW := fdtest.Pipe(t)
-	out, res := fdtest.FileCollector(t)
+	r, w := testkit.Pipe(t)
+	sortIn, teeSort := testkit.Pipe(t)
+	catIn, teeCat := testkit.Pipe(t)
+	sortOut, sortW := testkit.Pipe(t)
+	catOut, catW := testkit.Pipe(t)
+	out, res := testkit.FileCollector(t)
 	procs := []*exec.Cmd{
-		fdtest.Start(t, "exec cat "+in, nil, w),
-		fdtest.Start(t, "exec sort", sortIn, sortW),
-		fdtest.Start(t, "exec cat", catIn, catW),
-		fdtest.Start(t, "exec paste /dev/fd/3 /dev/fd/4", nil, out, sortOut, catOut),
+		testkit.Start(t, "exec cat "+in, nil, w),
+		testkit.Start(t, "exec sort", sortIn, sortW),
+		testkit.Start(t, "exec cat", catIn, catW),
+		testkit.Start(t, "exec paste /dev/fd/3 /dev/fd/4", nil, out, sortOut, catOut),
 	}
 	wait := tee(r, []*os.File{teeSort, teeCat})
 	done := make(chan struct{})
@@ -221,37 +221,37 @@ func diamond(t *testing.T, in string, timeout time.Duration, tee func(src *os.Fi
 // Every reader gone: the Tee closes its source, so the producer gets
 // SIGPIPE, and the Tee ends without error.
 func TestTeeAllReadersGone(t *testing.T) {
-	before := fdtest.Warm(t)
+	before := testkit.Warm(t)
 	got, _, perr := teeToErr(t, "yes", []string{"head -c 4", "head -c 6"}, t.TempDir())
 	if string(got[0]) != "y\ny\n" || string(got[1]) != "y\ny\ny\n" {
 		t.Errorf("got %q", got)
 	}
-	if sig := fdtest.Signaled(perr); sig != syscall.SIGPIPE {
+	if sig := testkit.Signaled(perr); sig != syscall.SIGPIPE {
 		t.Errorf("producer ended by %v, want SIGPIPE", sig)
 	}
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // A source that is not a pipe (a file, as ipcflow's stdin may be) and
 // destinations that are not pipes (a file, a socket, as its stdout may be).
 func TestTeeNonPipes(t *testing.T) {
-	before := fdtest.Warm(t)
-	in := bytes.Repeat(fdtest.Inputs()["binary"], 10) // 3 MiB: many rounds
+	before := testkit.Warm(t)
+	in := bytes.Repeat(testkit.Inputs()["binary"], 10) // 3 MiB: many rounds
 	for _, srcKind := range []string{"file", "pipe"} {
 		t.Run(srcKind, func(t *testing.T) {
-			src := fdtest.FileFeeder(t, in)
+			src := testkit.FileFeeder(t, in)
 			if srcKind == "pipe" {
 				src.Close()
-				src = fdtest.PipeFeeder(t, in)
+				src = testkit.PipeFeeder(t, in)
 			}
-			fdst, fres := fdtest.FileCollector(t)
-			pdst, pres := fdtest.PipeCollector(t)
+			fdst, fres := testkit.FileCollector(t)
+			pdst, pres := testkit.PipeCollector(t)
 			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
 			sdst := os.NewFile(uintptr(fds[0]), "s0")
-			sres := fdtest.ReadAll(os.NewFile(uintptr(fds[1]), "s1"))
+			sres := testkit.ReadAll(os.NewFile(uintptr(fds[1]), "s1"))
 			m := StartTee(src, []*os.File{fdst, pdst, sdst}, t.TempDir())
 			if err := m.Wait(); err != nil {
 				t.Fatal(err)
@@ -267,18 +267,18 @@ func TestTeeNonPipes(t *testing.T) {
 			}
 		})
 	}
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // Close stops a running Tee (its readers never read) and closes every fd.
 func TestTeeClose(t *testing.T) {
-	before := fdtest.Warm(t)
-	r, w := fdtest.Pipe(t)
-	prod := fdtest.Start(t, "yes", nil, w)
+	before := testkit.Warm(t)
+	r, w := testkit.Pipe(t)
+	prod := testkit.Start(t, "yes", nil, w)
 	var held []*os.File
 	var dsts []*os.File
 	for range 2 {
-		cr, cw := fdtest.Pipe(t)
+		cr, cw := testkit.Pipe(t)
 		held = append(held, cr)
 		dsts = append(dsts, cw)
 	}
@@ -288,13 +288,13 @@ func TestTeeClose(t *testing.T) {
 	if err := m.Wait(); err != nil {
 		t.Fatalf("Wait after Close: %v", err)
 	}
-	if sig := fdtest.Signaled(prod.Wait()); sig != syscall.SIGPIPE {
+	if sig := testkit.Signaled(prod.Wait()); sig != syscall.SIGPIPE {
 		t.Errorf("producer ended by %v, want SIGPIPE", sig)
 	}
 	for _, h := range held {
 		h.Close()
 	}
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // Readers that read in random sizes, pause at random (some pauses longer
@@ -303,7 +303,7 @@ func TestTeeClose(t *testing.T) {
 // The memory bound is shrunk so the spill file is used, refilled and
 // emptied many times. Seeds make a failure repeatable.
 func TestTeeRandomReaders(t *testing.T) {
-	before := fdtest.Warm(t)
+	before := testkit.Warm(t)
 	defer func(m int, s int64) { teeMemBound, teeSlack = m, s }(teeMemBound, teeSlack)
 	teeMemBound, teeSlack = 256<<10, 64<<10
 	for seed := range uint64(4) {
@@ -313,7 +313,7 @@ func TestTeeRandomReaders(t *testing.T) {
 			for i := range stream {
 				stream[i] = byte(rng.Uint32())
 			}
-			r, w := fdtest.Pipe(t)
+			r, w := testkit.Pipe(t)
 			go func() {
 				for p := stream; len(p) > 0; {
 					n := min(len(p), 1+rng.IntN(300<<10))
@@ -329,7 +329,7 @@ func TestTeeRandomReaders(t *testing.T) {
 			var dsts []*os.File
 			results := make([]chan []byte, readers)
 			for i := range readers {
-				cr, cw := fdtest.Pipe(t)
+				cr, cw := testkit.Pipe(t)
 				dsts = append(dsts, cw)
 				results[i] = make(chan []byte, 1)
 				prng := rand.New(rand.NewPCG(seed, uint64(i)+10))
@@ -367,13 +367,13 @@ func TestTeeRandomReaders(t *testing.T) {
 					}
 				}
 				if !bytes.Equal(got, want) {
-					t.Errorf("reader %d: %d bytes (sha %s), want %d (sha %s)", i, len(got), fdtest.Sha(got)[:12], len(want), fdtest.Sha(want)[:12])
+					t.Errorf("reader %d: %d bytes (sha %s), want %d (sha %s)", i, len(got), testkit.Sha(got)[:12], len(want), testkit.Sha(want)[:12])
 				}
 			}
 			t.Logf("spilled %d bytes", m.spill.Load())
 		})
 	}
-	fdtest.NoLeak(t, before)
+	testkit.NoLeak(t, before)
 }
 
 // ipcflow's stdin on a terminal as a fan-out's source: what is typed goes
@@ -382,14 +382,14 @@ func TestTeeRandomReaders(t *testing.T) {
 func TestTeeFromTerminal(t *testing.T) {
 	for _, end := range []string{"ctrl-d", "hangup"} {
 		t.Run(end, func(t *testing.T) {
-			master, tty := fdtest.Pty(t)
+			master, tty := testkit.Pty(t)
 			defer master.Close()
 			fd, _ := fdio.FD(tty)
 			tio, _ := unix.IoctlGetTermios(fd, unix.TCGETS)
 			tio.Lflag |= unix.ICANON // line by line, Ctrl-D is end of file
 			unix.IoctlSetTermios(fd, unix.TCSETS, tio)
-			d1, res1 := fdtest.PipeCollector(t)
-			d2, res2 := fdtest.PipeCollector(t)
+			d1, res1 := testkit.PipeCollector(t)
+			d2, res2 := testkit.PipeCollector(t)
 			m := StartTee(tty, []*os.File{d1, d2}, t.TempDir())
 			// A hangup discards what is unread, so only Ctrl-D is
 			// checked with typed lines.
@@ -428,7 +428,7 @@ func TestSpillFileHasNoName(t *testing.T) {
 	if st.Nlink != 0 || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o777 != 0o600 {
 		t.Errorf("spill file: nlink %d, mode %o; want an unnamed regular file, 0600", st.Nlink, st.Mode)
 	}
-	fdtest.EmptyDir(t, dir)
+	testkit.EmptyDir(t, dir)
 	if _, err := spillFile(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "spill file") {
 		t.Errorf("spill file in a missing directory: %v", err)
 	}
@@ -448,9 +448,9 @@ func TestMoverFDsNotInherited(t *testing.T) {
 	want := childFDs() // 0 1 2 and ls's own directory fd
 	defer func(m int) { teeMemBound = m }(teeMemBound)
 	teeMemBound = 64 << 10
-	r, w := fdtest.Pipe(t)
-	held, dst := fdtest.Pipe(t) // never read: its backlog spills
-	fast, fres := fdtest.PipeCollector(t)
+	r, w := testkit.Pipe(t)
+	held, dst := testkit.Pipe(t) // never read: its backlog spills
+	fast, fres := testkit.PipeCollector(t)
 	m := StartTee(r, []*os.File{dst, fast}, t.TempDir())
 	defer held.Close()
 	if _, err := w.Write(make([]byte, 1<<20)); err != nil {
@@ -459,7 +459,7 @@ func TestMoverFDsNotInherited(t *testing.T) {
 	for m.spill.Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	jr, jw := fdtest.Pipe(t) // a join waiting on an idle input, into our stderr
+	jr, jw := testkit.Pipe(t) // a join waiting on an idle input, into our stderr
 	j := StartJoin([]*os.File{jr}, os.Stderr)
 	if got := childFDs(); got != want {
 		t.Errorf("a child started while movers run sees fds %s, want %s", got, want)

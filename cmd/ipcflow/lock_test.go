@@ -12,6 +12,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/ipcflow/ipcflow/internal/testkit"
 	"github.com/ipcflow/ipcflow/locks"
 )
 
@@ -25,6 +26,21 @@ func init() {
 		return
 	}
 	main()
+}
+
+// ipcflowOnPath is a directory for the front of a script's $PATH in which
+// `ipcflow` is this test binary (with asIpcflowEnv set, it is ipcflow).
+func ipcflowOnPath(t *testing.T) string {
+	t.Helper()
+	bin := t.TempDir()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(self, filepath.Join(bin, "ipcflow")); err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }
 
 // lockTestPrefix starts the POSIX name of every semaphore the lock scripts
@@ -50,14 +66,7 @@ var lockTestPrefix = fmt.Sprintf("ipcflowtest.%d.", os.Getpid())
 //
 // $SEMC_SRC is the C program of the interop tests (locks/testdata/semc.c).
 func TestLockScripts(t *testing.T) {
-	bin := t.TempDir()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(self, filepath.Join(bin, "ipcflow")); err != nil {
-		t.Fatal(err)
-	}
+	bin := ipcflowOnPath(t)
 	type state struct {
 		sems map[string]*locks.Sem
 	}
@@ -150,12 +159,10 @@ func TestLockScripts(t *testing.T) {
 		},
 	})
 
-	ents, _ := os.ReadDir(locks.ShmDir)
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "sem."+lockTestPrefix) {
-			t.Errorf("leak: %s/%s left by the lock scripts", locks.ShmDir, e.Name())
-			os.Remove(filepath.Join(locks.ShmDir, e.Name()))
-		}
+	left, _ := testkit.KernelObjects(lockTestPrefix)
+	for _, p := range left {
+		t.Errorf("leak: %s left by the lock scripts", p)
+		os.Remove(p)
 	}
 }
 

@@ -12,6 +12,9 @@ import (
 // TestMain lets testscript run this test binary as the `ipcflow` command
 // (testscript.Main copies it into a directory it puts first in $PATH and
 // runs main when it is started under that name).
+// The command line is tested here, in-process; the real binary, built as
+// users install it, is tested end to end in exec's tests
+// (testkit.BuildIpcflow).
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){"ipcflow": main})
 }

@@ -21,14 +21,7 @@ func TestRunScripts(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no run scripts: %v", err)
 	}
-	bin := t.TempDir()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(self, filepath.Join(bin, "ipcflow")); err != nil {
-		t.Fatal(err)
-	}
+	bin := ipcflowOnPath(t)
 	testscript.Run(t, testscript.Params{
 		Files: files,
 		Setup: func(env *testscript.Env) error {

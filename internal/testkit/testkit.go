@@ -1,8 +1,4 @@
-// Package fdtest is what the tests of the packages that move bytes
-// between fds share: an fd leak check, reference output from bash, stage
-// stand-ins started with given fds, a pseudo-terminal, and the byte
-// streams every edge, copy and mover must carry unchanged.
-package fdtest
+package testkit
 
 import (
 	"bytes"
@@ -69,17 +65,44 @@ func Warm(t testing.TB) map[string]string {
 	return FDs(t)
 }
 
+// Sha is b's SHA-256 in hex: what a test compares, or prints, in place
+// of streams too large to show.
 func Sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
 
-// Bash runs a bash command and returns its stdout: the reference output.
-func Bash(t testing.TB, script string) []byte {
+// BashOption sets up the bash that Bash starts.
+type BashOption func(*exec.Cmd)
+
+// Stdin gives bash in as its standard input (without it: /dev/null).
+func Stdin(in []byte) BashOption {
+	return func(c *exec.Cmd) { c.Stdin = bytes.NewReader(in) }
+}
+
+// InDir runs bash in dir (without it: the test's working directory).
+func InDir(dir string) BashOption {
+	return func(c *exec.Cmd) { c.Dir = dir }
+}
+
+// Bash runs `bash -c script` and returns its stdout: the reference output
+// the tests compare with. A failing script fails the test, showing bash's
+// stderr; where bash is not installed the test is skipped, as it has
+// nothing to compare with.
+func Bash(t testing.TB, script string, opts ...BashOption) []byte {
 	t.Helper()
-	out, err := exec.Command("bash", "-c", script).Output()
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("bash is not installed: nothing to compare with")
+	}
+	cmd := exec.Command("bash", "-c", script)
+	for _, o := range opts {
+		o(cmd)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("bash -c %q: %v", script, err)
+		t.Fatalf("bash -c %q: %v\n%s", script, err, stderr.Bytes())
 	}
 	return out
 }
