@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/ipcflow/ipcflow/internal/testkit"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -21,16 +21,7 @@ import (
 //
 //	go test ./exec -run '^$' -fuzz FuzzDryRun -fuzztime 2m
 func FuzzDryRun(f *testing.F) {
-	for _, glob := range []string{"../parser/testdata/good/*.ipcflow", "../examples/*.ipcflow"} {
-		files, _ := filepath.Glob(glob)
-		for _, name := range files {
-			src, err := os.ReadFile(name)
-			if err != nil {
-				f.Fatal(err)
-			}
-			f.Add(src)
-		}
-	}
+	testkit.AddSeeds(f, "../parser/testdata/good/*.ipcflow", "../examples/*.ipcflow")
 	home := f.TempDir()
 	wd, err := os.Getwd()
 	if err != nil {

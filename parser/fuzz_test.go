@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
 // FuzzParse: whatever the bytes, Parse returns a graph or errors that point
@@ -19,16 +19,7 @@ import (
 // is testdata/fuzz/FuzzParse plus the good and bad scripts, so `go test`
 // runs all of them.
 func FuzzParse(f *testing.F) {
-	for _, glob := range []string{"testdata/good/*.ipcflow", "testdata/bad/*.ipcflow"} {
-		files, _ := filepath.Glob(glob)
-		for _, name := range files {
-			src, err := os.ReadFile(name)
-			if err != nil {
-				f.Fatal(err)
-			}
-			f.Add(src)
-		}
-	}
+	testkit.AddSeeds(f, "testdata/good/*.ipcflow", "testdata/bad/*.ipcflow")
 	f.Fuzz(func(t *testing.T, src []byte) {
 		// A hang is a failure too: panicking from another goroutine ends
 		// the worker, and the fuzzer keeps the input that did it.

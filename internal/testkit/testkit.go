@@ -289,3 +289,22 @@ func rawFD(f *os.File) int {
 	}
 	return fd
 }
+
+// AddSeeds adds every file the globs match to f's seed corpus, so that
+// plain `go test` runs them too (the scripts in testdata and examples).
+func AddSeeds(f *testing.F, globs ...string) {
+	f.Helper()
+	for _, glob := range globs {
+		files, err := filepath.Glob(glob)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, name := range files {
+			src, err := os.ReadFile(name)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(src)
+		}
+	}
+}
