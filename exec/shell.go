@@ -116,7 +116,7 @@ func shellRole(args []string) int {
 		status = int(code)
 	}
 	if status == 128+int(unix.SIGPIPE) {
-		dieOfSigpipe()
+		dieOf(unix.SIGPIPE)
 	}
 	return status
 }
@@ -152,7 +152,8 @@ func stageBuiltins(ctx context.Context, args []string, traps *shellTraps) ([]str
 		args[0] = ulimitBuiltin
 		return args, nil
 	case "kill":
-		if sig, pids, ok := parseKill(args[1:]); ok && len(pids) == 1 && pids[0] == strconv.Itoa(os.Getpid()) && traps.trapped(sig) {
+		if sig, pids, ok := parseKill(args[1:]); ok && len(pids) == 1 && pids[0] == strconv.Itoa(os.Getpid()) &&
+			(traps.trapped(sig) || endsTheShell(sig) || sig == unix.SIGQUIT) {
 			return []string{raiseBuiltin, strconv.Itoa(int(sig))}, nil
 		}
 	default:
@@ -307,10 +308,12 @@ func execEnv(env expand.Environ) []string {
 	return list
 }
 
-// dieOfSigpipe ends the process by SIGPIPE. Go's runtime catches SIGPIPE
-// and ignores one sent by kill(2), so the default action is restored first
-// with a raw rt_sigaction.
-func dieOfSigpipe() {
+// dieOf ends the process by sig, as its default action would: Go's
+// runtime catches SIGPIPE, USR1 and others and ignores one sent by
+// kill(2), or dumps goroutines for SEGV, so the default action is restored
+// first with a raw rt_sigaction, and the signal unblocked and raised on
+// this thread.
+func dieOf(sig unix.Signal) {
 	os.Stdout.Sync()
 	var act struct {
 		handler  uintptr
@@ -318,13 +321,13 @@ func dieOfSigpipe() {
 		restorer uintptr
 		mask     uint64
 	} // SIG_DFL, no flags, empty mask
-	unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(unix.SIGPIPE), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0)
+	unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0)
 	var set [1]uint64
-	set[0] = 1 << (uint(unix.SIGPIPE) - 1)
+	set[0] = 1 << (uint(sig) - 1)
 	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_UNBLOCK, uintptr(unsafe.Pointer(&set)), 0, 8, 0, 0)
-	unix.Tgkill(unix.Getpid(), unix.Gettid(), unix.SIGPIPE)
+	unix.Tgkill(unix.Getpid(), unix.Gettid(), sig)
 	// Not reached unless the signal could not be delivered.
-	os.Exit(128 + int(unix.SIGPIPE))
+	os.Exit(128 + int(sig))
 }
 
 // The stage ends when its foreground command and the shell code it

@@ -7,6 +7,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,5 +252,58 @@ func TestStageShellExitTrapRunsOnce(t *testing.T) {
 	}
 	if fr.stdout.String() != want {
 		t.Errorf("stdout %q, want %q", fr.stdout.String(), want)
+	}
+}
+
+// Signals whose default action ends a process end the stage shell as
+// they end bash, whether it sends them to itself (`kill -SIG $$`) or
+// another process does: not Go's goroutine dump for SEGV, ABRT and the
+// like, nor its silence for USR1, ALRM and the like. SIGQUIT bash ignores.
+var shellDeaths = []string{"SEGV", "ABRT", "BUS", "FPE", "TRAP", "SYS", "USR1", "USR2", "ALRM", "PROF", "VTALRM", "XCPU", "QUIT"}
+
+func init() {
+	for _, sig := range shellDeaths {
+		testFlows["dies-of-"+sig] = func() *parser.Graph {
+			b := newGraph()
+			b.stage("a", "echo pre; kill -"+sig+" $$; echo after")
+			return b.g
+		}
+	}
+	testFlows["dies-of-USR1-from-outside"] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("a", `echo pre; sh -c 'kill -USR1 $PPID'; sleep 0.5; echo after`)
+		return b.g
+	}
+}
+
+func TestStageShellDiesOfSignalsAsBash(t *testing.T) {
+	cases := map[string]string{"dies-of-USR1-from-outside": `echo pre; sh -c 'kill -USR1 $PPID'; sleep 0.5; echo after`}
+	for _, sig := range shellDeaths {
+		cases["dies-of-"+sig] = "echo pre; kill -" + sig + " $$; echo after"
+	}
+	for name, cmd := range cases {
+		t.Run(name, func(t *testing.T) {
+			bcmd := osexec.Command("bash", "-c", cmd)
+			var bout bytes.Buffer
+			bcmd.Stdout = &bout
+			berr := bcmd.Run()
+			if errors.Is(berr, osexec.ErrNotFound) {
+				t.Skip("no bash to compare with")
+			}
+			want := 0
+			if ee, ok := berr.(*osexec.ExitError); ok {
+				want = ee.ExitCode()
+				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					want = 128 + int(ws.Signal())
+				}
+			}
+			fr := newFlowRun(t, name)
+			if code := fr.run(t); code != want || fr.stdout.String() != bout.String() {
+				t.Errorf("exit status %d, stdout %q; bash %d, %q; stderr:\n%s", code, fr.stdout.Bytes(), want, bout.Bytes(), fr.stderr.Bytes())
+			}
+			if bytes.Contains(fr.stderr.Bytes(), []byte("goroutine")) {
+				t.Errorf("a goroutine dump:\n%.300s", fr.stderr.Bytes())
+			}
+		})
 	}
 }

@@ -27,7 +27,7 @@ import (
 const (
 	trapBuiltin   = "\x00trap"
 	ulimitBuiltin = "\x00ulimit"
-	raiseBuiltin  = "\x00raise" // kill -SIG $$ of a trapped SIG
+	raiseBuiltin  = "\x00raise" // kill -SIG $$ of a trapped SIG, or one that ends the shell
 )
 
 // shellTraps are the stage shell's signal traps. A trapped signal is
@@ -42,16 +42,47 @@ type shellTraps struct {
 	pending  []unix.Signal          // caught, their commands not yet run
 	any      atomic.Bool            // pending is not empty
 	caught   chan os.Signal
+	deaths   chan os.Signal // defaultDeaths and SIGQUIT, untrapped
+}
+
+// defaultDeaths are the signals whose default action ends a process but
+// which Go's runtime would ignore (USR1, ALRM, ...) or turn into a crash
+// with a goroutine dump (SEGV, ABRT, ... when sent by kill): the stage
+// shell dies of them, as bash does, unless a trap is set. SIGQUIT bash
+// ignores, and so does the stage shell: caught and dropped (not ignored,
+// which the programs it starts would inherit). TERM, INT and HUP end a Go
+// program by themselves.
+var defaultDeaths = []os.Signal{unix.SIGILL, unix.SIGTRAP, unix.SIGABRT, unix.SIGBUS, unix.SIGFPE,
+	unix.SIGSEGV, unix.SIGSYS, unix.SIGUSR1, unix.SIGUSR2, unix.SIGALRM, unix.SIGPROF, unix.SIGVTALRM,
+	unix.SIGXCPU, unix.SIGXFSZ, unix.SIGSTKFLT, unix.SIGPWR}
+
+func endsTheShell(sig unix.Signal) bool {
+	for _, d := range defaultDeaths {
+		if d == sig {
+			return true
+		}
+	}
+	return false
 }
 
 func newShellTraps() *shellTraps {
-	t := &shellTraps{code: map[unix.Signal]string{}, caught: make(chan os.Signal, 16)}
+	t := &shellTraps{code: map[unix.Signal]string{}, caught: make(chan os.Signal, 16), deaths: make(chan os.Signal, 4)}
 	go func() {
 		for s := range t.caught {
 			t.mu.Lock()
 			t.pending = append(t.pending, s.(unix.Signal))
 			t.any.Store(true)
 			t.mu.Unlock()
+		}
+	}()
+	go func() {
+		// Asked for in the background: each signal is a round trip with
+		// the runtime's signal thread, and the command need not wait.
+		signal.Notify(t.deaths, append(defaultDeaths, unix.SIGQUIT)...)
+		for s := range t.deaths {
+			if sig := s.(unix.Signal); sig != unix.SIGQUIT && !t.trapped(sig) {
+				dieOf(sig)
+			}
 		}
 	}()
 	return t
@@ -114,6 +145,12 @@ func (t *shellTraps) awaitTrapped(sig unix.Signal, d time.Duration) {
 // once, as bash's does after its kill builtin (a signal sent to ourselves
 // arrives through the Go runtime, after the next commands may have run).
 func (t *shellTraps) raise(ctx context.Context, sig unix.Signal) error {
+	if !t.trapped(sig) {
+		if sig == unix.SIGQUIT {
+			return nil // bash ignores it
+		}
+		dieOf(sig) // at once, as bash's kill builtin kills bash
+	}
 	t.mu.Lock()
 	if t.code[sig] != "" {
 		t.pending = append(t.pending, sig)
@@ -255,6 +292,9 @@ func (t *shellTraps) set(sig unix.Signal, action string) {
 		// nothing happens.
 	} else if action == "-" {
 		signal.Reset(sig)
+		if endsTheShell(sig) || sig == unix.SIGQUIT {
+			signal.Notify(t.deaths, sig) // Reset took it from deaths too
+		}
 	} else if action == "" {
 		signal.Ignore(sig)
 	} else {
