@@ -3,6 +3,7 @@ package exec
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -198,6 +199,7 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 				g.File, e.Pos, e.Type, strings.Join(channels.Names(), ", ")), Positioned: true}
 		}
 	}
+	environ = withScriptDir(environ, g.File)
 	p := &Plan{Graph: g, Label: label, Environ: environ, stdinTTY: stdinTTY}
 	p.contain, p.containOK = contain.Find()
 	if err := p.expandVars(overrides, environ); err != nil {
@@ -352,6 +354,33 @@ func (p *Plan) expandOptions(env expand.Environ) error {
 // environWithout is ipcflow's environment less the variables named in
 // hide: those of ipcflow's own flags (IPCFLOW_GRACE...), which mean
 // something to ipcflow and would change a nested `ipcflow run` in a stage.
+// scriptDirVar names the script's own directory, absolute (SPEC 2: given,
+// usable in params and seen by every stage), so that a script finds its
+// data wherever it is run from. It is the directory of the path the
+// script was run by, symlinks not resolved (as bash's ${BASH_SOURCE%/*}),
+// and it replaces any value inherited: a flow started from another flow's
+// stage gets its own.
+const scriptDirVar = "IPCFLOW_SCRIPT_DIR"
+
+// withScriptDir is environ with IPCFLOW_SCRIPT_DIR set for the script at
+// file ("" for a graph that came from no file: then it is left as is).
+func withScriptDir(environ []string, file string) []string {
+	if file == "" || file == "-" {
+		return environ
+	}
+	dir, err := filepath.Abs(filepath.Dir(file))
+	if err != nil {
+		return environ
+	}
+	env := make([]string, 0, len(environ)+1)
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, scriptDirVar+"=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, scriptDirVar+"="+dir)
+}
+
 func environWithout(hide []string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
