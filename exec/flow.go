@@ -224,7 +224,7 @@ func (f *flow) supervise() int {
 				if f.stopping {
 					f.signalAll(unix.SIGKILL) // a second ^C: no more grace
 				} else {
-					f.stop(s, "")
+					f.stop(s, "", nil)
 				}
 			}
 		case a := <-ready:
@@ -240,7 +240,7 @@ func (f *flow) supervise() int {
 		case <-timeout:
 			fmt.Fprintf(f.o.Stderr, "ipcflow: timeout: the flow ran longer than %v\n", f.o.Timeout)
 			f.setStatus(StatusTimeout)
-			f.stop(unix.SIGTERM, "timeout")
+			f.stop(unix.SIGTERM, "timeout", nil)
 		case <-f.grace:
 			f.signalAll(unix.SIGKILL)
 		}

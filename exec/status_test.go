@@ -125,6 +125,13 @@ var statusFlows = []struct {
 		c.After = []*parser.Stage{b.find("a"), b.find("b")}
 		d.After = []*parser.Stage{c}
 	}, code: 6, stderr: []string{"ipcflow: stage b: exit status 6", "ipcflow: stage c: skipped: b failed", "ipcflow: stage d: skipped: b failed"}},
+	{name: "after-unrelated-skip-says-the-flow-stopped", flow: func(b *graphBuilder) {
+		b.stage("prep", "exit 3")
+		b.stage("main", "echo should-not-run").After = []*parser.Stage{b.find("prep")}
+		b.stage("ok1", "sleep 0.3")
+		b.stage("main2", "echo should-not-run").After = []*parser.Stage{b.find("ok1")}
+	}, code: 3, stderr: []string{"ipcflow: stage prep: exit status 3", "ipcflow: stage main: skipped: prep failed",
+		"ipcflow: stage main2: skipped: the flow stopped (prep failed)"}},
 	{name: "after-ok", flow: func(b *graphBuilder) {
 		b.stage("a", "echo one")
 		c := b.stage("c", "echo two")

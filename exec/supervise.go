@@ -72,19 +72,34 @@ func (f *flow) setStatus(code int) {
 
 // stop tears the flow down: pending stages are skipped, running ones get
 // sig now and SIGKILL after the grace period.
-func (f *flow) stop(sig unix.Signal, why string) {
+func (f *flow) stop(sig unix.Signal, why string, failed *liveStage) {
 	if !f.stopping {
 		f.stopping = true
 		f.cancel()
 		for _, st := range f.stages {
 			if st.state == stPending {
-				f.skip(st, why)
+				f.skip(st, skipReason(st, why, failed))
 			}
 		}
 		f.graceEnd = time.Now().Add(f.o.Grace)
 		f.grace = time.After(f.o.Grace)
 	}
 	f.signalAll(sig)
+}
+
+// skipReason says why a stage still waiting for its after stages is
+// skipped when the flow stops: the failed stage's failure when the stage
+// waits for it (directly or through others), else that the flow stopped,
+// and why: a new user read `main2: skipped: prep failed` as main2 waiting
+// for prep, when it waited for another stage that had succeeded.
+func skipReason(st *liveStage, why string, failed *liveStage) string {
+	if why == "" {
+		return ""
+	}
+	if failed != nil && afterClosure(st.plan.Stage)[failed.plan.Stage] {
+		return why
+	}
+	return "the flow stopped (" + why + ")"
 }
 
 // active reports whether a stage runs or waits for its semaphores.
@@ -224,7 +239,7 @@ func (f *flow) finished(st *liveStage, e exitInfo) {
 	}
 	f.setStatus(e.code)
 	if !f.o.KeepGoing {
-		f.stop(unix.SIGTERM, st.name()+" failed")
+		f.stop(unix.SIGTERM, st.name()+" failed", st)
 	}
 }
 
