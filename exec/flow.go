@@ -143,7 +143,7 @@ func newFlow(plan *Plan, o Options) (f *flow, err error) {
 			continue
 		}
 		if rw.ch, err = channels.Open(env, w.Spec); err != nil {
-			return f, err
+			return f, w.atEdge(plan.Graph.File, err)
 		}
 	}
 	if f.null, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {

@@ -57,6 +57,18 @@ type Wire struct {
 	Purpose string         // what it is for, in words, for --dry-run
 }
 
+// atEdge says err happened making w, at its first edge's place in the
+// script (FILE:LINE:COL: edge a.out -> b.in: ...), as the checks do: the
+// wire's id (e3) is a name the user never wrote.
+func (w *Wire) atEdge(file string, err error) error {
+	if w.Internal() {
+		return err
+	}
+	e := w.Edges[0]
+	msg := strings.TrimPrefix(err.Error(), "edge "+w.ID+": ")
+	return fmt.Errorf("%s:%s: edge %s -> %s: %s", file, e.Pos, e.From, e.To, msg)
+}
+
 // Internal reports whether w is a pipe of ipcflow's own rather than an edge.
 func (w *Wire) Internal() bool { return w.Edges == nil }
 
