@@ -36,7 +36,7 @@ func TestEdgeSetupErrorNamesThePlace(t *testing.T) {
 	if code != StatusSetup || stderr.String() != want {
 		t.Errorf("exit status %d, stderr %q; want %d, %q", code, stderr.String(), StatusSetup, want)
 	}
-	if strings.Contains(stderr.String(), "e2") {
+	if strings.Contains(stderr.String(), "edge e2") {
 		t.Errorf("the message names the wire id: %q", stderr.String())
 	}
 	check()
