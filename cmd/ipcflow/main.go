@@ -60,6 +60,7 @@ type CLI struct {
 	Lock    LockCmd    `cmd:"" help:"Inside a stage: run COMMAND holding one unit of semaphore SEM."`
 	Version VersionCmd `cmd:"" help:"Print ipcflow's version."`
 	Watch   WatchCmd   `cmd:"" help:"(not supported yet) Run a flow again when its file or a PATH changes."`
+	Ps      PsCmd      `cmd:"" help:"(not supported yet) The user's live runs; with RUN, its stages and edges once."`
 	Help    HelpCmd    `cmd:"" help:"Show help for ipcflow or for COMMAND (the same as --help)."`
 
 	VersionFlag versionFlag `name:"version" env:"-" help:"Print ipcflow's version and exit."`
@@ -191,7 +192,7 @@ func (i infoWriter) Write(p []byte) (int, error) {
 }
 
 // commands are the command names of the command line.
-var commands = []string{"run", "check", "fmt", "graph", "clean", "bench", "lock", "version", "watch", "help"}
+var commands = []string{"run", "check", "fmt", "graph", "clean", "bench", "lock", "version", "watch", "ps", "help"}
 
 // routeFile turns `ipcflow FILE ARGS...` into `ipcflow run FILE ARGS...`, so
 // that `#!/usr/bin/env ipcflow` works: the kernel runs `ipcflow ./script`.
