@@ -123,6 +123,9 @@ func (p *parser) skipLine(s Stmt) {
 	}
 }
 
+// declKeywords start a declaration.
+var declKeywords = []string{"param", "env", "sem", "stage"}
+
 // parseStmt parses one statement:
 //
 //	stmt = param | env | sem | stage | edges
@@ -656,6 +659,12 @@ func (p *parser) parseEdges() (Stmt, error) {
 			if len(s.Arrows) == 0 {
 				if len(ends.List) == 1 && !ends.Braced && ends.List[0].Port == nil && p.tok.typ == itemAssign {
 					p.errorf(ends.Pos, "expected a statement, found '%s =' (a declaration starts with param, env, sem or stage)", ends.List[0].Stage.Name)
+					return s, errStmt
+				}
+				// `stag b = ...`: a misspelt keyword before a name.
+				if kw := Closest(ends.List[0].Stage.Name, declKeywords); len(ends.List) == 1 && !ends.Braced &&
+					ends.List[0].Port == nil && kw != "" && p.tok.typ == itemIdent {
+					p.errorf(ends.Pos, "expected a statement, found '%s %s' (did you mean %q?)", ends.List[0].Stage.Name, p.tok.val, kw)
 					return s, errStmt
 				}
 				return s, p.fail("'->' or '-[' after the stage")

@@ -18,6 +18,8 @@ func TestErrors(t *testing.T) {
 	}{
 		{"missing eq", "stage a cat", "f:1:9: expected a clause (uses, after, dir, native) or '=', found 'cat'"},
 		{"arrow for eq", "stage a -> b", "f:1:9: expected '=' and a command after the stage, found '->'"},
+		{"misspelt keyword", "stag b = echo", "f:1:1: expected a statement, found 'stag b' (did you mean \"stage\"?)"},
+		{"misspelt param", "parm X = 1", "f:1:1: expected a statement, found 'parm X' (did you mean \"param\"?)"},
 		{"no command", "stage a =", "f:1:10: expected a command after '=', found end of file"},
 		{"bad char", "a -> b;", "f:1:7: unexpected character ';'"},
 		{"lone dash", "a - b", "f:1:3: expected '->' or '-[' after '-'"},
