@@ -137,6 +137,15 @@ type Channel interface {
 	Stats() Stats
 }
 
+// Recording is a Channel whose object outlives the run on purpose (an mmap
+// edge's path= file, SPEC 4). DiscardRecording removes it after all, for
+// a run that failed before it started: the file is empty, and left there
+// it would make the next run fail ("already exists").
+type Recording interface {
+	Channel
+	DiscardRecording() error
+}
+
 // Caps are what a type can do, so exec can plan around it.
 type Caps struct {
 	// FanOut: one channel can serve several readers (Spec.Readers > 1),

@@ -454,3 +454,5 @@ func poke(ch chan struct{}) {
 	default:
 	}
 }
+
+var _ Recording = (*mmapChannel)(nil)

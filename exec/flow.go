@@ -317,7 +317,7 @@ func (f *flow) teardown() error {
 func (f *flow) removeRecordings() error {
 	var errs []error
 	for _, rw := range f.wires {
-		if d, ok := rw.ch.(interface{ DiscardRecording() error }); ok {
+		if d, ok := rw.ch.(channels.Recording); ok {
 			errs = append(errs, d.DiscardRecording())
 		}
 	}
