@@ -208,9 +208,11 @@ func TestPostOverflow(t *testing.T) {
 
 func TestWaitDeadline(t *testing.T) {
 	s := newTestSem(t, 0)
+	// The clock starts before the deadline is made, so that time spent
+	// between the two cannot make Wait look early (49.97 ms was seen).
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	if err := s.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Wait = %v, want DeadlineExceeded", err)
 	}
