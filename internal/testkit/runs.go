@@ -47,7 +47,7 @@ func IsZombie(stat []byte) bool {
 }
 
 // WaitNoProcs fails unless no process of the run is left within d.
-func WaitNoProcs(t *testing.T, mark string, d time.Duration) {
+func WaitNoProcs(t testing.TB, mark string, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -74,7 +74,7 @@ func WaitNoProcs(t *testing.T, mark string, d time.Duration) {
 // object there counts only if its name carries the id of a run seen in
 // runBaseDir (polled while the test runs: a run's directory is named by its
 // id), and only if it is still there a moment later.
-func LeakCheck(t *testing.T, runBaseDir string) func() {
+func LeakCheck(t testing.TB, runBaseDir string) func() {
 	t.Helper()
 	found := RunLeaks(runBaseDir)
 	return func() {
