@@ -2,7 +2,6 @@ package watch
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,10 +14,7 @@ import (
 	"github.com/ipcflow/ipcflow/internal/testkit"
 )
 
-var long = flag.Bool("long", false, "restart a flow 100 times rather than 10")
-
 func TestMain(m *testing.M) {
-	flag.Parse()
 	code := m.Run()
 	testkit.RemoveIpcflowBuild()
 	os.Exit(code)

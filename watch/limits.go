@@ -15,12 +15,13 @@ import (
 // up, often by IDEs and file sync tools); each watcher one of
 // fs.inotify.max_user_instances (EMFILE).
 func limitError(path string, err error) error {
-	var what, sysctl string
+	var what, sysctl, also string
 	switch {
 	case errors.Is(err, syscall.ENOSPC):
 		what, sysctl = "cannot watch "+path+": the user's inotify watches are used up", "fs.inotify.max_user_watches"
 	case errors.Is(err, syscall.EMFILE):
-		what, sysctl = "cannot watch: the user's inotify instances are used up (or this process's open files, ulimit -n)", "fs.inotify.max_user_instances"
+		what, sysctl = "cannot start watching: the user's inotify instances are used up", "fs.inotify.max_user_instances"
+		also = " or this process's open files (ulimit -n)" // the same errno
 	default:
 		if path == "" {
 			return fmt.Errorf("watch: %w", err)
@@ -28,8 +29,8 @@ func limitError(path string, err error) error {
 		return fmt.Errorf("watch: %s: %w", path, err)
 	}
 	now := sysctlValue(sysctl)
-	return fmt.Errorf("watch: %s (%s = %d); raise it: sudo sysctl %s=%d (in /etc/sysctl.d/ to keep it)",
-		what, sysctl, now, sysctl, max(4*now, 1024))
+	return fmt.Errorf("watch: %s (%s = %d)%s; raise it: sudo sysctl %s=%d (in /etc/sysctl.d/ to keep it)",
+		what, sysctl, now, also, sysctl, max(4*now, 1024))
 }
 
 // sysctlValue reads an integer sysctl, 0 when it cannot.

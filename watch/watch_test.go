@@ -184,3 +184,29 @@ func TestSignalStopsRunAndWatch(t *testing.T) {
 		t.Fatalf("no line for the stopped run:\n%s", s.stderr.String())
 	}
 }
+
+// TestRestarts: a flow with shm, mq and fifo edges, restarted by a save
+// each time its run is up, leaves nothing behind (the session's cleanup
+// checks /dev/shm, /dev/mqueue, the run base and the processes). One run
+// at a time is also what lets each run's queue fit in RLIMIT_MSGQUEUE.
+func TestRestarts(t *testing.T) {
+	const restarts = 100
+	const flow = `stage mark = echo run
+stage src = seq 1 100000; sleep 60
+stage mid = cat
+stage mid2 = cat
+stage sink = cat >/dev/null
+src -[shm]-> mid -[mq]-> mid2 -[fifo]-> sink
+`
+	s := watchFlow(t, flow, Options{Debounce: 30 * time.Millisecond})
+	s.waitRuns(1)
+	start := time.Now()
+	for i := range restarts {
+		s.save(fmt.Sprintf("%s# %d\n", flow, i))
+		s.waitRuns(i + 2)
+	}
+	t.Logf("%d restarts in %v", restarts, time.Since(start).Round(time.Millisecond))
+	if n := strings.Count(s.stderr.String(), "stopped for a change"); n != restarts {
+		t.Errorf("%d runs stopped for a change, want %d\n%s", n, restarts, s.stderr.String())
+	}
+}
