@@ -136,6 +136,14 @@ func (s *session) waitFor(ok func() bool, what string) {
 	}
 }
 
+// exactRuns waits for run n, and checks that no other follows: one run
+// per change.
+func (s *session) exactRuns(n int) {
+	s.t.Helper()
+	s.waitRuns(n)
+	s.settled(n)
+}
+
 // settled checks that there are still exactly n runs after a while: no
 // event of a save counted twice. The wait is a fixed time, as a check
 // that nothing happens must be.

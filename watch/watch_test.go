@@ -21,8 +21,7 @@ func TestWriteInPlace(t *testing.T) {
 	s := watchFlow(t, echoFlow, Options{})
 	s.waitStderr("ipcflow: watch: run ended: exit status 0\n", 1)
 	s.save(echoFlow + "# changed\n")
-	s.waitRuns(2)
-	s.settled(2)
+	s.exactRuns(2)
 	s.waitStderr("ipcflow: watch: run ended: exit status 0\n", 2)
 }
 
@@ -41,8 +40,7 @@ func TestRenameOver(t *testing.T) {
 	}
 	s.save(echoFlow + "# saved by rename\n")
 	os.Remove(backup)
-	s.waitRuns(2)
-	s.settled(2)
+	s.exactRuns(2)
 
 	// And as sed -i, VS Code and JetBrains do: a temporary file renamed
 	// over the script.
@@ -51,8 +49,7 @@ func TestRenameOver(t *testing.T) {
 	if err := os.Rename(tmp, s.script); err != nil {
 		t.Fatal(err)
 	}
-	s.waitRuns(3)
-	s.settled(3)
+	s.exactRuns(3)
 }
 
 func TestDeleteAndRecreate(t *testing.T) {
@@ -61,16 +58,14 @@ func TestDeleteAndRecreate(t *testing.T) {
 	// Within the debounce: one change.
 	os.Remove(s.script)
 	s.save(echoFlow)
-	s.waitRuns(2)
-	s.settled(2)
+	s.exactRuns(2)
 	// Apart: the script is missing for a while (said, and waited out),
 	// then back.
 	os.Remove(s.script)
 	s.waitStderr("flow.ipcflow: no such file or directory", 1)
 	s.waitStderr("ipcflow: watch: waiting for a change", 1)
 	s.save(echoFlow)
-	s.waitRuns(3)
-	s.settled(3)
+	s.exactRuns(3)
 }
 
 // TestTouch: a change of the times alone counts, as in entr: touch is how
@@ -82,8 +77,7 @@ func TestTouch(t *testing.T) {
 	if err := os.Chtimes(s.script, now, now); err != nil {
 		t.Fatal(err)
 	}
-	s.waitRuns(2)
-	s.settled(2)
+	s.exactRuns(2)
 }
 
 // TestBurst: 50 saves in a second make one run (two if the machine let
@@ -125,16 +119,14 @@ func TestDirectoryTree(t *testing.T) {
 	}
 	// Each run makes a FIFO and its run directory in the tree.
 	s := watchFlowIn(t, filepath.Join(tree, "runtime"), "stage a = echo run\nstage b = cat\na -[fifo]-> b\nb -> stdout\n", Options{On: []string{tree}})
-	s.waitRuns(1)
-	s.settled(1)
+	s.exactRuns(1)
 
 	change := func(path string, runs int) {
 		t.Helper()
 		if err := os.WriteFile(filepath.Join(tree, path), []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s.waitRuns(runs)
-		s.settled(runs)
+		s.exactRuns(runs)
 	}
 	change("new.txt", 2)
 	change("sub/new.txt", 3)
@@ -143,8 +135,7 @@ func TestDirectoryTree(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(tree, "later/deeper"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	s.waitRuns(4)
-	s.settled(4)
+	s.exactRuns(4)
 	change("later/deeper/new.txt", 5)
 
 	for _, noise := range []string{".git/objects/ab", ".git/index", "sub/.new.txt.swp", "sub/.new.txt.swx", "new.txt~", "4913", "#new.txt#", ".#new.txt", "later/x___jb_tmp___"} {
@@ -165,8 +156,7 @@ func TestBrokenThenFixed(t *testing.T) {
 	s.waitStderr("ipcflow: watch: waiting for a change", 1)
 	s.settled(1)
 	s.save(echoFlow)
-	s.waitRuns(2)
-	s.settled(2)
+	s.exactRuns(2)
 }
 
 // TestSignalStopsRunAndWatch: SIGINT ends the live run and watch with a
