@@ -200,3 +200,16 @@ src -[shm]-> mid -[mq]-> mid2 -[fifo]-> sink
 		t.Errorf("%d runs stopped for a change, want %d\n%s", n, restarts, s.stderr.String())
 	}
 }
+
+// TestOnFile: --on FILE is watched through its directory, where only
+// FILE counts.
+func TestOnFile(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data.txt")
+	os.WriteFile(data, []byte("1"), 0o600)
+	s := watchFlow(t, echoFlow, Options{On: []string{data}})
+	s.exactRuns(1)
+	os.WriteFile(filepath.Join(filepath.Dir(data), "other.txt"), []byte("x"), 0o600)
+	s.settled(1)
+	os.WriteFile(data, []byte("2"), 0o600)
+	s.exactRuns(2)
+}
