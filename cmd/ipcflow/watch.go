@@ -58,6 +58,9 @@ func (c *WatchCmd) Run(s *Streams) error {
 		Stop:     stop,
 	})
 	var stopped *watch.Stopped
+	if err == nil {
+		return nil
+	}
 	if errors.As(err, &stopped) {
 		return &ExitStatus{Code: 128 + int(stopped.Signal)}
 	}
