@@ -42,7 +42,7 @@ func TestEscapedDescendantDiesWithTheRun(t *testing.T) {
 			script := filepath.Join(dir, "f.ipcflow")
 			os.WriteFile(script, []byte(flow), 0o600)
 			runBase := t.TempDir()
-			check := leakCheck(t, runBase)
+			check := testkit.LeakCheck(t, runBase)
 			cmd := osexec.Command(bin, "run", script)
 			cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
 			var stdout, stderr bytes.Buffer
@@ -93,5 +93,5 @@ func alive(pid int) bool {
 	if err != nil {
 		return false
 	}
-	return !isZombie(stat)
+	return !testkit.IsZombie(stat)
 }

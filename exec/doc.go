@@ -2,6 +2,7 @@
 // docs/exec.md tells the whole story; the files, in the order a run
 // happens:
 //
+//	load.go       Load: the script and its NAME=VALUE arguments checked
 //	run.go        Run: the entry point, from a parser.Graph and the flags
 //	plan.go       BuildPlan: params expanded, wires planned, sizes fitted
 //	wiring.go     Plan.wire: edges to wires, movers and fd tables

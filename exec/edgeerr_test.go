@@ -26,7 +26,7 @@ func TestEdgeSetupErrorNamesThePlace(t *testing.T) {
 	script := filepath.Join(t.TempDir(), "port.ipcflow")
 	os.WriteFile(script, []byte("stage a = echo hi\nstage b = cat\nstage c = cat\na -> b\nb -[socket tcp addr="+ln.Addr().String()+"]-> c\n"), 0o600)
 	runBase := t.TempDir()
-	check := leakCheck(t, runBase)
+	check := testkit.LeakCheck(t, runBase)
 	cmd := osexec.Command(bin, "run", script)
 	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
 	var stderr bytes.Buffer

@@ -29,7 +29,7 @@ func TestExamples(t *testing.T) {
 			script := bashLine(t, f)
 			want := testkit.Bash(t, script, testkit.InDir(root))
 			runBase := t.TempDir()
-			check := leakCheck(t, runBase)
+			check := testkit.LeakCheck(t, runBase)
 			cmd := osexec.Command(bin, "run", rel)
 			cmd.Dir = root
 			cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)

@@ -171,7 +171,7 @@ func TestFlowsMatchBash(t *testing.T) {
 			in := testInput(c.input)
 			want := testkit.Bash(t, c.bash, testkit.Stdin(in))
 			fr := newFlowRun(t, "cmp-"+c.name)
-			check := leakCheck(t, fr.runDir)
+			check := testkit.LeakCheck(t, fr.runDir)
 			fr.cmd.Stdin = bytes.NewReader(in)
 			if code := fr.run(t); code != 0 {
 				t.Fatalf("exit status %d\nstderr:\n%s", code, fr.stderr.Bytes())
@@ -184,7 +184,7 @@ func TestFlowsMatchBash(t *testing.T) {
 				t.Errorf("ipcflow was not quiet on success: %s", fr.stderr.Bytes())
 			}
 			check()
-			waitNoProcs(t, fr.mark, 0)
+			testkit.WaitNoProcs(t, fr.mark, 0)
 		})
 	}
 }
@@ -212,7 +212,7 @@ func TestFlow256MiBMatchesBash(t *testing.T) {
 	}
 	want := testkit.Bash(t, `yes 'Pipes carry bytes between processes 0123456789' | head -c 268435456 | tr a-z A-Z | tr 0-9 a-j | sha256sum`)
 	fr := newFlowRun(t, "big")
-	check := leakCheck(t, fr.runDir)
+	check := testkit.LeakCheck(t, fr.runDir)
 	if code := fr.run(t); code != 0 {
 		t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
 	}

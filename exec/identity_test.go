@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipcflow/ipcflow/internal/testkit"
 	"github.com/ipcflow/ipcflow/parser"
 	"github.com/ipcflow/ipcflow/rundir"
 )
@@ -107,7 +108,7 @@ func crashRun(t *testing.T, fifo string) string {
 		}
 	}
 	// Stopped first, so the guardian cannot see ipcflow die and clean.
-	procs := markedProcs(fr.mark)
+	procs := testkit.MarkedProcs(fr.mark)
 	for _, pid := range procs {
 		syscall.Kill(pid, syscall.SIGSTOP)
 	}
@@ -115,7 +116,7 @@ func crashRun(t *testing.T, fifo string) string {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	fr.cmd.Wait()
-	waitNoProcs(t, fr.mark, 5*time.Second)
+	testkit.WaitNoProcs(t, fr.mark, 5*time.Second)
 	if !exists(fifo) {
 		t.Fatal("the killed run's fifo is gone already: nothing left to test")
 	}

@@ -36,7 +36,7 @@ func asOtherUser(t *testing.T, limits, flow string) (cmd *osexec.Cmd, runDir str
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "XDG_RUNTIME_DIR=" + runDir, "TMPDIR=" + dir}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	t.Cleanup(leakCheck(t, runDir))
+	t.Cleanup(testkit.LeakCheck(t, runDir))
 	return cmd, runDir
 }
 
@@ -87,7 +87,7 @@ func TestOpenFileLimitRefusedUpFront(t *testing.T) {
 				t.Fatal(err)
 			}
 			runDir := t.TempDir()
-			t.Cleanup(leakCheck(t, runDir))
+			t.Cleanup(testkit.LeakCheck(t, runDir))
 			cmd := osexec.Command("bash", "-c", "ulimit -n "+limit+`; exec "$0" run "$1"`, testkit.BuildIpcflow(t), file)
 			cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runDir)
 			out, err := cmd.CombinedOutput()

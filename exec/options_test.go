@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipcflow/ipcflow/internal/testkit"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -40,7 +41,7 @@ func init() {
 
 func TestTimeout(t *testing.T) {
 	fr := newFlowRun(t, "sleepy", "--timeout=300ms", "--grace=1s")
-	check := leakCheck(t, fr.runDir)
+	check := testkit.LeakCheck(t, fr.runDir)
 	start := time.Now()
 	code := fr.run(t)
 	if code != StatusTimeout {
@@ -53,7 +54,7 @@ func TestTimeout(t *testing.T) {
 		t.Errorf("took %v", took)
 	}
 	check()
-	waitNoProcs(t, fr.mark, time.Second)
+	testkit.WaitNoProcs(t, fr.mark, time.Second)
 }
 
 func TestLabel(t *testing.T) {
@@ -77,7 +78,7 @@ func TestLabel(t *testing.T) {
 
 func TestDryRunStartsNothing(t *testing.T) {
 	fr := newFlowRun(t, "cmp-diamond", "--dry-run")
-	check := leakCheck(t, fr.runDir)
+	check := testkit.LeakCheck(t, fr.runDir)
 	if code := fr.run(t); code != 0 {
 		t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
 	}
@@ -108,7 +109,7 @@ func TestDryRunStartsNothing(t *testing.T) {
 func TestSemaphoresSerialise(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "log")
 	fr := newFlowRun(t, "sems", "LOG="+log)
-	check := leakCheck(t, fr.runDir)
+	check := testkit.LeakCheck(t, fr.runDir)
 	if code := fr.run(t); code != 0 {
 		t.Fatalf("exit status %d: %s", code, fr.stderr.Bytes())
 	}

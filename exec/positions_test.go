@@ -135,7 +135,7 @@ func TestEveryTypeInEveryPosition(t *testing.T) {
 				script := filepath.Join(t.TempDir(), "f.ipcflow")
 				os.WriteFile(script, []byte(flow), 0o600)
 				runBase := t.TempDir()
-				check := leakCheck(t, runBase)
+				check := testkit.LeakCheck(t, runBase)
 				cmd := osexec.Command(bin, "run", "--timeout=30s", script, "IN="+in, "SMALL="+small)
 				cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
 				if pos.stdin {
@@ -172,7 +172,7 @@ func TestOwnSocketsMeetPorts(t *testing.T) {
 	in, inPeer := socketPairFiles(t)
 	out, outPeer := socketPairFiles(t)
 	runBase := t.TempDir()
-	check := leakCheck(t, runBase)
+	check := testkit.LeakCheck(t, runBase)
 	cmd := osexec.Command(bin, "run", script)
 	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
 	cmd.Stdin, cmd.Stdout = in, out

@@ -232,7 +232,7 @@ func runRandGraph(t *testing.T, bin, flow string) (stdout []byte, code int, stde
 	script := filepath.Join(t.TempDir(), "f.ipcflow")
 	os.WriteFile(script, []byte(flow), 0o600)
 	runBase := t.TempDir()
-	check := leakCheck(t, runBase)
+	check := testkit.LeakCheck(t, runBase)
 	cmd := osexec.Command(bin, "run", "--grace=2s", script)
 	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
 	var out, errs bytes.Buffer

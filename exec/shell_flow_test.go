@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipcflow/ipcflow/internal/testkit"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -43,7 +44,7 @@ func TestStageShellDoesNotWaitForBackgroundJobs(t *testing.T) {
 	if fr.stdout.String() != want {
 		t.Errorf("stdout %q, bash %q", fr.stdout.String(), want)
 	}
-	waitNoProcs(t, fr.mark, time.Second)
+	testkit.WaitNoProcs(t, fr.mark, time.Second)
 }
 
 func init() {
@@ -61,7 +62,7 @@ func TestLeftoversEndWithTheRun(t *testing.T) {
 	if code := fr.run(t); code != 0 {
 		t.Errorf("exit status %d, want 0; stderr:\n%s", code, fr.stderr.Bytes())
 	}
-	waitNoProcs(t, fr.mark, 200*time.Millisecond)
+	testkit.WaitNoProcs(t, fr.mark, 200*time.Millisecond)
 }
 
 // Commands whose output and status in a one-stage flow must be what
@@ -144,7 +145,7 @@ func TestTrapSeesTeardown(t *testing.T) {
 	if !strings.Contains(fr.stderr.String(), "b survived\n") {
 		t.Errorf("stderr %q: b did not ignore SIGTERM", fr.stderr.Bytes())
 	}
-	waitNoProcs(t, fr.mark, time.Second)
+	testkit.WaitNoProcs(t, fr.mark, time.Second)
 }
 
 // hereDoc is a command feeding lines of 110 bytes to filter.

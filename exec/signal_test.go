@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipcflow/ipcflow/internal/testkit"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -33,11 +34,11 @@ func init() {
 func startLong(t *testing.T) (*flowRun, func()) {
 	t.Helper()
 	fr := newFlowRun(t, "long", "--grace=2s")
-	check := leakCheck(t, fr.runDir)
+	check := testkit.LeakCheck(t, fr.runDir)
 	t.Cleanup(func() {
 		// If the test failed, take down what is left of this run (found by
 		// its marker), so that it does not outlive the test.
-		for _, pid := range markedProcs(fr.mark) {
+		for _, pid := range testkit.MarkedProcs(fr.mark) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
@@ -53,10 +54,10 @@ func startLong(t *testing.T) (*flowRun, func()) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(markedProcs(fr.mark)) < 6 { // ipcflow, guardian, gen, slow's shell, yes, sleep, sink, waiter
+	for len(testkit.MarkedProcs(fr.mark)) < 6 { // ipcflow, guardian, gen, slow's shell, yes, sleep, sink, waiter
 		if time.Now().After(deadline) {
 			fr.cmd.Process.Kill()
-			t.Fatalf("the flow did not start: %d processes", len(markedProcs(fr.mark)))
+			t.Fatalf("the flow did not start: %d processes", len(testkit.MarkedProcs(fr.mark)))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -78,7 +79,7 @@ func TestSignalStopsTheFlow(t *testing.T) {
 			if took := time.Since(start); took > 3*time.Second {
 				t.Errorf("took %v to stop", took)
 			}
-			waitNoProcs(t, fr.mark, time.Second)
+			testkit.WaitNoProcs(t, fr.mark, time.Second)
 			check()
 		})
 	}
@@ -93,7 +94,7 @@ func TestSIGKILLLeavesNothing(t *testing.T) {
 		t.Errorf("ipcflow's outputs stayed open %v after its SIGKILL: a survivor held them", took)
 	}
 	// The guardian kills every stage's group at once; allow a second.
-	waitNoProcs(t, fr.mark, time.Second)
+	testkit.WaitNoProcs(t, fr.mark, time.Second)
 	// The guardian removes the run's objects once ipcflow's lock is free;
 	// check waits a second more for stragglers.
 	deadline := time.Now().Add(5 * time.Second)
@@ -116,7 +117,7 @@ func TestStopAndContinue(t *testing.T) {
 	}()
 	states := func() map[byte]int {
 		n := map[byte]int{}
-		for _, pid := range markedProcs(fr.mark) {
+		for _, pid := range testkit.MarkedProcs(fr.mark) {
 			st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 			if err != nil {
 				continue
@@ -161,5 +162,5 @@ func TestTeardownReachesLeftovers(t *testing.T) {
 	if code != 2 {
 		t.Errorf("exit status %d, want 2; stderr:\n%s", code, fr.stderr.Bytes())
 	}
-	waitNoProcs(t, fr.mark, 200*time.Millisecond)
+	testkit.WaitNoProcs(t, fr.mark, 200*time.Millisecond)
 }

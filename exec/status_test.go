@@ -158,7 +158,7 @@ func TestExitStatus(t *testing.T) {
 	for _, c := range statusFlows {
 		t.Run(c.name, func(t *testing.T) {
 			fr := newFlowRun(t, "st-"+c.name, c.args...)
-			check := leakCheck(t, fr.runDir)
+			check := testkit.LeakCheck(t, fr.runDir)
 			start := time.Now()
 			code := fr.run(t)
 			took := time.Since(start)
@@ -188,7 +188,7 @@ func TestExitStatus(t *testing.T) {
 				t.Errorf("took %v, want under %v", took, c.maxTime)
 			}
 			check()
-			waitNoProcs(t, fr.mark, time.Second)
+			testkit.WaitNoProcs(t, fr.mark, time.Second)
 		})
 	}
 }
@@ -350,7 +350,7 @@ func TestMmapRecordingOfADiamond(t *testing.T) {
 	rec := filepath.Join(t.TempDir(), "src.rec")
 	fr := newFlowRun(t, "mmap-record-diamond")
 	fr.cmd.Env = append(fr.cmd.Env, "IPCFLOW_TEST_REC="+rec)
-	check := leakCheck(t, fr.runDir)
+	check := testkit.LeakCheck(t, fr.runDir)
 	if code := fr.run(t); code != 0 {
 		t.Fatalf("exit status %d; stderr:\n%s", code, fr.stderr.Bytes())
 	}
@@ -386,7 +386,7 @@ func TestSetupFailureRemovesRecording(t *testing.T) {
 	rec := filepath.Join(t.TempDir(), "p.rec")
 	fr := newFlowRun(t, "setup-fails-after-recording")
 	fr.cmd.Env = append(fr.cmd.Env, "IPCFLOW_TEST_REC="+rec)
-	check := leakCheck(t, fr.runDir)
+	check := testkit.LeakCheck(t, fr.runDir)
 	if code := fr.run(t); code != 1 || !strings.Contains(fr.stderr.String(), "no room") {
 		t.Fatalf("exit status %d, want 1 with /dev/shm full; stderr:\n%s", code, fr.stderr.Bytes())
 	}

@@ -36,7 +36,7 @@ func TestClosedStdioAsInBash(t *testing.T) {
 			script := filepath.Join(dir, "f.ipcflow")
 			os.WriteFile(script, []byte(c.flow+"\n"), 0o600)
 			runBase := t.TempDir()
-			check := leakCheck(t, runBase)
+			check := testkit.LeakCheck(t, runBase)
 			var stdout, stderr bytes.Buffer
 			cmd := osexec.Command("bash", "-c", `exec "$0" run "$1" `+c.redirect, bin, script)
 			cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)

@@ -46,10 +46,11 @@ func isDead(dir string) (bool, error) {
 	return true, nil // closing f lets the lock go
 }
 
-// runBases are the places a run of this user may have made its directory:
+// Bases are the places a run of this user may have made its directory:
 // the current one, and the temp-directory fallback of a session without
-// XDG_RUNTIME_DIR. A live run found in either is spared.
-func runBases() []string {
+// XDG_RUNTIME_DIR. A live run found in either is spared by Clean; watch
+// ignores changes there (a run's own files are no change to its inputs).
+func Bases() []string {
 	tmp := tempRunBase()
 	if b := runBase(); b != tmp {
 		return []string{b, tmp}
@@ -70,7 +71,7 @@ func Clean(w io.Writer, dryRun bool) error {
 	var errs []error
 	live := map[string]bool{}
 	named := map[string]bool{} // said already (a dry run removes nothing the stray scan could miss)
-	for _, base := range runBases() {
+	for _, base := range Bases() {
 		if _, err := os.Lstat(base); errors.Is(err, os.ErrNotExist) {
 			continue
 		}

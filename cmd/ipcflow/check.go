@@ -1,10 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 
 	"github.com/ipcflow/ipcflow/exec"
 	"github.com/ipcflow/ipcflow/parser"
@@ -29,7 +26,7 @@ func (c *CheckCmd) Run(s *Streams) error {
 	for _, f := range c.Files {
 		g, err := parser.ParseFile(f)
 		if err != nil {
-			printParseError(s.Stderr, err)
+			exec.PrintParseError(s.Stderr, err)
 			failed = true
 			continue
 		}
@@ -42,26 +39,4 @@ func (c *CheckCmd) Run(s *Streams) error {
 		return &ExitStatus{Code: usageStatus}
 	}
 	return nil
-}
-
-// printParseError prints the errors of a script: one line per problem,
-// at most parser.MaxErrors and a "too many errors" line, or one line
-// saying why the file could not be read.
-func printParseError(w io.Writer, err error) {
-	var list parser.ErrorList
-	if errors.As(err, &list) {
-		fmt.Fprintln(w, list.Truncated(parser.MaxErrors).Error())
-		return
-	}
-	exec.PrintMessage(w, fileError(err))
-}
-
-// fileError is the message for a script that could not be read: its path
-// and why, without the name of the system call ("stat x: ...").
-func fileError(err error) string {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Path + ": " + pe.Err.Error()
-	}
-	return err.Error()
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/diff"
 
+	"github.com/ipcflow/ipcflow/exec"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -48,7 +49,7 @@ func (c *FmtCmd) Run(s *Streams) error {
 	for _, f := range c.Files {
 		src, err := parser.ReadScript(f)
 		if err != nil {
-			printParseError(s.Stderr, err)
+			exec.PrintParseError(s.Stderr, err)
 			firstErr = &ExitStatus{Code: usageStatus}
 			continue
 		}
@@ -75,7 +76,7 @@ func (c *FmtCmd) status(changed bool, err error) error {
 func (c *FmtCmd) one(s *Streams, name string, src []byte, write bool) (bool, error) {
 	f, err := parser.ParseAST(name, src)
 	if err != nil {
-		printParseError(s.Stderr, err)
+		exec.PrintParseError(s.Stderr, err)
 		return false, &ExitStatus{Code: usageStatus}
 	}
 	out := parser.Format(f)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/ipcflow/ipcflow/exec"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -26,7 +27,7 @@ status is 2.`
 func (c *GraphCmd) Run(s *Streams) error {
 	g, err := parser.ParseFile(c.File)
 	if err != nil {
-		printParseError(s.Stderr, err)
+		exec.PrintParseError(s.Stderr, err)
 		return &ExitStatus{Code: usageStatus}
 	}
 	if c.Format == "mermaid" {

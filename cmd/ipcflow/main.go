@@ -59,7 +59,7 @@ type CLI struct {
 	Bench   BenchCmd   `cmd:"" help:"Measure throughput and latency of each edge type on this machine."`
 	Lock    LockCmd    `cmd:"" help:"Inside a stage: run COMMAND holding one unit of semaphore SEM."`
 	Version VersionCmd `cmd:"" help:"Print ipcflow's version."`
-	Watch   WatchCmd   `cmd:"" help:"(not supported yet) Run a flow again when its file or a PATH changes."`
+	Watch   WatchCmd   `cmd:"" help:"Run a flow, and again whenever its file or a PATH changes."`
 	Ps      PsCmd      `cmd:"" help:"(not supported yet) The user's live runs; with RUN, its stages and edges once."`
 	Help    HelpCmd    `cmd:"" help:"Show help for ipcflow or for COMMAND (the same as --help)."`
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"os"
 	"strings"
 	"time"
@@ -9,7 +8,6 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/ipcflow/ipcflow/exec"
-	"github.com/ipcflow/ipcflow/parser"
 )
 
 // RunCmd runs a flow (SPEC 6, 7). Every flag is also an IPCFLOW_* variable
@@ -56,21 +54,8 @@ func (c *RunCmd) run(s *Streams, flagEnv []string) error {
 	if c.Grace < 0 || c.Timeout < 0 {
 		return &ExitStatus{Code: usageStatus, Msg: "run: --grace and --timeout take a duration of 0 or more"}
 	}
-	f, g, err := parser.ParseFileAST(c.File)
-	if err != nil {
-		var list parser.ErrorList
-		if !errors.As(err, &list) {
-			return &ExitStatus{Code: usageStatus, Msg: fileError(err)}
-		}
-		// FILE:LINE:COL: message lines, as `ipcflow check` prints them,
-		// and then (SPEC 5: run reports every problem at once) those of
-		// the NAME=VALUE arguments, which have no place in the script.
-		printParseError(s.Stderr, list)
-		if f != nil {
-			if _, err := parser.CheckOverrides(c.File, f.Params(), c.Params); err != nil {
-				exec.PrintMessage(s.Stderr, err.Error())
-			}
-		}
+	g := exec.Load(s.Stderr, c.File, c.Params)
+	if g == nil {
 		return &ExitStatus{Code: usageStatus}
 	}
 	grace := c.Grace

@@ -6,6 +6,11 @@
 //     semaphores included, /dev/mqueue, run cgroups) that the leak checks
 //     of channels, locks, exec and cmd's lock scripts build on:
 //     KernelObjects;
+//   - what runs in child processes left (their run directory base, and
+//     objects named with the ids of the runs seen there), waited for and
+//     failed on (LeakCheck) or listed (RunLeaks); a run's processes found
+//     by the IPCFLOW_TEST_MARK in their environment (MarkedProcs,
+//     WaitNoProcs, IsZombie);
 //   - reference output from bash: Bash, with Stdin and InDir;
 //   - stage stand-ins started with given fds (Start), pipes as the edges
 //     make them (Pipe), feeders and collectors of bytes (PipeFeeder,

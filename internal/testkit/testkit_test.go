@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipcflow/ipcflow/contain"
 	"github.com/ipcflow/ipcflow/mqueue"
@@ -72,4 +73,36 @@ func TestKernelObjectsCatchesLeaks(t *testing.T) {
 		t.Fatalf("found %v, %v; want %v", got, err, want)
 	}
 	t.Logf("found %v", got)
+}
+
+// TestLeakCheckCatchesALeak is the negative control: what a run (seen by
+// its directory) leaves must be reported, and another run's objects not.
+func TestLeakCheckCatchesALeak(t *testing.T) {
+	base := t.TempDir()
+	check := RunLeaks(base)
+	id := fmt.Sprintf("deadbeef%08x", os.Getpid())
+	os.MkdirAll(filepath.Join(base, "ipcflow", id), 0o700)
+	time.Sleep(20 * time.Millisecond) // the poller sees the run
+	ours := "/dev/shm/ipcflow." + id + ".e1"
+	theirs := fmt.Sprintf("/dev/shm/ipcflow.0ther%08x.e1", os.Getpid())
+	for _, f := range []string{ours, theirs} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Skipf("no /dev/shm: %v", err)
+		}
+		defer os.Remove(f)
+	}
+	want := []string{ours, filepath.Join(base, "ipcflow", id)}
+	if place, ok := contain.Find(); ok {
+		cg := filepath.Join(place.Parent, "ipcflow."+id+".procs")
+		if err := os.Mkdir(cg, 0o755); err == nil {
+			defer os.Remove(cg)
+			want = append(want, cg)
+		}
+	}
+	leaked := check()
+	sort.Strings(leaked)
+	sort.Strings(want)
+	if strings.Join(leaked, " ") != strings.Join(want, " ") {
+		t.Fatalf("leak check found %v, want %v", leaked, want)
+	}
 }
