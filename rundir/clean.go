@@ -16,6 +16,17 @@ import (
 	"github.com/ipcflow/ipcflow/locks"
 )
 
+// hasLock reports whether the run in dir has made its lock: its manifest,
+// or the lock file of an earlier version.
+func hasLock(dir string) bool {
+	for _, name := range []string{manifestFile, lockFile} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // isDead reports whether no process holds the lock of the run in dir:
 // its manifest's (its lock file's, for a run of an earlier version). A run
 // directory with no manifest yet is dead only once it is old: a run makes
@@ -202,6 +213,17 @@ var ErrLocked = errors.New("still locked; left for 'ipcflow clean'")
 // and a child caught between fork and exec may hold it a moment longer.
 // The guardian calls it after a crash.
 func Reclaim(dir string, wait time.Duration) error {
+	// Called once the run's ipcflow is gone, so a directory with no lock
+	// yet (neither manifest nor lock file) is one it made and died before
+	// it could lock, as a SIGTERM in its first milliseconds does: nobody
+	// will lock it now, and clean would leave it for 10 s. None at all:
+	// it died before making it.
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if !hasLock(dir) {
+		return removeDead(dir)
+	}
 	if !waitForLock(dir, wait) {
 		return fmt.Errorf("run %s %w", dir, ErrLocked)
 	}

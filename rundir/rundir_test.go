@@ -245,3 +245,31 @@ func TestRemovedWhenFdsRunOut(t *testing.T) {
 		t.Errorf("run directory left behind: %v (said %q)", ents, out)
 	}
 }
+
+// The guardian's Reclaim, called once its ipcflow is dead, removes a run
+// directory that ipcflow made and died before it could lock (a SIGTERM in
+// its first milliseconds), where clean waits 10 s for such a young one;
+// and a directory never made is no error.
+func TestReclaimOfARunThatDiedBeforeItsLock(t *testing.T) {
+	privateRunBase(t)
+	d, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Reclaim(d.Path, time.Second); err != nil {
+		t.Fatalf("Reclaim of a directory never made: %v", err)
+	}
+	if err := os.Mkdir(d.Path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := Reclaim(d.Path, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(d.Path); !os.IsNotExist(err) {
+		t.Errorf("the lockless run directory is still there")
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("Reclaim waited %v for a lock nobody will take", el)
+	}
+}
