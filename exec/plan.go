@@ -363,9 +363,6 @@ func (p *Plan) expandOptions(env expand.Environ) error {
 	return nil
 }
 
-// environWithout is ipcflow's environment less the variables named in
-// hide: those of ipcflow's own flags (IPCFLOW_GRACE...), which mean
-// something to ipcflow and would change a nested `ipcflow run` in a stage.
 // scriptDirVar names the script's own directory, absolute (SPEC 2: given,
 // usable in params and seen by every stage), so that a script finds its
 // data wherever it is run from. It is the directory of the path the
@@ -393,7 +390,10 @@ func withScriptDir(environ []string, file string) []string {
 	return append(env, scriptDirVar+"="+dir)
 }
 
-func environWithout(hide []string) []string {
+// EnvironWithout is ipcflow's environment less the variables named in
+// hide: those of ipcflow's own flags (IPCFLOW_GRACE...), which mean
+// something to ipcflow and would change a nested `ipcflow run` in a stage.
+func EnvironWithout(hide []string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")

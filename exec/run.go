@@ -50,7 +50,7 @@ func Run(g *parser.Graph, o Options) int {
 	if o.Stdout == nil {
 		o.Stdout = os.Stdout
 	}
-	plan, err := BuildPlan(g, o.Overrides, environWithout(o.FlagEnv), o.Label)
+	plan, err := BuildPlan(g, o.Overrides, EnvironWithout(o.FlagEnv), o.Label)
 	if err != nil {
 		return report(o.Stderr, err)
 	}

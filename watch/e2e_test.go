@@ -94,3 +94,33 @@ func TestInotifyLimits(t *testing.T) {
 		})
 	}
 }
+
+// watch's own flag variables stop at watch: a stage of its runs sees no
+// IPCFLOW_DEBOUNCE (or IPCFLOW_ON, IPCFLOW_GRACE...), and the run takes
+// the value watch passes on as a flag.
+func TestBinaryKeepsItsFlagVariables(t *testing.T) {
+	bin := testkit.BuildIpcflow(t)
+	dir, runBase := t.TempDir(), t.TempDir()
+	script := filepath.Join(dir, "flow.ipcflow")
+	os.WriteFile(script, []byte("stage a = echo \"debounce=${IPCFLOW_DEBOUNCE-unset} grace=${IPCFLOW_GRACE-unset}\"; sleep 60\n"), 0o600)
+	check := testkit.LeakCheck(t, runBase)
+	cmd := osexec.Command(bin, "watch", script)
+	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase, "IPCFLOW_DEBOUNCE=50ms", "IPCFLOW_GRACE=1s")
+	out, stderr := &syncBuffer{}, &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(deadline); !strings.Contains(out.String(), "\n"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			cmd.Process.Kill()
+			t.Fatalf("the run did not start; stderr:\n%s", stderr.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if got := out.String(); got != "debounce=unset grace=unset\n" {
+		t.Errorf("the stage saw %q, want no watch flag variable", got)
+	}
+	check()
+}

@@ -32,6 +32,7 @@ func start(o Options) (*run, error) {
 	cmd := &osexec.Cmd{
 		Path:        o.Exe,
 		Args:        argv,
+		Env:         o.Env,
 		Stdout:      o.Stdout,
 		Stderr:      o.Stderr,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM},

@@ -39,6 +39,7 @@ type Options struct {
 	Exe      string
 	Argv0    string
 	RunFlags []string
+	Env      []string // each run's environment (nil: watch's own)
 
 	Stdout, Stderr io.Writer
 	Stop           <-chan os.Signal // SIGINT or SIGTERM: stop the run, then watch

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/alecthomas/kong"
+
 	"github.com/ipcflow/ipcflow/exec"
 	"github.com/ipcflow/ipcflow/watch"
 )
@@ -37,7 +39,7 @@ says how each run ended. SIGINT or SIGTERM stops the run and watch (exit
 130 or 143). What is watched and ignored: docs/watch.md.`
 }
 
-func (c *WatchCmd) Run(s *Streams) error {
+func (c *WatchCmd) Run(s *Streams, kctx *kong.Context) error {
 	if c.Debounce < 0 || c.Grace < 0 || c.Timeout < 0 {
 		return &ExitStatus{Code: usageStatus, Msg: "watch: --debounce, --grace and --timeout take a duration of 0 or more"}
 	}
@@ -53,9 +55,13 @@ func (c *WatchCmd) Run(s *Streams) error {
 		Exe:      "/proc/self/exe",
 		Argv0:    os.Args[0],
 		RunFlags: c.runFlags(),
-		Stdout:   s.Stdout,
-		Stderr:   s.Stderr,
-		Stop:     stop,
+		// watch's flag variables (IPCFLOW_ON, IPCFLOW_GRACE...) stop
+		// here: runFlags passes on what a run needs, and the stages
+		// should see none of them.
+		Env:    exec.EnvironWithout(flagEnvs(kctx)),
+		Stdout: s.Stdout,
+		Stderr: s.Stderr,
+		Stop:   stop,
 	})
 	var stopped *watch.Stopped
 	if err == nil {
