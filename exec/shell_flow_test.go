@@ -81,34 +81,55 @@ var shellLikeBash = []struct{ name, cmd string }{
 
 func init() {
 	for _, c := range shellLikeBash {
-		testFlows["like-bash-"+c.name] = func() *parser.Graph {
-			b := newGraph()
-			b.stage("a", c.cmd)
-			return b.g
-		}
+		oneStageFlow("like-bash-"+c.name, c.cmd)
 	}
+}
+
+// oneStageFlow registers a test flow of one stage, a, running cmd.
+func oneStageFlow(name, cmd string) {
+	testFlows[name] = func() *parser.Graph {
+		b := newGraph()
+		b.stage("a", cmd)
+		return b.g
+	}
+}
+
+// bashC runs cmd with `bash -c` (the test skips without bash) and returns
+// its output and its status as ipcflow reports a stage's: 128+N for a
+// death by signal N.
+func bashC(t *testing.T, cmd string) (stdout, stderr []byte, status int) {
+	t.Helper()
+	c := osexec.Command("bash", "-c", cmd)
+	var out, errs bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errs
+	err := c.Run()
+	if errors.Is(err, osexec.ErrNotFound) {
+		t.Skip("no bash to compare with")
+	}
+	if ee, ok := err.(*osexec.ExitError); ok {
+		status = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			status = 128 + int(ws.Signal())
+		}
+	} else if err != nil {
+		t.Fatalf("bash -c: %v", err)
+	}
+	return out.Bytes(), errs.Bytes(), status
 }
 
 func TestStageShellLikeBash(t *testing.T) {
 	for _, c := range shellLikeBash {
 		t.Run(c.name, func(t *testing.T) {
-			bcmd := osexec.Command("bash", "-c", c.cmd)
-			var bout, berr bytes.Buffer
-			bcmd.Stdout, bcmd.Stderr = &bout, &berr
-			berrRun := bcmd.Run()
-			if errors.Is(berrRun, osexec.ErrNotFound) {
-				t.Skip("no bash to compare with")
-			}
-			bcode := exitCode(t, berrRun)
+			bout, berr, bcode := bashC(t, c.cmd)
 			fr := newFlowRun(t, "like-bash-"+c.name)
 			code := fr.run(t)
 			if code != bcode {
 				t.Errorf("exit status %d, bash %d; stderr:\n%s", code, bcode, fr.stderr.Bytes())
 			}
-			if fr.stdout.String() != bout.String() {
-				t.Errorf("stdout:\n%s\nbash:\n%s", fr.stdout.Bytes(), bout.Bytes())
+			if fr.stdout.String() != string(bout) {
+				t.Errorf("stdout:\n%s\nbash:\n%s", fr.stdout.Bytes(), bout)
 			}
-			want := strings.ReplaceAll(berr.String(), "bash: line 1: ", "")
+			want := strings.ReplaceAll(string(berr), "bash: line 1: ", "")
 			got := fr.stderr.String()
 			if code != 0 {
 				got = strings.TrimSuffix(got, fmt.Sprintf("ipcflow: stage a: exit status %d\n", code))
@@ -167,11 +188,7 @@ var longCommands = []struct{ name, cmd string }{
 
 func init() {
 	for _, c := range longCommands {
-		testFlows["long-"+c.name] = func() *parser.Graph {
-			b := newGraph()
-			b.stage("a", c.cmd)
-			return b.g
-		}
+		oneStageFlow("long-"+c.name, c.cmd)
 	}
 }
 
@@ -263,44 +280,28 @@ func TestStageShellExitTrapRunsOnce(t *testing.T) {
 var shellDeaths = []string{"SEGV", "ABRT", "BUS", "FPE", "TRAP", "SYS", "USR1", "USR2", "ALRM", "PROF", "VTALRM", "XCPU", "QUIT"}
 
 func init() {
-	for _, sig := range shellDeaths {
-		testFlows["dies-of-"+sig] = func() *parser.Graph {
-			b := newGraph()
-			b.stage("a", "echo pre; kill -"+sig+" $$; echo after")
-			return b.g
-		}
-	}
-	testFlows["dies-of-USR1-from-outside"] = func() *parser.Graph {
-		b := newGraph()
-		b.stage("a", `echo pre; sh -c 'kill -USR1 $PPID'; sleep 0.5; echo after`)
-		return b.g
+	for name, cmd := range shellDeathCases() {
+		oneStageFlow(name, cmd)
 	}
 }
 
-func TestStageShellDiesOfSignalsAsBash(t *testing.T) {
+// shellDeathCases are the commands of TestStageShellDiesOfSignalsAsBash,
+// by flow name.
+func shellDeathCases() map[string]string {
 	cases := map[string]string{"dies-of-USR1-from-outside": `echo pre; sh -c 'kill -USR1 $PPID'; sleep 0.5; echo after`}
 	for _, sig := range shellDeaths {
 		cases["dies-of-"+sig] = "echo pre; kill -" + sig + " $$; echo after"
 	}
-	for name, cmd := range cases {
+	return cases
+}
+
+func TestStageShellDiesOfSignalsAsBash(t *testing.T) {
+	for name, cmd := range shellDeathCases() {
 		t.Run(name, func(t *testing.T) {
-			bcmd := osexec.Command("bash", "-c", cmd)
-			var bout bytes.Buffer
-			bcmd.Stdout = &bout
-			berr := bcmd.Run()
-			if errors.Is(berr, osexec.ErrNotFound) {
-				t.Skip("no bash to compare with")
-			}
-			want := 0
-			if ee, ok := berr.(*osexec.ExitError); ok {
-				want = ee.ExitCode()
-				if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-					want = 128 + int(ws.Signal())
-				}
-			}
+			bout, _, want := bashC(t, cmd)
 			fr := newFlowRun(t, name)
-			if code := fr.run(t); code != want || fr.stdout.String() != bout.String() {
-				t.Errorf("exit status %d, stdout %q; bash %d, %q; stderr:\n%s", code, fr.stdout.Bytes(), want, bout.Bytes(), fr.stderr.Bytes())
+			if code := fr.run(t); code != want || fr.stdout.String() != string(bout) {
+				t.Errorf("exit status %d, stdout %q; bash %d, %q; stderr:\n%s", code, fr.stdout.Bytes(), want, bout, fr.stderr.Bytes())
 			}
 			if bytes.Contains(fr.stderr.Bytes(), []byte("goroutine")) {
 				t.Errorf("a goroutine dump:\n%.300s", fr.stderr.Bytes())
