@@ -56,6 +56,13 @@ func fakeRunRole(args []string) int {
 			fmt.Println("error", err)
 			return 1
 		}
+		// As the supervisor does before its first stage: the guardian
+		// is started in the background, and a stage must not run
+		// before it exists.
+		if g.Pid() == 0 {
+			fmt.Println("error: the guardian did not start")
+			return 1
+		}
 	}
 	cmd := exec.Command("sh", "-c", "sleep 1000 | sleep 1000")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
