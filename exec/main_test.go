@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 }
 
 // roomForQueues raises this process's RLIMIT_MSGQUEUE (its runs inherit
-// it) where it may (root): the limit is checked against all of the user's
+// it) where it may (CAP_SYS_RESOURCE; root here lacks it): the limit is checked against all of the user's
 // queues, and go test runs the channels tests, which make many, at the
 // same time as these. A random graph with an mq edge then failed now and
 // then with "RLIMIT_MSGQUEUE (819200 bytes) is used up", which is the

@@ -229,6 +229,22 @@ var randSeed = flag.Uint64("randseed", 0, "TestRandomGraphs' seed (0: from the c
 // object.
 func runRandGraph(t *testing.T, bin, flow string) (stdout []byte, code int, stderr []byte) {
 	t.Helper()
+	// The user's queue budget (RLIMIT_MSGQUEUE, 800 KiB by default, which
+	// this test cannot raise where it lacks CAP_SYS_RESOURCE) is shared
+	// with the graphs beside it and the other packages' tests: a run that
+	// found it used up by them is run again, a few times, after a pause.
+	// What the run does with the budget it gets is what is tested.
+	for try := 0; ; try++ {
+		stdout, code, stderr = runRandGraphOnce(t, bin, flow)
+		if try == 4 || code != StatusSetup || !bytes.Contains(stderr, []byte("RLIMIT_MSGQUEUE")) {
+			return stdout, code, stderr
+		}
+		time.Sleep(time.Duration(100*(try+1)) * time.Millisecond)
+	}
+}
+
+func runRandGraphOnce(t *testing.T, bin, flow string) (stdout []byte, code int, stderr []byte) {
+	t.Helper()
 	script := filepath.Join(t.TempDir(), "f.ipcflow")
 	os.WriteFile(script, []byte(flow), 0o600)
 	runBase := t.TempDir()
