@@ -27,12 +27,13 @@ func TestMain(m *testing.M) {
 }
 
 // roomForQueues raises this process's RLIMIT_MSGQUEUE (its runs inherit
-// it) where it may (CAP_SYS_RESOURCE; root here lacks it): the limit is checked against all of the user's
-// queues, and go test runs the channels tests, which make many, at the
-// same time as these. A random graph with an mq edge then failed now and
-// then with "RLIMIT_MSGQUEUE (819200 bytes) is used up", which is the
-// right answer to a user whose budget is used up, and no news here. The
-// tests of ulimit -q set their own limit.
+// it) where it may (with CAP_SYS_RESOURCE, which root lacks on some
+// machines, this one among them): the limit is checked against all of the
+// user's queues, and go test runs the channels tests, which make many, at
+// the same time as these. A run with mq edges then failed now and then
+// with "RLIMIT_MSGQUEUE (819200 bytes) is used up", which is the right
+// answer to a user whose budget is used up, and no news here (the random
+// graphs run such a run again). The tests of ulimit -q set their own limit.
 func roomForQueues() {
 	want := uint64(16 << 20)
 	var rl unix.Rlimit
