@@ -133,7 +133,11 @@ func (g *Group) Spawn(attr *syscall.SysProcAttr, start func() (int, error)) (int
 	}
 	self := []byte(strconv.Itoa(os.Getpid()))
 	if err := writeFile(filepath.Join(g.Path, "cgroup.procs"), self); err != nil {
-		return 0, fmt.Errorf("enter cgroup %s: %w", g.Path, err)
+		// The group would not take ipcflow (a v1 hierarchy can refuse a
+		// multi-threaded process it is not allowed to move): the stage
+		// starts all the same, held by its process group alone, rather
+		// than not at all.
+		return start()
 	}
 	pid, err := start()
 	// Should stepping back fail, ipcflow stays counted in the run's group:
