@@ -99,11 +99,14 @@ func (p Place) String() string {
 	return "cgroup v1 pids group under " + p.Parent
 }
 
+// Path is where New(p, name) makes its group.
+func (p Place) Path(name string) string { return filepath.Join(p.Parent, name) }
+
 // New makes the group name under p. It fails where the kernel refuses
 // (no permission after all, no cgroup.kill and no pids.max): then the
 // caller falls back to process groups.
 func New(p Place, name string) (*Group, error) {
-	g := &Group{Version: p.Version, Path: filepath.Join(p.Parent, name), fd: -1}
+	g := &Group{Version: p.Version, Path: p.Path(name), fd: -1}
 	if err := unix.Mkdir(g.Path, 0o755); err != nil {
 		return nil, fmt.Errorf("create cgroup %s: %w", g.Path, err)
 	}

@@ -32,11 +32,11 @@ func (f *flow) newCgroup() error {
 	if !f.plan.containOK {
 		return nil
 	}
-	path := f.plan.contain.Parent + "/" + f.rd.Prefix + "procs"
-	if err := f.rd.Record(rundir.KindCgroup, path); err != nil {
+	name := f.rd.CgroupName()
+	if err := f.rd.Record(rundir.KindCgroup, f.plan.contain.Path(name)); err != nil {
 		return err
 	}
-	g, err := contain.New(f.plan.contain, f.rd.Prefix+"procs")
+	g, err := contain.New(f.plan.contain, name)
 	if err != nil {
 		fmt.Fprintf(f.o.Stderr, "ipcflow: warning: %v; holding stages by process group only\n", err)
 		return nil

@@ -16,6 +16,14 @@ import (
 // removing it kills what is in it, then removes it.
 const KindCgroup = "cgroup"
 
+// cgroupSuffix ends a run's cgroup's name, after the run's Prefix:
+// ipcflow.<id>.procs.
+const cgroupSuffix = "procs"
+
+// CgroupName is the name of the run's cgroup, made by exec (contain) and
+// known to clean by its shape.
+func (d *Dir) CgroupName() string { return d.Prefix + cgroupSuffix }
+
 // removeCgroup kills what is in a run's cgroup and removes it, for a
 // manifest's line. It acts only on a path that names a run's cgroup
 // ("ipcflow.<id>.procs" in a cgroup file system): a manifest is only
@@ -24,7 +32,7 @@ const KindCgroup = "cgroup"
 func removeCgroup(path string) error {
 	base := filepath.Base(path)
 	var st unix.Statfs_t
-	if !strings.HasPrefix(base, "ipcflow.") || !strings.HasSuffix(base, ".procs") ||
+	if !strings.HasPrefix(base, "ipcflow.") || !strings.HasSuffix(base, "."+cgroupSuffix) ||
 		unix.Statfs(filepath.Dir(path), &st) != nil ||
 		(st.Type != unix.CGROUP2_SUPER_MAGIC && st.Type != unix.CGROUP_SUPER_MAGIC) {
 		return fmt.Errorf("%s is not a run's cgroup; left in place", path)
@@ -50,7 +58,7 @@ func strayCgroups(live map[string]bool) []object {
 	var out []object
 	for _, e := range entries {
 		rest, ok := strings.CutPrefix(e.Name(), "ipcflow.")
-		id, ok2 := strings.CutSuffix(rest, ".procs")
+		id, ok2 := strings.CutSuffix(rest, "."+cgroupSuffix)
 		if !ok || !ok2 || !isID(id) || live[id] {
 			continue
 		}
