@@ -88,7 +88,7 @@ func StartGuardian(r *rundir.Dir) (*Guardian, error) {
 	attr := &syscall.ProcAttr{
 		// One P: the guardian has one goroutine to run, and its start-up
 		// competes with the stages' for the CPUs.
-		Env:   append(os.Environ(), "GOMAXPROCS=1"),
+		Env:   append(EnvironWithout([]string{"GOMAXPROCS"}), "GOMAXPROCS=1"),
 		Files: []uintptr{pr.Fd(), null.Fd(), 2},
 		Sys:   &syscall.SysProcAttr{Setpgid: true}, // a ^C to ipcflow's group is not for it
 	}
