@@ -281,3 +281,17 @@ func (e *ends) closeUnhanded() {
 		}
 	}
 }
+
+// Counted reports whether a channel of spec counts the bytes it carries
+// (they pass a bridge of ipcflow's), so that its Stats are the edge's:
+// pipe, fifo and tcp edges join the stages through the kernel alone.
+func Counted(spec Spec) bool {
+	t, ok := types[spec.Type]
+	return ok && t.Caps.Bridged && !(spec.Type == "socket" && spec.Options.Socket == "tcp")
+}
+
+// HasRecords reports whether the type of spec moves records that Stats
+// counts: mq messages, shm ring commits, udp datagrams.
+func HasRecords(spec Spec) bool {
+	return spec.Type == "mq" || spec.Type == "shm" || (spec.Type == "socket" && spec.Options.Socket == "udp")
+}

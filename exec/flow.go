@@ -22,6 +22,7 @@ import (
 	"github.com/ipcflow/ipcflow/locks"
 	"github.com/ipcflow/ipcflow/movers"
 	"github.com/ipcflow/ipcflow/rundir"
+	"github.com/ipcflow/ipcflow/stats"
 )
 
 // flow is a plan being run: the objects it made and its stages' state.
@@ -48,6 +49,12 @@ type flow struct {
 
 	stages []*liveStage // in plan order, as Plan.Stages
 	byPid  map[int]*liveStage
+
+	// rec measures the run (--stats, --monitor, ps); wireEdges says which
+	// of its edges each wire carries (measure.go).
+	rec       *stats.Recorder
+	wireEdges [][]int
+	control   *stats.Control
 
 	status   int  // the flow's exit status; -1 until something sets it
 	stopping bool // teardown has begun
@@ -149,6 +156,7 @@ func newFlow(plan *Plan, o Options) (f *flow, err error) {
 	if f.null, err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
 		return f, err
 	}
+	f.newRecorder()
 	return f, nil
 }
 
@@ -202,6 +210,11 @@ func (f *flow) supervise() int {
 	}
 	f.startMovers()
 	f.launch(ctx, ready, f.readyStages())
+	f.rec.Start()
+	f.serveControl()
+	if f.o.Started != nil {
+		f.o.Started(f.rec)
+	}
 	for f.active() {
 		select {
 		case <-caught:
@@ -263,18 +276,21 @@ func (f *flow) supervise() int {
 		f.setStatus(StatusSetup)
 	}
 	f.reportLoss()
+	f.rec.Stop()
 	if err := f.teardown(); err != nil {
 		PrintMessage(f.o.Stderr, err.Error())
 	}
-	if f.status < 0 {
-		return 0
+	status := max(f.status, 0)
+	if f.o.Report != nil {
+		f.o.Report(f.rec.Final(status))
 	}
-	return f.status
+	return status
 }
 
 // teardown closes and removes everything the flow made, and returns what
 // could not be removed.
 func (f *flow) teardown() error {
+	f.control.Close()
 	for _, m := range f.movers {
 		m.Close()
 	}

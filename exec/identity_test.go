@@ -108,12 +108,20 @@ func crashRun(t *testing.T, fifo string) string {
 		}
 	}
 	// Stopped first, so the guardian cannot see ipcflow die and clean.
-	procs := testkit.MarkedProcs(fr.mark)
-	for _, pid := range procs {
-		syscall.Kill(pid, syscall.SIGSTOP)
-	}
-	for _, pid := range procs {
-		syscall.Kill(pid, syscall.SIGKILL)
+	// Again until none is left: the stage shell may have started its
+	// sleep after the list was read (an orphan that would hold the
+	// test's stderr pipe, and its Wait, for good).
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		procs := testkit.MarkedProcs(fr.mark)
+		if len(procs) == 0 {
+			break
+		}
+		for _, pid := range procs {
+			syscall.Kill(pid, syscall.SIGSTOP)
+		}
+		for _, pid := range procs {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 	fr.cmd.Wait()
 	testkit.WaitNoProcs(t, fr.mark, 5*time.Second)

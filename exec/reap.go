@@ -10,6 +10,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/stats"
 )
 
 // reap collects every child that exited. ipcflow is a child subreaper
@@ -24,7 +26,18 @@ func (f *flow) reap() {
 	for {
 		var ws unix.WaitStatus
 		var ru unix.Rusage
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, &ru)
+		want := -1
+		if f.o.Measure {
+			// What a stage read and wrote is in /proc only until it
+			// is reaped.
+			if want = waitExited(); want <= 0 {
+				break
+			}
+			if st := f.byPid[want]; st != nil {
+				st.io = stats.ReadIO(want)
+			}
+		}
+		pid, err := unix.Wait4(want, &ws, unix.WNOHANG, &ru)
 		if err == unix.EINTR {
 			continue
 		}

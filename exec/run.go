@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/parser"
+	"github.com/ipcflow/ipcflow/stats"
 )
 
 // Options are `ipcflow run`'s flags.
@@ -26,6 +27,14 @@ type Options struct {
 	// FlagEnv names the variables that set ipcflow's own flags
 	// (IPCFLOW_GRACE...): stages do not inherit them.
 	FlagEnv []string
+
+	// Measure samples the stages while they run (--stats, --monitor).
+	Measure bool
+	// Started, when set, is called with the run's Recorder once its first
+	// stages have started (--monitor draws from it).
+	Started func(*stats.Recorder)
+	// Report, when set, gets the run's figures at its end.
+	Report func(*stats.Report)
 }
 
 // DefaultGrace is how long stages get between SIGTERM and SIGKILL.

@@ -203,6 +203,7 @@ func (f *flow) startStage(st *liveStage) {
 	st.state = stRunning
 	st.started = time.Now()
 	f.byPid[pid] = st
+	f.rec.Started(st.idx, pid, f.stageEnds(st, sf.fds))
 	// With a cgroup, the guardian kills that (the manifest names it); only
 	// process groups need telling.
 	if f.guard != nil && f.cgroup == nil {
@@ -236,6 +237,7 @@ type acquired struct {
 func (f *flow) skip(st *liveStage, why string) {
 	st.state = stSkipped
 	f.takeStageFiles(st).release()
+	f.rec.Skipped(st.idx, why)
 	if why != "" {
 		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: skipped: %s\n", st.name(), why)
 	}

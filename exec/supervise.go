@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/stats"
 )
 
 // stageState is where a stage of a live flow is.
@@ -35,6 +37,8 @@ type liveStage struct {
 	release func() error // gives back the semaphore units it holds, if any
 	exit    exitInfo
 	rusage  unix.Rusage
+	io      stats.IO // what it read and wrote, read before it was reaped (with --stats)
+	idx     int      // its index in the plan, and the Recorder's
 
 	// outputs are the wires it writes into (not its stderr), by the
 	// identity of its end, and readersLeft the readers of those wires that
@@ -142,6 +146,7 @@ func (f *flow) readyStages() []*liveStage {
 				changed = true
 			} else if go_ {
 				st.state = stAcquiring // claimed; launch decides
+				f.rec.Ready(st.idx)
 				ready = append(ready, st)
 			}
 		}
@@ -217,6 +222,7 @@ func (f *flow) signalAll(sig unix.Signal) {
 func (f *flow) finished(st *liveStage, e exitInfo) {
 	st.state = stDone
 	st.exit = e
+	defer func() { f.rec.Ended(st.idx, statusWords(st.exit), &st.rusage, st.io) }()
 	if st.release != nil {
 		st.release()
 		st.release = nil

@@ -60,7 +60,7 @@ type CLI struct {
 	Lock    LockCmd    `cmd:"" help:"Inside a stage: run COMMAND holding one unit of semaphore SEM."`
 	Version VersionCmd `cmd:"" help:"Print ipcflow's version."`
 	Watch   WatchCmd   `cmd:"" help:"Run a flow, and again whenever its file or a PATH changes."`
-	Ps      PsCmd      `cmd:"" help:"(not supported yet) The user's live runs; with RUN, its stages and edges once."`
+	Ps      PsCmd      `cmd:"" help:"The user's live runs; with RUN (its id, a prefix of it, or ipcflow's pid), its stages and edges once: what each does and waits on."`
 	Help    HelpCmd    `cmd:"" help:"Show help for ipcflow or for COMMAND (the same as --help)."`
 
 	VersionFlag versionFlag `name:"version" env:"-" help:"Print ipcflow's version and exit."`

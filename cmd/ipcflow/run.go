@@ -21,24 +21,9 @@ type RunCmd struct {
 	Grace     time.Duration `default:"5s" help:"Time between SIGTERM and SIGKILL when the flow is stopped."`
 	Timeout   time.Duration `help:"Stop the flow after this long and exit 124 (0: no limit)."`
 
-	// Designed in SPEC 7 but not built yet: refused with one clear line,
-	// never silently ignored.
-	Stats     bool   `help:"(not supported yet) A table of per-stage and per-edge figures on stderr after the run."`
-	StatsJSON string `name:"stats-json" placeholder:"FILE" help:"(not supported yet) The --stats figures as JSON in FILE."`
-	Monitor   bool   `help:"(not supported yet) Live bytes and rate per edge on a terminal."`
-}
-
-// later names the first not-yet-supported flag given, if any.
-func (c *RunCmd) later() string {
-	switch {
-	case c.Stats:
-		return "--stats"
-	case c.StatsJSON != "":
-		return "--stats-json"
-	case c.Monitor:
-		return "--monitor"
-	}
-	return ""
+	Stats     bool   `help:"After the run, a table on stderr: per stage status, CPU, memory, I/O and where its time went; per edge bytes, records, throughput and fill; the bottleneck."`
+	StatsJSON string `name:"stats-json" placeholder:"FILE" help:"The --stats figures as one JSON document in FILE (- for stdout; schema in docs/stats.md)."`
+	Monitor   bool   `help:"A live view of stages and edges on stderr while the flow runs (on a terminal; else the same as --stats), then the --stats table."`
 }
 
 func (c *RunCmd) Run(s *Streams, kctx *kong.Context) error {
@@ -48,9 +33,6 @@ func (c *RunCmd) Run(s *Streams, kctx *kong.Context) error {
 // run runs the flow; flagEnv names the IPCFLOW_* variables of run's flags,
 // which stages do not inherit.
 func (c *RunCmd) run(s *Streams, flagEnv []string) error {
-	if f := c.later(); f != "" {
-		return &ExitStatus{Code: usageStatus, Msg: "run: " + f + " is not supported yet"}
-	}
 	if c.Grace < 0 || c.Timeout < 0 {
 		return &ExitStatus{Code: usageStatus, Msg: "run: --grace and --timeout take a duration of 0 or more"}
 	}
@@ -62,6 +44,10 @@ func (c *RunCmd) run(s *Streams, flagEnv []string) error {
 	if grace <= 0 {
 		grace = time.Nanosecond // --grace=0: SIGKILL right after SIGTERM
 	}
+	m, err := c.measuring(s)
+	if err != nil {
+		return err
+	}
 	code := exec.Run(g, exec.Options{
 		Overrides: c.Params,
 		DryRun:    c.DryRun,
@@ -72,6 +58,9 @@ func (c *RunCmd) run(s *Streams, flagEnv []string) error {
 		Stdout:    s.Stdout,
 		Stderr:    s.Stderr,
 		FlagEnv:   flagEnv,
+		Measure:   m.on(),
+		Started:   m.started,
+		Report:    m.report,
 	})
 	if code != 0 {
 		return &ExitStatus{Code: code}

@@ -93,13 +93,3 @@ func (c *WatchCmd) runFlags() []string {
 	}
 	return flags
 }
-
-// PsCmd is `ipcflow ps [RUN]` (SPEC 7, 9): designed, not built yet, and
-// refused with one clear line rather than taken for a file name.
-type PsCmd struct {
-	ID string `arg:"" optional:"" name:"run" help:"A live run's id, for its live view."`
-}
-
-func (PsCmd) Run(s *Streams) error {
-	return &ExitStatus{Code: usageStatus, Msg: "ps is not supported yet"}
-}

@@ -1,0 +1,179 @@
+package exec
+
+// What exec tells package stats about a run: the stages and edges of the
+// plan, each stage's ends as the kernel names them, when each stage
+// became ready, started and ended (with its rusage and its I/O, read
+// before it is reaped), and the control socket `ipcflow ps` asks.
+
+import (
+	"fmt"
+	"path/filepath"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/stats"
+)
+
+// ControlSocket is the name, in a run's directory, of the socket on which
+// the run answers `ipcflow ps` with its figures.
+const ControlSocket = "control"
+
+// newRecorder makes the run's Recorder: stages in plan order, one edge
+// per edge of the script, and which edges each wire carries.
+func (f *flow) newRecorder() {
+	stageIdx := map[string]int{}
+	var sspecs []stats.StageSpec
+	for i, st := range f.stages {
+		st.idx = i
+		stageIdx[st.name()] = i
+		var uses []string
+		for _, u := range st.plan.Stage.Uses {
+			uses = append(uses, u.Name)
+		}
+		sspecs = append(sspecs, stats.StageSpec{Name: st.name(), Uses: uses})
+	}
+	f.wireEdges = make([][]int, len(f.plan.Wires))
+	var especs []stats.EdgeSpec
+	for wi, w := range f.plan.Wires {
+		for k, e := range w.Edges {
+			es := stats.EdgeSpec{ID: w.ID, From: e.From.String(), To: e.To.String(), Type: w.Spec.Type,
+				Producer: -1, Consumer: -1, Records: channels.HasRecords(w.Spec)}
+			if len(w.Edges) > 1 {
+				es.ID = fmt.Sprintf("%s.%d", w.ID, k)
+			}
+			if w.Spec.Type == "socket" {
+				kind := w.Spec.Options.Socket
+				if kind == "" {
+					kind = "unix"
+				}
+				es.Type = "socket " + kind
+			}
+			if e.From.Stage != nil {
+				es.Producer = stageIdx[e.From.Stage.Name]
+			}
+			if e.To.Stage != nil {
+				es.Consumer = stageIdx[e.To.Stage.Name]
+			}
+			if channels.Counted(w.Spec) {
+				lw := f.wires[wi]
+				es.Counted = func() (int64, int64, int64) {
+					s := lw.ch.Stats()
+					return s.Bytes, s.Records, s.Lost
+				}
+			}
+			f.wireEdges[wi] = append(f.wireEdges[wi], len(especs))
+			especs = append(especs, es)
+		}
+	}
+	// A pipe of ipcflow's own carries the edges of the tee or join it
+	// feeds or drains: a stage blocked on it waits on those edges.
+	for changed := true; changed; {
+		changed = false
+		for _, m := range f.plan.Movers {
+			if m.Kind == Label {
+				continue
+			}
+			var union []int
+			for _, e := range append(append([]End{}, m.Srcs...), m.Dsts...) {
+				if e.Kind == EndRead || e.Kind == EndWrite {
+					union = append(union, f.wireEdges[e.Wire]...)
+				}
+			}
+			for _, e := range append(append([]End{}, m.Srcs...), m.Dsts...) {
+				if (e.Kind == EndRead || e.Kind == EndWrite) && f.plan.Wires[e.Wire].Internal() && len(f.wireEdges[e.Wire]) == 0 && len(union) > 0 {
+					f.wireEdges[e.Wire] = dedupInts(union)
+					changed = true
+				}
+			}
+		}
+	}
+	o := stats.Options{Script: f.plan.Graph.File, Run: f.rd.ID}
+	if f.o.Measure {
+		o.Interval = stats.DefaultInterval
+	}
+	if f.cgroup != nil {
+		o.Procs = filepath.Join(f.cgroup.Path, "cgroup.procs")
+	}
+	f.rec = stats.New(o, sspecs, especs)
+}
+
+func dedupInts(xs []int) []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, x := range xs {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// stageEnds names stage st's fds for the Recorder: every wire end but its
+// stderr's unless that is an edge (what a stage writes on stderr is
+// assumed small, so that a writer's bytes can stand for its one edge's),
+// and ipcflow's own stdin and stdout, which are no edge but are I/O.
+func (f *flow) stageEnds(st *liveStage, files []uintptr) []stats.End {
+	var ends []stats.End
+	for fd, e := range st.proc.Fds {
+		switch e.Kind {
+		case EndOwn:
+			if fd != 2 {
+				ends = append(ends, stats.End{Fd: fd, Write: fd != 0})
+			}
+		case EndRead, EndWrite:
+			edges := f.wireEdges[e.Wire]
+			if fd == 2 && len(edges) == 0 {
+				continue
+			}
+			var s unix.Stat_t
+			if unix.Fstat(int(files[fd]), &s) != nil {
+				continue
+			}
+			ends = append(ends, stats.End{Fd: fd, Key: stats.FileKey{Dev: s.Dev, Ino: s.Ino}, Write: e.Kind == EndWrite, Edges: edges})
+		}
+	}
+	return ends
+}
+
+// waitExited returns the pid of a child that has exited, without reaping
+// it (WNOWAIT), or 0: so that its /proc/PID/io can still be read.
+func waitExited() int {
+	// siginfo_t for SIGCHLD: si_signo, si_errno, si_code, padding, then
+	// si_pid (the kernel's layout on every 64-bit Linux).
+	var info struct {
+		signo, errno, code, _ int32
+		pid                   int32
+		_                     [108]byte
+	}
+	for {
+		err := unix.Waitid(unix.P_ALL, 0, (*unix.Siginfo)(unsafe.Pointer(&info)), unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0
+		}
+		return int(info.pid)
+	}
+}
+
+// serveControl answers `ipcflow ps` on the run directory's control
+// socket, in the background: it is not on the way of the first stage.
+func (f *flow) serveControl() {
+	path := filepath.Join(f.rd.Path, ControlSocket)
+	f.control = stats.Serve(path, f.rec)
+}
+
+// statusWords is how a stage ended, in SPEC 6's words.
+func statusWords(e exitInfo) string {
+	switch {
+	case e.code == 0 && e.signal == 0:
+		return "exit status 0"
+	case e.signal == unix.SIGPIPE || e.epipe:
+		return "broken pipe (" + e.String() + ")"
+	}
+	return e.String()
+}

@@ -1,0 +1,137 @@
+package stats
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The bottleneck is the stage whose own work (on a CPU, or busy elsewhere:
+// sleeping, a disk, a child) took the largest part of the run, since the
+// others spent that time waiting on it: blocked writing into its full
+// input, or reading its empty output. Unless waiting for a semaphore took
+// more: then the semaphore limited the flow, and the stage that waited
+// longest for it is named, with those that held it.
+//
+// The evidence names the stage's time on a CPU, its own time elsewhere,
+// how often its input was full (its writer blocked writing into it) and
+// its output empty (its reader blocked reading), as the samples saw them.
+
+// minShare is the least part of the run a cause must take to be named:
+// below it, no stage limited the flow (it waited on its input or output
+// outside, or the run was too short to tell).
+const minShare = 0.2
+
+func (r *Recorder) bottleneck(rep *Report) *Bottleneck {
+	if rep.WallSec <= 0 {
+		return nil
+	}
+	best, bestOwn := -1, 0.0
+	semStage, semAbs := -1, 0.0
+	for i, s := range rep.Stages {
+		part := s.WallSec / rep.WallSec
+		own := (s.Share.Running + s.Share.Other) * part
+		if own > bestOwn || (own == bestOwn && best >= 0 && s.Share.Running > rep.Stages[best].Share.Running) {
+			best, bestOwn = i, own
+		}
+		if w := s.Share.Semaphore * part; w > semAbs {
+			semStage, semAbs = i, w
+		}
+	}
+	if semStage >= 0 && semAbs >= minShare && semAbs >= bestOwn*0.9 {
+		return r.semBottleneck(rep, semStage)
+	}
+	if best < 0 || bestOwn < minShare {
+		return nil
+	}
+	s := rep.Stages[best]
+	var ev []string
+	ev = append(ev, fmt.Sprintf("on CPU %s", pct(s.Share.Running)))
+	if s.Share.Other >= 0.1 {
+		ev = append(ev, fmt.Sprintf("busy elsewhere %s (sleep, disk, a child)", pct(s.Share.Other)))
+	}
+	if f, id := r.inputFull(best); f >= 0.1 {
+		ev = append(ev, fmt.Sprintf("its input %s full %s of the time", id, pct(f)))
+	}
+	if e, id := r.outputEmpty(best); e >= 0.1 {
+		ev = append(ev, fmt.Sprintf("its output %s empty %s of the time", id, pct(e)))
+	}
+	return &Bottleneck{Stage: s.Name, Evidence: strings.Join(ev, ", ")}
+}
+
+// semBottleneck names the semaphore stage i waited for.
+func (r *Recorder) semBottleneck(rep *Report, i int) *Bottleneck {
+	st := r.stages[i]
+	var holders []string
+	for j, o := range r.stages {
+		if j == i {
+			continue
+		}
+		for _, u := range o.spec.Uses {
+			for _, v := range st.spec.Uses {
+				if u == v {
+					holders = append(holders, o.spec.Name)
+				}
+			}
+		}
+	}
+	sem := strings.Join(st.spec.Uses, ", ")
+	ev := fmt.Sprintf("waiting for semaphore %s %s of its life", sem, pct(rep.Stages[i].Share.Semaphore))
+	if len(holders) > 0 {
+		ev += " (shared with " + strings.Join(dedup(holders), ", ") + ")"
+	}
+	return &Bottleneck{Stage: st.spec.Name, Semaphore: sem, Evidence: ev}
+}
+
+// inputFull is the largest share of samples in which the writer of one
+// of stage i's input edges was blocked writing into it.
+func (r *Recorder) inputFull(i int) (float64, string) {
+	best, id := 0.0, ""
+	for _, e := range r.edges {
+		if e.spec.Consumer != i {
+			continue
+		}
+		f := ratio(e.full, e.writerN)
+		f = max(f, ratio(e.fullN, e.fillN))
+		if f > best {
+			best, id = f, e.spec.ID
+		}
+	}
+	return best, id
+}
+
+// outputEmpty is the largest share of samples in which the reader of one
+// of stage i's output edges was blocked reading from it.
+func (r *Recorder) outputEmpty(i int) (float64, string) {
+	best, id := 0.0, ""
+	for _, e := range r.edges {
+		if e.spec.Producer != i {
+			continue
+		}
+		f := max(ratio(e.empty, e.readerN), ratio(e.emptyN, e.fillN))
+		if f > best {
+			best, id = f, e.spec.ID
+		}
+	}
+	return best, id
+}
+
+func ratio(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func pct(f float64) string { return fmt.Sprintf("%.0f%%", f*100) }
+
+func dedup(xs []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, x := range xs {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}

@@ -1,0 +1,160 @@
+package stats
+
+import (
+	"os"
+	"time"
+)
+
+// report builds the Report from what was recorded. r.mu is held.
+func (r *Recorder) report(now time.Time, status *int) *Report {
+	rep := &Report{
+		Version: Version,
+		Script:  r.o.Script,
+		Run:     r.o.Run,
+		Pid:     os.Getpid(),
+		Started: r.started,
+		WallSec: now.Sub(r.started).Seconds(),
+		Live:    status == nil,
+		Status:  status,
+		Stages:  []Stage{},
+		Edges:   []Edge{},
+		Sampler: Sampler{IntervalMs: float64(r.o.Interval) / float64(time.Millisecond), Samples: r.samples, CPUSec: r.cpu.Seconds()},
+	}
+	for _, s := range r.stages {
+		rep.Stages = append(rep.Stages, s.figures(now))
+	}
+	for _, e := range r.edges {
+		rep.Edges = append(rep.Edges, r.edgeFigures(e, rep.Stages, now))
+	}
+	rep.Bottleneck = r.bottleneck(rep)
+	return rep
+}
+
+// figures are stage s's figures as of now.
+func (s *stageRec) figures(now time.Time) Stage {
+	st := Stage{Name: s.spec.Name, Pid: s.pid, State: s.state, Status: s.status, Doing: s.doing}
+	end := s.end
+	if end.IsZero() {
+		end = now
+	}
+	var life time.Duration
+	if !s.ready.IsZero() {
+		life = end.Sub(s.ready)
+	}
+	st.WallSec = life.Seconds()
+	if s.ended {
+		st.UserSec = time.Duration(s.ru.Utime.Nano()).Seconds()
+		st.SysSec = time.Duration(s.ru.Stime.Nano()).Seconds()
+		st.MaxRSS = s.ru.Maxrss * 1024
+		st.BytesRead, st.BytesWritten = s.io.Read, s.io.Written
+	}
+	st.Share = s.shares(life, now)
+	return st
+}
+
+// shares split stage s's life. Its time on a CPU comes from its rusage
+// when it has ended (exact); the semaphore wait from when it was ready
+// and when it started (exact); the rest is split as the samples saw it.
+// A sample that saw it runnable while its CPU time says it was not on a
+// CPU counts as elsewhere (it waited for a CPU).
+func (s *stageRec) shares(life time.Duration, now time.Time) Shares {
+	var sh Shares
+	if life <= 0 {
+		return sh
+	}
+	if !s.start.IsZero() && len(s.spec.Uses) > 0 {
+		sh.Semaphore = s.start.Sub(s.ready).Seconds() / life.Seconds()
+	} else if s.start.IsZero() && s.state == "semaphore" {
+		sh.Semaphore = 1
+		return sh
+	}
+	rest := 1 - sh.Semaphore
+	if s.n == 0 {
+		if s.ended {
+			cpu := time.Duration(s.ru.Utime.Nano() + s.ru.Stime.Nano())
+			sh.Running = min(cpu.Seconds()/life.Seconds(), rest)
+		}
+		sh.Other = rest - sh.Running
+		return sh
+	}
+	n := float64(s.n)
+	run := float64(s.nRun) / n * rest
+	if s.ended {
+		cpu := time.Duration(s.ru.Utime.Nano() + s.ru.Stime.Nano())
+		run = min(cpu.Seconds()/life.Seconds(), rest)
+	}
+	sh.Running = run
+	sh.CPUWait = min(s.cpuWait.Seconds()/life.Seconds(), rest-run)
+	// What the samples saw off a CPU shares what is left; a runnable
+	// sample beyond the time on and waiting for a CPU counts as elsewhere.
+	left := rest - run - sh.CPUWait
+	excess := max(0, float64(s.nRun)-(run+sh.CPUWait)/rest*n)
+	waitN := float64(s.nWrite+s.nRead+s.nOw) + excess
+	if waitN == 0 {
+		sh.Other = left
+		return sh
+	}
+	sh.Writing = left * float64(s.nWrite) / waitN
+	sh.Reading = left * float64(s.nRead) / waitN
+	sh.Other = left * (float64(s.nOw) + excess) / waitN
+	return sh
+}
+
+// edgeFigures are edge e's figures.
+func (r *Recorder) edgeFigures(e *edgeRec, stages []Stage, now time.Time) Edge {
+	ed := Edge{ID: e.spec.ID, From: e.spec.From, To: e.spec.To, Type: e.spec.Type,
+		Fill: e.fill, PeakFill: e.peak, Capacity: e.cap}
+	if e.spec.Counted != nil {
+		b, rec, lost := e.spec.Counted()
+		ed.Bytes, ed.BytesFrom, ed.Lost = b, "counted", lost
+		if e.spec.Records {
+			ed.Records = &rec
+		}
+	} else {
+		ed.Bytes, ed.BytesFrom = r.processBytes(e, stages)
+	}
+	if p := e.spec.Producer; p >= 0 && stages[p].WallSec > 0 {
+		ed.ThroughputBps = float64(ed.Bytes) / stages[p].WallSec
+	} else if c := e.spec.Consumer; c >= 0 && stages[c].WallSec > 0 {
+		ed.ThroughputBps = float64(ed.Bytes) / stages[c].WallSec
+	}
+	return ed
+}
+
+// processBytes is what went through an fd edge nobody in ipcflow counts:
+// the kernel counts each process's reads and writes, not each pipe's, so
+// the edge's bytes are what its writer wrote in all when that is its only
+// output, or what its reader read in all when that is its only input (the
+// smaller when both are), else not known. While the writer runs, what it
+// wrote so far.
+func (r *Recorder) processBytes(e *edgeRec, stages []Stage) (int64, string) {
+	best, found := int64(-1), false
+	if p := e.spec.Producer; p >= 0 && r.onlyEdge(p, true) {
+		if r.stages[p].ended && r.stages[p].io.OK {
+			best, found = stages[p].BytesWritten, true
+		} else if r.stages[p].state == "running" {
+			return e.liveBytes, "process io"
+		}
+	}
+	if c := e.spec.Consumer; c >= 0 && r.onlyEdge(c, false) && r.stages[c].ended && r.stages[c].io.OK {
+		if v := stages[c].BytesRead; !found || v < best {
+			best, found = v, true
+		}
+	}
+	if !found {
+		return 0, ""
+	}
+	return best, "process io"
+}
+
+// onlyEdge reports whether stage i has exactly one end of the given
+// direction among its ends (its stdin or stdout and its ports).
+func (r *Recorder) onlyEdge(i int, write bool) bool {
+	n := 0
+	for _, e := range r.stages[i].ends {
+		if e.Write == write {
+			n++
+		}
+	}
+	return n == 1
+}

@@ -1,0 +1,127 @@
+// Package stats is what a run measures and how it is shown (SPEC 9): exec
+// feeds a Recorder while a flow runs (each stage's start, end and rusage,
+// each edge's counters); the Recorder samples what the kernel already
+// tells about the stages (/proc) at a bounded rate; its Report is drawn
+// as the --stats table, the --stats-json document, the --monitor view and
+// `ipcflow ps`. It knows nothing of plans or parsers: exec hands it plain
+// names, pids, file identities and counter functions.
+//
+// No byte of a pipe edge passes through ipcflow to be counted, and
+// ipcflow never holds an end of a stage's pipe longer than one ioctl
+// (sample.go): what a stage sees of its edges (end of file, EPIPE) is
+// what it sees without --stats.
+package stats
+
+import (
+	"encoding/json"
+	"io"
+	"time"
+)
+
+// Version is the --stats-json document's version (docs/stats.md has its
+// schema). It changes when a field changes meaning or goes away; new
+// fields may come without a new version.
+const Version = 1
+
+// Report is a run's figures: at its end (--stats, --stats-json), or while
+// it runs (--monitor, ps; Live is then true).
+type Report struct {
+	Version    int         `json:"version"`
+	Script     string      `json:"script"`
+	Run        string      `json:"run"` // the run's id (its directory's name)
+	Pid        int         `json:"pid"` // ipcflow's
+	Started    time.Time   `json:"started"`
+	WallSec    float64     `json:"wall_s"`
+	Live       bool        `json:"live"`
+	Status     *int        `json:"status"` // ipcflow's exit status; null while live
+	Stages     []Stage     `json:"stages"`
+	Edges      []Edge      `json:"edges"`
+	Bottleneck *Bottleneck `json:"bottleneck"`
+	Sampler    Sampler     `json:"sampler"`
+}
+
+// Stage is one stage's figures.
+type Stage struct {
+	Name  string `json:"name"`
+	Pid   int    `json:"pid"`   // 0 before it started
+	State string `json:"state"` // pending, semaphore, running, done, skipped
+	// Status is how it ended, in SPEC 6's words: "exit status 0",
+	// "killed by signal SIGTERM", "broken pipe", "skipped: prep failed".
+	Status string `json:"status"`
+	// Doing is what it did at the last sample, while it runs: "running",
+	// "writing e2", "reading e1", "waiting for semaphore db", "sleeping".
+	Doing   string  `json:"doing"`
+	WallSec float64 `json:"wall_s"` // its life: from ready (semaphores included) to its end
+	UserSec float64 `json:"user_s"`
+	SysSec  float64 `json:"sys_s"`
+	// MaxRSS is the largest resident set of its process or any of its
+	// descendants that it waited for (wait4's rusage), in bytes.
+	MaxRSS       int64  `json:"max_rss_bytes"`
+	BytesRead    int64  `json:"bytes_read"` // read(2)-family bytes, the kernel's /proc/PID/io rchar
+	BytesWritten int64  `json:"bytes_written"`
+	Share        Shares `json:"share"`
+}
+
+// Shares split a stage's life (fractions that add up to 1): on a CPU,
+// ready to run but waiting for a CPU (the machine is busy), blocked
+// writing (downstream full), blocked reading (upstream empty), waiting
+// for a semaphore, and the rest (sleeping, waiting for a child or a disk).
+type Shares struct {
+	Running   float64 `json:"running"`
+	CPUWait   float64 `json:"cpu_wait"`
+	Writing   float64 `json:"writing"`
+	Reading   float64 `json:"reading"`
+	Semaphore float64 `json:"semaphore"`
+	Other     float64 `json:"other"`
+}
+
+// Edge is one edge's figures (a fan-out group counts once per edge).
+type Edge struct {
+	ID   string `json:"id"`
+	From string `json:"from"` // stage.port, or stdin
+	To   string `json:"to"`
+	Type string `json:"type"`
+	// Bytes went through the edge. BytesFrom says how it is known:
+	// "counted" (the bytes pass a bridge or mover of ipcflow's, which
+	// counts them), "process io" (a pipe, fifo or tcp edge: the smaller of
+	// what its writer wrote and its reader read in all, exact when either
+	// does no other I/O), or "" (not known: both ends do other I/O).
+	Bytes     int64  `json:"bytes"`
+	BytesFrom string `json:"bytes_from"`
+	// Records are messages, datagrams or ring commits; null for a type
+	// that has none (pipe, fifo, tcp).
+	Records       *int64  `json:"records"`
+	ThroughputBps float64 `json:"throughput_bps"` // bytes over its writer's life
+	// Fill is how much its buffer held at the last sample, PeakFill the
+	// most seen, Capacity the buffer's size (0 when unbounded or unknown).
+	Fill     int64 `json:"fill_bytes"`
+	PeakFill int64 `json:"peak_fill_bytes"`
+	Capacity int64 `json:"capacity_bytes"`
+	Lost     int64 `json:"lost"` // udp datagrams known lost
+}
+
+// Bottleneck names what limited the flow, with the evidence.
+type Bottleneck struct {
+	Stage     string `json:"stage"`
+	Semaphore string `json:"semaphore,omitempty"` // when waiting for it limited the flow
+	Evidence  string `json:"evidence"`
+}
+
+// String is the bottleneck's line: "sort: on CPU 97%, its input full 91%
+// of the time".
+func (b *Bottleneck) String() string { return b.Stage + ": " + b.Evidence }
+
+// Sampler is what measuring cost: its interval, how many samples it took
+// and the CPU time ipcflow spent taking them.
+type Sampler struct {
+	IntervalMs float64 `json:"interval_ms"`
+	Samples    int64   `json:"samples"`
+	CPUSec     float64 `json:"cpu_s"`
+}
+
+// WriteJSON writes r as one indented JSON document.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
