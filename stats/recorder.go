@@ -157,8 +157,18 @@ func (r *Recorder) Started(i, pid int, ends []End) {
 	}
 	s.start, s.pid, s.ends, s.state, s.doing = now, pid, ends, "running", "running"
 	r.byPgrp[pid] = i
-	if fd, err := unix.PidfdOpen(pid, 0); err == nil {
-		s.pidfd = fd // close-on-exec, as every pidfd
+	if r.o.Interval > 0 {
+		s.openPidfd()
+	}
+}
+
+// openPidfd opens the stage's pidfd, for copies of its fds (fillAt), if
+// not yet open: at its start when sampling, else when ps first asks.
+func (s *stageRec) openPidfd() {
+	if s.pidfd < 0 && s.pid > 0 {
+		if fd, err := unix.PidfdOpen(s.pid, 0); err == nil {
+			s.pidfd = fd // close-on-exec, as every pidfd
+		}
 	}
 }
 

@@ -381,7 +381,10 @@ func (r *Recorder) sampleFill() {
 			used, capacity = e.spec.Fill()
 		case e.spec.Consumer >= 0 && e.spec.Counted == nil:
 			s := r.stages[e.spec.Consumer]
-			if s.state != "running" || s.pidfd < 0 {
+			if s.state != "running" {
+				continue
+			}
+			if s.openPidfd(); s.pidfd < 0 {
 				continue
 			}
 			var ok bool
