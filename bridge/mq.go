@@ -523,3 +523,14 @@ func PackMQ(send, msgsize int, p []byte, mid *bool) (int, error) {
 func UnpackMQ(recv, msgsize int, buf []byte, have int) (int, bool, error) {
 	return mqUnpack(recv, msgsize, buf, have)
 }
+
+// Fill is the queue's messages counted at msgsize each (mq_getattr says
+// how many, not how long), and the queue's size at that rate. Callers
+// stop asking before Close, which closes the descriptor asked.
+func (b *MQ) Fill() (used, capacity int64) {
+	a, err := mqueue.GetAttr(b.send)
+	if err != nil {
+		return 0, 0
+	}
+	return a.Curmsgs * a.Msgsize, a.Maxmsg * a.Msgsize
+}

@@ -137,6 +137,13 @@ type Channel interface {
 	Stats() Stats
 }
 
+// Filler is a Channel that can tell how much its object holds now and
+// how much it can hold, for --stats (a ring, a queue). Asked only while
+// the channel is open.
+type Filler interface {
+	Fill() (used, capacity int64)
+}
+
 // Recording is a Channel whose object outlives the run on purpose (an mmap
 // edge's path= file, SPEC 4). DiscardRecording removes it after all, for
 // a run that failed before it started: the file is empty, and left there

@@ -117,3 +117,7 @@ func mqOpenError(name string, maxmsg, msgsize int64, l budget.MQLimits, err erro
 	}
 	return fmt.Errorf("create mq %s (%d x %d bytes): %w", name, maxmsg, msgsize, err)
 }
+
+// Fill is the queue's messages at their full size, and its size (Filler).
+// Callers stop asking before Close.
+func (c *mqChannel) Fill() (used, capacity int64) { return c.br.Fill() }

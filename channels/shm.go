@@ -206,3 +206,7 @@ func (c *shmChannel) Close() error {
 func (c *shmChannel) Stats() Stats {
 	return Stats{Bytes: c.bytes.Load(), Records: c.chunks.Load()}
 }
+
+// Fill is how much the ring holds and its size (Filler). Callers stop
+// asking before Close (the ring is unmapped there).
+func (c *shmChannel) Fill() (used, capacity int64) { return c.ring.Fill(), c.ring.Capacity() }

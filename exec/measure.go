@@ -63,6 +63,9 @@ func (f *flow) newRecorder() {
 					return s.Bytes, s.Records, s.Lost
 				}
 			}
+			if fl, ok := f.wires[wi].ch.(channels.Filler); ok {
+				es.Fill = fl.Fill
+			}
 			f.wireEdges[wi] = append(f.wireEdges[wi], len(especs))
 			especs = append(especs, es)
 		}

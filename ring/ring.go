@@ -456,3 +456,23 @@ func (rd *Reader) Close() error {
 	rd.r.wakeSpace()
 	return nil
 }
+
+// Fill is how many bytes the ring holds now: written and not yet consumed
+// by the slowest reader still reading (0 once none is).
+func (r *Ring) Fill() int64 {
+	w := atomic.LoadUint64(r.u64(offWpos))
+	low, live := w, false
+	for i := 0; i < r.n; i++ {
+		base := offReader0 + i*readerStride
+		if atomic.LoadUint32(r.u32(base+8)) != 0 {
+			continue
+		}
+		if p := atomic.LoadUint64(r.u64(base)); !live || p < low {
+			low, live = p, true
+		}
+	}
+	if !live || low > w {
+		return 0
+	}
+	return int64(w - low)
+}

@@ -84,6 +84,9 @@ type Recorder struct {
 	cpu       time.Duration // the sampler's own
 	stop      chan struct{}
 	done      chan struct{}
+	// stopped: Stop has returned; no sample touches a channel or /proc
+	// again (the run's objects go next).
+	stopped bool
 }
 
 type stageRec struct {
@@ -227,6 +230,7 @@ func (r *Recorder) Stop() {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.stopped = true
 	for pid, p := range r.procs {
 		p.close()
 		delete(r.procs, pid)

@@ -302,3 +302,23 @@ func TestStatsTable(t *testing.T) {
 		}
 	}
 }
+
+// A reader that waits before it reads leaves its edge full: the peak fill
+// is the buffer's size, for the types whose fill ipcflow can see (at the
+// consumer's end of a pipe or fifo, in the ring, in the queue).
+func TestPeakFillOfAFullEdge(t *testing.T) {
+	big := testkit.WriteTemp(t, "big", bytes.Repeat([]byte("0123456789abcdef\n"), 400000))
+	for _, ty := range []string{"pipe", "fifo", "shm", "mq"} {
+		t.Run(ty, func(t *testing.T) {
+			t.Parallel()
+			r := runFlow(t, "stage src = cat "+big+"\nstage slow = { sleep 0.6; wc -c; }\nsrc "+arrow(ty)+" slow\n")
+			if r.code != 0 || strings.TrimSpace(string(r.stdout)) != "6800000" {
+				t.Fatalf("exit %d, printed %q\n%s", r.code, r.stdout, r.stderr)
+			}
+			e := r.rep.Edges[0]
+			if e.Capacity <= 0 || e.PeakFill < e.Capacity*9/10 || e.PeakFill > e.Capacity {
+				t.Errorf("peak fill %d of %d, want the buffer full\n%s", e.PeakFill, e.Capacity, r.raw)
+			}
+		})
+	}
+}

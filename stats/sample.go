@@ -56,6 +56,9 @@ func (a activity) rank() int {
 // stage's I/O so far, the edges' fill) rather than every few samples.
 // r.mu is held.
 func (r *Recorder) sample(now time.Time, full bool) {
+	if r.stopped {
+		return
+	}
 	r.samples++
 	pids := r.processes(now)
 	acts := make([]activity, len(r.stages))
