@@ -16,6 +16,7 @@ type measuring struct {
 	table   io.Writer // --stats (and --monitor): the table, on stderr
 	json    io.Writer // --stats-json
 	file    *os.File  // --stats-json FILE, opened before the run so a bad path fails first
+	made    bool      // ... and made by this run: removed if the run never reports
 	live    *os.File  // --monitor: the terminal it draws on
 	stderr  io.Writer
 	monitor *stats.Monitor
@@ -36,7 +37,11 @@ func (c *RunCmd) measuring(s *Streams) (*measuring, error) {
 	case "-":
 		m.json = s.Stdout
 	default:
-		f, err := os.OpenFile(c.StatsJSON, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		// Not truncated yet: a run that fails before it starts leaves
+		// an earlier document as it was, and removes one it made.
+		_, err := os.Stat(c.StatsJSON)
+		m.made = os.IsNotExist(err)
+		f, err := os.OpenFile(c.StatsJSON, os.O_WRONLY|os.O_CREATE, 0o644)
 		if err != nil {
 			return nil, &ExitStatus{Code: usageStatus, Msg: fmt.Sprintf("run: --stats-json: %v", err)}
 		}
@@ -60,6 +65,9 @@ func (m *measuring) report(rep *stats.Report) {
 	if m.table != nil {
 		stats.WriteTable(m.table, rep)
 	}
+	if m.file != nil {
+		m.file.Truncate(0)
+	}
 	if m.json != nil {
 		if err := rep.WriteJSON(m.json); err != nil {
 			fmt.Fprintf(m.stderr, "ipcflow: --stats-json: %v\n", err)
@@ -69,5 +77,18 @@ func (m *measuring) report(rep *stats.Report) {
 		if err := m.file.Close(); err != nil {
 			fmt.Fprintf(m.stderr, "ipcflow: --stats-json: %v\n", err)
 		}
+		m.file = nil
+	}
+}
+
+// abandon is for a run that ended before it started (a setup error):
+// no figures, so no document; one this run made goes again.
+func (m *measuring) abandon(path string) {
+	if m.file == nil {
+		return
+	}
+	m.file.Close()
+	if m.made {
+		os.Remove(path)
 	}
 }

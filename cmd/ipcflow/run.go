@@ -62,6 +62,7 @@ func (c *RunCmd) run(s *Streams, flagEnv []string) error {
 		Started:   m.started,
 		Report:    m.report,
 	})
+	m.abandon(c.StatsJSON)
 	if code != 0 {
 		return &ExitStatus{Code: code}
 	}
