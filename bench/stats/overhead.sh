@@ -8,17 +8,7 @@
 source "$(dirname "$0")/../run/common.sh"
 runs=${1:-7}
 
-data=$work/input.txt
-(set +o pipefail; yes 'The quick brown fox jumps over the lazy dog 0123456789 pipes and bytes' | head -c $((256 << 20)) > "$data")
-cat > "$work/pipe5.ipcflow" <<FLOW
-param IN = $data
-stage read  = cat "\$IN"
-stage upper = tr a-z A-Z
-stage drop  = tr -d 0-9
-stage keep  = grep -v ZZZZ
-stage count = wc -c
-read -> upper -> drop -> keep -> count
-FLOW
+pipe5
 printf 'stage t = true\n' > "$work/true.ipcflow"
 
 a=$("$ipcflow" run "$work/pipe5.ipcflow")
