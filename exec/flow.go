@@ -227,10 +227,16 @@ func (f *flow) supervise() int {
 			case unix.SIGTSTP:
 				// ^Z reaches only ipcflow's group (the terminal's
 				// foreground): stop the stages too, then ipcflow.
+				if f.o.Suspend != nil {
+					f.o.Suspend()
+				}
 				f.signalAll(unix.SIGSTOP)
 				unix.Kill(os.Getpid(), unix.SIGSTOP)
 			case unix.SIGCONT:
 				f.signalAll(unix.SIGCONT) // fg or bg: the stages go on too
+				if f.o.Resume != nil {
+					f.o.Resume()
+				}
 			default:
 				s := sig.(unix.Signal)
 				f.setStatus(128 + int(s))

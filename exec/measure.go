@@ -135,7 +135,13 @@ func (f *flow) stageEnds(st *liveStage, files []uintptr) []stats.End {
 			if unix.Fstat(int(files[fd]), &s) != nil {
 				continue
 			}
-			ends = append(ends, stats.End{Fd: fd, Key: stats.FileKey{Dev: s.Dev, Ino: s.Ino}, Write: e.Kind == EndWrite, Edges: edges})
+			end := stats.End{Fd: fd, Key: stats.FileKey{Dev: s.Dev, Ino: s.Ino}, Write: e.Kind == EndWrite, Edges: edges}
+			if s.Mode&unix.S_IFMT == unix.S_IFIFO {
+				if c, err := unix.FcntlInt(files[fd], unix.F_GETPIPE_SZ, 0); err == nil {
+					end.Capacity = int64(c)
+				}
+			}
+			ends = append(ends, end)
 		}
 	}
 	return ends

@@ -35,6 +35,9 @@ type Options struct {
 	Started func(*stats.Recorder)
 	// Report, when set, gets the run's figures at its end.
 	Report func(*stats.Report)
+	// Suspend and Resume, when set, are called as the flow stops for ^Z
+	// and goes on after it (--monitor gives the terminal back meanwhile).
+	Suspend, Resume func()
 }
 
 // DefaultGrace is how long stages get between SIGTERM and SIGKILL.

@@ -8,9 +8,10 @@ import (
 // The bottleneck is the stage whose own work (on a CPU, or busy elsewhere:
 // sleeping, a disk, a child) took the largest part of the run, since the
 // others spent that time waiting on it: blocked writing into its full
-// input, or reading its empty output. Unless waiting for a semaphore took
-// more: then the semaphore limited the flow, and the stage that waited
-// longest for it is named, with those that held it.
+// input, or reading its empty output. Unless a stage waited for a
+// semaphore a quarter of the run, or about as long as that: then the
+// semaphore limited the flow, and the stage that waited longest for it is
+// named, with those it shares it with.
 //
 // The evidence names the stage's time on a CPU, its own time elsewhere,
 // how often its input was full (its writer blocked writing into it) and
@@ -18,30 +19,51 @@ import (
 
 // minShare is the least part of the run a cause must take to be named:
 // below it, no stage limited the flow (it waited on its input or output
-// outside, or the run was too short to tell).
-const minShare = 0.2
+// outside). minSamples is the fewest samples that can tell, and
+// clearMargin how far ahead of the next stage the bottleneck must be:
+// two stages that each worked on their own most of the run (a chain of
+// equals on too few CPUs) are no one stage's fault.
+const (
+	minShare    = 0.2
+	semShare    = 0.25
+	minSamples  = 5
+	clearMargin = 1.15
+)
 
-func (r *Recorder) bottleneck(rep *Report) *Bottleneck {
-	if rep.WallSec <= 0 {
-		return nil
+// bottleneck names what limited the flow, or says in why (for the table)
+// why nothing is named.
+func (r *Recorder) bottleneck(rep *Report) (b *Bottleneck, why string) {
+	if rep.WallSec <= 0 || r.samples < minSamples {
+		return nil, fmt.Sprintf("the run was too short to tell (%d samples)", r.samples)
 	}
-	best, bestOwn := -1, 0.0
+	best, bestOwn, second, secondOwn := -1, 0.0, -1, 0.0
 	semStage, semAbs := -1, 0.0
 	for i, s := range rep.Stages {
 		part := s.WallSec / rep.WallSec
 		own := (s.Share.Running + s.Share.Other) * part
-		if own > bestOwn || (own == bestOwn && best >= 0 && s.Share.Running > rep.Stages[best].Share.Running) {
+		switch {
+		case own > bestOwn:
+			second, secondOwn = best, bestOwn
 			best, bestOwn = i, own
+		case own > secondOwn:
+			second, secondOwn = i, own
 		}
 		if w := s.Share.Semaphore * part; w > semAbs {
 			semStage, semAbs = i, w
 		}
 	}
-	if semStage >= 0 && semAbs >= minShare && semAbs >= bestOwn*0.9 {
-		return r.semBottleneck(rep, semStage)
+	// A stage that waited a quarter of the run for a semaphore made the
+	// run that much longer, however busy the others were: serialising
+	// stages is what a semaphore does, and the first place to look.
+	if semStage >= 0 && semAbs >= minShare && (semAbs >= semShare || semAbs >= bestOwn*0.9) {
+		return r.semBottleneck(rep, semStage), ""
 	}
 	if best < 0 || bestOwn < minShare {
-		return nil
+		return nil, "no stage's own work took a fifth of the run (it waited on its input or output)"
+	}
+	if second >= 0 && bestOwn < secondOwn*clearMargin {
+		return nil, fmt.Sprintf("no single stage: %s and %s each worked on their own %s and %s of the run",
+			rep.Stages[best].Name, rep.Stages[second].Name, pct(bestOwn), pct(secondOwn))
 	}
 	s := rep.Stages[best]
 	var ev []string
@@ -55,7 +77,7 @@ func (r *Recorder) bottleneck(rep *Report) *Bottleneck {
 	if e, id := r.outputEmpty(best); e >= 0.1 {
 		ev = append(ev, fmt.Sprintf("its output %s empty %s of the time", id, pct(e)))
 	}
-	return &Bottleneck{Stage: s.Name, Evidence: strings.Join(ev, ", ")}
+	return &Bottleneck{Stage: s.Name, Evidence: strings.Join(ev, ", ")}, ""
 }
 
 // semBottleneck names the semaphore stage i waited for.

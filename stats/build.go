@@ -26,7 +26,7 @@ func (r *Recorder) report(now time.Time, status *int) *Report {
 	for _, e := range r.edges {
 		rep.Edges = append(rep.Edges, r.edgeFigures(e, rep.Stages, now))
 	}
-	rep.Bottleneck = r.bottleneck(rep)
+	rep.Bottleneck, rep.NoBottleneck = r.bottleneck(rep)
 	return rep
 }
 
@@ -42,11 +42,17 @@ func (s *stageRec) figures(now time.Time) Stage {
 		life = end.Sub(s.ready)
 	}
 	st.WallSec = life.Seconds()
-	if s.ended {
+	switch {
+	case s.ended:
 		st.UserSec = time.Duration(s.ru.Utime.Nano()).Seconds()
 		st.SysSec = time.Duration(s.ru.Stime.Nano()).Seconds()
 		st.MaxRSS = s.ru.Maxrss * 1024
 		st.BytesRead, st.BytesWritten = s.io.Read, s.io.Written
+	case s.state == "running":
+		// So far, as the last sample saw it (no max RSS: wait4 tells).
+		st.UserSec = float64(s.liveUser) / ticksPerSec
+		st.SysSec = float64(s.liveSys) / ticksPerSec
+		st.BytesRead, st.BytesWritten = s.liveIO.Read, s.liveIO.Written
 	}
 	st.Share = s.shares(life, now)
 	return st
@@ -59,7 +65,7 @@ func (s *stageRec) figures(now time.Time) Stage {
 // CPU counts as elsewhere (it waited for a CPU).
 func (s *stageRec) shares(life time.Duration, now time.Time) Shares {
 	var sh Shares
-	if life <= 0 {
+	if life <= 0 || s.state == "skipped" {
 		return sh
 	}
 	if !s.start.IsZero() && len(s.spec.Uses) > 0 {
@@ -103,7 +109,10 @@ func (s *stageRec) shares(life time.Duration, now time.Time) Shares {
 // edgeFigures are edge e's figures.
 func (r *Recorder) edgeFigures(e *edgeRec, stages []Stage, now time.Time) Edge {
 	ed := Edge{ID: e.spec.ID, From: e.spec.From, To: e.spec.To, Type: e.spec.Type,
-		Fill: e.fill, PeakFill: e.peak, Capacity: e.cap}
+		Fill: e.fill, PeakFill: e.peak, Capacity: e.cap, FillFrom: "ends"}
+	if e.spec.Fill != nil {
+		ed.FillFrom = "object"
+	}
 	if e.spec.Counted != nil {
 		b, rec, lost := e.spec.Counted()
 		ed.Bytes, ed.BytesFrom, ed.Lost = b, "counted", lost
@@ -121,30 +130,24 @@ func (r *Recorder) edgeFigures(e *edgeRec, stages []Stage, now time.Time) Edge {
 	return ed
 }
 
-// processBytes is what went through an fd edge nobody in ipcflow counts:
+// processBytes is what went into an fd edge nobody in ipcflow counts:
 // the kernel counts each process's reads and writes, not each pipe's, so
-// the edge's bytes are what its writer wrote in all when that is its only
-// output, or what its reader read in all when that is its only input (the
-// smaller when both are), else not known. While the writer runs, what it
-// wrote so far.
+// the edge's bytes are what its writer wrote in all when the edge is its
+// only output (so far, while it runs), else not known. Not its reader's
+// reads: those count the dynamic loader's reads of libraries, and say
+// nothing of bytes written that nobody read.
 func (r *Recorder) processBytes(e *edgeRec, stages []Stage) (int64, string) {
-	best, found := int64(-1), false
-	if p := e.spec.Producer; p >= 0 && r.onlyEdge(p, true) {
-		if r.stages[p].ended && r.stages[p].io.OK {
-			best, found = stages[p].BytesWritten, true
-		} else if r.stages[p].state == "running" {
-			return e.liveBytes, "process io"
-		}
-	}
-	if c := e.spec.Consumer; c >= 0 && r.onlyEdge(c, false) && r.stages[c].ended && r.stages[c].io.OK {
-		if v := stages[c].BytesRead; !found || v < best {
-			best, found = v, true
-		}
-	}
-	if !found {
+	p := e.spec.Producer
+	if p < 0 || !r.onlyEdge(p, true) {
 		return 0, ""
 	}
-	return best, "process io"
+	switch s := r.stages[p]; {
+	case s.ended && s.io.OK:
+		return stages[p].BytesWritten, "writer io"
+	case s.state == "running":
+		return e.liveBytes, "writer io"
+	}
+	return 0, ""
 }
 
 // onlyEdge reports whether stage i has exactly one end of the given

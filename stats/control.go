@@ -32,19 +32,21 @@ func Serve(path string, rec *Recorder) *Control {
 	c := &Control{ready: make(chan struct{})}
 	go func() {
 		defer close(c.ready)
+		// Under the lock, so that Close, which the run's teardown calls
+		// before it removes the run directory, finds either no socket
+		// made or one it can close: never one made in the directory as
+		// it is being removed (rmdir: directory not empty).
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.closed {
+			return
+		}
 		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 		if err != nil {
 			return // ps says the run does not answer
 		}
 		ln.SetUnlinkOnClose(false) // the run directory goes whole
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			ln.Close()
-			return
-		}
 		c.ln = ln
-		c.mu.Unlock()
 		go c.accept(rec)
 	}()
 	return c

@@ -23,7 +23,7 @@ func LiveLines(rep, prev *Report) []string {
 				now = s.Status
 			}
 		}
-		fmt.Fprintf(tw, "  %s\tpid %d\t%s\t\t\n", s.Name, s.Pid, now)
+		fmt.Fprintf(tw, "  %s\tpid %d\t%s\n", s.Name, s.Pid, now)
 	}
 	for i, e := range rep.Edges {
 		rate := 0.0
@@ -33,7 +33,7 @@ func LiveLines(rep, prev *Report) []string {
 			rate = float64(e.Bytes) / rep.WallSec
 		}
 		fmt.Fprintf(tw, "  %s %s -> %s\t%s\t%s\t%s\tfill %s\n", e.ID, e.From, e.To, e.Type,
-			edgeBytes(e), Rate(rate), fill(e.Fill, e.Capacity))
+			edgeBytes(e), Rate(rate), edgeFill(e, e.Fill))
 	}
 	tw.Flush()
 	return strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")

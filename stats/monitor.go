@@ -2,8 +2,10 @@ package stats
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/term"
@@ -32,6 +34,8 @@ const MonitorRate = 250 * time.Millisecond
 type Monitor struct {
 	t          *os.File
 	stop, done chan struct{}
+	mu         sync.Mutex // draw, Pause, Resume, Stop
+	paused     bool
 	rows       int // the terminal's height when the region was set, 0 when not set
 	n          int // rows the view takes
 }
@@ -79,11 +83,20 @@ func moveTo(b *bytes.Buffer, row int) {
 // draw writes one frame. When the terminal's size changed (or on the
 // first frame) the scroll region is set again first.
 func (m *Monitor) draw(lines []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.paused {
+		return
+	}
 	cols, rows, err := term.GetSize(int(m.t.Fd()))
 	if err != nil || rows < 4 || cols < 10 {
 		return
 	}
 	n := min(len(lines), rows/2)
+	if n < len(lines) {
+		// Too many for half the terminal: say how many are not shown.
+		lines = append(lines[:n-1:n-1], fmt.Sprintf("  ... %d more rows (ipcflow ps %d shows all)", len(lines)-n+1, os.Getpid()))
+	}
 	var b bytes.Buffer
 	if rows != m.rows || n != m.n {
 		m.reserve(&b, rows, n)
@@ -106,8 +119,11 @@ func (m *Monitor) draw(lines []string) {
 // above out of their way (the cursor moves back up after them), then the
 // scroll region is set to the rows above (which moves the cursor home, so
 // it is saved around it).
+// After a resize the old rows are not cleared: the terminal has moved
+// its lines (and reset the region), and rows counted from the old bottom
+// may now hold the stages' output. The old frame scrolls away as text.
 func (m *Monitor) reserve(b *bytes.Buffer, rows, n int) {
-	if m.rows != 0 {
+	if m.rows != 0 && m.rows == rows {
 		m.clear(b)
 	}
 	for i := 0; i < n; i++ {
@@ -142,9 +158,31 @@ func (m *Monitor) Stop() {
 	}
 	close(m.stop)
 	<-m.done
+	m.Pause()
+}
+
+// Pause takes the view off the terminal (^Z: the shell gets it back
+// whole) until Resume. Safe on a nil Monitor.
+func (m *Monitor) Pause() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.paused = true
 	if m.rows != 0 {
 		var b bytes.Buffer
 		m.clear(&b)
 		m.t.Write(b.Bytes())
 	}
+}
+
+// Resume draws the view again from the next frame on (fg, bg).
+func (m *Monitor) Resume() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.paused = false
+	m.mu.Unlock()
 }

@@ -21,9 +21,9 @@ const ticksPerSec = 100
 
 // procStat is what a stage sampler needs of /proc/PID/stat.
 type procStat struct {
-	state byte // R, S, D, T, Z...
-	pgrp  int
-	ticks uint64 // utime + stime + cutime + cstime
+	state     byte // R, S, D, T, Z...
+	pgrp      int
+	user, sys uint64 // utime + cutime, stime + cstime: its own and its reaped children's
 }
 
 // parseStat reads /proc/PID/stat's text. comm may hold spaces and
@@ -50,9 +50,13 @@ func parseStat(b []byte) (procStat, bool) {
 	}
 	st := procStat{state: f[0][0]}
 	st.pgrp, _ = strconv.Atoi(string(f[2]))
-	for _, k := range f[11:15] {
+	for i, k := range f[11:15] {
 		t, _ := strconv.ParseUint(string(k), 10, 64)
-		st.ticks += t
+		if i%2 == 0 {
+			st.user += t
+		} else {
+			st.sys += t
+		}
 	}
 	return st, true
 }
@@ -94,6 +98,10 @@ func ReadIO(pid int) IO {
 	if err != nil {
 		return IO{}
 	}
+	return parseIO(b)
+}
+
+func parseIO(b []byte) IO {
 	var io IO
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		k, v, ok := bytes.Cut(line, []byte(": "))

@@ -40,6 +40,9 @@ type End struct {
 	Key   FileKey
 	Write bool
 	Edges []int
+	// Capacity is the pipe's size (F_GETPIPE_SZ), for an edge whose fill
+	// the samples infer from its ends (sampleFill); 0 when not a pipe.
+	Capacity int64
 }
 
 // Options set up a Recorder.
@@ -57,11 +60,11 @@ type Options struct {
 // DefaultInterval is how often --stats and --monitor sample: 25 times a
 // second, some 20 µs of ipcflow's CPU per process of the flow each time
 // (BenchmarkSample; the report says what it cost). The first
-// startInterval of a run is sampled every startInterval/10, so that a
+// StartInterval of a run is sampled every StartInterval/10, so that a
 // short run is seen too.
 const (
 	DefaultInterval = 40 * time.Millisecond
-	startInterval   = 200 * time.Millisecond
+	StartInterval   = 200 * time.Millisecond
 )
 
 // Recorder collects a run's figures. exec calls its stage methods from
@@ -94,7 +97,6 @@ type stageRec struct {
 	state              string // pending, semaphore, running, done, skipped
 	status             string
 	pid                int
-	pidfd              int // for reading an edge's fill at its end; -1 when none
 	ready, start, end  time.Time
 	ru                 unix.Rusage
 	ended              bool
@@ -103,7 +105,11 @@ type stageRec struct {
 	n, nRun            int64         // samples taken while it ran, and those it ran
 	nWrite, nRead, nOw int64         // ... blocked writing, reading, elsewhere
 	cpuWait            time.Duration // its processes' time on a run queue (schedstat)
-	doing              string
+	// While it runs: its processes' CPU ticks at the last sample, and
+	// what its first process read and wrote so far.
+	liveUser, liveSys uint64
+	liveIO            IO
+	doing             string
 }
 
 type edgeRec struct {
@@ -118,6 +124,21 @@ type edgeRec struct {
 	liveBytes            int64 // what the writer wrote so far (pipe edges, while it runs)
 }
 
+// sawFull and sawEmpty are a pipe edge's fill as its ends showed it: a
+// writer blocked writing means no room left, a reader blocked reading
+// means nothing in it.
+func (e *edgeRec) sawFull() {
+	if e.spec.Fill == nil && e.cap > 0 {
+		e.fill, e.peak = e.cap, e.cap
+	}
+}
+
+func (e *edgeRec) sawEmpty() {
+	if e.spec.Fill == nil {
+		e.fill = 0
+	}
+}
+
 // procRec is one process of a stage, its /proc files kept open.
 type procRec struct {
 	stat, sys, io, sched *procFile
@@ -128,7 +149,7 @@ type procRec struct {
 func New(o Options, stages []StageSpec, edges []EdgeSpec) *Recorder {
 	r := &Recorder{o: o, started: time.Now(), byPgrp: map[int]int{}, procs: map[int]*procRec{}}
 	for _, s := range stages {
-		r.stages = append(r.stages, &stageRec{spec: s, state: "pending", pidfd: -1})
+		r.stages = append(r.stages, &stageRec{spec: s, state: "pending"})
 	}
 	for _, e := range edges {
 		r.edges = append(r.edges, &edgeRec{spec: e})
@@ -160,17 +181,11 @@ func (r *Recorder) Started(i, pid int, ends []End) {
 	}
 	s.start, s.pid, s.ends, s.state, s.doing = now, pid, ends, "running", "running"
 	r.byPgrp[pid] = i
-	if r.o.Interval > 0 {
-		s.openPidfd()
-	}
-}
-
-// openPidfd opens the stage's pidfd, for copies of its fds (fillAt), if
-// not yet open: at its start when sampling, else when ps first asks.
-func (s *stageRec) openPidfd() {
-	if s.pidfd < 0 && s.pid > 0 {
-		if fd, err := unix.PidfdOpen(s.pid, 0); err == nil {
-			s.pidfd = fd // close-on-exec, as every pidfd
+	for _, e := range ends {
+		for _, ei := range e.Edges {
+			if ed := r.edges[ei]; ed.spec.Fill == nil && e.Capacity > 0 {
+				ed.cap = e.Capacity
+			}
 		}
 	}
 }
@@ -190,10 +205,6 @@ func (r *Recorder) Ended(i int, status string, ru *unix.Rusage, io IO) {
 		s.io = io
 	}
 	delete(r.byPgrp, s.pid)
-	if s.pidfd >= 0 {
-		unix.Close(s.pidfd)
-		s.pidfd = -1
-	}
 }
 
 // Skipped records that stage i never ran.
@@ -221,7 +232,7 @@ func (r *Recorder) Start() {
 	go r.sampleLoop()
 }
 
-// Stop ends sampling and lets go of every /proc file and pidfd it holds.
+// Stop ends sampling and lets go of every /proc file it holds.
 func (r *Recorder) Stop() {
 	if r.stop != nil {
 		close(r.stop)
@@ -239,12 +250,6 @@ func (r *Recorder) Stop() {
 		r.procsFile.Close()
 		r.procsFile = nil
 	}
-	for _, s := range r.stages {
-		if s.pidfd >= 0 {
-			unix.Close(s.pidfd)
-			s.pidfd = -1
-		}
-	}
 }
 
 // sampleLoop samples until Stop, on a thread of its own so that its CPU
@@ -253,7 +258,7 @@ func (r *Recorder) sampleLoop() {
 	defer close(r.done)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	every := min(r.o.Interval, startInterval/10)
+	every := min(r.o.Interval, StartInterval/10)
 	t := time.NewTimer(every)
 	defer t.Stop()
 	// The thread runs nothing else while locked: its CPU time is the
@@ -270,7 +275,7 @@ func (r *Recorder) sampleLoop() {
 		case <-r.stop:
 			return
 		case <-t.C:
-			if time.Since(r.started) >= startInterval {
+			if time.Since(r.started) >= StartInterval {
 				every = r.o.Interval
 			}
 			t.Reset(every)

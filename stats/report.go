@@ -7,9 +7,8 @@
 // names, pids, file identities and counter functions.
 //
 // No byte of a pipe edge passes through ipcflow to be counted, and
-// ipcflow never holds an end of a stage's pipe longer than one ioctl
-// (sample.go): what a stage sees of its edges (end of file, EPIPE) is
-// what it sees without --stats.
+// ipcflow holds no end of a stage's pipe (sample.go): what a stage sees
+// of its edges (end of file, EPIPE) is what it sees without --stats.
 package stats
 
 import (
@@ -37,7 +36,9 @@ type Report struct {
 	Stages     []Stage     `json:"stages"`
 	Edges      []Edge      `json:"edges"`
 	Bottleneck *Bottleneck `json:"bottleneck"`
-	Sampler    Sampler     `json:"sampler"`
+	// NoBottleneck says why none is named, when Bottleneck is null.
+	NoBottleneck string  `json:"no_bottleneck,omitempty"`
+	Sampler      Sampler `json:"sampler"`
 }
 
 // Stage is one stage's figures.
@@ -81,11 +82,13 @@ type Edge struct {
 	From string `json:"from"` // stage.port, or stdin
 	To   string `json:"to"`
 	Type string `json:"type"`
-	// Bytes went through the edge. BytesFrom says how it is known:
-	// "counted" (the bytes pass a bridge or mover of ipcflow's, which
-	// counts them), "process io" (a pipe, fifo or tcp edge: the smaller of
-	// what its writer wrote and its reader read in all, exact when either
-	// does no other I/O), or "" (not known: both ends do other I/O).
+	// Bytes went into the edge. BytesFrom says how it is known:
+	// "counted" (they pass a bridge of ipcflow's, which counts them), or
+	// "writer io" (a pipe, fifo or tcp edge, whose bytes no one in ipcflow
+	// sees: all its writer stage wrote, through write(2) and its kin, when
+	// the edge is its one output; an upper bound, exact when it writes
+	// nothing else, not even on stderr), or "" (not known: its writer is
+	// not a stage, or has other outputs).
 	Bytes     int64  `json:"bytes"`
 	BytesFrom string `json:"bytes_from"`
 	// Records are messages, datagrams or ring commits; null for a type
@@ -94,10 +97,16 @@ type Edge struct {
 	ThroughputBps float64 `json:"throughput_bps"` // bytes over its writer's life
 	// Fill is how much its buffer held at the last sample, PeakFill the
 	// most seen, Capacity the buffer's size (0 when unbounded or unknown).
-	Fill     int64 `json:"fill_bytes"`
-	PeakFill int64 `json:"peak_fill_bytes"`
-	Capacity int64 `json:"capacity_bytes"`
-	Lost     int64 `json:"lost"` // udp datagrams known lost
+	// FillFrom says how: "object" (the ring's cursors, the queue's
+	// message count) or "ends" (a pipe's fill is not read, so as not to
+	// wait on its lock: full while its writer was seen blocked writing
+	// into it, empty while its reader was seen blocked reading; for a
+	// bridged type, the pipe between the stage and the bridge).
+	Fill     int64  `json:"fill_bytes"`
+	PeakFill int64  `json:"peak_fill_bytes"`
+	Capacity int64  `json:"capacity_bytes"`
+	FillFrom string `json:"fill_from"`
+	Lost     int64  `json:"lost"` // udp datagrams known lost
 }
 
 // Bottleneck names what limited the flow, with the evidence.

@@ -24,8 +24,8 @@ const scanEvery = 500 * time.Millisecond
 // dearest file to make, and only a live view needs it.
 const ioEvery = 8
 
-// fillEvery is how many samples go by between two looks at the edges'
-// fill: four system calls an edge.
+// fillEvery is how many samples go by between two looks at the rings'
+// and queues' fill.
 const fillEvery = 2
 
 // activity is what one process, then one stage, was doing at a sample.
@@ -63,6 +63,8 @@ func (r *Recorder) sample(now time.Time, full bool) {
 	pids := r.processes(now)
 	acts := make([]activity, len(r.stages))
 	seen := make([]bool, len(r.stages))
+	user := make([]uint64, len(r.stages))
+	sys := make([]uint64, len(r.stages))
 	for _, pid := range pids {
 		p := r.procs[pid]
 		if p == nil {
@@ -85,6 +87,8 @@ func (r *Recorder) sample(now time.Time, full bool) {
 			continue
 		}
 		r.stages[i].cpuWait += p.runQueueTime(pid)
+		user[i] += st.user
+		sys[i] += st.sys
 		a := activityOf(pid, p, st, r.stages[i].ends)
 		if !seen[i] || a.rank() > acts[i].rank() {
 			acts[i] = a
@@ -97,6 +101,9 @@ func (r *Recorder) sample(now time.Time, full bool) {
 	for i, s := range r.stages {
 		if s.state != "running" {
 			continue
+		}
+		if seen[i] {
+			s.liveUser, s.liveSys = user[i], sys[i]
 		}
 		s.n++
 		a := acts[i]
@@ -122,12 +129,14 @@ func (r *Recorder) sample(now time.Time, full bool) {
 				e.writerN++
 				if a.kind == 'W' && has(a.edges, ei) {
 					e.full++
+					e.sawFull()
 				}
 			}
 			if e.spec.Consumer == i {
 				e.readerN++
 				if a.kind == 'r' && has(a.edges, ei) {
 					e.empty++
+					e.sawEmpty()
 				}
 			}
 		}
@@ -272,15 +281,11 @@ func (r *Recorder) readLiveIO(p *procRec, pid, i int) {
 	if !ok {
 		return
 	}
-	var w int64
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte("wchar: ")); ok {
-			w, _ = strconv.ParseInt(string(v), 10, 64)
-		}
-	}
+	io := parseIO(b)
+	r.stages[i].liveIO = io
 	for _, e := range r.edges {
 		if e.spec.Producer == i && e.spec.Counted == nil {
-			e.liveBytes = w
+			e.liveBytes = io.Written
 		}
 	}
 }
@@ -370,33 +375,20 @@ func (r *Recorder) scanGroups() []int {
 	return pids
 }
 
-// sampleFill reads how full each edge's buffer is: from the channel where
-// it can tell (a ring, a queue), else at the consumer's end of the pipe,
-// fifo or socket, through a copy of its fd (pidfd_getfd) closed again at
-// once. While ipcflow holds that copy, for the length of two system
-// calls, the stage's own close would not yet be its last: the close here
-// then delivers the end of file or EPIPE, a few microseconds late.
+// sampleFill reads how full the rings and queues are (the channel
+// tells). A pipe, fifo or tcp edge's fill is not read: FIONREAD on a pipe
+// takes the pipe's lock, which a process splicing into it from a slow
+// source (a terminal, a socket) holds while it waits for its input, so the
+// sampler would wait with it, holding a copy of the stage's end. Its fill
+// is what the samples saw its ends doing instead (sample): full while its
+// writer was blocked writing into it, empty while its reader was blocked
+// reading.
 func (r *Recorder) sampleFill() {
-	for ei, e := range r.edges {
-		var used, capacity int64
-		switch {
-		case e.spec.Fill != nil:
-			used, capacity = e.spec.Fill()
-		case e.spec.Consumer >= 0 && e.spec.Counted == nil:
-			s := r.stages[e.spec.Consumer]
-			if s.state != "running" {
-				continue
-			}
-			if s.openPidfd(); s.pidfd < 0 {
-				continue
-			}
-			var ok bool
-			if used, capacity, ok = fillAt(s, ei, &e.cap); !ok {
-				continue
-			}
-		default:
+	for _, e := range r.edges {
+		if e.spec.Fill == nil {
 			continue
 		}
+		used, capacity := e.spec.Fill()
 		e.fill = used
 		if used > e.peak {
 			e.peak = used
@@ -412,41 +404,4 @@ func (r *Recorder) sampleFill() {
 			}
 		}
 	}
-}
-
-// fillAt reads the bytes waiting at stage s's end of edge ei.
-// known is the capacity read before (0: not yet), as it seldom changes.
-func fillAt(s *stageRec, ei int, known *int64) (used, capacity int64, ok bool) {
-	for _, end := range s.ends {
-		if end.Write || !has(end.Edges, ei) {
-			continue
-		}
-		fd, err := unix.PidfdGetfd(s.pidfd, end.Fd, 0)
-		if err != nil {
-			return 0, 0, false
-		}
-		defer unix.Close(fd)
-		var st unix.Stat_t
-		if unix.Fstat(fd, &st) != nil || (FileKey{st.Dev, st.Ino}) != end.Key {
-			return 0, 0, false // the stage put something else on that fd
-		}
-		n, err := unix.IoctlGetInt(fd, unix.TIOCINQ) // FIONREAD
-		if err != nil {
-			return 0, 0, false
-		}
-		if capacity = *known; capacity == 0 {
-			switch st.Mode & unix.S_IFMT {
-			case unix.S_IFIFO:
-				if c, err := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0); err == nil {
-					capacity = int64(c)
-				}
-			case unix.S_IFSOCK:
-				if c, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF); err == nil {
-					capacity = int64(c)
-				}
-			}
-		}
-		return int64(n), capacity, true
-	}
-	return 0, 0, false
 }

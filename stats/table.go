@@ -3,8 +3,8 @@ package stats
 import (
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // WriteTable writes rep as the --stats table: stages, edges, the
@@ -27,7 +27,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 		fmt.Fprintln(tw, "edge\tfrom -> to\ttype\tbytes\trecords\tthroughput\tpeak fill\tlost")
 		for _, e := range rep.Edges {
 			fmt.Fprintf(tw, "%s\t%s -> %s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.From, e.To, e.Type,
-				edgeBytes(e), records(e), Rate(e.ThroughputBps), fill(e.PeakFill, e.Capacity), lost(e))
+				edgeBytes(e), records(e), Rate(e.ThroughputBps), edgeFill(e, e.PeakFill), lost(e))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -36,19 +36,28 @@ func WriteTable(w io.Writer, rep *Report) error {
 	if b := rep.Bottleneck; b != nil {
 		fmt.Fprintf(w, "bottleneck: %s\n", b)
 	} else {
-		fmt.Fprintln(w, "bottleneck: none found (no stage's own work took a fifth of the run)")
+		fmt.Fprintf(w, "bottleneck: none named: %s\n", rep.NoBottleneck)
 	}
-	_, err := fmt.Fprintf(w, "measured: %d samples every %s, %s of ipcflow's CPU\n",
-		rep.Sampler.Samples, Seconds(rep.Sampler.IntervalMs/1000), Seconds(rep.Sampler.CPUSec))
+	_, err := fmt.Fprintf(w, "measured: %s, %s of ipcflow's CPU\n", samples(rep.Sampler), Seconds(rep.Sampler.CPUSec))
 	return err
+}
+
+// samples says how the run was sampled: every 20 ms for its first 200 ms,
+// then at the interval.
+func samples(s Sampler) string {
+	if s.Samples == 1 {
+		return "1 sample"
+	}
+	return fmt.Sprintf("%d samples (every %s, every %s in the first %s)", s.Samples,
+		Seconds(s.IntervalMs/1000), Seconds(StartInterval.Seconds()/10), Seconds(StartInterval.Seconds()))
 }
 
 func edgeBytes(e Edge) string {
 	switch e.BytesFrom {
 	case "":
 		return "?"
-	case "process io":
-		return "~" + Size(e.Bytes)
+	case "writer io":
+		return "≤" + Size(e.Bytes)
 	}
 	return Size(e.Bytes)
 }
@@ -61,10 +70,23 @@ func records(e Edge) string {
 }
 
 func lost(e Edge) string {
-	if e.Type != "socket" || e.Lost == 0 {
+	if e.Type != "socket udp" {
 		return "-"
 	}
 	return fmt.Sprint(e.Lost)
+}
+
+// edgeFill is an edge's fill (or peak) for the table and the live view:
+// bytes of its size where the object tells, "full" or "not full" where
+// its ends do.
+func edgeFill(e Edge, v int64) string {
+	if e.FillFrom == "ends" {
+		if e.Capacity > 0 && v >= e.Capacity {
+			return "full"
+		}
+		return "not full"
+	}
+	return fill(v, e.Capacity)
 }
 
 func fill(peak, capacity int64) string {
@@ -108,8 +130,8 @@ func Seconds(s float64) string {
 		return fmt.Sprintf("%.0fµs", s*1e6)
 	case s < 1:
 		return fmt.Sprintf("%.1fms", s*1e3)
-	case s < 100:
+	case s < 60:
 		return fmt.Sprintf("%.2fs", s)
 	}
-	return strings.TrimSuffix(fmt.Sprintf("%.0fs", s), ".")
+	return (time.Duration(s) * time.Second).String()
 }

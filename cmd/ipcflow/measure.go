@@ -20,7 +20,11 @@ type measuring struct {
 	live    *os.File  // --monitor: the terminal it draws on
 	stderr  io.Writer
 	monitor *stats.Monitor
+	failed  bool // the figures could not be written
 }
+
+func (m *measuring) suspend() { m.monitor.Pause() }
+func (m *measuring) resume()  { m.monitor.Resume() }
 
 func (c *RunCmd) measuring(s *Streams) (*measuring, error) {
 	m := &measuring{stderr: s.Stderr}
@@ -71,11 +75,13 @@ func (m *measuring) report(rep *stats.Report) {
 	if m.json != nil {
 		if err := rep.WriteJSON(m.json); err != nil {
 			fmt.Fprintf(m.stderr, "ipcflow: --stats-json: %v\n", err)
+			m.failed = true
 		}
 	}
 	if m.file != nil {
 		if err := m.file.Close(); err != nil {
 			fmt.Fprintf(m.stderr, "ipcflow: --stats-json: %v\n", err)
+			m.failed = true
 		}
 		m.file = nil
 	}

@@ -26,7 +26,14 @@ type PsCmd struct {
 const askTimeout = 3 * time.Second
 
 func (c *PsCmd) Run(s *Streams) error {
-	runs := rundir.LiveRuns()
+	var runs []rundir.Live
+	for _, r := range rundir.LiveRuns() {
+		// A directory made a moment ago, its manifest not yet written,
+		// is not a run to show yet.
+		if r.Pid > 0 {
+			runs = append(runs, r)
+		}
+	}
 	sort.Slice(runs, func(i, j int) bool { return runs[i].Pid < runs[j].Pid })
 	if c.ID == "" {
 		if c.JSON {
@@ -57,9 +64,6 @@ func (c *PsCmd) Run(s *Streams) error {
 // listRuns prints one line per live run: its id, pid, age, stages
 // running, and script.
 func listRuns(s *Streams, runs []rundir.Live) error {
-	if len(runs) == 0 {
-		return nil // quiet, as ps of no process
-	}
 	tw := tabwriter.NewWriter(s.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tPID\tAGE\tSTAGES\tSCRIPT")
 	for _, r := range runs {

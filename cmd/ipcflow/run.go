@@ -61,8 +61,13 @@ func (c *RunCmd) run(s *Streams, flagEnv []string) error {
 		Measure:   m.on(),
 		Started:   m.started,
 		Report:    m.report,
+		Suspend:   m.suspend,
+		Resume:    m.resume,
 	})
 	m.abandon(c.StatsJSON)
+	if code == 0 && m.failed {
+		code = 1 // the flow ran, but its figures could not be written
+	}
 	if code != 0 {
 		return &ExitStatus{Code: code}
 	}
