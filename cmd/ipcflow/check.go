@@ -9,7 +9,7 @@ import (
 
 // CheckCmd parses and checks scripts without running anything.
 type CheckCmd struct {
-	Files []string `arg:"" name:"file" help:"Scripts to check."`
+	Files []string `arg:"" name:"file" completion-predictor:"script" help:"Scripts to check."`
 }
 
 // Help is shown by `ipcflow check --help`.
@@ -26,7 +26,7 @@ func (c *CheckCmd) Run(s *Streams) error {
 	for _, f := range c.Files {
 		g, err := parser.ParseFile(f)
 		if err != nil {
-			exec.PrintParseError(s.Stderr, err)
+			exec.PrintParseError(s.scriptErrors(), err)
 			failed = true
 			continue
 		}

@@ -13,8 +13,8 @@ import (
 // RunCmd runs a flow (SPEC 6, 7). Every flag is also an IPCFLOW_* variable
 // (IPCFLOW_GRACE=1s), for `#!/usr/bin/env ipcflow` scripts.
 type RunCmd struct {
-	File      string        `arg:"" help:"The .ipcflow script."`
-	Params    []string      `arg:"" optional:"" help:"NAME=VALUE: set a param declared in the script."`
+	File      string        `arg:"" completion-predictor:"script" help:"The .ipcflow script."`
+	Params    []string      `arg:"" optional:"" completion-predictor:"params" help:"NAME=VALUE: set a param declared in the script."`
 	DryRun    bool          `help:"Print the plan (objects, processes, the fds of each) and start nothing."`
 	Label     bool          `help:"Prefix each line a stage writes to stderr with its name."`
 	KeepGoing bool          `help:"When a stage fails, let the others finish (the exit status is still the first failure's)."`
@@ -24,7 +24,7 @@ type RunCmd struct {
 	// Designed in SPEC 7 but not built yet: refused with one clear line,
 	// never silently ignored.
 	Stats     bool   `help:"(not supported yet) A table of per-stage and per-edge figures on stderr after the run."`
-	StatsJSON string `name:"stats-json" placeholder:"FILE" help:"(not supported yet) The --stats figures as JSON in FILE."`
+	StatsJSON string `name:"stats-json" placeholder:"FILE" completion-predictor:"path" help:"(not supported yet) The --stats figures as JSON in FILE."`
 	Monitor   bool   `help:"(not supported yet) Live bytes and rate per edge on a terminal."`
 }
 
@@ -54,7 +54,7 @@ func (c *RunCmd) run(s *Streams, flagEnv []string) error {
 	if c.Grace < 0 || c.Timeout < 0 {
 		return &ExitStatus{Code: usageStatus, Msg: "run: --grace and --timeout take a duration of 0 or more"}
 	}
-	g := exec.Load(s.Stderr, c.File, c.Params)
+	g := exec.Load(s.scriptErrors(), c.File, c.Params)
 	if g == nil {
 		return &ExitStatus{Code: usageStatus}
 	}
@@ -115,6 +115,9 @@ func quickRun(args []string) (c *RunCmd, ok bool) {
 		if _, set := os.LookupEnv(e); set {
 			return nil, false
 		}
+	}
+	if _, set := os.LookupEnv("IPCFLOW_COLOR"); set { // --color, a flag of every command
+		return nil, false
 	}
 	return &RunCmd{File: args[1], Params: args[2:], Grace: exec.DefaultGrace}, true
 }
