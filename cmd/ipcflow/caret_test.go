@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"github.com/creack/pty"
-
-	"github.com/ipcflow/ipcflow/diag"
 )
 
 // caretScript is a script with two errors: one after a tab, one in a
@@ -36,7 +34,7 @@ func caretDir(t *testing.T) string {
 // onTerminal runs ipcflow with args, in environment env, and its stderr
 // on a terminal (a pty), and returns what the terminal got, with the
 // terminal's \r\n as \n.
-func onTerminal(t *testing.T, env []string, args ...string) (string, int) {
+func onTerminal(t *testing.T, dir string, env []string, args ...string) (string, int) {
 	t.Helper()
 	ptmx, tty, err := pty.Open()
 	if err != nil {
@@ -44,7 +42,7 @@ func onTerminal(t *testing.T, env []string, args ...string) (string, int) {
 	}
 	defer ptmx.Close()
 	cmd := ipcflowCmd(t, args...)
-	cmd.Dir = caretDir(t)
+	cmd.Dir = dir
 	cmd.Env = append(env, asIpcflowEnv+"=1")
 	cmd.Stderr = tty
 	var stdout bytes.Buffer
@@ -103,10 +101,24 @@ func TestCaretOnATerminal(t *testing.T) {
 	} {
 		// Each case starts from an environment without NO_COLOR.
 		env := append(withoutNoColor(), c.env...)
-		got, code := onTerminal(t, env, c.args...)
+		got, code := onTerminal(t, caretDir(t), env, c.args...)
 		if code != 2 || got != c.want {
 			t.Errorf("%q %q: status %d, the terminal shows\n%q\nwant\n%q", c.env, c.args, code, got, c.want)
 		}
+	}
+}
+
+// check's warnings get their caret too, and leave the status 0.
+func TestWarningCaretOnATerminal(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "w.ipcflow"), []byte("stage a = umask 077; cat\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, code := onTerminal(t, dir, append(withoutNoColor(), "NO_COLOR=1"), "check", "w.ipcflow")
+	want := "w.ipcflow:1:11: warning: stage a: the umask builtin needs bash: the stage will run with bash, not ipcflow's stage shell\n" +
+		"stage a = umask 077; cat\n          ^\n"
+	if code != 0 || got != want {
+		t.Errorf("status %d, the terminal shows\n%q\nwant\n%q", code, got, want)
 	}
 }
 
@@ -133,25 +145,5 @@ func TestNoCaretOffATerminal(t *testing.T) {
 	cmd.Dir = caretDir(t)
 	if _, errs, code := run(t, cmd); code != 2 || !strings.HasPrefix(errs, "ipcflow: --color must be one of") {
 		t.Errorf("--color=sometimes: status %d, stderr %q", code, errs)
-	}
-}
-
-// The caret lines up under the column: tabs kept, other runes as one
-// space each, a column past the end just after it.
-func TestCaretColumn(t *testing.T) {
-	for _, c := range []struct {
-		src  string
-		col  int
-		want string
-	}{
-		{"a -> b", 6, "a -> b\n     ^\n"},
-		{"\t\tx", 3, "\t\tx\n\t\t^\n"},
-		{"é -> b", 7, "é -> b\n     ^\n"},
-		{"abc", 10, "abc\n   ^\n"},
-		{"abc\r", 1, "abc\n^\n"},
-	} {
-		if got := diag.Caret(c.src, c.col, false); got != c.want {
-			t.Errorf("Caret(%q, %d) = %q, want %q", c.src, c.col, got, c.want)
-		}
 	}
 }

@@ -1,8 +1,7 @@
 package main
 
 import (
-	"fmt"
-
+	"github.com/ipcflow/ipcflow/diag"
 	"github.com/ipcflow/ipcflow/exec"
 	"github.com/ipcflow/ipcflow/parser"
 )
@@ -30,9 +29,10 @@ func (c *CheckCmd) Run(s *Streams) error {
 			failed = true
 			continue
 		}
-		// Warnings do not change the exit status.
-		for _, w := range parser.Warnings(g) {
-			fmt.Fprintln(s.Stderr, w)
+		// Warnings do not change the exit status; on a terminal they
+		// get their caret as errors do.
+		if ws := parser.Warnings(g); len(ws) > 0 {
+			diag.Print(s.scriptErrors(), ws)
 		}
 	}
 	if failed {
