@@ -2,10 +2,10 @@ package exec
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 
+	"github.com/ipcflow/ipcflow/diag"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -40,7 +40,7 @@ func Load(w io.Writer, path string, args []string) *parser.Graph {
 func PrintParseError(w io.Writer, err error) {
 	var list parser.ErrorList
 	if errors.As(err, &list) {
-		fmt.Fprintln(w, list.Truncated(parser.MaxErrors).Error())
+		diag.Print(w, list.Truncated(parser.MaxErrors)) // with carets where w asks for them
 		return
 	}
 	PrintMessage(w, fileError(err))

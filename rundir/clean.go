@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -245,40 +244,4 @@ func waitForLock(dir string, d time.Duration) bool {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// Live is a run that is alive now: its id, its directory and the pid of
-// the ipcflow that runs it.
-type Live struct {
-	ID, Dir string
-	Pid     int
-}
-
-// LiveRuns lists this user's live runs (`ipcflow ps`), in no set order.
-func LiveRuns() []Live {
-	var runs []Live
-	for _, base := range Bases() {
-		if checkBase(base) != nil {
-			continue
-		}
-		entries, _ := os.ReadDir(base)
-		for _, e := range entries {
-			if !e.IsDir() || !isID(e.Name()) {
-				continue
-			}
-			dir := filepath.Join(base, e.Name())
-			if dead, err := isDead(dir); err != nil || dead {
-				continue
-			}
-			run := Live{ID: e.Name(), Dir: dir}
-			if b, err := os.ReadFile(filepath.Join(dir, manifestFile)); err == nil {
-				line, _, _ := strings.Cut(string(b), "\n")
-				if v, ok := strings.CutPrefix(line, "pid\t"); ok {
-					run.Pid, _ = strconv.Atoi(v)
-				}
-			}
-			runs = append(runs, run)
-		}
-	}
-	return runs
 }

@@ -13,7 +13,7 @@ import (
 // BenchCmd measures each edge type on this machine (internal/bench says
 // what each figure is).
 type BenchCmd struct {
-	Types  []string `arg:"" optional:"" help:"Edge types to measure (pipe, fifo, mq, shm, mmap, socket, or unix/tcp/udp for one socket kind); all by default."`
+	Types  []string `arg:"" optional:"" completion-predictor:"edgetype" help:"Edge types to measure (pipe, fifo, mq, shm, mmap, socket, or unix/tcp/udp for one socket kind); all by default."`
 	Size   string   `default:"256MiB" help:"Bytes moved per throughput run (K/KiB, M/MiB, G/GiB: powers of 1024)."`
 	Runs   int      `default:"5" help:"Runs per figure; the median is shown."`
 	Rounds int      `default:"2000" help:"Round trips per latency run."`

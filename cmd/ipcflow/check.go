@@ -1,15 +1,14 @@
 package main
 
 import (
-	"fmt"
-
+	"github.com/ipcflow/ipcflow/diag"
 	"github.com/ipcflow/ipcflow/exec"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
 // CheckCmd parses and checks scripts without running anything.
 type CheckCmd struct {
-	Files []string `arg:"" name:"file" help:"Scripts to check."`
+	Files []string `arg:"" name:"file" completion-predictor:"script" help:"Scripts to check."`
 }
 
 // Help is shown by `ipcflow check --help`.
@@ -26,13 +25,14 @@ func (c *CheckCmd) Run(s *Streams) error {
 	for _, f := range c.Files {
 		g, err := parser.ParseFile(f)
 		if err != nil {
-			exec.PrintParseError(s.Stderr, err)
+			exec.PrintParseError(s.scriptErrors(), err)
 			failed = true
 			continue
 		}
-		// Warnings do not change the exit status.
-		for _, w := range parser.Warnings(g) {
-			fmt.Fprintln(s.Stderr, w)
+		// Warnings do not change the exit status; on a terminal they
+		// get their caret as errors do.
+		if ws := parser.Warnings(g); len(ws) > 0 {
+			diag.Print(s.scriptErrors(), ws)
 		}
 	}
 	if failed {

@@ -17,7 +17,7 @@ import (
 type FmtCmd struct {
 	Write bool     `short:"w" help:"Write the result back to each file instead of printing it."`
 	Diff  bool     `short:"d" help:"Print a diff of the changes instead of the result; exit 1 when a file would change."`
-	Files []string `arg:"" optional:"" name:"file" help:"Scripts to format (standard input when none)."`
+	Files []string `arg:"" optional:"" name:"file" completion-predictor:"script" help:"Scripts to format (standard input when none)."`
 }
 
 // Help is shown by `ipcflow fmt --help`.
@@ -49,7 +49,7 @@ func (c *FmtCmd) Run(s *Streams) error {
 	for _, f := range c.Files {
 		src, err := parser.ReadScript(f)
 		if err != nil {
-			exec.PrintParseError(s.Stderr, err)
+			exec.PrintParseError(s.scriptErrors(), err)
 			firstErr = &ExitStatus{Code: usageStatus}
 			continue
 		}
@@ -76,7 +76,7 @@ func (c *FmtCmd) status(changed bool, err error) error {
 func (c *FmtCmd) one(s *Streams, name string, src []byte, write bool) (bool, error) {
 	f, err := parser.ParseAST(name, src)
 	if err != nil {
-		exec.PrintParseError(s.Stderr, err)
+		exec.PrintParseError(s.scriptErrors(), err)
 		return false, &ExitStatus{Code: usageStatus}
 	}
 	out := parser.Format(f)

@@ -8,7 +8,7 @@ import (
 // GraphCmd prints a flow's graph for Graphviz or Mermaid.
 type GraphCmd struct {
 	Format string `short:"f" default:"dot" enum:"dot,mermaid" help:"Output format: dot (Graphviz) or mermaid."`
-	File   string `arg:"" name:"file" help:"Script to draw."`
+	File   string `arg:"" name:"file" completion-predictor:"script" help:"Script to draw."`
 }
 
 // Help is shown by `ipcflow graph --help`.
@@ -27,7 +27,7 @@ status is 2.`
 func (c *GraphCmd) Run(s *Streams) error {
 	g, err := parser.ParseFile(c.File)
 	if err != nil {
-		exec.PrintParseError(s.Stderr, err)
+		exec.PrintParseError(s.scriptErrors(), err)
 		return &ExitStatus{Code: usageStatus}
 	}
 	if c.Format == "mermaid" {

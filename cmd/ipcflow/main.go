@@ -20,6 +20,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/ipcflow/ipcflow/diag"
 	"github.com/ipcflow/ipcflow/exec"
 	"github.com/ipcflow/ipcflow/parser"
 )
@@ -51,19 +52,22 @@ func printsInfo(args []string) bool {
 
 // CLI is the whole command line.
 type CLI struct {
-	Run     RunCmd     `cmd:"" help:"Run a flow."`
-	Check   CheckCmd   `cmd:"" help:"Parse and check scripts; report every error as FILE:LINE:COL: message."`
-	Fmt     FmtCmd     `cmd:"" help:"Print scripts in canonical layout (comments kept)."`
-	Graph   GraphCmd   `cmd:"" help:"Print a flow's graph as Graphviz dot or Mermaid."`
-	Clean   CleanCmd   `cmd:"" help:"Remove kernel objects and files left by crashed runs."`
-	Bench   BenchCmd   `cmd:"" help:"Measure throughput and latency of each edge type on this machine."`
-	Lock    LockCmd    `cmd:"" help:"Inside a stage: run COMMAND holding one unit of semaphore SEM."`
-	Version VersionCmd `cmd:"" help:"Print ipcflow's version."`
-	Watch   WatchCmd   `cmd:"" help:"Run a flow, and again whenever its file or a PATH changes."`
-	Ps      PsCmd      `cmd:"" help:"The user's live runs; with RUN (its id, a prefix of it, or ipcflow's pid), its stages and edges once: what each does and waits on."`
-	Help    HelpCmd    `cmd:"" help:"Show help for ipcflow or for COMMAND (the same as --help)."`
+	Run        RunCmd        `cmd:"" help:"Run a flow."`
+	Check      CheckCmd      `cmd:"" help:"Parse and check scripts; report every error as FILE:LINE:COL: message."`
+	Fmt        FmtCmd        `cmd:"" help:"Print scripts in canonical layout (comments kept)."`
+	Graph      GraphCmd      `cmd:"" help:"Print a flow's graph as Graphviz dot or Mermaid."`
+	Clean      CleanCmd      `cmd:"" help:"Remove kernel objects and files left by crashed runs."`
+	Bench      BenchCmd      `cmd:"" help:"Measure throughput and latency of each edge type on this machine."`
+	Lock       LockCmd       `cmd:"" help:"Inside a stage: run COMMAND holding one unit of semaphore SEM."`
+	Version    VersionCmd    `cmd:"" help:"Print ipcflow's version."`
+	Watch      WatchCmd      `cmd:"" help:"Run a flow, and again whenever its file or a PATH changes."`
+	Ps         PsCmd         `cmd:"" help:"The user's live runs; with RUN (its id, a prefix of it, or ipcflow's pid), its stages and edges once: what each does and waits on."`
+	Help       HelpCmd       `cmd:"" help:"Show help for ipcflow or for COMMAND (the same as --help)."`
+	Completion CompletionCmd `cmd:"" help:"Print a completion script for bash, zsh or fish."`
+	Man        ManCmd        `cmd:"" help:"Print ipcflow's man page (roff): man -l <(ipcflow man)."`
 
 	VersionFlag versionFlag `name:"version" env:"-" help:"Print ipcflow's version and exit."`
+	Color       string      `enum:"auto,always,never" default:"auto" help:"Script errors with their source line and a caret: auto (on a terminal, in colour unless NO_COLOR is set), always (and in colour), never (no colour)."`
 }
 
 // versionFlag is --version. -v is left free: most commands that have it
@@ -75,7 +79,7 @@ type versionFlag = kong.VersionFlag
 // `ipcflow [COMMAND...] --help` before kong sees it (as git and go users
 // expect): declared here to be listed with the commands.
 type HelpCmd struct {
-	Command []string `arg:"" optional:"" help:"The command to show help for."`
+	Command []string `arg:"" optional:"" completion-predictor:"command" help:"The command to show help for."`
 }
 
 // shortUsage is what `ipcflow` alone prints, on stderr, with status 2.
@@ -90,6 +94,7 @@ Run 'ipcflow --help' for the commands, 'ipcflow help COMMAND' for one.`
 type runCLI struct {
 	Run         RunCmd      `cmd:"" help:"Run a flow."`
 	VersionFlag versionFlag `name:"version" env:"-" help:"Print ipcflow's version and exit."`
+	Color       string      `enum:"auto,always,never" default:"auto" help:"Script errors with their source line and a caret: auto (on a terminal, in colour unless NO_COLOR is set), always (and in colour), never (no colour)."`
 }
 
 // Streams are the standard streams a command uses; tests pass their own.
@@ -97,6 +102,14 @@ type Streams struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+	Color  diag.Mode // --color: how script errors are shown on Stderr
+}
+
+// scriptErrors is the stream for a script's errors: Stderr, with a caret
+// under each error's column on a terminal (diag). Only script errors go
+// through it: Stderr itself is handed to child processes as it is.
+func (s *Streams) scriptErrors() io.Writer {
+	return &diag.Writer{W: s.Stderr, Mode: s.Color}
 }
 
 // ExitStatus is an error that carries the exit status of ipcflow. Its
@@ -115,6 +128,9 @@ const usageStatus = 2
 // Main runs ipcflow with args (without the program name) and returns the
 // process's exit status.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if line, whole, ok := completionRequest(args); ok {
+		return completeLine(line, whole, stdout, stderr)
+	}
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, shortUsage)
 		return usageStatus
@@ -136,16 +152,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		cli = &runCLI{}
 	}
 	exited := -1
-	k, err := kong.New(cli,
-		kong.Name("ipcflow"),
-		kong.Description("Wire Unix processes into graphs: run .ipcflow scripts.\n\n'ipcflow FILE [NAME=VALUE...]' is 'ipcflow run FILE [NAME=VALUE...]', for #! lines."),
-		kong.Writers(infoWriter{stdout}, stderr),
-		kong.Exit(func(code int) { exited = code }),
-		kong.UsageOnError(),
-		kong.DefaultEnvars("IPCFLOW"),
-		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-		kong.Vars{"version": version()},
-	)
+	k, err := newKong(cli, stdout, stderr, func(code int) { exited = code })
 	if err != nil {
 		fmt.Fprintf(stderr, "ipcflow: %v\n", err)
 		return 70
@@ -161,7 +168,32 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ipcflow: %v\n", err)
 		return usageStatus
 	}
+	switch c := cli.(type) {
+	case *CLI:
+		streams.Color = diag.Mode(c.Color)
+	case *runCLI:
+		streams.Color = diag.Mode(c.Color)
+	}
 	return exitStatus(stderr, ctx.Run(streams))
+}
+
+// description is the top of `ipcflow --help` and of the man page.
+const description = "Wire Unix processes into graphs: run .ipcflow scripts.\n\n'ipcflow FILE [NAME=VALUE...]' is 'ipcflow run FILE [NAME=VALUE...]', for #! lines."
+
+// newKong is the command-line parser for cli (a *CLI or a *runCLI): help
+// and the version on stdout, errors on stderr, exit through exit. The
+// command line, completion and the man page share it.
+func newKong(cli any, stdout, stderr io.Writer, exit func(int)) (*kong.Kong, error) {
+	return kong.New(cli,
+		kong.Name("ipcflow"),
+		kong.Description(description),
+		kong.Writers(infoWriter{stdout}, stderr),
+		kong.Exit(exit),
+		kong.UsageOnError(),
+		kong.DefaultEnvars("IPCFLOW"),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Vars{"version": version()},
+	)
 }
 
 // exitStatus turns a command's error into ipcflow's exit status, printing
@@ -192,7 +224,7 @@ func (i infoWriter) Write(p []byte) (int, error) {
 }
 
 // commands are the command names of the command line.
-var commands = []string{"run", "check", "fmt", "graph", "clean", "bench", "lock", "version", "watch", "ps", "help"}
+var commands = []string{"run", "check", "fmt", "graph", "clean", "bench", "lock", "version", "watch", "ps", "completion", "man", "help"}
 
 // routeFile turns `ipcflow FILE ARGS...` into `ipcflow run FILE ARGS...`, so
 // that `#!/usr/bin/env ipcflow` works: the kernel runs `ipcflow ./script`.

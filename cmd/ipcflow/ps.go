@@ -26,15 +26,15 @@ type PsCmd struct {
 const askTimeout = 3 * time.Second
 
 func (c *PsCmd) Run(s *Streams) error {
-	var runs []rundir.Live
-	for _, r := range rundir.LiveRuns() {
+	var runs []rundir.Run
+	for _, r := range rundir.Live() {
 		// A directory made a moment ago, its manifest not yet written,
 		// is not a run to show yet.
-		if r.Pid > 0 {
+		if r.PID > 0 {
 			runs = append(runs, r)
 		}
 	}
-	sort.Slice(runs, func(i, j int) bool { return runs[i].Pid < runs[j].Pid })
+	sort.Slice(runs, func(i, j int) bool { return runs[i].PID < runs[j].PID })
 	if c.ID == "" {
 		if c.JSON {
 			return &ExitStatus{Code: usageStatus, Msg: "ps: --json needs a RUN"}
@@ -48,7 +48,7 @@ func (c *PsCmd) Run(s *Streams) error {
 	sock := filepath.Join(run.Dir, exec.ControlSocket)
 	rep, err := stats.Ask(sock, askTimeout)
 	if err != nil {
-		return &ExitStatus{Code: 1, Msg: fmt.Sprintf("ps: run %s (pid %d): %v", run.ID, run.Pid, err)}
+		return &ExitStatus{Code: 1, Msg: fmt.Sprintf("ps: run %s (pid %d): %v", run.ID, run.PID, err)}
 	}
 	if c.JSON {
 		return rep.WriteJSON(s.Stdout)
@@ -63,7 +63,7 @@ func (c *PsCmd) Run(s *Streams) error {
 
 // listRuns prints one line per live run: its id, pid, age, stages
 // running, and script.
-func listRuns(s *Streams, runs []rundir.Live) error {
+func listRuns(s *Streams, runs []rundir.Run) error {
 	tw := tabwriter.NewWriter(s.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tPID\tAGE\tSTAGES\tSCRIPT")
 	for _, r := range runs {
@@ -79,22 +79,22 @@ func listRuns(s *Streams, runs []rundir.Live) error {
 			stages = fmt.Sprintf("%d/%d running", running, len(rep.Stages))
 			script = rep.Script
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", r.ID, r.Pid, age, stages, script)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", r.ID, r.PID, age, stages, script)
 	}
 	return tw.Flush()
 }
 
 // findRun picks the run id names: a run's id or a unique prefix of it,
 // or the pid of its ipcflow.
-func findRun(runs []rundir.Live, id string) (rundir.Live, error) {
+func findRun(runs []rundir.Run, id string) (rundir.Run, error) {
 	if pid, err := strconv.Atoi(id); err == nil {
 		for _, r := range runs {
-			if r.Pid == pid {
+			if r.PID == pid {
 				return r, nil
 			}
 		}
 	}
-	var found []rundir.Live
+	var found []rundir.Run
 	for _, r := range runs {
 		if strings.HasPrefix(r.ID, id) {
 			found = append(found, r)
@@ -104,7 +104,7 @@ func findRun(runs []rundir.Live, id string) (rundir.Live, error) {
 	case 1:
 		return found[0], nil
 	case 0:
-		return rundir.Live{}, fmt.Errorf("no live run %q of this user (ipcflow ps lists them)", id)
+		return rundir.Run{}, fmt.Errorf("no live run %q of this user (ipcflow ps lists them)", id)
 	}
-	return rundir.Live{}, fmt.Errorf("%q names %d runs: give more of the id", id, len(found))
+	return rundir.Run{}, fmt.Errorf("%q names %d runs: give more of the id", id, len(found))
 }

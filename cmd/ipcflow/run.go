@@ -13,8 +13,8 @@ import (
 // RunCmd runs a flow (SPEC 6, 7). Every flag is also an IPCFLOW_* variable
 // (IPCFLOW_GRACE=1s), for `#!/usr/bin/env ipcflow` scripts.
 type RunCmd struct {
-	File      string        `arg:"" help:"The .ipcflow script."`
-	Params    []string      `arg:"" optional:"" help:"NAME=VALUE: set a param declared in the script."`
+	File      string        `arg:"" completion-predictor:"script" help:"The .ipcflow script."`
+	Params    []string      `arg:"" optional:"" completion-predictor:"params" help:"NAME=VALUE: set a param declared in the script."`
 	DryRun    bool          `help:"Print the plan (objects, processes, the fds of each) and start nothing."`
 	Label     bool          `help:"Prefix each line a stage writes to stderr with its name."`
 	KeepGoing bool          `help:"When a stage fails, let the others finish (the exit status is still the first failure's)."`
@@ -22,7 +22,7 @@ type RunCmd struct {
 	Timeout   time.Duration `help:"Stop the flow after this long and exit 124 (0: no limit)."`
 
 	Stats     bool   `help:"After the run, a table on stderr: per stage status, CPU, memory, I/O and where its time went; per edge bytes, records, throughput and fill; the bottleneck."`
-	StatsJSON string `name:"stats-json" placeholder:"FILE" help:"The --stats figures as one JSON document in FILE (- for stdout; schema in docs/stats.md)."`
+	StatsJSON string `name:"stats-json" placeholder:"FILE" completion-predictor:"path" help:"The --stats figures as one JSON document in FILE (- for stdout; schema in docs/stats.md)."`
 	Monitor   bool   `help:"A live view of stages and edges on stderr while the flow runs (on a terminal; else the same as --stats), then the --stats table."`
 }
 
@@ -36,7 +36,7 @@ func (c *RunCmd) run(s *Streams, flagEnv []string) error {
 	if c.Grace < 0 || c.Timeout < 0 {
 		return &ExitStatus{Code: usageStatus, Msg: "run: --grace and --timeout take a duration of 0 or more"}
 	}
-	g := exec.Load(s.Stderr, c.File, c.Params)
+	g := exec.Load(s.scriptErrors(), c.File, c.Params)
 	if g == nil {
 		return &ExitStatus{Code: usageStatus}
 	}
@@ -110,6 +110,9 @@ func quickRun(args []string) (c *RunCmd, ok bool) {
 		if _, set := os.LookupEnv(e); set {
 			return nil, false
 		}
+	}
+	if _, set := os.LookupEnv("IPCFLOW_COLOR"); set { // --color, a flag of every command
+		return nil, false
 	}
 	return &RunCmd{File: args[1], Params: args[2:], Grace: exec.DefaultGrace}, true
 }

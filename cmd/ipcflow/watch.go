@@ -16,9 +16,9 @@ import (
 // WatchCmd is `ipcflow watch` (SPEC 10): the flow run again whenever its
 // script or an --on path changes. The work is package watch's.
 type WatchCmd struct {
-	File     string        `arg:"" help:"The .ipcflow script."`
-	Params   []string      `arg:"" optional:"" help:"NAME=VALUE: set a param declared in the script."`
-	On       []string      `placeholder:"PATH" sep:"none" help:"Also run again when PATH changes: a file, or a directory and everything below it. Repeatable."`
+	File     string        `arg:"" completion-predictor:"script" help:"The .ipcflow script."`
+	Params   []string      `arg:"" optional:"" completion-predictor:"params" help:"NAME=VALUE: set a param declared in the script."`
+	On       []string      `placeholder:"PATH" sep:"none" completion-predictor:"path" help:"Also run again when PATH changes: a file, or a directory and everything below it. Repeatable."`
 	Debounce time.Duration `default:"100ms" help:"Changes closer together than this make one run."`
 	Clear    bool          `help:"Clear the terminal before each run (when stdout is one)."`
 
