@@ -91,7 +91,14 @@ func (f *flow) takeStageFiles(st *liveStage) *stageFiles {
 		case EndNull:
 			sf.fds = append(sf.fds, f.null.Fd())
 		default:
-			f := f.wires[e.Wire].take(e)
+			file := f.wires[e.Wire].take(e)
+			if file == nil {
+				// A native end the channel does not have: a bug, but
+				// the stage gets /dev/null rather than ipcflow a panic.
+				sf.fds = append(sf.fds, f.null.Fd())
+				continue
+			}
+			f := file
 			sf.owned = append(sf.owned, f)
 			sf.fds = append(sf.fds, f.Fd())
 			if id, ok := fileIDOf(f); ok && e.Kind == EndWrite && fd != 2 {

@@ -32,6 +32,7 @@ import (
 //	    16     8  capacity: bytes in the data area
 //	    64     8  wpos: bytes ever written (published by the writer)      } own
 //	    72     4  wdone: 1 once the writer has finished (end of stream)  } line
+//	    76     4  wdead: 1 when the writer ended without finishing       }
 //	   128     4  dataSeq: futex word, "data available"                  } own
 //	   132     4  dataWaiters: readers asleep (or about to be) on it     } line
 //	   192     4  spaceSeq: futex word, "space available"                } own
@@ -75,6 +76,12 @@ import (
 // waking a sleeping thread on another CPU costs tens of microseconds. Every
 // 64 turns the spinner yields its CPU, which the peer may be waiting for.
 //
+// wdead is set (before wdone) by whoever watches a writer that is a
+// process of its own (ipcflow watches a native stage's end, see package
+// native): the writer died, killed or exiting without Close, so its
+// readers get an error after the bytes it had committed (native's
+// ErrWriterDied), never a clean end of stream. A reader that dies is marked gone[i] the same way.
+//
 // When every end is a goroutine of one process (LocalWake: ipcflow's own
 // bridges), the futex sleep and wake become a park on a Go channel and a
 // poke of it, under the same Waiters words.
@@ -82,6 +89,9 @@ import (
 const (
 	ringMagic   = 0x52776f6c66637069 // "ipcflowR" as little-endian bytes
 	ringVersion = 1
+	// Version is the layout's version, in the header at offset 8: a
+	// native stage's client refuses a segment of another version.
+	Version = ringVersion
 	// HeaderSize is the size of the header before the data area.
 	HeaderSize = 4096
 	// MaxReaders is how many read cursors the header has room for.
@@ -93,6 +103,7 @@ const (
 	offCapacity    = 16
 	offWpos        = 64
 	offWdone       = 72
+	offWdead       = 76
 	offDataSeq     = 128
 	offDataWaiters = 132
 	offSpaceSeq    = 192
@@ -248,6 +259,36 @@ func (r *Ring) Shutdown() {
 	}
 	r.wakeData()
 	r.wakeSpace()
+}
+
+// MarkWriterDead says the writer ended without Close: its readers drain
+// what it committed, then get ErrWriterDied. It does nothing once the
+// writer has closed. Called by whoever watches the writer's process.
+func (r *Ring) MarkWriterDead() {
+	if atomic.LoadUint32(r.u32(offWdone)) != 0 {
+		return
+	}
+	atomic.StoreUint32(r.u32(offWdead), 1)
+	atomic.StoreUint32(r.u32(offWdone), 1)
+	r.wakeData()
+}
+
+// WriterDied reports whether MarkWriterDead was called.
+func (r *Ring) WriterDied() bool { return atomic.LoadUint32(r.u32(offWdead)) != 0 }
+
+// WriterDone reports whether the writer has finished (closed or died).
+func (r *Ring) WriterDone() bool { return atomic.LoadUint32(r.u32(offWdone)) != 0 }
+
+// MarkReaderGone says reader i stopped reading (its process ended): the
+// writer no longer waits for it.
+func (r *Ring) MarkReaderGone(i int) {
+	atomic.StoreUint32(r.u32(offReader0+i*readerStride+8), 1)
+	r.wakeSpace()
+}
+
+// ReaderGone reports whether reader i has stopped reading.
+func (r *Ring) ReaderGone(i int) bool {
+	return atomic.LoadUint32(r.u32(offReader0+i*readerStride+8)) != 0
 }
 
 // yield gives the CPU away for a moment while spinning: the peer may be
