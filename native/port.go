@@ -3,6 +3,11 @@ package native
 import (
 	"fmt"
 	"io"
+	"os"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // OpenReader opens port (IPCFLOW_PORT_<PORT>) for reading, whatever its
@@ -36,4 +41,18 @@ func OpenWriter(port string) (io.WriteCloser, error) {
 		return NewMQWriter(s)
 	}
 	return nil, fmt.Errorf("port %s: %s ports are not in this client yet", s.Name, s.Type)
+}
+
+// DieOfSIGPIPE ends the process killed by SIGPIPE, as a pipe's writer
+// whose readers have gone ends: ipcflow counts that as a success (SPEC
+// 6), as it does `yes | head`. Call it on ErrReadersGone when the stage
+// has nothing else to do. (A Go program ignores a SIGPIPE it sends
+// itself, so the default action is put back first.)
+func DieOfSIGPIPE() {
+	var act [4]uint64 // struct sigaction for rt_sigaction: handler SIG_DFL
+	unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(unix.SIGPIPE), uintptr(unsafe.Pointer(&act[0])), 0, 8, 0, 0)
+	unix.Kill(os.Getpid(), unix.SIGPIPE)
+	for {
+		time.Sleep(time.Second) // the signal is on its way
+	}
 }

@@ -33,8 +33,9 @@ func mapRing(s Spec) (*ring.Ring, []byte, error) {
 	}
 	r, err := ring.Attach(mem)
 	if err != nil {
+		v, isRing := ringVersion(mem), string(mem[:8]) == "ipcflowR"
 		unix.Munmap(mem)
-		if v := ringVersion(mem); v != ring.Version {
+		if isRing && v != ring.Version {
 			return nil, nil, fmt.Errorf("port %s: ring layout version %d, this client speaks %d: build the stage against this ipcflow's client", s.Name, v, ring.Version)
 		}
 		return nil, nil, fmt.Errorf("port %s: %w", s.Name, err)

@@ -1,0 +1,309 @@
+// Porttool is a native stage for ipcflow's tests and benchmarks, in Go;
+// native/c/testdata/porttool.c is its twin in C, with the same commands,
+// so that a test can put either language at either end of an edge.
+//
+//	porttool copy FROM TO          FROM, TO: a port, or - (stdin, stdout)
+//	porttool die FROM TO N         copy N bytes, then SIGKILL itself
+//	porttool send TO               each stdin line, newline left out, as one mq message
+//	porttool recv FROM             each mq message, then a newline, to stdout
+//	porttool gen TO BYTES CHUNK    BYTES bytes in CHUNK-byte writes (in place on shm)
+//	porttool sink FROM             read to the end, print the byte count
+//	porttool ping IN OUT ROUNDS SIZE   round trips, print the median in ns
+//	porttool pong IN OUT           echo what comes in
+//
+// Between two shm ports copy works in place (borrow, reserve, copy once,
+// commit, release). A writer whose readers have gone dies of SIGPIPE.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/ipcflow/ipcflow/native"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, native.ErrReadersGone) {
+			native.DieOfSIGPIPE()
+		}
+		fmt.Fprintln(os.Stderr, "porttool:", err)
+		os.Exit(1)
+	}
+}
+
+func reader(name string) (io.ReadCloser, error) {
+	if name == "-" {
+		return os.Stdin, nil
+	}
+	return native.OpenReader(name)
+}
+
+func writer(name string) (io.WriteCloser, error) {
+	if name == "-" {
+		return os.Stdout, nil
+	}
+	return native.OpenWriter(name)
+}
+
+func count(s string) int64 {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "porttool: not a count:", s)
+		os.Exit(2)
+	}
+	return n
+}
+
+func run(args []string) error {
+	if len(args) < 2 {
+		return errors.New("usage: porttool copy|die|send|recv|gen|sink|ping|pong ...")
+	}
+	switch cmd := args[0]; {
+	case cmd == "copy" && len(args) == 3:
+		return copyPorts(args[1], args[2], -1)
+	case cmd == "die" && len(args) == 4:
+		return copyPorts(args[1], args[2], count(args[3]))
+	case cmd == "send" && len(args) == 2:
+		return send(args[1])
+	case cmd == "recv" && len(args) == 2:
+		return recv(args[1])
+	case cmd == "gen" && len(args) == 4:
+		return gen(args[1], count(args[2]), int(count(args[3])))
+	case cmd == "sink" && len(args) == 2:
+		return sink(args[1])
+	case cmd == "ping" && len(args) == 5:
+		return ping(args[1], args[2], int(count(args[3])), int(count(args[4])))
+	case cmd == "pong" && len(args) == 3:
+		return pong(args[1], args[2])
+	}
+	return fmt.Errorf("bad command %q", args)
+}
+
+// copyPorts copies from to to; limit >= 0: after limit bytes, SIGKILL.
+func copyPorts(from, to string, limit int64) error {
+	in, err := reader(from)
+	if err != nil {
+		return err
+	}
+	out, err := writer(to)
+	if err != nil {
+		return err
+	}
+	var moved int64
+	si, inShm := in.(*native.ShmReader)
+	so, outShm := out.(*native.ShmWriter)
+	if inShm && outShm {
+		for limit < 0 || moved < limit {
+			src, err := si.Borrow()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			dst, err := so.Reserve()
+			if err != nil {
+				return err
+			}
+			n := copy(dst, src)
+			if limit >= 0 {
+				n = min(n, int(limit-moved))
+			}
+			so.Commit(n)
+			si.Release(n)
+			moved += int64(n)
+		}
+	} else {
+		buf := make([]byte, 256<<10)
+		for limit < 0 || moved < limit {
+			want := len(buf)
+			if limit >= 0 {
+				want = int(min(int64(want), limit-moved))
+			}
+			n, err := in.Read(buf[:want])
+			if n > 0 {
+				if _, werr := out.Write(buf[:n]); werr != nil {
+					return werr
+				}
+				moved += int64(n)
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if limit >= 0 {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		time.Sleep(time.Hour)
+	}
+	in.Close()
+	return out.Close()
+}
+
+func send(to string) error {
+	w, err := native.OpenMQWriter(to)
+	if err != nil {
+		return err
+	}
+	data, err := io.ReadAll(os.Stdin)
+	if err != nil {
+		return err
+	}
+	for len(data) > 0 {
+		line := data
+		if i := slices.Index(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		if err := w.Send(line); err != nil {
+			return err
+		}
+	}
+	return w.Close()
+}
+
+func recv(from string) error {
+	r, err := native.OpenMQReader(from)
+	if err != nil {
+		return err
+	}
+	for {
+		msg, err := r.Receive()
+		if err == io.EOF {
+			return r.Close()
+		}
+		if err != nil {
+			return err
+		}
+		os.Stdout.Write(append(msg, '\n'))
+	}
+}
+
+func gen(to string, total int64, chunk int) error {
+	out, err := writer(to)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, chunk)
+	for i := range buf {
+		buf[i] = byte('a' + i%26)
+	}
+	sw, isShm := out.(*native.ShmWriter)
+	for done := int64(0); done < total; {
+		want := int(min(int64(chunk), total-done))
+		if isShm {
+			span, err := sw.Reserve()
+			if err != nil {
+				return err
+			}
+			n := copy(span, buf[:want])
+			sw.Commit(n)
+			done += int64(n)
+			continue
+		}
+		if _, err := out.Write(buf[:want]); err != nil {
+			return err
+		}
+		done += int64(want)
+	}
+	return out.Close()
+}
+
+func sink(from string) error {
+	in, err := reader(from)
+	if err != nil {
+		return err
+	}
+	var total int64
+	if sr, ok := in.(*native.ShmReader); ok {
+		for {
+			span, err := sr.Borrow()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			total += int64(len(span))
+			sr.Release(len(span))
+		}
+	} else {
+		buf := make([]byte, 256<<10)
+		for {
+			n, err := in.Read(buf)
+			total += int64(n)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	fmt.Println(total)
+	return in.Close()
+}
+
+func ping(inName, outName string, rounds, size int) error {
+	in, err := reader(inName)
+	if err != nil {
+		return err
+	}
+	out, err := writer(outName)
+	if err != nil {
+		return err
+	}
+	msg, back := make([]byte, size), make([]byte, size)
+	times := make([]time.Duration, rounds)
+	for i := range rounds {
+		t0 := time.Now()
+		if _, err := out.Write(msg); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(in, back); err != nil {
+			return err
+		}
+		times[i] = time.Since(t0)
+	}
+	slices.Sort(times)
+	fmt.Println(times[len(times)/2].Nanoseconds())
+	out.Close()
+	return in.Close()
+}
+
+func pong(inName, outName string) error {
+	in, err := reader(inName)
+	if err != nil {
+		return err
+	}
+	out, err := writer(outName)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := in.Read(buf)
+		if n > 0 {
+			if _, werr := out.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return out.Close()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
