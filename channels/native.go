@@ -27,9 +27,9 @@ import (
 
 // The parts of a native end, for NativeFile.
 const (
-	NativeObject = iota // the object: shm segment, mq descriptor, mmap file
-	NativeControl       // mq and mmap: the control page
-	NativeLife          // the stage's end of the liveness pipe
+	NativeObject  = iota // the object: shm segment, mq descriptor, mmap file
+	NativeControl        // mq and mmap: the control page
+	NativeLife           // the stage's end of the liveness pipe
 	nativeParts
 )
 

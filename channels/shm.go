@@ -259,7 +259,7 @@ func (c *shmChannel) Close() error {
 		for _, f := range c.store.Outs {
 			f.Close()
 		}
-		c.store.Wait() // nobody touches the mapping after this...
+		c.store.Wait()   // nobody touches the mapping after this...
 		c.natives.stop() // ...nor a watcher after this
 		unix.Munmap(c.mem)
 		c.closeUnhanded()

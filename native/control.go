@@ -24,12 +24,12 @@ import (
 // for room (mqWait); a reader tests wdead after each bounded wait for a
 // message. So a peer that dies costs at most mqWait, never a hang.
 const (
-	ControlSize  = 4096
-	offCtlMagic  = 0
-	offCtlVer    = 8
-	offCtlWdone  = 64
-	offCtlWdead  = 68
-	offCtlRgone  = 128
+	ControlSize = 4096
+	offCtlMagic = 0
+	offCtlVer   = 8
+	offCtlWdone = 64
+	offCtlWdead = 68
+	offCtlRgone = 128
 )
 
 // ctlMagic is "ipcflowQ" as little-endian bytes.
