@@ -348,3 +348,36 @@ func TestNativeDryRun(t *testing.T) {
 		}
 	}
 }
+
+// TestNativeExamples runs every examples/native/*.ipcflow with its
+// programs built as its comment says (into a directory of the test's,
+// given as BIN=), and compares its output with its `# bash: ` line.
+func TestNativeExamples(t *testing.T) {
+	buildNativeTools(t)
+	root := testkit.ModuleRoot(t)
+	bin := testkit.BuildIpcflow(t)
+	files, _ := filepath.Glob(filepath.Join(root, "examples", "native", "*.ipcflow"))
+	if len(files) == 0 {
+		t.Fatal("no examples/native/*.ipcflow")
+	}
+	for _, f := range files {
+		rel, _ := filepath.Rel(root, f)
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			want := testkit.Bash(t, bashLine(t, f), testkit.InDir(root))
+			runBase := t.TempDir()
+			check := testkit.LeakCheck(t, runBase)
+			cmd := osexec.Command(bin, "run", rel, "BIN="+nativeTools.dir)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if code := exitCode(t, cmd.Run()); code != 0 || stderr.Len() > 0 {
+				t.Fatalf("ipcflow run %s: exit status %d\n%s", rel, code, stderr.Bytes())
+			}
+			if len(want) == 0 || !bytes.Equal(stdout.Bytes(), want) {
+				t.Errorf("ipcflow run %s printed\n%s\nbash printed\n%s", rel, stdout.Bytes(), want)
+			}
+			check()
+		})
+	}
+}
