@@ -208,8 +208,8 @@ src -> w -[shm size=128KiB]-> {a, b, c}
 			t.Errorf("reader %s got %d bytes of %d (sha %s)", f, len(got), len(data), testkit.Sha(got))
 		}
 	}
-	if got, _ := os.ReadFile(filepath.Join(dir, "b")); strings.TrimSpace(string(got)) != fmt.Sprint(len(data)) {
-		t.Errorf("the in-place reader counted %q bytes, want %d", got, len(data))
+	if got, _ := os.ReadFile(filepath.Join(dir, "b")); !strings.HasPrefix(string(got), fmt.Sprint(len(data))+" ") {
+		t.Errorf("the C sink counted %q bytes, want %d", got, len(data))
 	}
 }
 

@@ -35,9 +35,14 @@ const (
 // control page are tested again.
 const mqWait = 50 * time.Millisecond
 
-func deadline() *unix.Timespec {
-	ts := unix.NsecToTimespec(time.Now().Add(mqWait).UnixNano())
-	return &ts
+// deadline is the absolute time a blocking send or receive gives up at.
+// It is only read when the queue is full (empty), so one is reused until
+// a call times out on it: a stale one costs one ETIMEDOUT and a fresh
+// one, where a clock read per message would cost every message.
+type deadline struct{ ts unix.Timespec }
+
+func (d *deadline) renew() {
+	d.ts = unix.NsecToTimespec(time.Now().Add(mqWait).UnixNano())
 }
 
 // past is a deadline already gone: a send or receive that cannot go at
@@ -67,6 +72,7 @@ type MQWriter struct {
 	spec   Spec
 	ctl    *Control
 	buf    []byte // msgsize: a message being framed
+	dl     deadline
 	closed bool
 }
 
@@ -121,11 +127,14 @@ func (w *MQWriter) send(m []byte) error {
 		if w.ctl.ReaderGone() {
 			return ErrReadersGone
 		}
-		err := mqueue.TimedSend(w.spec.Fd, m, deadline())
+		err := mqueue.TimedSend(w.spec.Fd, m, &w.dl.ts)
 		switch err {
 		case nil:
 			return nil
-		case unix.ETIMEDOUT, unix.EINTR:
+		case unix.ETIMEDOUT:
+			w.dl.renew()
+			continue
+		case unix.EINTR:
 			continue
 		}
 		return fmt.Errorf("port %s: send: %w", w.spec.Name, err)
@@ -176,6 +185,7 @@ type MQReader struct {
 	ctl         *Control
 	buf         []byte // msgsize: the last message received
 	start, have int    // buf[start:have] is payload not yet read
+	dl          deadline
 	eof         bool
 	closed      bool
 }
@@ -212,13 +222,14 @@ func (r *MQReader) ReceiveInto(buf []byte) (int, error) {
 		return 0, fmt.Errorf("port %s: a buffer of %d bytes for messages of %d", r.spec.Name, len(buf), r.spec.MsgSize)
 	}
 	for {
-		n, err := mqueue.TimedReceive(r.spec.Fd, buf, deadline())
+		n, err := mqueue.TimedReceive(r.spec.Fd, buf, &r.dl.ts)
 		switch err {
 		case nil:
 		case unix.EINTR:
 			continue
 		case unix.ETIMEDOUT:
 			if !r.ctl.WriterDied() {
+				r.dl.renew()
 				continue
 			}
 			// Dead: what it sent before dying is still read.

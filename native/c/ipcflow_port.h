@@ -31,7 +31,7 @@
  *   ipcflow_shm_reserve / ipcflow_shm_commit   (writer)
  *   ipcflow_shm_borrow  / ipcflow_shm_release  (reader)
  * mq, whole messages:
- *   ipcflow_mq_send / ipcflow_mq_receive
+ *   ipcflow_mq_send (ipcflow_mq_send_room: no copy) / ipcflow_mq_receive
  *
  * Errors: -1 (or NULL) with errno set, and ipcflow_port_error() says what
  * in one line. EPIPE: every reader has gone (SIGPIPE is not raised: do so
@@ -120,6 +120,7 @@ typedef struct ipcflow_port {
 	unsigned char *ctlmem;
 	unsigned char *buf;
 	size_t start, have;
+	struct timespec deadline; /* reused until a call times out on it */
 	int eof, closed;
 } ipcflow_port;
 
@@ -388,28 +389,30 @@ static inline void ipcflow_shm_release(ipcflow_port *p, size_t n)
 
 /* ---- mq ---- */
 
-static inline struct timespec ipcflow_mq_deadline_(long ns)
+/* The deadline of a blocking send or receive is only read when the queue
+ * is full (empty): one is reused until a call times out on it, rather
+ * than a clock read per message. */
+static inline void ipcflow_mq_renew_(ipcflow_port *p)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += ns;
-	while (ts.tv_nsec >= 1000000000L) {
-		ts.tv_nsec -= 1000000000L;
-		ts.tv_sec++;
+	struct timespec *ts = &p->deadline;
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_nsec += IPCFLOW_MQ_WAIT_NS;
+	while (ts->tv_nsec >= 1000000000L) {
+		ts->tv_nsec -= 1000000000L;
+		ts->tv_sec++;
 	}
-	return ts;
 }
 
 static inline int ipcflow_mq_send_framed_(ipcflow_port *p, const unsigned char *m, size_t n)
 {
 	for (;;) {
-		struct timespec ts;
 		if (ipcflow_ld32_(p->ctlmem, IPCFLOW_CTL_RGONE) != 0)
 			return ipcflow_port_fail_(EPIPE, "port %s: every reader has gone%s", p->name, "");
-		ts = ipcflow_mq_deadline_(IPCFLOW_MQ_WAIT_NS);
-		if (syscall(SYS_mq_timedsend, p->fd, m, n, 0, &ts) == 0)
+		if (syscall(SYS_mq_timedsend, p->fd, m, n, 0, &p->deadline) == 0)
 			return 0;
-		if (errno != ETIMEDOUT && errno != EINTR)
+		if (errno == ETIMEDOUT)
+			ipcflow_mq_renew_(p);
+		else if (errno != EINTR)
 			return ipcflow_port_fail_(errno, "port %s: send: %s", p->name, strerror(errno));
 	}
 }
@@ -422,6 +425,18 @@ static inline int ipcflow_mq_send(ipcflow_port *p, const void *msg, size_t n)
 	memcpy(p->buf, msg, n);
 	p->buf[n] = IPCFLOW_MQ_ENDS;
 	return ipcflow_mq_send_framed_(p, p->buf, n + 1);
+}
+
+/* ipcflow_mq_send_room is ipcflow_mq_send with no copy: buf holds the
+ * message's n bytes and one byte of room after them, where the trailer
+ * goes (and stays). */
+static inline int ipcflow_mq_send_room(ipcflow_port *p, void *buf, size_t n)
+{
+	unsigned char *b = buf;
+	if (n == 0 || n > (size_t)p->msgsize - 1)
+		return ipcflow_port_fail_(EMSGSIZE, "port %s: a message must hold 1 to msgsize-1 bytes%s", p->name, "");
+	b[n] = IPCFLOW_MQ_ENDS;
+	return ipcflow_mq_send_framed_(p, b, n + 1);
 }
 
 /* ipcflow_mq_receive receives the next message into buf (at least
@@ -437,8 +452,7 @@ static inline ssize_t ipcflow_mq_receive(ipcflow_port *p, void *buf, size_t cap)
 		return -1;
 	}
 	for (;;) {
-		struct timespec ts = ipcflow_mq_deadline_(IPCFLOW_MQ_WAIT_NS);
-		ssize_t n = syscall(SYS_mq_timedreceive, p->fd, b, cap, NULL, &ts);
+		ssize_t n = syscall(SYS_mq_timedreceive, p->fd, b, cap, NULL, &p->deadline);
 		if (n < 0 && errno == ETIMEDOUT && ipcflow_ld32_(p->ctlmem, IPCFLOW_CTL_WDEAD) != 0) {
 			struct timespec past = {0, 0};
 			n = syscall(SYS_mq_timedreceive, p->fd, b, cap, NULL, &past);
@@ -448,6 +462,8 @@ static inline ssize_t ipcflow_mq_receive(ipcflow_port *p, void *buf, size_t cap)
 			}
 		}
 		if (n < 0) {
+			if (errno == ETIMEDOUT)
+				ipcflow_mq_renew_(p);
 			if (errno == ETIMEDOUT || errno == EINTR)
 				continue;
 			ipcflow_port_fail_(errno, "port %s: receive: %s", p->name, strerror(errno));

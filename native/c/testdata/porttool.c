@@ -7,8 +7,10 @@
  *   porttool die FROM TO N         copy N bytes, then SIGKILL itself
  *   porttool send TO               each stdin line, newline left out, as one mq message
  *   porttool recv FROM             each mq message, then a newline, to stdout
- *   porttool gen TO BYTES CHUNK    BYTES bytes in CHUNK-byte writes (in place on shm)
- *   porttool sink FROM             read to the end, print the byte count
+ *   porttool gen TO BYTES CHUNK    BYTES bytes in CHUNK-byte writes (in place on shm,
+ *                                  whole messages of CHUNK bytes on mq if they fit)
+ *   porttool sink FROM             read to the end (copying out, 64 KiB at a time);
+ *                                  print the bytes and the ns from the first byte to the end
  *   porttool ping IN OUT ROUNDS SIZE   round trips, print the median in ns
  *   porttool pong IN OUT           echo what comes in
  *
@@ -110,6 +112,34 @@ static void copy_ports(const char *from, const char *to, long long limit)
 			ipcflow_shm_release(&in.p, have);
 			moved += (long long)have;
 		}
+	} else if (limit < 0 && in.plain && out.p.type == IPCFLOW_SHM) {
+		for (;;) { /* read(2) straight into the ring */
+			size_t room;
+			unsigned char *span = ipcflow_shm_reserve(&out.p, &room);
+			ssize_t n;
+			if (span == NULL)
+				die(NULL);
+			do
+				n = read(0, span, room);
+			while (n < 0 && errno == EINTR);
+			if (n < 0)
+				die("read stdin");
+			if (n == 0)
+				break;
+			ipcflow_shm_commit(&out.p, (size_t)n);
+		}
+	} else if (limit < 0 && out.plain && in.p.type == IPCFLOW_SHM) {
+		for (;;) { /* write(2) straight from the ring */
+			size_t have;
+			const void *span = ipcflow_shm_borrow(&in.p, &have);
+			if (span == NULL) {
+				if (errno != 0)
+					die(NULL);
+				break;
+			}
+			end_write(&out, span, have);
+			ipcflow_shm_release(&in.p, have);
+		}
 	} else {
 		while (limit < 0 || moved < limit) {
 			size_t want = sizeof buf;
@@ -172,14 +202,17 @@ static void gen(const char *to, long long total, size_t chunk)
 	end_t out;
 	long long done = 0;
 	size_t i;
-	if (chunk > sizeof buf)
-		chunk = sizeof buf;
+	if (chunk > sizeof buf - 1)
+		chunk = sizeof buf - 1;
 	for (i = 0; i < chunk; i++)
 		buf[i] = (unsigned char)('a' + i % 26);
 	open_end(&out, to, IPCFLOW_WRITER);
 	while (done < total) {
 		size_t want = (long long)chunk < total - done ? chunk : (size_t)(total - done);
-		if (!out.plain && out.p.type == IPCFLOW_SHM) {
+		if (!out.plain && out.p.type == IPCFLOW_MQ && chunk <= (size_t)out.p.msgsize - 1) {
+			if (ipcflow_mq_send_room(&out.p, buf, want) < 0) /* buf has room */
+				die(NULL);
+		} else if (!out.plain && out.p.type == IPCFLOW_SHM) {
 			size_t room;
 			unsigned char *span = ipcflow_shm_reserve(&out.p, &room);
 			if (span == NULL)
@@ -200,30 +233,19 @@ static void sink(const char *from)
 {
 	end_t in;
 	long long total = 0;
+	int64_t start = 0;
 	open_end(&in, from, IPCFLOW_READER);
-	if (!in.plain && in.p.type == IPCFLOW_SHM) {
-		for (;;) {
-			size_t have;
-			const void *span = ipcflow_shm_borrow(&in.p, &have);
-			if (span == NULL) {
-				if (errno != 0)
-					die(NULL);
-				break;
-			}
-			total += (long long)have;
-			ipcflow_shm_release(&in.p, have);
-		}
-	} else {
-		for (;;) {
-			ssize_t n = end_read(&in, buf, sizeof buf);
-			if (n < 0)
-				die(NULL);
-			if (n == 0)
-				break;
-			total += n;
-		}
+	for (;;) {
+		ssize_t n = end_read(&in, buf, 64 << 10);
+		if (n < 0)
+			die(NULL);
+		if (n == 0)
+			break;
+		if (total == 0)
+			start = ipcflow_now_ns_();
+		total += n;
 	}
-	printf("%lld\n", total);
+	printf("%lld %lld\n", total, (long long)(ipcflow_now_ns_() - start));
 	end_close(&in);
 }
 
