@@ -88,6 +88,9 @@ func (p *Plan) nativePort(sp *StagePlan, port string, in bool, e End) bool {
 
 // placeNatives puts the native ports' descriptors after sp's ports.
 func (p *Plan) placeNatives(sp *StagePlan) {
+	if len(sp.Natives) == 0 {
+		return // most stages: nothing to do, nothing made
+	}
 	seen := map[string]string{}
 	for i := range sp.Natives {
 		np := &sp.Natives[i]

@@ -66,7 +66,7 @@ func TestVersionMismatch(t *testing.T) {
 
 // newRing makes a ring in a memfd, as channels makes one in /dev/shm,
 // and returns it with its descriptor.
-func newRing(t *testing.T, capacity int64, readers int) (*ring.Ring, int) {
+func newRing(t testing.TB, capacity int64, readers int) (*ring.Ring, int) {
 	t.Helper()
 	fd, err := unix.MemfdCreate("ring", 0)
 	if err != nil {
@@ -89,7 +89,7 @@ func newRing(t *testing.T, capacity int64, readers int) (*ring.Ring, int) {
 	return r, fd
 }
 
-func dup(t *testing.T, fd int) int {
+func dup(t testing.TB, fd int) int {
 	d, err := unix.Dup(fd)
 	if err != nil {
 		t.Fatal(err)
