@@ -46,13 +46,6 @@ func nativeType(t parser.EdgeType) bool {
 // refused (Plan.nativeErrs).
 func (p *Plan) nativePort(sp *StagePlan, port string, in bool, e End) bool {
 	st := sp.Stage
-	for _, x := range p.Graph.Edges {
-		if x.Type == parser.MMap && (x.From.Stage == st && x.From.Port == port || x.To.Stage == st && x.To.Port == port) {
-			p.nativeErrs = append(p.nativeErrs, fmt.Sprintf("%s:%s: stage %s is native, but its port %s is an mmap edge: native mmap ports are not supported yet (use shm or mq, or drop native)",
-				p.Graph.File, x.Pos, st.Name, port))
-			return false
-		}
-	}
 	if (e.Kind == EndRead && in || e.Kind == EndWrite && !in) && !p.Wires[e.Wire].Internal() && nativeType(parser.EdgeType(p.Wires[e.Wire].Spec.Type)) {
 		w := p.Wires[e.Wire]
 		np := NativePort{Port: port, Wire: e.Wire, End: channels.WriterEnd}
@@ -78,7 +71,7 @@ func (p *Plan) nativePort(sp *StagePlan, port string, in bool, e End) bool {
 			if in {
 				how = "several edges join into it (a fan-in)"
 			}
-			p.nativeErrs = append(p.nativeErrs, fmt.Sprintf("%s:%s: stage %s is native, but its port %s cannot be held by it: %s; a native port is one edge, or a fan-out over one shm edge",
+			p.nativeErrs = append(p.nativeErrs, fmt.Sprintf("%s:%s: stage %s is native, but its port %s cannot be held by it: %s; a native port is one edge, or a fan-out over one shm or mmap edge",
 				p.Graph.File, st.Pos, st.Name, port, how))
 			return false
 		}

@@ -142,11 +142,11 @@ func TestNativeBothLanguages(t *testing.T) {
 		if code != 0 || !bytes.Equal(pipeOut, data) {
 			t.Fatalf("%s: the pipe edge itself: status %d, %d bytes of %d", name, code, len(pipeOut), len(data))
 		}
-		for _, typ := range []string{"shm", "mq"} {
+		for _, typ := range []string{"shm", "mq", "mmap"} {
 			for _, pair := range [][2]string{{"c", "go"}, {"go", "c"}, {"c", "c"}, {"go", "go"}} {
 				script := fmt.Sprintf("stage src = cat %q\nstage w native = %s copy - out\nstage r native = %s copy in -\nsrc -> w -[%s size=64KiB]-> r\n",
 					in, tools[pair[0]], tools[pair[1]], typ)
-				if typ == "mq" {
+				if typ != "shm" {
 					script = strings.Replace(script, " size=64KiB", "", 1)
 				}
 				out, stderr, code := nativeRun(t, script, time.Minute)
@@ -168,7 +168,7 @@ func TestNativeAndPlain(t *testing.T) {
 	goTool, cTool := buildNativeTools(t)
 	data := randomBytes(3<<20, 2)
 	in := nativeInput(t, data)
-	for _, typ := range []string{"shm", "mq"} {
+	for _, typ := range []string{"shm", "mq", "mmap"} {
 		for lang, tool := range map[string]string{"c": cTool, "go": goTool} {
 			scripts := map[string]string{
 				"native to plain": fmt.Sprintf("stage src = cat %q\nstage w native = %s copy - out\nstage r = cat\nsrc -> w -[%s]-> r\n", in, tool, typ),
@@ -224,7 +224,7 @@ func TestNativeWriterKilled(t *testing.T) {
 	in := nativeInput(t, data)
 	const n = 3<<20 + 12345
 	readers := map[string]string{"c": cTool + " copy in -", "go": goTool + " copy in -", "plain": "cat"}
-	for _, typ := range []string{"shm", "mq"} {
+	for _, typ := range []string{"shm", "mq", "mmap"} {
 		for wl, wt := range map[string]string{"c": cTool, "go": goTool} {
 			for rl, rcmd := range readers {
 				native := " native"
@@ -265,7 +265,7 @@ func TestNativeWriterKilled(t *testing.T) {
 // failure), never wait for good.
 func TestNativeReaderKilled(t *testing.T) {
 	goTool, cTool := buildNativeTools(t)
-	for _, typ := range []string{"shm", "mq"} {
+	for _, typ := range []string{"shm", "mq", "mmap"} {
 		for wl, wt := range map[string]string{"c": cTool, "go": goTool} {
 			script := fmt.Sprintf("stage w native = %s gen out 100000000000 4096\nstage r native = %s die in - 1000000\nw -[%s]-> r\n", wt, cTool, typ)
 			out, stderr, code := nativeRun(t, script, 20*time.Second, "--keep-going")
@@ -315,7 +315,6 @@ func TestNativeVersionMismatch(t *testing.T) {
 // anything starts, one line each, status 2.
 func TestNativeRefusals(t *testing.T) {
 	for what, tc := range map[string]struct{ script, want string }{
-		"mmap":   {"stage a native = cat\nstage b = cat\na -[mmap]-> b\n", "native mmap ports are not supported yet"},
 		"fan-in": {"stage a = cat\nstage c = cat\nstage b native = cat\n{a, c} -[shm]-> b\n", "its port in cannot be held by it: several edges join into it"},
 		"tee":    {"stage a native = cat\nstage b = cat\nstage c = cat\na -[mq]-> {b, c}\n", "its port out cannot be held by it: its edges are copied through ipcflow"},
 	} {
@@ -323,6 +322,32 @@ func TestNativeRefusals(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(string(stderr)), "\n")
 		if code != 2 || len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
 			t.Errorf("%s: status %d, stderr %q", what, code, stderr)
+		}
+	}
+}
+
+// TestNativeMmapRecording: a native writer's mmap edge with path= keeps
+// the stream as its recording, exactly; a native reader reads it at
+// random once it has read it through, in either language; an mmap
+// fan-out serves a native and a plain reader.
+func TestNativeMmapRecording(t *testing.T) {
+	goTool, cTool := buildNativeTools(t)
+	data := randomBytes(5<<20+777, 5)
+	in := nativeInput(t, data)
+	for _, pair := range [][2]string{{cTool, goTool}, {goTool, cTool}} {
+		dir := t.TempDir()
+		rec := filepath.Join(dir, "rec")
+		script := fmt.Sprintf("stage src = cat %q\nstage w native = %s copy - out\nstage r native = %s at in 4000000 123456\nstage p = cat > %q\nsrc -> w -[mmap path=%q]-> {r, p}\n",
+			in, pair[0], pair[1], filepath.Join(dir, "plain"), rec)
+		out, stderr, code := nativeRun(t, script, time.Minute)
+		if code != 0 || len(stderr) > 0 || !bytes.Equal(out, data[4000000:4000000+123456]) {
+			t.Errorf("%s to %s: status %d, %d bytes, stderr %s", filepath.Base(pair[0]), filepath.Base(pair[1]), code, len(out), stderr)
+		}
+		if got, err := os.ReadFile(rec); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s to %s: the recording has %d bytes of %d (%v)", filepath.Base(pair[0]), filepath.Base(pair[1]), len(got), len(data), err)
+		}
+		if got, _ := os.ReadFile(filepath.Join(dir, "plain")); !bytes.Equal(got, data) {
+			t.Errorf("%s to %s: the plain reader got %d bytes of %d", filepath.Base(pair[0]), filepath.Base(pair[1]), len(got), len(data))
 		}
 	}
 }

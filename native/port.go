@@ -11,8 +11,8 @@ import (
 )
 
 // OpenReader opens port (IPCFLOW_PORT_<PORT>) for reading, whatever its
-// type: an *ShmReader or an *MQReader (type-assert it for the in-place
-// or whole-message calls).
+// type: an *ShmReader, *MQReader or *MmapReader (type-assert it for the
+// in-place, whole-message or random-access calls).
 func OpenReader(port string) (io.ReadCloser, error) {
 	s, err := Lookup(port)
 	if err != nil {
@@ -23,12 +23,14 @@ func OpenReader(port string) (io.ReadCloser, error) {
 		return NewShmReader(s)
 	case "mq":
 		return NewMQReader(s)
+	case "mmap":
+		return NewMmapReader(s)
 	}
 	return nil, fmt.Errorf("port %s: %s ports are not in this client yet", s.Name, s.Type)
 }
 
-// OpenWriter opens port for writing, whatever its type: an *ShmWriter or
-// an *MQWriter.
+// OpenWriter opens port for writing, whatever its type: an *ShmWriter,
+// *MQWriter or *MmapWriter.
 func OpenWriter(port string) (io.WriteCloser, error) {
 	s, err := Lookup(port)
 	if err != nil {
@@ -39,6 +41,8 @@ func OpenWriter(port string) (io.WriteCloser, error) {
 		return NewShmWriter(s)
 	case "mq":
 		return NewMQWriter(s)
+	case "mmap":
+		return NewMmapWriter(s)
 	}
 	return nil, fmt.Errorf("port %s: %s ports are not in this client yet", s.Name, s.Type)
 }

@@ -30,6 +30,8 @@ import (
 //	     8     4  version (1)
 //	    12     4  readers: how many read cursors follow
 //	    16     8  capacity: bytes in the data area
+//	    24     4  layout: 0 a ring (the data area follows the header),
+//	              1 linear (InitLinear: the data is a file elsewhere)
 //	    64     8  wpos: bytes ever written (published by the writer)      } own
 //	    72     4  wdone: 1 once the writer has finished (end of stream)  } line
 //	    76     4  wdead: 1 when the writer ended without finishing       }
@@ -42,7 +44,11 @@ import (
 //	  4096     -  data: capacity bytes, byte k of the stream at k % capacity
 //
 // Cursors only grow; wpos - min(rpos of live readers) is the fill, never
-// above capacity. Each cursor has a cache line of its own so that the
+// above capacity. A linear ring (layout 1, the mmap edge with a native
+// end) keeps only this header in its segment: the stream is a file that
+// holds all of it, byte k at offset k, never overwritten, and capacity is
+// how far the writer may run ahead of the slowest reader (a window, not
+// a buffer). Cursors, flags and the handshake are the same. Each cursor has a cache line of its own so that the
 // writer's stores do not steal the readers' lines and back.
 //
 // The handshake, for one reader (several readers run the same protocol on
@@ -101,6 +107,7 @@ const (
 	offVersion     = 8
 	offReaders     = 12
 	offCapacity    = 16
+	offLayout      = 24
 	offWpos        = 64
 	offWdone       = 72
 	offWdead       = 76
@@ -126,9 +133,10 @@ var ErrReadersGone = errors.New("every reader has gone")
 
 // Ring is a mapped ring segment: the header and the data area.
 type Ring struct {
-	mem   []byte
-	data  []byte
-	cap   uint64
+	mem    []byte
+	data   []byte
+	cap    uint64
+	linear bool // InitLinear: data is the stream's file, byte k at data[k]
 	n     int        // readers
 	local *localWake // set when every end is in this process
 	spin  time.Duration
@@ -203,6 +211,35 @@ func Init(mem []byte, capacity int64, readers int) (*Ring, error) {
 	return r, nil
 }
 
+// InitLinear formats hdr (at least HeaderSize bytes, zeroed) as the
+// header of a linear ring with readers cursors, whose writer runs at most
+// window bytes ahead of its slowest reader; SetData gives it its data.
+func InitLinear(hdr []byte, window int64, readers int) (*Ring, error) {
+	if window <= 0 || len(hdr) < HeaderSize {
+		return nil, fmt.Errorf("ring: %d bytes of header for a window of %d", len(hdr), window)
+	}
+	if readers < 1 || readers > MaxReaders {
+		return nil, fmt.Errorf("ring: %d readers (1 to %d)", readers, MaxReaders)
+	}
+	r := &Ring{mem: hdr, cap: uint64(window), n: readers, spin: ringSpin, linear: true}
+	*r.u32(offVersion) = ringVersion
+	*r.u32(offReaders) = uint32(readers)
+	*r.u64(offCapacity) = uint64(window)
+	*r.u32(offLayout) = 1
+	atomic.StoreUint64(r.u64(offMagic), ringMagic)
+	return r, nil
+}
+
+// Linear reports whether the ring is linear (InitLinear).
+func (r *Ring) Linear() bool { return r.linear }
+
+// SetData gives a linear ring the mapping of its stream's file: byte k of
+// the stream is data[k]. The writer's spans stop at len(data).
+func (r *Ring) SetData(data []byte) { r.data = data }
+
+// WriterPos is how many bytes the writer has published.
+func (r *Ring) WriterPos() int64 { return int64(atomic.LoadUint64(r.u64(offWpos))) }
+
 // Attach reads the header of a ring that Init formatted (in another
 // process, or through another mapping).
 func Attach(mem []byte) (*Ring, error) {
@@ -218,10 +255,13 @@ func Attach(mem []byte) (*Ring, error) {
 	}
 	r.cap = *r.u64(offCapacity)
 	r.n = int(*r.u32(offReaders))
-	if r.n < 1 || r.n > MaxReaders || uint64(len(mem))-HeaderSize < r.cap {
+	r.linear = *r.u32(offLayout) == 1
+	if r.n < 1 || r.n > MaxReaders || r.cap == 0 || !r.linear && uint64(len(mem))-HeaderSize < r.cap {
 		return nil, errors.New("ring: header does not match the segment")
 	}
-	r.data = mem[HeaderSize : HeaderSize+r.cap]
+	if !r.linear {
+		r.data = mem[HeaderSize : HeaderSize+r.cap]
+	}
 	return r, nil
 }
 
@@ -355,6 +395,10 @@ func (w *Writer) Reserve() ([]byte, error) {
 	if !live {
 		return nil, ErrReadersGone
 	}
+	if w.r.linear {
+		end := min(w.pos+free, uint64(len(w.r.data)))
+		return w.r.data[w.pos:end], nil
+	}
 	off := w.pos % w.r.cap
 	n := min(free, w.r.cap-off)
 	return w.r.data[off : off+n], nil
@@ -444,6 +488,9 @@ func (rd *Reader) Peek() ([]byte, error) {
 	}
 	if n == 0 || atomic.LoadUint32(rd.gone) != 0 {
 		return nil, io.EOF
+	}
+	if rd.r.linear {
+		return rd.r.data[rd.pos : rd.pos+n], nil
 	}
 	off := rd.pos % rd.r.cap
 	n = min(n, rd.r.cap-off)

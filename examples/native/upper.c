@@ -35,7 +35,7 @@ int main(void)
 	ipcflow_port in, out;
 	if (ipcflow_port_open(&in, "in", IPCFLOW_READER) < 0 || ipcflow_port_open(&out, "out", IPCFLOW_WRITER) < 0)
 		return fail();
-	if (in.type == IPCFLOW_SHM && out.type == IPCFLOW_SHM) {
+	if (in.type != IPCFLOW_MQ && out.type != IPCFLOW_MQ) { /* shm or mmap: in place */
 		for (;;) {
 			size_t have, room;
 			const unsigned char *src = ipcflow_shm_borrow(&in, &have);

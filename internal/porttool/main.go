@@ -10,6 +10,8 @@
 //	                               whole messages of CHUNK bytes on mq if they fit)
 //	porttool sink FROM             read to the end (copying out, 64 KiB at a time);
 //	                               print the bytes and the ns from the first byte to the end
+//	porttool at FROM OFF LEN       mmap: read to the end, then print LEN bytes of the
+//	                               recording from OFF (random access: Bytes)
 //	porttool ping IN OUT ROUNDS SIZE   round trips, print the median in ns
 //	porttool pong IN OUT           echo what comes in
 //
@@ -56,6 +58,17 @@ func writer(name string) (io.WriteCloser, error) {
 	return native.OpenWriter(name)
 }
 
+// spanWriter and spanReader are the in-place calls of shm and mmap ports.
+type spanWriter interface {
+	Reserve() ([]byte, error)
+	Commit(n int)
+}
+
+type spanReader interface {
+	Borrow() ([]byte, error)
+	Release(n int)
+}
+
 func count(s string) int64 {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
@@ -82,6 +95,8 @@ func run(args []string) error {
 		return gen(args[1], count(args[2]), int(count(args[3])))
 	case cmd == "sink" && len(args) == 2:
 		return sink(args[1])
+	case cmd == "at" && len(args) == 4:
+		return at(args[1], count(args[2]), count(args[3]))
 	case cmd == "ping" && len(args) == 5:
 		return ping(args[1], args[2], int(count(args[3])), int(count(args[4])))
 	case cmd == "pong" && len(args) == 3:
@@ -101,9 +116,9 @@ func copyPorts(from, to string, limit int64) error {
 		return err
 	}
 	var moved int64
-	si, inShm := in.(*native.ShmReader)
-	so, outShm := out.(*native.ShmWriter)
-	if inShm && outShm {
+	si, inPlace := in.(spanReader)
+	so, outPlace := out.(spanWriter)
+	if inPlace && outPlace {
 		for limit < 0 || moved < limit {
 			src, err := si.Borrow()
 			if err == io.EOF {
@@ -124,14 +139,14 @@ func copyPorts(from, to string, limit int64) error {
 			si.Release(n)
 			moved += int64(n)
 		}
-	} else if so, ok := out.(*native.ShmWriter); ok && limit < 0 {
-		// read(2) straight into the ring
-		if _, err := so.ReadFrom(in); err != nil {
+	} else if rf, ok := out.(io.ReaderFrom); ok && outPlace && limit < 0 {
+		// read(2) straight into the ring or the file's mapping
+		if _, err := rf.ReadFrom(in); err != nil {
 			return err
 		}
-	} else if si, ok := in.(*native.ShmReader); ok && limit < 0 && to == "-" {
-		// write(2) straight from the ring
-		if _, err := si.WriteTo(out); err != nil {
+	} else if wt, ok := in.(io.WriterTo); ok && inPlace && limit < 0 && to == "-" {
+		// write(2) straight from it
+		if _, err := wt.WriteTo(out); err != nil {
 			return err
 		}
 	} else {
@@ -213,7 +228,7 @@ func gen(to string, total int64, chunk int) error {
 	for i := range buf {
 		buf[i] = byte('a' + i%26)
 	}
-	sw, isShm := out.(*native.ShmWriter)
+	sw, isShm := out.(spanWriter)
 	if mw, ok := out.(*native.MQWriter); ok && chunk <= mw.MaxPayload() {
 		for done := int64(0); done < total; {
 			want := int(min(int64(chunk), total-done))
@@ -267,6 +282,31 @@ func sink(from string) error {
 	}
 	fmt.Println(total, time.Since(start).Nanoseconds())
 	return in.Close()
+}
+
+func at(from string, off, n int64) error {
+	r, err := native.OpenMmapReader(from)
+	if err != nil {
+		return err
+	}
+	for {
+		span, err := r.Borrow()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		r.Release(len(span))
+	}
+	rec := r.Bytes()
+	if off+n > int64(len(rec)) {
+		return fmt.Errorf("the recording has %d bytes, not %d", len(rec), off+n)
+	}
+	if _, err := os.Stdout.Write(rec[off : off+n]); err != nil {
+		return err
+	}
+	return r.Close()
 }
 
 func ping(inName, outName string, rounds, size int) error {

@@ -27,9 +27,11 @@
  *   ipcflow_port_write  write a stream (waits for room, as a pipe does)
  *   ipcflow_port_read   read a stream (0 at the end of the stream)
  *   ipcflow_port_close  end the stream (writer) or stop reading (reader)
- * shm, in place (data written once, read where it lies):
+ * shm and mmap, in place (data written once, read where it lies):
  *   ipcflow_shm_reserve / ipcflow_shm_commit   (writer)
  *   ipcflow_shm_borrow  / ipcflow_shm_release  (reader)
+ * mmap, the recording for random reads:
+ *   ipcflow_mmap_bytes  (reader: the published stream, byte k at [k])
  * mq, whole messages:
  *   ipcflow_mq_send (ipcflow_mq_send_room: no copy) / ipcflow_mq_receive
  *
@@ -76,6 +78,7 @@ enum { IPCFLOW_WRITER = 0, IPCFLOW_READER = 1 };
 #define IPCFLOW_OFF_VERSION 8
 #define IPCFLOW_OFF_READERS 12
 #define IPCFLOW_OFF_CAPACITY 16
+#define IPCFLOW_OFF_LAYOUT 24 /* 1: linear (mmap) */
 #define IPCFLOW_OFF_WPOS 64
 #define IPCFLOW_OFF_WDONE 72
 #define IPCFLOW_OFF_WDEAD 76
@@ -103,6 +106,8 @@ enum { IPCFLOW_WRITER = 0, IPCFLOW_READER = 1 };
 #define IPCFLOW_SPIN_NS 20000
 #endif
 #define IPCFLOW_POLL_NS 100000000L /* one futex sleep at most */
+#define IPCFLOW_MAP_RESERVE (1ULL << 40) /* address space over an mmap file */
+#define IPCFLOW_MMAP_STEP (1LL << 20)     /* its first growth; doubles to 1 GiB */
 #define IPCFLOW_MQ_WAIT_NS 50000000L /* one mq wait at most */
 
 typedef struct ipcflow_port {
@@ -111,11 +116,14 @@ typedef struct ipcflow_port {
 	int reader, readers;
 	long long capacity, maxmsg, msgsize;
 	char name[256];
-	/* shm */
+	/* shm and mmap: the ring's header at mem; its data (shm: after the
+	 * header; mmap: the file, mapped, byte k at data[k]) */
 	unsigned char *mem;
 	size_t memlen;
 	unsigned char *data;
 	uint64_t cap, pos;
+	int linear;           /* mmap */
+	int64_t fsize, step;  /* mmap writer: bytes allocated, next growth */
 	/* mq */
 	unsigned char *ctlmem;
 	unsigned char *buf;
@@ -258,6 +266,58 @@ static inline int ipcflow_shm_attach_(ipcflow_port *p)
 	return 0;
 }
 
+static inline int ipcflow_mmap_attach_(ipcflow_port *p)
+{
+	unsigned char *m = mmap(NULL, IPCFLOW_RING_HEADER, PROT_READ | PROT_WRITE, MAP_SHARED, p->ctl, 0);
+	struct stat st;
+	if (m == MAP_FAILED)
+		return ipcflow_port_fail_(errno, "port %s: map the header: %s", p->name, strerror(errno));
+	p->mem = m;
+	p->memlen = IPCFLOW_RING_HEADER;
+	if (ipcflow_ld64_(m, IPCFLOW_OFF_MAGIC) != IPCFLOW_RING_MAGIC)
+		return ipcflow_port_fail_(EPROTO, "port %s: bad magic: not an ipcflow ring%s", p->name, "");
+	if (*ipcflow_u32_(m, IPCFLOW_OFF_VERSION) != IPCFLOW_RING_VERSION) {
+		char msg[64];
+		snprintf(msg, sizeof msg, "%u, this client speaks %d", *ipcflow_u32_(m, IPCFLOW_OFF_VERSION), IPCFLOW_RING_VERSION);
+		return ipcflow_port_fail_(EPROTO, "port %s: ring layout version %s: build the stage against this ipcflow's client", p->name, msg);
+	}
+	if (*ipcflow_u32_(m, IPCFLOW_OFF_LAYOUT) != 1 || (int)*ipcflow_u32_(m, IPCFLOW_OFF_READERS) != p->readers)
+		return ipcflow_port_fail_(EPROTO, "port %s: the header is not a linear ring of the description's readers%s", p->name, "");
+	p->cap = *ipcflow_u64_(m, IPCFLOW_OFF_CAPACITY);
+	p->linear = 1;
+	p->data = mmap(NULL, IPCFLOW_MAP_RESERVE, PROT_READ | (p->role == IPCFLOW_WRITER ? PROT_WRITE : 0),
+		       MAP_SHARED | MAP_NORESERVE, p->fd, 0);
+	if (p->data == MAP_FAILED) {
+		p->data = NULL;
+		return ipcflow_port_fail_(errno, "port %s: map the file: %s", p->name, strerror(errno));
+	}
+	if (fstat(p->fd, &st) < 0)
+		return ipcflow_port_fail_(errno, "port %s: %s", p->name, strerror(errno));
+	p->fsize = st.st_size;
+	p->step = IPCFLOW_MMAP_STEP;
+	return 0;
+}
+
+/* the mmap writer's file grows ahead of what it writes: a full disk is an
+ * error here, never a SIGBUS through the mapping */
+static inline int ipcflow_mmap_grow_(ipcflow_port *p)
+{
+	int64_t next = p->fsize + p->step;
+	if (syscall(SYS_fallocate, p->fd, 0, (off_t)p->fsize, (off_t)(next - p->fsize)) < 0) {
+		if (errno == ENOSPC && p->step > (64 << 10)) {
+			next = p->fsize + (64 << 10);
+			if (syscall(SYS_fallocate, p->fd, 0, (off_t)p->fsize, (off_t)(next - p->fsize)) < 0)
+				return ipcflow_port_fail_(errno, "port %s: grow the file: %s", p->name, strerror(errno));
+		} else if (errno != EOPNOTSUPP || ftruncate(p->fd, (off_t)next) < 0) {
+			return ipcflow_port_fail_(errno, "port %s: grow the file: %s", p->name, strerror(errno));
+		}
+	}
+	p->fsize = next;
+	if (p->step < (1LL << 30))
+		p->step *= 2;
+	return 0;
+}
+
 /* free space for the writer; *live is 0 once every reader has gone */
 static inline uint64_t ipcflow_free_(ipcflow_port *p, int *live)
 {
@@ -310,6 +370,12 @@ static inline void *ipcflow_shm_reserve(ipcflow_port *p, size_t *len)
 	if (!live) {
 		ipcflow_port_fail_(EPIPE, "port %s: every reader has gone%s", p->name, "");
 		return NULL;
+	}
+	if (p->linear) {
+		if ((int64_t)p->pos == p->fsize && ipcflow_mmap_grow_(p) < 0)
+			return NULL;
+		*len = (size_t)(fr < (uint64_t)p->fsize - p->pos ? fr : (uint64_t)p->fsize - p->pos);
+		return p->data + p->pos;
 	}
 	off = p->pos % p->cap;
 	*len = (size_t)(fr < p->cap - off ? fr : p->cap - off);
@@ -373,6 +439,10 @@ static inline const void *ipcflow_shm_borrow(ipcflow_port *p, size_t *len)
 		errno = 0;
 		return NULL;
 	}
+	if (p->linear) {
+		*len = (size_t)n;
+		return p->data + p->pos;
+	}
 	off = p->pos % p->cap;
 	*len = (size_t)(n < p->cap - off ? n : p->cap - off);
 	return p->data + off;
@@ -385,6 +455,15 @@ static inline void ipcflow_shm_release(ipcflow_port *p, size_t n)
 	ipcflow_st64_(p->mem, ipcflow_rbase_(p), p->pos);
 	if (ipcflow_ld32_(p->mem, IPCFLOW_OFF_SPACEWAITER) != 0)
 		ipcflow_wake_all_(p->mem, IPCFLOW_OFF_SPACESEQ);
+}
+
+/* ipcflow_mmap_bytes is an mmap reader's recording as published so far,
+ * mapped: *len bytes, byte k of the stream at [k]. Published bytes never
+ * change; after the end of the stream it is the whole stream. */
+static inline const void *ipcflow_mmap_bytes(ipcflow_port *p, size_t *len)
+{
+	*len = (size_t)ipcflow_ld64_(p->mem, IPCFLOW_OFF_WPOS);
+	return p->data;
 }
 
 /* ---- mq ---- */
@@ -522,7 +601,7 @@ static inline int ipcflow_port_open(ipcflow_port *p, const char *port, int role)
 		return 0;
 	}
 	default:
-		return ipcflow_port_fail_(ENOTSUP, "port %s: mmap ports are not in this client yet%s", p->name, "");
+		return ipcflow_mmap_attach_(p);
 	}
 }
 
@@ -533,7 +612,7 @@ static inline ssize_t ipcflow_port_write(ipcflow_port *p, const void *buf, size_
 	size_t done = 0;
 	while (done < n) {
 		size_t k;
-		if (p->type == IPCFLOW_SHM) {
+		if (p->type != IPCFLOW_MQ) {
 			size_t room;
 			unsigned char *span = ipcflow_shm_reserve(p, &room);
 			if (span == NULL)
@@ -559,7 +638,7 @@ static inline ssize_t ipcflow_port_read(ipcflow_port *p, void *buf, size_t n)
 {
 	if (n == 0)
 		return 0;
-	if (p->type == IPCFLOW_SHM) {
+	if (p->type != IPCFLOW_MQ) {
 		size_t len;
 		const void *span = ipcflow_shm_borrow(p, &len);
 		if (span == NULL)
@@ -596,7 +675,9 @@ static inline int ipcflow_port_close(ipcflow_port *p)
 	if (p->closed)
 		return 0;
 	p->closed = 1;
-	if (p->type == IPCFLOW_SHM && p->mem != NULL) {
+	if (p->type != IPCFLOW_MQ && p->mem != NULL) {
+		if (p->role == IPCFLOW_WRITER && p->linear && ftruncate(p->fd, (off_t)p->pos) < 0)
+			rc = ipcflow_port_fail_(errno, "port %s: truncate the file: %s", p->name, strerror(errno));
 		if (p->role == IPCFLOW_WRITER) {
 			ipcflow_st32_(p->mem, IPCFLOW_OFF_WDONE, 1);
 			ipcflow_wake_all_(p->mem, IPCFLOW_OFF_DATASEQ);
@@ -605,6 +686,8 @@ static inline int ipcflow_port_close(ipcflow_port *p)
 			ipcflow_wake_all_(p->mem, IPCFLOW_OFF_SPACESEQ);
 		}
 		munmap(p->mem, p->memlen);
+		if (p->linear && p->data != NULL)
+			munmap(p->data, IPCFLOW_MAP_RESERVE);
 	}
 	if (p->type == IPCFLOW_MQ && p->ctlmem != NULL) {
 		if (p->role == IPCFLOW_WRITER) {

@@ -11,6 +11,8 @@
  *                                  whole messages of CHUNK bytes on mq if they fit)
  *   porttool sink FROM             read to the end (copying out, 64 KiB at a time);
  *                                  print the bytes and the ns from the first byte to the end
+ *   porttool at FROM OFF LEN       mmap: read to the end, then print LEN bytes of the
+ *                                  recording from OFF (random access: ipcflow_mmap_bytes)
  *   porttool ping IN OUT ROUNDS SIZE   round trips, print the median in ns
  *   porttool pong IN OUT           echo what comes in
  *
@@ -81,6 +83,9 @@ static void end_close(end_t *e)
 		die(NULL);
 }
 
+/* shm and mmap both take the in-place calls */
+static int inplace(const end_t *e) { return !e->plain && (e->p.type == IPCFLOW_SHM || e->p.type == IPCFLOW_MMAP); }
+
 static long long count(const char *s) { return strtoll(s, NULL, 10); }
 
 static unsigned char buf[256 << 10];
@@ -91,7 +96,7 @@ static void copy_ports(const char *from, const char *to, long long limit)
 	long long moved = 0;
 	open_end(&in, from, IPCFLOW_READER);
 	open_end(&out, to, IPCFLOW_WRITER);
-	if (!in.plain && !out.plain && in.p.type == IPCFLOW_SHM && out.p.type == IPCFLOW_SHM) {
+	if (inplace(&in) && inplace(&out)) {
 		while (limit < 0 || moved < limit) {
 			size_t have, room;
 			const unsigned char *src = ipcflow_shm_borrow(&in.p, &have);
@@ -112,7 +117,7 @@ static void copy_ports(const char *from, const char *to, long long limit)
 			ipcflow_shm_release(&in.p, have);
 			moved += (long long)have;
 		}
-	} else if (limit < 0 && in.plain && out.p.type == IPCFLOW_SHM) {
+	} else if (limit < 0 && in.plain && inplace(&out)) {
 		for (;;) { /* read(2) straight into the ring */
 			size_t room;
 			unsigned char *span = ipcflow_shm_reserve(&out.p, &room);
@@ -128,7 +133,7 @@ static void copy_ports(const char *from, const char *to, long long limit)
 				break;
 			ipcflow_shm_commit(&out.p, (size_t)n);
 		}
-	} else if (limit < 0 && out.plain && in.p.type == IPCFLOW_SHM) {
+	} else if (limit < 0 && out.plain && inplace(&in)) {
 		for (;;) { /* write(2) straight from the ring */
 			size_t have;
 			const void *span = ipcflow_shm_borrow(&in.p, &have);
@@ -212,7 +217,7 @@ static void gen(const char *to, long long total, size_t chunk)
 		if (!out.plain && out.p.type == IPCFLOW_MQ && chunk <= (size_t)out.p.msgsize - 1) {
 			if (ipcflow_mq_send_room(&out.p, buf, want) < 0) /* buf has room */
 				die(NULL);
-		} else if (!out.plain && out.p.type == IPCFLOW_SHM) {
+		} else if (inplace(&out)) {
 			size_t room;
 			unsigned char *span = ipcflow_shm_reserve(&out.p, &room);
 			if (span == NULL)
@@ -246,6 +251,23 @@ static void sink(const char *from)
 		total += n;
 	}
 	printf("%lld %lld\n", total, (long long)(ipcflow_now_ns_() - start));
+	end_close(&in);
+}
+
+static void at(const char *from, long long off, long long n)
+{
+	end_t in;
+	size_t have, len;
+	const unsigned char *rec;
+	open_end(&in, from, IPCFLOW_READER);
+	while (ipcflow_shm_borrow(&in.p, &have) != NULL)
+		ipcflow_shm_release(&in.p, have);
+	if (errno != 0)
+		die(NULL);
+	rec = ipcflow_mmap_bytes(&in.p, &len);
+	if ((unsigned long long)(off + n) > len)
+		die("the recording is shorter");
+	end_write(&(end_t){.plain = 1}, rec + off, (size_t)n);
 	end_close(&in);
 }
 
@@ -311,6 +333,8 @@ int main(int argc, char **argv)
 		gen(argv[2], count(argv[3]), (size_t)count(argv[4]));
 	else if (argc == 3 && strcmp(argv[1], "sink") == 0)
 		sink(argv[2]);
+	else if (argc == 5 && strcmp(argv[1], "at") == 0)
+		at(argv[2], count(argv[3]), count(argv[4]));
 	else if (argc == 6 && strcmp(argv[1], "ping") == 0)
 		ping(argv[2], argv[3], (int)count(argv[4]), (size_t)count(argv[5]));
 	else if (argc == 4 && strcmp(argv[1], "pong") == 0)
