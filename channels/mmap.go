@@ -210,7 +210,9 @@ func (c *mmapChannel) slowest() (int64, bool) {
 }
 
 // grow extends the file by the next step under the mapping.
-func (c *mmapChannel) grow(size int64) (int64, error) { return growMmapFile(c.fd, c.path, size, &c.step) }
+func (c *mmapChannel) grow(size int64) (int64, error) {
+	return growMmapFile(c.fd, c.path, size, &c.step)
+}
 
 // growMmapFile extends the file fd (at path, for messages) from size by
 // the next *step under the mapping, and doubles the step for the next

@@ -264,4 +264,3 @@ func BenchmarkShmStream(b *testing.B) {
 	r.Close()
 	runtime.UnlockOSThread()
 }
-

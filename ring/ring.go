@@ -136,10 +136,10 @@ type Ring struct {
 	mem    []byte
 	data   []byte
 	cap    uint64
-	linear bool // InitLinear: data is the stream's file, byte k at data[k]
-	n     int        // readers
-	local *localWake // set when every end is in this process
-	spin  time.Duration
+	linear bool       // InitLinear: data is the stream's file, byte k at data[k]
+	n      int        // readers
+	local  *localWake // set when every end is in this process
+	spin   time.Duration
 }
 
 // localWake replaces the futex sleeps when every end of the ring is a
