@@ -127,7 +127,10 @@ func (w *MQWriter) send(m []byte) error {
 		if w.ctl.ReaderGone() {
 			return ErrReadersGone
 		}
-		err := mqueue.TimedSend(w.spec.Fd, m, &w.dl.ts)
+		err := mqueue.TrySend(w.spec.Fd, m)
+		if err == unix.ETIMEDOUT {
+			err = mqueue.TimedSend(w.spec.Fd, m, &w.dl.ts)
+		}
 		switch err {
 		case nil:
 			return nil
@@ -222,7 +225,10 @@ func (r *MQReader) ReceiveInto(buf []byte) (int, error) {
 		return 0, fmt.Errorf("port %s: a buffer of %d bytes for messages of %d", r.spec.Name, len(buf), r.spec.MsgSize)
 	}
 	for {
-		n, err := mqueue.TimedReceive(r.spec.Fd, buf, &r.dl.ts)
+		n, err := mqueue.TryReceive(r.spec.Fd, buf)
+		if err == unix.ETIMEDOUT {
+			n, err = mqueue.TimedReceive(r.spec.Fd, buf, &r.dl.ts)
+		}
 		switch err {
 		case nil:
 		case unix.EINTR:
