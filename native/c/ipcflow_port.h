@@ -564,6 +564,30 @@ static inline ssize_t ipcflow_mq_receive(ipcflow_port *p, void *buf, size_t cap)
 
 /* ---- every type ---- */
 
+/* ipcflow_port_release_ unmaps what the port mapped and closes its
+ * descriptors, the liveness pipe's included: its peer learns it is gone. */
+static inline void ipcflow_port_release_(ipcflow_port *p)
+{
+	if (p->mem != NULL)
+		munmap(p->mem, p->memlen);
+	if (p->linear && p->data != NULL)
+		munmap(p->data, IPCFLOW_MAP_RESERVE);
+	if (p->ctlmem != NULL)
+		munmap(p->ctlmem, IPCFLOW_CTL_SIZE);
+	free(p->buf);
+	if (p->fd >= 0)
+		close(p->fd);
+	if (p->ctl >= 0)
+		close(p->ctl);
+	if (p->life >= 0)
+		close(p->life);
+	p->mem = p->data = p->ctlmem = p->buf = NULL;
+	p->fd = p->ctl = p->life = -1;
+	p->closed = 1;
+}
+
+static inline int ipcflow_port_attach_(ipcflow_port *p, const char *var, int role);
+
 /* ipcflow_port_open opens port ("in", "out", a declared port's name) for
  * role (IPCFLOW_READER or IPCFLOW_WRITER) from IPCFLOW_PORT_<PORT>. */
 static inline int ipcflow_port_open(ipcflow_port *p, const char *port, int role)
@@ -583,13 +607,30 @@ static inline int ipcflow_port_open(ipcflow_port *p, const char *port, int role)
 	}
 	if (ipcflow_parse_(p, var, v) < 0)
 		return -1;
+	if (ipcflow_port_attach_(p, var, role) < 0) {
+		int err = errno;
+		ipcflow_port_release_(p); /* what a failed open had: let go of it */
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+static inline int ipcflow_port_attach_(ipcflow_port *p, const char *var, int role)
+{
 	if (p->role != role)
 		return ipcflow_port_fail_(EINVAL, "%s: the port is the stage's %s end, not its other", var, p->role == IPCFLOW_WRITER ? "writer" : "reader");
 	switch (p->type) {
 	case IPCFLOW_SHM:
 		return ipcflow_shm_attach_(p);
 	case IPCFLOW_MQ: {
-		unsigned char *c = mmap(NULL, IPCFLOW_CTL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, p->ctl, 0);
+		long attr[8]; /* struct mq_attr: flags, maxmsg, msgsize, curmsgs, reserved */
+		unsigned char *c;
+		if (syscall(SYS_mq_getsetattr, p->fd, NULL, attr) < 0)
+			return ipcflow_port_fail_(EBADF, "port %s: fd is not a message queue: %s", p->name, strerror(errno));
+		if (attr[2] != p->msgsize)
+			return ipcflow_port_fail_(EPROTO, "port %s: the queue's message size is not the description's%s", p->name, "");
+		c = mmap(NULL, IPCFLOW_CTL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, p->ctl, 0);
 		if (c == MAP_FAILED)
 			return ipcflow_port_fail_(errno, "port %s: map the control page: %s", p->name, strerror(errno));
 		p->ctlmem = c;
@@ -674,7 +715,6 @@ static inline int ipcflow_port_close(ipcflow_port *p)
 	int rc = 0;
 	if (p->closed)
 		return 0;
-	p->closed = 1;
 	if (p->type != IPCFLOW_MQ && p->mem != NULL) {
 		if (p->role == IPCFLOW_WRITER && p->linear && ftruncate(p->fd, (off_t)p->pos) < 0)
 			rc = ipcflow_port_fail_(errno, "port %s: truncate the file: %s", p->name, strerror(errno));
@@ -685,9 +725,6 @@ static inline int ipcflow_port_close(ipcflow_port *p)
 			ipcflow_st32_(p->mem, ipcflow_rbase_(p) + 8, 1);
 			ipcflow_wake_all_(p->mem, IPCFLOW_OFF_SPACESEQ);
 		}
-		munmap(p->mem, p->memlen);
-		if (p->linear && p->data != NULL)
-			munmap(p->data, IPCFLOW_MAP_RESERVE);
 	}
 	if (p->type == IPCFLOW_MQ && p->ctlmem != NULL) {
 		if (p->role == IPCFLOW_WRITER) {
@@ -700,15 +737,8 @@ static inline int ipcflow_port_close(ipcflow_port *p)
 		} else {
 			ipcflow_st32_(p->ctlmem, IPCFLOW_CTL_RGONE, 1);
 		}
-		munmap(p->ctlmem, IPCFLOW_CTL_SIZE);
 	}
-	free(p->buf);
-	if (p->fd >= 0)
-		close(p->fd);
-	if (p->ctl >= 0)
-		close(p->ctl);
-	if (p->life >= 0)
-		close(p->life);
+	ipcflow_port_release_(p);
 	return rc;
 }
 
