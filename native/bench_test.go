@@ -92,7 +92,16 @@ type port struct {
 // stage: the parts at fds 3 on, described in IPCFLOW_PORT_<NAME>.
 func start(tb testing.TB, tool string, args []string, ports ...port) (*exec.Cmd, *bytes.Buffer) {
 	tb.Helper()
+	return startWithStdin(tb, tool, nil, args, ports...)
+}
+
+// startWithStdin is start with stdin as the process's standard input.
+func startWithStdin(tb testing.TB, tool string, stdin []byte, args []string, ports ...port) (*exec.Cmd, *bytes.Buffer) {
+	tb.Helper()
 	cmd := exec.Command(tool, args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.Env = os.Environ()
