@@ -406,3 +406,26 @@ func TestNativeExamples(t *testing.T) {
 		})
 	}
 }
+
+// TestNativeStdio: a native stage between ipcflow's own stdin and stdout
+// over the object types (ipcflow copies its stdin into the edge and the
+// edge into its stdout).
+func TestNativeStdio(t *testing.T) {
+	goTool, cTool := buildNativeTools(t)
+	data := randomBytes(1<<20+3, 6)
+	for _, tc := range []struct{ tool, in, out string }{{goTool, "shm", "mq"}, {cTool, "mmap", "shm"}, {cTool, "mq", "mmap"}} {
+		bin := testkit.BuildIpcflow(t)
+		path := filepath.Join(t.TempDir(), "flow.ipcflow")
+		os.WriteFile(path, []byte(fmt.Sprintf("stage r native = %s copy in out\nstdin -[%s]-> r -[%s]-> stdout\n", tc.tool, tc.in, tc.out)), 0o644)
+		runBase := t.TempDir()
+		check := testkit.LeakCheck(t, runBase)
+		cmd := osexec.Command(bin, "run", path)
+		cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
+		cmd.Stdin = bytes.NewReader(data)
+		out, err := cmd.Output()
+		if err != nil || !bytes.Equal(out, data) {
+			t.Errorf("%s -> %s -> %s: %v, %d bytes of %d", tc.in, filepath.Base(tc.tool), tc.out, err, len(out), len(data))
+		}
+		check()
+	}
+}
