@@ -162,7 +162,7 @@ func (w *MmapWriter) Write(p []byte) (int, error) {
 		if err != nil {
 			return done, err
 		}
-		n := copy(span, p[done:])
+		n := Copy(span, p[done:])
 		w.Commit(n)
 		done += n
 	}
@@ -255,10 +255,15 @@ func (r *MmapReader) Release(n int) { r.r.Release(n) }
 
 // Read copies the next bytes of the stream into p.
 func (r *MmapReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil {
-		return n, r.end()
+	if len(p) == 0 {
+		return 0, nil
 	}
+	span, err := r.Borrow()
+	if err != nil {
+		return 0, err
+	}
+	n := Copy(p, span)
+	r.Release(n)
 	return n, nil
 }
 

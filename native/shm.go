@@ -98,11 +98,17 @@ func (w *ShmWriter) Commit(n int) { w.w.Commit(n) }
 
 // Write copies p into the ring, waiting for room as a pipe's writer does.
 func (w *ShmWriter) Write(p []byte) (int, error) {
-	n, err := w.w.Write(p)
-	if err != nil {
-		return n, ErrReadersGone
+	done := 0
+	for done < len(p) {
+		span, err := w.Reserve()
+		if err != nil {
+			return done, err
+		}
+		n := Copy(span, p[done:])
+		w.Commit(n)
+		done += n
 	}
-	return n, nil
+	return done, nil
 }
 
 // Capacity is the ring's size in bytes: the most one Reserve can give.
@@ -190,10 +196,15 @@ func (r *ShmReader) Release(n int) { r.r.Release(n) }
 
 // Read copies the next bytes of the stream into p, as a pipe's read does.
 func (r *ShmReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil {
-		return n, r.end()
+	if len(p) == 0 {
+		return 0, nil
 	}
+	span, err := r.Borrow()
+	if err != nil {
+		return 0, err
+	}
+	n := Copy(p, span)
+	r.Release(n)
 	return n, nil
 }
 

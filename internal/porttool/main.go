@@ -131,7 +131,7 @@ func copyPorts(from, to string, limit int64) error {
 			if err != nil {
 				return err
 			}
-			n := copy(dst, src)
+			n := native.Copy(dst, src)
 			if limit >= 0 {
 				n = min(n, int(limit-moved))
 			}
@@ -246,7 +246,7 @@ func gen(to string, total int64, chunk int) error {
 			if err != nil {
 				return err
 			}
-			n := copy(span, buf[:want])
+			n := native.Copy(span, buf[:want])
 			sw.Commit(n)
 			done += int64(n)
 			continue
