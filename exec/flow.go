@@ -332,12 +332,6 @@ type liveWire struct {
 
 // take hands over the file for end e; the taker closes it.
 func (w *liveWire) take(e End) *os.File {
-	if e.Kind == EndNative {
-		if n, ok := w.ch.(channels.NativeEnds); ok {
-			return n.NativeFile(e.Index, e.Fd)
-		}
-		return nil
-	}
 	if w.ch != nil {
 		if e.Kind == EndWrite {
 			return w.ch.Writer()

@@ -15,6 +15,7 @@ package exec
 import (
 	"cmp"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/ipcflow/ipcflow/budget"
@@ -136,6 +137,15 @@ func (p *Plan) nativeEnv(sp *StagePlan, names FlowNames) []string {
 		env = append(env, native.Env(np.Port)+"="+p.nativeSpec(np, names).String())
 	}
 	return env
+}
+
+// takeNative hands over the file for native end e (its object, control
+// page or liveness pipe); the taker closes it, as with take.
+func (w *liveWire) takeNative(e End) *os.File {
+	if n, ok := w.ch.(channels.NativeEnds); ok {
+		return n.NativeFile(e.Index, e.Fd)
+	}
+	return nil
 }
 
 // describeNative names a native end's part for --dry-run.
