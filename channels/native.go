@@ -154,7 +154,7 @@ func dupFile(fd int, name string) (*os.File, error) {
 	return os.NewFile(uintptr(d), name), nil
 }
 
-// NativeSides says which ends of a channel are native.
+// nativeReader reports whether reader i of s is native.
 func (s Spec) nativeReader(i int) bool { return i < len(s.NativeReaders) && s.NativeReaders[i] }
 
 // HasNative reports whether any end of s is native.
