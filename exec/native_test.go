@@ -82,6 +82,13 @@ func buildNativeTools(t *testing.T) (goTool, cTool string) {
 	return nativeTools.goTool, nativeTools.cTool
 }
 
+// removeNativeTools removes what buildNativeTools built (TestMain).
+func removeNativeTools() {
+	if nativeTools.dir != "" {
+		os.RemoveAll(nativeTools.dir)
+	}
+}
+
 // nativeRun runs script (written to a file) with the real ipcflow and
 // returns its stdout, stderr and exit status, checking that it left
 // nothing behind and took less than limit.

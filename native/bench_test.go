@@ -29,8 +29,18 @@ import (
 
 var tools struct {
 	once       sync.Once
+	dir        string
 	goT, cT    string
 	err, noGCC error
+}
+
+// TestMain removes the tools benchTools built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if tools.dir != "" {
+		os.RemoveAll(tools.dir)
+	}
+	os.Exit(code)
 }
 
 func benchTools(tb testing.TB) (goTool, cTool string) {
@@ -40,6 +50,7 @@ func benchTools(tb testing.TB) (goTool, cTool string) {
 			tools.err = err
 			return
 		}
+		tools.dir = dir
 		tools.goT = filepath.Join(dir, "gport")
 		if out, err := exec.Command("go", "build", "-o", tools.goT, "../internal/porttool").CombinedOutput(); err != nil {
 			tools.err = fmt.Errorf("go build porttool: %v\n%s", err, out)
