@@ -128,14 +128,39 @@ type Store struct {
 // produce fills the store, consume(i) empties it into Outs[i]. It returns
 // the readers' ends of the pipes, for the stages.
 func (s *Store) Start(n int, produce func() error, consume func(i int) error) ([]*os.File, error) {
-	rs, outs, err := readerPipes(n)
-	if err != nil {
-		return nil, err
+	return s.StartSome(n, produce, consume, nil)
+}
+
+// StartSome is Start for a store some of whose ends a native stage holds
+// itself: produce is nil when the writer is native, and reader i gets no
+// pipe and no bridge (its file and Outs[i] are nil) when native(i).
+func (s *Store) StartSome(n int, produce func() error, consume func(i int) error, native func(i int) bool) ([]*os.File, error) {
+	bridged := func(i int) bool { return native == nil || !native(i) }
+	rs, outs := make([]*os.File, n), make([]*os.File, n)
+	for i := range n {
+		if !bridged(i) {
+			continue
+		}
+		r, out, err := Pipe(false)
+		if err != nil {
+			for j := range i {
+				if rs[j] != nil {
+					rs[j].Close()
+					outs[j].Close()
+				}
+			}
+			return nil, err
+		}
+		rs[i], outs[i] = r, out
 	}
 	s.Outs = outs
-	s.Go(produce)
+	if produce != nil {
+		s.Go(produce)
+	}
 	for i := range n {
-		s.Go(func() error { return consume(i) })
+		if bridged(i) {
+			s.Go(func() error { return consume(i) })
+		}
 	}
 	return rs, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ipcflow/ipcflow/fdio"
 	"github.com/ipcflow/ipcflow/mqueue"
+	"github.com/ipcflow/ipcflow/native"
 )
 
 // The mq edge's bridge: one goroutine takes the producers' pipes, packs
@@ -55,13 +56,26 @@ import (
 // fills its pipe, then the out buffer, then the queue (the loop stops
 // receiving, then sending), then the producers' buffers and pipes.
 
-// The trailer byte of a message.
+// The trailer byte of a message: package native's, for a native stage
+// at either end frames as the bridge does.
 const (
-	mqEnds      = 0
-	mqContinues = 1
+	mqEnds      = native.MQEnds
+	mqContinues = native.MQContinues
 	// MQEOF, a message of this byte alone, ends the stream.
-	MQEOF = 2
+	MQEOF = native.MQEOF
 )
+
+// MQNative says which end of a queue a native stage holds (package
+// native): the bridge then runs only the other side. With Writer, the
+// queue is fed from outside: the bridge only receives, until MQEOF or
+// until WriterGone says the writer ended (then it drains what is there).
+// With Reader, the queue is emptied from outside: the bridge only
+// sends, until the end of stream or until the control page (Ctl) says
+// the reader has gone.
+type MQNative struct {
+	Writer, Reader bool
+	Ctl            *native.Control
+}
 
 // mqProducer is one producer's pipe and the bytes read from it not yet sent.
 type mqProducer struct {
@@ -91,6 +105,10 @@ type MQ struct {
 	outStart, outHave int
 	sentEOF, gotEOF   bool
 	gone              bool // the consumer went away
+	nat               MQNative
+	full              bool        // the last feed found the queue full
+	writerGone        atomic.Bool // WriterGone: the native writer ended
+	died              bool        // it ended without MQEOF
 
 	done      chan struct{}
 	err       error
@@ -108,7 +126,14 @@ const mqBufSize = 256 << 10
 // takes over (closing them on error too). w is the first producer's end
 // of its pipe, r the consumer's end: the stages' fds.
 func StartMQ(edge, name string, send, recv, msgsize int) (*MQ, *os.File, *os.File, error) {
-	c := &MQ{edge: edge, name: name, msgsize: msgsize, send: send, recv: recv, cur: -1, out: -1, ctl: fdio.Stop{FD: -1}, done: make(chan struct{})}
+	return StartMQNative(edge, name, send, recv, msgsize, MQNative{})
+}
+
+// StartMQNative is StartMQ for a queue with an end held by a native
+// stage: that end's file (w or r) is nil, and the bridge runs the other
+// side only.
+func StartMQNative(edge, name string, send, recv, msgsize int, nat MQNative) (*MQ, *os.File, *os.File, error) {
+	c := &MQ{edge: edge, name: name, msgsize: msgsize, send: send, recv: recv, cur: -1, out: -1, ctl: fdio.Stop{FD: -1}, done: make(chan struct{}), nat: nat}
 	fail := func(err error) (*MQ, *os.File, *os.File, error) {
 		for _, p := range c.added {
 			unix.Close(p.fd)
@@ -128,19 +153,47 @@ func StartMQ(edge, name string, send, recv, msgsize int) (*MQ, *os.File, *os.Fil
 		return fail(fmt.Errorf("eventfd: %w", err))
 	}
 	c.ctl.FD = fd
-	r, out, err := RawPipe(false)
-	if err != nil {
-		return fail(err)
+	var r, w *os.File
+	if !nat.Reader {
+		var out int
+		if r, out, err = RawPipe(false); err != nil {
+			return fail(err)
+		}
+		c.out = out
+		c.outBuf = make([]byte, max(mqBufSize, 4*msgsize))
+	} else {
+		c.gotEOF = true // nothing to receive here
 	}
-	c.out = out
-	w, err := c.newProducer()
-	if err != nil {
-		r.Close()
-		return fail(err)
+	if !nat.Writer {
+		if w, err = c.newProducer(); err != nil {
+			if r != nil {
+				r.Close()
+			}
+			return fail(err)
+		}
+	} else {
+		c.ended, c.sentEOF = true, true // nothing to send here
 	}
-	c.outBuf = make([]byte, max(mqBufSize, 4*msgsize))
 	go c.run()
 	return c, w, r, nil
+}
+
+// WriterGone says the native writer's process ended: the bridge drains
+// what the queue holds and ends there (with an error, if the writer did
+// not send MQEOF).
+func (c *MQ) WriterGone() {
+	c.writerGone.Store(true)
+	c.mu.Lock()
+	c.ctl.Kick()
+	c.mu.Unlock()
+}
+
+// ReaderGone says the native reader's process ended (or it closed its
+// end): the producers' next writes get EPIPE.
+func (c *MQ) ReaderGone() {
+	c.mu.Lock()
+	c.ctl.Kick()
+	c.mu.Unlock()
 }
 
 // newProducer makes a producer's pipe and queues it for the loop.
@@ -184,7 +237,12 @@ func (c *MQ) run() {
 	for _, p := range c.prods {
 		p.close()
 	}
-	unix.Close(c.out)
+	if c.out >= 0 {
+		unix.Close(c.out)
+	}
+	if err == nil && c.died {
+		err = errors.New("the native writer ended without closing the stream (killed, or exited early)")
+	}
 	if err != nil && !errors.Is(err, fdio.ErrStopped) {
 		c.err = fmt.Errorf("edge %s: %w", c.edge, err)
 	}
@@ -210,7 +268,16 @@ func (c *MQ) loop() error {
 		if err != nil || c.gone {
 			return err
 		}
-		if c.gotEOF && c.outStart == c.outHave {
+		if c.nat.Reader {
+			if c.nat.Ctl.ReaderGone() {
+				c.gone = true
+				return nil // the producers' next writes get EPIPE
+			}
+			if c.sentEOF {
+				return nil // all sent: the native reader takes it from here
+			}
+		}
+		if c.gotEOF && c.outStart == c.outHave && (!c.nat.Reader || c.sentEOF) {
 			return nil // all delivered
 		}
 		fed, err := c.feed(ended)
@@ -250,6 +317,9 @@ func (c *MQ) adopt() bool {
 // then receive what the out buffer has room for, each message at the end
 // of the previous payload so that the buffer is stream bytes only.
 func (c *MQ) deliver() (moved bool, err error) {
+	if c.nat.Reader {
+		return false, nil
+	}
 	if c.outStart < c.outHave {
 		n, err := unix.Write(c.out, c.outBuf[c.outStart:c.outHave])
 		switch {
@@ -261,8 +331,12 @@ func (c *MQ) deliver() (moved bool, err error) {
 			}
 		case err == unix.EINTR || err == unix.EAGAIN:
 		case fdio.IsGone(err):
-			// The consumer stopped: the producers' next writes get EPIPE.
+			// The consumer stopped: the producers' next writes get EPIPE,
+			// a native writer ErrReadersGone.
 			c.gone = true
+			if c.nat.Writer {
+				c.nat.Ctl.MarkReaderGone()
+			}
 			return true, nil
 		default:
 			return moved, fmt.Errorf("write to reader: %w", err)
@@ -273,11 +347,16 @@ func (c *MQ) deliver() (moved bool, err error) {
 	if c.gotEOF {
 		return moved, nil
 	}
+	gone := c.nat.Writer && c.writerGone.Load() // before receiving: what it sent is drained
 	have, eof, err := mqUnpack(c.recv, c.msgsize, c.outBuf, c.outHave)
 	moved = moved || have > c.outHave || eof
 	c.outHave, c.gotEOF = have, eof
 	if err != nil && err != unix.EAGAIN {
 		return moved, fmt.Errorf("receive from mq %s: %w", c.name, err)
+	}
+	if gone && !eof && err == unix.EAGAIN {
+		// The native writer ended and the queue is empty: no MQEOF comes.
+		c.gotEOF, c.died, moved = true, true, true
 	}
 	return moved, nil
 }
@@ -317,10 +396,13 @@ func (c *MQ) feed(ended bool) (moved bool, err error) {
 		case err == nil:
 			c.sentEOF = true
 			moved = true
-		case err != unix.EAGAIN && err != unix.EINTR:
+		case err == unix.EAGAIN:
+			full = true
+		case err != unix.EINTR:
 			return moved, fmt.Errorf("send end of stream to mq %s: %w", c.name, err)
 		}
 	}
+	c.full = full
 	return moved, nil
 }
 
@@ -453,6 +535,14 @@ func (c *MQ) wait() error {
 	fds := append(pfd[:0], unix.PollFd{Fd: int32(c.ctl.FD), Events: unix.POLLIN})
 	if c.outStart < c.outHave {
 		fds = append(fds, unix.PollFd{Fd: int32(c.out), Events: unix.POLLOUT})
+	}
+	// A native end's side of the queue is the queue itself: wait for a
+	// message from its writer, or for room its reader made.
+	if c.nat.Writer && !c.gotEOF && len(c.outBuf)-c.outHave >= c.msgsize {
+		fds = append(fds, unix.PollFd{Fd: int32(c.recv), Events: unix.POLLIN})
+	}
+	if c.nat.Reader && c.full {
+		fds = append(fds, unix.PollFd{Fd: int32(c.send), Events: unix.POLLOUT})
 	}
 	for _, p := range c.prods {
 		if p.fd >= 0 && len(p.buf)-1-p.have >= len(p.buf)/8 {

@@ -91,6 +91,12 @@ type Spec struct {
 	// the type's Caps().FanOut is true and exec groups a fan-out into one
 	// channel (shm keeps the data once with a cursor per reader).
 	Readers int
+	// NativeWriter and NativeReaders[i] say which ends a native stage
+	// holds itself (native.go): the channel then is a NativeEnds, runs no
+	// bridge for those ends, and Writer or Reader(i) is nil for them.
+	// Only types with Caps.Native take them.
+	NativeWriter  bool
+	NativeReaders []bool
 }
 
 // Stats are what a channel counted, for --stats.
@@ -161,6 +167,9 @@ type Caps struct {
 	// Bridged: bytes pass through ipcflow (a bridge goroutine) rather than
 	// only through the kernel between the stages.
 	Bridged bool
+	// Native: a native stage can hold an end itself (Spec.NativeWriter,
+	// Spec.NativeReaders): mq, shm, mmap.
+	Native bool
 }
 
 // Type is one edge type: its capabilities and how to open one.
@@ -237,6 +246,9 @@ func Open(env Env, spec Spec) (Channel, error) {
 		if err := t.Check(spec.Options); err != nil {
 			return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 		}
+	}
+	if spec.HasNative() && !t.Caps.Native {
+		return nil, fmt.Errorf("edge %s: type %s has no native ends", spec.ID, spec.Type)
 	}
 	return t.Open(env, spec)
 }

@@ -60,7 +60,7 @@ const (
 var mmapNoSplice bool
 
 func init() {
-	register(Type{Name: "mmap", Caps: Caps{FanOut: true, Bridged: true}, Check: checkMmap, Open: openMmap})
+	register(Type{Name: "mmap", Caps: Caps{FanOut: true, Bridged: true, Native: true}, Check: checkMmap, Open: openMmap})
 }
 
 func checkMmap(o Options) error {
@@ -102,7 +102,19 @@ type mmapChannel struct {
 	once     sync.Once
 }
 
-func openMmap(env Env, spec Spec) (Channel, error) {
+// mmapFile is an mmap edge's file, created and mapped.
+type mmapFile struct {
+	path string
+	id   fileid.Identity // the file made here: only it is ever removed
+	keep bool            // path= : the file stays as the edge's recording
+	fd   int
+	mem  []byte // mmapReserve bytes over the file
+}
+
+// createMmapFile creates the file of edge spec exclusively (recorded in
+// the manifest unless it is a path= recording), maps mmapReserve bytes
+// over it, and unlinks it unless it is kept: every end holds it by fd.
+func createMmapFile(env Env, spec Spec) (mmapFile, error) {
 	path, keep := spec.Options.Path, spec.Options.Path != ""
 	if !keep {
 		path = filepath.Join(env.RunDir, spec.ID+".mmap")
@@ -111,16 +123,16 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	// or a recording that failed) through that directory, following none.
 	path, err := fileid.CanonicalPath(path)
 	if err != nil {
-		return nil, fmt.Errorf("edge %s: mmap file %s: %w", spec.ID, spec.Options.Path, err)
+		return mmapFile{}, fmt.Errorf("edge %s: mmap file %s: %w", spec.ID, spec.Options.Path, err)
 	}
 	if !keep {
 		if err := env.Record(KindFile, path); err != nil {
-			return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
+			return mmapFile{}, fmt.Errorf("edge %s: %w", spec.ID, err)
 		}
 	}
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("edge %s: create mmap file %s: %w", spec.ID, path, err)
+		return mmapFile{}, fmt.Errorf("edge %s: create mmap file %s: %w", spec.ID, path, err)
 	}
 	id, err := fileid.FdIdentity(fd)
 	if err == nil && !keep {
@@ -133,11 +145,23 @@ func openMmap(env Env, spec Spec) (Channel, error) {
 	if err != nil {
 		unix.Close(fd)
 		fileid.RemoveIfSame(path, id)
-		return nil, fmt.Errorf("edge %s: map %s: %w", spec.ID, path, err)
+		return mmapFile{}, fmt.Errorf("edge %s: map %s: %w", spec.ID, path, err)
 	}
 	if !keep {
 		fileid.RemoveIfSame(path, id) // mapped, and both ends are here: the name can go
 	}
+	return mmapFile{path: path, id: id, keep: keep, fd: fd, mem: mem}, nil
+}
+
+func openMmap(env Env, spec Spec) (Channel, error) {
+	if spec.HasNative() {
+		return openMmapNative(env, spec)
+	}
+	f, err := createMmapFile(env, spec)
+	if err != nil {
+		return nil, err
+	}
+	path, id, keep, fd, mem := f.path, f.id, f.keep, f.fd, f.mem
 	n := spec.Readers
 	c := &mmapChannel{
 		store: bridge.Store{Group: bridge.Group{Edge: spec.ID}}, path: path, id: id, keep: keep, fd: fd, mem: mem,
@@ -185,35 +209,42 @@ func (c *mmapChannel) slowest() (int64, bool) {
 	return lo, ok
 }
 
-// grow extends the file by the next step under the mapping. Where the
-// file system has no room for a whole step, it tries the smallest one, so
-// that a stream that fits is not refused for the step's sake.
+// grow extends the file by the next step under the mapping.
 func (c *mmapChannel) grow(size int64) (int64, error) {
-	next := min(size+c.step, int64(mmapReserve))
+	return growMmapFile(c.fd, c.path, size, &c.step)
+}
+
+// growMmapFile extends the file fd (at path, for messages) from size by
+// the next *step under the mapping, and doubles the step for the next
+// time. Where the file system has no room for a whole step, it tries the
+// smallest one, so that a stream that fits is not refused for the step's
+// sake.
+func growMmapFile(fd int, path string, size int64, step *int64) (int64, error) {
+	next := min(size+*step, int64(mmapReserve))
 	if next == size {
-		return size, fmt.Errorf("mmap file %s: stream above %d bytes", c.path, int64(mmapReserve))
+		return size, fmt.Errorf("mmap file %s: stream above %d bytes", path, int64(mmapReserve))
 	}
-	err := c.allocate(size, next)
+	err := allocateFile(fd, size, next)
 	if errors.Is(err, unix.ENOSPC) && next-size > mmapMinStep {
 		next = size + mmapMinStep
-		err = c.allocate(size, next)
+		err = allocateFile(fd, size, next)
 	}
 	if errors.Is(err, unix.ENOSPC) {
-		return size, fmt.Errorf("mmap file %s: no space left on its file system for more than %d bytes of the stream (free some, or put path= elsewhere): %w", c.path, size, err)
+		return size, fmt.Errorf("mmap file %s: no space left on its file system for more than %d bytes of the stream (free some, or put path= elsewhere): %w", path, size, err)
 	}
 	if err != nil {
-		return size, fmt.Errorf("grow mmap file %s to %d bytes: %w", c.path, next, err)
+		return size, fmt.Errorf("grow mmap file %s to %d bytes: %w", path, next, err)
 	}
-	c.step = min(c.step*2, mmapMaxStep)
+	*step = min(*step*2, mmapMaxStep)
 	return next, nil
 }
 
-// allocate makes the file's bytes from size to next real, so that a full
-// disk is an error here and never a SIGBUS through the mapping.
-func (c *mmapChannel) allocate(size, next int64) error {
-	err := unix.Fallocate(c.fd, 0, size, next-size)
+// allocateFile makes the file's bytes from size to next real, so that a
+// full disk is an error here and never a SIGBUS through the mapping.
+func allocateFile(fd int, size, next int64) error {
+	err := unix.Fallocate(fd, 0, size, next-size)
 	if errors.Is(err, unix.EOPNOTSUPP) {
-		err = unix.Ftruncate(c.fd, next)
+		err = unix.Ftruncate(fd, next)
 	}
 	return err
 }
@@ -382,12 +413,17 @@ type mmapSender struct {
 }
 
 func (c *mmapChannel) newSender(out *os.File) (*mmapSender, error) {
+	return newMmapSender(out, c.fd, c.mem)
+}
+
+// newMmapSender sends bytes of the file fd, mapped at mem, into out.
+func newMmapSender(out *os.File, fd int, mem []byte) (*mmapSender, error) {
 	rc, err := out.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	s := &mmapSender{out: out, rc: rc, mem: c.mem, noSplice: mmapNoSplice}
-	s.sp.init(c.fd, false)
+	s := &mmapSender{out: out, rc: rc, mem: mem, noSplice: mmapNoSplice}
+	s.sp.init(fd, false)
 	return s, nil
 }
 

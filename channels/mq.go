@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/bridge"
 	"github.com/ipcflow/ipcflow/budget"
 	"github.com/ipcflow/ipcflow/mqueue"
+	"github.com/ipcflow/ipcflow/native"
 )
 
 // The mq edge type: a POSIX message queue (package mqueue). The producer
@@ -21,7 +23,7 @@ import (
 // RLIMIT_MSGQUEUE where the script left them unset.
 
 func init() {
-	register(Type{Name: "mq", Caps: Caps{Bridged: true}, Check: checkMQ, Open: openMQ})
+	register(Type{Name: "mq", Caps: Caps{Bridged: true, Native: true}, Check: checkMQ, Open: openMQ})
 }
 
 // Queue is the options' queue sizes, as the budget plans and checks them.
@@ -40,8 +42,9 @@ func openMQ(env Env, spec Spec) (Channel, error) {
 	}
 	sfd, err := mqueue.Open(name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NONBLOCK, maxmsg, msgsize)
 	// Out of budget (a run that did not PlanMQ, or other queues of the
-	// user): sizes the script left unset shrink until the queue fits.
-	for errors.Is(err, unix.EMFILE) {
+	// user): sizes the script left unset shrink until the queue fits; not
+	// a queue with a native end, whose stage was told its sizes.
+	for errors.Is(err, unix.EMFILE) && !spec.HasNative() {
 		switch {
 		case spec.Options.MaxMsg == 0 && maxmsg > 1:
 			maxmsg--
@@ -61,46 +64,145 @@ func openMQ(env Env, spec Spec) (Channel, error) {
 		mqueue.Unlink(name)
 		return nil, fmt.Errorf("edge %s: open mq %s for reading: %w", spec.ID, name, err)
 	}
-	// Both ends are open, in this process: the name can go.
+	c := &mqChannel{}
+	// A native end gets a descriptor of its own, blocking, opened before
+	// the name goes.
+	if spec.HasNative() {
+		if err := c.openNatives(spec, name); err != nil {
+			c.closeNatives()
+			unix.Close(sfd)
+			unix.Close(rfd)
+			mqueue.Unlink(name)
+			return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
+		}
+	}
+	// Every end is open: the name can go.
 	if err := mqueue.Unlink(name); err != nil {
+		c.closeNatives()
 		unix.Close(sfd)
 		unix.Close(rfd)
 		return nil, fmt.Errorf("edge %s: unlink mq %s: %w", spec.ID, name, err)
 	}
 	if a, err := mqueue.GetAttr(rfd); err != nil || a.Msgsize != msgsize {
+		c.closeNatives()
 		unix.Close(sfd)
 		unix.Close(rfd)
 		return nil, fmt.Errorf("edge %s: mq %s has message size %d, want %d (%v)", spec.ID, name, a.Msgsize, msgsize, err)
 	}
-	br, w, r, err := bridge.StartMQ(spec.ID, name, sfd, rfd, int(msgsize))
+	if spec.NativeWriter && spec.nativeReader(0) {
+		// Both ends are native stages: no bridge, ipcflow only watches.
+		unix.Close(sfd)
+		unix.Close(rfd)
+		c.ends = newEnds(nil, []*os.File{nil})
+		return c, nil
+	}
+	br, w, r, err := bridge.StartMQNative(spec.ID, name, sfd, rfd, int(msgsize),
+		bridge.MQNative{Writer: spec.NativeWriter, Reader: spec.nativeReader(0), Ctl: c.ctl})
 	if err != nil {
+		c.closeNatives()
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
-	return &mqChannel{ends: newEnds(w, []*os.File{r}), br: br}, nil
+	c.br.Store(br)
+	c.ends = newEnds(w, []*os.File{r})
+	return c, nil
+}
+
+// openNatives makes the queue's control page and its native ends: each
+// a descriptor of the queue of its own (blocking, as a stage's program
+// expects) and a copy of the control page's.
+func (c *mqChannel) openNatives(spec Spec, name string) error {
+	ctl, fd, err := native.NewControl()
+	if err != nil {
+		return err
+	}
+	c.ctl, c.ctlFd = ctl, fd
+	add := func(end, flags int, gone func()) error {
+		q, err := mqueue.Open(name, flags, 0, 0)
+		if err != nil {
+			return fmt.Errorf("open mq %s for a native stage: %w", name, err)
+		}
+		cf, err := dupFile(fd, "mq-ctl")
+		if err != nil {
+			unix.Close(q)
+			return fmt.Errorf("control page for a native stage: %w", err)
+		}
+		return c.natives.add(end, os.NewFile(uintptr(q), "mq"), cf, gone)
+	}
+	if spec.NativeWriter {
+		err := add(WriterEnd, unix.O_WRONLY, func() {
+			ctl.MarkWriterDead()
+			if br := c.br.Load(); br != nil {
+				br.WriterGone()
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if spec.nativeReader(0) {
+		return add(0, unix.O_RDONLY, func() {
+			ctl.MarkReaderGone()
+			if br := c.br.Load(); br != nil {
+				br.ReaderGone()
+			}
+		})
+	}
+	return nil
+}
+
+// closeNatives stops the native ends' watchers and unmaps the control page.
+func (c *mqChannel) closeNatives() {
+	c.natives.stop()
+	if c.ctl != nil {
+		c.ctl.Close()
+		unix.Close(c.ctlFd)
+		c.ctl = nil
+	}
 }
 
 // mqChannel is a queue's bridge (bridge.MQ) with the stages' ends.
 type mqChannel struct {
 	ends
-	br        *bridge.MQ
+	natives
+	br        atomic.Pointer[bridge.MQ] // nil when both ends are native
+	ctl       *native.Control           // with a native end: its flags
+	ctlFd     int
 	closeOnce sync.Once
 }
 
 // AddWriter gives the queue another producer (bridge.MQ.AddWriter).
-func (c *mqChannel) AddWriter() (*os.File, error) { return c.br.AddWriter() }
+func (c *mqChannel) AddWriter() (*os.File, error) {
+	br := c.br.Load()
+	if br == nil {
+		return nil, errors.New("a queue between two native stages takes no other producer")
+	}
+	return br.AddWriter()
+}
 
-func (c *mqChannel) Wait() error { return c.br.Wait() }
+func (c *mqChannel) Wait() error {
+	if br := c.br.Load(); br != nil {
+		return br.Wait()
+	}
+	return nil
+}
 
 func (c *mqChannel) Close() error {
 	c.closeOnce.Do(func() {
-		c.br.Close()
+		if br := c.br.Load(); br != nil {
+			br.Close()
+		}
+		c.closeNatives()
 		c.closeUnhanded()
 	})
 	return nil
 }
 
 func (c *mqChannel) Stats() Stats {
-	bytes, msgs := c.br.Counts()
+	br := c.br.Load()
+	if br == nil {
+		return Stats{}
+	}
+	bytes, msgs := br.Counts()
 	return Stats{Bytes: bytes, Records: msgs}
 }
 
@@ -118,6 +220,12 @@ func mqOpenError(name string, maxmsg, msgsize int64, l budget.MQLimits, err erro
 	return fmt.Errorf("create mq %s (%d x %d bytes): %w", name, maxmsg, msgsize, err)
 }
 
-// Fill is the queue's messages at their full size, and its size (Filler).
-// Callers stop asking before Close.
-func (c *mqChannel) Fill() (used, capacity int64) { return c.br.Fill() }
+// Fill is the queue's messages at their full size, and its size (Filler);
+// nothing while no bridge runs (both ends native). Callers stop asking
+// before Close.
+func (c *mqChannel) Fill() (used, capacity int64) {
+	if br := c.br.Load(); br != nil {
+		return br.Fill()
+	}
+	return 0, 0
+}

@@ -27,7 +27,7 @@ import (
 const DefaultShmSize = 1 << 20
 
 func init() {
-	register(Type{Name: "shm", Caps: Caps{FanOut: true, Bridged: true}, Check: checkShm, Open: openShm})
+	register(Type{Name: "shm", Caps: Caps{FanOut: true, Bridged: true, Native: true}, Check: checkShm, Open: openShm})
 }
 
 func checkShm(o Options) error {
@@ -38,6 +38,16 @@ func checkShm(o Options) error {
 		return fmt.Errorf("shm size %d is below one page (4096)", o.Size)
 	}
 	return nil
+}
+
+// ShmCapacity is the data capacity of the ring an shm edge of size bytes
+// gets (0: the default): rounded up to a page.
+func ShmCapacity(size int64) int64 {
+	if size == 0 {
+		size = DefaultShmSize
+	}
+	pg := int64(os.Getpagesize())
+	return (size + pg - 1) / pg * pg
 }
 
 // ShmPath is where the segment of edge id lives while it is being set up.
@@ -79,6 +89,7 @@ func CreateShmRing(path string, capacity int64, readers int) (*ring.Ring, []byte
 
 type shmChannel struct {
 	ends
+	natives
 	store  bridge.Store
 	ring   *ring.Ring
 	mem    []byte
@@ -108,26 +119,75 @@ func openShm(env Env, spec Spec) (Channel, error) {
 			env.Made(path, fileid.IdentityOf(&st))
 		}
 	}
-	// Both ends of the ring are in this process: the name can go now.
+	// A native end maps the segment through a descriptor of its own,
+	// opened before the name goes.
+	seg := -1
+	if spec.HasNative() {
+		if seg, err = unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0); err != nil {
+			unix.Munmap(mem)
+			unix.Unlink(path)
+			return nil, fmt.Errorf("edge %s: open shm segment %s for a native stage: %w", spec.ID, path, err)
+		}
+		defer unix.Close(seg)
+	}
+	// Every end of the ring is open or mapped: the name can go now.
 	if err := unix.Unlink(path); err != nil {
 		unix.Munmap(mem)
 		return nil, fmt.Errorf("edge %s: unlink shm segment %s: %w", spec.ID, path, err)
 	}
-	ring.LocalWake() // both bridges are goroutines here
+	if !spec.HasNative() {
+		ring.LocalWake() // both bridges are goroutines here
+	}
 	c := &shmChannel{ring: ring, mem: mem, store: bridge.Store{Group: bridge.Group{Edge: spec.ID}}}
-	w, in, err := bridge.Pipe(true)
-	if err != nil {
-		unix.Munmap(mem)
+	if err := c.addNatives(spec, seg); err != nil {
+		c.Close()
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
-	c.in = in
-	rs, err := c.store.Start(spec.Readers, c.produce, c.consume)
+	var w *os.File
+	produce := c.produce
+	if spec.NativeWriter {
+		produce = nil
+	} else {
+		var in *os.File
+		if w, in, err = bridge.Pipe(true); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
+		}
+		c.in = in
+	}
+	rs, err := c.store.StartSome(spec.Readers, produce, c.consume, spec.nativeReader)
 	c.ends = newEnds(w, rs)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("edge %s: %w", spec.ID, err)
 	}
 	return c, nil
+}
+
+// addNatives makes the native ends of spec, each with a copy of the
+// segment's descriptor seg: the writer, when dead, is marked so in the
+// ring (its readers get an error after its last bytes), a reader gone.
+func (c *shmChannel) addNatives(spec Spec, seg int) error {
+	add := func(end int, gone func()) error {
+		f, err := dupFile(seg, "shm")
+		if err != nil {
+			return fmt.Errorf("shm segment for a native stage: %w", err)
+		}
+		return c.natives.add(end, f, nil, gone)
+	}
+	if spec.NativeWriter {
+		if err := add(WriterEnd, c.ring.MarkWriterDead); err != nil {
+			return err
+		}
+	}
+	for i := range spec.Readers {
+		if spec.nativeReader(i) {
+			if err := add(i, func() { c.ring.MarkReaderGone(i) }); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // produce moves the producer's pipe into the ring: read(2) lands in the
@@ -168,6 +228,9 @@ func (c *shmChannel) consume(i int) error {
 	for {
 		span, err := rd.Peek()
 		if err != nil {
+			if c.ring.WriterDied() {
+				return errNativeWriterDied
+			}
 			return nil // io.EOF: the producer finished and all was delivered
 		}
 		if len(span) > limit {
@@ -196,7 +259,8 @@ func (c *shmChannel) Close() error {
 		for _, f := range c.store.Outs {
 			f.Close()
 		}
-		c.store.Wait() // nobody touches the mapping after this
+		c.store.Wait()   // nobody touches the mapping after this...
+		c.natives.stop() // ...nor a watcher after this
 		unix.Munmap(c.mem)
 		c.closeUnhanded()
 	})

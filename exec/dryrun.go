@@ -9,6 +9,7 @@ import (
 
 	"mvdan.cc/sh/v3/syntax"
 
+	"github.com/ipcflow/ipcflow/native"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -83,12 +84,27 @@ func (p *Plan) Print(w io.Writer, procs []*Process) {
 				what = "err"
 			default:
 				for _, ps := range sp.Ports {
-					if ps.Fd == fd {
+					if ps.Fd == fd && ps.Native {
+						what = "port " + ps.Name + " (native: no variable)"
+					} else if ps.Fd == fd {
 						what = "port " + ps.Name + " ($" + ps.Name + "=/dev/fd/" + fmt.Sprint(fd) + ")"
 					}
 				}
 			}
+			for _, np := range sp.Natives {
+				if fd == np.Obj || fd == np.Ctl || fd == np.Life {
+					what = "native port " + np.Port
+				}
+			}
+			if fd <= 2 && e.Kind == EndNull && slices.ContainsFunc(sp.Natives, func(np NativePort) bool { return np.Port == what }) {
+				what += " (native)"
+			}
 			fmt.Fprintf(w, "      fd %d %s: %s\n", fd, what, e.describe(p))
+		}
+		for _, kv := range pr.Env {
+			if len(sp.Natives) > 0 && strings.HasPrefix(kv, native.EnvPrefix) {
+				fmt.Fprintf(w, "      %s\n", kv)
+			}
 		}
 	}
 }
@@ -117,6 +133,16 @@ func options(wr *Wire) string {
 	}
 	if wr.Spec.Readers > 1 {
 		s = append(s, fmt.Sprintf("readers=%d", wr.Spec.Readers))
+	}
+	if wr.Spec.NativeWriter {
+		s = append(s, "native writer")
+	}
+	for i, n := range wr.Spec.NativeReaders {
+		if n && wr.Spec.Readers > 1 {
+			s = append(s, fmt.Sprintf("native reader %d", i))
+		} else if n {
+			s = append(s, "native reader")
+		}
 	}
 	if len(s) == 0 {
 		return ""

@@ -23,6 +23,7 @@ func TestMain(m *testing.M) {
 	roomForQueues()
 	code := m.Run()
 	testkit.RemoveIpcflowBuild()
+	removeNativeTools() // native_test.go
 	os.Exit(code)
 }
 

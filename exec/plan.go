@@ -42,6 +42,8 @@ type Plan struct {
 	// containOK: decided here, so --dry-run says what the run gets.
 	contain   contain.Place
 	containOK bool
+
+	nativeErrs []string // native ports the plan cannot give (native.go)
 }
 
 // Var is one expanded NAME=VALUE.
@@ -80,6 +82,10 @@ const (
 	EndOwn                  // one of ipcflow's own fds 0, 1, 2
 	EndWrite                // a wire's writer
 	EndRead                 // a wire's reader Index
+	// EndNative is part Fd (channels.NativeObject, NativeControl,
+	// NativeLife) of a native stage's end of a wire: the writer when
+	// Index is channels.WriterEnd, else reader Index (native.go).
+	EndNative
 )
 
 // End is one fd as a stage or a mover sees it.
@@ -105,6 +111,8 @@ func (e End) describe(p *Plan) string {
 		return [...]string{"ipcflow's stdin", "ipcflow's stdout", "ipcflow's stderr"}[e.Fd]
 	case EndWrite:
 		return p.Wires[e.Wire].ID + " (write)"
+	case EndNative:
+		return describeNative(p, e)
 	default:
 		if p.Wires[e.Wire].Spec.Readers > 1 {
 			return fmt.Sprintf("%s (read %d)", p.Wires[e.Wire].ID, e.Index)
@@ -164,12 +172,19 @@ type StagePlan struct {
 	Stage *parser.Stage
 	Fds   []End      // index = fd number in the stage's process
 	Ports []PortSlot // declared ports, fd 3 on
+	// Natives are a native stage's ports that it holds itself (its mq,
+	// shm and mmap ports), in port order: described to it in
+	// IPCFLOW_PORT_<PORT>, their descriptors after the declared ports.
+	Natives []NativePort
 }
 
 // PortSlot is a declared port's fd in the stage.
 type PortSlot struct {
 	Name string
 	Fd   int
+	// Native: the port is one of Natives; its fd is /dev/null and the
+	// command has no variable for it, but IPCFLOW_PORT_<NAME>.
+	Native bool
 }
 
 // UsageError is a mistake on the command line or a feature `run` does not
@@ -201,9 +216,6 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 		if st.Replicas > 1 {
 			return nil, usagef("stage %s: replicas are not supported yet", st.Name)
 		}
-		if st.Native {
-			return nil, usagef("stage %s: native stages are not supported yet", st.Name)
-		}
 	}
 	for _, e := range g.Edges {
 		if _, ok := channels.Lookup(string(e.Type)); !ok {
@@ -218,6 +230,9 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 		return nil, err
 	}
 	p.wire()
+	if err := p.nativeError(); err != nil {
+		return nil, err
+	}
 	// Options this machine can't honour (a pipe above pipe-max-size, an mq
 	// above its sysctl) are the user's to fix: say so, at the edge, before
 	// anything is created, and before the queues are planned together.

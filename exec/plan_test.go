@@ -226,9 +226,13 @@ func TestBuildPlanRefuses(t *testing.T) {
 		t.Errorf("replicas: %v", err)
 	}
 	b = newGraph()
+	b.stage("a", "x")
+	b.stage("c", "x")
 	b.stage("n", "x").Native = true
-	if _, err := buildPlan(b.g, nil, nil, false, false); err == nil || !strings.Contains(err.Error(), "native") {
-		t.Errorf("native: %v", err)
+	b.edge("a", "n", parser.SHM)
+	b.edge("c", "n", parser.SHM)
+	if _, err := buildPlan(b.g, nil, nil, false, false); err == nil || !strings.Contains(err.Error(), "stage n is native, but its port in cannot be held by it") {
+		t.Errorf("native fan-in: %v", err)
 	}
 	b = newGraph()
 	b.g.Params = []*parser.Param{{Name: "N", Value: word("3")}}
@@ -238,6 +242,66 @@ func TestBuildPlanRefuses(t *testing.T) {
 	p, err := buildPlan(b.g, []string{"N=7"}, nil, false, false)
 	if err != nil || p.Params[0].Value != "7" {
 		t.Errorf("override: %v %v", err, p)
+	}
+}
+
+// TestPlanNative: a native stage's mq, shm and mmap ports are its own
+// (exec/native.go): its fd for the port is /dev/null, the wire knows the
+// end is native, the object, control page and liveness pipe follow the
+// declared ports; its pipe edges are fds as in any stage.
+func TestPlanNative(t *testing.T) {
+	b := newGraph()
+	b.stage("a", "x")
+	b.stage("n", "x", "in d", "out o").Native = true
+	b.stage("c", "x")
+	b.stage("d", "x")
+	b.stage("m", "x")
+	b.edge("a", "n", parser.SHM)
+	b.edge("d", "n.d", parser.Pipe)
+	b.edge("n", "c", parser.MQ)
+	b.edge("n.o", "m", parser.MMap)
+	p, err := buildPlan(b.g, nil, nil, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sp *StagePlan
+	for _, s := range p.Stages {
+		if s.Stage.Name == "n" {
+			sp = s
+		}
+	}
+	if sp.Fds[0].Kind != EndNull || sp.Fds[1].Kind != EndNull || sp.Fds[3].Kind != EndRead || sp.Fds[4].Kind != EndNull {
+		t.Errorf("fds 0-4: %+v", sp.Fds[:5])
+	}
+	if len(sp.Natives) != 3 || len(sp.Fds) != 5+2+3+3 {
+		t.Fatalf("natives %+v, %d fds", sp.Natives, len(sp.Fds))
+	}
+	want := map[string][3]int{"in": {5, -1, 6}, "out": {7, 8, 9}, "o": {10, 11, 12}}
+	for _, np := range sp.Natives {
+		if w := want[np.Port]; [3]int{np.Obj, np.Ctl, np.Life} != w {
+			t.Errorf("port %s at %d %d %d, want %v", np.Port, np.Obj, np.Ctl, np.Life, w)
+		}
+		w := p.Wires[np.Wire]
+		if np.Port == "in" && (!w.Spec.NativeReaders[0] || w.Spec.NativeWriter) || np.Port != "in" && (!w.Spec.NativeWriter || w.Spec.HasNative() && len(w.Spec.NativeReaders) > 0 && w.Spec.NativeReaders[0]) {
+			t.Errorf("port %s: wire %s spec %+v", np.Port, w.ID, w.Spec)
+		}
+	}
+	pr, err := p.Process(sp, FlowNames{ID: "RUN", Dir: "/run/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := strings.Join(pr.Env, "\n")
+	for _, want := range []string{
+		"IPCFLOW_PORT_IN=ipcflow-port/1 shm reader fd=5 life=6 reader=0 readers=1 capacity=1048576 name=/dev/shm/ipcflow.RUN.e1",
+		"IPCFLOW_PORT_O=ipcflow-port/1 mmap writer fd=10 ctl=11 life=12 readers=1 name=/run/x/e4.mmap",
+		"d=/dev/fd/3",
+	} {
+		if !strings.Contains(env, want) {
+			t.Errorf("environment lacks %q", want)
+		}
+	}
+	if strings.Contains(env, "\no=/dev/fd/") {
+		t.Errorf("a native declared port has a variable")
 	}
 }
 

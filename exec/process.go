@@ -105,8 +105,11 @@ func (p *Plan) Process(sp *StagePlan, names FlowNames) (*Process, error) {
 		env = append(env, locks.LockSocketEnv+"="+filepath.Join(names.Dir, lockSocket))
 	}
 	for _, port := range sp.Ports {
-		env = append(env, port.Name+"=/dev/fd/"+strconv.Itoa(port.Fd))
+		if !port.Native {
+			env = append(env, port.Name+"=/dev/fd/"+strconv.Itoa(port.Fd))
+		}
 	}
+	env = append(env, p.nativeEnv(sp, names)...)
 
 	if st.Dir != nil {
 		d, err := assignValue(env, st.Dir)

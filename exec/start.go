@@ -90,6 +90,16 @@ func (f *flow) takeStageFiles(st *liveStage) *stageFiles {
 			sf.fds = append(sf.fds, uintptr(e.Fd))
 		case EndNull:
 			sf.fds = append(sf.fds, f.null.Fd())
+		case EndNative:
+			file := f.wires[e.Wire].takeNative(e)
+			if file == nil {
+				// A native end the channel does not have: a bug, but
+				// the stage gets /dev/null rather than ipcflow a panic.
+				sf.fds = append(sf.fds, f.null.Fd())
+				continue
+			}
+			sf.owned = append(sf.owned, file)
+			sf.fds = append(sf.fds, file.Fd())
 		default:
 			f := f.wires[e.Wire].take(e)
 			sf.owned = append(sf.owned, f)

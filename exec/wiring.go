@@ -233,14 +233,28 @@ func (p *Plan) planStage(w *wiring, st *parser.Stage) *StagePlan {
 		return def
 	}
 	sp.Fds = []End{get("in", w.consEnd, nullEnd()), get("out", w.prodEnd, ownEnd(1)), get("err", w.prodEnd, ownEnd(2))}
+	if st.Native {
+		for fd, port := range []string{"in", "out", "err"} {
+			if p.nativePort(sp, port, fd == 0, sp.Fds[fd]) {
+				sp.Fds[fd] = nullEnd()
+			}
+		}
+	}
 	for _, port := range st.Ports {
 		m := w.consEnd
 		if port.Dir == parser.Out {
 			m = w.prodEnd
 		}
+		e := get(port.Name, m, nullEnd())
+		if st.Native && p.nativePort(sp, port.Name, port.Dir == parser.In, e) {
+			sp.Ports = append(sp.Ports, PortSlot{Name: port.Name, Fd: len(sp.Fds), Native: true})
+			sp.Fds = append(sp.Fds, nullEnd())
+			continue
+		}
 		sp.Ports = append(sp.Ports, PortSlot{Name: port.Name, Fd: len(sp.Fds)})
-		sp.Fds = append(sp.Fds, p.openablePort(st.Name, port, get(port.Name, m, nullEnd())))
+		sp.Fds = append(sp.Fds, p.openablePort(st.Name, port, e))
 	}
+	p.placeNatives(sp)
 	if p.Label && sp.Fds[2].isOwn(2) {
 		l := p.addPipe("--label of "+st.Name, 0)
 		sp.Fds[2] = writeEnd(l)

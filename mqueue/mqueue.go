@@ -93,3 +93,47 @@ func Receive(fd int, buf []byte) (int, error) {
 	}
 	return int(n), nil
 }
+
+// TimedSend is mq_timedsend(3) with an absolute CLOCK_REALTIME deadline
+// (nil: none): on a blocking queue it waits for room until then, and
+// returns unix.ETIMEDOUT if none came.
+func TimedSend(fd int, msg []byte, deadline *unix.Timespec) error {
+	_, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDSEND, uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)), 0, uintptr(unsafe.Pointer(deadline)), 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// TimedReceive is mq_timedreceive(3) with an absolute CLOCK_REALTIME
+// deadline (nil: none); buf must hold msgsize bytes.
+func TimedReceive(fd int, buf []byte, deadline *unix.Timespec) (int, error) {
+	n, _, e := unix.Syscall6(unix.SYS_MQ_TIMEDRECEIVE, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, uintptr(unsafe.Pointer(deadline)), 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// TrySend is mq_timedsend(3) that never waits: unix.ETIMEDOUT (or
+// EAGAIN on a non-blocking queue) when the queue is full. It is a raw
+// system call, without the Go runtime's bookkeeping around one that may
+// block: the fast path of a sender that blocks (TimedSend) only after it.
+func TrySend(fd int, msg []byte) error {
+	var past unix.Timespec
+	_, _, e := unix.RawSyscall6(unix.SYS_MQ_TIMEDSEND, uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)), 0, uintptr(unsafe.Pointer(&past)), 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// TryReceive is TrySend's twin: unix.ETIMEDOUT when the queue is empty.
+func TryReceive(fd int, buf []byte) (int, error) {
+	var past unix.Timespec
+	n, _, e := unix.RawSyscall6(unix.SYS_MQ_TIMEDRECEIVE, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, uintptr(unsafe.Pointer(&past)), 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}

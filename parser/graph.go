@@ -89,7 +89,7 @@ type Stage struct {
 	After    []*Stage // must exit 0 before this stage starts
 	Dir      *syntax.Word
 	DirText  string
-	Native   bool // later: run refuses it
+	Native   bool // its mq, shm and mmap ports are its own (SPEC 12, exec/native.go)
 
 	Command    string       // the command's source text, continuation lines included
 	CommandPos Pos          // where Command starts in the file

@@ -30,8 +30,11 @@ import (
 //	     8     4  version (1)
 //	    12     4  readers: how many read cursors follow
 //	    16     8  capacity: bytes in the data area
+//	    24     4  layout: 0 a ring (the data area follows the header),
+//	              1 linear (InitLinear: the data is a file elsewhere)
 //	    64     8  wpos: bytes ever written (published by the writer)      } own
 //	    72     4  wdone: 1 once the writer has finished (end of stream)  } line
+//	    76     4  wdead: 1 when the writer ended without finishing       }
 //	   128     4  dataSeq: futex word, "data available"                  } own
 //	   132     4  dataWaiters: readers asleep (or about to be) on it     } line
 //	   192     4  spaceSeq: futex word, "space available"                } own
@@ -41,7 +44,11 @@ import (
 //	  4096     -  data: capacity bytes, byte k of the stream at k % capacity
 //
 // Cursors only grow; wpos - min(rpos of live readers) is the fill, never
-// above capacity. Each cursor has a cache line of its own so that the
+// above capacity. A linear ring (layout 1, the mmap edge with a native
+// end) keeps only this header in its segment: the stream is a file that
+// holds all of it, byte k at offset k, never overwritten, and capacity is
+// how far the writer may run ahead of the slowest reader (a window, not
+// a buffer). Cursors, flags and the handshake are the same. Each cursor has a cache line of its own so that the
 // writer's stores do not steal the readers' lines and back.
 //
 // The handshake, for one reader (several readers run the same protocol on
@@ -75,6 +82,12 @@ import (
 // waking a sleeping thread on another CPU costs tens of microseconds. Every
 // 64 turns the spinner yields its CPU, which the peer may be waiting for.
 //
+// wdead is set (before wdone) by whoever watches a writer that is a
+// process of its own (ipcflow watches a native stage's end, see package
+// native): the writer died, killed or exiting without Close, so its
+// readers get an error after the bytes it had committed (native's
+// ErrWriterDied), never a clean end of stream. A reader that dies is marked gone[i] the same way.
+//
 // When every end is a goroutine of one process (LocalWake: ipcflow's own
 // bridges), the futex sleep and wake become a park on a Go channel and a
 // poke of it, under the same Waiters words.
@@ -82,6 +95,9 @@ import (
 const (
 	ringMagic   = 0x52776f6c66637069 // "ipcflowR" as little-endian bytes
 	ringVersion = 1
+	// Version is the layout's version, in the header at offset 8: a
+	// native stage's client refuses a segment of another version.
+	Version = ringVersion
 	// HeaderSize is the size of the header before the data area.
 	HeaderSize = 4096
 	// MaxReaders is how many read cursors the header has room for.
@@ -91,8 +107,10 @@ const (
 	offVersion     = 8
 	offReaders     = 12
 	offCapacity    = 16
+	offLayout      = 24
 	offWpos        = 64
 	offWdone       = 72
+	offWdead       = 76
 	offDataSeq     = 128
 	offDataWaiters = 132
 	offSpaceSeq    = 192
@@ -115,12 +133,13 @@ var ErrReadersGone = errors.New("every reader has gone")
 
 // Ring is a mapped ring segment: the header and the data area.
 type Ring struct {
-	mem   []byte
-	data  []byte
-	cap   uint64
-	n     int        // readers
-	local *localWake // set when every end is in this process
-	spin  time.Duration
+	mem    []byte
+	data   []byte
+	cap    uint64
+	linear bool       // InitLinear: data is the stream's file, byte k at data[k]
+	n      int        // readers
+	local  *localWake // set when every end is in this process
+	spin   time.Duration
 }
 
 // localWake replaces the futex sleeps when every end of the ring is a
@@ -192,6 +211,35 @@ func Init(mem []byte, capacity int64, readers int) (*Ring, error) {
 	return r, nil
 }
 
+// InitLinear formats hdr (at least HeaderSize bytes, zeroed) as the
+// header of a linear ring with readers cursors, whose writer runs at most
+// window bytes ahead of its slowest reader; SetData gives it its data.
+func InitLinear(hdr []byte, window int64, readers int) (*Ring, error) {
+	if window <= 0 || len(hdr) < HeaderSize {
+		return nil, fmt.Errorf("ring: %d bytes of header for a window of %d", len(hdr), window)
+	}
+	if readers < 1 || readers > MaxReaders {
+		return nil, fmt.Errorf("ring: %d readers (1 to %d)", readers, MaxReaders)
+	}
+	r := &Ring{mem: hdr, cap: uint64(window), n: readers, spin: ringSpin, linear: true}
+	*r.u32(offVersion) = ringVersion
+	*r.u32(offReaders) = uint32(readers)
+	*r.u64(offCapacity) = uint64(window)
+	*r.u32(offLayout) = 1
+	atomic.StoreUint64(r.u64(offMagic), ringMagic)
+	return r, nil
+}
+
+// Linear reports whether the ring is linear (InitLinear).
+func (r *Ring) Linear() bool { return r.linear }
+
+// SetData gives a linear ring the mapping of its stream's file: byte k of
+// the stream is data[k]. The writer's spans stop at len(data).
+func (r *Ring) SetData(data []byte) { r.data = data }
+
+// WriterPos is how many bytes the writer has published.
+func (r *Ring) WriterPos() int64 { return int64(atomic.LoadUint64(r.u64(offWpos))) }
+
 // Attach reads the header of a ring that Init formatted (in another
 // process, or through another mapping).
 func Attach(mem []byte) (*Ring, error) {
@@ -207,10 +255,13 @@ func Attach(mem []byte) (*Ring, error) {
 	}
 	r.cap = *r.u64(offCapacity)
 	r.n = int(*r.u32(offReaders))
-	if r.n < 1 || r.n > MaxReaders || uint64(len(mem))-HeaderSize < r.cap {
+	r.linear = *r.u32(offLayout) == 1
+	if r.n < 1 || r.n > MaxReaders || r.cap == 0 || !r.linear && uint64(len(mem))-HeaderSize < r.cap {
 		return nil, errors.New("ring: header does not match the segment")
 	}
-	r.data = mem[HeaderSize : HeaderSize+r.cap]
+	if !r.linear {
+		r.data = mem[HeaderSize : HeaderSize+r.cap]
+	}
 	return r, nil
 }
 
@@ -248,6 +299,36 @@ func (r *Ring) Shutdown() {
 	}
 	r.wakeData()
 	r.wakeSpace()
+}
+
+// MarkWriterDead says the writer ended without Close: its readers drain
+// what it committed, then get ErrWriterDied. It does nothing once the
+// writer has closed. Called by whoever watches the writer's process.
+func (r *Ring) MarkWriterDead() {
+	if atomic.LoadUint32(r.u32(offWdone)) != 0 {
+		return
+	}
+	atomic.StoreUint32(r.u32(offWdead), 1)
+	atomic.StoreUint32(r.u32(offWdone), 1)
+	r.wakeData()
+}
+
+// WriterDied reports whether MarkWriterDead was called.
+func (r *Ring) WriterDied() bool { return atomic.LoadUint32(r.u32(offWdead)) != 0 }
+
+// WriterDone reports whether the writer has finished (closed or died).
+func (r *Ring) WriterDone() bool { return atomic.LoadUint32(r.u32(offWdone)) != 0 }
+
+// MarkReaderGone says reader i stopped reading (its process ended): the
+// writer no longer waits for it.
+func (r *Ring) MarkReaderGone(i int) {
+	atomic.StoreUint32(r.u32(offReader0+i*readerStride+8), 1)
+	r.wakeSpace()
+}
+
+// ReaderGone reports whether reader i has stopped reading.
+func (r *Ring) ReaderGone(i int) bool {
+	return atomic.LoadUint32(r.u32(offReader0+i*readerStride+8)) != 0
 }
 
 // yield gives the CPU away for a moment while spinning: the peer may be
@@ -313,6 +394,10 @@ func (w *Writer) Reserve() ([]byte, error) {
 	}
 	if !live {
 		return nil, ErrReadersGone
+	}
+	if w.r.linear {
+		end := min(w.pos+free, uint64(len(w.r.data)))
+		return w.r.data[w.pos:end], nil
 	}
 	off := w.pos % w.r.cap
 	n := min(free, w.r.cap-off)
@@ -403,6 +488,9 @@ func (rd *Reader) Peek() ([]byte, error) {
 	}
 	if n == 0 || atomic.LoadUint32(rd.gone) != 0 {
 		return nil, io.EOF
+	}
+	if rd.r.linear {
+		return rd.r.data[rd.pos : rd.pos+n], nil
 	}
 	off := rd.pos % rd.r.cap
 	n = min(n, rd.r.cap-off)

@@ -109,3 +109,48 @@ func TestRingAttach(t *testing.T) {
 		t.Fatal("attached to zeroes")
 	}
 }
+
+// TestLinear: a linear ring's writer gets the stream's next bytes at
+// their own offsets in the data it was given, at most the window ahead of
+// its slowest reader; a reader borrows what is published, in place,
+// without wrapping; an attached header says it is linear.
+func TestLinear(t *testing.T) {
+	hdr := make([]byte, HeaderSize)
+	data := make([]byte, 1<<20)
+	r, err := InitLinear(hdr, 4096, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetData(data)
+	w, rd := r.Writer(), r.Reader(0)
+	span, err := w.Reserve()
+	if err != nil || len(span) != 4096 || &span[0] != &data[0] {
+		t.Fatalf("first span: %d bytes, %v", len(span), err)
+	}
+	for i := range span {
+		span[i] = byte(i)
+	}
+	w.Commit(4096)
+	got, err := rd.Peek()
+	if err != nil || len(got) != 4096 || &got[0] != &data[0] {
+		t.Fatalf("peek: %d bytes, %v", len(got), err)
+	}
+	rd.Release(100)
+	if span, err = w.Reserve(); err != nil || len(span) != 100 || &span[0] != &data[4096] {
+		t.Fatalf("after the reader released 100: %d bytes, %v", len(span), err)
+	}
+	w.Commit(50)
+	if got, _ = rd.Peek(); len(got) != 4046 || &got[0] != &data[100] {
+		t.Fatalf("second peek: %d bytes", len(got))
+	}
+	if r.WriterPos() != 4146 {
+		t.Errorf("WriterPos %d", r.WriterPos())
+	}
+	a, err := Attach(hdr)
+	if err != nil || !a.Linear() || a.Capacity() != 4096 {
+		t.Errorf("attach: %v, linear %v", err, a != nil && a.Linear())
+	}
+	if _, err := Attach(make([]byte, HeaderSize)); err == nil {
+		t.Errorf("attach of a blank header: no error")
+	}
+}
