@@ -23,8 +23,13 @@ import (
 // that fd closed. The runtime's replacement is told apart from a real
 // /dev/null by how it was opened: read-write, with a file description of
 // its own. A shell's `>/dev/null` opens write-only, and daemon(3) and
-// service managers share one description across fds 0-2. (`1<>/dev/null`
-// reads as closed: that is the one false alarm, and a harmless one.)
+// service managers share one description across fds 0-2. The false
+// alarm: a read-write /dev/null of its own on fd 1 or 2 alone reads as
+// closed (`1<>/dev/null`, or Python's subprocess.DEVNULL given for stdout
+// but not stderr), and stages then fail to write there as under `>&-`.
+// Nothing a process can see tells the two apart once the runtime has run
+// (it records nothing); a custom entry point that looked before it did
+// could. Give such a caller `>/dev/null` (write-only) instead.
 func closedStdio() (out, err bool) {
 	return runtimeNull(1), runtimeNull(2)
 }
