@@ -34,7 +34,7 @@ const (
 // why nothing is named.
 func (r *Recorder) bottleneck(rep *Report) (b *Bottleneck, why string) {
 	if rep.WallSec <= 0 || r.samples < minSamples {
-		return nil, fmt.Sprintf("the run was too short to tell (%d samples)", r.samples)
+		return nil, fmt.Sprintf("the run was too short to tell (%s)", plural(r.samples, "sample"))
 	}
 	best, bestOwn, second, secondOwn := -1, 0.0, -1, 0.0
 	semStage, semAbs := -1, 0.0
@@ -135,6 +135,13 @@ func (r *Recorder) outputEmpty(i int) (float64, string) {
 		}
 	}
 	return best, id
+}
+
+func plural(n int64, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func ratio(a, b int64) float64 {

@@ -45,8 +45,8 @@ func WriteTable(w io.Writer, rep *Report) error {
 // samples says how the run was sampled: every 20 ms for its first 200 ms,
 // then at the interval.
 func samples(s Sampler) string {
-	if s.Samples == 1 {
-		return "1 sample"
+	if s.Samples < 2 {
+		return plural(s.Samples, "sample")
 	}
 	return fmt.Sprintf("%d samples (every %s, every %s in the first %s)", s.Samples,
 		Seconds(s.IntervalMs/1000), Seconds(StartInterval.Seconds()/10), Seconds(StartInterval.Seconds()))
