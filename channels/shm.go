@@ -97,6 +97,13 @@ type shmChannel struct {
 	bytes  atomic.Int64
 	chunks atomic.Int64
 	once   sync.Once
+
+	// mapped guards reads of the ring's write cursor by Stats against
+	// Close's munmap; written is the cursor as Close left it. A native
+	// writer's bytes pass no bridge: the cursor counts them.
+	mapped  sync.Mutex
+	unmap   bool
+	written int64
 }
 
 func openShm(env Env, spec Spec) (Channel, error) {
@@ -261,14 +268,25 @@ func (c *shmChannel) Close() error {
 		}
 		c.store.Wait()   // nobody touches the mapping after this...
 		c.natives.stop() // ...nor a watcher after this
+		c.mapped.Lock()
+		c.written, c.unmap = c.ring.WriterPos(), true
 		unix.Munmap(c.mem)
+		c.mapped.Unlock()
 		c.closeUnhanded()
 	})
 	return nil
 }
 
+// Stats are the bridge's counts; the bytes, where the writer is native,
+// the ring's write cursor (a native end's commits are not counted).
 func (c *shmChannel) Stats() Stats {
-	return Stats{Bytes: c.bytes.Load(), Records: c.chunks.Load()}
+	c.mapped.Lock()
+	w := c.written
+	if !c.unmap {
+		w = c.ring.WriterPos()
+	}
+	c.mapped.Unlock()
+	return Stats{Bytes: max(c.bytes.Load(), w), Records: c.chunks.Load()}
 }
 
 // Fill is how much the ring holds and its size (Filler). Callers stop
