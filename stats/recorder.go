@@ -85,6 +85,7 @@ type Recorder struct {
 	procsBuf  []byte
 	samples   int64
 	cpu       time.Duration // the sampler's own
+	first     *time.Timer   // starts sampleLoop at the first sample
 	stop      chan struct{}
 	done      chan struct{}
 	// stopped: Stop has returned; no sample touches a channel or /proc
@@ -229,12 +230,17 @@ func (r *Recorder) Start() {
 		return
 	}
 	r.stop, r.done = make(chan struct{}), make(chan struct{})
-	go r.sampleLoop()
+	// The sampler's goroutine and thread come with the first sample: a
+	// run over before it (most short ones) pays for neither.
+	r.first = time.AfterFunc(min(r.o.Interval, StartInterval/10), r.sampleLoop)
 }
 
 // Stop ends sampling and lets go of every /proc file it holds.
 func (r *Recorder) Stop() {
 	if r.stop != nil {
+		if r.first.Stop() {
+			close(r.done) // the loop never began
+		}
 		close(r.stop)
 		<-r.done
 		r.stop = nil
@@ -259,7 +265,7 @@ func (r *Recorder) sampleLoop() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	every := min(r.o.Interval, StartInterval/10)
-	t := time.NewTimer(every)
+	t := time.NewTimer(0) // the first sample is due now
 	defer t.Stop()
 	// The thread runs nothing else while locked: its CPU time is the
 	// sampler's, read now and then rather than a system call per sample.
