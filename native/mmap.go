@@ -209,7 +209,7 @@ func (w *MmapWriter) Close() error {
 // MmapReader is a native stage's reading end of an mmap edge.
 type MmapReader struct {
 	*mmapPort
-	r      *ring.Reader
+	spanReader
 	closed bool
 }
 
@@ -228,70 +228,14 @@ func NewMmapReader(s Spec) (*MmapReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &MmapReader{mmapPort: p, r: p.ring.Reader(s.Reader)}, nil
-}
-
-// Borrow waits for data and returns everything published past the
-// reader's cursor, where it lies in the file. io.EOF at the end of the
-// stream, ErrWriterDied when the writer ended without closing it.
-func (r *MmapReader) Borrow() ([]byte, error) {
-	span, err := r.r.Peek()
-	if err != nil {
-		return nil, r.end()
-	}
-	return span, nil
-}
-
-func (r *MmapReader) end() error {
-	if r.ring.WriterDied() {
-		return ErrWriterDied
-	}
-	return io.EOF
-}
-
-// Release moves the reader's cursor past n more bytes: the writer may
-// run that much further ahead. The bytes stay readable (Bytes).
-func (r *MmapReader) Release(n int) { r.r.Release(n) }
-
-// Read copies the next bytes of the stream into p.
-func (r *MmapReader) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	span, err := r.Borrow()
-	if err != nil {
-		return 0, err
-	}
-	n := Copy(p, span)
-	r.Release(n)
-	return n, nil
-}
-
-// WriteTo moves the rest of the stream into w straight from the mapping.
-func (r *MmapReader) WriteTo(w io.Writer) (int64, error) {
-	var total int64
-	for {
-		span, err := r.Borrow()
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-		n, err := w.Write(span)
-		r.Release(n)
-		total += int64(n)
-		if err != nil {
-			return total, err
-		}
-	}
+	return &MmapReader{mmapPort: p, spanReader: spanReader{ring: p.ring, r: p.ring.Reader(s.Reader)}}, nil
 }
 
 // Bytes is the recording as published so far, mapped, for random reads:
 // byte k of the stream at [k]. Published bytes never change; the slice
 // stays valid until Close. Once Borrow or Read has returned io.EOF it is
 // the whole stream.
-func (r *MmapReader) Bytes() []byte { return r.mem[:r.ring.WriterPos()] }
+func (r *MmapReader) Bytes() []byte { return r.mem[:r.spanReader.ring.WriterPos()] }
 
 // Close stops reading (the writer no longer waits for this reader) and
 // unmaps the recording.

@@ -142,10 +142,9 @@ func release(s Spec, mem []byte) error {
 // ShmReader is a native stage's reading end of an shm edge (one cursor of
 // the ring: a fan-out's readers each have their own).
 type ShmReader struct {
+	spanReader
 	spec   Spec
-	ring   *ring.Ring
 	mem    []byte
-	r      *ring.Reader
 	closed bool
 }
 
@@ -167,66 +166,7 @@ func NewShmReader(s Spec) (*ShmReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ShmReader{spec: s, ring: r, mem: mem, r: r.Reader(s.Reader)}, nil
-}
-
-// Borrow waits for data and returns the next readable span, in the ring
-// itself (contiguous, so it may stop at the end of the data area before
-// the written data does). It stays valid and unchanged until Release. At
-// the end of the stream it returns io.EOF, or ErrWriterDied when the
-// writer ended without closing it.
-func (r *ShmReader) Borrow() ([]byte, error) {
-	span, err := r.r.Peek()
-	if err != nil {
-		return nil, r.end()
-	}
-	return span, nil
-}
-
-func (r *ShmReader) end() error {
-	if r.ring.WriterDied() {
-		return ErrWriterDied
-	}
-	return io.EOF
-}
-
-// Release gives back the first n bytes of the span Borrow returned: the
-// writer may now write over them.
-func (r *ShmReader) Release(n int) { r.r.Release(n) }
-
-// Read copies the next bytes of the stream into p, as a pipe's read does.
-func (r *ShmReader) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	span, err := r.Borrow()
-	if err != nil {
-		return 0, err
-	}
-	n := Copy(p, span)
-	r.Release(n)
-	return n, nil
-}
-
-// WriteTo moves the rest of the stream into w straight from the ring (no
-// copy in between): io.Copy uses it.
-func (r *ShmReader) WriteTo(w io.Writer) (int64, error) {
-	var total int64
-	for {
-		span, err := r.Borrow()
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-		n, err := w.Write(span)
-		r.Release(n)
-		total += int64(n)
-		if err != nil {
-			return total, err
-		}
-	}
+	return &ShmReader{spanReader: spanReader{ring: r, r: r.Reader(s.Reader)}, spec: s, mem: mem}, nil
 }
 
 // Close stops reading: the writer no longer waits for this reader. It
