@@ -164,6 +164,9 @@ type StagePlan struct {
 	Stage *parser.Stage
 	Fds   []End      // index = fd number in the stage's process
 	Ports []PortSlot // declared ports, fd 3 on
+	// Copies is how many copies of the command run (SPEC 11): 1 for a
+	// stage without replicas; N resolved ($PARAM, auto) by planReplicas.
+	Copies int
 }
 
 // PortSlot is a declared port's fd in the stage.
@@ -198,9 +201,6 @@ func BuildPlan(g *parser.Graph, overrides []string, environ []string, label bool
 // whether stdin is a terminal, given.
 func buildPlan(g *parser.Graph, overrides []string, environ []string, label, stdinTTY bool) (*Plan, error) {
 	for _, st := range g.Stages {
-		if st.Replicas > 1 {
-			return nil, usagef("stage %s: replicas are not supported yet", st.Name)
-		}
 		if st.Native {
 			return nil, usagef("stage %s: native stages are not supported yet", st.Name)
 		}
@@ -218,6 +218,9 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 		return nil, err
 	}
 	p.wire()
+	if err := p.planReplicas(); err != nil {
+		return nil, err
+	}
 	// Options this machine can't honour (a pipe above pipe-max-size, an mq
 	// above its sysctl) are the user's to fix: say so, at the edge, before
 	// anything is created, and before the queues are planned together.

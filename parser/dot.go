@@ -89,8 +89,14 @@ func recordLabel(s *Stage) string {
 // directory and native flag.
 func stageTitle(s *Stage) string {
 	t := s.Name
-	if s.Replicas > 1 {
-		t += fmt.Sprintf(" ×%d", s.Replicas)
+	if s.Replicated() {
+		t += " ×" + s.ReplicasText
+		if s.Unordered {
+			t += " unordered"
+		}
+		if s.MergeText != "" {
+			t += " merge " + s.MergeText
+		}
 	}
 	if len(s.Uses) > 0 {
 		names := make([]string, len(s.Uses))
