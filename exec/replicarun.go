@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -21,12 +24,10 @@ import (
 // SIGKILL to the group reach them), each with a parent-death SIGKILL (a
 // SIGKILLed runner takes them along).
 //
-//	ordered    one process per block, at most N at a time; block k's
-//	           output is written when every block before it has been:
-//	           the current block's copy is spliced straight into out,
-//	           the later ones' outputs are read ahead into memory (up to
-//	           two blocks' size each, then they wait), and at most 2N
-//	           blocks are in flight.
+//	ordered    one process per block, at most N at a time, at most 2N
+//	           blocks in flight; a block is a memfd (its stdin), and so
+//	           is its output, sent into out when every block before it
+//	           has been.
 //	unordered  N long-lived copies; a block goes to the first whose input
 //	           takes it; their outputs are merged a whole line at a time.
 //	merge      N long-lived copies as unordered; their outputs are pipes
@@ -37,6 +38,14 @@ import (
 // the others get SIGTERM, and the runner exits with that status, or dies
 // of that signal. A reader of out that leaves (EPIPE) stops every copy
 // with SIGPIPE and the runner dies of SIGPIPE, as a single process would.
+
+// replicaFirstBlock is the size of an ordered stage's first block, and
+// replicaBlockTime the time a copy should take over a block at least:
+// blocks grow until it does (ordered).
+const (
+	replicaFirstBlock = 1 << 20
+	replicaBlockTime  = 100 * time.Millisecond
+)
 
 // replicaPipeSize is the buffer of the pipes to and from each copy.
 const replicaPipeSize = 1 << 20
@@ -55,6 +64,7 @@ type replicaRunner struct {
 	aborted bool
 	stopped chan struct{} // closed at the abort
 	turn    int           // ordered: the block whose output is written now
+	lastRun atomic.Int64  // ordered: how long the last copy to end took
 }
 
 func replicasRole(args []string) int {
@@ -167,7 +177,7 @@ func (r *replicaRunner) spawn(c runnerCmd, fds []int) (int, error) {
 		files[i] = uintptr(fd)
 	}
 	if c.NotFound {
-		return 0, fmt.Errorf("%s: command not found", c.Argv[0])
+		return 0, fmt.Errorf("%s: command not found: %w", c.Argv[0], syscall.ENOENT)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -224,11 +234,14 @@ func signalName(s syscall.Signal) string {
 // startFailed reports a copy that could not start: 127 when its program is
 // missing, else 126, as for a stage.
 func (r *replicaRunner) startFailed(err error) {
-	code := 126
-	if errors.Is(err, syscall.ENOENT) || r.cfg.Copy.NotFound {
+	code, msg := 126, err.Error()
+	if errors.Is(err, syscall.ENOENT) {
 		code = 127
+		msg, _, _ = strings.Cut(msg, ": command not found")
+		msg, _, _ = strings.Cut(msg, ": no such file or directory")
+		msg += ": command not found"
 	}
-	r.fail(code, 0, err.Error())
+	r.fail(code, 0, msg)
 }
 
 // pipe makes a close-on-exec pipe with the copies' buffer size.
@@ -242,26 +255,46 @@ func replicaPipe() (rd, wr int, err error) {
 }
 
 // ordered runs a copy per block, at most Copies at a time, and writes
-// their outputs in the order of the blocks.
+// their outputs in the order of the blocks. A block is a memfd, filled
+// from the input by splice(2), and is the copy's stdin; the copy's
+// stdout is a memfd too, sent into out (splice, sendfile) when the copy
+// has ended and every block before it has been sent. So a copy never
+// waits for the runner, nor the runner for a copy's pipe, and no byte of
+// the stream passes through user space but the ends of blocks.
 func (r *replicaRunner) ordered() {
-	sp := movers.NewSplitter(0, r.cfg.Block)
+	size := min(r.cfg.Block, replicaFirstBlock)
+	sp := movers.NewSplitter(0, size)
 	running := make(chan struct{}, r.cfg.Copies)
 	window := 2 * r.cfg.Copies
 	var wg sync.WaitGroup
 	for seq := 0; ; seq++ {
-		blk, err := sp.Next(seq)
+		in, err := unix.MemfdCreate(fmt.Sprintf("ipcflow-%s-block-%d", r.cfg.Stage, seq), unix.MFD_CLOEXEC)
 		if err != nil {
-			r.fail(1, 0, "read: "+err.Error())
+			r.fail(1, 0, "memfd: "+err.Error())
 			break
 		}
-		if blk == nil && seq > 0 {
+		// Blocks start at replicaFirstBlock and double, up to the block
+		// size, while a copy takes less than replicaBlockTime over one:
+		// a short input is still shared among the copies, and a long
+		// one pays for few process starts (a few ms each on a VM),
+		// without making a CPU-bound command's last block, which one
+		// copy runs while the others may idle, longer than it needs.
+		if seq > 0 && size < r.cfg.Block && time.Duration(r.lastRun.Load()) < replicaBlockTime {
+			size = min(2*size, r.cfg.Block)
+		}
+		sp.SetSize(size)
+		n, err := sp.NextFile(in)
+		if err != nil {
+			unix.Close(in)
+			r.fail(1, 0, err.Error())
 			break
 		}
-		if blk == nil {
-			// Empty input: one copy over it, as one process would
-			// have run (grep exits 1, a header is printed).
-			blk = &movers.Block{Seq: 0}
+		if n == 0 && seq > 0 {
+			unix.Close(in)
+			break
 		}
+		// An empty input still gets one copy, as one process would
+		// have run over it (grep exits 1, an awk BEGIN prints).
 		running <- struct{}{}
 		r.mu.Lock()
 		for seq >= r.turn+window && !r.aborted {
@@ -271,66 +304,57 @@ func (r *replicaRunner) ordered() {
 		r.mu.Unlock()
 		if aborted {
 			<-running
-			sp.Put(blk)
+			unix.Close(in)
 			break
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.orderedBlock(sp, blk, running)
+			r.orderedBlock(seq, in, running)
 		}()
-		if len(blk.Data) == 0 {
+		if n == 0 {
 			break
 		}
 	}
 	wg.Wait()
 }
 
-// orderedBlock runs one copy over blk and writes its output in turn.
-func (r *replicaRunner) orderedBlock(sp *movers.Splitter, blk *movers.Block, running chan struct{}) {
-	seq := blk.Seq
+// orderedBlock runs one copy over block seq, the memfd in, and sends its
+// output into out in its turn.
+func (r *replicaRunner) orderedBlock(seq, in int, running chan struct{}) {
 	defer r.advance(seq)
-	inR, inW, err := replicaPipe()
+	out, err := unix.MemfdCreate(fmt.Sprintf("ipcflow-%s-out-%d", r.cfg.Stage, seq), unix.MFD_CLOEXEC)
 	if err != nil {
+		unix.Close(in)
 		<-running
-		r.fail(1, 0, err.Error())
+		r.fail(1, 0, "memfd: "+err.Error())
 		return
 	}
-	outR, outW, err := replicaPipe()
+	defer unix.Close(out)
+	pid, err := r.spawn(r.cfg.Copy, []int{in, out, 2})
+	unix.Close(in)
 	if err != nil {
 		<-running
-		unix.Close(inR)
-		unix.Close(inW)
-		r.fail(1, 0, err.Error())
-		return
-	}
-	pid, err := r.spawn(r.cfg.Copy, []int{inR, outW, 2})
-	unix.Close(inR)
-	unix.Close(outW)
-	if err != nil {
-		<-running
-		unix.Close(inW)
-		unix.Close(outR)
-		sp.Put(blk)
 		r.startFailed(err)
 		return
 	}
-	reaped := make(chan struct{})
-	go func() {
-		r.reap(pid, fmt.Sprintf("%s[%d] (block %d)", r.cfg.Stage, seq%r.cfg.Copies, seq))
-		<-running
-		close(reaped)
-	}()
-	go func() {
-		// A copy that ends without reading all of its block (EPIPE)
-		// is judged by its status.
-		movers.WriteAll(inW, blk.Data)
-		unix.Close(inW)
-		sp.Put(blk)
-	}()
-	r.emit(seq, outR)
-	unix.Close(outR)
-	<-reaped
+	started := time.Now()
+	r.reap(pid, fmt.Sprintf("copy %s[%d] (block %d)", r.cfg.Stage, seq%r.cfg.Copies, seq))
+	r.lastRun.Store(int64(time.Since(started)))
+	<-running
+	if mine, aborted := r.waitTurn(seq, true); !mine || aborted {
+		return
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(out, &st); err != nil {
+		r.fail(1, 0, "stat a copy's output: "+err.Error())
+		return
+	}
+	if st.Size > 0 {
+		if err := movers.SendFile(1, out, st.Size); err != nil {
+			r.outError(err)
+		}
+	}
 }
 
 // advance makes block seq+1 the current one.
@@ -351,59 +375,6 @@ func (r *replicaRunner) waitTurn(seq int, block bool) (mine, aborted bool) {
 		r.cond.Wait()
 	}
 	return r.turn == seq, r.aborted
-}
-
-// emit writes block seq's output, from fd src, into out in its turn: read
-// ahead into pooled buffers while earlier blocks are being written, then
-// what was read, then the rest straight from the pipe (splice).
-func (r *replicaRunner) emit(seq int, src int) {
-	var held []*[]byte
-	var lens []int
-	heldBytes := 0
-	eof := false
-	defer func() {
-		for _, b := range held {
-			fdio.PutBuffer(b)
-		}
-	}()
-	for {
-		mine, aborted := r.waitTurn(seq, eof || heldBytes >= 2*r.cfg.Block)
-		if aborted {
-			return
-		}
-		if mine {
-			for i, b := range held {
-				if err := movers.WriteAll(1, (*b)[:lens[i]]); err != nil {
-					r.outError(err)
-					return
-				}
-			}
-			if !eof {
-				if _, err := fdio.Copy(1, src, nil); err != nil {
-					r.outError(err)
-				}
-			}
-			return
-		}
-		// Not yet: read ahead.
-		if len(held) == 0 || lens[len(lens)-1] == len(*held[len(held)-1]) {
-			held = append(held, fdio.Buffer())
-			lens = append(lens, 0)
-		}
-		b := *held[len(held)-1]
-		k := len(lens) - 1
-		n, err := movers.ReadSome(src, b[lens[k]:])
-		if err != nil {
-			r.fail(1, 0, "read a copy's output: "+err.Error())
-			return
-		}
-		if n == 0 {
-			eof = true
-			continue
-		}
-		lens[k] += n
-		heldBytes += n
-	}
 }
 
 // outError handles a failed write into out: its reader left, or worse.
@@ -457,7 +428,7 @@ func (r *replicaRunner) longLived() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.reap(pid, fmt.Sprintf("%s[%d]", r.cfg.Stage, i))
+			r.reap(pid, fmt.Sprintf("copy %s[%d]", r.cfg.Stage, i))
 		}()
 		if merge {
 			mergeFds = append(mergeFds, outR)

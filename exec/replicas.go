@@ -31,11 +31,13 @@ import (
 // every replicated stage of a run; the default is defaultReplicaBlock.
 const replicaBlockEnv = "IPCFLOW_REPLICA_BLOCK"
 
-// defaultReplicaBlock is the size of a block. An ordered copy is a
-// process per block, so a block must be large enough for a process start
-// (about 1 ms) to be small beside the work on it; the runner holds about
-// two blocks per copy in memory.
-const defaultReplicaBlock = 4 << 20
+// defaultReplicaBlock is the largest block. An ordered copy is a process
+// per block, so a block must be large enough for a process start (1 ms
+// on bare metal, 6 ms on the project's VM) to be small beside the work
+// on it; ordered blocks grow to it from 1 MiB while copies are quick
+// over them (replicarun.go), and up to two blocks per copy, with their
+// outputs, are held in memory files.
+const defaultReplicaBlock = 32 << 20
 
 // ReplicaProcess is what a replicated stage's runner is told: its copies'
 // command, how the outputs combine, the merge command.

@@ -32,6 +32,9 @@ type Splitter struct {
 	carry []byte // bytes after the last block's cut: the next block's start
 	eof   bool
 	pool  sync.Pool
+
+	scratch  []byte // NextFile: the end of a block, read back
+	noSplice bool   // NextFile: the input is no pipe
 }
 
 // NewSplitter reads fd in blocks of about size bytes.
@@ -40,6 +43,9 @@ func NewSplitter(fd, size int) *Splitter {
 	s.carry = make([]byte, 0, 64<<10)
 	return s
 }
+
+// SetSize changes the size of the blocks to come.
+func (s *Splitter) SetSize(size int) { s.size = size }
 
 // Block is one block of whole lines. Give it back with Put once written.
 type Block struct {
@@ -274,4 +280,223 @@ func (m *LineMerger) Finish() error {
 	}
 	m.tails = nil
 	return m.err
+}
+
+// NextFile writes the next block into dst, an empty regular file (a
+// memfd), from offset 0, and returns its length: 0 at the end of the
+// stream. The bytes go from a pipe into the file with splice(2), so
+// they never enter user space; only the end of the block is read back,
+// from the end towards its last newline, to find the cut. What follows
+// the cut is kept for the next block and cut off dst. dst's own file
+// offset is left at 0, for the process that reads it.
+func (s *Splitter) NextFile(dst int) (int64, error) {
+	if s.eof && len(s.carry) == 0 {
+		return 0, nil
+	}
+	var off int64
+	if len(s.carry) > 0 {
+		if err := pwriteAll(dst, s.carry, 0); err != nil {
+			return 0, err
+		}
+		off = int64(len(s.carry))
+		s.carry = s.carry[:0]
+	}
+	size := int64(s.size)
+	if off < size && !s.eof {
+		n, err := s.fill(dst, off, size-off, true)
+		if err != nil {
+			return 0, err
+		}
+		off += n
+	}
+	if s.eof {
+		return off, nil
+	}
+	// The last newline of the block, read back from its end.
+	scratch := s.scratchBuf()
+	for end := off; end > 0; {
+		start := max(0, end-int64(len(scratch)))
+		if err := preadFull(dst, scratch[:end-start], start); err != nil {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(scratch[:end-start], '\n'); i >= 0 {
+			cut := start + int64(i) + 1
+			return cut, s.keepTail(dst, cut, off)
+		}
+		end = start
+	}
+	// A line longer than a block: read on to its newline.
+	for !s.eof {
+		n, err := s.fill(dst, off, int64(len(scratch)), false)
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			break
+		}
+		if err := preadFull(dst, scratch[:n], off); err != nil {
+			return 0, err
+		}
+		if i := bytes.IndexByte(scratch[:n], '\n'); i >= 0 {
+			cut := off + int64(i) + 1
+			return cut, s.keepTail(dst, cut, off+n)
+		}
+		off += n
+	}
+	return off, nil
+}
+
+// keepTail moves dst's bytes [cut, end) into the carry and cuts dst at cut.
+func (s *Splitter) keepTail(dst int, cut, end int64) error {
+	if end > cut {
+		s.carry = append(s.carry[:0], make([]byte, end-cut)...)
+		if err := preadFull(dst, s.carry, cut); err != nil {
+			return err
+		}
+	}
+	if err := unix.Ftruncate(dst, cut); err != nil {
+		return fmt.Errorf("truncate a block: %w", err)
+	}
+	return nil
+}
+
+func (s *Splitter) scratchBuf() []byte {
+	if s.scratch == nil {
+		s.scratch = make([]byte, 64<<10)
+	}
+	return s.scratch
+}
+
+// fill moves up to n bytes of the input into dst at off (all n unless the
+// stream ends, when full) and returns how many it moved; the end of the
+// stream sets s.eof.
+func (s *Splitter) fill(dst int, off, n int64, full bool) (int64, error) {
+	var moved int64
+	for moved < n {
+		var k int
+		var err error
+		if !s.noSplice {
+			o := off + moved
+			k64, e := unix.Splice(s.fd, nil, dst, &o, int(min(n-moved, 1<<20)), unix.SPLICE_F_MOVE)
+			k, err = int(k64), e
+			if err == unix.EINVAL || err == unix.ENOSYS {
+				s.noSplice = true // not a pipe: read and write
+				continue
+			}
+		} else {
+			buf := s.scratchBuf()
+			k, err = readInto(s.fd, buf[:min(n-moved, int64(len(buf)))])
+			if err == nil && k > 0 {
+				err = pwriteAll(dst, buf[:k], off+moved)
+			}
+		}
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			if err := fdio.WaitFD(s.fd, unix.POLLIN, nil); err != nil {
+				return moved, err
+			}
+			continue
+		case err != nil:
+			return moved, fmt.Errorf("read: %w", err)
+		case k == 0:
+			s.eof = true
+			return moved, nil
+		}
+		moved += int64(k)
+		if !full {
+			return moved, nil
+		}
+	}
+	return moved, nil
+}
+
+func pwriteAll(fd int, p []byte, off int64) error {
+	for len(p) > 0 {
+		n, err := unix.Pwrite(fd, p, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write a block: %w", err)
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+func preadFull(fd int, p []byte, off int64) error {
+	for len(p) > 0 {
+		n, err := unix.Pread(fd, p, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read a block back: %w", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("read a block back: short file")
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+// SendFile writes n bytes of src, a regular file, from offset 0 into dst:
+// splice(2) into a pipe, sendfile(2) into anything else, so that the
+// bytes stay in the kernel; read and write where neither applies. A
+// reader of dst that has gone is fdio.ErrReaderGone.
+func SendFile(dst, src int, n int64) error {
+	var off int64
+	useSendfile := fdio.KindOf(dst) != fdio.KindPipe
+	for off < n {
+		var k int
+		var err error
+		if useSendfile {
+			o := off
+			k, err = unix.Sendfile(dst, src, &o, int(min(n-off, 1<<30)))
+		} else {
+			o := off
+			var k64 int64
+			k64, err = unix.Splice(src, &o, dst, nil, int(min(n-off, 1<<20)), unix.SPLICE_F_MOVE)
+			k = int(k64)
+		}
+		switch {
+		case err == nil && k == 0:
+			return fmt.Errorf("send a block: short file")
+		case err == nil:
+			off += int64(k)
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			if err := fdio.WaitFD(dst, unix.POLLOUT, nil); err != nil {
+				return err
+			}
+		case err == unix.EPIPE || err == unix.ECONNRESET:
+			return fdio.ReaderGone()
+		case err == unix.EINVAL || err == unix.ENOSYS:
+			return copyFileRange(dst, src, off, n)
+		default:
+			return fmt.Errorf("send a block: %w", err)
+		}
+	}
+	return nil
+}
+
+// copyFileRange is SendFile's fallback: pread and write.
+func copyFileRange(dst, src int, off, n int64) error {
+	bp := fdio.Buffer()
+	defer fdio.PutBuffer(bp)
+	buf := *bp
+	for off < n {
+		k := int(min(n-off, int64(len(buf))))
+		if err := preadFull(src, buf[:k], off); err != nil {
+			return err
+		}
+		if err := WriteAll(dst, buf[:k]); err != nil {
+			return err
+		}
+		off += int64(k)
+	}
+	return nil
 }

@@ -283,6 +283,9 @@ func (r *resolver) clauses(st *Stage, d *StageDecl) {
 			st.Native = true
 		}
 	}
+	if st.Unordered && st.MergeText != "" {
+		r.errorf(st.MergePos, "stage %s: merge and unordered exclude each other (merge gives each block to whichever copy is free already)", st.Name)
+	}
 }
 
 // replicas resolves N of stage NAME[N]: a count from 1 to 1024, auto, or
