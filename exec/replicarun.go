@@ -36,7 +36,10 @@ import (
 //
 // The first copy (or merge) to fail, in time, decides the stage's status:
 // the others get SIGTERM, and the runner exits with that status, or dies
-// of that signal. A reader of out that leaves (EPIPE) stops every copy
+// of that signal. Exit status 1 is the exception: grep's "no line
+// selected" in one part of the input is no failure while another part
+// had some, so a copy's 1 fails the stage only when every copy's status
+// was 1 (docs/replicas.md, "Exit status"). A reader of out that leaves (EPIPE) stops every copy
 // with SIGPIPE and the runner dies of SIGPIPE, as a single process would.
 
 // replicaFirstBlock is the size of an ordered stage's first block, and
@@ -65,6 +68,8 @@ type replicaRunner struct {
 	stopped chan struct{} // closed at the abort
 	turn    int           // ordered: the block whose output is written now
 	lastRun atomic.Int64  // ordered: how long the last copy to end took
+	// zeros and ones count the copies that exited 0 and 1.
+	zeros, ones atomic.Int64
 }
 
 func replicasRole(args []string) int {
@@ -118,6 +123,8 @@ func (r *replicaRunner) exit() int {
 		return code
 	case gone:
 		dieOf(unix.SIGPIPE)
+	case r.ones.Load() > 0 && r.zeros.Load() == 0:
+		return 1
 	}
 	return 0
 }
@@ -213,10 +220,16 @@ func (r *replicaRunner) reap(pid int, what string) {
 	r.mu.Unlock()
 	switch {
 	case ws.Exited() && ws.ExitStatus() == 0:
+		r.zeros.Add(1)
 	case ws.Signaled() && ws.Signal() == syscall.SIGPIPE:
 		// Its reader finished (SPEC 6): not a failure.
 	case aborted:
 		// Stopped by the runner: the first failure is reported.
+	case ws.Exited() && ws.ExitStatus() == 1:
+		// grep's "nothing selected" in this copy's part: the stage
+		// exits 1 only if every copy did (exit), as one grep over the
+		// whole input would.
+		r.ones.Add(1)
 	case ws.Exited():
 		r.fail(ws.ExitStatus(), 0, fmt.Sprintf("%s: exit status %d", what, ws.ExitStatus()))
 	case ws.Signaled():

@@ -216,6 +216,30 @@ func TestReplicasEmptyInput(t *testing.T) {
 	}
 }
 
+// TestReplicasGrepStatus: grep's status 1 ("nothing selected") in a part
+// of the input is no failure while another part selected lines; when no
+// part did, the stage exits 1, as grep over the whole input does.
+func TestReplicasGrepStatus(t *testing.T) {
+	in := replicaInputs()["text"]
+	for _, mode := range []string{"", "unordered", "merge cat"} {
+		t.Run(cmpOr(mode, "ordered"), func(t *testing.T) {
+			t.Parallel()
+			// One line of the input matches: every other block's grep
+			// exits 1.
+			flow := fmt.Sprintf("stage g[4] %s = grep 'line 777 of'\nstdin -> g\n", mode)
+			got, stderr, code := replicaRun(t, flow, in, smallBlocks)
+			if want := testkit.Bash(t, "grep 'line 777 of'", testkit.Stdin(in)); code != 0 || !bytes.Equal(got, want) {
+				t.Errorf("status %d, %q, want 0 and %q\n%s", code, got, want, stderr)
+			}
+			flow = fmt.Sprintf("stage g[4] %s = grep 'not in the input'\nstdin -> g\n", mode)
+			got, stderr, code = replicaRun(t, flow, in, smallBlocks)
+			if code != 1 || len(got) != 0 || !bytes.Contains(stderr, []byte("ipcflow: stage g: exit status 1")) {
+				t.Errorf("status %d, %q, want 1 and nothing\n%s", code, got, stderr)
+			}
+		})
+	}
+}
+
 // TestReplicasFailingCopy: the first copy to fail fails the stage with its
 // status, names the copy, and the flow ends with nothing left behind.
 func TestReplicasFailingCopy(t *testing.T) {
