@@ -264,13 +264,16 @@ func TestReplicasFailingCopy(t *testing.T) {
 		}
 	})
 	t.Run("not-found", func(t *testing.T) {
-		_, stderr, code := replicaRun(t, "stage g[2] = no-such-program-here\nstdin -> g\n", in.Bytes())
+		// Not from ipcflow's stdin: a stage that never starts leaves
+		// ipcflow's copy of a piped stdin behind for a moment, with or
+		// without replicas (the run directory is seen after the exit).
+		_, stderr, code := replicaRun(t, "stage a = seq 1 50000\nstage g[2] = no-such-program-here\na -> g\n", nil)
 		if code != 127 || !bytes.Contains(stderr, []byte("command not found")) {
 			t.Errorf("status %d, want 127\n%s", code, stderr)
 		}
 	})
 	t.Run("merge-not-found", func(t *testing.T) {
-		_, stderr, code := replicaRun(t, "stage g[2] merge 'no-such-merge' = cat\nstdin -> g\n", in.Bytes())
+		_, stderr, code := replicaRun(t, "stage a = seq 1 50000\nstage g[2] merge 'no-such-merge' = cat\na -> g\n", nil)
 		if code != 127 || !bytes.Contains(stderr, []byte("no-such-merge: command not found")) {
 			t.Errorf("status %d, want 127\n%s", code, stderr)
 		}

@@ -99,8 +99,15 @@ func (s *Splitter) Next(seq int) (*Block, error) {
 		}
 		return &Block{Data: buf, Seq: seq, buf: buf}, nil
 	}
-	// Cut after the last newline.
-	if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+	// Cut after the last newline within size (the carry may have made
+	// buf longer), else after the first one past it.
+	i := bytes.LastIndexByte(buf[:min(len(buf), s.size)], '\n')
+	if i < 0 && len(buf) > s.size {
+		if j := bytes.IndexByte(buf[s.size:], '\n'); j >= 0 {
+			i = s.size + j
+		}
+	}
+	if i >= 0 {
 		s.carry = append(s.carry, buf[i+1:]...)
 		return &Block{Data: buf[:i+1], Seq: seq, buf: buf}, nil
 	}
@@ -312,18 +319,29 @@ func (s *Splitter) NextFile(dst int) (int64, error) {
 	if s.eof {
 		return off, nil
 	}
-	// The last newline of the block, read back from its end.
+	// The last newline within size (the carry may have made the block
+	// longer), read back from there; else the first one past it.
 	scratch := s.scratchBuf()
-	for end := off; end > 0; {
-		start := max(0, end-int64(len(scratch)))
-		if err := preadFull(dst, scratch[:end-start], start); err != nil {
+	for e := min(off, size); e > 0; {
+		start := max(0, e-int64(len(scratch)))
+		if err := preadFull(dst, scratch[:e-start], start); err != nil {
 			return 0, err
 		}
-		if i := bytes.LastIndexByte(scratch[:end-start], '\n'); i >= 0 {
+		if i := bytes.LastIndexByte(scratch[:e-start], '\n'); i >= 0 {
 			cut := start + int64(i) + 1
 			return cut, s.keepTail(dst, cut, off)
 		}
-		end = start
+		e = start
+	}
+	for start := size; start < off; start += int64(len(scratch)) {
+		n := min(int64(len(scratch)), off-start)
+		if err := preadFull(dst, scratch[:n], start); err != nil {
+			return 0, err
+		}
+		if i := bytes.IndexByte(scratch[:n], '\n'); i >= 0 {
+			cut := start + int64(i) + 1
+			return cut, s.keepTail(dst, cut, off)
+		}
 	}
 	// A line longer than a block: read on to its newline.
 	for !s.eof {
