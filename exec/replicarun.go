@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -42,13 +41,8 @@ import (
 // was 1 (docs/replicas.md, "Exit status"). A reader of out that leaves (EPIPE) stops every copy
 // with SIGPIPE and the runner dies of SIGPIPE, as a single process would.
 
-// replicaFirstBlock is the size of an ordered stage's first block, and
-// replicaBlockTime the time a copy should take over a block at least:
-// blocks grow until it does (ordered).
-const (
-	replicaFirstBlock = 1 << 20
-	replicaBlockTime  = 100 * time.Millisecond
-)
+// replicaFirstBlock is the size of an ordered stage's first block.
+const replicaFirstBlock = 1 << 20
 
 // replicaPipeSize is the buffer of the pipes to and from each copy.
 const replicaPipeSize = 1 << 20
@@ -67,7 +61,6 @@ type replicaRunner struct {
 	aborted bool
 	stopped chan struct{} // closed at the abort
 	turn    int           // ordered: the block whose output is written now
-	lastRun atomic.Int64  // ordered: how long the last copy to end took
 	// zeros and ones count the copies that exited 0 and 1.
 	zeros, ones atomic.Int64
 }
@@ -286,13 +279,14 @@ func (r *replicaRunner) ordered() {
 			r.fail(1, 0, "memfd: "+err.Error())
 			break
 		}
-		// Blocks start at replicaFirstBlock and double, up to the block
-		// size, while a copy takes less than replicaBlockTime over one:
-		// a short input is still shared among the copies, and a long
-		// one pays for few process starts (a few ms each on a VM),
-		// without making a CPU-bound command's last block, which one
-		// copy runs while the others may idle, longer than it needs.
-		if seq > 0 && size < r.cfg.Block && time.Duration(r.lastRun.Load()) < replicaBlockTime {
+		// Blocks start at replicaFirstBlock and double up to the block
+		// size: a short input is still shared among the copies, and a
+		// long one pays for few process starts (6 ms each on the
+		// project's VM, more under load). Doubling only while copies
+		// were quick (under 100 ms a block) kept blocks at 1 MiB on a
+		// loaded machine, where every copy is slow, and awk[2] took
+		// longer than awk[1]: the starts cost more than the work.
+		if seq > 0 && size < r.cfg.Block {
 			size = min(2*size, r.cfg.Block)
 		}
 		sp.SetSize(size)
@@ -351,9 +345,7 @@ func (r *replicaRunner) orderedBlock(seq, in int, running chan struct{}) {
 		r.startFailed(err)
 		return
 	}
-	started := time.Now()
 	r.reap(pid, fmt.Sprintf("copy %s[%d] (block %d)", r.cfg.Stage, seq%r.cfg.Copies, seq))
-	r.lastRun.Store(int64(time.Since(started)))
 	<-running
 	if mine, aborted := r.waitTurn(seq, true); !mine || aborted {
 		return

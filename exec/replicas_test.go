@@ -3,12 +3,14 @@ package exec
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -340,4 +342,56 @@ func TestUsableCPUs(t *testing.T) {
 	if n < 1 || n > p {
 		t.Errorf("usableCPUs %d, nproc %d", n, p)
 	}
+}
+
+// TestReplicasKilled: SIGTERM to ipcflow mid-run stops every copy (128+15,
+// nothing left), and so does SIGKILL, through the guardian and the copies'
+// parent-death signal.
+func TestReplicasKilled(t *testing.T) {
+	bin := testkit.BuildIpcflow(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		for _, mode := range []string{"", "unordered"} {
+			t.Run(fmt.Sprintf("%v/%s", sig, cmpOr(mode, "ordered")), func(t *testing.T) {
+				t.Parallel()
+				script := filepath.Join(t.TempDir(), "f.ipcflow")
+				os.WriteFile(script, []byte(fmt.Sprintf("stage src = seq 1 100000\nstage g[3] %s = sh -c 'cat; sleep 300'\nsrc -> g\n", mode)), 0o600)
+				runBase := t.TempDir()
+				check := testkit.LeakCheck(t, runBase)
+				mark := fmt.Sprintf("replicas-kill-%d-%d", os.Getpid(), time.Now().UnixNano())
+				cmd := osexec.Command(bin, "run", script)
+				cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase, "IPCFLOW_TEST_MARK="+mark, smallBlocks)
+				cmd.Stdout = io.Discard
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				// ipcflow, the guardian, src, the runner and 3 sleeping copies.
+				deadline := time.Now().Add(20 * time.Second)
+				for countSleeps(mark) < 3 {
+					if time.Now().After(deadline) {
+						cmd.Process.Kill()
+						t.Fatalf("the copies did not start")
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				cmd.Process.Signal(sig)
+				err := cmd.Wait()
+				if sig == syscall.SIGTERM && exitCode(t, err) != 128+15 {
+					t.Errorf("exit status %d after SIGTERM, want 143", exitCode(t, err))
+				}
+				testkit.WaitNoProcs(t, mark, 5*time.Second)
+				check()
+			})
+		}
+	}
+}
+
+// countSleeps counts the run's processes running sleep.
+func countSleeps(mark string) int {
+	n := 0
+	for _, pid := range testkit.MarkedProcs(mark) {
+		if c, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.TrimSpace(string(c)) == "sleep" {
+			n++
+		}
+	}
+	return n
 }
