@@ -90,7 +90,11 @@ func recordLabel(s *Stage) string {
 func stageTitle(s *Stage) string {
 	t := s.Name
 	if s.Replicated() {
-		t += " ×" + s.ReplicasText
+		n := s.ReplicasText
+		if n == "" {
+			n = fmt.Sprint(s.Replicas)
+		}
+		t += " ×" + n
 		if s.Unordered {
 			t += " unordered"
 		}

@@ -108,7 +108,9 @@ type Stage struct {
 
 // Replicated reports whether the stage was written with [N] (N may
 // still come to 1).
-func (s *Stage) Replicated() bool { return s.ReplicasText != "" }
+func (s *Stage) Replicated() bool {
+	return s.ReplicasText != "" || s.Replicas > 1 || s.ReplicasParam != "" || s.ReplicasAuto
+}
 
 // Port returns the declared port called name, or nil. The implicit ports
 // (in, out, err) are not declared and return nil.
