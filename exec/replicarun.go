@@ -473,8 +473,10 @@ func (r *replicaRunner) longLived() {
 			}()
 		}
 	}
-	// Feed: a block goes to the first copy whose feeder is free.
-	sp := movers.NewSplitter(0, r.cfg.Block)
+	// Feed: a block goes to the first copy whose feeder is free. Blocks
+	// of 1 MiB: long-lived copies cost no process start per block, and
+	// small blocks share the input evenly and hold little memory.
+	sp := movers.NewSplitter(0, min(r.cfg.Block, replicaFirstBlock))
 	blocks := make(chan *movers.Block)
 	var feeders sync.WaitGroup
 	for i := range started {

@@ -34,10 +34,11 @@ const replicaBlockEnv = "IPCFLOW_REPLICA_BLOCK"
 // defaultReplicaBlock is the largest block. An ordered copy is a process
 // per block, so a block must be large enough for a process start (1 ms
 // on bare metal, 6 ms on the project's VM) to be small beside the work
-// on it; ordered blocks grow to it from 1 MiB while copies are quick
-// over them (replicarun.go), and up to two blocks per copy, with their
-// outputs, are held in memory files.
-const defaultReplicaBlock = 32 << 20
+// on it; ordered blocks double from 1 MiB up to it (replicarun.go), and
+// up to two blocks per copy, with their outputs, are held in memory
+// files. Larger blocks make the last one, which one copy may run while
+// the others idle, cost a CPU-bound command more than they save.
+const defaultReplicaBlock = 16 << 20
 
 // ReplicaProcess is what a replicated stage's runner is told: its copies'
 // command, how the outputs combine, the merge command.
@@ -307,11 +308,15 @@ type runnerCmd struct {
 func describeReplicas(name string, pr *Process, command string) []string {
 	r := pr.Replicas
 	how := map[string]string{
-		"ordered":   "a copy per block, outputs joined in the order of the blocks",
+		"ordered":   "a copy per block (1 MiB, doubling), outputs joined in the order of the blocks",
 		"unordered": "long-lived copies, a block to whichever is free, outputs merged a line at a time",
 		"merge":     "long-lived copies, a block to whichever is free, outputs to the merge command",
 	}[r.Mode]
-	lines := []string{fmt.Sprintf("  %s: %d copies, %s (blocks of %s): replica runner %s", name, r.Copies, r.Mode, sizeText(r.Block), how)}
+	block := r.Block
+	if r.Mode != "ordered" {
+		block = min(block, replicaFirstBlock)
+	}
+	lines := []string{fmt.Sprintf("  %s: %d copies, %s (blocks of %s): replica runner %s", name, r.Copies, r.Mode, sizeText(block), how)}
 	c := r.Copy
 	what := ""
 	switch {
