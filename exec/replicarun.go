@@ -250,7 +250,7 @@ func (r *replicaRunner) startFailed(err error) {
 	r.fail(code, 0, msg)
 }
 
-// pipe makes a close-on-exec pipe with the copies' buffer size.
+// replicaPipe makes a close-on-exec pipe with the copies' buffer size.
 func replicaPipe() (rd, wr int, err error) {
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
@@ -274,7 +274,7 @@ func (r *replicaRunner) ordered() {
 	window := 2 * r.cfg.Copies
 	var wg sync.WaitGroup
 	for seq := 0; ; seq++ {
-		in, err := unix.MemfdCreate(fmt.Sprintf("ipcflow-%s-block-%d", r.cfg.Stage, seq), unix.MFD_CLOEXEC)
+		in, err := unix.MemfdCreate("ipcflow-block", unix.MFD_CLOEXEC)
 		if err != nil {
 			r.fail(1, 0, "memfd: "+err.Error())
 			break
@@ -330,7 +330,7 @@ func (r *replicaRunner) ordered() {
 // output into out in its turn.
 func (r *replicaRunner) orderedBlock(seq, in int, running chan struct{}) {
 	defer r.advance(seq)
-	out, err := unix.MemfdCreate(fmt.Sprintf("ipcflow-%s-out-%d", r.cfg.Stage, seq), unix.MFD_CLOEXEC)
+	out, err := unix.MemfdCreate("ipcflow-output", unix.MFD_CLOEXEC)
 	if err != nil {
 		unix.Close(in)
 		<-running
@@ -397,8 +397,7 @@ func (r *replicaRunner) longLived() {
 	n := r.cfg.Copies
 	merge := r.cfg.Mode == "merge"
 	ins := make([]int, n)
-	outs := make([]int, n) // what the runner reads (unordered); -1 once given away
-	pids := make([]int, n)
+	outs := make([]int, n) // the copies' stdout, read by the runner or the merge
 	mergeFds := []int{}
 	var wg sync.WaitGroup
 	var lm *movers.LineMerger
@@ -428,7 +427,7 @@ func (r *replicaRunner) longLived() {
 			r.startFailed(err)
 			break
 		}
-		ins[i], outs[i], pids[i] = inW, outR, pid
+		ins[i], outs[i] = inW, outR
 		started++
 		wg.Add(1)
 		go func() {
