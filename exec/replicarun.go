@@ -273,10 +273,32 @@ func (r *replicaRunner) ordered() {
 	running := make(chan struct{}, r.cfg.Copies)
 	window := 2 * r.cfg.Copies
 	var wg sync.WaitGroup
+	// Blocks' memfds are used again once their copy has ended: their
+	// pages are overwritten rather than freed and allocated anew.
+	free := make(chan int, window+1)
+	defer func() {
+		for {
+			select {
+			case fd := <-free:
+				unix.Close(fd)
+			default:
+				return
+			}
+		}
+	}()
 	for seq := 0; ; seq++ {
-		in, err := unix.MemfdCreate("ipcflow-block", unix.MFD_CLOEXEC)
-		if err != nil {
-			r.fail(1, 0, "memfd: "+err.Error())
+		var in int
+		select {
+		case in = <-free:
+			unix.Seek(in, 0, 0)
+		default:
+			var err error
+			if in, err = unix.MemfdCreate("ipcflow-block", unix.MFD_CLOEXEC); err != nil {
+				r.fail(1, 0, "memfd: "+err.Error())
+				in = -1
+			}
+		}
+		if in < 0 {
 			break
 		}
 		// Blocks start at replicaFirstBlock and double up to the block
@@ -291,6 +313,9 @@ func (r *replicaRunner) ordered() {
 		}
 		sp.SetSize(size)
 		n, err := sp.NextFile(in)
+		if err == nil {
+			err = unix.Ftruncate(in, n) // a used memfd may be longer
+		}
 		if err != nil {
 			unix.Close(in)
 			r.fail(1, 0, err.Error())
@@ -317,7 +342,7 @@ func (r *replicaRunner) ordered() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.orderedBlock(seq, in, running)
+			r.orderedBlock(seq, in, running, free)
 		}()
 		if n == 0 {
 			break
@@ -328,8 +353,15 @@ func (r *replicaRunner) ordered() {
 
 // orderedBlock runs one copy over block seq, the memfd in, and sends its
 // output into out in its turn.
-func (r *replicaRunner) orderedBlock(seq, in int, running chan struct{}) {
+func (r *replicaRunner) orderedBlock(seq, in int, running chan struct{}, free chan int) {
 	defer r.advance(seq)
+	giveBack := func() {
+		select {
+		case free <- in:
+		default:
+			unix.Close(in)
+		}
+	}
 	out, err := unix.MemfdCreate("ipcflow-output", unix.MFD_CLOEXEC)
 	if err != nil {
 		unix.Close(in)
@@ -339,13 +371,14 @@ func (r *replicaRunner) orderedBlock(seq, in int, running chan struct{}) {
 	}
 	defer unix.Close(out)
 	pid, err := r.spawn(r.cfg.Copy, []int{in, out, 2})
-	unix.Close(in)
 	if err != nil {
+		unix.Close(in)
 		<-running
 		r.startFailed(err)
 		return
 	}
 	r.reap(pid, fmt.Sprintf("copy %s[%d] (block %d)", r.cfg.Stage, seq%r.cfg.Copies, seq))
+	giveBack()
 	<-running
 	if mine, aborted := r.waitTurn(seq, true); !mine || aborted {
 		return
