@@ -11,6 +11,8 @@
 //	flow.go       the live flow: newFlow, supervise, teardown
 //	start.go      movers and stages started, semaphores taken
 //	shell.go      the stage shell (an internal role; shellbuiltins.go)
+//	replicas.go   stage NAME[N]: the count, the runner's process
+//	replicarun.go the replica runner (an internal role): blocks, copies, joins
 //	reap.go       the one wait4; when a writer's failure is a broken pipe
 //	supervise.go  the supervisor's decisions: states, stop, exit status
 //	finish.go     movers and bridges drained at the end

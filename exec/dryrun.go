@@ -48,6 +48,10 @@ func (p *Plan) Print(w io.Writer, procs []*Process) {
 		pr := procs[i]
 		st := sp.Stage
 		switch {
+		case pr.Replicas != nil:
+			for _, l := range describeReplicas(st.Name, pr, st.Command) {
+				fmt.Fprintln(w, l)
+			}
 		case pr.Bash != nil:
 			fmt.Fprintf(w, "  %s: bash (needs bash: %s at %s): %s\n", st.Name, pr.Bash.What, st.ShellPos(pr.Bash.Pos), oneLine(st.Command))
 		case pr.Shell:

@@ -17,9 +17,10 @@ const internalMarker = "__ipcflow_internal"
 // function runs its role with the arguments after the role's name and
 // returns the exit status.
 var roles = map[string]func(args []string) int{
-	"guard": guardRole, // the run's guardian (guard.go)
-	"sh":    shellRole, // a stage's shell (shell.go)
-	"kill":  killRole,  // kill(1) for the stage shell where PATH has none (shell.go)
+	"guard":    guardRole,    // the run's guardian (guard.go)
+	"sh":       shellRole,    // a stage's shell (shell.go)
+	"kill":     killRole,     // kill(1) for the stage shell where PATH has none (shell.go)
+	"replicas": replicasRole, // a replicated stage's runner (replicarun.go)
 }
 
 // testRoles is the hook for roles that only exec's tests have (a flow run

@@ -40,6 +40,17 @@ const (
 // as its command shows: the program, or the stage shell and the commands
 // of its widest pipeline.
 func stageTasks(pr *Process, script *syntax.File) int {
+	if r := pr.Replicas; r != nil {
+		// The runner is a Go program too; then its copies, and the merge.
+		n := stageShellTask + r.Copies*stageTasks(r.Copy, script)
+		if r.Merge != nil {
+			n++
+			if r.Merge.Shell {
+				n += stageShellTask
+			}
+		}
+		return n
+	}
 	if !pr.Shell {
 		return 1
 	}

@@ -176,6 +176,9 @@ type StagePlan struct {
 	// shm and mmap ports), in port order: described to it in
 	// IPCFLOW_PORT_<PORT>, their descriptors after the declared ports.
 	Natives []NativePort
+	// Copies is how many copies of the command run (SPEC 11): 1 for a
+	// stage without replicas; N resolved ($PARAM, auto) by planReplicas.
+	Copies int
 }
 
 // PortSlot is a declared port's fd in the stage.
@@ -213,8 +216,8 @@ func BuildPlan(g *parser.Graph, overrides []string, environ []string, label bool
 // whether stdin is a terminal, given.
 func buildPlan(g *parser.Graph, overrides []string, environ []string, label, stdinTTY bool) (*Plan, error) {
 	for _, st := range g.Stages {
-		if st.Replicas > 1 {
-			return nil, usagef("stage %s: replicas are not supported yet", st.Name)
+		if st.Native && (st.Replicas != 1 || st.ReplicasText != "") {
+			return nil, usagef("stage %s: a native stage cannot have replicas (its ports are its own)", st.Name)
 		}
 	}
 	for _, e := range g.Edges {
@@ -231,6 +234,9 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 	}
 	p.wire()
 	if err := p.nativeError(); err != nil {
+		return nil, err
+	}
+	if err := p.planReplicas(); err != nil {
 		return nil, err
 	}
 	// Options this machine can't honour (a pipe above pipe-max-size, an mq

@@ -221,9 +221,11 @@ func TestTerminalStdinIsCopied(t *testing.T) {
 
 func TestBuildPlanRefuses(t *testing.T) {
 	b := newGraph()
-	b.stage("grep", "grep x").Replicas = 4
-	if _, err := buildPlan(b.g, nil, nil, false, false); err == nil || err.Error() != "stage grep: replicas are not supported yet" {
-		t.Errorf("replicas: %v", err)
+	st := b.stage("grep", "grep -f \"$pat\"")
+	st.Replicas, st.ReplicasText = 4, "4"
+	st.Ports = []*parser.Port{{Name: "pat", Dir: parser.In}}
+	if _, err := buildPlan(b.g, nil, nil, false, false); err == nil || !strings.Contains(err.Error(), "stage grep: a replicated stage cannot have declared ports") {
+		t.Errorf("replicas with a port: %v", err)
 	}
 	b = newGraph()
 	b.stage("a", "x")

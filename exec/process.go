@@ -56,6 +56,9 @@ type Process struct {
 	// written to this file in the run directory when the stage starts,
 	// and the shell (or bash) reads it from there.
 	ScriptFile string
+	// Replicas: the stage runs N copies under the replica runner (SPEC
+	// 11, replicas.go); Path and Argv start the runner.
+	Replicas *ReplicaProcess
 }
 
 // argvCommandMax is the longest command handed to the stage shell or bash
@@ -86,8 +89,10 @@ func (p *Plan) Processes(names FlowNames) ([]*Process, error) {
 	return procs, nil
 }
 
-// Process builds what stage sp's process sees in the flow named names.
-func (p *Plan) Process(sp *StagePlan, names FlowNames) (*Process, error) {
+// stageProcess builds what stage sp's process sees in the flow named
+// names; Process (replicas.go) puts a replicated stage's copies under
+// the replica runner.
+func (p *Plan) stageProcess(sp *StagePlan, names FlowNames) (*Process, error) {
 	st := sp.Stage
 	pr := &Process{Name: st.Name, Fds: sp.Fds}
 

@@ -55,7 +55,7 @@ type SemDecl struct {
 type StageDecl struct {
 	Keyword     Pos
 	Name        Ident
-	Replicas    string // "" when not written
+	Replicas    string // N as written (a count, $PARAM, auto); "" when not written
 	ReplicasPos Pos
 	Ports       []*PortDecl
 	Clauses     []*Clause
@@ -75,10 +75,10 @@ type PortDecl struct {
 // Clause is `uses NAME, ...`, `after NAME, ...`, `dir WORD` or `native`.
 type Clause struct {
 	Pos     Pos
-	Kind    string  // "uses", "after", "dir", "native"
+	Kind    string  // "uses", "after", "dir", "native", "unordered", "merge"
 	Names   []Ident // uses, after
-	WordPos Pos     // dir
-	Text    string  // dir: the word as written
+	WordPos Pos     // dir, merge
+	Text    string  // dir, merge: the word as written
 	Word    *syntax.Word
 }
 

@@ -89,8 +89,18 @@ func recordLabel(s *Stage) string {
 // directory and native flag.
 func stageTitle(s *Stage) string {
 	t := s.Name
-	if s.Replicas > 1 {
-		t += fmt.Sprintf(" ×%d", s.Replicas)
+	if s.Replicated() {
+		n := s.ReplicasText
+		if n == "" {
+			n = fmt.Sprint(s.Replicas)
+		}
+		t += " ×" + n
+		if s.Unordered {
+			t += " unordered"
+		}
+		if s.MergeText != "" {
+			t += " merge " + s.MergeText
+		}
 	}
 	if len(s.Uses) > 0 {
 		names := make([]string, len(s.Uses))

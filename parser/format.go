@@ -193,7 +193,7 @@ func (fm *formatter) stageHead(d *StageDecl) string {
 				b.WriteString(" ")
 				b.WriteString(n.Name)
 			}
-		case "dir":
+		case "dir", "merge":
 			b.WriteString(" ")
 			b.WriteString(c.Text)
 		}

@@ -81,19 +81,35 @@ type Port struct {
 
 // Stage is `stage NAME[N](PORTS) CLAUSES = COMMAND`.
 type Stage struct {
-	Name     string
-	Pos      Pos
-	Replicas int // 1 unless written as NAME[N] (later: run refuses N > 1)
-	Ports    []*Port
-	Uses     []*Sem   // in the order written; exec sorts them globally
-	After    []*Stage // must exit 0 before this stage starts
-	Dir      *syntax.Word
-	DirText  string
-	Native   bool // its mq, shm and mmap ports are its own (SPEC 12, exec/native.go)
+	Name string
+	Pos  Pos
+	// Replicas is N of NAME[N] (SPEC 11): 1 unless written; 0 when N is
+	// a param (ReplicasParam) or auto (ReplicasAuto), which exec
+	// resolves when it plans the run (ReplicaCount).
+	Replicas      int
+	ReplicasText  string       // N as written; "" when not written
+	ReplicasParam string       // NAME of [$NAME]
+	ReplicasAuto  bool         // [auto]: one per CPU ipcflow may use
+	Unordered     bool         // unordered: a block to whichever copy is free
+	Merge         *syntax.Word // merge WORD: the copies' outputs combined by WORD's command
+	MergeText     string       // WORD as written
+	MergePos      Pos
+	Ports         []*Port
+	Uses          []*Sem   // in the order written; exec sorts them globally
+	After         []*Stage // must exit 0 before this stage starts
+	Dir           *syntax.Word
+	DirText       string
+	Native        bool // its mq, shm and mmap ports are its own (SPEC 12, exec/native.go)
 
 	Command    string       // the command's source text, continuation lines included
 	CommandPos Pos          // where Command starts in the file
 	Script     *syntax.File // Command parsed as bash (mvdan.cc/sh/v3, LangBash)
+}
+
+// Replicated reports whether the stage was written with [N] (N may
+// still come to 1).
+func (s *Stage) Replicated() bool {
+	return s.ReplicasText != "" || s.Replicas > 1 || s.ReplicasParam != "" || s.ReplicasAuto
 }
 
 // Port returns the declared port called name, or nil. The implicit ports

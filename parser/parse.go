@@ -264,6 +264,8 @@ func (p *parser) parseSem() (Stmt, error) {
 //	ports   = port { ',' port }
 //	port    = ( 'in' | 'out' ) NAME
 //	clause  = 'uses' NAME { ',' NAME } | 'after' NAME { ',' NAME } | 'dir' WORD | 'native'
+//	        | 'unordered' | 'merge' WORD
+//	N       = DIGITS | '$' NAME | '${' NAME '}' | 'auto'
 //
 // COMMAND is shell text to the end of the line, and over further lines while
 // its syntax is incomplete.
@@ -275,13 +277,7 @@ func (p *parser) parseStage() (Stmt, error) {
 		return nil, err
 	}
 	if p.tok.typ == itemLBrack {
-		p.next()
-		n, err := p.expect(itemNumber, "a replica count after '['")
-		if err != nil {
-			return d, err
-		}
-		d.Replicas, d.ReplicasPos = n.val, p.pos(n.pos)
-		if _, err := p.expect(itemRBrack, "']' after the replica count"); err != nil {
+		if err := p.parseReplicas(d); err != nil {
 			return d, err
 		}
 	}
@@ -333,10 +329,23 @@ func (p *parser) parseStage() (Stmt, error) {
 			c.WordPos, c.Text = p.pos(w.pos), w.val
 			c.Word = p.shellWord(w, "a dir")
 			p.next()
-		case "native":
+		case "merge":
+			w := p.l.nextWord(true)
+			if w.typ == itemError {
+				p.tok = w
+				return d, p.fail("")
+			}
+			if w.val == "" {
+				p.next()
+				return d, p.fail("a merge command after 'merge'")
+			}
+			c.WordPos, c.Text = p.pos(w.pos), w.val
+			c.Word = p.shellWord(w, "a merge command")
+			p.next()
+		case "native", "unordered":
 			p.next()
 		default:
-			return d, p.fail("a clause (uses, after, dir, native) or '='")
+			return d, p.fail("a clause (uses, after, dir, native, unordered, merge) or '='")
 		}
 		d.Clauses = append(d.Clauses, c)
 	}
@@ -360,6 +369,35 @@ func (p *parser) parseStage() (Stmt, error) {
 	}
 	d.EndPos = p.pos(end)
 	return d, p.endOfStmt("the command")
+}
+
+// parseReplicas parses '[' N ']' after a stage's name, the current token
+// being '[': N is a count, a param ($NAME or ${NAME}) or auto. It is read
+// as text up to the ']' on the same line, since the DSL's tokens have no
+// '$'.
+func (p *parser) parseReplicas(d *StageDecl) error {
+	l := p.l
+	l.pos = p.tok.pos + 1
+	l.skipBlanks()
+	start := l.pos
+	end := start
+	for end < len(l.input) && l.input[end] != ']' && l.input[end] != '\n' && l.input[end] != '#' {
+		end++
+	}
+	text := strings.TrimRight(l.input[start:end], " \t\r")
+	d.ReplicasPos = p.pos(start)
+	if end >= len(l.input) || l.input[end] != ']' {
+		p.tok = item{itemError, start, "expected ']' after the replica count"}
+		return p.fail("")
+	}
+	if text == "" {
+		p.tok = item{itemError, start, "expected a replica count (a number, $PARAM or auto) after '['"}
+		return p.fail("")
+	}
+	d.Replicas = text
+	l.pos, l.start = end+1, end+1
+	p.next()
+	return nil
 }
 
 // nameList parses NAME { ',' NAME } after uses or after.

@@ -16,7 +16,7 @@ func TestErrors(t *testing.T) {
 	tests := []struct {
 		name, src, want string
 	}{
-		{"missing eq", "stage a cat", "f:1:9: expected a clause (uses, after, dir, native) or '=', found 'cat'"},
+		{"missing eq", "stage a cat", "f:1:9: expected a clause (uses, after, dir, native, unordered, merge) or '=', found 'cat'"},
 		{"arrow for eq", "stage a -> b", "f:1:9: expected '=' and a command after the stage, found '->'"},
 		{"misspelt keyword", "stag b = echo", "f:1:1: expected a statement, found 'stag b' (did you mean \"stage\"?)"},
 		{"misspelt param", "parm X = 1", "f:1:1: expected a statement, found 'parm X' (did you mean \"param\"?)"},
@@ -69,7 +69,7 @@ func TestErrors(t *testing.T) {
 			"f:1:16: shell syntax error: a command can only contain words and redirects; encountered `)`"},
 		{"broken then bad stage", "stage a = echo )\n  env X=1 cmd\nstage b cat",
 			"f:1:16: shell syntax error: a command can only contain words and redirects; encountered `)`\n" +
-				"f:3:9: expected a clause (uses, after, dir, native) or '=', found 'cat'"},
+				"f:3:9: expected a clause (uses, after, dir, native, unordered, merge) or '=', found 'cat'"},
 		{"broken then bad param", "stage a = echo )\n  sem cmd x\nparam B = two words\nsem s = x",
 			"f:1:16: shell syntax error: a command can only contain words and redirects; encountered `)`\n" +
 				"f:3:15: expected end of line after the value (quote a value that holds blanks), found 'words'\n" +

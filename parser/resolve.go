@@ -23,6 +23,8 @@ type resolver struct {
 	// suggest holds, per kind, the declared names to suggest from: built
 	// at the first unknown name of the kind, not at every one.
 	suggest map[string]*suggester
+	// replicaRefs are the stages whose replica count names a param.
+	replicaRefs []replicaRef
 }
 
 // decl records what a name declares, for duplicate and wrong-kind errors.
@@ -77,6 +79,7 @@ func resolve(f *File, partial bool) (*Graph, ErrorList) {
 	for _, d := range stageDecls {
 		r.clauses(r.stages[d.Name.Name], d)
 	}
+	r.replicaParams()
 	edgeAt := map[[2]string]Pos{}
 	for _, s := range f.Stmts {
 		if e, ok := s.(*EdgeStmt); ok {
@@ -185,12 +188,7 @@ func (r *resolver) stageDecl(d *StageDecl) *Stage {
 		Script:     d.Script,
 	}
 	if d.Replicas != "" {
-		n, err := parseCount(d.Replicas, "replica count", 1, 1024)
-		if err != nil {
-			r.errorf(d.ReplicasPos, "%v", err)
-		} else {
-			st.Replicas = n
-		}
+		r.replicas(st, d)
 	}
 	for _, pd := range d.Ports {
 		name := pd.Name.Name
@@ -260,12 +258,83 @@ func (r *resolver) clauses(st *Stage, d *StageDecl) {
 			}
 			dirSeen = true
 			st.Dir, st.DirText = c.Word, c.Text
+		case "unordered":
+			if st.Unordered {
+				r.errorf(c.Pos, "unordered given twice for stage %s", st.Name)
+			}
+			st.Unordered = true
+			if !st.Replicated() {
+				r.errorf(c.Pos, "stage %s: unordered needs replicas (stage %s[N])", st.Name, st.Name)
+			}
+		case "merge":
+			if st.Merge != nil || st.MergeText != "" {
+				r.errorf(c.Pos, "merge given twice for stage %s", st.Name)
+				continue
+			}
+			st.Merge, st.MergeText, st.MergePos = c.Word, c.Text, c.WordPos
+			if !st.Replicated() {
+				r.errorf(c.Pos, "stage %s: merge needs replicas (stage %s[N])", st.Name, st.Name)
+			}
 		case "native":
 			if nativeSeen {
 				r.errorf(c.Pos, "native given twice for stage %s", st.Name)
 			}
 			nativeSeen = true
 			st.Native = true
+		}
+	}
+	if st.Unordered && st.MergeText != "" {
+		r.errorf(st.MergePos, "stage %s: merge and unordered exclude each other (merge gives each block to whichever copy is free already)", st.Name)
+	}
+}
+
+// replicas resolves N of stage NAME[N]: a count from 1 to 1024, auto, or
+// $NAME / ${NAME} of a declared param (checked once every param is known,
+// in replicaParams).
+func (r *resolver) replicas(st *Stage, d *StageDecl) {
+	st.ReplicasText = d.Replicas
+	st.Replicas = 0
+	text := d.Replicas
+	switch {
+	case text == "auto":
+		st.ReplicasAuto = true
+	case strings.HasPrefix(text, "$"):
+		name := strings.TrimPrefix(text, "$")
+		if strings.HasPrefix(name, "{") && strings.HasSuffix(name, "}") {
+			name = name[1 : len(name)-1]
+		}
+		if !validName(name) {
+			r.errorf(d.ReplicasPos, "bad replica count %s: want a number, $PARAM or auto", text)
+			st.Replicas = 1
+			return
+		}
+		st.ReplicasParam = name
+		r.replicaRefs = append(r.replicaRefs, replicaRef{st, d.ReplicasPos})
+	default:
+		n, err := parseCount(text, "replica count", 1, 1024)
+		if err != nil {
+			r.errorf(d.ReplicasPos, "%v (or $PARAM, or auto)", err)
+			n = 1
+		}
+		st.Replicas = n
+	}
+}
+
+// replicaRef is a stage whose replica count names a param.
+type replicaRef struct {
+	st  *Stage
+	pos Pos
+}
+
+// replicaParams checks that each [$NAME] names a declared param.
+func (r *resolver) replicaParams() {
+	for _, ref := range r.replicaRefs {
+		name := ref.st.ReplicasParam
+		switch d, ok := r.decls[name]; {
+		case !ok:
+			r.errorf(ref.pos, "unknown param %s in the replica count of stage %s%s", name, ref.st.Name, r.didYouMean(name, "param"))
+		case d.kind != "param":
+			r.errorf(ref.pos, "%s is %s (declared at %s), not a param: the replica count of stage %s", name, article(d.kind), d.pos, ref.st.Name)
 		}
 	}
 }

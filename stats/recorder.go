@@ -14,6 +14,10 @@ import (
 type StageSpec struct {
 	Name string
 	Uses []string // the semaphores it takes before it starts
+	// Copies is how many copies of its command a replicated stage runs
+	// (SPEC 11); 0 or 1 for a stage without replicas. The copies are
+	// the stage's process's children: its figures are theirs too.
+	Copies int
 }
 
 // EdgeSpec is an edge as the Recorder knows it.

@@ -13,6 +13,7 @@ package stats
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"time"
 )
@@ -43,9 +44,12 @@ type Report struct {
 
 // Stage is one stage's figures.
 type Stage struct {
-	Name  string `json:"name"`
-	Pid   int    `json:"pid"`   // 0 before it started
-	State string `json:"state"` // pending, semaphore, running, done, skipped
+	Name string `json:"name"`
+	// Copies: a replicated stage's copies (SPEC 11), counted in its
+	// figures; absent for a stage without replicas.
+	Copies int    `json:"copies,omitempty"`
+	Pid    int    `json:"pid"`   // 0 before it started
+	State  string `json:"state"` // pending, semaphore, running, done, skipped
 	// Status is how it ended, in SPEC 6's words: "exit status 0",
 	// "killed by signal SIGTERM", "broken pipe", "skipped: prep failed".
 	Status string `json:"status"`
@@ -61,6 +65,15 @@ type Stage struct {
 	BytesRead    int64  `json:"bytes_read"` // read(2)-family bytes, the kernel's /proc/PID/io rchar
 	BytesWritten int64  `json:"bytes_written"`
 	Share        Shares `json:"share"`
+}
+
+// Title is the stage's name as the table and the live view show it: with
+// its copies as `NAME ×N`, as ipcflow graph writes a replicated stage.
+func (s Stage) Title() string {
+	if s.Copies > 1 {
+		return fmt.Sprintf("%s ×%d", s.Name, s.Copies)
+	}
+	return s.Name
 }
 
 // Shares split a stage's life (fractions that add up to 1): on a CPU,

@@ -17,7 +17,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 		if status == "" {
 			status = s.State
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, status,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Title(), status,
 			Seconds(s.WallSec), Seconds(s.UserSec), Seconds(s.SysSec), Size(s.MaxRSS),
 			Size(s.BytesRead), Size(s.BytesWritten),
 			pct(s.Share.Running), pct(s.Share.CPUWait), pct(s.Share.Writing), pct(s.Share.Reading), pct(s.Share.Semaphore), pct(s.Share.Other))
