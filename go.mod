@@ -24,3 +24,5 @@ require (
 	golang.org/x/text v0.14.0 // indirect
 	golang.org/x/tools v0.38.0 // indirect
 )
+
+replace github.com/jotaen/kong-completion => ./third_party/kong-completion

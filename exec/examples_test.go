@@ -13,9 +13,13 @@ import (
 )
 
 // TestExamples runs every examples/*.ipcflow with the real ipcflow binary
-// from the repository's root, as the README does, and compares its output
-// byte for byte with the bash pipeline written in the file's `# bash: `
-// line.
+// and compares its output byte for byte with the bash pipeline written in
+// the file's `# bash: ` line (run from the repository's root). Each example
+// runs from three places: the root, as the README does; its own directory,
+// as `cd examples && ipcflow run wordfreq.ipcflow`; and an unrelated
+// directory by its absolute path, as a #! script called from anywhere. The
+// examples find their data through $IPCFLOW_SCRIPT_DIR, so all three print
+// the same.
 func TestExamples(t *testing.T) {
 	bin := testkit.BuildIpcflow(t)
 	root := testkit.ModuleRoot(t)
@@ -23,31 +27,38 @@ func TestExamples(t *testing.T) {
 	if len(files) < 3 {
 		t.Fatalf("found %d examples, want at least 3", len(files))
 	}
+	elsewhere := t.TempDir()
 	for _, f := range files {
 		rel, _ := filepath.Rel(root, f)
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			script := bashLine(t, f)
 			want := testkit.Bash(t, script, testkit.InDir(root))
-			runBase := t.TempDir()
-			check := testkit.LeakCheck(t, runBase)
-			cmd := osexec.Command(bin, "run", rel)
-			cmd.Dir = root
-			cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			if code := exitCode(t, cmd.Run()); code != 0 {
-				t.Fatalf("ipcflow run %s: exit status %d\n%s", rel, code, stderr.Bytes())
-			}
-			if !bytes.Equal(stdout.Bytes(), want) {
-				t.Errorf("ipcflow run %s printed\n%s\nbash printed\n%s", rel, stdout.Bytes(), want)
-			}
 			if len(want) == 0 {
-				t.Errorf("the bash line printed nothing: a comparison of nothing proves nothing")
+				t.Fatalf("the bash line printed nothing: a comparison of nothing proves nothing")
 			}
-			if stderr.Len() > 0 {
-				t.Errorf("stderr on success: %s", stderr.Bytes())
+			for _, from := range []struct{ dir, file string }{
+				{root, rel},
+				{filepath.Dir(f), filepath.Base(f)},
+				{elsewhere, f},
+			} {
+				runBase := t.TempDir()
+				check := testkit.LeakCheck(t, runBase)
+				cmd := osexec.Command(bin, "run", from.file)
+				cmd.Dir = from.dir
+				cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
+				var stdout, stderr bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+				if code := exitCode(t, cmd.Run()); code != 0 {
+					t.Fatalf("in %s, ipcflow run %s: exit status %d\n%s", from.dir, from.file, code, stderr.Bytes())
+				}
+				if !bytes.Equal(stdout.Bytes(), want) {
+					t.Errorf("in %s, ipcflow run %s printed\n%s\nbash printed\n%s", from.dir, from.file, stdout.Bytes(), want)
+				}
+				if stderr.Len() > 0 {
+					t.Errorf("in %s, ipcflow run %s: stderr on success: %s", from.dir, from.file, stderr.Bytes())
+				}
+				check()
 			}
-			check()
 		})
 	}
 }

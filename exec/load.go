@@ -18,6 +18,17 @@ import (
 // that they report the same.
 func Load(w io.Writer, path string, args []string) *parser.Graph {
 	f, g, err := parser.ParseFileAST(path)
+	return load(w, path, f, g, err, args)
+}
+
+// LoadSource is Load for a script already read (from standard input:
+// name is then parser.StdinName).
+func LoadSource(w io.Writer, name string, src []byte, args []string) *parser.Graph {
+	f, g, err := parser.ParseSourceAST(name, src)
+	return load(w, name, f, g, err, args)
+}
+
+func load(w io.Writer, path string, f *parser.File, g *parser.Graph, err error, args []string) *parser.Graph {
 	if err != nil {
 		PrintParseError(w, err)
 		if f != nil { // the declarations are known even when the script has errors

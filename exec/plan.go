@@ -393,12 +393,18 @@ func (p *Plan) expandOptions(env expand.Environ) error {
 const scriptDirVar = "IPCFLOW_SCRIPT_DIR"
 
 // withScriptDir is environ with IPCFLOW_SCRIPT_DIR set for the script at
-// file ("" for a graph that came from no file: then it is left as is).
+// file ("" for a graph that came from no file: then it is left as is). A
+// script read from standard input (parser.StdinName) has no directory of
+// its own: the working directory stands for it, as it does for the
+// relative paths in such a script.
 func withScriptDir(environ []string, file string) []string {
 	if file == "" || file == "-" {
 		return environ
 	}
 	dir, err := filepath.Abs(filepath.Dir(file))
+	if file == parser.StdinName {
+		dir, err = os.Getwd()
+	}
 	if err != nil {
 		return environ
 	}

@@ -40,6 +40,10 @@ func EdgeTypes() []string {
 	return ts
 }
 
+// socketKinds are the first words of a socket edge (SPEC 4), which people
+// write as the type itself: -[tcp]-> for -[socket tcp]->.
+var socketKinds = map[string]bool{"unix": true, "tcp": true, "udp": true}
+
 // edgeType resolves an arrow's type; an untyped arrow is a pipe.
 func (r *resolver) edgeType(a *Arrow) (EdgeType, bool) {
 	if !a.Typed {
@@ -47,8 +51,12 @@ func (r *resolver) edgeType(a *Arrow) (EdgeType, bool) {
 	}
 	t := EdgeType(a.Type.Name)
 	if _, ok := edgeOptions[t]; !ok {
+		hint := didYouMean(a.Type.Name, EdgeTypes())
+		if socketKinds[a.Type.Name] {
+			hint = fmt.Sprintf(" (did you mean \"-[socket %s]->\"?)", a.Type.Name)
+		}
 		r.errorf(a.Type.Pos, "unknown edge type %q%s; expected one of %s", a.Type.Name,
-			didYouMean(a.Type.Name, EdgeTypes()), strings.Join(EdgeTypes(), ", "))
+			hint, strings.Join(EdgeTypes(), ", "))
 		return "", false
 	}
 	return t, true

@@ -344,6 +344,11 @@ func (p *parser) parseStage() (Stmt, error) {
 			p.next()
 		case "native", "unordered":
 			p.next()
+		case "on", "restart", "limit":
+			// Clauses of later SPEC parts: one line saying so, rather than
+			// "expected a clause ..." for a clause the SPEC does list.
+			p.errorf(c.Pos, "stage %s: %s", d.Name.Name, notBuilt[c.Kind])
+			return d, errStmt
 		default:
 			return d, p.fail("a clause (uses, after, dir, native, unordered, merge) or '='")
 		}
@@ -695,6 +700,9 @@ func (p *parser) parseEdges() (Stmt, error) {
 	for {
 		if p.tok.typ != itemArrow && p.tok.typ != itemArrowOpen {
 			if len(s.Arrows) == 0 {
+				if p.fatArrow() {
+					return s, errStmt
+				}
 				if len(ends.List) == 1 && !ends.Braced && ends.List[0].Port == nil && p.tok.typ == itemAssign {
 					p.errorf(ends.Pos, "expected a statement, found '%s =' (a declaration starts with param, env, sem or stage)", ends.List[0].Stage.Name)
 					return s, errStmt
@@ -706,6 +714,9 @@ func (p *parser) parseEdges() (Stmt, error) {
 					return s, errStmt
 				}
 				return s, p.fail("'->' or '-[' after the stage")
+			}
+			if p.fatArrow() {
+				return s, errStmt
 			}
 			break
 		}
@@ -722,6 +733,24 @@ func (p *parser) parseEdges() (Stmt, error) {
 	}
 	s.EndPos = p.pos(p.tok.pos)
 	return s, p.endOfStmt("the edge")
+}
+
+// fatArrow reports, and records an error for, a `=>` where an arrow is
+// expected: the arrow of other languages (and of a tired hand) for `->`.
+func (p *parser) fatArrow() bool {
+	if p.tok.typ != itemAssign || !strings.HasPrefix(p.l.input[p.tok.pos:], "=>") {
+		return false
+	}
+	p.errorf(p.pos(p.tok.pos), "expected '->' or '-[' between stages, found '=>' (did you mean \"->\"?)")
+	return true
+}
+
+// notBuilt says, for each stage clause of a later SPEC part, that it is
+// not built yet.
+var notBuilt = map[string]string{
+	"on":      "'on HOST' (remote stages, SPEC 13) is not built yet",
+	"restart": "'restart' (supervision, SPEC 14) is not built yet",
+	"limit":   "'limit' (isolation, SPEC 14) is not built yet",
 }
 
 // parseEnds parses ENDS.

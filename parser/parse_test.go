@@ -44,6 +44,19 @@ func TestErrors(t *testing.T) {
 		{"positional on pipe", "stage a = cat\na -[pipe tcp]-> stdout", "f:2:10: expected an option NAME=VALUE for pipe, found 'tcp'"},
 		{"socket twice", "stage a = cat\na -[socket tcp udp]-> stdout", "f:2:16: socket kind given twice (tcp, then udp)"},
 		{"bad port in addr", "stage a = cat\na -[socket tcp addr=h:99999]-> stdout", "f:2:21: bad port \"99999\" in addr: expected 0 to 65535"},
+		// Errors that teach: the arrow of other languages, a socket's kind
+		// written as the type, and clauses of SPEC parts not built yet; one
+		// line each (TestErrors wants exactly one), and no "unknown stage"
+		// for a stage whose declaration was refused.
+		{"fat arrow", "stage a = echo\nstage b = cat\na => b", "f:3:3: expected '->' or '-[' between stages, found '=>' (did you mean \"->\"?)"},
+		{"fat arrow no space", "stage a = echo\nstage b = cat\na=>b", "f:3:2: expected '->' or '-[' between stages, found '=>' (did you mean \"->\"?)"},
+		{"fat arrow second", "stage a = echo\nstage b = cat\na -> b => stdout", "f:3:8: expected '->' or '-[' between stages, found '=>' (did you mean \"->\"?)"},
+		{"tcp as type", "stage a = echo\nstage b = cat\na -[tcp]-> b", "f:3:5: unknown edge type \"tcp\" (did you mean \"-[socket tcp]->\"?); expected one of fifo, mmap, mq, pipe, shm, socket"},
+		{"unix as type", "stage a = echo\nstage b = cat\na -[unix]-> b", "f:3:5: unknown edge type \"unix\" (did you mean \"-[socket unix]->\"?); expected one of fifo, mmap, mq, pipe, shm, socket"},
+		{"udp as type", "stage a = echo\nstage b = cat\na -[udp addr=127.0.0.1:9]-> b", "f:3:5: unknown edge type \"udp\" (did you mean \"-[socket udp]->\"?); expected one of fifo, mmap, mq, pipe, shm, socket"},
+		{"remote stage", "stage a = echo\nstage b on build@host = cat\na -> b", "f:2:9: stage b: 'on HOST' (remote stages, SPEC 13) is not built yet"},
+		{"restart", "stage a restart on-failure max 3 within 10s = while true; do\n echo\ndone\na -> stdout", "f:1:9: stage a: 'restart' (supervision, SPEC 14) is not built yet"},
+		{"limit", "stage a = echo\nstage b (in x) limit memory=64MiB, cpu=0.5 = cat \"$x\"\na -> b.x", "f:2:16: stage b: 'limit' (isolation, SPEC 14) is not built yet"},
 		{"type in capitals", "stage a = cat\na -[PIPE]-> stdout", "f:2:5: unknown edge type \"PIPE\" (did you mean \"pipe\"?); expected one of fifo, mmap, mq, pipe, shm, socket"},
 		{"option in capitals", "stage a = cat\na -[pipe SIZE=1K]-> stdout", "f:2:10: unknown option \"SIZE\" for pipe (did you mean \"size\"?); pipe takes size"},
 		{"stage in another case", "stage Words = cat\nwords -> stdout", "f:2:1: unknown stage words (did you mean \"Words\"?)"},

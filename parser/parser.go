@@ -32,6 +32,17 @@ func ParseFileAST(path string) (*File, *Graph, error) {
 	return f, g, errs.Err()
 }
 
+// StdinName names a script read from standard input (`ipcflow fmt`,
+// `run -`, `check -`) in every message about it, as gofmt and compilers do.
+const StdinName = "<stdin>"
+
+// ParseSourceAST is ParseFileAST for a script already read, such as one
+// from standard input; name names it in messages.
+func ParseSourceAST(name string, src []byte) (*File, *Graph, error) {
+	f, g, errs := parse(name, src)
+	return f, g, errs.Err()
+}
+
 // MaxScriptSize is the largest script ipcflow reads. Scripts are text,
 // written by hand or generated; a path such as /dev/zero, or a generator
 // gone wrong, must give one line of error, not exhaust memory.

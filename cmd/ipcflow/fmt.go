@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,14 +33,11 @@ FILE:LINE:COL: message and the exit status is 2.`
 
 func (c *FmtCmd) Run(s *Streams) error {
 	if len(c.Files) == 0 {
-		src, err := parser.ReadScriptFrom("standard input", s.Stdin)
-		if errors.Is(err, parser.ErrTooLarge) {
-			return &ExitStatus{Code: usageStatus, Msg: err.Error()}
-		}
+		src, err := readStdinScript(s)
 		if err != nil {
-			return &ExitStatus{Code: usageStatus, Msg: fmt.Sprintf("read standard input: %v", err)}
+			return err
 		}
-		changed, err := c.one(s, "<stdin>", src, false)
+		changed, err := c.one(s, parser.StdinName, src, false)
 		return c.status(changed, err)
 	}
 	var changed bool

@@ -233,6 +233,9 @@ var commands = []string{"run", "check", "fmt", "graph", "clean", "bench", "lock"
 // a path (no / and no .), is most likely a mistyped command: that is the
 // error, not "no such file".
 func routeFile(args []string) ([]string, error) {
+	if len(args) > 0 && args[0] == stdinArg { // ipcflow - is ipcflow run -
+		return append([]string{"run"}, args...), nil
+	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") || slices.Contains(commands, args[0]) {
 		return args, nil
 	}

@@ -27,6 +27,9 @@ func TestQuickRunMatchesKong(t *testing.T) {
 	if c, ok := quickRun([]string{"run", "f.ipcflow", "N=-1"}); !ok || c.File != "f.ipcflow" || !slices.Equal(c.Params, []string{"N=-1"}) || c.Grace != cli.Run.Grace {
 		t.Errorf("quickRun = %+v, %v; want the file, its param and kong's default grace %v", c, ok, cli.Run.Grace)
 	}
+	if c, ok := quickRun([]string{"run", "-", "N=1"}); !ok || c.File != "-" { // the script on stdin is no flag
+		t.Errorf("quickRun(run - N=1) = %+v, %v; want the quick path with File -", c, ok)
+	}
 	for _, args := range [][]string{{"run"}, {"run", "f", "--label"}, {"run", "--dry-run", "f"}, {"check", "f"}} {
 		if _, ok := quickRun(args); ok {
 			t.Errorf("quickRun(%q) took a command line that needs kong", args)

@@ -8,12 +8,13 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/ipcflow/ipcflow/exec"
+	"github.com/ipcflow/ipcflow/parser"
 )
 
 // RunCmd runs a flow (SPEC 6, 7). Every flag is also an IPCFLOW_* variable
 // (IPCFLOW_GRACE=1s), for `#!/usr/bin/env ipcflow` scripts.
 type RunCmd struct {
-	File      string        `arg:"" completion-predictor:"script" help:"The .ipcflow script."`
+	File      string        `arg:"" completion-predictor:"script" help:"The .ipcflow script (- for standard input: the stages' stdin is then /dev/null)."`
 	Params    []string      `arg:"" optional:"" completion-predictor:"params" help:"NAME=VALUE: set a param declared in the script."`
 	DryRun    bool          `help:"Print the plan (objects, processes, the fds of each) and start nothing."`
 	Label     bool          `help:"Prefix each line a stage writes to stderr with its name."`
@@ -36,9 +37,9 @@ func (c *RunCmd) run(s *Streams, flagEnv []string) error {
 	if c.Grace < 0 || c.Timeout < 0 {
 		return &ExitStatus{Code: usageStatus, Msg: "run: --grace and --timeout take a duration of 0 or more"}
 	}
-	g := exec.Load(s.scriptErrors(), c.File, c.Params)
-	if g == nil {
-		return &ExitStatus{Code: usageStatus}
+	g, err := c.load(s)
+	if err != nil {
+		return err
 	}
 	grace := c.Grace
 	if grace <= 0 {
@@ -74,6 +75,32 @@ func (c *RunCmd) run(s *Streams, flagEnv []string) error {
 	return nil
 }
 
+// load reads and checks the script, from standard input for a File of -.
+// Such a script has been read to the end of stdin, so no stage is handed
+// ipcflow's stdin: an unconnected `in` is /dev/null as always, and a
+// `stdin ->` edge is refused rather than left to read nothing.
+func (c *RunCmd) load(s *Streams) (*parser.Graph, error) {
+	if c.File != stdinArg {
+		if g := exec.Load(s.scriptErrors(), c.File, c.Params); g != nil {
+			return g, nil
+		}
+		return nil, &ExitStatus{Code: usageStatus}
+	}
+	src, err := readStdinScript(s)
+	if err != nil {
+		return nil, err
+	}
+	g := exec.LoadSource(s.scriptErrors(), parser.StdinName, src, c.Params)
+	if g == nil {
+		return nil, &ExitStatus{Code: usageStatus}
+	}
+	if errs := stdinEdges(g); len(errs) > 0 {
+		exec.PrintParseError(s.scriptErrors(), errs)
+		return nil, &ExitStatus{Code: usageStatus}
+	}
+	return g, nil
+}
+
 // flagEnvs lists the IPCFLOW_* variables of the selected command's flags,
 // from kong's own model, so the list kept from stages can't drift from the
 // flags.
@@ -102,7 +129,7 @@ func quickRun(args []string) (c *RunCmd, ok bool) {
 		return nil, false
 	}
 	for _, a := range args[1:] {
-		if strings.HasPrefix(a, "-") {
+		if strings.HasPrefix(a, "-") && a != stdinArg {
 			return nil, false
 		}
 	}
