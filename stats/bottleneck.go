@@ -5,10 +5,13 @@ import (
 	"strings"
 )
 
-// The bottleneck is the stage whose own work (on a CPU, or busy elsewhere:
-// sleeping, a disk, a child) took the largest part of the run, since the
-// others spent that time waiting on it: blocked writing into its full
-// input, or reading its empty output. Unless a stage waited for a
+// The bottleneck is the stage whose own work (on a CPU, ready to run and
+// waiting for one, or busy elsewhere: sleeping, a disk, a child) took the
+// largest part of the run, since the others spent that time waiting on
+// it: blocked writing into its full input, or reading its empty output.
+// Waiting for a CPU counts as its own: on a machine with more work than
+// CPUs, the stage that wants the CPU longest is still the one the others
+// wait for. Unless a stage waited for a
 // semaphore a quarter of the run, or about as long as that: then the
 // semaphore limited the flow, and the stage that waited longest for it is
 // named, with those it shares it with.
@@ -40,7 +43,7 @@ func (r *Recorder) bottleneck(rep *Report) (b *Bottleneck, why string) {
 	semStage, semAbs := -1, 0.0
 	for i, s := range rep.Stages {
 		part := s.WallSec / rep.WallSec
-		own := (s.Share.Running + s.Share.Other) * part
+		own := (s.Share.Running + s.Share.CPUWait + s.Share.Other) * part
 		switch {
 		case own > bestOwn:
 			second, secondOwn = best, bestOwn
@@ -68,6 +71,9 @@ func (r *Recorder) bottleneck(rep *Report) (b *Bottleneck, why string) {
 	s := rep.Stages[best]
 	var ev []string
 	ev = append(ev, fmt.Sprintf("on CPU %s", pct(s.Share.Running)))
+	if s.Share.CPUWait >= 0.1 {
+		ev = append(ev, fmt.Sprintf("waiting for a CPU %s (the machine is busier than its CPUs)", pct(s.Share.CPUWait)))
+	}
 	if s.Share.Other >= 0.1 {
 		ev = append(ev, fmt.Sprintf("busy elsewhere %s (sleep, disk, a child)", pct(s.Share.Other)))
 	}
