@@ -197,8 +197,9 @@ func (r *replicaRunner) spawn(c runnerCmd, fds []int) (int, error) {
 	return pid, nil
 }
 
-// reap waits for pid and judges how it ended: what names it in a failure.
-func (r *replicaRunner) reap(pid int, what string) {
+// wait waits for pid and forgets it, and says whether the runner was
+// aborted meanwhile.
+func (r *replicaRunner) wait(pid int) (syscall.WaitStatus, bool) {
 	var ws syscall.WaitStatus
 	for {
 		_, err := syscall.Wait4(pid, &ws, 0, nil)
@@ -207,10 +208,15 @@ func (r *replicaRunner) reap(pid int, what string) {
 		}
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	delete(r.live, pid)
-	aborted := r.aborted
 	r.cond.Broadcast()
-	r.mu.Unlock()
+	return ws, r.aborted
+}
+
+// reap waits for pid and judges how it ended: what names it in a failure.
+func (r *replicaRunner) reap(pid int, what string) {
+	ws, aborted := r.wait(pid)
 	switch {
 	case ws.Exited() && ws.ExitStatus() == 0:
 		r.zeros.Add(1)
@@ -566,18 +572,7 @@ func (r *replicaRunner) longLived() {
 // reapMerge judges the merge command. Its SIGPIPE means out's reader
 // left: the copies are stopped as that would stop them.
 func (r *replicaRunner) reapMerge(pid int) {
-	var ws syscall.WaitStatus
-	for {
-		_, err := syscall.Wait4(pid, &ws, 0, nil)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	r.mu.Lock()
-	delete(r.live, pid)
-	aborted := r.aborted
-	r.cond.Broadcast()
-	r.mu.Unlock()
+	ws, aborted := r.wait(pid)
 	switch {
 	case ws.Exited() && ws.ExitStatus() == 0:
 	case ws.Signaled() && ws.Signal() == syscall.SIGPIPE:

@@ -171,26 +171,7 @@ func (w *MmapWriter) Write(p []byte) (int, error) {
 
 // ReadFrom appends src's bytes, each read(2) straight into the file's
 // mapping: io.Copy uses it.
-func (w *MmapWriter) ReadFrom(src io.Reader) (int64, error) {
-	var total int64
-	for {
-		span, err := w.Reserve()
-		if err != nil {
-			return total, err
-		}
-		n, err := src.Read(span)
-		if n > 0 {
-			w.Commit(n)
-			total += int64(n)
-		}
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
-}
+func (w *MmapWriter) ReadFrom(src io.Reader) (int64, error) { return readInto(w, src) }
 
 // Close truncates the file to the stream's length and ends the stream.
 func (w *MmapWriter) Close() error {

@@ -72,3 +72,33 @@ func (r *spanReader) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 }
+
+// spanWriter is what the shm and mmap writers share: space reserved where
+// the bytes will lie, then committed.
+type spanWriter interface {
+	Reserve() ([]byte, error)
+	Commit(n int)
+}
+
+// readInto moves src's bytes into w, each read(2) straight into reserved
+// space (no copy in between), to src's end.
+func readInto(w spanWriter, src io.Reader) (int64, error) {
+	var total int64
+	for {
+		span, err := w.Reserve()
+		if err != nil {
+			return total, err
+		}
+		n, err := src.Read(span)
+		if n > 0 {
+			w.Commit(n)
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}

@@ -182,23 +182,4 @@ func (r *ShmReader) Close() error {
 
 // ReadFrom moves src's bytes into the ring, each read(2) straight into
 // reserved space (no copy in between): io.Copy uses it.
-func (w *ShmWriter) ReadFrom(src io.Reader) (int64, error) {
-	var total int64
-	for {
-		span, err := w.Reserve()
-		if err != nil {
-			return total, err
-		}
-		n, err := src.Read(span)
-		if n > 0 {
-			w.Commit(n)
-			total += int64(n)
-		}
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
-}
+func (w *ShmWriter) ReadFrom(src io.Reader) (int64, error) { return readInto(w, src) }
