@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"golang.org/x/term"
 )
@@ -55,10 +58,18 @@ func (m *Monitor) update(rec *Recorder, prev *Report) {
 	defer close(m.done)
 	t := time.NewTicker(MonitorRate)
 	defer t.Stop()
+	// A resize resets the terminal's scroll region: until the view sets
+	// it again, the stages' lines run down into the old frame. So a
+	// resize redraws at once, not at the next tick.
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, unix.SIGWINCH)
+	defer signal.Stop(winch)
 	for {
 		select {
 		case <-m.stop:
 			return
+		case <-winch:
+			m.draw(LiveLines(prev, nil))
 		case <-t.C:
 			rep := rec.Snapshot(false)
 			m.draw(LiveLines(rep, prev))
@@ -119,12 +130,18 @@ func (m *Monitor) draw(lines []string) {
 // above out of their way (the cursor moves back up after them), then the
 // scroll region is set to the rows above (which moves the cursor home, so
 // it is saved around it).
-// After a resize the old rows are not cleared: the terminal has moved
-// its lines (and reset the region), and rows counted from the old bottom
-// may now hold the stages' output. The old frame scrolls away as text.
+// After a resize the old rows are not cleared by their numbers: the
+// terminal has moved its lines (and reset the region), and rows counted
+// from the old bottom may now hold the stages' output. What is below the
+// cursor is the old frame's remains (the stages write at the cursor, which
+// a frame puts back where it was), so that is erased instead: left there,
+// the stages' next lines were written over the frame's and kept its tail.
 func (m *Monitor) reserve(b *bytes.Buffer, rows, n int) {
-	if m.rows != 0 && m.rows == rows {
+	switch {
+	case m.rows != 0 && m.rows == rows:
 		m.clear(b)
+	case m.rows != 0:
+		b.WriteString("\x1b[J") // erase from the cursor to the end of the screen
 	}
 	for i := 0; i < n; i++ {
 		b.WriteByte('\n')
