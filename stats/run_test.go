@@ -197,9 +197,11 @@ func TestBottleneckIsNamed(t *testing.T) {
 	cases := []struct {
 		name, flow, want, sem string
 	}{
-		// An awk doing arithmetic for every line between a cat and a wc.
+		// An awk doing arithmetic for every line between a cat and a wc:
+		// long enough (0.5 s and more) for the sampler to tell, on a
+		// quiet machine too.
 		{"cpu-bound middle",
-			"stage src = cat " + big + "\nstage work = awk '{ for (i = 0; i < 30; i++) s += length($0) * i } END { print s }'\nstage sink = wc -c\nsrc ARROW work\nwork ARROW sink\n",
+			"stage src = cat " + big + "\nstage work = awk '{ for (i = 0; i < 200; i++) s += length($0) * i } END { print s }'\nstage sink = wc -c\nsrc ARROW work\nwork ARROW sink\n",
 			"work", ""},
 		// A reader that takes a line every few milliseconds.
 		{"slow consumer",
