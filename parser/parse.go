@@ -317,31 +317,13 @@ func (p *parser) parseStage() (Stmt, error) {
 				return d, err
 			}
 		case "dir":
-			w := p.l.nextWord(true)
-			if w.typ == itemError {
-				p.tok = w
-				return d, p.fail("")
+			if err := p.clauseWord(c, "a directory after 'dir'", "a dir"); err != nil {
+				return d, err
 			}
-			if w.val == "" {
-				p.next()
-				return d, p.fail("a directory after 'dir'")
-			}
-			c.WordPos, c.Text = p.pos(w.pos), w.val
-			c.Word = p.shellWord(w, "a dir")
-			p.next()
 		case "merge":
-			w := p.l.nextWord(true)
-			if w.typ == itemError {
-				p.tok = w
-				return d, p.fail("")
+			if err := p.clauseWord(c, "a merge command after 'merge'", "a merge command"); err != nil {
+				return d, err
 			}
-			if w.val == "" {
-				p.next()
-				return d, p.fail("a merge command after 'merge'")
-			}
-			c.WordPos, c.Text = p.pos(w.pos), w.val
-			c.Word = p.shellWord(w, "a merge command")
-			p.next()
 		case "native", "unordered":
 			p.next()
 		case "on", "restart", "limit":
@@ -876,4 +858,23 @@ func (p *parser) shellPos(start int, sp syntax.Pos) Pos {
 		return p.pos(start)
 	}
 	return p.pos(min(start+int(off), len(p.l.input)))
+}
+
+// clauseWord reads the shell word a clause takes (`dir WORD`, `merge
+// WORD`) into c; missing is what the error says was expected, what names
+// the word in shellWord's errors.
+func (p *parser) clauseWord(c *Clause, missing, what string) error {
+	w := p.l.nextWord(true)
+	if w.typ == itemError {
+		p.tok = w
+		return p.fail("")
+	}
+	if w.val == "" {
+		p.next()
+		return p.fail(missing)
+	}
+	c.WordPos, c.Text = p.pos(w.pos), w.val
+	c.Word = p.shellWord(w, what)
+	p.next()
+	return nil
 }
