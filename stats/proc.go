@@ -11,8 +11,6 @@ import (
 	"bytes"
 	"os"
 	"strconv"
-
-	"golang.org/x/sys/unix"
 )
 
 // ticksPerSec is USER_HZ, the unit of /proc's CPU times: 100 on every
@@ -118,16 +116,6 @@ func parseIO(b []byte) IO {
 		}
 	}
 	return io
-}
-
-// fdIdentity is the device and inode of pid's fd, the file itself (not
-// the link's): a pipe, socket or fifo ipcflow made for an edge.
-func fdIdentity(pid int, fd uint64) (FileKey, bool) {
-	var s unix.Stat_t
-	if unix.Stat("/proc/"+strconv.Itoa(pid)+"/fd/"+strconv.FormatUint(fd, 10), &s) != nil {
-		return FileKey{}, false
-	}
-	return FileKey{s.Dev, s.Ino}, true
 }
 
 // FileKey names an open file as the kernel does: device and inode.
