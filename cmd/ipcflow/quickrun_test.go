@@ -30,7 +30,33 @@ func TestQuickRunMatchesKong(t *testing.T) {
 	if c, ok := quickRun([]string{"run", "-", "N=1"}); !ok || c.File != "-" { // the script on stdin is no flag
 		t.Errorf("quickRun(run - N=1) = %+v, %v; want the quick path with File -", c, ok)
 	}
-	for _, args := range [][]string{{"run"}, {"run", "f", "--label"}, {"run", "--dry-run", "f"}, {"check", "f"}} {
+	// The measuring flags take the quick path too, with what kong would
+	// have made of them.
+	for _, args := range [][]string{
+		{"run", "--stats", "f.ipcflow", "N=1"},
+		{"run", "f.ipcflow", "--stats-json", "-", "N=1", "--monitor"},
+		{"run", "--stats-json=s.json", "--stats", "f.ipcflow", "N=1"},
+	} {
+		var kcli runCLI
+		kk, err := kong.New(&kcli, kong.DefaultEnvars("IPCFLOW"), kong.Vars{"version": "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kk.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		c, ok := quickRun(args)
+		if !ok {
+			t.Errorf("quickRun(%q) took the slow path", args)
+			continue
+		}
+		want := kcli.Run
+		if c.File != want.File || !slices.Equal(c.Params, want.Params) || c.Stats != want.Stats ||
+			c.Monitor != want.Monitor || c.StatsJSON != want.StatsJSON || c.Grace != want.Grace {
+			t.Errorf("quickRun(%q) = %+v; kong made %+v", args, *c, want)
+		}
+	}
+	for _, args := range [][]string{{"run"}, {"run", "--stats"}, {"run", "f", "--stats-json"}, {"run", "f", "--stats=false"}, {"run", "f", "--label"}, {"run", "--dry-run", "f"}, {"check", "f"}} {
 		if _, ok := quickRun(args); ok {
 			t.Errorf("quickRun(%q) took a command line that needs kong", args)
 		}

@@ -118,20 +118,40 @@ func flagEnvs(kctx *kong.Context) []string {
 var runFlagEnvs = []string{"IPCFLOW_DRY_RUN", "IPCFLOW_LABEL", "IPCFLOW_KEEP_GOING", "IPCFLOW_GRACE",
 	"IPCFLOW_TIMEOUT", "IPCFLOW_STATS", "IPCFLOW_STATS_JSON", "IPCFLOW_MONITOR"}
 
-// quickRun is `ipcflow run FILE [NAME=VALUE...]` with no flag, on the
-// command line or in the environment: what every #! script and most runs
+// quickRun is `ipcflow run FILE [NAME=VALUE...]` with no flag but the
+// measuring ones (--stats, --monitor, --stats-json FILE), on the command
+// line and none in the environment: what every #! script and most runs
 // are. It is run without kong, whose model of even run's command alone
-// costs 0.3 to 0.5 ms of every start here (docs/exec.md, "Speed");
-// anything else, help and every error included, goes through kong. ok is
-// false when args are not such a run.
+// costs 0.3 to 0.5 ms of every start here (docs/exec.md, "Speed"), more
+// than --stats itself may cost (docs/stats.md); anything else, help and
+// every error included, goes through kong. ok is false when args are not
+// such a run.
 func quickRun(args []string) (c *RunCmd, ok bool) {
 	if len(args) < 2 || args[0] != "run" {
 		return nil, false
 	}
-	for _, a := range args[1:] {
-		if strings.HasPrefix(a, "-") && a != stdinArg {
+	c = &RunCmd{Grace: exec.DefaultGrace}
+	var rest []string
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--stats":
+			c.Stats = true
+		case a == "--monitor":
+			c.Monitor = true
+		case a == "--stats-json" && i+1 < len(args):
+			i++
+			c.StatsJSON = args[i]
+		case strings.HasPrefix(a, "--stats-json=") && len(a) > len("--stats-json="):
+			c.StatsJSON = strings.TrimPrefix(a, "--stats-json=")
+		case strings.HasPrefix(a, "-") && a != stdinArg:
 			return nil, false
+		default:
+			rest = append(rest, a)
 		}
+	}
+	if len(rest) == 0 {
+		return nil, false
 	}
 	for _, e := range runFlagEnvs {
 		if _, set := os.LookupEnv(e); set {
@@ -141,5 +161,6 @@ func quickRun(args []string) (c *RunCmd, ok bool) {
 	if _, set := os.LookupEnv("IPCFLOW_COLOR"); set { // --color, a flag of every command
 		return nil, false
 	}
-	return &RunCmd{File: args[1], Params: args[2:], Grace: exec.DefaultGrace}, true
+	c.File, c.Params = rest[0], rest[1:]
+	return c, true
 }
