@@ -28,12 +28,14 @@ import (
 // flow is a plan being run: the objects it made and its stages' state.
 // Only the supervisor's goroutine (supervise) touches it after newFlow.
 type flow struct {
-	plan   *Plan
-	names  FlowNames
-	o      Options
-	rd     *rundir.Dir
-	guard  *Guardian
-	cgroup *contain.Group // nil: process groups only (contain.go)
+	plan  *Plan
+	names FlowNames
+	// copyTables are the replicated stages' (withCopyTable).
+	copyTables []*stats.CopyTable
+	o          Options
+	rd         *rundir.Dir
+	guard      *Guardian
+	cgroup     *contain.Group // nil: process groups only (contain.go)
 	// closedOwn: ipcflow's fd 1 or 2 was closed when it started; stages
 	// get it closed too (stdio.go).
 	closedOwn [3]bool
@@ -290,6 +292,7 @@ func (f *flow) supervise() int {
 	if f.o.Report != nil {
 		f.o.Report(f.rec.Final(status))
 	}
+	f.closeCopyTables()
 	return status
 }
 

@@ -8,6 +8,9 @@ package exec
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -185,4 +188,61 @@ func statusWords(e exitInfo) string {
 		return "broken pipe (" + e.String() + ")"
 	}
 	return e.String()
+}
+
+// copyTableEnv names, in a replica runner's environment, the fd of its
+// copy table (stats.CopyTable): the fd after the stage's own.
+const copyTableEnv = "IPCFLOW_COPY_TABLE"
+
+// withCopyTable gives a replicated stage's runner a table for its copies'
+// figures, so that --stats, --monitor and ps show each copy (stats
+// cannot tell one child of the runner from another by itself). pr and
+// fds are returned extended (copies, not the plan's own); done closes
+// ipcflow's end of the file once the runner has its own. A table that
+// cannot be made costs the copies' rows, not the run.
+func (f *flow) withCopyTable(st *liveStage, pr *Process, fds []uintptr) (_ *Process, _ []uintptr, done func()) {
+	if pr.Replicas == nil {
+		return pr, fds, func() {}
+	}
+	t, file, err := stats.NewCopyTable(pr.Replicas.Copies)
+	if err != nil {
+		fmt.Fprintf(f.o.Stderr, "ipcflow: warning: stage %s: %v: no figures per copy\n", st.name(), err)
+		return pr, fds, func() {}
+	}
+	f.copyTables = append(f.copyTables, t)
+	f.rec.SetCopies(st.idx, t)
+	withTable := *pr
+	withTable.Env = append(slices.Clip(pr.Env), fmt.Sprintf("%s=%d", copyTableEnv, len(fds)))
+	return &withTable, append(slices.Clip(fds), file.Fd()), func() { file.Close() }
+}
+
+// closeCopyTables unmaps the copy tables once the last report is made.
+func (f *flow) closeCopyTables() {
+	for _, t := range f.copyTables {
+		t.Close()
+	}
+	f.copyTables = nil
+}
+
+// openCopyTable is the runner's side of withCopyTable: the table its
+// environment names (the variable is not passed on to the copies), or
+// nil.
+func openCopyTable(env []string, copies int) ([]string, *stats.CopyTable) {
+	var t *stats.CopyTable
+	kept := env[:0:0]
+	for _, kv := range env {
+		v, ok := strings.CutPrefix(kv, copyTableEnv+"=")
+		if !ok {
+			kept = append(kept, kv)
+			continue
+		}
+		if fd, err := strconv.Atoi(v); err == nil && fd > 2 {
+			unix.CloseOnExec(fd) // the copies do not get it
+			if tt, err := stats.OpenCopyTable(fd, copies); err == nil {
+				t = tt
+			}
+			unix.Close(fd) // the mapping stays
+		}
+	}
+	return kept, t
 }

@@ -9,11 +9,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/fdio"
 	"github.com/ipcflow/ipcflow/movers"
+	"github.com/ipcflow/ipcflow/stats"
 )
 
 // The replica runner: role "replicas", the process of a replicated stage
@@ -63,6 +65,9 @@ type replicaRunner struct {
 	turn    int           // ordered: the block whose output is written now
 	// zeros and ones count the copies that exited 0 and 1.
 	zeros, ones atomic.Int64
+	// table is where the copies' figures go for ipcflow's stats
+	// (stats.CopyTable), nil without one.
+	table *stats.CopyTable
 }
 
 func replicasRole(args []string) int {
@@ -77,6 +82,7 @@ func replicasRole(args []string) int {
 	}
 	r.cond = sync.NewCond(&r.mu)
 	r.stopped = make(chan struct{})
+	r.env, r.table = openCopyTable(r.env, r.cfg.Copies)
 	run := r.longLived
 	switch r.cfg.Mode {
 	case "ordered":
@@ -169,9 +175,9 @@ func (r *replicaRunner) isAborted() bool {
 	return r.aborted
 }
 
-// spawn starts c with fds as its 0, 1, 2, ... and records it live; after
-// an abort it is signalled at once.
-func (r *replicaRunner) spawn(c runnerCmd, fds []int) (int, error) {
+// spawn starts c, copy k (-1: the merge), with fds as its 0, 1, 2, ...
+// and records it live; after an abort it is signalled at once.
+func (r *replicaRunner) spawn(c runnerCmd, fds []int, k int) (int, error) {
 	files := make([]uintptr, len(fds))
 	for i, fd := range fds {
 		files[i] = uintptr(fd)
@@ -187,6 +193,7 @@ func (r *replicaRunner) spawn(c runnerCmd, fds []int) (int, error) {
 		return 0, fmt.Errorf("%s: %w", c.Argv[0], err)
 	}
 	r.live[pid] = true
+	r.table.Began(k, pid)
 	if r.aborted {
 		sig := syscall.SIGTERM
 		if r.gone {
@@ -197,16 +204,26 @@ func (r *replicaRunner) spawn(c runnerCmd, fds []int) (int, error) {
 	return pid, nil
 }
 
-// wait waits for pid and forgets it, and says whether the runner was
-// aborted meanwhile.
-func (r *replicaRunner) wait(pid int) (syscall.WaitStatus, bool) {
+// wait waits for pid, copy k (-1: the merge), notes its figures in the
+// copy table and forgets it, and says whether the runner was aborted
+// meanwhile.
+func (r *replicaRunner) wait(pid, k int) (syscall.WaitStatus, bool) {
 	var ws syscall.WaitStatus
+	var ru unix.Rusage
+	var io stats.IO
+	if r.table != nil && k >= 0 {
+		// Its I/O is readable until it is reaped: wait without reaping.
+		for unix.Waitid(unix.P_PID, pid, nil, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
+		}
+		io = stats.ReadIO(pid)
+	}
 	for {
-		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		_, err := syscall.Wait4(pid, &ws, 0, (*syscall.Rusage)(unsafe.Pointer(&ru)))
 		if err != syscall.EINTR {
 			break
 		}
 	}
+	r.table.Ended(k, unix.WaitStatus(ws), &ru, io)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.live, pid)
@@ -215,8 +232,8 @@ func (r *replicaRunner) wait(pid int) (syscall.WaitStatus, bool) {
 }
 
 // reap waits for pid and judges how it ended: what names it in a failure.
-func (r *replicaRunner) reap(pid int, what string) {
-	ws, aborted := r.wait(pid)
+func (r *replicaRunner) reap(pid, k int, what string) {
+	ws, aborted := r.wait(pid, k)
 	switch {
 	case ws.Exited() && ws.ExitStatus() == 0:
 		r.zeros.Add(1)
@@ -376,14 +393,15 @@ func (r *replicaRunner) orderedBlock(seq, in int, running chan struct{}, free ch
 		return
 	}
 	defer unix.Close(out)
-	pid, err := r.spawn(r.cfg.Copy, []int{in, out, 2})
+	k := seq % r.cfg.Copies
+	pid, err := r.spawn(r.cfg.Copy, []int{in, out, 2}, k)
 	if err != nil {
 		unix.Close(in)
 		<-running
 		r.startFailed(err)
 		return
 	}
-	r.reap(pid, fmt.Sprintf("copy %s[%d] (block %d)", r.cfg.Stage, seq%r.cfg.Copies, seq))
+	r.reap(pid, k, fmt.Sprintf("copy %s[%d] (block %d)", r.cfg.Stage, k, seq))
 	giveBack()
 	<-running
 	if mine, aborted := r.waitTurn(seq, true); !mine || aborted {
@@ -457,7 +475,7 @@ func (r *replicaRunner) longLived() {
 			r.fail(1, 0, err.Error())
 			break
 		}
-		pid, err := r.spawn(r.cfg.Copy, []int{inR, outW, 2})
+		pid, err := r.spawn(r.cfg.Copy, []int{inR, outW, 2}, i)
 		unix.Close(inR)
 		unix.Close(outW)
 		if err != nil {
@@ -471,7 +489,7 @@ func (r *replicaRunner) longLived() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.reap(pid, fmt.Sprintf("copy %s[%d]", r.cfg.Stage, i))
+			r.reap(pid, i, fmt.Sprintf("copy %s[%d]", r.cfg.Stage, i))
 		}()
 		if merge {
 			mergeFds = append(mergeFds, outR)
@@ -482,7 +500,7 @@ func (r *replicaRunner) longLived() {
 		if err != nil {
 			r.fail(1, 0, err.Error())
 		} else {
-			pid, err := r.spawn(*r.cfg.Merge, append([]int{null, 1, 2}, mergeFds...))
+			pid, err := r.spawn(*r.cfg.Merge, append([]int{null, 1, 2}, mergeFds...), -1)
 			unix.Close(null)
 			if err != nil {
 				r.startFailed(err)
@@ -572,7 +590,7 @@ func (r *replicaRunner) longLived() {
 // reapMerge judges the merge command. Its SIGPIPE means out's reader
 // left: the copies are stopped as that would stop them.
 func (r *replicaRunner) reapMerge(pid int) {
-	ws, aborted := r.wait(pid)
+	ws, aborted := r.wait(pid, -1)
 	switch {
 	case ws.Exited() && ws.ExitStatus() == 0:
 	case ws.Signaled() && ws.Signal() == syscall.SIGPIPE:

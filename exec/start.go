@@ -186,12 +186,14 @@ func (f *flow) startStage(st *liveStage) {
 			return
 		}
 	}
-	pid, err := f.spawn(pr, sf.fds, pr.Argv, pr.Path)
+	pr, fds, tableSent := f.withCopyTable(st, pr, sf.fds)
+	defer tableSent()
+	pid, err := f.spawn(pr, fds, pr.Argv, pr.Path)
 	if errors.Is(err, syscall.ENOEXEC) && !pr.Shell {
 		// A script without a #! line: shells run those themselves.
 		path, argv, serr := shellCommand(st.name(), len(pr.Fds), st.plan.Stage.Command)
 		if serr == nil {
-			pid, err = f.spawn(pr, sf.fds, argv, path)
+			pid, err = f.spawn(pr, fds, argv, path)
 		}
 	}
 	if err != nil {

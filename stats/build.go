@@ -58,6 +58,7 @@ func (s *stageRec) figures(now time.Time) Stage {
 		st.BytesRead, st.BytesWritten = s.liveIO.Read, s.liveIO.Written
 	}
 	st.Share = s.shares(life, now)
+	st.Replicas = s.copyFigures()
 	return st
 }
 
@@ -94,19 +95,25 @@ func (s *stageRec) shares(life time.Duration, now time.Time) Shares {
 	}
 	sh.Running = run
 	sh.CPUWait = min(s.cpuWait.Seconds()/life.Seconds(), rest-run)
-	// What the samples saw off a CPU shares what is left; a runnable
-	// sample beyond the time on and waiting for a CPU counts as elsewhere.
-	left := rest - run - sh.CPUWait
-	excess := max(0, float64(s.nRun)-(run+sh.CPUWait)/rest*n)
-	waitN := float64(s.nWrite+s.nRead+s.nOw) + excess
+	sh.splitRest(rest, s.n, s.nRun, s.nWrite, s.nRead, s.nOw)
+	return sh
+}
+
+// splitRest shares out what is left of rest (a life, less its semaphore
+// wait) after its time on and waiting for a CPU, as the n samples saw it
+// off a CPU: blocked writing, reading, or elsewhere. A runnable sample
+// beyond the time on and waiting for a CPU counts as elsewhere.
+func (sh *Shares) splitRest(rest float64, n, nRun, nWrite, nRead, nOw int64) {
+	left := rest - sh.Running - sh.CPUWait
+	excess := max(0, float64(nRun)-(sh.Running+sh.CPUWait)/rest*float64(n))
+	waitN := float64(nWrite+nRead+nOw) + excess
 	if waitN == 0 {
 		sh.Other = left
-		return sh
+		return
 	}
-	sh.Writing = left * float64(s.nWrite) / waitN
-	sh.Reading = left * float64(s.nRead) / waitN
-	sh.Other = left * (float64(s.nOw) + excess) / waitN
-	return sh
+	sh.Writing = left * float64(nWrite) / waitN
+	sh.Reading = left * float64(nRead) / waitN
+	sh.Other = left * (float64(nOw) + excess) / waitN
 }
 
 // edgeFigures are edge e's figures.

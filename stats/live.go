@@ -24,6 +24,9 @@ func LiveLines(rep, prev *Report) []string {
 			}
 		}
 		fmt.Fprintf(tw, "  %s\tpid %d\t%s\n", s.Title(), s.Pid, now)
+		for _, c := range s.Replicas {
+			fmt.Fprintf(tw, "    %s\t%s\t%s\n", c.Name, copyPid(c), copyNowText(c))
+		}
 	}
 	for i, e := range rep.Edges {
 		rate := 0.0
@@ -47,4 +50,24 @@ func WriteLive(w io.Writer, rep, prev *Report) error {
 		}
 	}
 	return nil
+}
+
+// copyPid is a copy's process for the live view: none between blocks.
+func copyPid(c Copy) string {
+	if c.Pid == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("pid %d", c.Pid)
+}
+
+// copyNowText is what a copy does now, and how many blocks it has run.
+func copyNowText(c Copy) string {
+	now := c.Doing
+	if c.Pid == 0 {
+		now = "idle"
+		if c.Status != "" {
+			now = c.Status
+		}
+	}
+	return fmt.Sprintf("%s, %s run", now, plural(int64(c.Processes), "process"))
 }

@@ -20,6 +20,7 @@ const ticksPerSec = 100
 // procStat is what a stage sampler needs of /proc/PID/stat.
 type procStat struct {
 	state     byte // R, S, D, T, Z...
+	ppid      int
 	pgrp      int
 	user, sys uint64 // utime + cutime, stime + cstime: its own and its reaped children's
 }
@@ -47,6 +48,7 @@ func parseStat(b []byte) (procStat, bool) {
 		return procStat{}, false
 	}
 	st := procStat{state: f[0][0]}
+	st.ppid, _ = strconv.Atoi(string(f[1]))
 	st.pgrp, _ = strconv.Atoi(string(f[2]))
 	for i, k := range f[11:15] {
 		t, _ := strconv.ParseUint(string(k), 10, 64)

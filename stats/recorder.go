@@ -115,6 +115,10 @@ type stageRec struct {
 	liveUser, liveSys uint64
 	liveIO            IO
 	doing             string
+	// A replicated stage's copies: the runner's table, and what the
+	// samples saw each copy do.
+	table  *CopyTable
+	copies []copySamples
 }
 
 type edgeRec struct {

@@ -65,6 +65,32 @@ type Stage struct {
 	BytesRead    int64  `json:"bytes_read"` // read(2)-family bytes, the kernel's /proc/PID/io rchar
 	BytesWritten int64  `json:"bytes_written"`
 	Share        Shares `json:"share"`
+	// Replicas are a replicated stage's copies, one by one (the stage's
+	// own figures above are theirs added up, with the replica runner's).
+	Replicas []Copy `json:"replicas,omitempty"`
+}
+
+// Copy is one copy of a replicated stage (SPEC 11). In ordered mode copy
+// k is the processes that ran blocks k, k+N, k+2N, ... one after the
+// other; otherwise one process for the whole run.
+type Copy struct {
+	Name      string `json:"name"`      // NAME[k]
+	Pid       int    `json:"pid"`       // its process now; 0 between blocks and once done
+	Processes int    `json:"processes"` // processes it ran: the blocks it took, in ordered mode
+	// Status: its first failure, else how its last process ended; ""
+	// before one has.
+	Status  string  `json:"status"`
+	Doing   string  `json:"doing"`
+	BusySec float64 `json:"busy_s"` // its processes' lives added up
+	UserSec float64 `json:"user_s"`
+	SysSec  float64 `json:"sys_s"`
+	// MaxRSS is the largest of its processes' (with their waited-for
+	// descendants), in bytes; 0 until one has ended.
+	MaxRSS       int64 `json:"max_rss_bytes"`
+	BytesRead    int64 `json:"bytes_read"`
+	BytesWritten int64 `json:"bytes_written"`
+	// Share splits its busy time as a stage's share splits its life.
+	Share Shares `json:"share"`
 }
 
 // Title is the stage's name as the table and the live view show it: with

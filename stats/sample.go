@@ -65,6 +65,7 @@ func (r *Recorder) sample(now time.Time, full bool) {
 	seen := make([]bool, len(r.stages))
 	user := make([]uint64, len(r.stages))
 	sys := make([]uint64, len(r.stages))
+	cs := r.copiesNow()
 	for _, pid := range pids {
 		p := r.procs[pid]
 		if p == nil {
@@ -86,10 +87,12 @@ func (r *Recorder) sample(now time.Time, full bool) {
 		if !ok {
 			continue
 		}
-		r.stages[i].cpuWait += p.runQueueTime(pid)
+		wait := p.runQueueTime(pid)
+		r.stages[i].cpuWait += wait
 		user[i] += st.user
 		sys[i] += st.sys
 		a := activityOf(pid, p, st, r.stages[i].ends)
+		cs.saw(i, pid, st.ppid, a, wait, st.user, st.sys)
 		if !seen[i] || a.rank() > acts[i].rank() {
 			acts[i] = a
 		}
@@ -98,6 +101,7 @@ func (r *Recorder) sample(now time.Time, full bool) {
 			r.readLiveIO(p, pid, i)
 		}
 	}
+	cs.count(r.stages)
 	for i, s := range r.stages {
 		if s.state != "running" {
 			continue

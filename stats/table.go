@@ -21,6 +21,13 @@ func WriteTable(w io.Writer, rep *Report) error {
 			Seconds(s.WallSec), Seconds(s.UserSec), Seconds(s.SysSec), Size(s.MaxRSS),
 			Size(s.BytesRead), Size(s.BytesWritten),
 			pct(s.Share.Running), pct(s.Share.CPUWait), pct(s.Share.Writing), pct(s.Share.Reading), pct(s.Share.Semaphore), pct(s.Share.Other))
+		// Its copies, each over its own busy time (the wall column).
+		for _, c := range s.Replicas {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t-\t%s\n", c.Name, copyStatus(c),
+				Seconds(c.BusySec), Seconds(c.UserSec), Seconds(c.SysSec), Size(c.MaxRSS),
+				Size(c.BytesRead), Size(c.BytesWritten),
+				pct(c.Share.Running), pct(c.Share.CPUWait), pct(c.Share.Writing), pct(c.Share.Reading), pct(c.Share.Other))
+		}
 	}
 	if len(rep.Edges) > 0 {
 		fmt.Fprintln(tw)
@@ -134,4 +141,20 @@ func Seconds(s float64) string {
 		return fmt.Sprintf("%.2fs", s)
 	}
 	return (time.Duration(s) * time.Second).String()
+}
+
+// copyStatus is a copy's status, with the blocks it ran in ordered mode
+// (several processes).
+func copyStatus(c Copy) string {
+	st := c.Status
+	if st == "" {
+		st = "running"
+		if c.Pid == 0 {
+			st = "idle"
+		}
+	}
+	if c.Processes > 1 {
+		st += fmt.Sprintf(" (%d blocks)", c.Processes)
+	}
+	return st
 }
