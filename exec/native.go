@@ -34,6 +34,9 @@ type NativePort struct {
 	Obj, Ctl, Life int
 }
 
+// isMQ: the one type a replicated stage's runner takes work from.
+func isMQ(t parser.EdgeType) bool { return t == "mq" }
+
 // nativeTypes are the edge types whose ends a native stage holds.
 func nativeType(t parser.EdgeType) bool {
 	ct, ok := channels.Lookup(string(t))
@@ -47,19 +50,7 @@ func nativeType(t parser.EdgeType) bool {
 // refused (Plan.nativeErrs).
 func (p *Plan) nativePort(sp *StagePlan, port string, in bool, e End) bool {
 	st := sp.Stage
-	if (e.Kind == EndRead && in || e.Kind == EndWrite && !in) && !p.Wires[e.Wire].Internal() && nativeType(parser.EdgeType(p.Wires[e.Wire].Spec.Type)) {
-		w := p.Wires[e.Wire]
-		np := NativePort{Port: port, Wire: e.Wire, End: channels.WriterEnd}
-		if in {
-			np.End = e.Index
-			if w.Spec.NativeReaders == nil {
-				w.Spec.NativeReaders = make([]bool, w.Spec.Readers)
-			}
-			w.Spec.NativeReaders[e.Index] = true
-		} else {
-			w.Spec.NativeWriter = true
-		}
-		sp.Natives = append(sp.Natives, np)
+	if p.holdNative(sp, port, in, e, nativeType) {
 		return true
 	}
 	for _, x := range p.Graph.Edges {
@@ -78,6 +69,28 @@ func (p *Plan) nativePort(sp *StagePlan, port string, in bool, e End) bool {
 		}
 	}
 	return false
+}
+
+// holdNative makes sp hold port's end e itself when e is one end of an
+// edge wire (no tee's or join's pipe) of a type that ok accepts, and says
+// whether it did.
+func (p *Plan) holdNative(sp *StagePlan, port string, in bool, e End, ok func(parser.EdgeType) bool) bool {
+	if !(e.Kind == EndRead && in || e.Kind == EndWrite && !in) || p.Wires[e.Wire].Internal() || !ok(parser.EdgeType(p.Wires[e.Wire].Spec.Type)) {
+		return false
+	}
+	w := p.Wires[e.Wire]
+	np := NativePort{Port: port, Wire: e.Wire, End: channels.WriterEnd}
+	if in {
+		np.End = e.Index
+		if w.Spec.NativeReaders == nil {
+			w.Spec.NativeReaders = make([]bool, w.Spec.Readers)
+		}
+		w.Spec.NativeReaders[e.Index] = true
+	} else {
+		w.Spec.NativeWriter = true
+	}
+	sp.Natives = append(sp.Natives, np)
+	return true
 }
 
 // placeNatives puts the native ports' descriptors after sp's ports.

@@ -179,6 +179,10 @@ type StagePlan struct {
 	// Copies is how many copies of the command run (SPEC 11): 1 for a
 	// stage without replicas; N resolved ($PARAM, auto) by planReplicas.
 	Copies int
+	// WorkQueue: an unordered replicated stage whose in is one mq edge,
+	// held by its replica runner as a native stage holds a port: the
+	// copies take their work from the queue, each message to one.
+	WorkQueue bool
 }
 
 // PortSlot is a declared port's fd in the stage.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ipcflow/ipcflow/fdio"
 	"github.com/ipcflow/ipcflow/movers"
+	"github.com/ipcflow/ipcflow/native"
 	"github.com/ipcflow/ipcflow/stats"
 )
 
@@ -68,6 +69,8 @@ type replicaRunner struct {
 	// table is where the copies' figures go for ipcflow's stats
 	// (stats.CopyTable), nil without one.
 	table *stats.CopyTable
+	// queue: the mq edge the copies take their work from (WorkQueue).
+	queue *native.MQReader
 }
 
 func replicasRole(args []string) int {
@@ -83,6 +86,14 @@ func replicasRole(args []string) int {
 	r.cond = sync.NewCond(&r.mu)
 	r.stopped = make(chan struct{})
 	r.env, r.table = openCopyTable(r.env, r.cfg.Copies)
+	if r.cfg.WorkQueue {
+		q, err := r.openWorkQueue()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "ipcflow: stage %s: its queue: %v\n", r.cfg.Stage, err)
+			return 1
+		}
+		r.queue = q
+	}
 	run := r.longLived
 	switch r.cfg.Mode {
 	case "ordered":
@@ -528,6 +539,20 @@ func (r *replicaRunner) longLived() {
 				unix.Close(outs[i])
 			}()
 		}
+	}
+	if r.cfg.WorkQueue {
+		if started == n {
+			r.feedFromQueue(r.queue, ins[:started])
+		} else {
+			for _, in := range ins[:started] {
+				unix.Close(in)
+			}
+		}
+		wg.Wait()
+		if err := lm.Finish(); err != nil {
+			r.outError(err)
+		}
+		return
 	}
 	// Feed: a block goes to the first copy whose feeder is free. Blocks
 	// of 1 MiB: long-lived copies cost no process start per block, and

@@ -48,6 +48,9 @@ type ReplicaProcess struct {
 	Block  int
 	Copy   *Process // one copy's process, as an unreplicated stage's
 	Merge  *Process // merge WORD: its command, the copies' outputs at fds 3...
+	// WorkQueue: the copies take their input from the stage's mq edge,
+	// a message each (StagePlan.WorkQueue).
+	WorkQueue bool
 }
 
 // planReplicas settles each stage's number of copies: N, the value of
@@ -195,7 +198,7 @@ func readInt(path string) int64 {
 func (p *Plan) Process(sp *StagePlan, names FlowNames) (*Process, error) {
 	pr, err := p.stageProcess(sp, names)
 	st := sp.Stage
-	if err != nil || pr.NotFound || (sp.Copies <= 1 && st.Merge == nil) {
+	if err != nil || pr.NotFound || (sp.Copies <= 1 && st.Merge == nil && !sp.WorkQueue) {
 		return pr, err
 	}
 	r := &ReplicaProcess{Copies: sp.Copies, Mode: "ordered", Block: p.replicaBlock(), Copy: pr}
@@ -208,7 +211,8 @@ func (p *Plan) Process(sp *StagePlan, names FlowNames) (*Process, error) {
 	case st.Unordered:
 		r.Mode = "unordered"
 	}
-	cfg := runnerConfig{Stage: st.Name, Mode: r.Mode, Copies: r.Copies, Block: r.Block,
+	r.WorkQueue = sp.WorkQueue
+	cfg := runnerConfig{Stage: st.Name, Mode: r.Mode, Copies: r.Copies, Block: r.Block, WorkQueue: r.WorkQueue,
 		Copy: runnerCmd{Path: pr.Path, Argv: pr.Argv}}
 	if r.Merge != nil {
 		cfg.Merge = &runnerCmd{Path: r.Merge.Path, Argv: r.Merge.Argv, NotFound: r.Merge.NotFound}
@@ -296,6 +300,8 @@ type runnerConfig struct {
 	Block  int        `json:"block"`
 	Copy   runnerCmd  `json:"copy"`
 	Merge  *runnerCmd `json:"merge,omitempty"`
+	// WorkQueue: in is the mq port IPCFLOW_PORT_IN, not fd 0.
+	WorkQueue bool `json:"work_queue,omitempty"`
 }
 
 type runnerCmd struct {
@@ -317,6 +323,9 @@ func describeReplicas(name string, pr *Process, command string) []string {
 		block = min(block, replicaFirstBlock)
 	}
 	lines := []string{fmt.Sprintf("  %s: %d copies, %s (blocks of %s): replica runner %s", name, r.Copies, r.Mode, sizeText(block), how)}
+	if r.WorkQueue {
+		lines[0] = fmt.Sprintf("  %s: %d copies, unordered: replica runner receives from the mq edge into in, each message (whole lines) for one copy, outputs merged a line at a time", name, r.Copies)
+	}
 	c := r.Copy
 	what := ""
 	switch {

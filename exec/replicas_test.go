@@ -395,3 +395,53 @@ func countSleeps(mark string) int {
 	}
 	return n
 }
+
+// TestReplicasWorkQueue: an unordered stage fed by an mq edge takes its
+// work from the queue (each message to one copy, --dry-run says so): the
+// lines come out whole, none lost or doubled, lines that span many
+// messages (msgsize=64) and one longer than the feeders' buffer
+// included; copies that stop reading early leave the rest of the queue
+// to the others, or end the stream as a pipe would when all have.
+func TestReplicasWorkQueue(t *testing.T) {
+	var in bytes.Buffer
+	for i := range 5000 {
+		fmt.Fprintf(&in, "line %d of the queue\n", i)
+		if i%1000 == 0 {
+			in.WriteString(strings.Repeat(strconv.Itoa(i%10), 3000) + "\n")
+		}
+	}
+	in.WriteString(strings.Repeat("L", 3<<20) + "\n") // past a feeder's 1 MiB buffer
+	file := filepath.Join(t.TempDir(), "in")
+	os.WriteFile(file, in.Bytes(), 0o600)
+	bin := testkit.BuildIpcflow(t)
+	script := filepath.Join(t.TempDir(), "f.ipcflow")
+	os.WriteFile(script, []byte("stage a = cat "+file+"\nstage g[3] unordered = cat\na -[mq msgsize=64]-> g\n"), 0o600)
+	if out, err := osexec.Command(bin, "run", "--dry-run", script).CombinedOutput(); err != nil || !bytes.Contains(out, []byte("replica runner receives from the mq edge into in, each message (whole lines) for one copy")) {
+		t.Errorf("--dry-run does not say the queue is the work queue (%v):\n%s", err, out)
+	}
+	for _, msgsize := range []string{"64", "8192"} {
+		for n := 1; n <= 4; n++ {
+			t.Run(fmt.Sprintf("msgsize%s/%d", msgsize, n), func(t *testing.T) {
+				t.Parallel()
+				flow := fmt.Sprintf("stage a = cat %s\nstage g[%d] unordered = cat\na -[mq msgsize=%s]-> g\n", file, n, msgsize)
+				got, stderr, code := replicaRun(t, flow, nil)
+				if code != 0 || !sameLines(got, in.Bytes()) {
+					t.Errorf("status %d, %d bytes: want 0 and the input's %d bytes' lines in any order\n%s", code, len(got), in.Len(), stderr)
+				}
+			})
+		}
+	}
+	t.Run("copies-stop-early", func(t *testing.T) {
+		flow := fmt.Sprintf("stage a = cat %s\nstage g[3] unordered = head -n 2\nstage b = cat\na -[mq msgsize=64]-> g -> b\n", file)
+		got, stderr, code := replicaRun(t, flow, nil)
+		lines := strings.Split(strings.TrimSuffix(string(got), "\n"), "\n")
+		if code != 0 || len(lines) > 6 || len(lines) < 2 {
+			t.Fatalf("status %d, %d lines: want 0 and 2 to 6 lines\n%s", code, len(lines), stderr)
+		}
+		for _, l := range lines {
+			if !bytes.Contains(in.Bytes(), []byte(l+"\n")) {
+				t.Errorf("%.40q is no line of the input", l)
+			}
+		}
+	})
+}

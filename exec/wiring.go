@@ -240,6 +240,13 @@ func (p *Plan) planStage(w *wiring, st *parser.Stage) *StagePlan {
 			}
 		}
 	}
+	// An unordered replicated stage fed by one mq edge takes its work
+	// from the queue itself: its runner receives each message for one
+	// copy (SPEC 11), with no bridge and no pipe before it.
+	if st.Replicated() && st.Unordered && p.holdNative(sp, "in", true, sp.Fds[0], isMQ) {
+		sp.Fds[0] = nullEnd()
+		sp.WorkQueue = true
+	}
 	for _, port := range st.Ports {
 		m := w.consEnd
 		if port.Dir == parser.Out {

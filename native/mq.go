@@ -218,11 +218,20 @@ func (r *MQReader) MsgSize() int { return int(r.spec.MsgSize) }
 // bytes) and returns its payload's length: buf[:n]. io.EOF at the end of
 // the stream; ErrWriterDied when the writer ended without it.
 func (r *MQReader) ReceiveInto(buf []byte) (int, error) {
+	n, _, err := r.ReceiveFramed(buf)
+	return n, err
+}
+
+// ReceiveFramed is ReceiveInto that also says whether the payload's last
+// line goes on in the next message (MQContinues): a reader that hands
+// whole lines on, such as a replicated stage taking work from the queue,
+// takes the next messages too before it lets another reader receive.
+func (r *MQReader) ReceiveFramed(buf []byte) (n int, more bool, err error) {
 	if r.eof {
-		return 0, io.EOF
+		return 0, false, io.EOF
 	}
 	if len(buf) < int(r.spec.MsgSize) {
-		return 0, fmt.Errorf("port %s: a buffer of %d bytes for messages of %d", r.spec.Name, len(buf), r.spec.MsgSize)
+		return 0, false, fmt.Errorf("port %s: a buffer of %d bytes for messages of %d", r.spec.Name, len(buf), r.spec.MsgSize)
 	}
 	for {
 		n, err := mqueue.TryReceive(r.spec.Fd, buf)
@@ -240,19 +249,19 @@ func (r *MQReader) ReceiveInto(buf []byte) (int, error) {
 			}
 			// Dead: what it sent before dying is still read.
 			if n, err = mqueue.TimedReceive(r.spec.Fd, buf, past); err != nil {
-				return 0, ErrWriterDied
+				return 0, false, ErrWriterDied
 			}
 		default:
-			return 0, fmt.Errorf("port %s: receive: %w", r.spec.Name, err)
+			return 0, false, fmt.Errorf("port %s: receive: %w", r.spec.Name, err)
 		}
 		if n == 0 {
-			return 0, fmt.Errorf("port %s: an empty message (not ipcflow's framing)", r.spec.Name)
+			return 0, false, fmt.Errorf("port %s: an empty message (not ipcflow's framing)", r.spec.Name)
 		}
 		if buf[n-1] == MQEOF {
 			r.eof = true
-			return 0, io.EOF
+			return 0, false, io.EOF
 		}
-		return n - 1, nil
+		return n - 1, buf[n-1] == MQContinues, nil
 	}
 }
 

@@ -1,0 +1,100 @@
+package exec
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/movers"
+	"github.com/ipcflow/ipcflow/native"
+)
+
+// An unordered replicated stage fed by one mq edge takes its work from
+// the queue itself (StagePlan.WorkQueue): the runner holds the reading end
+// of the queue as a native stage would (IPCFLOW_PORT_IN), and a feeder per
+// copy receives messages straight into a buffer and writes them into its
+// copy's input. Each message goes to one copy; a long line that spans
+// messages (MQContinues) goes whole to the copy that received its first
+// piece, the feeder receiving the rest before it lets another receive.
+// A copy that stops reading leaves the rest of the queue to the others.
+
+// openWorkQueue opens the stage's mq port, keeps its descriptors from the
+// copies (close-on-exec), and drops its variable from their environment.
+func (r *replicaRunner) openWorkQueue() (*native.MQReader, error) {
+	s, err := native.Lookup("in")
+	if err != nil {
+		return nil, err
+	}
+	for _, fd := range []int{s.Fd, s.Ctl, s.Life} {
+		if fd >= 0 {
+			unix.CloseOnExec(fd)
+		}
+	}
+	prefix := native.Env("in") + "="
+	kept := r.env[:0:0]
+	for _, kv := range r.env {
+		if !strings.HasPrefix(kv, prefix) {
+			kept = append(kept, kv)
+		}
+	}
+	r.env = kept
+	return native.NewMQReader(s)
+}
+
+// feedFromQueue feeds copies ins[i] from q until the end of the stream,
+// an abort, or every copy having stopped reading.
+func (r *replicaRunner) feedFromQueue(q *native.MQReader, ins []int) {
+	var mu sync.Mutex // one feeder receives at a time: a long line's pieces stay together
+	var feeders sync.WaitGroup
+	for _, in := range ins {
+		feeders.Add(1)
+		go func() {
+			defer feeders.Done()
+			defer unix.Close(in)
+			// Room for a batch of messages: a long line's pieces land one
+			// after another and go to the copy in one write.
+			buf := make([]byte, max(replicaFirstBlock, 2*q.MsgSize()))
+			for !r.isAborted() {
+				n, err := r.receiveLines(&mu, q, buf, in)
+				if n > 0 {
+					if werr := movers.WriteAll(in, buf[:n]); werr != nil {
+						return // this copy stopped reading: the others take the rest
+					}
+				}
+				if err != nil {
+					if !errors.Is(err, io.EOF) {
+						r.fail(1, 0, "read: "+err.Error())
+					}
+					return
+				}
+			}
+		}()
+	}
+	feeders.Wait()
+	q.Close()
+}
+
+// receiveLines receives one message, and the rest of its last line when
+// that spans messages, into buf; a line longer than buf goes to in piece
+// by piece as buf fills.
+func (r *replicaRunner) receiveLines(mu *sync.Mutex, q *native.MQReader, buf []byte, in int) (int, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	have := 0
+	for {
+		if len(buf)-have < q.MsgSize() {
+			if err := movers.WriteAll(in, buf[:have]); err != nil {
+				return 0, err
+			}
+			have = 0
+		}
+		n, more, err := q.ReceiveFramed(buf[have:])
+		have += n
+		if err != nil || !more {
+			return have, err
+		}
+	}
+}
