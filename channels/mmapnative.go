@@ -42,6 +42,12 @@ type mmapNative struct {
 	bytes  atomic.Int64
 	chunks atomic.Int64
 	once   sync.Once
+	// A native writer's bytes are its published length (the ring's write
+	// cursor); published keeps it once the ring is unmapped.
+	nativeWriter bool
+	mapped       sync.Mutex
+	published    int64
+	unmapped     bool
 }
 
 func openMmapNative(env Env, spec Spec) (Channel, error) {
@@ -49,7 +55,7 @@ func openMmapNative(env Env, spec Spec) (Channel, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &mmapNative{file: f, ctlFd: -1, step: max(spec.Options.Size, mmapStep), store: bridge.Store{Group: bridge.Group{Edge: spec.ID}}}
+	c := &mmapNative{file: f, ctlFd: -1, nativeWriter: spec.NativeWriter, step: max(spec.Options.Size, mmapStep), store: bridge.Store{Group: bridge.Group{Edge: spec.ID}}}
 	fail := func(err error) (Channel, error) {
 		c.Close()
 		if f.keep {
@@ -212,9 +218,15 @@ func (c *mmapNative) Close() error {
 		}
 		c.store.Wait()
 		c.natives.stop()
+		c.mapped.Lock()
+		if c.ring != nil {
+			c.published = c.ring.WriterPos()
+		}
+		c.unmapped = true
 		if c.ctlMem != nil {
 			unix.Munmap(c.ctlMem)
 		}
+		c.mapped.Unlock()
 		if c.ctlFd >= 0 {
 			unix.Close(c.ctlFd)
 		}
@@ -235,7 +247,15 @@ func (c *mmapNative) DiscardRecording() error {
 }
 
 func (c *mmapNative) Stats() Stats {
-	return Stats{Bytes: c.bytes.Load(), Records: c.chunks.Load()}
+	if !c.nativeWriter {
+		return Stats{Bytes: c.bytes.Load(), Records: c.chunks.Load()}
+	}
+	c.mapped.Lock()
+	defer c.mapped.Unlock()
+	if !c.unmapped && c.ring != nil {
+		c.published = c.ring.WriterPos()
+	}
+	return Stats{Bytes: c.published}
 }
 
 var _ Recording = (*mmapNative)(nil)

@@ -64,7 +64,7 @@ func openMQ(env Env, spec Spec) (Channel, error) {
 		mqueue.Unlink(name)
 		return nil, fmt.Errorf("edge %s: open mq %s for reading: %w", spec.ID, name, err)
 	}
-	c := &mqChannel{}
+	c := &mqChannel{nativeWriter: spec.NativeWriter}
 	// A native end gets a descriptor of its own, blocking, opened before
 	// the name goes.
 	if spec.HasNative() {
@@ -153,7 +153,10 @@ func (c *mqChannel) openNatives(spec Spec, name string) error {
 // closeNatives stops the native ends' watchers and unmaps the control page.
 func (c *mqChannel) closeNatives() {
 	c.natives.stop()
+	c.ctlMu.Lock()
+	defer c.ctlMu.Unlock()
 	if c.ctl != nil {
+		c.sent.Bytes, c.sent.Records = c.ctl.Sent()
 		c.ctl.Close()
 		unix.Close(c.ctlFd)
 		c.ctl = nil
@@ -167,6 +170,12 @@ type mqChannel struct {
 	br        atomic.Pointer[bridge.MQ] // nil when both ends are native
 	ctl       *native.Control           // with a native end: its flags
 	ctlFd     int
+	// A native writer counts what it sends in the control page (no
+	// bridge of ipcflow's sees its messages); sent keeps the last count
+	// once the page is unmapped, for the report made after teardown.
+	nativeWriter bool
+	ctlMu        sync.Mutex
+	sent         Stats
 	closeOnce sync.Once
 }
 
@@ -198,6 +207,14 @@ func (c *mqChannel) Close() error {
 }
 
 func (c *mqChannel) Stats() Stats {
+	if c.nativeWriter {
+		c.ctlMu.Lock()
+		defer c.ctlMu.Unlock()
+		if c.ctl != nil {
+			c.sent.Bytes, c.sent.Records = c.ctl.Sent()
+		}
+		return c.sent
+	}
 	br := c.br.Load()
 	if br == nil {
 		return Stats{}

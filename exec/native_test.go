@@ -2,6 +2,7 @@ package exec
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand"
 	"os"
@@ -434,5 +435,54 @@ func TestNativeStdio(t *testing.T) {
 			t.Errorf("%s -> %s -> %s: %v, %d bytes of %d", tc.in, filepath.Base(tc.tool), tc.out, err, len(out), len(data))
 		}
 		check()
+	}
+}
+
+// TestNativeEdgeBytesInStats: --stats counts a native edge's bytes (and
+// records for mq) whoever holds its ends: a bridge that sees them, the
+// ring's write cursor, or, between two native mq ends, the writer's own
+// count in the control page (C and Go clients alike).
+func TestNativeEdgeBytesInStats(t *testing.T) {
+	goTool, cTool := buildNativeTools(t)
+	data := randomBytes(3<<20, 7)
+	in := nativeInput(t, data)
+	for _, typ := range []string{"shm", "mq", "mmap"} {
+		for _, pair := range [][2]string{{cTool, goTool}, {goTool, cTool}, {"", goTool}, {cTool, ""}} {
+			w, r := "stage w native = "+pair[0]+" copy - out", "stage r native = "+pair[1]+" copy in -"
+			if pair[0] == "" {
+				w = "stage w = cat"
+			}
+			if pair[1] == "" {
+				r = "stage r = cat"
+			}
+			name := fmt.Sprintf("%s/%s-%s", typ, filepath.Base(pair[0]), filepath.Base(pair[1]))
+			js := filepath.Join(t.TempDir(), "stats.json")
+			out, stderr, code := nativeRun(t, fmt.Sprintf("stage src = cat %q\n%s\n%s\nsrc -> w -[%s]-> r\n", in, w, r, typ), time.Minute, "--stats-json", js)
+			if code != 0 || !bytes.Equal(out, data) {
+				t.Errorf("%s: status %d, %d bytes of %d\n%s", name, code, len(out), len(data), stderr)
+				continue
+			}
+			raw, err := os.ReadFile(js)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rep struct {
+				Edges []struct {
+					ID      string
+					Bytes   int64
+					Records *int64
+				}
+			}
+			if err := json.Unmarshal(raw, &rep); err != nil || len(rep.Edges) != 2 {
+				t.Fatalf("%s: %v\n%s", name, err, raw)
+			}
+			e := rep.Edges[1]
+			if e.Bytes != int64(len(data)) {
+				t.Errorf("%s: edge %s counted %d bytes, want %d", name, e.ID, e.Bytes, len(data))
+			}
+			if typ == "mq" && (e.Records == nil || *e.Records < int64(len(data))/8191) {
+				t.Errorf("%s: edge %s counted %v messages, want at least %d", name, e.ID, e.Records, len(data)/8191)
+			}
+		}
 	}
 }

@@ -19,6 +19,10 @@ import (
 //	    68     4  wdead: 1 when the writer ended without it (set by ipcflow)
 //	   128     4  rgone: 1 once the reader has stopped reading (set by the
 //	              reader on Close, or by ipcflow when it ends)
+//	   192     8  sent bytes: payload bytes the writer has sent (added by
+//	              the writer after each send; ipcflow's --stats reads it
+//	              when no bridge of its own sees the messages)
+//	   200     8  sent messages (the end of stream not counted)
 //
 // A writer tests rgone before each message and after each bounded wait
 // for room (mqWait); a reader tests wdead after each bounded wait for a
@@ -30,6 +34,8 @@ const (
 	offCtlWdone = 64
 	offCtlWdead = 68
 	offCtlRgone = 128
+	offCtlBytes = 192
+	offCtlMsgs  = 200
 )
 
 // ctlMagic is "ipcflowQ" as little-endian bytes.
@@ -113,3 +119,15 @@ func (c *Control) MarkReaderGone() { atomic.StoreUint32(c.u32(offCtlRgone), 1) }
 
 // ReaderGone reports whether the reader stopped reading.
 func (c *Control) ReaderGone() bool { return atomic.LoadUint32(c.u32(offCtlRgone)) != 0 }
+
+// AddSent counts one message of n payload bytes sent (the writer, after
+// each send). A field on a line of its own: the reader never touches it.
+func (c *Control) AddSent(n int) {
+	atomic.AddUint64(c.u64(offCtlBytes), uint64(n))
+	atomic.AddUint64(c.u64(offCtlMsgs), 1)
+}
+
+// Sent is what the writer has sent so far: payload bytes and messages.
+func (c *Control) Sent() (bytes, msgs int64) {
+	return int64(atomic.LoadUint64(c.u64(offCtlBytes))), int64(atomic.LoadUint64(c.u64(offCtlMsgs)))
+}

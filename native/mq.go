@@ -133,6 +133,9 @@ func (w *MQWriter) send(m []byte) error {
 		}
 		switch err {
 		case nil:
+			if len(m) > 1 || m[0] != MQEOF {
+				w.ctl.AddSent(len(m) - 1)
+			}
 			return nil
 		case unix.ETIMEDOUT:
 			w.dl.renew()

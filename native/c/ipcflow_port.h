@@ -95,6 +95,8 @@ enum { IPCFLOW_WRITER = 0, IPCFLOW_READER = 1 };
 #define IPCFLOW_CTL_WDONE 64
 #define IPCFLOW_CTL_WDEAD 68
 #define IPCFLOW_CTL_RGONE 128
+#define IPCFLOW_CTL_SENT_BYTES 192 /* payload bytes sent, for ipcflow's --stats */
+#define IPCFLOW_CTL_SENT_MSGS 200  /* messages sent, the end of stream not counted */
 
 /* The mq framing: one trailer byte after each message's payload. */
 #define IPCFLOW_MQ_ENDS 0
@@ -487,8 +489,13 @@ static inline int ipcflow_mq_send_framed_(ipcflow_port *p, const unsigned char *
 	for (;;) {
 		if (ipcflow_ld32_(p->ctlmem, IPCFLOW_CTL_RGONE) != 0)
 			return ipcflow_port_fail_(EPIPE, "port %s: every reader has gone%s", p->name, "");
-		if (syscall(SYS_mq_timedsend, p->fd, m, n, 0, &p->deadline) == 0)
+		if (syscall(SYS_mq_timedsend, p->fd, m, n, 0, &p->deadline) == 0) {
+			if (n > 1 || m[0] != IPCFLOW_MQ_EOF) {
+				__atomic_fetch_add(ipcflow_u64_(p->ctlmem, IPCFLOW_CTL_SENT_BYTES), (uint64_t)(n - 1), __ATOMIC_RELAXED);
+				__atomic_fetch_add(ipcflow_u64_(p->ctlmem, IPCFLOW_CTL_SENT_MSGS), 1, __ATOMIC_RELAXED);
+			}
 			return 0;
+		}
 		if (errno == ETIMEDOUT)
 			ipcflow_mq_renew_(p);
 		else if (errno != EINTR)
