@@ -167,16 +167,16 @@ func (c *mqChannel) closeNatives() {
 type mqChannel struct {
 	ends
 	natives
-	br        atomic.Pointer[bridge.MQ] // nil when both ends are native
-	ctl       *native.Control           // with a native end: its flags
-	ctlFd     int
+	br    atomic.Pointer[bridge.MQ] // nil when both ends are native
+	ctl   *native.Control           // with a native end: its flags
+	ctlFd int
 	// A native writer counts what it sends in the control page (no
 	// bridge of ipcflow's sees its messages); sent keeps the last count
 	// once the page is unmapped, for the report made after teardown.
 	nativeWriter bool
 	ctlMu        sync.Mutex
 	sent         Stats
-	closeOnce sync.Once
+	closeOnce    sync.Once
 }
 
 // AddWriter gives the queue another producer (bridge.MQ.AddWriter).
