@@ -232,13 +232,16 @@ func stageExec(stage string, extra []*os.File, traps *shellTraps, foregroundDone
 	return func(ctx context.Context, args []string) error {
 		switch args[0] {
 		case trapBuiltin:
+			traps.awaitWatching() // so the runtime's handlers are settled first
 			return traps.trap(ctx, args[1:])
 		case ulimitBuiltin:
 			return ulimit(ctx, args[1:])
 		case raiseBuiltin:
 			n, _ := strconv.Atoi(args[1])
 			return traps.raise(ctx, unix.Signal(n))
-		case detachedMarker:
+		}
+		traps.awaitWatching()
+		if args[0] == detachedMarker {
 			return runProgram(ctx, stage, extra, args[1:], foregroundDone)
 		}
 		return traps.runPending(ctx, runProgram(ctx, stage, extra, args, nil))

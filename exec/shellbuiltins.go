@@ -43,6 +43,7 @@ type shellTraps struct {
 	any      atomic.Bool            // pending is not empty
 	caught   chan os.Signal
 	deaths   chan os.Signal // defaultDeaths and SIGQUIT, untrapped
+	watching chan struct{}  // closed once deaths is notified of them
 }
 
 // defaultDeaths are the signals whose default action ends a process but
@@ -66,7 +67,7 @@ func endsTheShell(sig unix.Signal) bool {
 }
 
 func newShellTraps() *shellTraps {
-	t := &shellTraps{code: map[unix.Signal]string{}, caught: make(chan os.Signal, 16), deaths: make(chan os.Signal, 4)}
+	t := &shellTraps{code: map[unix.Signal]string{}, caught: make(chan os.Signal, 16), deaths: make(chan os.Signal, 4), watching: make(chan struct{})}
 	go func() {
 		for s := range t.caught {
 			t.mu.Lock()
@@ -79,6 +80,7 @@ func newShellTraps() *shellTraps {
 		// Asked for in the background: each signal is a round trip with
 		// the runtime's signal thread, and the command need not wait.
 		signal.Notify(t.deaths, append(defaultDeaths, unix.SIGQUIT)...)
+		close(t.watching)
 		for s := range t.deaths {
 			if sig := s.(unix.Signal); sig != unix.SIGQUIT && !t.trapped(sig) {
 				dieOf(sig)
@@ -87,6 +89,11 @@ func newShellTraps() *shellTraps {
 	}()
 	return t
 }
+
+// awaitWatching returns once the shell dies of defaultDeaths. A program
+// it starts may signal it at once (`sh -c 'kill -USR1 $PPID'`), and until
+// then the Go runtime would drop USR1 and the like.
+func (t *shellTraps) awaitWatching() { <-t.watching }
 
 // take returns the commands of the signals caught since the last call, in
 // the order they came, or "".
