@@ -49,6 +49,7 @@ type flow struct {
 
 	stages []*liveStage // in plan order, as Plan.Stages
 	byPid  map[int]*liveStage
+	due    chan *liveStage // restartable stages whose back-off has passed (restart.go)
 
 	// rec measures the run (--stats, --monitor, ps); wireEdges says which
 	// of its edges each wire carries (measure.go).
@@ -197,6 +198,8 @@ func (f *flow) supervise() int {
 	f.cancel = cancel
 	f.status = -1
 	ready := make(chan acquired)
+	// Each stage has at most one back-off timer pending: never blocks.
+	f.due = make(chan *liveStage, len(f.stages))
 	var timeout <-chan time.Time
 	if f.o.Timeout > 0 {
 		t := time.NewTimer(f.o.Timeout)
@@ -260,6 +263,8 @@ func (f *flow) supervise() int {
 			fmt.Fprintf(f.o.Stderr, "ipcflow: timeout: the flow ran longer than %v\n", f.o.Timeout)
 			f.setStatus(StatusTimeout)
 			f.stop(unix.SIGTERM, "timeout", nil)
+		case st := <-f.due:
+			f.restartDue(st)
 		case <-f.grace:
 			f.signalAll(unix.SIGKILL)
 		}
@@ -297,6 +302,9 @@ func (f *flow) supervise() int {
 // could not be removed.
 func (f *flow) teardown() error {
 	f.control.Close()
+	for _, st := range f.stages {
+		f.letGo(st) // files still held for a next copy, if any
+	}
 	for _, m := range f.movers {
 		m.Close()
 	}

@@ -239,6 +239,9 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 	if err := p.planReplicas(); err != nil {
 		return nil, err
 	}
+	if err := p.restartRefusal(); err != nil {
+		return nil, err
+	}
 	// Options this machine can't honour (a pipe above pipe-max-size, an mq
 	// above its sysctl) are the user's to fix: say so, at the edge, before
 	// anything is created, and before the queues are planned together.

@@ -170,8 +170,10 @@ func (f *flow) process(st *liveStage) *Process {
 // stage that failed at once: 127 or 126, with a line that names it.
 func (f *flow) startStage(st *liveStage) {
 	pr := f.process(st)
-	sf := f.takeStageFiles(st)
-	defer sf.release()
+	sf, hold := f.stageFiles(st)
+	if !hold {
+		defer sf.release()
+	}
 	cmd := strings.Join(pr.Argv, " ")
 	if pr.NotFound {
 		code, msg := cannotRun(pr.Dir, pr.Argv[0], nil)
@@ -185,6 +187,11 @@ func (f *flow) startStage(st *liveStage) {
 			f.finished(st, exitInfo{code: 126, reported: true})
 			return
 		}
+	}
+	if hold {
+		copied := *pr
+		copied.Env = copyEnv(st, pr.Env)
+		pr = &copied
 	}
 	pid, err := f.spawn(pr, sf.fds, pr.Argv, pr.Path)
 	if errors.Is(err, syscall.ENOEXEC) && !pr.Shell {

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipcflow/ipcflow/restart"
 	"github.com/ipcflow/ipcflow/stats"
 )
 
@@ -22,6 +23,7 @@ const (
 	stPending   stageState = iota // waits for its `after` stages
 	stAcquiring                   // waits for its semaphores
 	stRunning
+	stBackoff // a restartable stage between copies (restart.go)
 	stDone
 	stSkipped
 )
@@ -45,6 +47,15 @@ type liveStage struct {
 	// ended while it still held them (reap.go).
 	outputs     map[int]fileID
 	readersLeft map[wireReader]bool
+
+	// A restartable stage (restart.go): the files ipcflow holds for its
+	// next copy, its budget, the timer of its back-off, whether the
+	// budget was spent, and how its last failed copy ended.
+	held        *stageFiles
+	budget      *restart.Budget
+	timer       *time.Timer
+	spent       bool
+	lastFailure string
 }
 
 func (st *liveStage) name() string { return st.plan.Stage.Name }
@@ -87,6 +98,7 @@ func (f *flow) stop(sig unix.Signal, why string, failed *liveStage) {
 		}
 		f.graceEnd = time.Now().Add(f.o.Grace)
 		f.grace = time.After(f.o.Grace)
+		f.endBackoffs()
 	}
 	f.signalAll(sig)
 }
@@ -109,7 +121,7 @@ func skipReason(st *liveStage, why string, failed *liveStage) string {
 // active reports whether a stage runs or waits for its semaphores.
 func (f *flow) active() bool {
 	for _, st := range f.stages {
-		if st.state == stRunning || st.state == stAcquiring {
+		if st.state == stRunning || st.state == stAcquiring || st.state == stBackoff {
 			return true
 		}
 	}
@@ -220,6 +232,10 @@ func (f *flow) signalAll(sig unix.Signal) {
 // finished records a stage's end: gives back its semaphore units and, if it
 // failed, reports it and lets the run react (teardown unless --keep-going).
 func (f *flow) finished(st *liveStage, e exitInfo) {
+	if f.again(st, e) {
+		return
+	}
+	f.letGo(st)
 	st.state = stDone
 	st.exit = e
 	defer func() { f.rec.Ended(st.idx, statusWords(st.exit), &st.rusage, st.io) }()
@@ -235,13 +251,16 @@ func (f *flow) finished(st *liveStage, e exitInfo) {
 		return
 	}
 	if e.ok() {
+		if st.spent {
+			fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v; not restarted%s\n", st.name(), e, spentNote(st))
+		}
 		return
 	}
 	if f.stopping {
 		return // most likely our own SIGTERM or SIGKILL: not news
 	}
-	if !e.reported {
-		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v\n", st.name(), e)
+	if !e.reported || st.spent {
+		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v%s\n", st.name(), e, spentNote(st))
 	}
 	f.setStatus(e.code)
 	if !f.o.KeepGoing {
