@@ -124,6 +124,9 @@ func newFlow(plan *Plan, o Options) (f *flow, err error) {
 	if err := f.newCgroup(); err != nil {
 		return f, err
 	}
+	if err := f.newLimits(); err != nil {
+		return f, err
+	}
 	for _, s := range plan.Graph.Sems {
 		name := semPosixName(names, s.Name)
 		if err := rd.Record(channels.KindSem, name); err != nil {
@@ -323,6 +326,9 @@ func (f *flow) teardown() error {
 		if err := f.cgroup.Close(); err != nil {
 			fmt.Fprintf(f.o.Stderr, "ipcflow: %v\n", err)
 		}
+	}
+	if err := f.removeLimits(); err != nil {
+		fmt.Fprintf(f.o.Stderr, "ipcflow: %v\n", err)
 	}
 	// Names first, then the semaphores: closing one lets go of the lock
 	// that tells `ipcflow clean` its run is alive (locks.InUse).

@@ -2,6 +2,7 @@ package exec
 
 import (
 	"fmt"
+	"github.com/ipcflow/ipcflow/isolate"
 	"os"
 	"path/filepath"
 	"slices"
@@ -179,6 +180,8 @@ type StagePlan struct {
 	// Copies is how many copies of the command run (SPEC 11): 1 for a
 	// stage without replicas; N resolved ($PARAM, auto) by planReplicas.
 	Copies int
+	// Limits say how each of the stage's limits is enforced (limit.go).
+	Limits []isolate.Mechanism
 }
 
 // PortSlot is a declared port's fd in the stage.
@@ -237,6 +240,9 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 		return nil, err
 	}
 	if err := p.planReplicas(); err != nil {
+		return nil, err
+	}
+	if err := p.planLimits(); err != nil {
 		return nil, err
 	}
 	if err := p.restartRefusal(); err != nil {

@@ -53,7 +53,9 @@ func (f *flow) reap() {
 				f.noteReaderGone(st)
 			}
 			ended = append(ended, st)
-			infos = append(infos, exitOf(ws))
+			e := exitOf(ws)
+			e.limit = limitKill(st)
+			infos = append(infos, e)
 			continue
 		}
 		if f.guard != nil && pid == f.guard.Pid() {

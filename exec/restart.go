@@ -31,17 +31,12 @@ import (
 	"github.com/ipcflow/ipcflow/restart"
 )
 
-// restartRefusal refuses, with one line, a limit clause (not enforced
-// yet), and a restart clause the supervisor cannot honour yet: on a native stage (its ports' objects are its own,
+// restartRefusal refuses, with one line, a restart clause the supervisor
+// cannot honour yet: on a native stage (its ports' objects are its own,
 // and ipcflow cannot hold a ring's cursor for it) and on a replicated one.
 func (p *Plan) restartRefusal() error {
 	for _, sp := range p.Stages {
 		st := sp.Stage
-		if st.Limits != nil {
-			// Checked by the parser, but not enforced yet: refused, never
-			// ignored (SPEC: a clause not built says so).
-			return &UsageError{Positioned: true, Msg: fmt.Sprintf("%s:%s: stage %s: limit (isolation, SPEC 14) is not built yet", p.Graph.File, st.Limits.Pos, st.Name)}
-		}
 		if st.Restart == nil {
 			continue
 		}

@@ -193,7 +193,16 @@ func (f *flow) startStage(st *liveStage) {
 		copied.Env = copyEnv(st, pr.Env)
 		pr = &copied
 	}
-	pid, err := f.spawn(pr, sf.fds, pr.Argv, pr.Path)
+	path, argv := pr.Path, pr.Argv
+	if len(st.plan.Limits) > 0 {
+		var err error
+		if path, argv, err = limited(st, pr); err != nil {
+			fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v\n", st.name(), err)
+			f.finished(st, exitInfo{code: 126, reported: true})
+			return
+		}
+	}
+	pid, err := f.spawn(pr, sf.fds, argv, path)
 	if errors.Is(err, syscall.ENOEXEC) && !pr.Shell {
 		// A script without a #! line: shells run those themselves.
 		path, argv, serr := shellCommand(st.name(), len(pr.Fds), st.plan.Stage.Command)

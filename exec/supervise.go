@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipcflow/ipcflow/isolate"
 	"github.com/ipcflow/ipcflow/restart"
 	"github.com/ipcflow/ipcflow/stats"
 )
@@ -51,6 +52,7 @@ type liveStage struct {
 	// A restartable stage (restart.go): the files ipcflow holds for its
 	// next copy, its budget, the timer of its back-off, whether the
 	// budget was spent, and how its last failed copy ended.
+	limits      *isolate.Group // its cgroups, if it has a limit clause (limit.go)
 	held        *stageFiles
 	budget      *restart.Budget
 	timer       *time.Timer
@@ -66,12 +68,16 @@ type exitInfo struct {
 	signal   unix.Signal // the signal that killed it, or 0
 	reported bool        // ipcflow already said why (command not found)
 	epipe    bool        // exited non-zero after every reader of its output had finished
+	limit    string      // the limit it was killed for ("memory limit 64MiB"), or ""
 }
 
 // ok: exit 0, or killed by SIGPIPE because its reader finished (SPEC 6).
 func (e exitInfo) ok() bool { return e.code == 0 || e.signal == unix.SIGPIPE || e.epipe }
 
 func (e exitInfo) String() string {
+	if e.limit != "" {
+		return "killed: " + e.limit
+	}
 	if e.signal != 0 {
 		return "killed by signal " + unix.SignalName(e.signal)
 	}
