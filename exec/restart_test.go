@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,6 +36,27 @@ func restartRun(t *testing.T, bin, flow string, args ...string) (int, []byte, []
 	}
 	check()
 	return code, stdout.Bytes(), stderr.Bytes()
+}
+
+// startFlow starts flow with the real binary in a run base of its own,
+// and returns it with its stderr, the run base and the leak check.
+func startFlow(t *testing.T, flow string) (*osexec.Cmd, io.Reader, string, func()) {
+	t.Helper()
+	bin := testkit.BuildIpcflow(t)
+	script := filepath.Join(t.TempDir(), "f.ipcflow")
+	os.WriteFile(script, []byte(flow), 0o600)
+	runBase := t.TempDir()
+	check := testkit.LeakCheck(t, runBase)
+	cmd := osexec.Command(bin, "run", script)
+	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stderr, runBase, check
 }
 
 // seqLines is `seq 1 n`.
@@ -186,18 +209,7 @@ func TestSigtermDuringBackoff(t *testing.T) {
 // A SIGKILL of ipcflow during a back-off leaves nothing: the guardian
 // removes the run's objects (an mq edge and its run directory here).
 func TestSigkillDuringBackoffLeavesNothing(t *testing.T) {
-	bin := testkit.BuildIpcflow(t)
-	dir := t.TempDir()
-	script := filepath.Join(dir, "f.ipcflow")
-	os.WriteFile(script, []byte("stage p = seq 1 10\nstage x restart on-failure backoff 5s = exit 1\np -[mq]-> x\n"), 0o600)
-	runBase := t.TempDir()
-	check := testkit.LeakCheck(t, runBase)
-	cmd := osexec.Command(bin, "run", script)
-	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr, runBase, check := startFlow(t, "stage p = seq 1 10\nstage x restart on-failure backoff 5s = exit 1\np -[mq]-> x\n")
 	bufio.NewReader(stderr).ReadString('\n')
 	cmd.Process.Kill()
 	cmd.Wait()
@@ -218,19 +230,9 @@ func TestThousandRestartsFlat(t *testing.T) {
 	if !*long {
 		t.Skip("-long: 1,000 restarts take about 15 s")
 	}
-	bin := testkit.BuildIpcflow(t)
-	script := filepath.Join(t.TempDir(), "f.ipcflow")
 	// within 1us: every copy lives longer than that, so the back-off
 	// stays at 10ms instead of doubling, and the budget is never spent.
-	os.WriteFile(script, []byte("stage p = seq 1 10\nstage x restart on-failure max 1000000 within 1us backoff 10ms = false\nstage y = cat\np -> x -[mq]-> y\n"), 0o600)
-	runBase := t.TempDir()
-	check := testkit.LeakCheck(t, runBase)
-	cmd := osexec.Command(bin, "run", script)
-	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr, _, check := startFlow(t, "stage p = seq 1 10\nstage x restart on-failure max 1000000 within 1us backoff 10ms = false\nstage y = cat\np -> x -[mq]-> y\n")
 	pid := cmd.Process.Pid
 	sample := func() (fds int, rss int) {
 		ents, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
@@ -274,4 +276,45 @@ func TestThousandRestartsFlat(t *testing.T) {
 		t.Errorf("resident set grew from %d KiB to %d KiB over 500 restarts", rssHalf, rssHalf0)
 	}
 	check()
+}
+
+// BenchmarkRestartGap measures, over 51 copies of a stage that fails at
+// once with a 10ms back-off, the median time from one copy's start to
+// the next's, less the back-off: an upper bound of the time from a
+// copy's death to the next copy running (it includes the copy's own
+// short life). Reported as gap-ms.
+func BenchmarkRestartGap(b *testing.B) {
+	bin := testkit.BuildIpcflow(b)
+	dir := b.TempDir()
+	starts := filepath.Join(dir, "starts")
+	stamp := filepath.Join(dir, "stamp.sh")
+	os.WriteFile(stamp, []byte("#!/bin/sh\ndate +%s%N >> \"$S\"\n[ \"$IPCFLOW_RESTARTS\" -ge 50 ] && exit 0\nexit 1\n"), 0o700)
+	script := filepath.Join(dir, "f.ipcflow")
+	// within 1us: every copy outlives it, so the back-off stays 10ms;
+	// the 51st copy succeeds and ends the run.
+	os.WriteFile(script, []byte("param S = x\nstage x restart on-failure max 1000 within 1us backoff 10ms = "+stamp+"\n"), 0o600)
+	var medians []float64
+	for b.Loop() {
+		os.Remove(starts)
+		cmd := osexec.Command(bin, "run", script, "S="+starts)
+		cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+dir)
+		cmd.Run()
+		data, _ := os.ReadFile(starts)
+		var ts []int64
+		for _, l := range strings.Fields(string(data)) {
+			n, _ := strconv.ParseInt(l, 10, 64)
+			ts = append(ts, n)
+		}
+		var gaps []float64
+		for i := 1; i < len(ts); i++ {
+			gaps = append(gaps, float64(time.Duration(ts[i]-ts[i-1])-10*time.Millisecond)/1e6)
+		}
+		if len(gaps) == 0 {
+			b.Fatal("no restarts recorded")
+		}
+		sort.Float64s(gaps)
+		medians = append(medians, gaps[len(gaps)/2])
+	}
+	sort.Float64s(medians)
+	b.ReportMetric(medians[len(medians)/2], "gap-ms")
 }
