@@ -49,6 +49,12 @@ func TestMemoryLimitKills(t *testing.T) {
 	if code != 137 || !bytes.Contains(errb, []byte("ipcflow: stage r: killed: memory limit 64MiB\n")) {
 		t.Fatalf("exit status %d, stderr %q; want 137 and the limit named", code, errb)
 	}
+	// Killed for its limit, it restarts if its policy says so.
+	code, _, errb = restartRun(t, bin, `stage r restart on-failure max 1 backoff 10ms limit memory=64MiB = bash -c 'x=$(head -c 400M /dev/zero | tr "\0" a)'`+"\n")
+	if code != 137 || !bytes.Contains(errb, []byte("stage r: killed: memory limit 64MiB; restarting in 10ms (restart 1)\n")) ||
+		!bytes.Contains(errb, []byte("stage r: killed: memory limit 64MiB (restarted 1 time;")) {
+		t.Fatalf("restart after the limit: exit status %d, stderr %q", code, errb)
+	}
 	code, out, errb := restartRun(t, bin, "stage ok limit memory=64MiB, cpu=0.5, pids=20, files=64 = seq 1 1000\n")
 	if code != 0 || !bytes.Equal(out, seqLines(1000)) || len(errb) > 0 {
 		t.Fatalf("under its limits: exit status %d, %d bytes, stderr %q", code, len(out), errb)

@@ -3,6 +3,7 @@ package exec
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -317,4 +318,37 @@ func BenchmarkRestartGap(b *testing.B) {
 	}
 	sort.Float64s(medians)
 	b.ReportMetric(medians[len(medians)/2], "gap-ms")
+}
+
+// A producer that dies in the middle of a line: its part is followed by
+// the next copy's first bytes, on mq as on a pipe (the bridge joins them
+// into one message), and --stats-json shows the restart and the failure.
+func TestPartialLineAndStats(t *testing.T) {
+	bin := testkit.BuildIpcflow(t)
+	for _, ty := range []string{"pipe", "mq", "shm"} {
+		t.Run(ty, func(t *testing.T) {
+			t.Parallel()
+			js := filepath.Join(t.TempDir(), "stats.json")
+			flow := `stage p restart on-failure backoff 10ms = if [ "$IPCFLOW_RESTARTS" = 0 ]; then printf "one\nab"; exit 1; fi; echo cd
+stage c = cat
+p -[` + ty + `]-> c
+`
+			code, out, errb := restartRun(t, bin, flow, "--stats-json", js)
+			if code != 0 || string(out) != "one\nabcd\n" {
+				t.Fatalf("exit status %d, output %q; want 0 and \"one\\nabcd\\n\"\n%s", code, out, errb)
+			}
+			data, _ := os.ReadFile(js)
+			var rep struct {
+				Stages []struct {
+					Name        string
+					LastFailure string `json:"last_failure"`
+					Restarts    int
+				}
+			}
+			if err := json.Unmarshal(data, &rep); err != nil || len(rep.Stages) != 2 ||
+				rep.Stages[0].Restarts != 1 || rep.Stages[0].LastFailure != "exit status 1" || rep.Stages[1].Restarts != 0 {
+				t.Errorf("--stats-json stages %+v (%v), want p restarted once after exit status 1", rep.Stages, err)
+			}
+		})
+	}
 }
