@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipcflow/ipcflow/internal/testkit"
 	"github.com/ipcflow/ipcflow/isolate"
@@ -90,4 +91,31 @@ func TestDryRunSaysHowLimited(t *testing.T) {
 	if err != nil || !bytes.Contains(out, []byte("limit files=64 by setrlimit RLIMIT_NOFILE")) {
 		t.Fatalf("dry run: %v\n%s", err, out)
 	}
+}
+
+// A SIGKILL of ipcflow while a limited stage runs leaves neither the
+// stage nor its cgroups: they are in the manifest, and the guardian
+// removes them.
+func TestLimitGroupsGoAfterSigkill(t *testing.T) {
+	if _, err := isolate.Plan(&parser.Limits{CPU: 1}); err != nil {
+		t.Skip("no cgroup v1 controllers this user may write: ", err)
+	}
+	before := len(limitCgroups(t))
+	cmd, _, _, check := startFlow(t, "stage s limit memory=64MiB, pids=10 = sleep 30\n")
+	deadline := time.Now().Add(5 * time.Second)
+	for len(limitCgroups(t)) == before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(limitCgroups(t)) == before {
+		t.Fatal("the stage's cgroups never appeared")
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	for len(limitCgroups(t)) > before && time.Now().Before(deadline.Add(5*time.Second)) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if left := limitCgroups(t); len(left) > before {
+		t.Errorf("cgroups left after a SIGKILL of ipcflow: %v", left)
+	}
+	check()
 }
