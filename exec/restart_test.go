@@ -41,14 +41,14 @@ func restartRun(t *testing.T, bin, flow string, args ...string) (int, []byte, []
 
 // startFlow starts flow with the real binary in a run base of its own,
 // and returns it with its stderr, the run base and the leak check.
-func startFlow(t *testing.T, flow string) (*osexec.Cmd, io.Reader, string, func()) {
+func startFlow(t *testing.T, flow string, args ...string) (*osexec.Cmd, io.Reader, string, func()) {
 	t.Helper()
 	bin := testkit.BuildIpcflow(t)
 	script := filepath.Join(t.TempDir(), "f.ipcflow")
 	os.WriteFile(script, []byte(flow), 0o600)
 	runBase := t.TempDir()
 	check := testkit.LeakCheck(t, runBase)
-	cmd := osexec.Command(bin, "run", script)
+	cmd := osexec.Command(bin, append([]string{"run", script}, args...)...)
 	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -174,22 +174,8 @@ a -> b
 // And a failure elsewhere stops the restarts: SIGTERM in the middle of a
 // back-off ends the flow with 143 at once, and no copy starts after it.
 func TestSigtermDuringBackoff(t *testing.T) {
-	bin := testkit.BuildIpcflow(t)
-	dir := t.TempDir()
-	marks := filepath.Join(dir, "starts")
-	script := filepath.Join(dir, "f.ipcflow")
-	os.WriteFile(script, []byte("param M = x\nstage x restart on-failure backoff 3s = echo start >> \"$M\"; exit 1\n"), 0o600)
-	runBase := t.TempDir()
-	check := testkit.LeakCheck(t, runBase)
-	cmd := osexec.Command(bin, "run", script, "M="+marks)
-	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	marks := filepath.Join(t.TempDir(), "starts")
+	cmd, stderr, _, check := startFlow(t, "param M = x\nstage x restart on-failure backoff 3s = echo start >> \"$M\"; exit 1\n", "M="+marks)
 	line, _ := bufio.NewReader(stderr).ReadString('\n')
 	if !strings.Contains(line, "restarting in 3s") {
 		t.Fatalf("first line %q, want the restart's", line)

@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipcflow/ipcflow/contain"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
@@ -43,7 +44,7 @@ type Mechanism struct {
 func Plan(l *parser.Limits) ([]Mechanism, error) {
 	var ms []Mechanism
 	add := func(res, val string, rl int, rlName string) error {
-		if mnt, ok := v1Place(res); ok {
+		if mnt, ok := contain.V1Own(res); ok {
 			ms = append(ms, Mechanism{Resource: res, Value: val, Cgroup: mnt, How: "cgroup v1 " + res + " controller"})
 			return nil
 		}
@@ -218,57 +219,4 @@ func Enter(args []string) int {
 		return 127
 	}
 	return 126
-}
-
-// v1Place returns the directory under which a group of controller res
-// can be made: ipcflow's own group in that v1 hierarchy, when writable.
-func v1Place(res string) (string, bool) {
-	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return "", false
-	}
-	var mnt, root string
-	for _, line := range strings.Split(string(mi), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 3 || g[0] != "cgroup" {
-			continue
-		}
-		if hasOption(g[2], res) {
-			mnt, root = f[4], f[3]
-			break
-		}
-	}
-	if mnt == "" {
-		return "", false
-	}
-	cg, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return "", false
-	}
-	for _, line := range strings.Split(string(cg), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 || !hasOption(parts[1], res) {
-			continue
-		}
-		rel, ok := strings.CutPrefix(parts[2], root)
-		if !ok || strings.Contains(rel, "..") {
-			return "", false
-		}
-		dir := filepath.Join(mnt, rel)
-		if unix.Access(dir, unix.W_OK) != nil {
-			return "", false
-		}
-		return dir, true
-	}
-	return "", false
-}
-
-func hasOption(opts, want string) bool {
-	for _, o := range strings.Split(opts, ",") {
-		if o == want {
-			return true
-		}
-	}
-	return false
 }
