@@ -300,6 +300,45 @@ func readCgroups() (mounts, own map[Version]string, err error) {
 	return mounts, own, nil
 }
 
+// V1Own returns the directory of this process's own group in the cgroup
+// v1 hierarchy of controller (memory, cpu, pids), when this user may
+// make groups in it: where package isolate makes a stage's.
+func V1Own(controller string) (string, bool) {
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", false
+	}
+	var mnt, root string
+	for _, line := range strings.Split(string(mi), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if ok && len(f) >= 5 && len(g) >= 3 && g[0] == "cgroup" && hasOption(g[2], controller) {
+			mnt, root = unescape(f[4]), f[3]
+			break
+		}
+	}
+	if mnt == "" {
+		return "", false
+	}
+	cg, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return "", false
+	}
+	for _, line := range strings.Split(string(cg), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 || !hasOption(parts[1], controller) {
+			continue
+		}
+		rel, ok := strings.CutPrefix(parts[2], root)
+		dir := filepath.Join(mnt, rel)
+		if !ok || strings.Contains(rel, "..") || unix.Access(dir, unix.W_OK) != nil {
+			return "", false
+		}
+		return dir, true
+	}
+	return "", false
+}
+
 func hasOption(opts, want string) bool {
 	for _, o := range strings.Split(opts, ",") {
 		if o == want {

@@ -16,6 +16,8 @@
 //	reap.go       the one wait4; when a writer's failure is a broken pipe
 //	supervise.go  the supervisor's decisions: states, stop, exit status
 //	finish.go     movers and bridges drained at the end
+//	restart.go    restart clauses: edges held across copies, back-offs (package restart)
+//	limit.go      limit clauses: a stage's cgroups and rlimits (package isolate)
 //
 // and beside them: guard.go (the guardian), contain.go (the run's
 // cgroup), signals.go, stdio.go (closed stdout or stderr), limits.go (the

@@ -77,6 +77,7 @@ func (p *Plan) Print(w io.Writer, procs []*Process) {
 		if pr.Dir != "" {
 			fmt.Fprintf(w, "      dir %s\n", pr.Dir)
 		}
+		printLimits(w, sp)
 		for fd, e := range pr.Fds {
 			what := ""
 			switch {

@@ -54,13 +54,29 @@ func TestExamples(t *testing.T) {
 				if !bytes.Equal(stdout.Bytes(), want) {
 					t.Errorf("in %s, ipcflow run %s printed\n%s\nbash printed\n%s", from.dir, from.file, stdout.Bytes(), want)
 				}
-				if stderr.Len() > 0 {
-					t.Errorf("in %s, ipcflow run %s: stderr on success: %s", from.dir, from.file, stderr.Bytes())
+				if got, want := stderr.String(), stderrLines(t, f); got != want {
+					t.Errorf("in %s, ipcflow run %s: stderr %q, want %q (its '# stderr: ' lines)", from.dir, from.file, got, want)
 				}
 				check()
 			}
 		})
 	}
+}
+
+// stderrLines returns what an example prints on stderr: its `# stderr: `
+// lines (a stage that crashes and restarts says so); none, for most.
+func stderrLines(t *testing.T, path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(string(data), "\n") {
+		if s, ok := strings.CutPrefix(l, "# stderr: "); ok {
+			b.WriteString(s + "\n")
+		}
+	}
+	return b.String()
 }
 
 // bashLine returns the `# bash: ` line of an example.

@@ -51,6 +51,7 @@ type flow struct {
 
 	stages []*liveStage // in plan order, as Plan.Stages
 	byPid  map[int]*liveStage
+	due    chan *liveStage // restartable stages whose back-off has passed (restart.go)
 
 	// rec measures the run (--stats, --monitor, ps); wireEdges says which
 	// of its edges each wire carries (measure.go).
@@ -123,6 +124,9 @@ func newFlow(plan *Plan, o Options) (f *flow, err error) {
 		return f, err
 	}
 	if err := f.newCgroup(); err != nil {
+		return f, err
+	}
+	if err := f.newLimits(); err != nil {
 		return f, err
 	}
 	for _, s := range plan.Graph.Sems {
@@ -199,6 +203,8 @@ func (f *flow) supervise() int {
 	f.cancel = cancel
 	f.status = -1
 	ready := make(chan acquired)
+	// Each stage has at most one back-off timer pending: never blocks.
+	f.due = make(chan *liveStage, len(f.stages))
 	var timeout <-chan time.Time
 	if f.o.Timeout > 0 {
 		t := time.NewTimer(f.o.Timeout)
@@ -262,6 +268,8 @@ func (f *flow) supervise() int {
 			fmt.Fprintf(f.o.Stderr, "ipcflow: timeout: the flow ran longer than %v\n", f.o.Timeout)
 			f.setStatus(StatusTimeout)
 			f.stop(unix.SIGTERM, "timeout", nil)
+		case st := <-f.due:
+			f.restartDue(st)
 		case <-f.grace:
 			f.signalAll(unix.SIGKILL)
 		}
@@ -300,6 +308,9 @@ func (f *flow) supervise() int {
 // could not be removed.
 func (f *flow) teardown() error {
 	f.control.Close()
+	for _, st := range f.stages {
+		f.letGo(st) // files still held for a next copy, if any
+	}
 	for _, m := range f.movers {
 		m.Close()
 	}
@@ -318,6 +329,9 @@ func (f *flow) teardown() error {
 		if err := f.cgroup.Close(); err != nil {
 			fmt.Fprintf(f.o.Stderr, "ipcflow: %v\n", err)
 		}
+	}
+	if err := f.removeLimits(); err != nil {
+		fmt.Fprintf(f.o.Stderr, "ipcflow: %v\n", err)
 	}
 	// Names first, then the semaphores: closing one lets go of the lock
 	// that tells `ipcflow clean` its run is alive (locks.InUse).

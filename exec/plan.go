@@ -2,6 +2,7 @@ package exec
 
 import (
 	"fmt"
+	"github.com/ipcflow/ipcflow/isolate"
 	"os"
 	"path/filepath"
 	"slices"
@@ -183,6 +184,8 @@ type StagePlan struct {
 	// held by its replica runner as a native stage holds a port: the
 	// copies take their work from the queue, each message to one.
 	WorkQueue bool
+	// Limits say how each of the stage's limits is enforced (limit.go).
+	Limits []isolate.Mechanism
 }
 
 // PortSlot is a declared port's fd in the stage.
@@ -241,6 +244,12 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 		return nil, err
 	}
 	if err := p.planReplicas(); err != nil {
+		return nil, err
+	}
+	if err := p.planLimits(); err != nil {
+		return nil, err
+	}
+	if err := p.restartRefusal(); err != nil {
 		return nil, err
 	}
 	// Options this machine can't honour (a pipe above pipe-max-size, an mq

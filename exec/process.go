@@ -134,7 +134,10 @@ func (p *Plan) stageProcess(sp *StagePlan, names FlowNames) (*Process, error) {
 	env = append(env, "PWD="+cwd)
 	pr.Env = dedupEnv(env)
 
-	if args := directArgs(st.Script, pr.Env, cwd); args != nil {
+	// A restartable stage's copies differ only in IPCFLOW_RESTARTS
+	// (restart.go): a command that names it runs in the shell, which
+	// expands it for each copy, rather than as an argv expanded once.
+	if args := directArgs(st.Script, pr.Env, cwd); args != nil && !(st.Restart != nil && strings.Contains(st.Command, "IPCFLOW_RESTARTS")) {
 		path, err := interp.LookPathDir(cwd, expand.ListEnviron(pr.Env...), args[0])
 		switch {
 		case err == nil:

@@ -46,10 +46,16 @@ func (f *flow) reap() {
 		}
 		if st := f.byPid[pid]; st != nil {
 			delete(f.byPid, pid)
-			st.rusage = ru
-			f.noteReaderGone(st)
+			addRusage(&st.rusage, &ru)
+			if !st.restartable() {
+				// A restartable stage's ends are held for its next
+				// copy: its reader is gone only when it is let go.
+				f.noteReaderGone(st)
+			}
 			ended = append(ended, st)
-			infos = append(infos, exitOf(ws))
+			e := exitOf(ws)
+			e.limit = limitKill(st)
+			infos = append(infos, e)
 			continue
 		}
 		if f.guard != nil && pid == f.guard.Pid() {

@@ -170,8 +170,10 @@ func (f *flow) process(st *liveStage) *Process {
 // stage that failed at once: 127 or 126, with a line that names it.
 func (f *flow) startStage(st *liveStage) {
 	pr := f.process(st)
-	sf := f.takeStageFiles(st)
-	defer sf.release()
+	sf, hold := f.stageFiles(st)
+	if !hold {
+		defer sf.release()
+	}
 	cmd := strings.Join(pr.Argv, " ")
 	if pr.NotFound {
 		code, msg := cannotRun(pr.Dir, pr.Argv[0], nil)
@@ -186,9 +188,23 @@ func (f *flow) startStage(st *liveStage) {
 			return
 		}
 	}
+	if hold {
+		copied := *pr
+		copied.Env = copyEnv(st, pr.Env)
+		pr = &copied
+	}
 	pr, fds, tableSent := f.withCopyTable(st, pr, sf.fds)
 	defer tableSent()
-	pid, err := f.spawn(pr, fds, pr.Argv, pr.Path)
+	path, argv := pr.Path, pr.Argv
+	if len(st.plan.Limits) > 0 {
+		var err error
+		if path, argv, err = limited(st, pr); err != nil {
+			fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v\n", st.name(), err)
+			f.finished(st, exitInfo{code: 126, reported: true})
+			return
+		}
+	}
+	pid, err := f.spawn(pr, fds, argv, path)
 	if errors.Is(err, syscall.ENOEXEC) && !pr.Shell {
 		// A script without a #! line: shells run those themselves.
 		path, argv, serr := shellCommand(st.name(), len(pr.Fds), st.plan.Stage.Command)

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipcflow/ipcflow/isolate"
+	"github.com/ipcflow/ipcflow/restart"
 	"github.com/ipcflow/ipcflow/stats"
 )
 
@@ -22,6 +24,7 @@ const (
 	stPending   stageState = iota // waits for its `after` stages
 	stAcquiring                   // waits for its semaphores
 	stRunning
+	stBackoff // a restartable stage between copies (restart.go)
 	stDone
 	stSkipped
 )
@@ -45,6 +48,16 @@ type liveStage struct {
 	// ended while it still held them (reap.go).
 	outputs     map[int]fileID
 	readersLeft map[wireReader]bool
+
+	// A restartable stage (restart.go): the files ipcflow holds for its
+	// next copy, its budget, the timer of its back-off, whether the
+	// budget was spent, and how its last failed copy ended.
+	limits      *isolate.Group // its cgroups, if it has a limit clause (limit.go)
+	held        *stageFiles
+	budget      *restart.Budget
+	timer       *time.Timer
+	spent       bool
+	lastFailure string
 }
 
 func (st *liveStage) name() string { return st.plan.Stage.Name }
@@ -55,12 +68,16 @@ type exitInfo struct {
 	signal   unix.Signal // the signal that killed it, or 0
 	reported bool        // ipcflow already said why (command not found)
 	epipe    bool        // exited non-zero after every reader of its output had finished
+	limit    string      // the limit it was killed for ("memory limit 64MiB"), or ""
 }
 
 // ok: exit 0, or killed by SIGPIPE because its reader finished (SPEC 6).
 func (e exitInfo) ok() bool { return e.code == 0 || e.signal == unix.SIGPIPE || e.epipe }
 
 func (e exitInfo) String() string {
+	if e.limit != "" {
+		return "killed: " + e.limit
+	}
 	if e.signal != 0 {
 		return "killed by signal " + unix.SignalName(e.signal)
 	}
@@ -87,6 +104,7 @@ func (f *flow) stop(sig unix.Signal, why string, failed *liveStage) {
 		}
 		f.graceEnd = time.Now().Add(f.o.Grace)
 		f.grace = time.After(f.o.Grace)
+		f.endBackoffs()
 	}
 	f.signalAll(sig)
 }
@@ -109,7 +127,7 @@ func skipReason(st *liveStage, why string, failed *liveStage) string {
 // active reports whether a stage runs or waits for its semaphores.
 func (f *flow) active() bool {
 	for _, st := range f.stages {
-		if st.state == stRunning || st.state == stAcquiring {
+		if st.state == stRunning || st.state == stAcquiring || st.state == stBackoff {
 			return true
 		}
 	}
@@ -220,6 +238,10 @@ func (f *flow) signalAll(sig unix.Signal) {
 // finished records a stage's end: gives back its semaphore units and, if it
 // failed, reports it and lets the run react (teardown unless --keep-going).
 func (f *flow) finished(st *liveStage, e exitInfo) {
+	if f.again(st, e) {
+		return
+	}
+	f.letGo(st)
 	st.state = stDone
 	st.exit = e
 	defer func() { f.rec.Ended(st.idx, statusWords(st.exit), &st.rusage, st.io) }()
@@ -235,13 +257,16 @@ func (f *flow) finished(st *liveStage, e exitInfo) {
 		return
 	}
 	if e.ok() {
+		if st.spent {
+			fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v; not restarted%s\n", st.name(), e, spentNote(st))
+		}
 		return
 	}
 	if f.stopping {
 		return // most likely our own SIGTERM or SIGKILL: not news
 	}
-	if !e.reported {
-		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v\n", st.name(), e)
+	if !e.reported || st.spent {
+		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v%s\n", st.name(), e, spentNote(st))
 	}
 	f.setStatus(e.code)
 	if !f.o.KeepGoing {

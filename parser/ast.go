@@ -72,14 +72,25 @@ type PortDecl struct {
 	Name Ident
 }
 
-// Clause is `uses NAME, ...`, `after NAME, ...`, `dir WORD` or `native`.
+// Clause is `uses NAME, ...`, `after NAME, ...`, `dir WORD`, `native`,
+// `restart ...` or `limit ...` (supervise.go).
 type Clause struct {
 	Pos     Pos
-	Kind    string  // "uses", "after", "dir", "native", "unordered", "merge"
+	Kind    string  // "uses", "after", "dir", "native", "unordered", "merge", "restart", "limit"
 	Names   []Ident // uses, after
 	WordPos Pos     // dir, merge
 	Text    string  // dir, merge: the word as written
 	Word    *syntax.Word
+	Args    []ClauseArg // restart (WHEN first), limit
+}
+
+// ClauseArg is one word of a restart clause (WHEN, or `max N`: Name max,
+// Value N) or one RESOURCE=VALUE of a limit clause, as written.
+type ClauseArg struct {
+	Pos      Pos
+	Name     string
+	ValuePos Pos
+	Value    string // "" for WHEN
 }
 
 // EdgeStmt is `ENDS ARROW ENDS { ARROW ENDS }`: len(Ends) == len(Arrows)+1.

@@ -196,6 +196,8 @@ func (fm *formatter) stageHead(d *StageDecl) string {
 		case "dir", "merge":
 			b.WriteString(" ")
 			b.WriteString(c.Text)
+		case "restart", "limit":
+			formatArgs(&b, c)
 		}
 	}
 	return b.String()

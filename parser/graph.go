@@ -99,7 +99,9 @@ type Stage struct {
 	After         []*Stage // must exit 0 before this stage starts
 	Dir           *syntax.Word
 	DirText       string
-	Native        bool // its mq, shm and mmap ports are its own (SPEC 12, exec/native.go)
+	Native        bool     // its mq, shm and mmap ports are its own (SPEC 12, exec/native.go)
+	Restart       *Restart // restart WHEN ...: nil when the stage is not restarted (SPEC 14)
+	Limits        *Limits  // limit ...: nil when none (SPEC 14)
 
 	Command    string       // the command's source text, continuation lines included
 	CommandPos Pos          // where Command starts in the file

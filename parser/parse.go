@@ -326,13 +326,21 @@ func (p *parser) parseStage() (Stmt, error) {
 			}
 		case "native", "unordered":
 			p.next()
-		case "on", "restart", "limit":
+		case "restart":
+			if err := p.parseRestart(c, d.Name.Name); err != nil {
+				return d, err
+			}
+		case "limit":
+			if err := p.parseLimit(c, d.Name.Name); err != nil {
+				return d, err
+			}
+		case "on":
 			// Clauses of later SPEC parts: one line saying so, rather than
 			// "expected a clause ..." for a clause the SPEC does list.
 			p.errorf(c.Pos, "stage %s: %s", d.Name.Name, notBuilt[c.Kind])
 			return d, errStmt
 		default:
-			return d, p.fail("a clause (uses, after, dir, native, unordered, merge) or '='")
+			return d, p.fail("a clause (uses, after, dir, native, unordered, merge, restart, limit) or '='")
 		}
 		d.Clauses = append(d.Clauses, c)
 	}
@@ -730,9 +738,7 @@ func (p *parser) fatArrow() bool {
 // notBuilt says, for each stage clause of a later SPEC part, that it is
 // not built yet.
 var notBuilt = map[string]string{
-	"on":      "'on HOST' (remote stages, SPEC 13) is not built yet",
-	"restart": "'restart' (supervision, SPEC 14) is not built yet",
-	"limit":   "'limit' (isolation, SPEC 14) is not built yet",
+	"on": "'on HOST' (remote stages, SPEC 13) is not built yet",
 }
 
 // parseEnds parses ENDS.

@@ -16,7 +16,7 @@ func TestErrors(t *testing.T) {
 	tests := []struct {
 		name, src, want string
 	}{
-		{"missing eq", "stage a cat", "f:1:9: expected a clause (uses, after, dir, native, unordered, merge) or '=', found 'cat'"},
+		{"missing eq", "stage a cat", "f:1:9: expected a clause (uses, after, dir, native, unordered, merge, restart, limit) or '=', found 'cat'"},
 		{"arrow for eq", "stage a -> b", "f:1:9: expected '=' and a command after the stage, found '->'"},
 		{"misspelt keyword", "stag b = echo", "f:1:1: expected a statement, found 'stag b' (did you mean \"stage\"?)"},
 		{"misspelt param", "parm X = 1", "f:1:1: expected a statement, found 'parm X' (did you mean \"param\"?)"},
@@ -55,8 +55,18 @@ func TestErrors(t *testing.T) {
 		{"unix as type", "stage a = echo\nstage b = cat\na -[unix]-> b", "f:3:5: unknown edge type \"unix\" (did you mean \"-[socket unix]->\"?); expected one of fifo, mmap, mq, pipe, shm, socket"},
 		{"udp as type", "stage a = echo\nstage b = cat\na -[udp addr=127.0.0.1:9]-> b", "f:3:5: unknown edge type \"udp\" (did you mean \"-[socket udp]->\"?); expected one of fifo, mmap, mq, pipe, shm, socket"},
 		{"remote stage", "stage a = echo\nstage b on build@host = cat\na -> b", "f:2:9: stage b: 'on HOST' (remote stages, SPEC 13) is not built yet"},
-		{"restart", "stage a restart on-failure max 3 within 10s = while true; do\n echo\ndone\na -> stdout", "f:1:9: stage a: 'restart' (supervision, SPEC 14) is not built yet"},
-		{"limit", "stage a = echo\nstage b (in x) limit memory=64MiB, cpu=0.5 = cat \"$x\"\na -> b.x", "f:2:16: stage b: 'limit' (isolation, SPEC 14) is not built yet"},
+		{"restart", "stage a restart on-failure max 3 within 10s = while true; do\n echo\ndone\na -> stdout", ""},
+		{"restart-when", "stage a restart never = cat", "f:1:17: stage a: unknown restart policy \"never\": expected on-failure or always"},
+		{"restart-missing", "stage a restart = cat", "f:1:17: stage a: expected on-failure or always after 'restart'"},
+		{"restart-zero", "stage a restart always backoff 0s = cat", "f:1:32: stage a: bad duration \"0s\": must be more than 0"},
+		{"restart-negative", "stage a restart always within -5s = cat", "f:1:31: stage a: bad duration \"-5s\": must be more than 0"},
+		{"restart-max", "stage a restart always max 0 = cat", "f:1:28: stage a: restart max must be 1 to 1000000, found 0"},
+		{"restart-twice", "stage a restart always restart always = cat", "f:1:24: restart given twice for stage a (first at 1:9)"},
+		{"restart-after", "stage a restart always = seq 3\nstage b after a = cat", "f:2:15: stage b is after a, which restarts always and so never ends of itself (1:9): use restart on-failure, or drop the after"},
+		{"limit", "stage a = echo\nstage b (in x) limit memory=64MiB, cpu=0.5 = cat \"$x\"\na -> b.x", ""},
+		{"limit-unknown", "stage a limit disk=1G = cat", "f:1:15: stage a: unknown resource \"disk\" in limit: expected memory, cpu, pids or files"},
+		{"limit-size", "stage a limit memory=lots = cat", "f:1:22: stage a: limit memory: bad size \"lots\": expected bytes or a number with K, KiB, M, MiB, G or GiB"},
+		{"limit-eq", "stage a limit memory 1G = cat", "f:1:22: stage a: expected '=' and a value after limit memory"},
 		{"type in capitals", "stage a = cat\na -[PIPE]-> stdout", "f:2:5: unknown edge type \"PIPE\" (did you mean \"pipe\"?); expected one of fifo, mmap, mq, pipe, shm, socket"},
 		{"option in capitals", "stage a = cat\na -[pipe SIZE=1K]-> stdout", "f:2:10: unknown option \"SIZE\" for pipe (did you mean \"size\"?); pipe takes size"},
 		{"stage in another case", "stage Words = cat\nwords -> stdout", "f:2:1: unknown stage words (did you mean \"Words\"?)"},
@@ -82,7 +92,7 @@ func TestErrors(t *testing.T) {
 			"f:1:16: shell syntax error: a command can only contain words and redirects; encountered `)`"},
 		{"broken then bad stage", "stage a = echo )\n  env X=1 cmd\nstage b cat",
 			"f:1:16: shell syntax error: a command can only contain words and redirects; encountered `)`\n" +
-				"f:3:9: expected a clause (uses, after, dir, native, unordered, merge) or '=', found 'cat'"},
+				"f:3:9: expected a clause (uses, after, dir, native, unordered, merge, restart, limit) or '=', found 'cat'"},
 		{"broken then bad param", "stage a = echo )\n  sem cmd x\nparam B = two words\nsem s = x",
 			"f:1:16: shell syntax error: a command can only contain words and redirects; encountered `)`\n" +
 				"f:3:15: expected end of line after the value (quote a value that holds blanks), found 'words'\n" +

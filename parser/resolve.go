@@ -79,6 +79,9 @@ func resolve(f *File, partial bool) (*Graph, ErrorList) {
 	for _, d := range stageDecls {
 		r.clauses(r.stages[d.Name.Name], d)
 	}
+	for _, d := range stageDecls {
+		r.restartAfter(r.stages[d.Name.Name])
+	}
 	r.replicaParams()
 	edgeAt := map[[2]string]Pos{}
 	for _, s := range f.Stmts {
@@ -275,6 +278,10 @@ func (r *resolver) clauses(st *Stage, d *StageDecl) {
 			if !st.Replicated() {
 				r.errorf(c.Pos, "stage %s: merge needs replicas (stage %s[N])", st.Name, st.Name)
 			}
+		case "restart":
+			r.restartPolicy(st, c)
+		case "limit":
+			r.limits(st, c)
 		case "native":
 			if nativeSeen {
 				r.errorf(c.Pos, "native given twice for stage %s", st.Name)

@@ -23,7 +23,7 @@ func LiveLines(rep, prev *Report) []string {
 				now = s.Status
 			}
 		}
-		fmt.Fprintf(tw, "  %s\tpid %d\t%s\n", s.Title(), s.Pid, now)
+		fmt.Fprintf(tw, "  %s\tpid %d\t%s%s\n", s.Title(), s.Pid, now, s.RestartNote())
 		for _, c := range s.Replicas {
 			fmt.Fprintf(tw, "    %s\t%s\t%s\n", c.Name, copyPid(c), copyNowText(c))
 		}

@@ -119,6 +119,10 @@ type stageRec struct {
 	// samples saw each copy do.
 	table  *CopyTable
 	copies []copySamples
+	// A restartable stage (SPEC 14): how many times it was restarted,
+	// and how its last failed copy ended.
+	restarts    int
+	lastFailure string
 }
 
 type edgeRec struct {
@@ -213,6 +217,19 @@ func (r *Recorder) Ended(i int, status string, ru *unix.Rusage, io IO) {
 	if io.OK {
 		s.io = io
 	}
+	delete(r.byPgrp, s.pid)
+}
+
+// Restarted records that a copy of stage i ended and another starts
+// after wait; failure is how the last failed copy ended ("" if none
+// failed: restart always).
+func (r *Recorder) Restarted(i int, failure string, wait time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.stages[i]
+	s.restarts++
+	s.lastFailure = failure
+	s.state, s.doing = "restarting", "restarting in "+wait.String()
 	delete(r.byPgrp, s.pid)
 }
 

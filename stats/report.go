@@ -55,10 +55,15 @@ type Stage struct {
 	Status string `json:"status"`
 	// Doing is what it did at the last sample, while it runs: "running",
 	// "writing e2", "reading e1", "waiting for semaphore db", "sleeping".
-	Doing   string  `json:"doing"`
-	WallSec float64 `json:"wall_s"` // its life: from ready (semaphores included) to its end
-	UserSec float64 `json:"user_s"`
-	SysSec  float64 `json:"sys_s"`
+	Doing string `json:"doing"`
+	// Restarts: how many times a stage with a restart clause was started
+	// again (SPEC 14), and LastFailure how its last failed copy ended;
+	// both absent when there were none.
+	Restarts    int     `json:"restarts,omitempty"`
+	LastFailure string  `json:"last_failure,omitempty"`
+	WallSec     float64 `json:"wall_s"` // its life: from ready (semaphores included) to its end
+	UserSec     float64 `json:"user_s"`
+	SysSec      float64 `json:"sys_s"`
 	// MaxRSS is the largest resident set of its process or any of its
 	// descendants that it waited for (wait4's rusage), in bytes.
 	MaxRSS       int64  `json:"max_rss_bytes"`
@@ -100,6 +105,23 @@ func (s Stage) Title() string {
 		return fmt.Sprintf("%s ×%d", s.Name, s.Copies)
 	}
 	return s.Name
+}
+
+// RestartNote is what the table, the live view and ps add to a stage's
+// status when it was restarted: "; restarted 3 times, last failure exit
+// status 7"; "" when it never was.
+func (s Stage) RestartNote() string {
+	if s.Restarts == 0 {
+		return ""
+	}
+	n := fmt.Sprintf("; restarted %d times", s.Restarts)
+	if s.Restarts == 1 {
+		n = "; restarted once"
+	}
+	if s.LastFailure != "" {
+		n += ", last failure " + s.LastFailure
+	}
+	return n
 }
 
 // Shares split a stage's life (fractions that add up to 1): on a CPU,

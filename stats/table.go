@@ -17,6 +17,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 		if status == "" {
 			status = s.State
 		}
+		status += s.RestartNote()
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Title(), status,
 			Seconds(s.WallSec), Seconds(s.UserSec), Seconds(s.SysSec), Size(s.MaxRSS),
 			Size(s.BytesRead), Size(s.BytesWritten),

@@ -55,7 +55,7 @@ HEAD
 
 		printf '\n## %s\n\n' "$rel"
 		# What it does: the comment at the top, less the #! and bash: lines.
-		sed -n '2,/^[^#]/p' "$f" | grep '^#' | grep -v '^# bash: ' | sed 's/^# \{0,1\}//'
+		sed -n '2,/^[^#]/p' "$f" | grep '^#' | grep -v '^# bash: \|^# stderr: ' | sed 's/^# \{0,1\}//'
 		printf '\n![%s](gallery/%s.svg)\n\n' "$rel" "$name"
 		printf '[`examples/%s`](../examples/%s):\n\n```\n' "$rel" "$rel"
 		cat "$f"

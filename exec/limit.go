@@ -1,0 +1,96 @@
+package exec
+
+// Limits (SPEC 14, package isolate): a stage with a `limit` clause gets
+// cgroups of its own, made with the run's objects (in the manifest
+// first, removed at teardown or by the guardian), and starts through the
+// internal role "limits", which joins them and sets its rlimits before it
+// execs the command. A copy the memory group's OOM killer killed is
+// reported as "killed: memory limit SIZE".
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/ipcflow/ipcflow/contain"
+	"github.com/ipcflow/ipcflow/isolate"
+	"github.com/ipcflow/ipcflow/parser"
+	"github.com/ipcflow/ipcflow/rundir"
+)
+
+// planLimits decides each limited stage's mechanisms, or refuses a limit
+// this machine cannot enforce (cpu without a cgroup) with one line.
+func (p *Plan) planLimits() error {
+	for _, sp := range p.Stages {
+		st := sp.Stage
+		if !st.Limits.Any() {
+			continue
+		}
+		ms, err := isolate.Plan(st.Limits)
+		if err != nil {
+			return &UsageError{Positioned: true, Msg: fmt.Sprintf("%s:%s: stage %s: %v", p.Graph.File, st.Limits.Pos, st.Name, err)}
+		}
+		sp.Limits = ms
+	}
+	return nil
+}
+
+// printLimits is --dry-run's line per limit: what enforces it.
+func printLimits(w io.Writer, sp *StagePlan) {
+	for _, m := range sp.Limits {
+		fmt.Fprintf(w, "      limit %s=%s by %s\n", m.Resource, m.Value, m.How)
+	}
+}
+
+// newLimits makes the cgroups of every limited stage.
+func (f *flow) newLimits() error {
+	for _, st := range f.stages {
+		if len(st.plan.Limits) == 0 {
+			continue
+		}
+		name := f.rd.Prefix + "limit-" + st.name() + ".procs"
+		for _, path := range isolate.Paths(st.plan.Limits, name) {
+			if err := f.rd.Record(rundir.KindCgroup, path); err != nil {
+				return err
+			}
+		}
+		g, err := isolate.New(st.plan.Limits, st.plan.Stage.Limits, name)
+		st.limits = g
+		if err != nil {
+			return fmt.Errorf("stage %s: %w", st.name(), err)
+		}
+	}
+	return nil
+}
+
+// removeLimits removes the stages' cgroups, killing what is left in them.
+func (f *flow) removeLimits() error {
+	var first error
+	for _, st := range f.stages {
+		if st.limits == nil {
+			continue
+		}
+		for _, p := range st.limits.Paths {
+			if err := contain.Remove(p); err != nil && first == nil {
+				first = err
+			}
+		}
+		st.limits = nil
+	}
+	return first
+}
+
+// limited returns the path and argv that start pr's command under st's
+// limits: the internal role "limits", then the command.
+func limited(st *liveStage, pr *Process) (string, []string, error) {
+	args := isolate.Args(st.limits, st.plan.Limits, st.plan.Stage.Limits)
+	return internalCommand("limits", append(append(args, pr.Path), pr.Argv...)...)
+}
+
+// limitKill is how a copy of st ended when its memory group's OOM killer
+// killed it: "memory limit 64MiB"; "" otherwise.
+func limitKill(st *liveStage) string {
+	if st.limits.Killed() {
+		return "memory limit " + parser.FormatSize(st.plan.Stage.Limits.Memory)
+	}
+	return ""
+}
