@@ -241,11 +241,11 @@ func (f *flow) finished(st *liveStage, e exitInfo) {
 		return // most likely our own SIGTERM or SIGKILL: not news
 	}
 	if !e.reported {
-		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v\n", st.name(), e)
+		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v\n", st.title(), e)
 	}
 	f.setStatus(e.code)
 	if !f.o.KeepGoing {
-		f.stop(unix.SIGTERM, st.name()+" failed", st)
+		f.stop(unix.SIGTERM, st.title()+" failed", st)
 	}
 }
 

@@ -72,13 +72,14 @@ type PortDecl struct {
 	Name Ident
 }
 
-// Clause is `uses NAME, ...`, `after NAME, ...`, `dir WORD` or `native`.
+// Clause is `uses NAME, ...`, `after NAME, ...`, `dir WORD`, `on WORD`,
+// `native`, `unordered` or `merge WORD`.
 type Clause struct {
 	Pos     Pos
-	Kind    string  // "uses", "after", "dir", "native", "unordered", "merge"
+	Kind    string  // "uses", "after", "dir", "on", "native", "unordered", "merge"
 	Names   []Ident // uses, after
-	WordPos Pos     // dir, merge
-	Text    string  // dir, merge: the word as written
+	WordPos Pos     // dir, on, merge
+	Text    string  // dir, on, merge: the word as written
 	Word    *syntax.Word
 }
 

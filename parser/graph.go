@@ -100,6 +100,12 @@ type Stage struct {
 	Dir           *syntax.Word
 	DirText       string
 	Native        bool // its mq, shm and mmap ports are its own (SPEC 12, exec/native.go)
+	// Host is on WORD (SPEC 13): the stage runs there, over ssh (package
+	// remote); nil for a stage of this machine. WORD is expanded as a
+	// param's value is, so a param may name the host.
+	Host     *syntax.Word
+	HostText string // WORD as written
+	HostPos  Pos
 
 	Command    string       // the command's source text, continuation lines included
 	CommandPos Pos          // where Command starts in the file

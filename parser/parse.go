@@ -324,15 +324,19 @@ func (p *parser) parseStage() (Stmt, error) {
 			if err := p.clauseWord(c, "a merge command after 'merge'", "a merge command"); err != nil {
 				return d, err
 			}
+		case "on":
+			if err := p.clauseWord(c, "a host after 'on'", "a host"); err != nil {
+				return d, err
+			}
 		case "native", "unordered":
 			p.next()
-		case "on", "restart", "limit":
+		case "restart", "limit":
 			// Clauses of later SPEC parts: one line saying so, rather than
 			// "expected a clause ..." for a clause the SPEC does list.
 			p.errorf(c.Pos, "stage %s: %s", d.Name.Name, notBuilt[c.Kind])
 			return d, errStmt
 		default:
-			return d, p.fail("a clause (uses, after, dir, native, unordered, merge) or '='")
+			return d, p.fail("a clause (uses, after, dir, on, native, unordered, merge) or '='")
 		}
 		d.Clauses = append(d.Clauses, c)
 	}
@@ -730,7 +734,6 @@ func (p *parser) fatArrow() bool {
 // notBuilt says, for each stage clause of a later SPEC part, that it is
 // not built yet.
 var notBuilt = map[string]string{
-	"on":      "'on HOST' (remote stages, SPEC 13) is not built yet",
 	"restart": "'restart' (supervision, SPEC 14) is not built yet",
 	"limit":   "'limit' (isolation, SPEC 14) is not built yet",
 }
