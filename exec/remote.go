@@ -64,7 +64,7 @@ func (p *Plan) remoteProcess(sp *StagePlan, names FlowNames, pr *Process, env []
 	if need := parser.NeedsBash(st.Script); need != nil {
 		pr.Bash, spec.Argv = need, []string{"bash", "-c", st.Command}
 	} else {
-		_, argv, err := shellCommand(st.Name, len(sp.Fds), st.Command)
+		_, argv, err := shellCommand(st.Name+" on "+host, len(sp.Fds), st.Command)
 		if err != nil {
 			return nil, err
 		}

@@ -205,10 +205,10 @@ func (h *Host) LinkDown() error {
 // KillSessions kills h's sshd sessions (the listener stays): each
 // connection ends at once, as when the host reboots its sshd.
 func (h *Host) KillSessions() {
+	// The listener's children are the connections' sshd processes
+	// ("sshd: root@notty"); what they run goes on, as it would.
 	for _, pid := range children(h.sshd.Process.Pid) {
-		for _, s := range children(pid) {
-			syscall.Kill(s, syscall.SIGKILL)
-		}
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 
@@ -244,7 +244,13 @@ func Leftovers() []string {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "ipcflow.??????????"))
 	for _, d := range dirs {
 		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
-			out = append(out, "directory "+d)
+			var names []string
+			if ents, err := os.ReadDir(d); err == nil {
+				for _, e := range ents {
+					names = append(names, e.Name())
+				}
+			}
+			out = append(out, "directory "+d+" holding "+strings.Join(names, " "))
 		}
 	}
 	return out
