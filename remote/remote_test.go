@@ -237,3 +237,27 @@ func TestDryRunShowsHosts(t *testing.T) {
 		t.Errorf("status %d, stdout:\n%s\nstderr: %s", code, out, errb)
 	}
 }
+
+// TestStatsShowHosts: --stats-json names a remote stage's host.
+func TestStatsShowHosts(t *testing.T) {
+	lab := sshlab.New(t, 1)
+	out, errb, code := runFlow(t, lab, "stage a on h1 = seq 3\nstage b = cat > /dev/null\na -> b\n", "--stats-json", "-")
+	if code != 0 || !strings.Contains(out, `"name":"a","host":"h1"`) && !strings.Contains(out, `"host": "h1"`) {
+		t.Errorf("status %d, stdout:\n%s\nstderr: %s", code, out, errb)
+	}
+}
+
+// TestLeftoversSeen is the leak check's negative control: a host
+// directory left on purpose is reported.
+func TestLeftoversSeen(t *testing.T) {
+	// A name of mktemp's shape (ipcflow. and 10 characters).
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("ipcflow.neg%07d", os.Getpid()%10000000))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(dir)
+	left := strings.Join(sshlab.Leftovers(), "\n")
+	if !strings.Contains(left, dir) {
+		t.Errorf("Leftovers missed %s: %q", dir, left)
+	}
+}
