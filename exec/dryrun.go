@@ -47,6 +47,9 @@ func (p *Plan) Print(w io.Writer, procs []*Process) {
 	for i, sp := range p.Stages {
 		pr := procs[i]
 		st := sp.Stage
+		if pr.Host != "" {
+			fmt.Fprintf(w, "  %s on %s: over ssh (a stand-in here; each fd a session, its edge's type made again there)\n", st.Name, pr.Host)
+		}
 		switch {
 		case pr.Replicas != nil:
 			for _, l := range describeReplicas(st.Name, pr, st.Command) {

@@ -21,6 +21,7 @@ import (
 	"github.com/ipcflow/ipcflow/contain"
 	"github.com/ipcflow/ipcflow/locks"
 	"github.com/ipcflow/ipcflow/movers"
+	"github.com/ipcflow/ipcflow/remote"
 	"github.com/ipcflow/ipcflow/rundir"
 	"github.com/ipcflow/ipcflow/stats"
 )
@@ -45,6 +46,7 @@ type flow struct {
 
 	sems  map[string]*locks.Sem
 	lease *locks.LeaseServer
+	hosts *remote.Hosts // remote stages' connections (remote.go)
 
 	movers     []movers.Running
 	moverPlans []*MoverPlan
@@ -144,6 +146,9 @@ func newFlow(plan *Plan, o Options) (f *flow, err error) {
 		if f.lease, err = locks.ServeLeases(filepath.Join(rd.Path, lockSocket), f.sems); err != nil {
 			return f, err
 		}
+	}
+	if err := f.connectHosts(); err != nil {
+		return f, err
 	}
 	env := channels.Env{RunDir: rd.Path, Prefix: rd.Prefix, Record: rd.Record, Made: rd.Made}
 	for _, w := range plan.Wires {
@@ -323,6 +328,7 @@ func (f *flow) teardown() error {
 	if f.lease != nil {
 		f.lease.Close()
 	}
+	f.hosts.Close()
 	// Whatever of the stages is still alive goes before their objects:
 	// in a cgroup, also what left their process groups.
 	if f.cgroup != nil {

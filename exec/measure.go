@@ -35,7 +35,7 @@ func (f *flow) newRecorder() {
 		for _, u := range st.plan.Stage.Uses {
 			uses = append(uses, u.Name)
 		}
-		sspecs = append(sspecs, stats.StageSpec{Name: st.name(), Uses: uses, Copies: st.plan.Copies})
+		sspecs = append(sspecs, stats.StageSpec{Name: st.name(), Uses: uses, Copies: st.plan.Copies, Host: st.proc.Host})
 	}
 	f.wireEdges = make([][]int, len(f.plan.Wires))
 	var especs []stats.EdgeSpec

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ipcflow/ipcflow/locks"
 	"github.com/ipcflow/ipcflow/parser"
+	"github.com/ipcflow/ipcflow/remote"
 )
 
 // lockSocket is where the run's lease server for `ipcflow lock` listens,
@@ -59,6 +60,10 @@ type Process struct {
 	// Replicas: the stage runs N copies under the replica runner (SPEC
 	// 11, replicas.go); Path and Argv start the runner.
 	Replicas *ReplicaProcess
+	// Host: the stage runs there (SPEC 13, remote.go); Path and Argv
+	// start its stand-in here, Remote is what the host runs.
+	Host   string
+	Remote *remote.Spec
 }
 
 // argvCommandMax is the longest command handed to the stage shell or bash
@@ -115,6 +120,9 @@ func (p *Plan) stageProcess(sp *StagePlan, names FlowNames) (*Process, error) {
 		}
 	}
 	env = append(env, p.nativeEnv(sp, names)...)
+	if st.Host != nil {
+		return p.remoteProcess(sp, names, pr, env)
+	}
 
 	if st.Dir != nil {
 		d, err := assignValue(env, st.Dir)

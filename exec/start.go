@@ -223,7 +223,7 @@ func (f *flow) startStage(st *liveStage) {
 		if _, serr := os.Stat(pr.Dir); pr.Dir != "" && serr != nil {
 			cmd, msg, code = "dir "+pr.Dir, "no such directory", 126
 		}
-		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %s: %s\n", st.name(), cmd, msg)
+		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %s: %s\n", st.title(), cmd, msg)
 		f.finished(st, exitInfo{code: code, reported: true})
 		return
 	}
@@ -267,7 +267,7 @@ func (f *flow) skip(st *liveStage, why string) {
 	f.takeStageFiles(st).release()
 	f.rec.Skipped(st.idx, why)
 	if why != "" {
-		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: skipped: %s\n", st.name(), why)
+		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: skipped: %s\n", st.title(), why)
 	}
 }
 

@@ -266,11 +266,11 @@ func (f *flow) finished(st *liveStage, e exitInfo) {
 		return // most likely our own SIGTERM or SIGKILL: not news
 	}
 	if !e.reported || st.spent {
-		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v%s\n", st.name(), e, spentNote(st))
+		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v%s\n", st.title(), e, spentNote(st))
 	}
 	f.setStatus(e.code)
 	if !f.o.KeepGoing {
-		f.stop(unix.SIGTERM, st.name()+" failed", st)
+		f.stop(unix.SIGTERM, st.title()+" failed", st)
 	}
 }
 

@@ -72,14 +72,15 @@ type PortDecl struct {
 	Name Ident
 }
 
-// Clause is `uses NAME, ...`, `after NAME, ...`, `dir WORD`, `native`,
-// `restart ...` or `limit ...` (supervise.go).
+// Clause is `uses NAME, ...`, `after NAME, ...`, `dir WORD`, `on WORD`,
+// `native`, `unordered`, `merge WORD`, `restart ...` or `limit ...`
+// (supervise.go).
 type Clause struct {
 	Pos     Pos
-	Kind    string  // "uses", "after", "dir", "native", "unordered", "merge", "restart", "limit"
+	Kind    string  // "uses", "after", "dir", "on", "native", "unordered", "merge", "restart", "limit"
 	Names   []Ident // uses, after
-	WordPos Pos     // dir, merge
-	Text    string  // dir, merge: the word as written
+	WordPos Pos     // dir, on, merge
+	Text    string  // dir, on, merge: the word as written
 	Word    *syntax.Word
 	Args    []ClauseArg // restart (WHEN first), limit
 }

@@ -86,7 +86,7 @@ func recordLabel(s *Stage) string {
 }
 
 // stageTitle is a stage's name with its replicas, semaphores, after,
-// directory and native flag.
+// directory, host and native flag.
 func stageTitle(s *Stage) string {
 	t := s.Name
 	if s.Replicated() {
@@ -111,6 +111,9 @@ func stageTitle(s *Stage) string {
 	}
 	if s.DirText != "" {
 		t += " dir " + s.DirText
+	}
+	if s.HostText != "" {
+		t += " on " + s.HostText
 	}
 	if s.Native {
 		t += " native"

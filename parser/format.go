@@ -193,7 +193,7 @@ func (fm *formatter) stageHead(d *StageDecl) string {
 				b.WriteString(" ")
 				b.WriteString(n.Name)
 			}
-		case "dir", "merge":
+		case "dir", "merge", "on":
 			b.WriteString(" ")
 			b.WriteString(c.Text)
 		case "restart", "limit":

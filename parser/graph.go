@@ -102,6 +102,12 @@ type Stage struct {
 	Native        bool     // its mq, shm and mmap ports are its own (SPEC 12, exec/native.go)
 	Restart       *Restart // restart WHEN ...: nil when the stage is not restarted (SPEC 14)
 	Limits        *Limits  // limit ...: nil when none (SPEC 14)
+	// Host is on WORD (SPEC 13): the stage runs there, over ssh (package
+	// remote); nil for a stage of this machine. WORD is expanded as a
+	// param's value is, so a param may name the host.
+	Host     *syntax.Word
+	HostText string // WORD as written
+	HostPos  Pos
 
 	Command    string       // the command's source text, continuation lines included
 	CommandPos Pos          // where Command starts in the file

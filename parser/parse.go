@@ -324,6 +324,10 @@ func (p *parser) parseStage() (Stmt, error) {
 			if err := p.clauseWord(c, "a merge command after 'merge'", "a merge command"); err != nil {
 				return d, err
 			}
+		case "on":
+			if err := p.clauseWord(c, "a host after 'on'", "a host"); err != nil {
+				return d, err
+			}
 		case "native", "unordered":
 			p.next()
 		case "restart":
@@ -334,13 +338,8 @@ func (p *parser) parseStage() (Stmt, error) {
 			if err := p.parseLimit(c, d.Name.Name); err != nil {
 				return d, err
 			}
-		case "on":
-			// Clauses of later SPEC parts: one line saying so, rather than
-			// "expected a clause ..." for a clause the SPEC does list.
-			p.errorf(c.Pos, "stage %s: %s", d.Name.Name, notBuilt[c.Kind])
-			return d, errStmt
 		default:
-			return d, p.fail("a clause (uses, after, dir, native, unordered, merge, restart, limit) or '='")
+			return d, p.fail("a clause (uses, after, dir, on, native, unordered, merge, restart, limit) or '='")
 		}
 		d.Clauses = append(d.Clauses, c)
 	}
@@ -735,11 +734,6 @@ func (p *parser) fatArrow() bool {
 	return true
 }
 
-// notBuilt says, for each stage clause of a later SPEC part, that it is
-// not built yet.
-var notBuilt = map[string]string{
-	"on": "'on HOST' (remote stages, SPEC 13) is not built yet",
-}
 
 // parseEnds parses ENDS.
 func (p *parser) parseEnds() (*Ends, error) {

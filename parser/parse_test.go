@@ -16,7 +16,7 @@ func TestErrors(t *testing.T) {
 	tests := []struct {
 		name, src, want string
 	}{
-		{"missing eq", "stage a cat", "f:1:9: expected a clause (uses, after, dir, native, unordered, merge, restart, limit) or '=', found 'cat'"},
+		{"missing eq", "stage a cat", "f:1:9: expected a clause (uses, after, dir, on, native, unordered, merge, restart, limit) or '=', found 'cat'"},
 		{"arrow for eq", "stage a -> b", "f:1:9: expected '=' and a command after the stage, found '->'"},
 		{"misspelt keyword", "stag b = echo", "f:1:1: expected a statement, found 'stag b' (did you mean \"stage\"?)"},
 		{"misspelt param", "parm X = 1", "f:1:1: expected a statement, found 'parm X' (did you mean \"param\"?)"},
@@ -54,7 +54,8 @@ func TestErrors(t *testing.T) {
 		{"tcp as type", "stage a = echo\nstage b = cat\na -[tcp]-> b", "f:3:5: unknown edge type \"tcp\" (did you mean \"-[socket tcp]->\"?); expected one of fifo, mmap, mq, pipe, shm, socket"},
 		{"unix as type", "stage a = echo\nstage b = cat\na -[unix]-> b", "f:3:5: unknown edge type \"unix\" (did you mean \"-[socket unix]->\"?); expected one of fifo, mmap, mq, pipe, shm, socket"},
 		{"udp as type", "stage a = echo\nstage b = cat\na -[udp addr=127.0.0.1:9]-> b", "f:3:5: unknown edge type \"udp\" (did you mean \"-[socket udp]->\"?); expected one of fifo, mmap, mq, pipe, shm, socket"},
-		{"remote stage", "stage a = echo\nstage b on build@host = cat\na -> b", "f:2:9: stage b: 'on HOST' (remote stages, SPEC 13) is not built yet"},
+		{"limit on a host", "stage a on h limit pids=9 = cat", "f:1:14: stage a: limits are set on this machine; a stage on another host (on h) cannot have them yet"},
+		{"on without a host", "stage a = echo\nstage b on = cat\na -> b", "f:2:12: expected a host after 'on', found '='"},
 		{"restart", "stage a restart on-failure max 3 within 10s = while true; do\n echo\ndone\na -> stdout", ""},
 		{"restart-when", "stage a restart never = cat", "f:1:17: stage a: unknown restart policy \"never\": expected on-failure or always"},
 		{"restart-missing", "stage a restart = cat", "f:1:17: stage a: expected on-failure or always after 'restart'"},
@@ -92,7 +93,7 @@ func TestErrors(t *testing.T) {
 			"f:1:16: shell syntax error: a command can only contain words and redirects; encountered `)`"},
 		{"broken then bad stage", "stage a = echo )\n  env X=1 cmd\nstage b cat",
 			"f:1:16: shell syntax error: a command can only contain words and redirects; encountered `)`\n" +
-				"f:3:9: expected a clause (uses, after, dir, native, unordered, merge, restart, limit) or '=', found 'cat'"},
+				"f:3:9: expected a clause (uses, after, dir, on, native, unordered, merge, restart, limit) or '=', found 'cat'"},
 		{"broken then bad param", "stage a = echo )\n  sem cmd x\nparam B = two words\nsem s = x",
 			"f:1:16: shell syntax error: a command can only contain words and redirects; encountered `)`\n" +
 				"f:3:15: expected end of line after the value (quote a value that holds blanks), found 'words'\n" +

@@ -225,7 +225,7 @@ func (r *resolver) portsHideVars(st *Stage) {
 func (r *resolver) clauses(st *Stage, d *StageDecl) {
 	r.portsHideVars(st)
 	info := r.info[st]
-	var dirSeen, nativeSeen bool
+	var dirSeen, onSeen, nativeSeen bool
 	for _, c := range d.Clauses {
 		switch c.Kind {
 		case "uses":
@@ -261,6 +261,13 @@ func (r *resolver) clauses(st *Stage, d *StageDecl) {
 			}
 			dirSeen = true
 			st.Dir, st.DirText = c.Word, c.Text
+		case "on":
+			if onSeen {
+				r.errorf(c.Pos, "on given twice for stage %s", st.Name)
+				continue
+			}
+			onSeen = true
+			st.Host, st.HostText, st.HostPos = c.Word, c.Text, c.WordPos
 		case "unordered":
 			if st.Unordered {
 				r.errorf(c.Pos, "unordered given twice for stage %s", st.Name)
@@ -289,6 +296,15 @@ func (r *resolver) clauses(st *Stage, d *StageDecl) {
 			nativeSeen = true
 			st.Native = true
 		}
+	}
+	if st.Host != nil && st.Native {
+		r.errorf(st.HostPos, "stage %s: a native stage cannot run on another host yet (its ports' objects are this machine's)", st.Name)
+	}
+	if st.Host != nil && st.Replicated() {
+		r.errorf(st.HostPos, "stage %s: replicas on another host are not supported yet", st.Name)
+	}
+	if st.Host != nil && st.Limits != nil {
+		r.errorf(st.Limits.Pos, "stage %s: limits are set on this machine; a stage on another host (on %s) cannot have them yet", st.Name, st.HostText)
 	}
 	if st.Unordered && st.MergeText != "" {
 		r.errorf(st.MergePos, "stage %s: merge and unordered exclude each other (merge gives each block to whichever copy is free already)", st.Name)

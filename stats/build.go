@@ -32,7 +32,7 @@ func (r *Recorder) report(now time.Time, status *int) *Report {
 
 // figures are stage s's figures as of now.
 func (s *stageRec) figures(now time.Time) Stage {
-	st := Stage{Name: s.spec.Name, Pid: s.pid, State: s.state, Status: s.status, Doing: s.doing, Restarts: s.restarts, LastFailure: s.lastFailure}
+	st := Stage{Name: s.spec.Name, Host: s.spec.Host, Pid: s.pid, State: s.state, Status: s.status, Doing: s.doing, Restarts: s.restarts, LastFailure: s.lastFailure}
 	if s.spec.Copies > 1 {
 		st.Copies = s.spec.Copies
 	}

@@ -18,6 +18,10 @@ type StageSpec struct {
 	// (SPEC 11); 0 or 1 for a stage without replicas. The copies are
 	// the stage's process's children: its figures are theirs too.
 	Copies int
+	// Host is where a remote stage runs (SPEC 13); "" for this machine.
+	// Its figures are its stand-in's here: CPU, memory and bytes of the
+	// ssh sessions that carry it, not of the command on the host.
+	Host string
 }
 
 // EdgeSpec is an edge as the Recorder knows it.

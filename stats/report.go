@@ -48,6 +48,7 @@ type Stage struct {
 	// Copies: a replicated stage's copies (SPEC 11), counted in its
 	// figures; absent for a stage without replicas.
 	Copies int    `json:"copies,omitempty"`
+	Host   string `json:"host,omitempty"` // a remote stage's host (SPEC 13)
 	Pid    int    `json:"pid"`   // 0 before it started
 	State  string `json:"state"` // pending, semaphore, running, done, skipped
 	// Status is how it ended, in SPEC 6's words: "exit status 0",
@@ -99,12 +100,17 @@ type Copy struct {
 }
 
 // Title is the stage's name as the table and the live view show it: with
-// its copies as `NAME ×N`, as ipcflow graph writes a replicated stage.
+// its copies as `NAME ×N`, as ipcflow graph writes a replicated stage,
+// and its host as `NAME on HOST`.
 func (s Stage) Title() string {
+	t := s.Name
 	if s.Copies > 1 {
-		return fmt.Sprintf("%s ×%d", s.Name, s.Copies)
+		t = fmt.Sprintf("%s ×%d", s.Name, s.Copies)
 	}
-	return s.Name
+	if s.Host != "" {
+		t += " on " + s.Host
+	}
+	return t
 }
 
 // RestartNote is what the table, the live view and ps add to a stage's

@@ -2,8 +2,8 @@ package main
 
 import (
 	"fmt"
-	"runtime"
-	"runtime/debug"
+
+	"github.com/ipcflow/ipcflow/remote"
 )
 
 // VersionCmd prints the module version ipcflow was built from (a tagged
@@ -18,18 +18,6 @@ func (VersionCmd) Run(s *Streams) error {
 	return nil
 }
 
-// version is the line `ipcflow version` and `ipcflow --version` print.
-func version() string {
-	version, rev := "(devel)", ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
-			version = bi.Main.Version
-		}
-		for _, kv := range bi.Settings {
-			if kv.Key == "vcs.revision" && len(kv.Value) >= 12 {
-				rev = " " + kv.Value[:12]
-			}
-		}
-	}
-	return fmt.Sprintf("ipcflow %s%s %s %s/%s", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}
+// version is the line `ipcflow version` and `ipcflow --version` print;
+// package remote compares a host's with it, so it is defined there.
+func version() string { return remote.Version() }

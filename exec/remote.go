@@ -1,0 +1,129 @@
+package exec
+
+// Remote stages (SPEC 13): a stage written `on HOST` is started through
+// the same seam as any stage, with its planned fd table, but its process
+// here is the stand-in (package remote's role "remote"), which runs the
+// command on HOST over ssh and ends as the remote command ended. So
+// supervision, exit status, signals and teardown are the local ones;
+// newFlow opens the hosts' connections before any stage starts
+// (connectHosts) and teardown closes them.
+
+import (
+	"slices"
+	"strconv"
+
+	"github.com/ipcflow/ipcflow/parser"
+	"github.com/ipcflow/ipcflow/remote"
+)
+
+// remoteRole is the role "remote": the stand-in of a remote stage. It
+// dies of the signal that killed the stage on its host, as the stage
+// shell does for a local one.
+func remoteRole(args []string) int {
+	code, sig := remote.StandIn(args)
+	if sig != 0 {
+		dieOf(sig)
+	}
+	return code
+}
+
+// remoteProcess builds the process of remote stage sp: its host and the
+// command it runs there, its stand-in here. env is the stage's
+// environment as a local stage would have it.
+func (p *Plan) remoteProcess(sp *StagePlan, names FlowNames, pr *Process, env []string) (*Process, error) {
+	st := sp.Stage
+	host, err := assignValue(env, st.Host)
+	if err != nil {
+		return nil, usagef("stage %s: on: %v", st.Name, err)
+	}
+	if host == "" || host[0] == '-' {
+		// A word starting with '-' would be an option to ssh.
+		return nil, usagef("stage %s: on %s: %q is not a host", st.Name, st.HostText, host)
+	}
+	if st.Dir != nil {
+		if pr.Dir, err = assignValue(env, st.Dir); err != nil {
+			return nil, usagef("stage %s: dir: %v", st.Name, err)
+		}
+	}
+	if len(st.Command) > argvCommandMax {
+		return nil, usagef("stage %s: a command of %d bytes is too long for a remote stage (at most %d)", st.Name, len(st.Command), argvCommandMax)
+	}
+	spec := &remote.Spec{Stage: st.Name, Host: host, RunDir: names.Dir, Dir: pr.Dir}
+	// What the host's stage sees beyond its own session's environment:
+	// the script's params and envs, and its ports. ipcflow's own
+	// environment stays here: PATH, HOME and the like are the host's.
+	for _, v := range p.Params {
+		spec.Env = append(spec.Env, v.Name+"="+v.Value)
+	}
+	for _, v := range p.Envs {
+		spec.Env = append(spec.Env, v.Name+"="+v.Value)
+	}
+	for _, port := range sp.Ports {
+		spec.Env = append(spec.Env, port.Name+"=/dev/fd/"+strconv.Itoa(port.Fd))
+	}
+	if need := parser.NeedsBash(st.Script); need != nil {
+		pr.Bash, spec.Argv = need, []string{"bash", "-c", st.Command}
+	} else {
+		_, argv, err := shellCommand(st.Name+" on "+host, len(sp.Fds), st.Command)
+		if err != nil {
+			return nil, err
+		}
+		pr.Shell, spec.Argv, spec.Self = true, append([]string{"ipcflow"}, argv[1:]...), true
+	}
+	for _, e := range sp.Fds {
+		port := remote.Port{Write: e.Kind == EndWrite || e.isOwn(1) || e.isOwn(2), Null: e.Kind == EndNull, Type: "pipe"}
+		if e.Kind == EndWrite || e.Kind == EndRead {
+			port.Type, port.Options = p.Wires[e.Wire].Spec.Type, p.Wires[e.Wire].Spec.Options
+		}
+		spec.Ports = append(spec.Ports, port)
+	}
+	pr.Host, pr.Remote = host, spec
+	pr.Env = dedupEnv(env)
+	pr.Path, pr.Argv, err = internalCommand("remote", spec.Encode())
+	return pr, err
+}
+
+// hosts lists the hosts of procs, each once, in the order of the stages.
+func hosts(procs []*Process) []string {
+	var hs []string
+	for _, pr := range procs {
+		if pr.Host != "" && !slices.Contains(hs, pr.Host) {
+			hs = append(hs, pr.Host)
+		}
+	}
+	return hs
+}
+
+// connectHosts opens the connections to the flow's hosts, before any
+// stage starts: a host that can't be reached is one line per host, and
+// the run's usual setup failure.
+func (f *flow) connectHosts() error {
+	hs := hosts(f.procs())
+	if len(hs) == 0 {
+		return nil
+	}
+	h, err := remote.Connect(hs, f.rd.Path, f.rd.Record)
+	if err != nil {
+		return err
+	}
+	f.hosts = h
+	return nil
+}
+
+func (f *flow) procs() []*Process {
+	procs := make([]*Process, len(f.stages))
+	for i, st := range f.stages {
+		procs[i] = st.proc
+	}
+	return procs
+}
+
+// title is how messages name a stage: its name, and its host when it
+// has one ("stage x on h2: exit status 1").
+func (st *liveStage) title() string {
+	if st.proc != nil && st.proc.Host != "" {
+		return st.name() + " on " + st.proc.Host
+	}
+	return st.name()
+}
+

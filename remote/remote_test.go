@@ -1,0 +1,284 @@
+package remote_test
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ipcflow/ipcflow/internal/testkit"
+	"github.com/ipcflow/ipcflow/internal/testkit/sshlab"
+)
+
+var long = flag.Bool("long", false, "stream 256 MiB across the hosts")
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	testkit.RemoveIpcflowBuild()
+	os.Exit(code)
+}
+
+// flowCmd is the real ipcflow running script, reaching lab's hosts.
+func flowCmd(t *testing.T, lab *sshlab.Lab, script string, args ...string) *exec.Cmd {
+	t.Helper()
+	bin := testkit.BuildIpcflow(t)
+	path := filepath.Join(t.TempDir(), "flow.ipcflow")
+	if err := os.WriteFile(path, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"run", path}, args...)...)
+	cmd.Env = lab.Env()
+	return cmd
+}
+
+// runFlow runs script to its end: its stdout, stderr and exit status.
+func runFlow(t *testing.T, lab *sshlab.Lab, script string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := flowCmd(t, lab, script, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = cmd.ProcessState.ExitCode()
+	if err != nil && code < 0 {
+		t.Fatalf("run: %v", err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// noLeftovers checks that nothing of the runs is left on the hosts nor
+// here: agents, ports, stand-ins, the hosts' directories, kernel objects.
+func noLeftovers(t *testing.T, before []string) {
+	t.Helper()
+	sshlab.WaitNoLeftovers(t, 10*time.Second)
+	seen := map[string]bool{}
+	for _, o := range before {
+		seen[o] = true
+	}
+	// Other packages' tests make and remove objects of their own runs
+	// meanwhile: only what stays new for a while counts.
+	var left []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		left = left[:0]
+		for _, o := range objects(t) {
+			if !seen[o] {
+				left = append(left, o)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, o := range left {
+		t.Errorf("kernel object left: %s", o)
+	}
+}
+
+func objects(t *testing.T) []string {
+	objs, err := testkit.KernelObjects("ipcflow.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+// TestAcrossHosts: a stream from ipcflow's host through two hosts and
+// back, over each edge type, is byte for byte what bash makes of it.
+func TestAcrossHosts(t *testing.T) {
+	lab := sshlab.New(t, 2)
+	before := objects(t)
+	size := 4 << 20
+	if *long {
+		size = 256 << 20
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	testkit.Bash(t, fmt.Sprintf("head -c %d /dev/urandom | od -An -tx1 -v | head -c %d > %q", size/2, size, data))
+	want := testkit.Sha(testkit.Bash(t, fmt.Sprintf("tr a-f A-F < %q", data)))
+	for _, typ := range []string{"pipe", "fifo", "shm", "mq", "mmap", "socket"} {
+		t.Run(typ, func(t *testing.T) {
+			script := fmt.Sprintf("param IN = %q\nstage src on h1 = cat \"$IN\"\nstage up on h2 = tr a-f A-F\nstage sink = cat\n"+
+				"src -[%s]-> up -[%s]-> sink\n", data, typ, typ)
+			out, errb, code := runFlow(t, lab, script)
+			if code != 0 || testkit.Sha([]byte(out)) != want {
+				t.Fatalf("status %d, %d bytes (want %d), stderr:\n%s", code, len(out), size, errb)
+			}
+		})
+	}
+	noLeftovers(t, before)
+}
+
+// TestStatus: a remote stage's end is SPEC 6's, with its host named.
+func TestStatus(t *testing.T) {
+	lab := sshlab.New(t, 1)
+	before := objects(t)
+	for _, c := range []struct {
+		script, out, msg string
+		code             int
+	}{
+		{"stage a on h1 = exit 3\n", "", "ipcflow: stage a on h1: exit status 3\n", 3},
+		{"stage a on h1 = kill -TERM $$\n", "", "ipcflow: stage a on h1: killed by signal SIGTERM\n", 143},
+		// The writer killed by SIGPIPE after its reader finished is no failure.
+		{"stage a on h1 = yes\nstage b = head -2\na -> b\n", "y\ny\n", "", 0},
+		{"stage a = seq 3\nstage b on h1 = head -1\nstage c = cat\na -> b -> c\n", "1\n", "", 0},
+		{"stage a on h1 = nosuchprog\n", "", "ipcflow: stage a on h1: nosuchprog: command not found\nipcflow: stage a on h1: exit status 127\n", 127},
+		{"stage a on h1 dir /nonexistent = true\n", "", "ipcflow: stage a on h1: dir /nonexistent: no such directory\n", 126},
+		// A param names the host; the stage sees params and its ports.
+		{"param H = h1\nparam N = 4\nstage a = seq 9\nstage b (in x) on \"$H\" = head -n \"$N\" \"$x\"\na -> b.x\n", "1\n2\n3\n4\n", "", 0},
+		// The first failure wins, across hosts.
+		{"stage a on h1 = sleep 5\nstage b on h1 = exit 7\n", "", "ipcflow: stage b on h1: exit status 7\n", 7},
+	} {
+		out, errb, code := runFlow(t, lab, c.script)
+		if out != c.out || errb != c.msg || code != c.code {
+			t.Errorf("%q: status %d, stdout %q, stderr %q; want %d, %q, %q", c.script, code, out, errb, c.code, c.out, c.msg)
+		}
+	}
+	noLeftovers(t, before)
+}
+
+// TestUnreachable: a host that can't be reached or refuses us is one line,
+// before any stage starts (the local stage would have made the file).
+func TestUnreachable(t *testing.T) {
+	lab := sshlab.New(t, 1)
+	mark := filepath.Join(t.TempDir(), "started")
+	for host, msg := range map[string]string{
+		"nokey":          "Permission denied (publickey)",
+		"nohost.invalid": "Could not resolve hostname nohost.invalid",
+	} {
+		out, errb, code := runFlow(t, lab, fmt.Sprintf("stage l = touch %q\nstage a on %s = true\n", mark, host))
+		lines := strings.Split(strings.TrimSpace(errb), "\n")
+		if code == 0 || out != "" || len(lines) != 1 || !strings.HasPrefix(lines[0], "ipcflow: host "+host+": ") || !strings.Contains(lines[0], msg) {
+			t.Errorf("%s: status %d, stderr %q; want one line naming the host and %q", host, code, errb, msg)
+		}
+		if _, err := os.Stat(mark); err == nil {
+			t.Errorf("%s: a stage started", host)
+		}
+	}
+	sshlab.WaitNoLeftovers(t, 5*time.Second)
+}
+
+// startStreaming starts a flow whose remote stage on h1 streams without
+// end into a local stage, and waits until bytes flow.
+func startStreaming(t *testing.T, lab *sshlab.Lab) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "out")
+	cmd := flowCmd(t, lab, fmt.Sprintf("stage src on h1 = yes\nstage sink = cat > %q\nsrc -[shm]-> sink\n", out))
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if fi, err := os.Stat(out); err == nil && fi.Size() > 1<<20 {
+			return cmd, &errb
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no bytes came: %s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitExit waits up to d for cmd, and returns its exit status.
+func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration) int {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+		return cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		t.Fatalf("ipcflow still runs after %v", d)
+		return -1
+	}
+}
+
+// TestConnectionLost: the host's link cut, or its sessions killed,
+// mid-stream: the flow fails naming the host, within a bounded time, and
+// nothing is left on either side.
+func TestConnectionLost(t *testing.T) {
+	for _, how := range []string{"link down", "sessions killed"} {
+		t.Run(how, func(t *testing.T) {
+			lab := sshlab.New(t, 1)
+			before := objects(t)
+			cmd, errb := startStreaming(t, lab)
+			if how == "link down" {
+				if err := lab.Hosts[0].LinkDown(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				lab.Hosts[0].KillSessions()
+			}
+			code := waitExit(t, cmd, 20*time.Second)
+			if code == 0 || !strings.Contains(errb.String(), "stage src on h1: ") {
+				t.Errorf("status %d, stderr %q; want a failure naming src on h1", code, errb)
+			}
+			noLeftovers(t, before)
+		})
+	}
+}
+
+// TestKilled: ipcflow killed with SIGKILL mid-stream takes its remote
+// stages with it, and their objects go.
+func TestKilled(t *testing.T) {
+	lab := sshlab.New(t, 1)
+	before := objects(t)
+	cmd, _ := startStreaming(t, lab)
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	noLeftovers(t, before)
+}
+
+// TestDryRunShowsHosts: --dry-run says where each remote stage runs.
+func TestDryRunShowsHosts(t *testing.T) {
+	lab := sshlab.New(t, 1)
+	out, errb, code := runFlow(t, lab, "stage a on h1 = seq 3\nstage b = cat\na -> b\n", "--dry-run")
+	if code != 0 || !strings.Contains(out, "  a on h1: over ssh") {
+		t.Errorf("status %d, stdout:\n%s\nstderr: %s", code, out, errb)
+	}
+}
+
+// TestStatsShowHosts: --stats-json names a remote stage's host.
+func TestStatsShowHosts(t *testing.T) {
+	lab := sshlab.New(t, 1)
+	out, errb, code := runFlow(t, lab, "stage a on h1 = seq 3\nstage b = cat > /dev/null\na -> b\n", "--stats-json", "-")
+	if code != 0 || !strings.Contains(out, `"name":"a","host":"h1"`) && !strings.Contains(out, `"host": "h1"`) {
+		t.Errorf("status %d, stdout:\n%s\nstderr: %s", code, out, errb)
+	}
+}
+
+// TestLeftoversSeen is the leak check's negative control: a host
+// directory left on purpose is reported.
+func TestLeftoversSeen(t *testing.T) {
+	// A name of mktemp's shape (ipcflow. and 10 characters).
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("ipcflow.neg%07d", os.Getpid()%10000000))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(dir)
+	left := strings.Join(sshlab.Leftovers(), "\n")
+	if !strings.Contains(left, dir) {
+		t.Errorf("Leftovers missed %s: %q", dir, left)
+	}
+}
+
+// TestSignalled: SIGTERM to ipcflow reaches the remote stage through its
+// stand-in, and the run ends 128+15 with nothing left anywhere.
+func TestSignalled(t *testing.T) {
+	lab := sshlab.New(t, 1)
+	before := objects(t)
+	cmd, errb := startStreaming(t, lab)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if code := waitExit(t, cmd, 20*time.Second); code != 128+15 {
+		t.Errorf("status %d, want 143; stderr %q", code, errb)
+	}
+	noLeftovers(t, before)
+}

@@ -1,0 +1,296 @@
+package remote
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"mvdan.cc/sh/v3/shell"
+)
+
+// SSHEnv names the variable that holds the ssh command and its options
+// (default "ssh"): OpenSSH reads ~/.ssh/config from the passwd entry's home,
+// not $HOME, so this is how a user (or a test) gives a config of its own
+// (`IPCFLOW_SSH='ssh -F /path/config'`).
+const SSHEnv = "IPCFLOW_SSH"
+
+// Timings of a connection's liveness. The master asks the server every
+// aliveInterval and gives up after aliveCount unanswered; the stand-in
+// pings its agent every pingInterval and the agent gives up after
+// pingTimeout without one. Both bound how long a dropped link leaves
+// stages running: about 4 s locally, 5 s on the host.
+const (
+	aliveInterval = 1
+	aliveCount    = 3
+	pingInterval  = time.Second
+	pingTimeout   = 5 * time.Second
+)
+
+// sshWords is the ssh command: IPCFLOW_SSH split as a shell would, or ssh.
+func sshWords() ([]string, error) {
+	v := os.Getenv(SSHEnv)
+	if strings.TrimSpace(v) == "" {
+		return []string{"ssh"}, nil
+	}
+	words, err := shell.Fields(v, func(string) string { return "" })
+	if err != nil || len(words) == 0 {
+		return nil, fmt.Errorf("%s=%q: not a command", SSHEnv, v)
+	}
+	return words, nil
+}
+
+// common are the options of every ssh ipcflow runs: never a prompt (an
+// authentication that needs one fails with one line), no tty, only errors.
+var common = []string{"-T", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"}
+
+// preferCiphers puts AES-GCM (in hardware on most CPUs, about twice
+// chacha20-poly1305's speed there) ahead of OpenSSH's default list for
+// the master, which carries every byte; the rest of the list stays. A
+// Ciphers option in IPCFLOW_SSH comes first on the command line, and ssh
+// keeps the first value it gets: the user's choice wins.
+const preferCiphers = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
+
+// sshCommand is ssh over host's master at ctl, running remote (one string:
+// the host's login shell reads it).
+func sshCommand(words []string, ctl, host, remote string) *exec.Cmd {
+	args := append(append([]string{}, words[1:]...), common...)
+	args = append(args, "-S", ctl, "-o", "ControlMaster=no", host, "--", remote)
+	return exec.Command(words[0], args...)
+}
+
+// quote is s as one word for a POSIX shell.
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// startOwned starts cmd killed when its starter dies, in a process group
+// of its own so that a terminal's ^C (or a stage group's signal) reaches
+// ipcflow, which decides, and not ssh. The parent-death signal belongs to
+// the starting thread (golang/go#27505): the start runs on a locked one.
+func startOwned(cmd *exec.Cmd) error {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return cmd.Start()
+}
+
+// Version is the line `ipcflow version` prints: the module version (or
+// "(devel)" and the VCS revision) and Go's. A remote ipcflow that prints
+// the same is ours.
+func Version() string {
+	version, rev := "(devel)", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		for _, kv := range bi.Settings {
+			if kv.Key == "vcs.revision" && len(kv.Value) >= 12 {
+				rev = " " + kv.Value[:12]
+			}
+		}
+	}
+	return fmt.Sprintf("ipcflow %s%s %s %s/%s", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// trustVersion reports whether a host's ipcflow printing our Version is
+// this very build: not for a build from a modified tree, nor one with no
+// revision, whose version line says nothing of its code.
+func trustVersion() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return true
+	}
+	rev, modified := false, true
+	for _, kv := range bi.Settings {
+		switch kv.Key {
+		case "vcs.revision":
+			rev = true
+		case "vcs.modified":
+			modified = kv.Value == "true"
+		}
+	}
+	return rev && !modified
+}
+
+// boot is the master's own session on a host: it makes the run's private
+// directory there, says where, and what `ipcflow version` the host's PATH
+// gives, then holds until its stdin ends (the run's end, or the
+// connection's) and removes the directory. A line "." ends the answer.
+const boot = `umask 077; d=$(mktemp -d "${TMPDIR:-/tmp}/ipcflow.XXXXXXXXXX") || exit 1; ` +
+	`echo "$d"; ipcflow version 2>/dev/null </dev/null | head -n 1; echo .; cat >/dev/null; rm -rf "$d"`
+
+// Hosts are the run's connections, one per host.
+type Hosts struct {
+	conns []*conn
+}
+
+type conn struct {
+	info   Info
+	master *exec.Cmd
+	hold   io.WriteCloser // the boot session's stdin: closed, it cleans up and ends
+	done   chan struct{}  // closed when master has exited
+	stderr bytes.Buffer
+}
+
+// Connect opens a master connection to each host, all at once, in the run
+// directory dir, and readies ipcflow on each: the host's own when its
+// version is ours, else a copy of this binary. record lists each control
+// socket and Info file in the run's manifest before it is made. The
+// error is one line per host that failed ("host h2: ssh: connect to host
+// ...: No route to host"); then nothing is left open.
+func Connect(hosts []string, dir string, record func(kind, name string) error) (*Hosts, error) {
+	words, err := sshWords()
+	if err != nil {
+		return nil, err
+	}
+	h := &Hosts{conns: make([]*conn, len(hosts))}
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, host := range hosts {
+		c := &conn{info: Info{Host: host, Ctl: ctlPath(dir, host)}, done: make(chan struct{})}
+		h.conns[i] = c
+		for _, p := range []string{c.info.Ctl, infoPath(dir, host)} {
+			if err := record("file", p); err != nil {
+				return nil, err
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.open(words, dir); err != nil {
+				errs[i] = fmt.Errorf("host %s: %w", host, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// open starts the master, reads the boot session's answer and, when the
+// host has no ipcflow of ours, copies this one.
+func (c *conn) open(words []string, dir string) error {
+	args := append(append([]string{}, words[1:]...), common...)
+	args = append(args, "-M", "-S", c.info.Ctl, "-o", "ControlPersist=no", "-o", "Ciphers="+preferCiphers,
+		"-o", fmt.Sprintf("ServerAliveInterval=%d", aliveInterval),
+		"-o", fmt.Sprintf("ServerAliveCountMax=%d", aliveCount),
+		"-o", "ConnectTimeout=10", c.info.Host, "--", boot)
+	c.master = exec.Command(words[0], args...)
+	c.master.Stderr = &c.stderr
+	var err error
+	if c.hold, err = c.master.StdinPipe(); err != nil {
+		return err
+	}
+	out, err := c.master.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := startOwned(c.master); err != nil {
+		return fmt.Errorf("start ssh: %w", err)
+	}
+	go func() {
+		c.master.Wait()
+		close(c.done)
+	}()
+	var lines []string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && sc.Text() != "." {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) == 0 || len(lines) > 2 || !strings.HasPrefix(lines[0], "/") {
+		<-c.done
+		return c.failure()
+	}
+	c.info.Dir, c.info.Bin = lines[0], "ipcflow"
+	if len(lines) < 2 || lines[1] != Version() || !trustVersion() {
+		if err := c.copySelf(words); err != nil {
+			return err
+		}
+	}
+	b, _ := json.Marshal(c.info)
+	return os.WriteFile(infoPath(dir, c.info.Host), b, 0o600)
+}
+
+// failure is why the master ended before its boot session answered: the
+// last thing ssh said (one line: BatchMode turns a prompt into an error).
+func (c *conn) failure() error {
+	msg := strings.TrimSpace(c.stderr.String())
+	if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
+		msg = msg[i+1:]
+	}
+	if msg == "" {
+		msg = fmt.Sprintf("ssh ended (%v) before the host answered", c.master.ProcessState)
+	}
+	return errors.New(msg)
+}
+
+// copySelf copies the running binary (static, so it runs on any Linux of
+// its architecture) into the host's private directory.
+func (c *conn) copySelf(words []string) error {
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return fmt.Errorf("copy ipcflow to the host: %w", err)
+	}
+	defer self.Close()
+	bin := c.info.Dir + "/ipcflow"
+	cmd := sshCommand(words, c.info.Ctl, c.info.Host, "cat > "+quote(bin)+" && chmod 700 "+quote(bin))
+	cmd.Stdin = self
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("copy ipcflow to the host: %v %s", err, strings.TrimSpace(stderr.String()))
+	}
+	c.info.Bin = bin
+	return nil
+}
+
+// Close ends every connection: each boot session removes its directory on
+// its host, then its master exits (SIGKILL after grace if it doesn't).
+func (h *Hosts) Close() error {
+	if h == nil {
+		return nil
+	}
+	for _, c := range h.conns {
+		if c != nil && c.hold != nil {
+			c.hold.Close()
+		}
+	}
+	deadline := time.After(5 * time.Second)
+	for _, c := range h.conns {
+		if c == nil || c.master == nil || c.master.Process == nil {
+			continue
+		}
+		select {
+		case <-c.done:
+		case <-deadline:
+			c.master.Process.Kill()
+			<-c.done
+		}
+	}
+	return nil
+}
+
+// readInfo reads the Info Connect left for host in the run directory dir.
+func readInfo(dir, host string) (*Info, error) {
+	b, err := os.ReadFile(infoPath(dir, host))
+	if err != nil {
+		return nil, fmt.Errorf("no connection to %s: %w", host, err)
+	}
+	info := &Info{}
+	return info, json.Unmarshal(b, info)
+}

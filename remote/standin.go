@@ -1,0 +1,164 @@
+package remote
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// forwarded are the signals the stand-in passes on to its remote stage,
+// as exec passes them to a local stage's group. SIGKILL and SIGSTOP
+// cannot be caught: a stand-in killed takes its sessions with it (their
+// parent-death signal) and the agent kills the stage.
+var forwarded = []os.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT,
+	unix.SIGUSR1, unix.SIGUSR2, unix.SIGCONT, unix.SIGWINCH}
+
+// StandIn is the role "remote", on ipcflow's host: the process exec
+// starts for a remote stage, with the stage's own fd table. args is the
+// stage's Spec. It opens the control session (the agent) and one session
+// per stream over the host's master, each session's stdin or stdout
+// being the stream's fd itself, so no byte passes through this process.
+// It returns how the stage ended on the host, as an exit code or a
+// signal (exec's role then dies of that signal), so that exec sees
+// exactly what a local stage's end would have shown.
+func StandIn(args []string) (code int, sig unix.Signal) {
+	if len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "ipcflow: internal role remote: want SPEC")
+		return 70, 0
+	}
+	spec, err := decodeSpec([]byte(args[0]))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ipcflow: %v\n", err)
+		return 70, 0
+	}
+	title := "stage " + spec.Stage + " on " + spec.Host
+	info, err := readInfo(spec.RunDir, spec.Host)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ipcflow: %s: %v\n", title, err)
+		return 255, 0
+	}
+	words, err := sshWords()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ipcflow: %s: %v\n", title, err)
+		return 255, 0
+	}
+	sock := info.Dir + "/" + sockName(spec.Stage)
+	bin := quote(info.Bin) + " __ipcflow_internal "
+
+	control := sshCommand(words, info.Ctl, info.Host, bin+"agent "+quote(sock))
+	control.Stderr = os.Stderr
+	toAgent, err := control.StdinPipe()
+	if err != nil {
+		return fail(title, err)
+	}
+	fromAgent, err := control.StdoutPipe()
+	if err != nil {
+		return fail(title, err)
+	}
+	// Caught from now, so that a signal is passed on rather than lost.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, forwarded...)
+	if err := startOwned(control); err != nil {
+		return fail(title, err)
+	}
+	if _, err := toAgent.Write([]byte(args[0] + "\n")); err != nil {
+		return fail(title, err)
+	}
+	var ports []*exec.Cmd
+	for fd, p := range spec.Ports {
+		if fd == 2 || p.Null {
+			continue
+		}
+		stream := os.NewFile(uintptr(fd), "fd"+strconv.Itoa(fd))
+		dir := "r"
+		if p.Write {
+			dir = "w"
+		}
+		cmd := sshCommand(words, info.Ctl, info.Host, bin+"port "+quote(sock)+" "+strconv.Itoa(fd)+" "+dir)
+		if p.Write {
+			cmd.Stdout = stream
+		} else {
+			cmd.Stdin = stream
+		}
+		cmd.Stderr = os.Stderr
+		if err := startOwned(cmd); err != nil {
+			return fail(title, err)
+		}
+		// ssh has its own copy now; ours would hide the stream's end.
+		stream.Close()
+		ports = append(ports, cmd)
+	}
+
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(fromAgent)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	ping := time.NewTicker(pingInterval)
+	defer ping.Stop()
+	status := ""
+	for status == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				status = "lost"
+				break
+			}
+			status = l
+		case s := <-sigs:
+			fmt.Fprintf(toAgent, "kill %d\n", s.(unix.Signal))
+		case <-ping.C:
+			toAgent.Write([]byte("ping\n"))
+		}
+	}
+	signal.Stop(sigs)
+	if status == "lost" {
+		// The sessions go too: what they carried is cut anyway.
+		for _, p := range ports {
+			p.Process.Kill()
+		}
+	}
+	for _, p := range ports {
+		p.Wait()
+	}
+	toAgent.Close()
+	control.Wait()
+	if n, ok := strings.CutPrefix(status, "exit "); ok {
+		if code, err := strconv.Atoi(n); err == nil {
+			return code, 0
+		}
+	}
+	if n, ok := strings.CutPrefix(status, "signal "); ok {
+		if s, err := strconv.Atoi(n); err == nil {
+			return 128 + s, unix.Signal(s)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "ipcflow: %s: connection lost\n", title)
+	return 255, 0
+}
+
+// fail reports a stand-in that could not do its part: ssh's status for a
+// connection that failed.
+func fail(title string, err error) (int, unix.Signal) {
+	fmt.Fprintf(os.Stderr, "ipcflow: %s: %v\n", title, err)
+	return 255, 0
+}
+
+// sockName is the name of a stage's agent socket in the host's directory:
+// the stage's name while the path stays well within sun_path's 108 bytes.
+func sockName(stage string) string {
+	if len(stage) > 32 {
+		stage = hostKey(stage)
+	}
+	return stage + ".sock"
+}
