@@ -8,13 +8,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	osexec "os/exec"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/ipcflow/ipcflow/internal/testkit"
 	"github.com/ipcflow/ipcflow/stats"
@@ -108,34 +106,9 @@ func TestFailedCopyIsNamed(t *testing.T) {
 // ipcflow ps shows each copy of a running replicated stage, what it does
 // and its process.
 func TestPsShowsTheCopies(t *testing.T) {
-	bin := testkit.BuildIpcflow(t)
-	runBase := t.TempDir()
-	check := testkit.LeakCheck(t, runBase)
-	env := append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
-	script := testkit.WriteTemp(t, "copies.ipcflow", []byte("stage a = seq 1 10\nstage w[2] unordered = sh -c 'cat; exec sleep 1000'\na -> w\n"))
-	flow := osexec.Command(bin, "run", script)
-	flow.Env = env
-	var stderr bytes.Buffer
-	flow.Stdout, flow.Stderr = &bytes.Buffer{}, &stderr
-	if err := flow.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer flow.Process.Kill()
-	pid := fmt.Sprint(flow.Process.Pid)
-	var view string
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		cmd := osexec.Command(bin, "ps", pid)
-		cmd.Env = env
-		out, _ := cmd.CombinedOutput()
-		view = string(out)
-		if strings.Count(view, "(sleeping)") >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ps %s never showed both copies asleep:\n%s", pid, view)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	r := startLiveRun(t, "copies.ipcflow", "stage a = seq 1 10\nstage w[2] unordered = sh -c 'cat; exec sleep 1000'\na -> w\n")
+	pid := r.pid
+	view := r.await("both copies asleep", func(out string) bool { return strings.Count(out, "(sleeping)") >= 2 })
 	for _, re := range []string{
 		`(?m)^  w ×2 +pid [0-9]+ +`,
 		`(?m)^    w\[0\] +pid [0-9]+ +elsewhere \(sleeping\), 1 process run$`,
@@ -145,17 +118,15 @@ func TestPsShowsTheCopies(t *testing.T) {
 			t.Errorf("ps %s lacks %s:\n%s", pid, re, view)
 		}
 	}
-	cmd := osexec.Command(bin, "ps", "--json", pid)
-	cmd.Env = env
-	js, _ := cmd.Output()
+	js, _ := r.ps("--json", pid)
 	var rep stats.Report
-	if err := json.Unmarshal(js, &rep); err != nil || len(rep.Stages) != 2 || len(rep.Stages[1].Replicas) != 2 || rep.Stages[1].Replicas[0].Pid == 0 {
+	if err := json.Unmarshal([]byte(js), &rep); err != nil || len(rep.Stages) != 2 || len(rep.Stages[1].Replicas) != 2 || rep.Stages[1].Replicas[0].Pid == 0 {
 		t.Errorf("ps --json: %v\n%s", err, js)
 	}
-	validate(t, js)
-	flow.Process.Signal(syscall.SIGTERM)
-	if err := flow.Wait(); err == nil {
-		t.Errorf("the flow exited 0 after SIGTERM\n%s", stderr.Bytes())
+	validate(t, []byte(js))
+	r.flow.Process.Signal(syscall.SIGTERM)
+	if err := r.flow.Wait(); err == nil {
+		t.Errorf("the flow exited 0 after SIGTERM\n%s", r.stderr.Bytes())
 	}
-	check()
+	r.check()
 }

@@ -25,42 +25,12 @@ import (
 // A flow that hangs: b takes one line and sleeps, so a blocks writing a
 // full e1 and c waits on an empty e2. ps names each stage's wait.
 func TestPsShowsAHungFlow(t *testing.T) {
-	bin := testkit.BuildIpcflow(t)
-	runBase := t.TempDir()
-	check := testkit.LeakCheck(t, runBase)
-	env := append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
-	script := testkit.WriteTemp(t, "hang.ipcflow", []byte("stage a = seq 1 1000000\nstage b = { head -1; sleep 1000; }\nstage c = cat\na -> b\nb -> c\n"))
-	flow := osexec.Command(bin, "run", script)
-	flow.Env = env
-	var stderr bytes.Buffer
-	flow.Stdout, flow.Stderr = &bytes.Buffer{}, &stderr
-	if err := flow.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer flow.Process.Kill()
-	ps := func(args ...string) (string, int) {
-		cmd := osexec.Command(bin, append([]string{"ps"}, args...)...)
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		if ee, ok := err.(*osexec.ExitError); ok {
-			return string(out), ee.ExitCode()
-		}
-		return string(out), 0
-	}
-	pid := fmt.Sprint(flow.Process.Pid)
+	r := startLiveRun(t, "hang.ipcflow", "stage a = seq 1 1000000\nstage b = { head -1; sleep 1000; }\nstage c = cat\na -> b\nb -> c\n")
+	ps, flow, stderr, check, pid := r.ps, r.flow, &r.stderr, r.check, r.pid
 	// Wait for the hang: e1 full, b asleep.
-	var view string
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		out, code := ps(pid)
-		view = out
-		if code == 0 && strings.Contains(out, "fill full") && strings.Contains(out, "(sleeping)") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ps %s never showed the hang:\n%s", pid, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	view := r.await("the hang", func(out string) bool {
+		return strings.Contains(out, "fill full") && strings.Contains(out, "(sleeping)")
+	})
 	for _, re := range []string{
 		`(?m)^/.*/hang\.ipcflow +run [0-9a-f]{16} +pid ` + pid,
 		`(?m)^  a +pid [0-9]+ +writing e1`,
@@ -100,6 +70,60 @@ func TestPsShowsAHungFlow(t *testing.T) {
 	check()
 	if out, _ := ps(pid); !strings.Contains(out, "no live run") {
 		t.Errorf("ps of an ended run: %s", out)
+	}
+}
+
+// liveRun is a flow left running for ipcflow ps to look at.
+type liveRun struct {
+	t      *testing.T
+	bin    string
+	env    []string
+	flow   *osexec.Cmd
+	stderr bytes.Buffer
+	pid    string
+	check  func() // nothing of the run is left (testkit.LeakCheck)
+}
+
+// startLiveRun starts script (named name) in a run directory of its own;
+// the test ends it.
+func startLiveRun(t *testing.T, name, script string) *liveRun {
+	r := &liveRun{t: t, bin: testkit.BuildIpcflow(t)}
+	runBase := t.TempDir()
+	r.check = testkit.LeakCheck(t, runBase)
+	r.env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase)
+	r.flow = osexec.Command(r.bin, "run", testkit.WriteTemp(t, name, []byte(script)))
+	r.flow.Env = r.env
+	r.flow.Stdout, r.flow.Stderr = &bytes.Buffer{}, &r.stderr
+	if err := r.flow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.flow.Process.Kill() })
+	r.pid = fmt.Sprint(r.flow.Process.Pid)
+	return r
+}
+
+// ps runs ipcflow ps with args: its output and exit status.
+func (r *liveRun) ps(args ...string) (string, int) {
+	cmd := osexec.Command(r.bin, append([]string{"ps"}, args...)...)
+	cmd.Env = r.env
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*osexec.ExitError); ok {
+		return string(out), ee.ExitCode()
+	}
+	return string(out), 0
+}
+
+// await returns `ps PID` once it shows what (done says so), or fails the
+// test after 20 s.
+func (r *liveRun) await(what string, done func(view string) bool) string {
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, code := r.ps(r.pid)
+		if code == 0 && done(out) {
+			return out
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("ps %s never showed %s:\n%s", r.pid, what, out)
+		}
 	}
 }
 
