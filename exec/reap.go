@@ -34,7 +34,7 @@ func (f *flow) reap() {
 				break
 			}
 			if st := f.byPid[want]; st != nil {
-				st.io = stats.ReadIO(want)
+				st.io = st.io.Plus(stats.ReadIO(want)) // a restarted stage's copies add up
 			}
 		}
 		pid, err := unix.Wait4(want, &ws, unix.WNOHANG, &ru)

@@ -308,7 +308,8 @@ func BenchmarkRestartGap(b *testing.B) {
 
 // A producer that dies in the middle of a line: its part is followed by
 // the next copy's first bytes, on mq as on a pipe (the bridge joins them
-// into one message), and --stats-json shows the restart and the failure.
+// into one message), and --stats-json shows the restart, the failure
+// and what both copies wrote.
 func TestPartialLineAndStats(t *testing.T) {
 	bin := testkit.BuildIpcflow(t)
 	for _, ty := range []string{"pipe", "mq", "shm"} {
@@ -329,11 +330,13 @@ p -[` + ty + `]-> c
 					Name        string
 					LastFailure string `json:"last_failure"`
 					Restarts    int
+					Written     int64 `json:"bytes_written"`
 				}
 			}
 			if err := json.Unmarshal(data, &rep); err != nil || len(rep.Stages) != 2 ||
-				rep.Stages[0].Restarts != 1 || rep.Stages[0].LastFailure != "exit status 1" || rep.Stages[1].Restarts != 0 {
-				t.Errorf("--stats-json stages %+v (%v), want p restarted once after exit status 1", rep.Stages, err)
+				rep.Stages[0].Restarts != 1 || rep.Stages[0].LastFailure != "exit status 1" || rep.Stages[1].Restarts != 0 ||
+				rep.Stages[0].Written != int64(len(out)) {
+				t.Errorf("--stats-json stages %+v (%v), want p restarted once after exit status 1, its copies' %d bytes written", rep.Stages, err, len(out))
 			}
 		})
 	}

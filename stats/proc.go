@@ -91,6 +91,17 @@ type IO struct {
 	OK            bool
 }
 
+// Plus is a and b together: a restarted stage's copies, one after another.
+func (a IO) Plus(b IO) IO {
+	if !a.OK || !b.OK {
+		if b.OK {
+			return b
+		}
+		return a
+	}
+	return IO{Read: a.Read + b.Read, Written: a.Written + b.Written, OK: true}
+}
+
 // ReadIO reads pid's /proc/PID/io. Read it from a zombie (waitid with
 // WNOWAIT) for the final figure: once reaped, it is gone.
 func ReadIO(pid int) IO {
