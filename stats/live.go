@@ -69,5 +69,5 @@ func copyNowText(c Copy) string {
 			now = c.Status
 		}
 	}
-	return fmt.Sprintf("%s, %s run", now, plural(int64(c.Processes), "process"))
+	return fmt.Sprintf("%s, %s run%s", now, plural(int64(c.Processes), "process"), c.RestartNote())
 }
