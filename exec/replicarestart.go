@@ -18,8 +18,9 @@ package exec
 //	           the line merger or the merge command sees one stream.
 //
 // A copy's 1 is not a failure (the exit status 1 rule), SIGPIPE is
-// never one; nothing restarts once the runner is stopped (a failure, the
-// reader gone, or teardown's SIGTERM, which ends the runner itself).
+// never one, nor an end after the merge command's; nothing restarts
+// once the runner is stopped (a failure, the reader gone, or teardown's
+// SIGTERM, which ends the runner itself).
 
 import (
 	"fmt"
@@ -83,7 +84,10 @@ func (r *replicaRunner) startCopy(k int, fds []int, again bool) (int, time.Time,
 // budget is spent instead, note is what the line reporting the copy's
 // failure adds.
 func (r *replicaRunner) again(k int, what string, ws syscall.WaitStatus, started time.Time, inputEnded bool) (restart bool, wait time.Duration, note string) {
-	if r.budgets == nil || ws.Signaled() && ws.Signal() == syscall.SIGPIPE {
+	if r.budgets == nil || ws.Signaled() && ws.Signal() == syscall.SIGPIPE || r.mergeEnded.Load() {
+		// Nobody reads what it would write: the reader of its output
+		// finished (SIGPIPE), or the merge command did, and a copy
+		// that met EPIPE exits with an error of its own.
 		return false, 0, ""
 	}
 	failed := !ws.Exited() || ws.ExitStatus() > 1

@@ -8,6 +8,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,9 +103,15 @@ stage g[3] restart on-failure backoff 20ms = awk -v d="$D" '/^12345$/ && system(
 stage b = cat
 a -[%s]-> g -[%s]-> b
 `, ty, ty)
-			got, stderr, code := replicaRestartRun(t, flow, "--stats-json", js, "D="+dir)
+			got, stderr, code := replicaRestartRun(t, flow, "--stats", "--stats-json", js, "D="+dir)
 			if code != 0 || !bytes.Equal(got, want) {
 				t.Fatalf("status %d, %d bytes (%.40q), want 0 and bash's %d\n%s", code, len(got), got, len(want), stderr)
+			}
+			for _, re := range []string{`(?m)^g ×3 +exit status 0; restarted once, last failure exit status 5 `,
+				`(?m)^  g\[[0-2]\] +exit status 0 \([0-9]+ blocks\); restarted once, last failure exit status 5 `} {
+				if !regexp.MustCompile(re).Match(stderr) {
+					t.Errorf("the --stats table lacks %s:\n%s", re, stderr)
+				}
 			}
 			if n := bytes.Count(stderr, []byte("exit status 5; restarting in 20ms (restart 1)")); n != 1 || !bytes.Contains(stderr, []byte("ipcflow: stage g: copy g[")) {
 				t.Errorf("%d restarts reported, want 1 naming the copy and its block:\n%s", n, stderr)

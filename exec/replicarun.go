@@ -79,6 +79,9 @@ type replicaRunner struct {
 	budgets []*restart.Budget
 	// inputClosed: long-lived copy k's feeder has closed its input.
 	inputClosed []atomic.Bool
+	// mergeEnded: the merge command has ended; nobody reads the copies'
+	// outputs any more.
+	mergeEnded atomic.Bool
 }
 
 func replicasRole(args []string) int {
@@ -719,6 +722,7 @@ func (r *replicaRunner) longLived() {
 // left: the copies are stopped as that would stop them.
 func (r *replicaRunner) reapMerge(pid int) {
 	ws, aborted := r.wait(pid, -1)
+	r.mergeEnded.Store(true)
 	switch {
 	case ws.Exited() && ws.ExitStatus() == 0:
 	case ws.Signaled() && ws.Signal() == syscall.SIGPIPE:
