@@ -19,7 +19,9 @@ import (
 // copy's input. Each message goes to one copy; a long line that spans
 // messages (MQContinues) goes whole to the copy that received its first
 // piece, the feeder receiving the rest before it lets another receive.
-// A copy that stops reading leaves the rest of the queue to the others.
+// A copy that stops reading leaves the rest of the queue to the others;
+// one that restarts (replicarestart.go) keeps its feeder, which goes on
+// receiving for the next process.
 
 // openWorkQueue opens the stage's mq port, keeps its descriptors from the
 // copies (close-on-exec), and drops its variable from their environment.
@@ -49,11 +51,11 @@ func (r *replicaRunner) openWorkQueue() (*native.MQReader, error) {
 func (r *replicaRunner) feedFromQueue(q *native.MQReader, ins []int) {
 	var mu sync.Mutex // one feeder receives at a time: a long line's pieces stay together
 	var feeders sync.WaitGroup
-	for _, in := range ins {
+	for i, in := range ins {
 		feeders.Add(1)
 		go func() {
 			defer feeders.Done()
-			defer unix.Close(in)
+			defer r.closeInput(i, in)
 			// Room for a batch of messages: a long line's pieces land one
 			// after another and go to the copy in one write.
 			buf := make([]byte, max(replicaFirstBlock, 2*q.MsgSize()))

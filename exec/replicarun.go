@@ -16,6 +16,7 @@ import (
 	"github.com/ipcflow/ipcflow/fdio"
 	"github.com/ipcflow/ipcflow/movers"
 	"github.com/ipcflow/ipcflow/native"
+	"github.com/ipcflow/ipcflow/restart"
 	"github.com/ipcflow/ipcflow/stats"
 )
 
@@ -43,6 +44,8 @@ import (
 // had some, so a copy's 1 fails the stage only when every copy's status
 // was 1 (docs/replicas.md, "Exit status"). A reader of out that leaves (EPIPE) stops every copy
 // with SIGPIPE and the runner dies of SIGPIPE, as a single process would.
+// Under the stage's restart policy a failing copy is started again first,
+// until its budget is spent (replicarestart.go).
 
 // replicaFirstBlock is the size of an ordered stage's first block.
 const replicaFirstBlock = 1 << 20
@@ -71,6 +74,14 @@ type replicaRunner struct {
 	table *stats.CopyTable
 	// queue: the mq edge the copies take their work from (WorkQueue).
 	queue *native.MQReader
+	// budgets: each copy's restarts under the stage's restart policy
+	// (replicarestart.go), nil without one; under mu.
+	budgets []*restart.Budget
+	// inputClosed: long-lived copy k's feeder has closed its input.
+	inputClosed []atomic.Bool
+	// mergeEnded: the merge command has ended; nobody reads the copies'
+	// outputs any more.
+	mergeEnded atomic.Bool
 }
 
 func replicasRole(args []string) int {
@@ -85,6 +96,8 @@ func replicasRole(args []string) int {
 	}
 	r.cond = sync.NewCond(&r.mu)
 	r.stopped = make(chan struct{})
+	r.inputClosed = make([]atomic.Bool, r.cfg.Copies)
+	r.setUpRestarts()
 	r.env, r.table = openCopyTable(r.env, r.cfg.Copies)
 	if r.cfg.WorkQueue {
 		q, err := r.openWorkQueue()
@@ -189,6 +202,16 @@ func (r *replicaRunner) isAborted() bool {
 // spawn starts c, copy k (-1: the merge), with fds as its 0, 1, 2, ...
 // and records it live; after an abort it is signalled at once.
 func (r *replicaRunner) spawn(c runnerCmd, fds []int, k int) (int, error) {
+	return r.start(c, fds, k, r.env, false)
+}
+
+// errStopped: a copy's restart that the runner did not make, since it
+// was stopped meanwhile.
+var errStopped = errors.New("stopped")
+
+// start is spawn with env; again: the copy's restart, which is not made
+// at all after an abort (errStopped).
+func (r *replicaRunner) start(c runnerCmd, fds []int, k int, env []string, again bool) (int, error) {
 	files := make([]uintptr, len(fds))
 	for i, fd := range fds {
 		files[i] = uintptr(fd)
@@ -198,7 +221,10 @@ func (r *replicaRunner) spawn(c runnerCmd, fds []int, k int) (int, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pid, err := syscall.ForkExec(c.Path, c.Argv, &syscall.ProcAttr{Env: r.env, Files: files,
+	if again && r.aborted {
+		return 0, errStopped
+	}
+	pid, err := syscall.ForkExec(c.Path, c.Argv, &syscall.ProcAttr{Env: env, Files: files,
 		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}})
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", c.Argv[0], err)
@@ -215,36 +241,62 @@ func (r *replicaRunner) spawn(c runnerCmd, fds []int, k int) (int, error) {
 	return pid, nil
 }
 
+// copyEnd is how a process of the runner ended: its wait status, its
+// rusage and its I/O (read before the reap, for the copy table).
+type copyEnd struct {
+	ws syscall.WaitStatus
+	ru unix.Rusage
+	io stats.IO
+}
+
 // wait waits for pid, copy k (-1: the merge), notes its figures in the
 // copy table and forgets it, and says whether the runner was aborted
 // meanwhile.
 func (r *replicaRunner) wait(pid, k int) (syscall.WaitStatus, bool) {
-	var ws syscall.WaitStatus
-	var ru unix.Rusage
-	var io stats.IO
+	e := r.waitEnd(pid, k)
+	return e.ws, r.forget(pid, k, e, false)
+}
+
+// waitEnd waits for pid, copy k (-1: the merge), and reaps it; it stays
+// live until forget.
+func (r *replicaRunner) waitEnd(pid, k int) *copyEnd {
+	e := &copyEnd{}
 	if r.table != nil && k >= 0 {
 		// Its I/O is readable until it is reaped: wait without reaping.
 		for unix.Waitid(unix.P_PID, pid, nil, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
 		}
-		io = stats.ReadIO(pid)
+		e.io = stats.ReadIO(pid)
 	}
 	for {
-		_, err := syscall.Wait4(pid, &ws, 0, (*syscall.Rusage)(unsafe.Pointer(&ru)))
+		_, err := syscall.Wait4(pid, &e.ws, 0, (*syscall.Rusage)(unsafe.Pointer(&e.ru)))
 		if err != syscall.EINTR {
 			break
 		}
 	}
-	r.table.Ended(k, unix.WaitStatus(ws), &ru, io)
+	return e
+}
+
+// forget notes how pid, copy k, ended in the copy table (restarted: the
+// copy is started again) and forgets it, and says whether the runner was
+// aborted meanwhile.
+func (r *replicaRunner) forget(pid, k int, e *copyEnd, restarted bool) bool {
+	r.table.Ended(k, unix.WaitStatus(e.ws), &e.ru, e.io, restarted)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.live, pid)
 	r.cond.Broadcast()
-	return ws, r.aborted
+	return r.aborted
 }
 
 // reap waits for pid and judges how it ended: what names it in a failure.
 func (r *replicaRunner) reap(pid, k int, what string) {
 	ws, aborted := r.wait(pid, k)
+	r.judge(ws, aborted, what, "")
+}
+
+// judge judges how a copy ended (what names it): note ends the line that
+// reports its failure (a restart budget spent).
+func (r *replicaRunner) judge(ws syscall.WaitStatus, aborted bool, what, note string) {
 	switch {
 	case ws.Exited() && ws.ExitStatus() == 0:
 		r.zeros.Add(1)
@@ -258,10 +310,18 @@ func (r *replicaRunner) reap(pid, k int, what string) {
 		// whole input would.
 		r.ones.Add(1)
 	case ws.Exited():
-		r.fail(ws.ExitStatus(), 0, fmt.Sprintf("%s: exit status %d", what, ws.ExitStatus()))
+		r.fail(ws.ExitStatus(), 0, fmt.Sprintf("%s: %s%s", what, endText(ws), note))
 	case ws.Signaled():
-		r.fail(128+int(ws.Signal()), ws.Signal(), fmt.Sprintf("%s: killed by signal %s", what, signalName(ws.Signal())))
+		r.fail(128+int(ws.Signal()), ws.Signal(), fmt.Sprintf("%s: %s%s", what, endText(ws), note))
 	}
+}
+
+// endText says how a process ended, in SPEC 6's words.
+func endText(ws syscall.WaitStatus) string {
+	if ws.Signaled() {
+		return "killed by signal " + signalName(ws.Signal())
+	}
+	return fmt.Sprintf("exit status %d", ws.ExitStatus())
 }
 
 func signalName(s syscall.Signal) string {
@@ -396,23 +456,13 @@ func (r *replicaRunner) orderedBlock(seq, in int, running chan struct{}, free ch
 			unix.Close(in)
 		}
 	}
-	out, err := unix.MemfdCreate("ipcflow-output", unix.MFD_CLOEXEC)
-	if err != nil {
+	out, ok := r.runBlock(seq, in)
+	if !ok {
 		unix.Close(in)
 		<-running
-		r.fail(1, 0, "memfd: "+err.Error())
 		return
 	}
 	defer unix.Close(out)
-	k := seq % r.cfg.Copies
-	pid, err := r.spawn(r.cfg.Copy, []int{in, out, 2}, k)
-	if err != nil {
-		unix.Close(in)
-		<-running
-		r.startFailed(err)
-		return
-	}
-	r.reap(pid, k, fmt.Sprintf("copy %s[%d] (block %d)", r.cfg.Stage, k, seq))
 	giveBack()
 	<-running
 	if mine, aborted := r.waitTurn(seq, true); !mine || aborted {
@@ -426,6 +476,55 @@ func (r *replicaRunner) orderedBlock(seq, in int, running chan struct{}, free ch
 	if st.Size > 0 {
 		if err := movers.SendFile(1, out, st.Size); err != nil {
 			r.outError(err)
+		}
+	}
+}
+
+// runBlock runs copy seq%N over block seq, the memfd in, and returns the
+// memfd its output is in, or false when none ran to its end (the
+// failure is recorded). Under a restart policy a process that failed is
+// followed by another over the same block after its back-off, its
+// partial output dropped: the block's output is the last process's.
+func (r *replicaRunner) runBlock(seq, in int) (int, bool) {
+	k := seq % r.cfg.Copies
+	what := fmt.Sprintf("copy %s[%d] (block %d)", r.cfg.Stage, k, seq)
+	for again := false; ; again = true {
+		out, err := unix.MemfdCreate("ipcflow-output", unix.MFD_CLOEXEC)
+		if err != nil {
+			r.fail(1, 0, "memfd: "+err.Error())
+			return -1, false
+		}
+		stdin := in
+		if again {
+			if stdin, err = reopenBlock(in); err != nil {
+				unix.Close(out)
+				r.fail(1, 0, err.Error())
+				return -1, false
+			}
+		}
+		pid, started, err := r.startCopy(k, []int{stdin, out, 2}, again)
+		if again {
+			unix.Close(stdin)
+		}
+		if err != nil {
+			unix.Close(out)
+			if err != errStopped {
+				r.startFailed(err)
+			}
+			return -1, false
+		}
+		e := r.waitEnd(pid, k)
+		// A block's process that exited 0 or 1 has done its block:
+		// under restart always too, it is not run again.
+		restart, wait, note := r.again(k, what, e.ws, started, true)
+		aborted := r.forget(pid, k, e, restart)
+		if !restart {
+			r.judge(e.ws, aborted, what, note)
+			return out, true
+		}
+		unix.Close(out) // the next process writes the block's output anew
+		if !r.backoff(wait) {
+			return -1, false
 		}
 	}
 }
@@ -486,9 +585,16 @@ func (r *replicaRunner) longLived() {
 			r.fail(1, 0, err.Error())
 			break
 		}
-		pid, err := r.spawn(r.cfg.Copy, []int{inR, outW, 2}, i)
-		unix.Close(inR)
-		unix.Close(outW)
+		pid, t0, err := r.startCopy(i, []int{inR, outW, 2}, false)
+		if err != nil || r.cfg.Restart == nil {
+			// Without a restart policy the copy holds its ends alone;
+			// with one the runner holds them for its next process
+			// (runLong), so the others see neither EPIPE nor EOF while
+			// it is down.
+			unix.Close(inR)
+			unix.Close(outW)
+			inR, outW = -1, -1
+		}
 		if err != nil {
 			unix.Close(inW)
 			unix.Close(outR)
@@ -500,7 +606,7 @@ func (r *replicaRunner) longLived() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.reap(pid, i, fmt.Sprintf("copy %s[%d]", r.cfg.Stage, i))
+			r.runLong(i, pid, t0, inR, outW)
 		}()
 		if merge {
 			mergeFds = append(mergeFds, outR)
@@ -564,7 +670,7 @@ func (r *replicaRunner) longLived() {
 		feeders.Add(1)
 		go func() {
 			defer feeders.Done()
-			defer unix.Close(ins[i])
+			defer r.closeInput(i, ins[i])
 			for b := range blocks {
 				err := movers.WriteAll(ins[i], b.Data)
 				sp.Put(b)
@@ -616,6 +722,7 @@ func (r *replicaRunner) longLived() {
 // left: the copies are stopped as that would stop them.
 func (r *replicaRunner) reapMerge(pid int) {
 	ws, aborted := r.wait(pid, -1)
+	r.mergeEnded.Store(true)
 	switch {
 	case ws.Exited() && ws.ExitStatus() == 0:
 	case ws.Signaled() && ws.Signal() == syscall.SIGPIPE:

@@ -51,6 +51,9 @@ type ReplicaProcess struct {
 	// WorkQueue: the copies take their input from the stage's mq edge,
 	// a message each (StagePlan.WorkQueue).
 	WorkQueue bool
+	// Restart: the stage's restart policy, applied per copy by the
+	// runner; nil without one.
+	Restart *parser.Restart
 }
 
 // planReplicas settles each stage's number of copies: N, the value of
@@ -198,7 +201,7 @@ func readInt(path string) int64 {
 func (p *Plan) Process(sp *StagePlan, names FlowNames) (*Process, error) {
 	pr, err := p.stageProcess(sp, names)
 	st := sp.Stage
-	if err != nil || pr.NotFound || (sp.Copies <= 1 && st.Merge == nil && !sp.WorkQueue) {
+	if err != nil || pr.NotFound || !sp.replicaRunner() {
 		return pr, err
 	}
 	r := &ReplicaProcess{Copies: sp.Copies, Mode: "ordered", Block: p.replicaBlock(), Copy: pr}
@@ -211,9 +214,9 @@ func (p *Plan) Process(sp *StagePlan, names FlowNames) (*Process, error) {
 	case st.Unordered:
 		r.Mode = "unordered"
 	}
-	r.WorkQueue = sp.WorkQueue
+	r.WorkQueue, r.Restart = sp.WorkQueue, st.Restart
 	cfg := runnerConfig{Stage: st.Name, Mode: r.Mode, Copies: r.Copies, Block: r.Block, WorkQueue: r.WorkQueue,
-		Copy: runnerCmd{Path: pr.Path, Argv: pr.Argv}}
+		Copy: runnerCmd{Path: pr.Path, Argv: pr.Argv}, Restart: st.Restart}
 	if r.Merge != nil {
 		cfg.Merge = &runnerCmd{Path: r.Merge.Path, Argv: r.Merge.Argv, NotFound: r.Merge.NotFound}
 	}
@@ -227,6 +230,12 @@ func (p *Plan) Process(sp *StagePlan, names FlowNames) (*Process, error) {
 	}
 	return &Process{Name: pr.Name, Fds: pr.Fds, Env: pr.Env, Dir: pr.Dir, Path: path, Argv: argv,
 		ScriptFile: pr.ScriptFile, Replicas: r}, nil
+}
+
+// replicaRunner reports whether stage sp runs as a replica runner:
+// several copies, a merge, or copies fed from a work queue.
+func (sp *StagePlan) replicaRunner() bool {
+	return sp.Copies > 1 || sp.Stage.Merge != nil || sp.WorkQueue
 }
 
 // replicaBlock is the block size: IPCFLOW_REPLICA_BLOCK, or the default.
@@ -302,6 +311,9 @@ type runnerConfig struct {
 	Merge  *runnerCmd `json:"merge,omitempty"`
 	// WorkQueue: in is the mq port IPCFLOW_PORT_IN, not fd 0.
 	WorkQueue bool `json:"work_queue,omitempty"`
+	// Restart: the stage's restart policy, which the runner applies to
+	// each copy (replicarestart.go).
+	Restart *parser.Restart `json:"restart,omitempty"`
 }
 
 type runnerCmd struct {
@@ -337,6 +349,20 @@ func describeReplicas(name string, pr *Process, command string) []string {
 		what = "exec " + c.Path + ": " + quoteArgs(c.Argv)
 	}
 	lines = append(lines, fmt.Sprintf("      copies %s[0] to %s[%d]: %s", name, name, r.Copies-1, what))
+	if rs := r.Restart; rs != nil {
+		again := "a block whose process failed runs again over the same block, its output dropped"
+		if r.Mode != "ordered" {
+			again = "a copy that failed starts again on the same input and output pipes, the runner holding them meanwhile"
+		}
+		switch {
+		case rs.Always && r.Mode == "ordered":
+			again += " (always acts as on-failure: a process that exited 0 or 1 has done its block)"
+		case rs.Always:
+			again += ", and one that exited 0 or 1 before its input ended"
+		}
+		lines = append(lines, fmt.Sprintf("      restart %s per copy, by the runner (max %d within %v, back-off %v doubling to %v): %s",
+			rs.When(), rs.Max, rs.Within, rs.Backoff, max(parser.MaxBackoff, rs.Backoff), again))
+	}
 	if m := r.Merge; m != nil {
 		switch {
 		case m.NotFound:

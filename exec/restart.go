@@ -32,30 +32,26 @@ import (
 )
 
 // restartRefusal refuses, with one line, a restart clause the supervisor
-// cannot honour yet: on a native stage (its ports' objects are its own,
-// and ipcflow cannot hold a ring's cursor for it) and on a replicated one.
+// cannot honour: on a native stage (its ports' objects are its own, and
+// ipcflow cannot hold a ring's cursor for it).
 func (p *Plan) restartRefusal() error {
 	for _, sp := range p.Stages {
 		st := sp.Stage
-		if st.Restart == nil {
+		if st.Restart == nil || !st.Native {
 			continue
 		}
-		why := ""
-		switch {
-		case st.Native:
-			why = "a native stage talks to its ports' objects itself, so ipcflow cannot hold them for the next copy"
-		case sp.Copies > 1:
-			why = "restarting one copy of a replicated stage is not supported yet"
-		default:
-			continue
-		}
+		why := "a native stage talks to its ports' objects itself, so ipcflow cannot hold them for the next copy"
 		return &UsageError{Positioned: true, Msg: fmt.Sprintf("%s:%s: stage %s: restart: %s", p.Graph.File, st.Restart.Pos, st.Name, why)}
 	}
 	return nil
 }
 
-// restartable reports whether st has a restart clause.
-func (st *liveStage) restartable() bool { return st.plan.Stage.Restart != nil }
+// restartable reports whether ipcflow restarts st: it has a restart
+// clause and is no replica runner, whose policy applies per copy inside
+// the runner (replicarestart.go), not to the runner.
+func (st *liveStage) restartable() bool {
+	return st.plan.Stage.Restart != nil && !st.plan.replicaRunner()
+}
 
 // stageFiles returns the files of st's fd table for the copy about to
 // start: taken from the wires once, and for a restartable stage kept
@@ -155,7 +151,7 @@ func spentNote(st *liveStage) string {
 	if !st.spent {
 		return ""
 	}
-	return fmt.Sprintf(" (restarted %s; its restart budget of %s is spent)", restart.Times(st.budget.Restarts), st.budget.Describe())
+	return budgetSpent(st.budget)
 }
 
 // addRusage adds a copy's resource use to what the stage's earlier

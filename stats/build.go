@@ -36,6 +36,12 @@ func (s *stageRec) figures(now time.Time) Stage {
 	if s.spec.Copies > 1 {
 		st.Copies = s.spec.Copies
 	}
+	// A replicated stage's copies restart one by one (their runner's
+	// policy): the stage's restarts are theirs.
+	if n, failure := s.table.Restarts(); n > 0 {
+		st.Restarts += n
+		st.LastFailure = failure
+	}
 	end := s.end
 	if end.IsZero() {
 		end = now

@@ -41,7 +41,12 @@ const (
 	cwRead    // rchar and wchar of /proc/PID/io, read before the reap
 	cwWritten //
 	cwStatus  // how the copy ended (see status), 0 while it never did
-	cwSlot    // words per slot
+	// A restart policy (SPEC 14) applies per copy: how many times the
+	// runner started the copy again, and how its last failed process
+	// that was followed by another ended (a status word).
+	cwRestarts
+	cwFailure
+	cwSlot // words per slot
 )
 
 // Status words: exited with code c is 1<<16|c, killed by signal s is
@@ -51,9 +56,14 @@ const (
 	statusSignal = 2 << 16
 )
 
-// epoch words: the table's own start, in ns of CLOCK_MONOTONIC, so that
-// both processes read times the same way.
-const tableHeader = 1
+// The header: the table's own start (epoch), in ns of CLOCK_MONOTONIC,
+// so that both processes read times the same way; and the last failure
+// of any copy that was restarted (a status word), the stage's.
+const (
+	hwEpoch = iota
+	hwLastFailure
+	tableHeader // words before the first slot
+)
 
 // NewCopyTable makes a table for n copies, in a memfd that the runner
 // inherits (the file, not close-on-exec: exec hands it on as a stage fd).
@@ -72,7 +82,7 @@ func NewCopyTable(n int) (*CopyTable, *os.File, error) {
 		f.Close()
 		return nil, nil, err
 	}
-	atomic.StoreInt64(&t.words[0], monotonicNs())
+	atomic.StoreInt64(&t.words[hwEpoch], monotonicNs())
 	return t, f, nil
 }
 
@@ -116,7 +126,7 @@ func (t *CopyTable) get(k, w int) int64 { return atomic.LoadInt64(t.word(k, w)) 
 
 func (t *CopyTable) set(k, w int, v int64) { atomic.StoreInt64(t.word(k, w), v) }
 
-func (t *CopyTable) now() int64 { return monotonicNs() - atomic.LoadInt64(&t.words[0]) }
+func (t *CopyTable) now() int64 { return monotonicNs() - atomic.LoadInt64(&t.words[hwEpoch]) }
 
 func monotonicNs() int64 {
 	var ts unix.Timespec
@@ -135,8 +145,10 @@ func (t *CopyTable) Began(k, pid int) {
 }
 
 // Ended records how copy k's process ended (the runner): its wait status,
-// rusage and I/O (read before it was reaped).
-func (t *CopyTable) Ended(k int, ws unix.WaitStatus, ru *unix.Rusage, io IO) {
+// rusage and I/O (read before it was reaped). restarted: the runner
+// starts the copy again (its restart policy), so the status is its last
+// failure, not how the copy ended.
+func (t *CopyTable) Ended(k int, ws unix.WaitStatus, ru *unix.Rusage, io IO, restarted bool) {
 	if t == nil || k < 0 || k >= t.n {
 		return
 	}
@@ -155,10 +167,29 @@ func (t *CopyTable) Ended(k int, ws unix.WaitStatus, ru *unix.Rusage, io IO) {
 	case ws.Exited():
 		status = statusExit | int64(ws.ExitStatus())
 	}
-	if old := t.get(k, cwStatus); old == 0 || old == statusExit || old == statusExit|1 || old == statusSignal|int64(unix.SIGPIPE) {
+	switch old := t.get(k, cwStatus); {
+	case restarted:
+		t.set(k, cwRestarts, t.get(k, cwRestarts)+1)
+		if status != statusExit {
+			t.set(k, cwFailure, status)
+			atomic.StoreInt64(&t.words[hwLastFailure], status)
+		}
+	case old == 0 || old == statusExit || old == statusExit|1 || old == statusSignal|int64(unix.SIGPIPE):
 		t.set(k, cwStatus, status) // a failure sticks; an ok end is replaced by the next
 	}
 	t.set(k, cwPid, 0)
+}
+
+// Restarts are the restarts of every copy, and the last failure of one
+// that was restarted, in SPEC 6's words ("" if none).
+func (t *CopyTable) Restarts() (n int, lastFailure string) {
+	if t == nil || t.words == nil {
+		return 0, ""
+	}
+	for k := range t.n {
+		n += int(t.get(k, cwRestarts))
+	}
+	return n, statusText(atomic.LoadInt64(&t.words[hwLastFailure]))
 }
 
 // copyNow is copy k as the table says now.
@@ -168,6 +199,8 @@ type copyNow struct {
 	maxRSS, read, written int64
 	status                int64
 	liveSince             time.Duration // the current process's start, 0 if none
+	restarts              int
+	failure               int64
 }
 
 func (t *CopyTable) copy(k int) copyNow {
@@ -181,6 +214,8 @@ func (t *CopyTable) copy(k int) copyNow {
 		read:      t.get(k, cwRead),
 		written:   t.get(k, cwWritten),
 		status:    t.get(k, cwStatus),
+		restarts:  int(t.get(k, cwRestarts)),
+		failure:   t.get(k, cwFailure),
 	}
 	if c.pid != 0 {
 		c.busy += time.Duration(t.now() - t.get(k, cwStartNs))

@@ -130,3 +130,29 @@ func TestPsShowsTheCopies(t *testing.T) {
 	}
 	r.check()
 }
+
+// A copy's restarts (the runner's restart policy, per copy) show in the
+// table's status column and in the live view: its blocks are its
+// processes less its restarts, and a copy between a failed process and
+// the next is restarting.
+func TestCopyRestartsShown(t *testing.T) {
+	rep := &stats.Report{Stages: []stats.Stage{{Name: "g", Copies: 2, State: "running", Status: "", Restarts: 3, LastFailure: "exit status 5",
+		Replicas: []stats.Copy{
+			{Name: "g[0]", Processes: 7, Status: "exit status 0", Restarts: 2, LastFailure: "exit status 5"},
+			{Name: "g[1]", Processes: 1, Restarts: 1, LastFailure: "exit status 5"},
+		}}}}
+	var b bytes.Buffer
+	if err := stats.WriteTable(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, re := range []string{`(?m)^g ×2 +running; restarted 3 times, last failure exit status 5 `,
+		`(?m)^  g\[0\] +exit status 0 \(5 blocks\); restarted 2 times, last failure exit status 5 `} {
+		if !regexp.MustCompile(re).Match(b.Bytes()) {
+			t.Errorf("the table lacks %s:\n%s", re, b.Bytes())
+		}
+	}
+	live := strings.Join(stats.LiveLines(rep, nil), "\n")
+	if !strings.Contains(live, "g[1]") || !regexp.MustCompile(`g\[1\] +- +restarting, 1 process run; restarted once, last failure exit status 5`).MatchString(live) {
+		t.Errorf("the live view does not show g[1] restarting:\n%s", live)
+	}
+}

@@ -133,6 +133,7 @@ func (s *stageRec) copyFigures() []Copy {
 			Status: statusText(t.status), BusySec: t.busy.Seconds(),
 			UserSec: t.user.Seconds(), SysSec: t.sys.Seconds(), MaxRSS: t.maxRSS,
 			BytesRead: t.read, BytesWritten: t.written,
+			Restarts: t.restarts, LastFailure: statusText(t.failure),
 		}
 		cpu := t.user + t.sys
 		if t.pid != 0 {

@@ -64,10 +64,14 @@ func copyPid(c Copy) string {
 func copyNowText(c Copy) string {
 	now := c.Doing
 	if c.Pid == 0 {
-		now = "idle"
-		if c.Status != "" {
+		switch {
+		case c.Status != "":
 			now = c.Status
+		case c.Restarts > 0:
+			now = "restarting" // its process failed and the next waits out its back-off
+		default:
+			now = "idle"
 		}
 	}
-	return fmt.Sprintf("%s, %s run", now, plural(int64(c.Processes), "process"))
+	return fmt.Sprintf("%s, %s run%s", now, plural(int64(c.Processes), "process"), c.RestartNote())
 }

@@ -59,7 +59,8 @@ type Stage struct {
 	Doing string `json:"doing"`
 	// Restarts: how many times a stage with a restart clause was started
 	// again (SPEC 14), and LastFailure how its last failed copy ended;
-	// both absent when there were none.
+	// both absent when there were none. A replicated stage's are its
+	// copies' (its runner restarts them one by one).
 	Restarts    int     `json:"restarts,omitempty"`
 	LastFailure string  `json:"last_failure,omitempty"`
 	WallSec     float64 `json:"wall_s"` // its life: from ready (semaphores included) to its end
@@ -84,7 +85,8 @@ type Copy struct {
 	Pid       int    `json:"pid"`       // its process now; 0 between blocks and once done
 	Processes int    `json:"processes"` // processes it ran: the blocks it took, in ordered mode
 	// Status: its first failure, else how its last process ended; ""
-	// before one has.
+	// before one has. A failure followed by a restart is not its status
+	// but its LastFailure.
 	Status  string  `json:"status"`
 	Doing   string  `json:"doing"`
 	BusySec float64 `json:"busy_s"` // its processes' lives added up
@@ -97,6 +99,11 @@ type Copy struct {
 	BytesWritten int64 `json:"bytes_written"`
 	// Share splits its busy time as a stage's share splits its life.
 	Share Shares `json:"share"`
+	// Restarts: how many times its runner started it again (the stage's
+	// restart policy applies per copy), and LastFailure how its last
+	// restarted process ended; absent when never.
+	Restarts    int    `json:"restarts,omitempty"`
+	LastFailure string `json:"last_failure,omitempty"`
 }
 
 // Title is the stage's name as the table and the live view show it: with
@@ -116,16 +123,21 @@ func (s Stage) Title() string {
 // RestartNote is what the table, the live view and ps add to a stage's
 // status when it was restarted: "; restarted 3 times, last failure exit
 // status 7"; "" when it never was.
-func (s Stage) RestartNote() string {
-	if s.Restarts == 0 {
+func (s Stage) RestartNote() string { return restartNote(s.Restarts, s.LastFailure) }
+
+// RestartNote is a copy's, as a stage's.
+func (c Copy) RestartNote() string { return restartNote(c.Restarts, c.LastFailure) }
+
+func restartNote(restarts int, lastFailure string) string {
+	if restarts == 0 {
 		return ""
 	}
-	n := fmt.Sprintf("; restarted %d times", s.Restarts)
-	if s.Restarts == 1 {
+	n := fmt.Sprintf("; restarted %d times", restarts)
+	if restarts == 1 {
 		n = "; restarted once"
 	}
-	if s.LastFailure != "" {
-		n += ", last failure " + s.LastFailure
+	if lastFailure != "" {
+		n += ", last failure " + lastFailure
 	}
 	return n
 }

@@ -145,7 +145,8 @@ func Seconds(s float64) string {
 }
 
 // copyStatus is a copy's status, with the blocks it ran in ordered mode
-// (several processes).
+// (several processes, less those that ran a block again after a
+// failure), and its restarts.
 func copyStatus(c Copy) string {
 	st := c.Status
 	if st == "" {
@@ -154,8 +155,8 @@ func copyStatus(c Copy) string {
 			st = "idle"
 		}
 	}
-	if c.Processes > 1 {
-		st += fmt.Sprintf(" (%d blocks)", c.Processes)
+	if blocks := c.Processes - c.Restarts; blocks > 1 {
+		st += fmt.Sprintf(" (%d blocks)", blocks)
 	}
-	return st
+	return st + c.RestartNote()
 }
