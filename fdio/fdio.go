@@ -44,10 +44,10 @@ func PutBuffer(bp *[]byte) { bufPool.Put(bp) }
 // Move copies src to dst until end of file on src and returns the number of
 // bytes moved. When either side is a pipe it uses splice(2), so the bytes
 // stay in the kernel; otherwise (or where the kernel refuses to splice: a
-// tty, an O_APPEND file) it reads and writes through one large buffer. Both
-// files may be non-blocking: Move then waits in poll(2) instead of failing
-// with EAGAIN. If dst's reader has gone, Move returns ErrReaderGone. Move
-// closes neither file.
+// tty, an O_APPEND file, a blocking socket: see Copy) it reads and writes
+// through one large buffer. Both files may be non-blocking: Move then
+// waits in poll(2) instead of failing with EAGAIN. If dst's reader has
+// gone, Move returns ErrReaderGone. Move closes neither file.
 func Move(dst, src *os.File) (int64, error) {
 	d, err := FD(dst)
 	if err != nil {
@@ -109,12 +109,24 @@ func (st *Stop) pollFD() int {
 	return st.FD
 }
 
-// Copy is Move on raw fds. With a Stop, the pipe sides are non-blocking
-// and every wait watches it, so that its owner can interrupt the copy; it
-// then returns ErrStopped.
+// Copy is Move on raw fds. With a Stop, every wait watches it too, so
+// that its owner can interrupt the copy; it then returns ErrStopped.
+//
+// A copy never waits inside splice(2). A splice between a pipe and a
+// socket that waits for the socket (data to read, room to write) holds
+// the pipe's lock meanwhile, the lock of both its ends: whoever has the
+// pipe's other end blocks in read(2) or write(2), even a non-blocking one,
+// until the socket moves. A remote agent moving a socket edge into its
+// session's pipe so froze sshd, that pipe's reader: no input reached the
+// stage whose output the splice waited for, and the connection went
+// silent until its heartbeat gave up. SPLICE_F_NONBLOCK covers the pipe's
+// side only; a socket's side follows the socket's own O_NONBLOCK, which
+// Copy can't set on a file description others may share. So a blocking
+// socket is moved with read(2) and write(2), which wait with no pipe
+// locked, and a non-blocking one is spliced, waiting in poll(2).
 func Copy(dst, src int, stop *Stop) (int64, error) {
 	var total int64
-	if isPipe(src) || isPipe(dst) {
+	if (isPipe(src) || isPipe(dst)) && !blockingSocket(src) && !blockingSocket(dst) {
 		n, err := spliceLoop(dst, src, stop)
 		total += n
 		if err != ErrNoSplice {
@@ -130,13 +142,12 @@ func Copy(dst, src int, stop *Stop) (int64, error) {
 // moves no bytes.
 var ErrNoSplice = errors.New("splice unsupported")
 
+// spliceLoop splices with SPLICE_F_NONBLOCK and waits in poll(2) (see
+// Copy: never inside splice).
 func spliceLoop(dst, src int, stop *Stop) (int64, error) {
 	// No SPLICE_F_MORE: into a TCP socket it corks, holding the last
 	// bytes of an interactive stream back for up to 200 ms.
-	flags := unix.SPLICE_F_MOVE
-	if stop != nil {
-		flags |= unix.SPLICE_F_NONBLOCK
-	}
+	const flags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
 	var total int64
 	for {
 		if stop.Requested() {
@@ -333,3 +344,12 @@ func IsGone(err error) bool {
 }
 
 func isPipe(fd int) bool { return KindOf(fd) == KindPipe }
+
+// blockingSocket reports whether fd is a socket without O_NONBLOCK.
+func blockingSocket(fd int) bool {
+	if KindOf(fd) != KindSocket {
+		return false
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	return err == nil && fl&unix.O_NONBLOCK == 0
+}

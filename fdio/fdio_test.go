@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -235,5 +239,132 @@ func TestMoveFileToSocket(t *testing.T) {
 	src.Close()
 	if b := <-got; !bytes.Equal(b, in) {
 		t.Fatalf("got %d bytes, want %d", len(b), len(in))
+	}
+}
+
+// TestMoveWaitsOutsideSplice: a Move that waits for its socket (data to
+// read, room to write) waits in poll(2), read(2) or write(2), never
+// inside splice(2), which would hold its pipe's lock meanwhile (see
+// Copy). Move runs on a thread of its own; the test looks at where that
+// thread sleeps once nothing can move, for a blocking socket (moved with
+// read and write) and a non-blocking one (spliced).
+func TestMoveWaitsOutsideSplice(t *testing.T) {
+	in := bytes.Repeat([]byte("0123456789abcdef"), 1<<12) // 64 KiB: what a pipe holds
+	for _, way := range []string{"socket->pipe", "pipe->socket"} {
+		for _, nonblock := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/nonblock=%v", way, nonblock), func(t *testing.T) {
+				fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sock, peer := os.NewFile(uintptr(fds[0]), "s0"), os.NewFile(uintptr(fds[1]), "s1")
+				defer sock.Close()
+				r, w := testkit.Pipe(t)
+				defer r.Close()
+				dst, src := w, sock
+				var want []byte
+				if way == "pipe->socket" {
+					// The socket full (its peer reads nothing yet) and
+					// the pipe holding data: Move waits for room.
+					dst, src = sock, r
+					want = fillSocket(t, fds[0])
+					if _, err := w.Write(in); err != nil {
+						t.Fatal(err)
+					}
+					w.Close()
+				} // else nothing is written yet: Move waits for data.
+				want = append(want, in...)
+				if err := unix.SetNonblock(fds[0], nonblock); err != nil {
+					t.Fatal(err)
+				}
+				tids, done := make(chan int, 1), make(chan error, 1)
+				go func() {
+					runtime.LockOSThread() // never unlocked: the thread ends with Move
+					tids <- unix.Gettid()
+					_, err := Move(dst, src)
+					done <- err
+				}()
+				nr := sleepsIn(t, <-tids, unix.SYS_SPLICE, unix.SYS_PPOLL, unix.SYS_READ, unix.SYS_WRITE)
+				if nr == unix.SYS_SPLICE {
+					t.Errorf("Move waits inside splice(2), holding its pipe's lock")
+				}
+				var got <-chan []byte
+				if way == "socket->pipe" {
+					got = testkit.ReadAll(r)
+					go func() { peer.Write(in); peer.Close() }()
+				} else {
+					got = testkit.ReadAll(peer)
+				}
+				if err := <-done; err != nil {
+					t.Fatalf("Move: %v", err)
+				}
+				if way == "socket->pipe" {
+					w.Close()
+				} else {
+					sock.Close()
+				}
+				if b := <-got; !bytes.Equal(b, want) {
+					t.Errorf("got %d bytes, want %d unchanged", len(b), len(want))
+				}
+			})
+		}
+	}
+}
+
+// fillSocket writes into the socket fd until it takes no more, and
+// returns what it wrote.
+func fillSocket(t *testing.T, fd int) []byte {
+	t.Helper()
+	unix.SetNonblock(fd, true)
+	var all []byte
+	chunk := bytes.Repeat([]byte{'s'}, 4096)
+	for {
+		n, err := unix.Write(fd, chunk)
+		if err == unix.EAGAIN {
+			return all
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, chunk[:n]...)
+	}
+}
+
+// sleepsIn waits until thread tid of this process sleeps in one of the
+// system calls nrs, and returns which. A call counts only when read while
+// the thread slept on, no switch between two looks at its state: a
+// thread passing through splice(2) on its way to poll(2) is not caught
+// there.
+func sleepsIn(t *testing.T, tid int, nrs ...int) int {
+	dir := fmt.Sprintf("/proc/self/task/%d/", tid)
+	sleep := func() string {
+		b, err := os.ReadFile(dir + "status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var state, switches string
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "State:"); ok {
+				state = strings.Fields(v)[0]
+			}
+			if v, ok := strings.CutPrefix(l, "voluntary_ctxt_switches:"); ok {
+				switches = strings.TrimSpace(v)
+			}
+		}
+		if state != "S" {
+			return ""
+		}
+		return switches
+	}
+	for ; ; runtime.Gosched() {
+		before := sleep()
+		call, err := os.ReadFile(dir + "syscall")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nr, err := strconv.Atoi(strings.Fields(string(call) + " x")[0])
+		if before != "" && sleep() == before && err == nil && slices.Contains(nrs, nr) {
+			return nr
+		}
 	}
 }

@@ -306,6 +306,13 @@ func (r *resolver) clauses(st *Stage, d *StageDecl) {
 	if st.Host != nil && st.Limits != nil {
 		r.errorf(st.Limits.Pos, "stage %s: limits are set on this machine; a stage on another host (on %s) cannot have them yet", st.Name, st.HostText)
 	}
+	if st.Host != nil && st.Restart != nil {
+		// A restart keeps the edges' unread bytes for the next copy, but
+		// a remote stage's ssh sessions read its input far ahead of it
+		// (a channel window, pipes on the host): a copy's end loses all
+		// that, so the next copy would miss the middle of its input.
+		r.errorf(st.Restart.Pos, "stage %s: a stage on another host (on %s) cannot restart yet: its ssh sessions read its input ahead of it, and a copy's end would lose what they hold", st.Name, st.HostText)
+	}
 	if st.Unordered && st.MergeText != "" {
 		r.errorf(st.MergePos, "stage %s: merge and unordered exclude each other (merge gives each block to whichever copy is free already)", st.Name)
 	}

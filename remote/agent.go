@@ -275,6 +275,7 @@ func (a *agent) ends(files map[int]*os.File) ([]uintptr, error) {
 		if p.Write {
 			end = ch.Writer()
 			r := ch.Reader(0)
+			ownNonblock(r)
 			a.drains = append(a.drains, done)
 			go func() {
 				defer close(done)
@@ -285,6 +286,7 @@ func (a *agent) ends(files map[int]*os.File) ([]uintptr, error) {
 		} else {
 			end = ch.Reader(0)
 			w := ch.Writer()
+			ownNonblock(w)
 			go func() {
 				defer close(done)
 				fdio.Move(w, session)
@@ -297,6 +299,21 @@ func (a *agent) ends(files map[int]*os.File) ([]uintptr, error) {
 		fds[i] = end.Fd()
 	}
 	return fds, nil
+}
+
+// ownNonblock makes the agent's own end of a bridged edge non-blocking
+// where it is a socket (a unix socket's read end, a tcp one's), so that
+// fdio.Move splices it, waiting in poll(2). Move splices no blocking
+// socket: such a splice waits for the socket holding the lock of the
+// session's pipe, and sshd, at that pipe's other end, stops with it. The
+// stage has the edge's other end, so this description is the agent's to
+// change, as a mover's socket is ipcflow's (movers.nonblockSocket). Where
+// that fails, Move reads and writes the socket instead: as safe, with a
+// copy more.
+func ownNonblock(f *os.File) {
+	if fd, err := fdio.FD(f); err == nil && fdio.KindOf(fd) == fdio.KindSocket {
+		unix.SetNonblock(fd, true)
+	}
 }
 
 // bridged reports whether fd i's edge is made again here, bridged to its

@@ -158,3 +158,39 @@ func ipcflowObjects(runBaseDir string) map[string]bool {
 	}
 	return objs
 }
+
+// LiveRunIDs lists the ids of the runs alive on this machine, whoever
+// started them and wherever their directories are: a run holds its
+// manifest (<base>/<id>/manifest, the base being an ipcflow or
+// ipcflow-<uid> directory) open for its whole life. A leak check that
+// scans kernel objects machine-wide uses it to tell the objects of other
+// packages' runs, still going, from what its own runs left. It sees the
+// processes /proc lets it read: all of them, as root.
+func LiveRunIDs() map[string]bool {
+	ids := map[string]bool{}
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		target, err := os.Readlink(fd)
+		if err != nil || filepath.Base(target) != "manifest" {
+			continue
+		}
+		dir := filepath.Dir(target)
+		if strings.HasPrefix(filepath.Base(filepath.Dir(dir)), "ipcflow") {
+			ids[filepath.Base(dir)] = true
+		}
+	}
+	return ids
+}
+
+// ObjectRunID is the run id in the name of a kernel object at path
+// (/dev/shm/ipcflow.<id>.x, /dev/shm/sem.ipcflow.<id>.x, a cgroup
+// ipcflow.<id>.procs), or "".
+func ObjectRunID(path string) string {
+	name := strings.TrimPrefix(filepath.Base(path), "sem.")
+	rest, ok := strings.CutPrefix(name, "ipcflow.")
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, ".")
+	return id
+}
