@@ -46,6 +46,27 @@ type Lab struct {
 	dir string
 }
 
+// quietRC is argv run with the user's ~/.bashrc seen as empty, in a
+// mount namespace of its own: sshd runs each session's command with the
+// user's shell, and Debian's bash reads ~/.bashrc for a command from
+// sshd. On a machine whose root has, say, pyenv's init there, every
+// session would print its complaints (concurrent sessions race on its
+// shims) and spend a second starting: noise in the stderr the tests
+// compare, and nothing ipcflow does. The rest of the filesystem is
+// shared, so what a flow leaves on a host is still seen.
+func quietRC(argv ...string) []string {
+	home, err := os.UserHomeDir()
+	rc := filepath.Join(home, ".bashrc")
+	if _, serr := os.Stat(rc); err != nil || serr != nil {
+		return argv
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		return argv
+	}
+	return append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
+		`mount --bind /dev/null "$0" && shift && exec "$@"`, rc, "--"}, argv...)
+}
+
 // Skip skips t unless a lab can be built here, saying why.
 func Skip(t testing.TB) {
 	t.Helper()
@@ -130,7 +151,7 @@ func New(t testing.TB, n int) *Lab {
 			"MaxSessions 64", // a flow's sessions share one connection
 			"",
 		}, "\n")), 0o600)
-		h.sshd = exec.Command("ip", "netns", "exec", h.ns, Sshd, "-D", "-e", "-f", cfg)
+		h.sshd = exec.Command("ip", append([]string{"netns", "exec", h.ns}, quietRC(Sshd, "-D", "-e", "-f", cfg)...)...)
 		// Its log (one line per connection, the lab's probes included)
 		// is shown only when the test fails.
 		logPath := filepath.Join(dir, h.Name+".sshd.log")
