@@ -76,7 +76,10 @@ func TestPidsAndFilesLimits(t *testing.T) {
 	if code != 0 || string(out) != "16\n" {
 		t.Errorf("files=16: exit %d, ulimit -n says %q", code, out)
 	}
-	code, _, errb := restartRun(t, bin, "stage p limit pids=3 = bash -c 'for i in 1 2 3 4 5 6; do sleep 1 & done; wait'\n")
+	// sh, not bash: bash retries a failed fork for seconds, and one-second
+	// sleeps ending meanwhile on a loaded machine let it through. The
+	// sleeps outlast any retry; dash gives up at once.
+	code, _, errb := restartRun(t, bin, "stage p limit pids=3 = sh -c 'for i in 1 2 3 4 5 6; do sleep 30 & done; wait'\n")
 	if code == 0 {
 		t.Errorf("pids=3: six background sleeps all started (stderr %q)", errb)
 	}
