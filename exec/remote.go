@@ -126,4 +126,3 @@ func (st *liveStage) title() string {
 	}
 	return st.name()
 }
-

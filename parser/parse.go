@@ -734,7 +734,6 @@ func (p *parser) fatArrow() bool {
 	return true
 }
 
-
 // parseEnds parses ENDS.
 func (p *parser) parseEnds() (*Ends, error) {
 	e := &Ends{Pos: p.pos(p.tok.pos)}

@@ -49,8 +49,8 @@ type Stage struct {
 	// figures; absent for a stage without replicas.
 	Copies int    `json:"copies,omitempty"`
 	Host   string `json:"host,omitempty"` // a remote stage's host (SPEC 13)
-	Pid    int    `json:"pid"`   // 0 before it started
-	State  string `json:"state"` // pending, semaphore, running, done, skipped
+	Pid    int    `json:"pid"`            // 0 before it started
+	State  string `json:"state"`          // pending, semaphore, running, done, skipped
 	// Status is how it ended, in SPEC 6's words: "exit status 0",
 	// "killed by signal SIGTERM", "broken pipe", "skipped: prep failed".
 	Status string `json:"status"`
