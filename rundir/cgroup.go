@@ -68,8 +68,8 @@ func strayCgroups(live map[string]bool) []object {
 			time.Since(time.Unix(st.Mtim.Unix())) < strayCgroupAge {
 			continue
 		}
-		if procs, err := os.ReadFile(filepath.Join(path, "cgroup.procs")); err != nil || len(procs) > 0 {
-			continue
+		if populated, err := contain.Populated(path); err != nil || populated {
+			continue // something runs in it, or in a group below it
 		}
 		out = append(out, object{kind: KindCgroup, name: path})
 	}
