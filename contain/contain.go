@@ -16,6 +16,13 @@
 //   - neither: New returns nil, and the caller falls back to process
 //     groups (a stage's group, killed by group).
 //
+// On v2 the run's group can also hold groups of its own, with
+// controllers (package isolate's, for a stage's `limit`): Delegate moves
+// the run's stages into a leaf, "stages", so that the run's group holds
+// no process itself (cgroup v2's no-internal-process rule), and passes
+// the controllers down to its children. Offers says beforehand whether
+// it can.
+//
 // The package knows nothing of runs: exec gives it a name and a place in
 // the manifest, and `ipcflow clean` and the guardian call Remove with the
 // path the manifest recorded.
@@ -48,9 +55,17 @@ const (
 type Group struct {
 	Version Version
 	Path    string // the cgroup's directory
-	fd      int    // V2: the directory, open, for CLONE_INTO_CGROUP
+	fd      int    // V2: the directory stages are born in, open, for CLONE_INTO_CGROUP
 	home    string // V1: ipcflow's own cgroup.procs, to step back into
+	leaf    string // V2 after Delegate: the leaf the stages are born in
 }
+
+// mkdir and rmdir make and remove a cgroup: the kernel's, but for the
+// tests, which lay out a v2 tree in a plain directory (internal/testkit/cgfake).
+var (
+	mkdir = func(path string) error { return unix.Mkdir(path, 0o755) }
+	rmdir = unix.Rmdir
+)
 
 // Place is where New would make a group, and how: for --dry-run, which
 // must say what a run gets without making anything.
@@ -107,7 +122,7 @@ func (p Place) Path(name string) string { return filepath.Join(p.Parent, name) }
 // caller falls back to process groups.
 func New(p Place, name string) (*Group, error) {
 	g := &Group{Version: p.Version, Path: p.Path(name), fd: -1}
-	if err := unix.Mkdir(g.Path, 0o755); err != nil {
+	if err := mkdir(g.Path); err != nil {
 		return nil, fmt.Errorf("create cgroup %s: %w", g.Path, err)
 	}
 	var err error
@@ -119,7 +134,7 @@ func New(p Place, name string) (*Group, error) {
 		_, err = os.Stat(filepath.Join(g.Path, "pids.max"))
 	}
 	if err != nil {
-		unix.Rmdir(g.Path)
+		rmdir(g.Path)
 		return nil, fmt.Errorf("open cgroup %s: %w", g.Path, err)
 	}
 	return g, nil
@@ -162,9 +177,10 @@ func (g *Group) Close() error {
 	return Remove(g.Path)
 }
 
-// Remove kills everything in the cgroup at path and removes it: for the
-// run itself, for the guardian after a crash, and for `ipcflow clean`. A
-// cgroup already gone is not an error.
+// Remove kills everything in the cgroup at path, and in the groups
+// below it, and removes them all: for the run itself, for the guardian
+// after a crash, and for `ipcflow clean`. A cgroup already gone is not an
+// error.
 func Remove(path string) error {
 	v := V1Pids
 	if _, err := os.Stat(filepath.Join(path, "cgroup.kill")); err == nil {
@@ -175,7 +191,7 @@ func Remove(path string) error {
 	deadline := time.Now().Add(time.Second)
 	for {
 		kill(path, v)
-		err := unix.Rmdir(path)
+		err := removeTree(path)
 		if err == nil || errors.Is(err, unix.ENOENT) {
 			return nil
 		}
@@ -186,34 +202,61 @@ func Remove(path string) error {
 	}
 }
 
-// kill kills every member of the cgroup at path but ipcflow itself.
+// removeTree removes the cgroup at path, its children first.
+func removeTree(path string) error {
+	ents, err := os.ReadDir(path)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			if err := removeTree(filepath.Join(path, e.Name())); err != nil && !errors.Is(err, unix.ENOENT) {
+				return err
+			}
+		}
+	}
+	return rmdir(path)
+}
+
+// kill kills every member of the cgroup at path, and of the groups below
+// it, but ipcflow itself.
 func kill(path string, v Version) error {
 	if v == V2 {
+		// cgroup.kill kills the whole subtree.
 		err := writeFile(filepath.Join(path, "cgroup.kill"), []byte("1"))
 		if err == nil || errors.Is(err, os.ErrNotExist) && !exists(path) {
 			return nil
 		}
 		// No cgroup.kill (before Linux 5.14): kill member by member.
 	} else {
-		// No new process can fork in the group from now on, so the loop
-		// below ends.
+		// No new process can fork in the group (nor below it: pids.max
+		// binds the groups below) from now on, so the loop below ends.
 		writeFile(filepath.Join(path, "pids.max"), []byte("0"))
 	}
 	self := os.Getpid()
 	for range 100 {
-		data, err := os.ReadFile(filepath.Join(path, "cgroup.procs"))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil
-			}
-			return fmt.Errorf("list cgroup %s: %w", path, err)
-		}
 		killed := 0
-		for _, f := range bytes.Fields(data) {
-			if pid, err := strconv.Atoi(string(f)); err == nil && pid != self {
-				unix.Kill(pid, unix.SIGKILL)
-				killed++
+		err := filepath.WalkDir(path, func(dir string, d os.DirEntry, err error) error {
+			if err != nil || !d.IsDir() {
+				return nil // a group gone meanwhile
 			}
+			data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					return nil
+				}
+				return fmt.Errorf("list cgroup %s: %w", dir, err)
+			}
+			for _, f := range bytes.Fields(data) {
+				if pid, err := strconv.Atoi(string(f)); err == nil && pid != self {
+					unix.Kill(pid, unix.SIGKILL)
+					killed++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if killed == 0 {
 			return nil
@@ -229,7 +272,7 @@ func exists(path string) bool {
 }
 
 func writeFile(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		return err
 	}

@@ -5,11 +5,15 @@ package exec
 // first, removed at teardown or by the guardian), and starts through the
 // internal role "limits", which joins them and sets its rlimits before it
 // execs the command. A copy the memory group's OOM killer killed is
-// reported as "killed: memory limit SIZE".
+// reported as "killed: memory limit SIZE". A stage's cgroup v2 group is
+// inside the run's (contain.go), which then holds its other stages in a
+// leaf (contain's Group.Delegate).
 
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/ipcflow/ipcflow/contain"
 	"github.com/ipcflow/ipcflow/isolate"
@@ -25,7 +29,11 @@ func (p *Plan) planLimits() error {
 		if !st.Limits.Any() {
 			continue
 		}
-		ms, err := isolate.Plan(st.Limits)
+		var run *contain.Place
+		if p.containOK {
+			run = &p.contain
+		}
+		ms, err := isolate.Plan(st.Limits, run)
 		if err != nil {
 			return &UsageError{Positioned: true, Msg: fmt.Sprintf("%s:%s: stage %s: %v", p.Graph.File, st.Limits.Pos, st.Name, err)}
 		}
@@ -41,19 +49,38 @@ func printLimits(w io.Writer, sp *StagePlan) {
 	}
 }
 
-// newLimits makes the cgroups of every limited stage.
+// newLimits makes the cgroups of every limited stage: first, if any is
+// on cgroup v2, the run's group passes the controllers down.
 func (f *flow) newLimits() error {
+	var cs []string
+	for _, st := range f.stages {
+		for _, c := range isolate.Controllers(st.plan.Limits) {
+			if !slices.Contains(cs, c) {
+				cs = append(cs, c)
+			}
+		}
+	}
+	run := ""
+	if len(cs) > 0 {
+		if f.cgroup == nil || f.cgroup.Version != contain.V2 {
+			return fmt.Errorf("limit: the run has no cgroup v2 group to hold its stages' %s limits", strings.Join(cs, ", "))
+		}
+		if err := f.cgroup.Delegate(cs); err != nil {
+			return fmt.Errorf("limit: %w", err)
+		}
+		run = f.cgroup.Path
+	}
 	for _, st := range f.stages {
 		if len(st.plan.Limits) == 0 {
 			continue
 		}
 		name := f.rd.Prefix + "limit-" + st.name() + ".procs"
-		for _, path := range isolate.Paths(st.plan.Limits, name) {
+		for _, path := range isolate.Paths(st.plan.Limits, name, run) {
 			if err := f.rd.Record(rundir.KindCgroup, path); err != nil {
 				return err
 			}
 		}
-		g, err := isolate.New(st.plan.Limits, st.plan.Stage.Limits, name)
+		g, err := isolate.New(st.plan.Limits, st.plan.Stage.Limits, name, run)
 		st.limits = g
 		if err != nil {
 			return fmt.Errorf("stage %s: %w", st.name(), err)

@@ -9,25 +9,41 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipcflow/ipcflow/contain"
 	"github.com/ipcflow/ipcflow/internal/testkit"
 	"github.com/ipcflow/ipcflow/isolate"
 	"github.com/ipcflow/ipcflow/parser"
 )
 
-// limitCgroups lists the run cgroups of limited stages left in the v1
-// hierarchies: none may outlive a run.
+// runPlace is where runs make their cgroup here, nil where nowhere.
+func runPlace() *contain.Place {
+	if p, ok := contain.Find(); ok {
+		return &p
+	}
+	return nil
+}
+
+// limitCgroups lists the cgroups of limited stages left in the v1
+// hierarchies, and in v2 inside the runs' groups: none may outlive a
+// run.
 func limitCgroups(t *testing.T) []string {
 	t.Helper()
-	ms, err := isolate.Plan(&parser.Limits{Memory: 1 << 20, CPU: 1, Pids: 1})
-	if err != nil {
-		return nil
+	var dirs []string
+	if ms, err := isolate.Plan(&parser.Limits{Memory: 1 << 20, CPU: 1, Pids: 1}, nil); err == nil {
+		for _, m := range ms {
+			dirs = append(dirs, m.Cgroup)
+		}
+	}
+	if p := runPlace(); p != nil && p.Version == contain.V2 {
+		runs, _ := filepath.Glob(filepath.Join(p.Parent, "ipcflow.*.procs"))
+		dirs = append(dirs, runs...)
 	}
 	var left []string
-	for _, m := range ms {
-		ents, _ := os.ReadDir(m.Cgroup)
+	for _, dir := range dirs {
+		ents, _ := os.ReadDir(dir)
 		for _, e := range ents {
 			if strings.HasPrefix(e.Name(), "ipcflow.") && strings.Contains(e.Name(), ".limit-") {
-				left = append(left, filepath.Join(m.Cgroup, e.Name()))
+				left = append(left, filepath.Join(dir, e.Name()))
 			}
 		}
 	}
@@ -38,7 +54,7 @@ func limitCgroups(t *testing.T) []string {
 // and the report names the limit (read from the group's OOM count, not
 // guessed from the SIGKILL); a stage under its limits runs as without.
 func TestMemoryLimitKills(t *testing.T) {
-	if _, err := isolate.Plan(&parser.Limits{CPU: 1}); err != nil {
+	if _, err := isolate.Plan(&parser.Limits{CPU: 1}, nil); err != nil {
 		t.Skip("no cgroup v1 memory and cpu controllers this user may write: ", err)
 	}
 	if _, err := exec.LookPath("bash"); err != nil {
@@ -100,8 +116,9 @@ func TestDryRunSaysHowLimited(t *testing.T) {
 // stage nor its cgroups: they are in the manifest, and the guardian
 // removes them.
 func TestLimitGroupsGoAfterSigkill(t *testing.T) {
-	if _, err := isolate.Plan(&parser.Limits{CPU: 1}); err != nil {
-		t.Skip("no cgroup v1 controllers this user may write: ", err)
+	ms, err := isolate.Plan(&parser.Limits{Memory: 1 << 20, Pids: 1}, runPlace())
+	if err != nil || ms[0].Rlimit != 0 || ms[1].Rlimit != 0 {
+		t.Skip("no cgroup memory and pids controllers this user may write (v2 or v1)")
 	}
 	before := len(limitCgroups(t))
 	cmd, _, _, check := startFlow(t, "stage s limit memory=64MiB, pids=10 = sleep 30\n")
@@ -121,4 +138,53 @@ func TestLimitGroupsGoAfterSigkill(t *testing.T) {
 		t.Errorf("cgroups left after a SIGKILL of ipcflow: %v", left)
 	}
 	check()
+}
+
+// On cgroup v2 with a memory controller for the run's group: --dry-run
+// says the limit is cgroup v2's memory.max; a stage that allocates 400
+// MiB under 64 MiB is killed and the report names the limit (from
+// memory.events' oom_kill count); a stage under its limits runs in its
+// own group, a child of the run's, and the others in the run's leaf;
+// nothing is left. Skips, saying why, where v2 has no memory controller
+// for the run's group (these machines bind every controller to v1).
+func TestMemoryLimitV2(t *testing.T) {
+	p := runPlace()
+	if p == nil {
+		t.Skip("no cgroup v2 memory controller here: no cgroup this user may write")
+	}
+	if err := p.Offers("memory"); err != nil {
+		t.Skipf("no cgroup v2 memory controller here: %v", err)
+	}
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("bash is not installed")
+	}
+	bin := testkit.BuildIpcflow(t)
+	script := filepath.Join(t.TempDir(), "f.ipcflow")
+	os.WriteFile(script, []byte("stage r limit memory=64MiB, pids=20 = true\n"), 0o600)
+	out, err := exec.Command(bin, "run", "--dry-run", script).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("limit memory=64MiB by cgroup v2 memory.max")) {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	before := len(limitCgroups(t))
+	code, _, errb := restartRun(t, bin, `stage r limit memory=64MiB = bash -c 'x=$(head -c 400M /dev/zero | tr "\0" a); echo survived'`+"\n")
+	if code != 137 || !bytes.Contains(errb, []byte("ipcflow: stage r: killed: memory limit 64MiB\n")) {
+		t.Fatalf("exit status %d, stderr %q; want 137 and the limit named", code, errb)
+	}
+	code, out, errb = restartRun(t, bin, "stage ok limit memory=64MiB, pids=20 = cat /proc/self/cgroup\nstage other after ok = cat /proc/self/cgroup\n")
+	if code != 0 || len(errb) > 0 {
+		t.Fatalf("under its limits: exit status %d, stderr %q", code, errb)
+	}
+	var groups []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			groups = append(groups, rest)
+		}
+	}
+	if len(groups) != 2 || !strings.HasSuffix(groups[0], ".limit-ok.procs") || !strings.HasSuffix(groups[1], "/"+contain.LeafName) ||
+		filepath.Dir(groups[0]) != filepath.Dir(groups[1]) {
+		t.Errorf("v2 groups of the limited stage and the other: %q; want the stage's own and the leaf, in the run's group", groups)
+	}
+	if left := limitCgroups(t); len(left) > before {
+		t.Errorf("cgroups left: %v", left)
+	}
 }

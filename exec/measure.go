@@ -100,7 +100,19 @@ func (f *flow) newRecorder() {
 		o.Interval = stats.DefaultInterval
 	}
 	if f.cgroup != nil {
-		o.Procs = filepath.Join(f.cgroup.Path, "cgroup.procs")
+		o.Procs = []string{f.cgroup.Procs()}
+		// A limited stage's group in the run's hierarchy holds it apart
+		// from the others (limit.go).
+		for _, st := range f.stages {
+			if st.limits == nil {
+				continue
+			}
+			for _, p := range st.limits.Paths {
+				if f.cgroup.Holds(p) {
+					o.Procs = append(o.Procs, filepath.Join(p, "cgroup.procs"))
+				}
+			}
+		}
 	}
 	f.rec = stats.New(o, sspecs, especs)
 }

@@ -1,12 +1,18 @@
 // Package isolate enforces a stage's `limit` clause (SPEC 14): memory,
-// cpu, pids and files. Where the machine offers cgroup v1 controllers
-// that this user may write (root, on these machines), the stage gets a
-// group of its own in each of the memory, cpu and pids hierarchies, under
-// ipcflow's own group there; elsewhere memory and pids fall back to
-// setrlimit (RLIMIT_AS, RLIMIT_NPROC) and cpu is refused. files is always
-// RLIMIT_NOFILE: no cgroup counts open files. The cgroup v2 hierarchy of
-// these machines has no controllers, so it is not used for limits (not
-// built: see docs/supervision.md).
+// cpu, pids and files. Each of memory, cpu and pids gets, the first that
+// the machine offers:
+//
+//   - cgroup v2: a group of the stage's own inside the run's v2 group
+//     (package contain makes that, and passes the controllers down to it:
+//     contain/delegate.go), with memory.max (and memory.swap.max 0),
+//     cpu.max, pids.max;
+//   - cgroup v1, where this user may write the controller's hierarchy
+//     (root, on these machines): a group of the stage's own under
+//     ipcflow's own group in each of the memory, cpu and pids hierarchies;
+//   - setrlimit: RLIMIT_AS for memory, RLIMIT_NPROC for pids; cpu has none
+//     and is refused.
+//
+// files is always RLIMIT_NOFILE: no cgroup counts open files.
 //
 // The stage joins its groups and sets its limits itself, before it execs
 // its command: exec starts it through the internal role "limits" (Enter),
@@ -35,17 +41,30 @@ import (
 type Mechanism struct {
 	Resource string // memory, cpu, pids, files
 	Value    string // as the report says it: 64MiB, 0.5, 10
-	Cgroup   string // the v1 hierarchy's mount ("" for setrlimit)
-	Rlimit   int    // the resource for setrlimit, when Cgroup is ""
+	V2       bool   // in the stage's cgroup v2 group, inside the run's
+	Cgroup   string // v1: ipcflow's own group in the controller's hierarchy
+	Rlimit   int    // the resource for setrlimit, when neither
 	How      string // in words, for --dry-run
 }
 
-// Plan says how each limit of l is enforced here, or which one cannot be.
-func Plan(l *parser.Limits) ([]Mechanism, error) {
+// Cgroup v2's file for each controller's limit, and v1's.
+var (
+	v2File = map[string]string{"memory": "memory.max", "cpu": "cpu.max", "pids": "pids.max"}
+	v1File = map[string]string{"memory": "memory.limit_in_bytes", "cpu": "cpu.cfs_quota_us", "pids": "pids.max"}
+)
+
+// Plan says how each limit of l is enforced here, or which one cannot
+// be. run is where the run's cgroup will be made (contain.Find), nil
+// where it will have none.
+func Plan(l *parser.Limits, run *contain.Place) ([]Mechanism, error) {
 	var ms []Mechanism
 	add := func(res, val string, rl int, rlName string) error {
+		if run != nil && run.Offers(res) == nil {
+			ms = append(ms, Mechanism{Resource: res, Value: val, V2: true, How: "cgroup v2 " + v2File[res]})
+			return nil
+		}
 		if mnt, ok := contain.V1Own(res); ok {
-			ms = append(ms, Mechanism{Resource: res, Value: val, Cgroup: mnt, How: "cgroup v1 " + res + " controller"})
+			ms = append(ms, Mechanism{Resource: res, Value: val, Cgroup: mnt, How: "cgroup v1 " + v1File[res]})
 			return nil
 		}
 		if rlName == "" {
@@ -75,41 +94,74 @@ func Plan(l *parser.Limits) ([]Mechanism, error) {
 	return ms, nil
 }
 
-// Group is a stage's cgroups, one per limited hierarchy.
+// Controllers lists the v2 controllers ms needs the run's group to pass
+// down (contain's Group.Delegate).
+func Controllers(ms []Mechanism) []string {
+	var cs []string
+	for _, m := range ms {
+		if m.V2 {
+			cs = append(cs, m.Resource)
+		}
+	}
+	return cs
+}
+
+// Group is a stage's cgroups: one in v2, or one per limited v1
+// hierarchy, or both.
 type Group struct {
-	Paths  []string // the group's directory in each hierarchy
+	Paths  []string // every group's directory
+	V2     string   // the v2 group's directory, "" if none
 	memory string   // the memory group, for its OOM count
+	events string   // the file that counts its OOM kills
 	ooms   int      // the OOM kills counted at the last Killed
 }
 
-// Paths returns where New makes the groups of name for mechanisms ms:
-// for the manifest, before they exist.
-func Paths(ms []Mechanism, name string) []string {
+// mkdir makes a cgroup: the kernel's, but for the tests, which lay out a
+// v2 tree in a plain directory (internal/testkit/cgfake).
+var mkdir = func(path string) error { return os.Mkdir(path, 0o755) }
+
+// Paths returns where New makes the groups of name for mechanisms ms,
+// the v2 one in run (the run's v2 group): for the manifest, before they
+// exist.
+func Paths(ms []Mechanism, name, run string) []string {
 	var paths []string
+	v2 := false
 	for _, m := range ms {
-		if m.Cgroup != "" {
+		switch {
+		case m.V2 && !v2:
+			v2 = true
+			paths = append(paths, filepath.Join(run, name))
+		case m.Cgroup != "":
 			paths = append(paths, filepath.Join(m.Cgroup, name))
 		}
 	}
 	return paths
 }
 
-// New makes the groups and writes their limits.
-func New(ms []Mechanism, l *parser.Limits, name string) (*Group, error) {
+// New makes the groups and writes their limits: the v2 one in run, the
+// run's v2 group, which must pass the controllers down already
+// (Controllers, contain's Group.Delegate).
+func New(ms []Mechanism, l *parser.Limits, name, run string) (*Group, error) {
 	g := &Group{}
 	for _, m := range ms {
+		if m.V2 {
+			if err := g.newV2(m.Resource, l, filepath.Join(run, name)); err != nil {
+				return g, err
+			}
+			continue
+		}
 		if m.Cgroup == "" {
 			continue
 		}
 		dir := filepath.Join(m.Cgroup, name)
-		if err := os.Mkdir(dir, 0o755); err != nil {
+		if err := mkdir(dir); err != nil {
 			return g, fmt.Errorf("create cgroup %s: %w", dir, err)
 		}
 		g.Paths = append(g.Paths, dir)
 		var err error
 		switch m.Resource {
 		case "memory":
-			g.memory = dir
+			g.memory, g.events = dir, "memory.oom_control"
 			limit := []byte(strconv.FormatInt(l.Memory, 10))
 			err = write(dir, "memory.limit_in_bytes", limit)
 			// With swap, a group at its limit would swap instead of
@@ -132,18 +184,60 @@ func New(ms []Mechanism, l *parser.Limits, name string) (*Group, error) {
 	return g, nil
 }
 
+// newV2 makes the stage's v2 group at dir, once, and writes the limit of
+// res there: memory.max (and memory.swap.max 0, where the kernel counts
+// swap, so that the group cannot swap instead of being stopped), cpu.max
+// ("QUOTA PERIOD"), pids.max.
+func (g *Group) newV2(res string, l *parser.Limits, dir string) error {
+	if g.V2 == "" {
+		if err := mkdir(dir); err != nil {
+			return fmt.Errorf("create cgroup %s: %w", dir, err)
+		}
+		g.V2 = dir
+		g.Paths = append(g.Paths, dir)
+	}
+	var err error
+	switch res {
+	case "memory":
+		g.memory, g.events = dir, "memory.events"
+		err = write(dir, "memory.max", []byte(strconv.FormatInt(l.Memory, 10)))
+		if _, serr := os.Stat(filepath.Join(dir, "memory.swap.max")); err == nil && serr == nil {
+			err = write(dir, "memory.swap.max", []byte("0"))
+		}
+	case "cpu":
+		const period = 100000
+		err = write(dir, "cpu.max", []byte(fmt.Sprintf("%d %d", max(1000, int(l.CPU*period)), period)))
+	case "pids":
+		err = write(dir, "pids.max", []byte(strconv.Itoa(l.Pids)))
+	}
+	if err != nil {
+		return fmt.Errorf("limit %s: %w", res, err)
+	}
+	return nil
+}
+
+// write writes a cgroup's file, which must be there: a controller the
+// group lacks has no file, and the kernel makes none.
 func write(dir, file string, data []byte) error {
-	return os.WriteFile(filepath.Join(dir, file), data, 0)
+	f, err := os.OpenFile(filepath.Join(dir, file), os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Killed reports whether the memory group's OOM killer killed something
-// since the last call: read from memory.oom_control's oom_kill count, not
-// guessed from a SIGKILL.
+// since the last call: read from the oom_kill count of memory.events (v2)
+// or memory.oom_control (v1), not guessed from a SIGKILL.
 func (g *Group) Killed() bool {
 	if g == nil || g.memory == "" {
 		return false
 	}
-	data, err := os.ReadFile(filepath.Join(g.memory, "memory.oom_control"))
+	data, err := os.ReadFile(filepath.Join(g.memory, g.events))
 	if err != nil {
 		return false
 	}
@@ -169,7 +263,7 @@ func Args(g *Group, ms []Mechanism, l *parser.Limits) []string {
 		}
 	}
 	for _, m := range ms {
-		if m.Cgroup != "" {
+		if m.V2 || m.Cgroup != "" {
 			continue
 		}
 		var v int64

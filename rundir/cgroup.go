@@ -1,6 +1,7 @@
 package rundir
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -30,6 +31,11 @@ func (d *Dir) CgroupName() string { return d.Prefix + cgroupSuffix }
 // trusted as far as clean checks it, and a line naming another cgroup must
 // not kill what is in it.
 func removeCgroup(path string) error {
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		// Gone already: a stage's v2 group goes with the run's group it
+		// is in (contain.Remove takes the subtree), and its parent with it.
+		return nil
+	}
 	base := filepath.Base(path)
 	var st unix.Statfs_t
 	if !strings.HasPrefix(base, "ipcflow.") || !strings.HasSuffix(base, "."+cgroupSuffix) ||
@@ -68,8 +74,8 @@ func strayCgroups(live map[string]bool) []object {
 			time.Since(time.Unix(st.Mtim.Unix())) < strayCgroupAge {
 			continue
 		}
-		if procs, err := os.ReadFile(filepath.Join(path, "cgroup.procs")); err != nil || len(procs) > 0 {
-			continue
+		if populated, err := contain.Populated(path); err != nil || populated {
+			continue // something runs in it, or in a group below it
 		}
 		out = append(out, object{kind: KindCgroup, name: path})
 	}

@@ -44,3 +44,18 @@ func TestCleanRemovesAStrayCgroup(t *testing.T) {
 		t.Errorf("clean left the stray cgroup %s, or did not say so:\n%s", cg, out.String())
 	}
 }
+
+// A manifest's cgroup line whose group is gone, its parent with it (a
+// stage's v2 group inside the run's, which went first), is done: no
+// error, where the check of the parent's file system would fail.
+func TestRemoveCgroupGoneWithItsParent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ipcflow.0123456789abcdef.procs", "ipcflow.0123456789abcdef.limit-r.procs")
+	if err := removeCgroup(path); err != nil {
+		t.Fatal(err)
+	}
+	there := filepath.Join(t.TempDir(), "ipcflow.0123456789abcdef.procs")
+	os.Mkdir(there, 0o755)
+	if err := removeCgroup(there); err == nil || !strings.Contains(err.Error(), "not a run's cgroup") {
+		t.Errorf("a group that is there, in no cgroup file system: %v; want it left in place", err)
+	}
+}

@@ -59,10 +59,11 @@ type Options struct {
 	// Interval between samples while the flow runs; 0 samples only when
 	// asked (Snapshot, for ps).
 	Interval time.Duration
-	// Procs is the run's cgroup.procs file, which lists every process of
-	// the run, or "": then the stages' processes are found by process
-	// group in /proc, less often.
-	Procs string
+	// Procs are the cgroup.procs files that together list every process
+	// of the run (the run's group's, or its leaf's and its limited
+	// stages' groups'), or none: then the stages' processes are found by
+	// process group in /proc, less often.
+	Procs []string
 }
 
 // DefaultInterval is how often --stats and --monitor sample: 25 times a
@@ -88,14 +89,15 @@ type Recorder struct {
 	byPgrp  map[int]int // a running stage's process group -> stage
 	procs   map[int]*procRec
 	scanned time.Time // when /proc was last scanned for stages' processes
-	// procsFile is the run's cgroup.procs, kept open (Options.Procs).
-	procsFile *os.File
-	procsBuf  []byte
-	samples   int64
-	cpu       time.Duration // the sampler's own
-	first     *time.Timer   // starts sampleLoop at the first sample
-	stop      chan struct{}
-	done      chan struct{}
+	// procsFiles are the run's cgroup.procs files, kept open
+	// (Options.Procs).
+	procsFiles []*os.File
+	procsBuf   []byte
+	samples    int64
+	cpu        time.Duration // the sampler's own
+	first      *time.Timer   // starts sampleLoop at the first sample
+	stop       chan struct{}
+	done       chan struct{}
 	// stopped: Stop has returned; no sample touches a channel or /proc
 	// again (the run's objects go next).
 	stopped bool
@@ -281,10 +283,12 @@ func (r *Recorder) Stop() {
 		p.close()
 		delete(r.procs, pid)
 	}
-	if r.procsFile != nil {
-		r.procsFile.Close()
-		r.procsFile = nil
+	for _, f := range r.procsFiles {
+		if f != nil {
+			f.Close()
+		}
 	}
+	r.procsFiles = nil
 }
 
 // sampleLoop samples until Stop, on a thread of its own so that its CPU

@@ -298,12 +298,22 @@ func (r *Recorder) readLiveIO(p *procRec, pid, i int) {
 // run has a cgroup, else the stages' own processes and, every scanEvery,
 // the others of their process groups found in /proc.
 func (r *Recorder) processes(now time.Time) []int {
-	if r.o.Procs != "" {
-		if r.procsFile == nil {
-			r.procsFile, _ = os.Open(r.o.Procs)
+	if len(r.o.Procs) > 0 {
+		if r.procsFiles == nil {
+			r.procsFiles = make([]*os.File, len(r.o.Procs))
+			for i, name := range r.o.Procs {
+				r.procsFiles[i], _ = os.Open(name)
+			}
 		}
-		if pids, ok := readPids(r.procsFile, &r.procsBuf); ok {
-			return pids
+		var all []int
+		ok := true
+		for _, f := range r.procsFiles {
+			pids, fok := readPids(f, &r.procsBuf)
+			ok = ok && fok
+			all = append(all, pids...)
+		}
+		if ok {
+			return all
 		}
 	}
 	var pids []int
