@@ -31,7 +31,8 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$W/bin"
-CGO_ENABLED=0 go build -o "$W/bin/ipcflow" ./cmd/ipcflow
+# -buildvcs=true: the stamp is how ipcflow knows the build (GOFLAGS may turn it off).
+CGO_ENABLED=0 go build -buildvcs=true -o "$W/bin/ipcflow" ./cmd/ipcflow
 # The hosts' PATH has this very build (sshd's SetEnv below), which ipcflow
 # uses only when it can tell it is the same code: a clean tree's build.
 go version -m "$W/bin/ipcflow" | grep -q 'vcs.modified=false' ||
