@@ -285,3 +285,36 @@ func TestSignalled(t *testing.T) {
 	}
 	noLeftovers(t, before)
 }
+
+// TestWarmMaster: when the user's ssh config gives a host a ControlPath
+// with a live master, the run goes over that master (it works with the
+// host's sshd no longer listening, so no connection of its own could
+// have been made) and leaves it up: it is the user's.
+func TestWarmMaster(t *testing.T) {
+	lab := sshlab.New(t, 1)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ssh_config")
+	labCfg := strings.TrimPrefix(lab.SSH, "ssh -F ")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("Include %s\nHost *\n\tControlPath %s/cm-%%h\n", labCfg, dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ssh := func(args ...string) *exec.Cmd {
+		return exec.Command("ssh", append([]string{"-F", cfg, "-o", "BatchMode=yes"}, args...)...)
+	}
+	if out, err := ssh("-o", "ControlMaster=yes", "-o", "ControlPersist=yes", "-fN", "h1").CombinedOutput(); err != nil {
+		t.Fatalf("start the warm master: %v %s", err, out)
+	}
+	t.Cleanup(func() { ssh("-O", "exit", "h1").Run() })
+	lab.StopListening(lab.Hosts[0])
+
+	cmd := flowCmd(t, lab, "stage a on h1 = echo over the warm one\n")
+	cmd.Env = append(os.Environ(), "IPCFLOW_SSH=ssh -F "+cfg)
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "over the warm one\n" {
+		t.Fatalf("run: %v, output %q", err, out)
+	}
+	if out, err := ssh("-O", "check", "h1").CombinedOutput(); err != nil {
+		t.Fatalf("the warm master is gone after the run: %v %s", err, out)
+	}
+	sshlab.WaitNoLeftovers(t, 10*time.Second)
+}

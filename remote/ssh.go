@@ -182,14 +182,50 @@ func Connect(hosts []string, dir string, record func(kind, name string) error) (
 	return h, nil
 }
 
-// open starts the master, reads the boot session's answer and, when the
-// host has no ipcflow of ours, copies this one.
+// warmMaster is the ControlPath of a master the user's ssh config gives
+// host and that is up now (`ssh -G` names it, `ssh -O check` answers),
+// or "". Using it saves the run a connection's handshake and
+// authentication per host, the bulk of a start-up. It is the user's: the
+// run only opens sessions over it and never stops it.
+func warmMaster(words []string, host string) string {
+	args := append(append([]string{}, words[1:]...), "-G", host)
+	out, err := exec.Command(words[0], args...).Output()
+	if err != nil {
+		return ""
+	}
+	path := ""
+	for _, l := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(l, "controlpath "); ok {
+			path = strings.TrimSpace(v)
+		}
+	}
+	if path == "" || path == "none" {
+		return ""
+	}
+	args = append(append([]string{}, words[1:]...), common...)
+	args = append(args, "-S", path, "-O", "check", host)
+	if exec.Command(words[0], args...).Run() != nil {
+		return ""
+	}
+	return path
+}
+
+// open starts the master (or a session over the user's warm one), reads
+// the boot session's answer and, when the host has no ipcflow of ours,
+// copies this one.
 func (c *conn) open(words []string, dir string) error {
 	args := append(append([]string{}, words[1:]...), common...)
-	args = append(args, "-M", "-S", c.info.Ctl, "-o", "ControlPersist=no", "-o", "Ciphers="+preferCiphers,
-		"-o", fmt.Sprintf("ServerAliveInterval=%d", aliveInterval),
-		"-o", fmt.Sprintf("ServerAliveCountMax=%d", aliveCount),
-		"-o", "ConnectTimeout=10", c.info.Host, "--", boot)
+	if warm := warmMaster(words, c.info.Host); warm != "" {
+		// The boot session's ssh stands for the master here: its end
+		// (ipcflow's, or the connection's) is the run's end on the host.
+		c.info.Ctl = warm
+		args = append(args, "-S", warm, "-o", "ControlMaster=no", c.info.Host, "--", boot)
+	} else {
+		args = append(args, "-M", "-S", c.info.Ctl, "-o", "ControlPersist=no", "-o", "Ciphers="+preferCiphers,
+			"-o", fmt.Sprintf("ServerAliveInterval=%d", aliveInterval),
+			"-o", fmt.Sprintf("ServerAliveCountMax=%d", aliveCount),
+			"-o", "ConnectTimeout=10", c.info.Host, "--", boot)
+	}
 	c.master = exec.Command(words[0], args...)
 	c.master.Stderr = &c.stderr
 	var err error

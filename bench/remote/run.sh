@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Remote stages (SPEC 13) against plain ssh, on two network-namespace hosts
 # with real sshds built here (root, openssh-server, iproute2):
-#   stream:  a 256 MiB stream from a stage on h1 to a stage on h2, against
-#            `ssh h2 cat < file` over the same links;
-#   startup: a 2-host flow of `true` stages, against `ssh h1 true` over a
-#            warm master connection.
+#   stream:  256 MiB from a stage on h1 to a stage on h2 (two links, through
+#            ipcflow's host), and from a local stage to a stage on h2 (one
+#            link), each against `ssh h2 cat < file` (one link);
+#   startup: a 2-host flow of `true` stages against `ssh h1 true` over a warm
+#            master: as a user who keeps masters up (ControlPath in the ssh
+#            config, masters live) and has this ipcflow on the hosts' PATH;
+#            then with no warm master (ipcflow starts its own), and with the
+#            binary copied too (a build that never trusts a host's ipcflow).
 # Runs interleaved, ROUNDS times each (default 5); prints medians and ratios.
 # Everything it makes is removed on exit, whatever the exit.
 set -euo pipefail
@@ -19,14 +23,24 @@ NS=(ipfb-$$-1 ipfb-$$-2)
 VE=(ipfb$$a ipfb$$b)
 cleanup() {
 	set +e
-	ssh -F "$W/ssh_config" -S "$W/warm" -O exit h1 2>/dev/null
+	for h in h1 h2; do ssh -F "$W/warm_config" -O exit $h 2>/dev/null; done
 	for p in "$W"/sshd-*.pid; do [ -f "$p" ] && kill "$(cat "$p")"; done
 	for i in 0 1; do ip netns del "${NS[$i]}" 2>/dev/null; ip link del "${VE[$i]}" 2>/dev/null; done
 	rm -rf "$W"
 }
 trap cleanup EXIT
 
-CGO_ENABLED=0 go build -o "$W/ipcflow" ./cmd/ipcflow
+mkdir -p "$W/bin" "$W/src"
+# The hosts' PATH has this very build (sshd's SetEnv below), which ipcflow
+# uses only when its version stamp says it is the same code: a clean
+# tree's build. Go stamps none in a git worktree here, so HEAD is built
+# from a repository of its own (uncommitted changes are not measured).
+git archive HEAD | tar -x -C "$W/src"
+(cd "$W/src" && git init -q && git add -A && git -c user.name=bench -c user.email=bench@localhost commit -qm bench &&
+	CGO_ENABLED=0 go build -buildvcs=true -o "$W/bin/ipcflow" ./cmd/ipcflow)
+go version -m "$W/bin/ipcflow" | grep -q 'vcs.modified=false' ||
+	echo "bench/remote: ipcflow has no version stamp: it copies itself even where it is on PATH" >&2
+CGO_ENABLED=0 go build -buildvcs=false -o "$W/ipcflow-copy" ./cmd/ipcflow
 ssh-keygen -q -t ed25519 -N "" -f "$W/id"
 ssh-keygen -q -t ed25519 -N "" -f "$W/hostkey"
 cp "$W/id.pub" "$W/authorized_keys"
@@ -54,18 +68,25 @@ for i in 0 1; do
 	PasswordAuthentication no
 	UseDNS no
 	MaxSessions 64
+	SetEnv PATH=$W/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 	CFG
 	ip netns exec "${NS[$i]}" /usr/sbin/sshd -f "$W/$h.sshd_config"
 	printf 'Host %s\n\tHostName %s\n\tUser root\n\tIdentityFile %s\n\tIdentitiesOnly yes\n\tUserKnownHostsFile %s\n\tLogLevel ERROR\n' \
 		"$h" "$addr" "$W/id" "$W/known_hosts" >> "$W/ssh_config"
 	echo "$addr $(cat "$W/hostkey.pub")" >> "$W/known_hosts"
 done
+# The warm user's config: the same hosts, each with a ControlPath.
+{ cat "$W/ssh_config"; printf 'Host *\n\tControlPath %s/cm-%%h\n' "$W"; } > "$W/warm_config"
 sleep 0.5
-export IPCFLOW_SSH="ssh -F $W/ssh_config"
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/data"
 
 cat > "$W/stream.ipcflow" <<EOF2
 stage src on h1 = cat $W/data
+stage dst on h2 = cat > /dev/null
+src -> dst
+EOF2
+cat > "$W/local.ipcflow" <<EOF2
+stage src = cat $W/data
 stage dst on h2 = cat > /dev/null
 src -> dst
 EOF2
@@ -79,17 +100,31 @@ now() { date +%s.%N; }
 t() { local s; s=$(now); "$@" >/dev/null; echo "$(now) - $s" | bc -l; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-ssh -F "$W/ssh_config" -o ControlMaster=yes -o ControlPersist=yes -S "$W/warm" -fN h1
-: > "$W/ipc"; : > "$W/ssh"; : > "$W/ipcstart"; : > "$W/sshstart"
+for h in h1 h2; do ssh -F "$W/warm_config" -o ControlMaster=yes -o ControlPersist=yes -fN $h; done
+cold="ssh -F $W/ssh_config" warm="ssh -F $W/warm_config"
+names=(stream local ssh start nowarm copy sshtrue)
+for n in "${names[@]}"; do : > "$W/t.$n"; done
 for r in $(seq "$ROUNDS"); do
-	t "$W/ipcflow" run "$W/stream.ipcflow" >> "$W/ipc"
-	t ssh -F "$W/ssh_config" h2 'cat > /dev/null' < "$W/data" >> "$W/ssh"
-	t "$W/ipcflow" run "$W/start.ipcflow" >> "$W/ipcstart"
-	t ssh -F "$W/ssh_config" -S "$W/warm" h1 true >> "$W/sshstart"
+	IPCFLOW_SSH=$cold t "$W/bin/ipcflow" run "$W/stream.ipcflow" >> "$W/t.stream"
+	IPCFLOW_SSH=$cold t "$W/bin/ipcflow" run "$W/local.ipcflow" >> "$W/t.local"
+	t $cold h2 'cat > /dev/null' < "$W/data" >> "$W/t.ssh"
+	IPCFLOW_SSH=$warm t "$W/bin/ipcflow" run "$W/start.ipcflow" >> "$W/t.start"
+	IPCFLOW_SSH=$cold t "$W/bin/ipcflow" run "$W/start.ipcflow" >> "$W/t.nowarm"
+	IPCFLOW_SSH=$cold t "$W/ipcflow-copy" run "$W/start.ipcflow" >> "$W/t.copy"
+	t $warm h1 true >> "$W/t.sshtrue"
 done
-ipc=$(median < "$W/ipc"); ssh_=$(median < "$W/ssh")
-ipcs=$(median < "$W/ipcstart"); sshs=$(median < "$W/sshstart")
-printf 'stream %d MiB h1 -> h2: ipcflow %.3f s (%.0f MiB/s), ssh h2 cat < file %.3f s (%.0f MiB/s): ipcflow at %.2fx\n' \
-	"$SIZE_MIB" "$ipc" "$(echo "$SIZE_MIB / $ipc" | bc -l)" "$ssh_" "$(echo "$SIZE_MIB / $ssh_" | bc -l)" "$(echo "$ssh_ / $ipc" | bc -l)"
-printf 'startup 2-host flow: ipcflow %.0f ms, ssh h1 true (warm master) %.0f ms: +%.0f ms\n' \
-	"$(echo "$ipcs * 1000" | bc -l)" "$(echo "$sshs * 1000" | bc -l)" "$(echo "($ipcs - $sshs) * 1000" | bc -l)"
+declare -A m
+for n in "${names[@]}"; do m[$n]=$(median < "$W/t.$n"); done
+stream() {
+	printf 'stream %d MiB %s: ipcflow %.3f s (%.0f MiB/s), ssh h2 cat < file %.3f s (%.0f MiB/s): ipcflow at %.2fx\n' \
+		"$SIZE_MIB" "$1" "$2" "$(echo "$SIZE_MIB / $2" | bc -l)" "${m[ssh]}" "$(echo "$SIZE_MIB / ${m[ssh]}" | bc -l)" "$(echo "${m[ssh]} / $2" | bc -l)"
+}
+stream "h1 -> h2 (two links)" "${m[stream]}"
+stream "local -> h2 (one link)" "${m[local]}"
+start() {
+	printf 'startup 2-host flow, %s: ipcflow %.0f ms, ssh h1 true (warm master) %.0f ms: %+.0f ms\n' \
+		"$1" "$(echo "$2 * 1000" | bc -l)" "$(echo "${m[sshtrue]} * 1000" | bc -l)" "$(echo "($2 - ${m[sshtrue]}) * 1000" | bc -l)"
+}
+start "warm masters, ipcflow on PATH" "${m[start]}"
+start "own masters, ipcflow on PATH" "${m[nowarm]}"
+start "own masters, binary copied" "${m[copy]}"

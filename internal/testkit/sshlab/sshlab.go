@@ -294,3 +294,18 @@ func WaitNoLeftovers(t testing.TB, d time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// StopListening stops h's sshd from taking new connections; those made
+// already go on (each is a process of its own), so a test can tell that
+// a run made none.
+func (l *Lab) StopListening(h *Host) {
+	h.sshd.Process.Signal(syscall.SIGTERM)
+	for {
+		c, err := net.DialTimeout("tcp", h.Addr+":22", time.Second)
+		if err != nil {
+			return
+		}
+		c.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
