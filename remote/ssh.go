@@ -188,9 +188,19 @@ func Connect(hosts []string, dir string, record func(kind, name string) error) (
 // authentication per host, the bulk of a start-up. It is the user's: the
 // run only opens sessions over it and never stops it.
 func warmMaster(words []string, host string) string {
+	// Both asked at once: each is an ssh start, about 7 ms, and the run
+	// waits for them. `-O check` without -S finds the same ControlPath
+	// in the same config that `-G` prints.
+	checked := make(chan bool, 1)
+	go func() {
+		args := append(append([]string{}, words[1:]...), common...)
+		args = append(args, "-O", "check", host)
+		checked <- exec.Command(words[0], args...).Run() == nil
+	}()
 	args := append(append([]string{}, words[1:]...), "-G", host)
 	out, err := exec.Command(words[0], args...).Output()
-	if err != nil {
+	up := <-checked
+	if err != nil || !up {
 		return ""
 	}
 	path := ""
@@ -199,12 +209,7 @@ func warmMaster(words []string, host string) string {
 			path = strings.TrimSpace(v)
 		}
 	}
-	if path == "" || path == "none" {
-		return ""
-	}
-	args = append(append([]string{}, words[1:]...), common...)
-	args = append(args, "-S", path, "-O", "check", host)
-	if exec.Command(words[0], args...).Run() != nil {
+	if path == "none" {
 		return ""
 	}
 	return path
