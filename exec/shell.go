@@ -153,7 +153,7 @@ func stageBuiltins(ctx context.Context, args []string, traps *shellTraps) ([]str
 		return args, nil
 	case "kill":
 		if sig, pids, ok := parseKill(args[1:]); ok && len(pids) == 1 && pids[0] == strconv.Itoa(os.Getpid()) &&
-			(traps.trapped(sig) || endsTheShell(sig) || sig == unix.SIGQUIT) {
+			(traps.trapped(sig) || endsTheShell(sig) || killsTheShell(sig) || sig == unix.SIGQUIT) {
 			return []string{raiseBuiltin, strconv.Itoa(int(sig))}, nil
 		}
 	default:
@@ -170,6 +170,15 @@ func stageBuiltins(ctx context.Context, args []string, traps *shellTraps) ([]str
 	}
 	argv[0] = path
 	return argv, nil
+}
+
+// killsTheShell: TERM, INT, HUP and PIPE end the stage shell by Go's
+// runtime's own handler, but a kill(1) of our own pid lets the shell run
+// on meanwhile: its next command, or its exit with status 0 when the
+// signal's thread is slow to run on a busy machine. bash's kill builtin
+// dies at once; so does `kill -SIG $$` here (raise).
+func killsTheShell(sig unix.Signal) bool {
+	return sig == unix.SIGTERM || sig == unix.SIGINT || sig == unix.SIGHUP || sig == unix.SIGPIPE
 }
 
 // killRole is kill(1) for stages on systems without it:

@@ -277,7 +277,7 @@ func TestStageShellExitTrapRunsOnce(t *testing.T) {
 // they end bash, whether it sends them to itself (`kill -SIG $$`) or
 // another process does: not Go's goroutine dump for SEGV, ABRT and the
 // like, nor its silence for USR1, ALRM and the like. SIGQUIT bash ignores.
-var shellDeaths = []string{"SEGV", "ABRT", "BUS", "FPE", "TRAP", "SYS", "USR1", "USR2", "ALRM", "PROF", "VTALRM", "XCPU", "QUIT"}
+var shellDeaths = []string{"SEGV", "ABRT", "BUS", "FPE", "TRAP", "SYS", "USR1", "USR2", "ALRM", "PROF", "VTALRM", "XCPU", "QUIT", "TERM", "INT", "HUP"}
 
 func init() {
 	for name, cmd := range shellDeathCases() {
