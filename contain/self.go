@@ -5,11 +5,13 @@ package contain
 // no-internal-process rule), and the common P is not the root: a systemd
 // scope. Where P is ipcflow's to manage, that is, ipcflow may write P's
 // cgroup.procs and cgroup.subtree_control, and P holds ipcflow and its
-// children (its guardian) and nothing else (`systemd-run --scope -p
+// guardian and nothing else (`systemd-run --scope -p
 // Delegate=yes ipcflow run ...`, a container whose init is ipcflow),
 // ipcflow does what a delegated service must: it moves itself and its
 // children into a leaf of P, so that P holds no process and may pass the
-// controllers down to the run's group:
+// controllers down to the run's group (a child of ipcflow's it did not
+// start, one a shell left it by exec'ing ipcflow, counts as another
+// process: it may be anyone's to manage):
 //
 //	P  ipcflow's own cgroup, delegated: no process once Leave ran
 //	├─ ipcflow.<run>.self   ipcflow and its guardian (Leave)
@@ -79,14 +81,14 @@ func (e *DelegationError) Unwrap() error { return e.Err }
 // delegated returns nil where ipcflow may leave p.Parent (a non-root v2
 // group) for a leaf of its own: it may make groups in it and write its
 // cgroup.procs and cgroup.subtree_control, and every process in it is
-// ipcflow or a child of ipcflow's.
-func (p Place) delegated() error {
+// ipcflow or one of keep (its guardian).
+func (p Place) delegated(keep ...int) error {
 	for _, f := range []string{"", "cgroup.procs", "cgroup.subtree_control"} {
 		if err := unix.Access(filepath.Join(p.Parent, f), unix.W_OK); err != nil {
 			return &DelegationError{Group: p.Parent, Err: fmt.Errorf("%s: %w", filepath.Join(p.Parent, f), err)}
 		}
 	}
-	_, others, err := members(p.Parent)
+	_, others, err := members(p.Parent, keep)
 	if err != nil {
 		return &DelegationError{Group: p.Parent, Err: err}
 	}
@@ -97,8 +99,8 @@ func (p Place) delegated() error {
 }
 
 // members lists the processes in the cgroup dir: ipcflow's (ipcflow and
-// its children) and the others.
-func members(dir string) (ours, others []int, err error) {
+// keep) and the others (gone ones left out).
+func members(dir string, keep []int) (ours, others []int, err error) {
 	data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 	if err != nil {
 		return nil, nil, err
@@ -109,33 +111,13 @@ func members(dir string) (ours, others []int, err error) {
 		if err != nil {
 			continue
 		}
-		if pid == self || parentOf(pid) == self {
+		if pid == self || slices.Contains(keep, pid) {
 			ours = append(ours, pid)
 		} else if exists(filepath.Join("/proc", f)) {
 			others = append(others, pid)
 		}
 	}
 	return ours, others, nil
-}
-
-// parentOf returns the parent pid of pid, from /proc/PID/stat; 0 if
-// unknown.
-func parentOf(pid int) int {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-	i := strings.LastIndexByte(string(data), ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
 }
 
 // NeedsLeaf says whether a run whose stages need the v2 controllers cs
@@ -157,23 +139,22 @@ func (p Place) NeedsLeaf(cs []string) bool {
 	return false
 }
 
-// Leave moves ipcflow and its children from p's group into the leaf name
-// it makes there, once it checked again that no other process is in the
-// group (a child being forked meanwhile would be left behind: the caller
-// starts none). Should a move fail, those moved go back and the leaf is
-// removed. It returns the leaf's directory.
-func Leave(p Place, name string) (string, error) {
-	if err := p.delegated(); err != nil {
+// Leave moves ipcflow and keep (its guardian) from p's group into the
+// leaf name it makes there, once it checked again that no other process
+// is in the group (a child being forked meanwhile would be left behind:
+// the caller starts none). Should a move fail, those moved go back and
+// the leaf is removed. It returns the leaf's directory.
+func Leave(p Place, name string, keep ...int) (string, error) {
+	if err := p.delegated(keep...); err != nil {
 		return "", err
 	}
 	leaf := p.Path(name)
 	if err := mkdir(leaf); err != nil {
 		return "", fmt.Errorf("create cgroup %s: %w", leaf, err)
 	}
-	ours, _, err := members(p.Parent)
+	ours, _, err := members(p.Parent, keep)
 	if err == nil {
-		// Its children first, ipcflow last: a fork of ipcflow's lands
-		// where ipcflow is.
+		// The guardian first, ipcflow last.
 		self := selfPid()
 		slices.SortFunc(ours, func(a, b int) int {
 			if (a == self) != (b == self) {

@@ -30,8 +30,8 @@ func fakeDelegated(t *testing.T, procs ...int) Place {
 	return Place{Version: V2, Parent: own}
 }
 
-// child starts a process of the test's (as ipcflow's guardian is
-// ipcflow's) and returns its pid.
+// child starts a process of the test's (ipcflow's guardian, as it were)
+// and returns its pid.
 func child(t *testing.T) int {
 	t.Helper()
 	cmd := exec.Command("sleep", "300")
@@ -60,13 +60,18 @@ func pids(dir string) []int {
 func TestLeaveDelegatedGroup(t *testing.T) {
 	self, guard := os.Getpid(), child(t)
 	p := fakeDelegated(t, self, guard)
-	if err := p.Offers("memory"); err != nil {
-		t.Fatalf("Offers memory in a delegated group held by ipcflow alone: %v", err)
+	// At plan time (no guardian yet), ipcflow's child is another
+	// process: a shell's that exec'd ipcflow may have left it one.
+	if err := p.Offers("memory"); err == nil {
+		t.Error("Offers memory in a group that holds a child ipcflow did not start: yes")
+	}
+	if err := p.delegated(guard); err != nil {
+		t.Fatalf("a delegated group held by ipcflow and its guardian alone: %v", err)
 	}
 	if !p.NeedsLeaf([]string{"memory", "pids"}) {
 		t.Fatal("NeedsLeaf: false for a non-root group that passes nothing down")
 	}
-	leaf, err := Leave(p, "ipcflow.fake."+SelfSuffix)
+	leaf, err := Leave(p, "ipcflow.fake."+SelfSuffix, guard)
 	if err != nil {
 		t.Fatal(err)
 	}

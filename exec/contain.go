@@ -60,14 +60,15 @@ func (f *flow) leave() error {
 	}
 	// The guardian is forked in the background: once it is, it is in
 	// ipcflow's group to be moved, and no fork is under way.
+	guard := 0
 	if f.guard != nil {
-		f.guard.Pid()
+		guard = f.guard.Pid()
 	}
 	name := f.rd.SelfCgroupName()
 	if err := f.rd.Record(rundir.KindCgroup, f.plan.contain.Path(name)); err != nil {
 		return err
 	}
-	if _, err := contain.Leave(f.plan.contain, name); err != nil {
+	if _, err := contain.Leave(f.plan.contain, name, guard); err != nil {
 		return fmt.Errorf("limit: %s: %w", strings.Join(cs, ", "), err)
 	}
 	return nil
