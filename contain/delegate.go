@@ -13,9 +13,12 @@ package contain
 //
 // R gets a controller only if P passes it down. P holds ipcflow, so P may
 // start passing a controller down only where it is the hierarchy's root
-// (the root alone is exempt from the rule); elsewhere it must already
-// (for memory, never: a non-root group with processes cannot pass a
-// domain controller down). Offers says which, before anything is made.
+// (the root alone is exempt from the rule), or once ipcflow moved itself
+// and its guardian out of P into a leaf of their own, where P is
+// delegated to ipcflow and holds nothing else (self.go); elsewhere it
+// must already (for memory, never: a non-root group with processes
+// cannot pass a domain controller down). Offers says which, before
+// anything is made.
 
 import (
 	"errors"
@@ -34,8 +37,10 @@ const LeafName = "stages"
 
 // Offers says whether a run's group made at p can pass the v2 controller
 // c (memory, cpu, pids) down to groups of its own: nil when it can (c
-// already passed down to it, or its parent is the root and offers c),
-// else why not, in words.
+// already passed down to it; or its parent offers c and is the root, or
+// is delegated to ipcflow and holds ipcflow alone, which then leaves it
+// for a leaf: self.go), else why not, in words (a *DelegationError where
+// only the delegation is missing).
 func (p Place) Offers(c string) error {
 	if p.Version != V2 {
 		return fmt.Errorf("the run's cgroup is in cgroup v1 (%s), not v2", p.Parent)
@@ -59,7 +64,9 @@ func (p Place) Offers(c string) error {
 		return fmt.Errorf("%s offers no %s controller (its cgroup.controllers: %s)", p.Parent, c, have)
 	}
 	if !isRoot(p.Parent) {
-		return fmt.Errorf("%s has the %s controller but does not pass it down, and cannot while it holds processes (ipcflow's own among them: cgroup v2's no-internal-process rule)", p.Parent, c)
+		// P holds ipcflow: it can pass c down only once ipcflow left it
+		// for a leaf of its own (self.go), where P is delegated to it.
+		return p.delegated()
 	}
 	if err := unix.Access(filepath.Join(p.Parent, "cgroup.subtree_control"), unix.W_OK); err != nil {
 		return fmt.Errorf("%s/cgroup.subtree_control: %w", p.Parent, err)

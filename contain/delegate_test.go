@@ -20,9 +20,9 @@ import (
 // tree (cgfake) for the test.
 func fakeKernel(t *testing.T, k cgfake.Kernel) {
 	t.Helper()
-	m, r := mkdir, rmdir
-	mkdir, rmdir = k.Mkdir, k.Rmdir
-	t.Cleanup(func() { mkdir, rmdir = m, r })
+	m, r, mv := mkdir, rmdir, moveProc
+	mkdir, rmdir, moveProc = k.Mkdir, k.Rmdir, k.Move
+	t.Cleanup(func() { mkdir, rmdir, moveProc = m, r, mv })
 }
 
 // Offers says yes where the parent passes the controller down already,
@@ -33,7 +33,7 @@ func TestOffersFakeTree(t *testing.T) {
 	dir := t.TempDir()
 	root, own, bare := filepath.Join(dir, "root"), filepath.Join(dir, "own"), filepath.Join(dir, "bare")
 	must(t, cgfake.Root(root, "cpu memory pids\n", "", "1\n"))
-	must(t, cgfake.Group(own, "cpu memory pids\n", "pids\n", "4242\n"))
+	must(t, cgfake.Group(own, "cpu memory pids\n", "pids\n", "1\n"))
 	must(t, cgfake.Root(bare, "hugetlb\n", "", ""))
 	for _, c := range []struct {
 		parent, ctrl string
@@ -43,7 +43,7 @@ func TestOffersFakeTree(t *testing.T) {
 		{root, "memory", V2, ""},
 		{root, "cpu", V2, ""},
 		{own, "pids", V2, ""},
-		{own, "memory", V2, "no-internal-process rule"},
+		{own, "memory", V2, "holds other processes (pid 1); run it under systemd-run --scope -p Delegate=yes"},
 		{bare, "memory", V2, "offers no memory controller (its cgroup.controllers: hugetlb)"},
 		{root, "memory", V1Pids, "cgroup v1"},
 	} {
@@ -184,6 +184,20 @@ func TestDelegateOnThisKernel(t *testing.T) {
 	before, _ := readList(filepath.Join(p.Parent, "cgroup.subtree_control"))
 	if !slices.Contains(before, ctrl) {
 		t.Cleanup(func() { writeFile(filepath.Join(p.Parent, "cgroup.subtree_control"), []byte("-"+ctrl)) })
+	}
+	// Where the test's own group is not the root but is delegated to it
+	// (the VM's, internal/testkit/cgfake/v2vm.sh), it leaves it first,
+	// as a run does, and comes back at the end.
+	if p.NeedsLeaf([]string{ctrl}) {
+		leaf, err := Leave(p, "ipcflow.test"+strconv.Itoa(os.Getpid())+"."+SelfSuffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := Rejoin(leaf); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 	g, err := New(p, "ipcflow.test"+strconv.Itoa(os.Getpid())+".procs")
 	if err != nil {

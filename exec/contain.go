@@ -2,9 +2,12 @@ package exec
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/ipcflow/ipcflow/contain"
+	"github.com/ipcflow/ipcflow/isolate"
 	"github.com/ipcflow/ipcflow/rundir"
 )
 
@@ -22,7 +25,53 @@ func (p *Plan) containment() string {
 	if !p.containOK {
 		return "process groups (no cgroup this user may create here)"
 	}
+	if p.contain.NeedsLeaf(p.v2Controllers()) {
+		return p.contain.String() + "; ipcflow and its guardian move into a leaf of their own, ipcflow.<run>.self, so that " +
+			p.contain.Parent + " (delegated to ipcflow) can pass " + strings.Join(p.v2Controllers(), ", ") + " down"
+	}
 	return p.contain.String()
+}
+
+// v2Controllers lists the cgroup v2 controllers the plan's limits need
+// the run's group to pass down.
+func (p *Plan) v2Controllers() []string {
+	var cs []string
+	for _, sp := range p.Stages {
+		for _, c := range isolate.Controllers(sp.Limits) {
+			if !slices.Contains(cs, c) {
+				cs = append(cs, c)
+			}
+		}
+	}
+	return cs
+}
+
+// leave moves ipcflow and its guardian into a leaf of ipcflow's own
+// group, ipcflow.<run>.self, recorded in the manifest first, where the
+// plan's v2 limits need that group to pass controllers down and it does
+// not yet (contain/self.go: only where the group is delegated to ipcflow
+// and holds nothing else, which planLimits checked). The manifest's
+// removal (last made first: after the run's group) brings them back and
+// removes the leaf.
+func (f *flow) leave() error {
+	cs := f.plan.v2Controllers()
+	if !f.plan.contain.NeedsLeaf(cs) {
+		return nil
+	}
+	// The guardian is forked in the background: once it is, it is in
+	// ipcflow's group to be moved, and no fork is under way.
+	guard := 0
+	if f.guard != nil {
+		guard = f.guard.Pid()
+	}
+	name := f.rd.SelfCgroupName()
+	if err := f.rd.Record(rundir.KindCgroup, f.plan.contain.Path(name)); err != nil {
+		return err
+	}
+	if _, err := contain.Leave(f.plan.contain, name, guard); err != nil {
+		return fmt.Errorf("limit: %s: %w", strings.Join(cs, ", "), err)
+	}
+	return nil
 }
 
 // newCgroup makes the run's cgroup, recorded in the manifest first. When
@@ -31,6 +80,9 @@ func (p *Plan) containment() string {
 func (f *flow) newCgroup() error {
 	if !f.plan.containOK {
 		return nil
+	}
+	if err := f.leave(); err != nil {
+		return err
 	}
 	name := f.rd.CgroupName()
 	if err := f.rd.Record(rundir.KindCgroup, f.plan.contain.Path(name)); err != nil {

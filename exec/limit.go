@@ -7,7 +7,9 @@ package exec
 // execs the command. A copy the memory group's OOM killer killed is
 // reported as "killed: memory limit SIZE". A stage's cgroup v2 group is
 // inside the run's (contain.go), which then holds its other stages in a
-// leaf (contain's Group.Delegate).
+// leaf (contain's Group.Delegate); where ipcflow's own group must first
+// be left for that (delegated to ipcflow, not the root), newCgroup moved
+// ipcflow and its guardian into ipcflow.<run>.self (contain.go's leave).
 
 import (
 	"fmt"

@@ -4,8 +4,9 @@
 //
 //   - cgroup v2: a group of the stage's own inside the run's v2 group
 //     (package contain makes that, and passes the controllers down to it:
-//     contain/delegate.go), with memory.max (and memory.swap.max 0),
-//     cpu.max, pids.max;
+//     contain/delegate.go; where ipcflow's own group is delegated to it
+//     alone, after moving ipcflow into a leaf: contain/self.go), with
+//     memory.max (and memory.swap.max 0), cpu.max, pids.max;
 //   - cgroup v1, where this user may write the controller's hierarchy
 //     (root, on these machines): a group of the stage's own under
 //     ipcflow's own group in each of the memory, cpu and pids hierarchies;
@@ -59,18 +60,38 @@ var (
 func Plan(l *parser.Limits, run *contain.Place) ([]Mechanism, error) {
 	var ms []Mechanism
 	add := func(res, val string, rl int, rlName string) error {
-		if run != nil && run.Offers(res) == nil {
-			ms = append(ms, Mechanism{Resource: res, Value: val, V2: true, How: "cgroup v2 " + v2File[res]})
-			return nil
+		// why is said where v2 would serve but for ipcflow's group not
+		// being delegated to it alone (contain/self.go): how to get it.
+		why := ""
+		if run != nil {
+			err := run.Offers(res)
+			if err == nil {
+				ms = append(ms, Mechanism{Resource: res, Value: val, V2: true, How: "cgroup v2 " + v2File[res]})
+				return nil
+			}
+			var de *contain.DelegationError
+			if errors.As(err, &de) {
+				why = "cgroup v2: " + de.Error()
+			}
 		}
 		if mnt, ok := contain.V1Own(res); ok {
-			ms = append(ms, Mechanism{Resource: res, Value: val, Cgroup: mnt, How: "cgroup v1 " + v1File[res]})
+			how := "cgroup v1 " + v1File[res]
+			if why != "" {
+				how += " (" + why + ")"
+			}
+			ms = append(ms, Mechanism{Resource: res, Value: val, Cgroup: mnt, How: how})
 			return nil
 		}
 		if rlName == "" {
+			if why != "" {
+				return fmt.Errorf("limit %s=%s needs a cgroup with the %s controller, and none here may be written by this user (setrlimit has no equivalent; %s)", res, val, res, why)
+			}
 			return fmt.Errorf("limit %s=%s needs a cgroup with the %s controller, and none here may be written by this user (setrlimit has no equivalent)", res, val, res)
 		}
-		ms = append(ms, Mechanism{Resource: res, Value: val, Rlimit: rl, How: "setrlimit " + rlName + " (no cgroup this user may write)"})
+		if why == "" {
+			why = "no cgroup this user may write"
+		}
+		ms = append(ms, Mechanism{Resource: res, Value: val, Rlimit: rl, How: "setrlimit " + rlName + " (" + why + ")"})
 		return nil
 	}
 	if l.Memory > 0 {

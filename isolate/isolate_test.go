@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -55,11 +56,13 @@ func TestPlanPrefersV2(t *testing.T) {
 }
 
 // Where v2 offers a controller but the run's group could not pass it
-// down (ipcflow's own group, not the root, holds processes), the limit
-// goes to v1 or setrlimit, never to v2.
+// down (ipcflow's own group, not the root, holds processes not
+// ipcflow's: pid 1 here, a login shell in a session scope), the limit
+// goes to v1 or setrlimit, never to v2, and --dry-run's words say why
+// and how to get v2.
 func TestPlanFallsBackFromV2(t *testing.T) {
 	own := filepath.Join(t.TempDir(), "own")
-	if err := cgfake.Group(own, "memory pids\n", "pids\n", "4242\n"); err != nil {
+	if err := cgfake.Group(own, "memory pids\n", "pids\n", "1\n"); err != nil {
 		t.Fatal(err)
 	}
 	ms, err := Plan(&parser.Limits{Memory: 64 << 20, Pids: 20}, &contain.Place{Version: contain.V2, Parent: own})
@@ -68,6 +71,27 @@ func TestPlanFallsBackFromV2(t *testing.T) {
 	}
 	if len(ms) != 2 || ms[0].V2 || !strings.HasPrefix(ms[0].How, "cgroup v1 ") && !strings.HasPrefix(ms[0].How, "setrlimit ") || !ms[1].V2 {
 		t.Errorf("plan: %+v; want memory by v1 or setrlimit, pids by v2", ms)
+	}
+	want := "(cgroup v2: ipcflow's group " + own + " holds other processes (pid 1); run it under systemd-run --scope -p Delegate=yes)"
+	if !strings.HasSuffix(ms[0].How, want) {
+		t.Errorf("memory by %q; want it to end %q", ms[0].How, want)
+	}
+}
+
+// Where ipcflow's own group is not the root but is delegated to it and
+// holds ipcflow alone, the limits are v2's: ipcflow will leave the group
+// for a leaf (contain/self.go).
+func TestPlanV2InDelegatedGroup(t *testing.T) {
+	own := filepath.Join(t.TempDir(), "own")
+	if err := cgfake.Group(own, "cpu memory pids\n", "", strconv.Itoa(os.Getpid())+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := Plan(&parser.Limits{Memory: 64 << 20, CPU: 0.5}, &contain.Place{Version: contain.V2, Parent: own})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 2 || !ms[0].V2 || !ms[1].V2 {
+		t.Errorf("plan: %+v; want memory and cpu by v2", ms)
 	}
 }
 

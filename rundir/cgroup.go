@@ -25,11 +25,18 @@ const cgroupSuffix = "procs"
 // known to clean by its shape.
 func (d *Dir) CgroupName() string { return d.Prefix + cgroupSuffix }
 
+// SelfCgroupName is the name of ipcflow's own leaf, where it moves itself
+// and its guardian out of a delegated cgroup v2 group (contain.Leave):
+// ipcflow.<id>.self.
+func (d *Dir) SelfCgroupName() string { return d.Prefix + contain.SelfSuffix }
+
 // removeCgroup kills what is in a run's cgroup and removes it, for a
 // manifest's line. It acts only on a path that names a run's cgroup
 // ("ipcflow.<id>.procs" in a cgroup file system): a manifest is only
 // trusted as far as clean checks it, and a line naming another cgroup must
-// not kill what is in it.
+// not kill what is in it. ipcflow's own leaf ("ipcflow.<id>.self") is not
+// killed but left (contain.Rejoin): whoever is in it (ipcflow, its
+// guardian) goes back to the group it came from.
 func removeCgroup(path string) error {
 	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
 		// Gone already: a stage's v2 group goes with the run's group it
@@ -38,10 +45,14 @@ func removeCgroup(path string) error {
 	}
 	base := filepath.Base(path)
 	var st unix.Statfs_t
-	if !strings.HasPrefix(base, "ipcflow.") || !strings.HasSuffix(base, "."+cgroupSuffix) ||
+	self := strings.HasSuffix(base, "."+contain.SelfSuffix)
+	if !strings.HasPrefix(base, "ipcflow.") || !strings.HasSuffix(base, "."+cgroupSuffix) && !self ||
 		unix.Statfs(filepath.Dir(path), &st) != nil ||
 		(st.Type != unix.CGROUP2_SUPER_MAGIC && st.Type != unix.CGROUP_SUPER_MAGIC) {
 		return fmt.Errorf("%s is not a run's cgroup; left in place", path)
+	}
+	if self {
+		return contain.Rejoin(path)
 	}
 	return contain.Remove(path)
 }

@@ -17,6 +17,10 @@
 //     as the kernel's would).
 //   - Kernel.Rmdir removes a cgroup as rmdir(2) does: EBUSY while it has
 //     a child or a process (a pid in its cgroup.procs).
+//   - Kernel.Move moves a process as a write of its pid to cgroup.procs
+//     does: out of every other group of the hierarchy, into this one;
+//     EBUSY into a non-root group that passes controllers down (the
+//     no-internal-process rule).
 //
 // A write to cgroup.subtree_control replaces the file's text here, where
 // the kernel would add to the set: Mkdir reads "+memory +pids" and
@@ -27,6 +31,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -169,4 +174,44 @@ func Read(dir, file string) string {
 		return "(none)"
 	}
 	return strings.TrimSuffix(string(data), "\n")
+}
+
+// Move moves process pid into the cgroup dir as the kernel would.
+func (Kernel) Move(dir string, pid int) error {
+	if _, err := os.Stat(filepath.Join(dir, "cgroup.type")); err == nil && len(Fields(filepath.Join(dir, "cgroup.subtree_control"))) > 0 {
+		return unix.EBUSY
+	}
+	root := dir
+	for {
+		if _, err := os.Stat(filepath.Join(root, "cgroup.type")); err != nil {
+			break
+		}
+		root = filepath.Dir(root)
+	}
+	me := strconv.Itoa(pid)
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		procs := filepath.Join(path, "cgroup.procs")
+		data, err := os.ReadFile(procs)
+		if err != nil {
+			return nil
+		}
+		var keep []string
+		for _, f := range strings.Fields(string(data)) {
+			if f != me {
+				keep = append(keep, f)
+			}
+		}
+		if path == dir {
+			keep = append(keep, me)
+		}
+		text := strings.Join(keep, "\n")
+		if text != "" {
+			text += "\n"
+		}
+		return os.WriteFile(procs, []byte(text), 0o644)
+	})
+	return err
 }

@@ -17,6 +17,10 @@
 #
 #   internal/testkit/cgfake/v2vm.sh . vmlinuz "contain ." "isolate ." \
 #     "exec TestMemoryLimitV2|TestPidsAndFilesLimits|TestLimitGroupsGoAfterSigkill"
+#
+# EXTRA=internal/testkit/cgfake/v2deleg.sh then runs ipcflow in a
+# non-root group delegated to it, and in one shared with a shell
+# (contain/self.go).
 set -eu
 mod=$(cd "$1" && pwd); kernel=$2
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
