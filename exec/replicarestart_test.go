@@ -24,27 +24,10 @@ import (
 // directory being there, no later process does.
 
 // replicaRestartRun runs flow with the real binary (args after the
-// script) and returns stdout, stderr and the exit status, after checking
-// that the run left nothing behind: no process, no object, no directory.
+// script, small blocks) as checkedRun does.
 func replicaRestartRun(t *testing.T, flow string, args ...string) ([]byte, []byte, int) {
 	t.Helper()
-	bin := testkit.BuildIpcflow(t)
-	script := filepath.Join(t.TempDir(), "f.ipcflow")
-	os.WriteFile(script, []byte(flow), 0o600)
-	runBase := t.TempDir()
-	check := testkit.LeakCheck(t, runBase)
-	mark := fmt.Sprintf("rrestart-%d-%d", os.Getpid(), time.Now().UnixNano())
-	cmd := osexec.Command(bin, append([]string{"run", "--timeout=60s", script}, args...)...)
-	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase, "IPCFLOW_TEST_MARK="+mark, smallBlocks)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	code := exitCode(t, cmd.Run())
-	if ents, _ := os.ReadDir(filepath.Join(runBase, "ipcflow")); len(ents) > 0 {
-		t.Errorf("the run directory %s outlived the run", ents[0].Name())
-	}
-	testkit.WaitNoProcs(t, mark, 2*time.Second)
-	check()
-	return stdout.Bytes(), stderr.Bytes(), code
+	return checkedRun(t, flow, nil, []string{smallBlocks}, args)
 }
 
 // copyStats is what --stats-json says of a replicated stage and its

@@ -25,13 +25,22 @@ import (
 // the exit status, after checking that the run left nothing behind.
 func replicaRun(t *testing.T, flow string, stdin []byte, env ...string) ([]byte, []byte, int) {
 	t.Helper()
+	return checkedRun(t, flow, stdin, env, nil)
+}
+
+// checkedRun runs flow with the real binary (env added to its
+// environment, args after the script) and returns stdout, stderr and the
+// exit status, after checking that the run left nothing behind: no
+// process, no object, no directory.
+func checkedRun(t *testing.T, flow string, stdin []byte, env, args []string) ([]byte, []byte, int) {
+	t.Helper()
 	bin := testkit.BuildIpcflow(t)
 	script := filepath.Join(t.TempDir(), "f.ipcflow")
 	os.WriteFile(script, []byte(flow), 0o600)
 	runBase := t.TempDir()
 	check := testkit.LeakCheck(t, runBase)
 	mark := fmt.Sprintf("replicas-%d-%d", os.Getpid(), time.Now().UnixNano())
-	cmd := osexec.Command(bin, "run", "--timeout=60s", script)
+	cmd := osexec.Command(bin, append([]string{"run", "--timeout=60s", script}, args...)...)
 	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+runBase, "IPCFLOW_TEST_MARK="+mark)
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdin = bytes.NewReader(stdin)
