@@ -188,3 +188,18 @@ func TestMemoryLimitV2(t *testing.T) {
 		t.Errorf("cgroups left: %v", left)
 	}
 }
+
+// A limited stage runs a script without a #! line as an unlimited one
+// does: with sh (isolate.Enter does the shell's ENOEXEC fallback itself,
+// since exec's own runs only when the stage's first exec fails).
+func TestLimitedScriptWithoutShebang(t *testing.T) {
+	bin := testkit.BuildIpcflow(t)
+	script := filepath.Join(t.TempDir(), "s")
+	if err := os.WriteFile(script, []byte("echo \"got $1\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errb := restartRun(t, bin, "stage s limit files=64 = "+script+" one\n")
+	if code != 0 || string(out) != "got one\n" {
+		t.Errorf("exit status %d, stdout %q, want 0 and \"got one\\n\"; stderr:\n%s", code, out, errb)
+	}
+}

@@ -329,6 +329,11 @@ func Enter(args []string) int {
 		return 126
 	}
 	err := syscall.Exec(args[1], args[2:], os.Environ())
+	if errors.Is(err, syscall.ENOEXEC) {
+		// A script without a #! line: run by sh, as shells run one (and
+		// as the stage runs without a limit, exec/start.go).
+		err = syscall.Exec("/bin/sh", append([]string{"sh", args[1]}, args[3:]...), os.Environ())
+	}
 	fmt.Fprintf(os.Stderr, "ipcflow: limit: %s: %v\n", args[1], err)
 	if errors.Is(err, syscall.ENOENT) {
 		return 127
