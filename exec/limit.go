@@ -14,7 +14,6 @@ package exec
 import (
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 
 	"github.com/ipcflow/ipcflow/contain"
@@ -54,14 +53,7 @@ func printLimits(w io.Writer, sp *StagePlan) {
 // newLimits makes the cgroups of every limited stage: first, if any is
 // on cgroup v2, the run's group passes the controllers down.
 func (f *flow) newLimits() error {
-	var cs []string
-	for _, st := range f.stages {
-		for _, c := range isolate.Controllers(st.plan.Limits) {
-			if !slices.Contains(cs, c) {
-				cs = append(cs, c)
-			}
-		}
-	}
+	cs := f.plan.v2Controllers()
 	run := ""
 	if len(cs) > 0 {
 		if f.cgroup == nil || f.cgroup.Version != contain.V2 {
