@@ -76,7 +76,7 @@ func copyEnv(st *liveStage, env []string) []string {
 	if !st.restartable() {
 		return env
 	}
-	return append(env[:len(env):len(env)], "IPCFLOW_RESTARTS="+strconv.Itoa(st.budget.Restarts))
+	return append(env[:len(env):len(env)], restartsEnv+"="+strconv.Itoa(st.budget.Restarts))
 }
 
 // again decides whether the copy of st that ended with e is followed by
