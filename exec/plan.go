@@ -249,9 +249,6 @@ func buildPlan(g *parser.Graph, overrides []string, environ []string, label, std
 	if err := p.planLimits(); err != nil {
 		return nil, err
 	}
-	if err := p.restartRefusal(); err != nil {
-		return nil, err
-	}
 	// Options this machine can't honour (a pipe above pipe-max-size, an mq
 	// above its sysctl) are the user's to fix: say so, at the edge, before
 	// anything is created, and before the queues are planned together.

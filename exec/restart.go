@@ -31,21 +31,6 @@ import (
 	"github.com/ipcflow/ipcflow/restart"
 )
 
-// restartRefusal refuses, with one line, a restart clause the supervisor
-// cannot honour: on a native stage (its ports' objects are its own, and
-// ipcflow cannot hold a ring's cursor for it).
-func (p *Plan) restartRefusal() error {
-	for _, sp := range p.Stages {
-		st := sp.Stage
-		if st.Restart == nil || !st.Native {
-			continue
-		}
-		why := "a native stage talks to its ports' objects itself, so ipcflow cannot hold them for the next copy"
-		return &UsageError{Positioned: true, Msg: fmt.Sprintf("%s:%s: stage %s: restart: %s", p.Graph.File, st.Restart.Pos, st.Name, why)}
-	}
-	return nil
-}
-
 // restartable reports whether ipcflow restarts st: it has a restart
 // clause and is no replica runner, whose policy applies per copy inside
 // the runner (replicarestart.go), not to the runner.

@@ -54,6 +54,7 @@ func TestErrors(t *testing.T) {
 		{"tcp as type", "stage a = echo\nstage b = cat\na -[tcp]-> b", "f:3:5: unknown edge type \"tcp\" (did you mean \"-[socket tcp]->\"?); expected one of fifo, mmap, mq, pipe, shm, socket"},
 		{"unix as type", "stage a = echo\nstage b = cat\na -[unix]-> b", "f:3:5: unknown edge type \"unix\" (did you mean \"-[socket unix]->\"?); expected one of fifo, mmap, mq, pipe, shm, socket"},
 		{"udp as type", "stage a = echo\nstage b = cat\na -[udp addr=127.0.0.1:9]-> b", "f:3:5: unknown edge type \"udp\" (did you mean \"-[socket udp]->\"?); expected one of fifo, mmap, mq, pipe, shm, socket"},
+		{"restart native", "stage a native restart always = cat", "f:1:16: stage a: restart: a native stage talks to its ports' objects itself, so ipcflow cannot hold them for the next copy"},
 		{"limit on a host", "stage a on h limit pids=9 = cat", "f:1:14: stage a: limits are set on this machine; a stage on another host (on h) cannot have them yet"},
 		{"restart on a host", "stage a on h restart on-failure = cat", "f:1:14: stage a: a stage on another host (on h) cannot restart yet: its ssh sessions read its input ahead of it, and a copy's end would lose what they hold"},
 		{"on without a host", "stage a = echo\nstage b on = cat\na -> b", "f:2:12: expected a host after 'on', found '='"},

@@ -303,6 +303,9 @@ func (r *resolver) clauses(st *Stage, d *StageDecl) {
 	if st.Host != nil && st.Replicated() {
 		r.errorf(st.HostPos, "stage %s: replicas on another host are not supported yet", st.Name)
 	}
+	if st.Native && st.Restart != nil {
+		r.errorf(st.Restart.Pos, "stage %s: restart: a native stage talks to its ports' objects itself, so ipcflow cannot hold them for the next copy", st.Name)
+	}
 	if st.Host != nil && st.Limits != nil {
 		r.errorf(st.Limits.Pos, "stage %s: limits are set on this machine; a stage on another host (on %s) cannot have them yet", st.Name, st.HostText)
 	}
