@@ -156,8 +156,9 @@ func Connect(hosts []string, dir string, record func(kind, name string) error) (
 		return nil, err
 	}
 	h := &Hosts{conns: make([]*conn, len(hosts))}
-	errs := make([]error, len(hosts))
-	var wg sync.WaitGroup
+	// Every path is in the manifest before any host's start: a failed
+	// record then leaves nothing started (no master, no directory on a
+	// host) to wait for or close.
 	for i, host := range hosts {
 		c := &conn{info: Info{Host: host, Ctl: ctlPath(dir, host)}, done: make(chan struct{})}
 		h.conns[i] = c
@@ -166,6 +167,11 @@ func Connect(hosts []string, dir string, record func(kind, name string) error) (
 				return nil, err
 			}
 		}
+	}
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, c := range h.conns {
+		host := c.info.Host
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
