@@ -436,15 +436,9 @@ func (a *agent) supervise(pid int) int {
 			// What the stage left running in its group goes with it, as
 			// at a local run's end: it could hold an output open.
 			unix.Kill(-pid, unix.SIGKILL)
-			for _, d := range a.drains {
-				select {
-				case <-d:
-				case e := <-a.events:
-					if e.gone {
-						a.lost(!e.eof)
-						return 0
-					}
-				}
+			if e, gone := a.drain(); gone {
+				a.lost(!e.eof)
+				return 0
 			}
 			a.letGo()
 			if x.ws.Signaled() {
@@ -453,6 +447,27 @@ func (a *agent) supervise(pid int) int {
 			return a.report("exit " + strconv.Itoa(x.ws.ExitStatus()))
 		}
 	}
+}
+
+// drain waits until every output's copy is done, or until the control
+// session is gone (gone, and the event that says so). A signal arriving
+// meanwhile has no stage left to reach (its group is dead and reaped:
+// the id may be another's now), and it must not end the wait on the
+// drain at hand: letGo would close channels with output still in them.
+func (a *agent) drain() (e event, gone bool) {
+	for _, d := range a.drains {
+		for done := false; !done; {
+			select {
+			case <-d:
+				done = true
+			case e = <-a.events:
+				if e.gone {
+					return e, true
+				}
+			}
+		}
+	}
+	return event{}, false
 }
 
 // letGo releases the port sessions: they exit, and their streams close.

@@ -318,3 +318,35 @@ func TestWarmMaster(t *testing.T) {
 	}
 	sshlab.WaitNoLeftovers(t, 10*time.Second)
 }
+
+// TestChattyShell: a host whose shell prints before ipcflow's answer (a
+// ~/.bashrc that greets) is one line quoting what it printed, before any
+// stage starts, and nothing is left there. The run hung: the boot
+// session waited on a stdin ipcflow held, and ipcflow on its end.
+func TestChattyShell(t *testing.T) {
+	lab := sshlab.NewRC(t, 1, "echo 'Welcome!'\n")
+	mark := filepath.Join(t.TempDir(), "started")
+	cmd := flowCmd(t, lab, fmt.Sprintf("stage l = touch %q\nstage a on h1 = true\n", mark))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- cmd.Wait() }()
+	select {
+	case <-ended:
+	case <-time.After(60 * time.Second): // a guard against the hang, not a measure
+		cmd.Process.Kill()
+		<-ended
+		t.Fatalf("the run did not end; stderr %q", errb.String())
+	}
+	want := `ipcflow: host h1: unexpected output from the host's shell before ipcflow's answer: "Welcome!" (a ~/.bashrc that prints?)` + "\n"
+	if code := cmd.ProcessState.ExitCode(); code == 0 || out.Len() != 0 || errb.String() != want {
+		t.Errorf("status %d, stdout %q, stderr %q; want a failure and stderr %q", code, out.String(), errb.String(), want)
+	}
+	if _, err := os.Stat(mark); err == nil {
+		t.Error("a stage started")
+	}
+	sshlab.WaitNoLeftovers(t, 5*time.Second)
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -156,8 +157,9 @@ func Connect(hosts []string, dir string, record func(kind, name string) error) (
 		return nil, err
 	}
 	h := &Hosts{conns: make([]*conn, len(hosts))}
-	errs := make([]error, len(hosts))
-	var wg sync.WaitGroup
+	// Every path is in the manifest before any host's start: a failed
+	// record then leaves nothing started (no master, no directory on a
+	// host) to wait for or close.
 	for i, host := range hosts {
 		c := &conn{info: Info{Host: host, Ctl: ctlPath(dir, host)}, done: make(chan struct{})}
 		h.conns[i] = c
@@ -166,6 +168,11 @@ func Connect(hosts []string, dir string, record func(kind, name string) error) (
 				return nil, err
 			}
 		}
+	}
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i, c := range h.conns {
+		host := c.info.Host
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -253,8 +260,16 @@ func (c *conn) open(words []string, dir string) error {
 	for sc.Scan() && sc.Text() != "." {
 		lines = append(lines, sc.Text())
 	}
-	if len(lines) == 0 || len(lines) > 2 || !strings.HasPrefix(lines[0], "/") {
-		<-c.done
+	if len(lines) == 0 || len(lines) > 2 || !isBootDir(lines[0]) {
+		// The boot session may be alive in its `cat`, on the stdin we
+		// hold: closed, it removes its directory and ends, and so does
+		// the master. Its output is read to the end meanwhile, so that
+		// ssh never waits on a full pipe.
+		go io.Copy(io.Discard, out)
+		c.end()
+		if len(lines) > 0 {
+			return unexpected(lines)
+		}
 		return c.failure()
 	}
 	c.info.Dir, c.info.Bin = lines[0], "ipcflow"
@@ -266,6 +281,47 @@ func (c *conn) open(words []string, dir string) error {
 	b, _ := json.Marshal(c.info)
 	return os.WriteFile(infoPath(dir, c.info.Host), b, 0o600)
 }
+
+// isBootDir reports whether l is the directory boot's mktemp made.
+func isBootDir(l string) bool {
+	base := filepath.Base(l)
+	return filepath.IsAbs(l) && strings.HasPrefix(base, "ipcflow.") && len(base) == len("ipcflow.XXXXXXXXXX")
+}
+
+// unexpected is the error of a boot session whose answer came with
+// something else on its stdout, most often what a shell's startup file
+// (bash reads ~/.bashrc for sshd's commands) prints: the lines before
+// the answer, or all of them when there is none, quoted on one line.
+// Every session's stdout would carry it into a stage's data.
+func unexpected(lines []string) error {
+	for i, l := range lines {
+		if i > 0 && isBootDir(l) {
+			lines = lines[:i]
+			break
+		}
+	}
+	text := strings.Join(lines, "\n")
+	if len(text) > 200 {
+		text = text[:200] + "..."
+	}
+	return fmt.Errorf("unexpected output from the host's shell before ipcflow's answer: %q (a ~/.bashrc that prints?)", text)
+}
+
+// end closes the boot session's stdin and waits for the master to exit,
+// killing it after a grace.
+func (c *conn) end() {
+	c.hold.Close()
+	select {
+	case <-c.done:
+	case <-time.After(closeGrace):
+		c.master.Process.Kill()
+		<-c.done
+	}
+}
+
+// closeGrace is how long a master has to end once its boot session's
+// stdin is closed: the session removes its directory, then ends.
+const closeGrace = 5 * time.Second
 
 // failure is why the master ended before its boot session answered: the
 // last thing ssh said (one line: BatchMode turns a prompt into an error).
@@ -311,7 +367,7 @@ func (h *Hosts) Close() error {
 			c.hold.Close()
 		}
 	}
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(closeGrace)
 	for _, c := range h.conns {
 		if c == nil || c.master == nil || c.master.Process == nil {
 			continue

@@ -55,16 +55,26 @@ type Lab struct {
 // compare, and nothing ipcflow does. The rest of the filesystem is
 // shared, so what a flow leaves on a host is still seen.
 func quietRC(argv ...string) []string {
+	if wrapped, ok := withRC("/dev/null", argv...); ok {
+		return wrapped
+	}
+	return argv
+}
+
+// withRC is argv run with the user's ~/.bashrc seen as the file rc, in a
+// mount namespace of its own; not ok where that can't be (no ~/.bashrc
+// to mount over, no unshare).
+func withRC(rc string, argv ...string) ([]string, bool) {
 	home, err := os.UserHomeDir()
-	rc := filepath.Join(home, ".bashrc")
-	if _, serr := os.Stat(rc); err != nil || serr != nil {
-		return argv
+	bashrc := filepath.Join(home, ".bashrc")
+	if _, serr := os.Stat(bashrc); err != nil || serr != nil {
+		return nil, false
 	}
 	if _, err := exec.LookPath("unshare"); err != nil {
-		return argv
+		return nil, false
 	}
 	return append([]string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
-		`mount --bind /dev/null "$0" && shift && exec "$@"`, rc, "--"}, argv...)
+		`mount --bind "$0" "$1" && shift 2 && exec "$@"`, rc, bashrc, "--"}, argv...), true
 }
 
 // Skip skips t unless a lab can be built here, saying why.
@@ -83,7 +93,53 @@ func Skip(t testing.TB) {
 // New builds n hosts, or skips t where it can't.
 func New(t testing.TB, n int) *Lab {
 	t.Helper()
+	return build(t, n, nil)
+}
+
+// NewRC builds n hosts whose sshd sessions see the user's ~/.bashrc as
+// the script rc (New's see it empty): a host whose shell prints, say, a
+// greeting. It skips t where it can't (no ~/.bashrc to mount over, a
+// login shell other than bash, which would not read it).
+func NewRC(t testing.TB, n int, rc string) *Lab {
+	t.Helper()
 	Skip(t)
+	if shell := loginShell(); filepath.Base(shell) != "bash" {
+		t.Skipf("a host's ~/.bashrc needs bash as the login shell, not %q", shell)
+	}
+	file := filepath.Join(t.TempDir(), "bashrc")
+	if err := os.WriteFile(file, []byte(rc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := withRC(file); !ok {
+		t.Skip("a host's own ~/.bashrc needs one here to mount over, and unshare")
+	}
+	return build(t, n, func(argv ...string) []string {
+		wrapped, _ := withRC(file, argv...)
+		return wrapped
+	})
+}
+
+// loginShell is the current user's shell in /etc/passwd, or "".
+func loginShell() string {
+	b, _ := os.ReadFile("/etc/passwd")
+	uid := strconv.Itoa(os.Getuid())
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Split(l, ":")
+		if len(f) >= 7 && f[2] == uid {
+			return f[6]
+		}
+	}
+	return ""
+}
+
+// build builds n hosts whose sshd runs as wrap makes its argv (quietRC
+// when nil).
+func build(t testing.TB, n int, wrap func(argv ...string) []string) *Lab {
+	t.Helper()
+	Skip(t)
+	if wrap == nil {
+		wrap = quietRC
+	}
 	dir := t.TempDir()
 	os.Chmod(dir, 0o700)
 	l := &Lab{dir: dir}
@@ -151,7 +207,7 @@ func New(t testing.TB, n int) *Lab {
 			"MaxSessions 64", // a flow's sessions share one connection
 			"",
 		}, "\n")), 0o600)
-		h.sshd = exec.Command("ip", append([]string{"netns", "exec", h.ns}, quietRC(Sshd, "-D", "-e", "-f", cfg)...)...)
+		h.sshd = exec.Command("ip", append([]string{"netns", "exec", h.ns}, wrap(Sshd, "-D", "-e", "-f", cfg)...)...)
 		// Its log (one line per connection, the lab's probes included)
 		// is shown only when the test fails.
 		logPath := filepath.Join(dir, h.Name+".sshd.log")

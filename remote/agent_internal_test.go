@@ -1,0 +1,49 @@
+package remote
+
+import "testing"
+
+// TestDrainWaitsThroughKills: a signal forwarded while the stage's
+// outputs drain does not end the wait on the drain at hand (it did, and
+// letGo then closed channels with output in flight); the control
+// session's end does.
+func TestDrainWaitsThroughKills(t *testing.T) {
+	events := make(chan event) // unbuffered: a send is taken only by a waiting drain
+	d1, d2 := make(chan struct{}), make(chan struct{})
+	a := &agent{events: events, drains: []chan struct{}{d1, d2}}
+	type result struct {
+		e    event
+		gone bool
+	}
+	res := make(chan result, 1)
+	go func() {
+		e, gone := a.drain()
+		res <- result{e, gone}
+	}()
+	// Each kill is taken only while drain waits; had one moved it on to
+	// the next drain (and past the last), it would have returned.
+	for _, d := range []chan struct{}{d1, d2} {
+		for i := 0; i < 3; i++ {
+			select {
+			case events <- event{kill: 2}:
+			case r := <-res:
+				t.Fatalf("drain returned %+v with an output still draining", r)
+			}
+		}
+		close(d)
+	}
+	if r := <-res; r.gone {
+		t.Fatalf("drain: gone %+v; want every output drained", r.e)
+	}
+
+	// The control session gone ends the wait, drains or not.
+	a = &agent{events: events, drains: []chan struct{}{make(chan struct{})}}
+	go func() {
+		e, gone := a.drain()
+		res <- result{e, gone}
+	}()
+	events <- event{kill: 15}
+	events <- event{gone: true, eof: true}
+	if r := <-res; !r.gone || !r.e.eof {
+		t.Fatalf("drain: %+v; want gone on the session's end", r)
+	}
+}
