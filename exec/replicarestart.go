@@ -101,16 +101,19 @@ func (r *replicaRunner) again(k int, what string, ws syscall.WaitStatus, started
 	}
 	b := r.budgets[k]
 	d := b.Decide(started, time.Now(), failed)
-	restarts := b.Restarts
+	restarts, spent := b.Restarts, ""
+	if d.Spent {
+		spent = budgetSpent(b) // b is read under mu, as it is written
+	}
 	r.mu.Unlock()
 	switch {
 	case d.Restart:
 		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %s: %s; restarting in %v (restart %d)\n", r.cfg.Stage, what, endText(ws), d.Wait, restarts)
 		return true, d.Wait, ""
 	case d.Spent && failed:
-		return false, 0, budgetSpent(b)
+		return false, 0, spent
 	case d.Spent:
-		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %s: %s; not restarted%s\n", r.cfg.Stage, what, endText(ws), budgetSpent(b))
+		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %s: %s; not restarted%s\n", r.cfg.Stage, what, endText(ws), spent)
 	}
 	return false, 0, ""
 }

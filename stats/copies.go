@@ -21,8 +21,8 @@ import (
 // the runner writes a slot when it starts and reaps a copy's process.
 //
 // Copy k is a slot: a long-lived copy (unordered, merge) for the whole
-// run; in ordered mode the processes that run blocks k, k+N, k+2N, ...,
-// one after the other.
+// run; in ordered mode the processes that run in it one after the other
+// (a block takes a free slot: never two processes in one).
 type CopyTable struct {
 	words []int64
 	mem   []byte
