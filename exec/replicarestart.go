@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/restart"
+	"github.com/ipcflow/ipcflow/stats"
 )
 
 // restartsEnv is the variable that tells a copy how many times it was
@@ -90,7 +91,7 @@ func (r *replicaRunner) again(k int, what string, ws syscall.WaitStatus, started
 		// that met EPIPE exits with an error of its own.
 		return false, 0, ""
 	}
-	failed := !ws.Exited() || ws.ExitStatus() > 1
+	failed := stats.CopyFailed(unix.WaitStatus(ws)) // as the copy table records it
 	if !failed && (!r.cfg.Restart.Always || inputEnded) {
 		return false, 0, ""
 	}

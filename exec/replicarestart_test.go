@@ -311,3 +311,35 @@ printf '%%s\n' "$d"
 		t.Errorf("copies %+v, want g[0] to run block 0 alone and g[1] blocks 1 to 3", st.Replicas)
 	}
 }
+
+// Under `restart always` a copy that exits 1 before its input ended is
+// restarted, but exit 1 is no failure (the exit status 1 rule): the copy
+// table counts the restart and records no last failure, as the runner
+// judged it (it used to say "last failure exit status 1"). The input
+// ends only once the restarted process has begun.
+func TestReplicaRestartAlwaysExit1NoFailure(t *testing.T) {
+	dir := t.TempDir()
+	script := testkit.WriteTemp(t, "copy.sh", []byte(fmt.Sprintf(`mkdir %[1]s/m 2>/dev/null && exit 1
+[ "$IPCFLOW_RESTARTS" = 1 ] && : > %[1]s/r
+exec cat
+`, dir)))
+	js := filepath.Join(dir, "stats.json")
+	flow := fmt.Sprintf(`stage a = sh -c 'until [ -e %s/r ]; do sleep 0.01; done; seq 1 20000'
+stage g[2] unordered restart always backoff 20ms = sh %s
+a -> g
+`, dir, script)
+	got, stderr, code := replicaRestartRun(t, flow, "--stats-json", js)
+	want := testkit.Bash(t, "seq 1 20000")
+	if code != 0 || !sameLines(got, want) || !bytes.Contains(stderr, []byte("exit status 1; restarting in 20ms (restart 1)")) {
+		t.Fatalf("status %d, %d bytes, want 0, seq's lines and one restart\n%s", code, len(got), stderr)
+	}
+	st := readCopyStats(t, js, "g")
+	if st.Restarts != 1 || st.LastFailure != "" {
+		t.Errorf("stage g: %d restarts, last failure %q; want 1 and none", st.Restarts, st.LastFailure)
+	}
+	for _, c := range st.Replicas {
+		if c.LastFailure != "" || c.Status != "exit status 0" {
+			t.Errorf("%s: %+v, want exit status 0 and no last failure", c.Name, c)
+		}
+	}
+}
