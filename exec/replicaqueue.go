@@ -86,7 +86,8 @@ func (r *replicaRunner) feedFromQueue(q *native.MQReader, ins []int) {
 var errCopyStopped = errors.New("the copy stopped reading")
 
 // receiveLines receives one message, and the rest of its last line when
-// that spans messages, into buf; a line longer than buf goes to in piece
+// that spans messages, into buf, then whatever messages wait now while
+// buf has room (and their lines' rest); a line longer than buf goes to in piece
 // by piece as buf fills. When the copy stops reading in the middle of
 // such a line, the rest of the line is received and dropped with the
 // copy, with the lines that share its last message (as a copy's batch is
@@ -106,6 +107,16 @@ func (r *replicaRunner) receiveLines(mu *sync.Mutex, q *native.MQReader, buf []b
 		}
 		n, more, err := q.ReceiveFramed(buf[have:])
 		have += n
+		// A line done and room for a message: take what waits now, so
+		// that the copy gets one write for many messages; a message whose
+		// line goes on is followed by its pieces above, as ever.
+		for err == nil && !more && werr == nil && len(buf)-have >= q.MsgSize() {
+			var ok bool
+			if n, more, ok, err = q.TryReceiveFramed(buf[have:]); !ok {
+				break
+			}
+			have += n
+		}
 		if err != nil || !more {
 			if werr != nil && (err == nil || errors.Is(err, io.EOF)) {
 				return 0, errCopyStopped
