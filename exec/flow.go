@@ -29,14 +29,12 @@ import (
 // flow is a plan being run: the objects it made and its stages' state.
 // Only the supervisor's goroutine (supervise) touches it after newFlow.
 type flow struct {
-	plan  *Plan
-	names FlowNames
-	// copyTables are the replicated stages' (withCopyTable).
-	copyTables []*stats.CopyTable
-	o          Options
-	rd         *rundir.Dir
-	guard      *Guardian
-	cgroup     *contain.Group // nil: process groups only (contain.go)
+	plan   *Plan
+	names  FlowNames
+	o      Options
+	rd     *rundir.Dir
+	guard  *Guardian
+	cgroup *contain.Group // nil: process groups only (contain.go)
 	// closedOwn: ipcflow's fd 1 or 2 was closed when it started; stages
 	// get it closed too (stdio.go).
 	closedOwn [3]bool
@@ -305,7 +303,7 @@ func (f *flow) supervise() int {
 	if f.o.Report != nil {
 		f.o.Report(f.rec.Final(status))
 	}
-	f.closeCopyTables()
+	f.rec.CloseCopies() // under the Recorder's lock: a ps answer may read them
 	return status
 }
 

@@ -221,19 +221,10 @@ func (f *flow) withCopyTable(st *liveStage, pr *Process, fds []uintptr) (_ *Proc
 		fmt.Fprintf(f.o.Stderr, "ipcflow: warning: stage %s: %v: no figures per copy\n", st.name(), err)
 		return pr, fds, func() {}
 	}
-	f.copyTables = append(f.copyTables, t)
 	f.rec.SetCopies(st.idx, t)
 	withTable := *pr
 	withTable.Env = append(slices.Clip(pr.Env), fmt.Sprintf("%s=%d", copyTableEnv, len(fds)))
 	return &withTable, append(slices.Clip(fds), file.Fd()), func() { file.Close() }
-}
-
-// closeCopyTables unmaps the copy tables once the last report is made.
-func (f *flow) closeCopyTables() {
-	for _, t := range f.copyTables {
-		t.Close()
-	}
-	f.copyTables = nil
 }
 
 // openCopyTable is the runner's side of withCopyTable: the table its

@@ -67,7 +67,9 @@ func (r *replicaRunner) feedFromQueue(q *native.MQReader, ins []int) {
 					}
 				}
 				if err != nil {
-					if !errors.Is(err, io.EOF) {
+					// errCopyStopped: this copy stopped reading in the
+					// middle of a long line; the others take the rest.
+					if !errors.Is(err, io.EOF) && err != errCopyStopped {
 						r.fail(1, 0, "read: "+err.Error())
 					}
 					return
@@ -79,23 +81,46 @@ func (r *replicaRunner) feedFromQueue(q *native.MQReader, ins []int) {
 	q.Close()
 }
 
+// errCopyStopped: a copy stopped reading while its feeder wrote it the
+// pieces of a long line. It ends that feeder alone, not the stage.
+var errCopyStopped = errors.New("the copy stopped reading")
+
 // receiveLines receives one message, and the rest of its last line when
-// that spans messages, into buf; a line longer than buf goes to in piece
-// by piece as buf fills.
+// that spans messages, into buf, then whatever messages wait now while
+// buf has room (and their lines' rest); a line longer than buf goes to in piece
+// by piece as buf fills. When the copy stops reading in the middle of
+// such a line, the rest of the line is received and dropped with the
+// copy, with the lines that share its last message (as a copy's batch is
+// lost when it stops reading), so that the next feeder starts at a line;
+// errCopyStopped is returned.
 func (r *replicaRunner) receiveLines(mu *sync.Mutex, q *native.MQReader, buf []byte, in int) (int, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	have := 0
+	var werr error
 	for {
 		if len(buf)-have < q.MsgSize() {
-			if err := movers.WriteAll(in, buf[:have]); err != nil {
-				return 0, err
+			if werr == nil {
+				werr = movers.WriteAll(in, buf[:have])
 			}
 			have = 0
 		}
 		n, more, err := q.ReceiveFramed(buf[have:])
 		have += n
+		// A line done and room for a message: take what waits now, so
+		// that the copy gets one write for many messages; a message whose
+		// line goes on is followed by its pieces above, as ever.
+		for err == nil && !more && werr == nil && len(buf)-have >= q.MsgSize() {
+			var ok bool
+			if n, more, ok, err = q.TryReceiveFramed(buf[have:]); !ok {
+				break
+			}
+			have += n
+		}
 		if err != nil || !more {
+			if werr != nil && (err == nil || errors.Is(err, io.EOF)) {
+				return 0, errCopyStopped
+			}
 			return have, err
 		}
 	}

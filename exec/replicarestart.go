@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/restart"
+	"github.com/ipcflow/ipcflow/stats"
 )
 
 // restartsEnv is the variable that tells a copy how many times it was
@@ -90,7 +91,7 @@ func (r *replicaRunner) again(k int, what string, ws syscall.WaitStatus, started
 		// that met EPIPE exits with an error of its own.
 		return false, 0, ""
 	}
-	failed := !ws.Exited() || ws.ExitStatus() > 1
+	failed := stats.CopyFailed(unix.WaitStatus(ws)) // as the copy table records it
 	if !failed && (!r.cfg.Restart.Always || inputEnded) {
 		return false, 0, ""
 	}
@@ -101,16 +102,19 @@ func (r *replicaRunner) again(k int, what string, ws syscall.WaitStatus, started
 	}
 	b := r.budgets[k]
 	d := b.Decide(started, time.Now(), failed)
-	restarts := b.Restarts
+	restarts, spent := b.Restarts, ""
+	if d.Spent {
+		spent = budgetSpent(b) // b is read under mu, as it is written
+	}
 	r.mu.Unlock()
 	switch {
 	case d.Restart:
 		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %s: %s; restarting in %v (restart %d)\n", r.cfg.Stage, what, endText(ws), d.Wait, restarts)
 		return true, d.Wait, ""
 	case d.Spent && failed:
-		return false, 0, budgetSpent(b)
+		return false, 0, spent
 	case d.Spent:
-		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %s: %s; not restarted%s\n", r.cfg.Stage, what, endText(ws), budgetSpent(b))
+		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %s: %s; not restarted%s\n", r.cfg.Stage, what, endText(ws), spent)
 	}
 	return false, 0, ""
 }

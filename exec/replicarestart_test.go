@@ -275,3 +275,71 @@ func TestReplicaRestartDryRun(t *testing.T) {
 		t.Errorf("--dry-run (%v) lacks %q:\n%s", err, want, out)
 	}
 }
+
+// Ordered: a block takes a free copy slot, never one whose process still
+// runs. Block 0 is held until block 2 has run; blocks 1 and 2 finish
+// meanwhile. Block 2 used to take slot 2%2 = 0, block 0's, while block 0
+// still ran there (two processes in one slot of the copy table, one
+// restart budget). Now slot 0 runs block 0 alone and slot 1 the others.
+func TestReplicaOrderedFreeSlot(t *testing.T) {
+	dir := t.TempDir()
+	var in bytes.Buffer
+	for i := range 256 { // 64-byte lines: 4 blocks of 4 KiB
+		mark := "-"
+		switch i {
+		case 0:
+			mark = "A" // block 0: held until the flag is there
+		case 160:
+			mark = "Z" // block 2: makes the flag
+		}
+		fmt.Fprintf(&in, "%s%062d\n", mark, i)
+	}
+	script := testkit.WriteTemp(t, "copy.sh", []byte(fmt.Sprintf(`d=$(cat)
+case $d in A*) until [ -e %[1]s/z ]; do sleep 0.01; done;; esac
+case $d in *Z*) : > %[1]s/z;; esac
+printf '%%s\n' "$d"
+`, dir)))
+	file := testkit.WriteTemp(t, "in", in.Bytes())
+	js := filepath.Join(dir, "stats.json")
+	flow := fmt.Sprintf("stage a = cat %s\nstage g[2] = sh %s\nstage b = cat\na -> g -> b\n", file, script)
+	got, stderr, code := checkedRun(t, flow, nil, []string{smallBlocks}, []string{"--stats-json", js})
+	if code != 0 || !bytes.Equal(got, in.Bytes()) {
+		t.Fatalf("status %d, %d bytes, want 0 and the input's %d\n%s", code, len(got), in.Len(), stderr)
+	}
+	st := readCopyStats(t, js, "g")
+	if len(st.Replicas) != 2 || st.Replicas[0].Processes != 1 || st.Replicas[1].Processes != 3 {
+		t.Errorf("copies %+v, want g[0] to run block 0 alone and g[1] blocks 1 to 3", st.Replicas)
+	}
+}
+
+// Under `restart always` a copy that exits 1 before its input ended is
+// restarted, but exit 1 is no failure (the exit status 1 rule): the copy
+// table counts the restart and records no last failure, as the runner
+// judged it (it used to say "last failure exit status 1"). The input
+// ends only once the restarted process has begun.
+func TestReplicaRestartAlwaysExit1NoFailure(t *testing.T) {
+	dir := t.TempDir()
+	script := testkit.WriteTemp(t, "copy.sh", []byte(fmt.Sprintf(`mkdir %[1]s/m 2>/dev/null && exit 1
+[ "$IPCFLOW_RESTARTS" = 1 ] && : > %[1]s/r
+exec cat
+`, dir)))
+	js := filepath.Join(dir, "stats.json")
+	flow := fmt.Sprintf(`stage a = sh -c 'until [ -e %s/r ]; do sleep 0.01; done; seq 1 20000'
+stage g[2] unordered restart always backoff 20ms = sh %s
+a -> g
+`, dir, script)
+	got, stderr, code := replicaRestartRun(t, flow, "--stats-json", js)
+	want := testkit.Bash(t, "seq 1 20000")
+	if code != 0 || !sameLines(got, want) || !bytes.Contains(stderr, []byte("exit status 1; restarting in 20ms (restart 1)")) {
+		t.Fatalf("status %d, %d bytes, want 0, seq's lines and one restart\n%s", code, len(got), stderr)
+	}
+	st := readCopyStats(t, js, "g")
+	if st.Restarts != 1 || st.LastFailure != "" {
+		t.Errorf("stage g: %d restarts, last failure %q; want 1 and none", st.Restarts, st.LastFailure)
+	}
+	for _, c := range st.Replicas {
+		if c.LastFailure != "" || c.Status != "exit status 0" {
+			t.Errorf("%s: %+v, want exit status 0 and no last failure", c.Name, c)
+		}
+	}
+}

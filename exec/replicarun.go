@@ -364,7 +364,15 @@ func replicaPipe() (rd, wr int, err error) {
 func (r *replicaRunner) ordered() {
 	size := min(r.cfg.Block, replicaFirstBlock)
 	sp := movers.NewSplitter(0, size)
-	running := make(chan struct{}, r.cfg.Copies)
+	// slots holds the copies (slots of the copy table, restart budgets)
+	// that run no process now: a block takes one and gives it back when
+	// its process has ended, so at most Copies run at once and no two in
+	// one slot. Not seq%Copies: block seq+Copies may start while a slow
+	// block seq still runs.
+	slots := make(chan int, r.cfg.Copies)
+	for k := range r.cfg.Copies {
+		slots <- k
+	}
 	window := 2 * r.cfg.Copies
 	var wg sync.WaitGroup
 	// Blocks' memfds are used again once their copy has ended: their
@@ -421,7 +429,7 @@ func (r *replicaRunner) ordered() {
 		}
 		// An empty input still gets one copy, as one process would
 		// have run over it (grep exits 1, an awk BEGIN prints).
-		running <- struct{}{}
+		k := <-slots
 		r.mu.Lock()
 		for seq >= r.turn+window && !r.aborted {
 			r.cond.Wait()
@@ -429,14 +437,14 @@ func (r *replicaRunner) ordered() {
 		aborted := r.aborted
 		r.mu.Unlock()
 		if aborted {
-			<-running
+			slots <- k
 			unix.Close(in)
 			break
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.orderedBlock(seq, in, running, free)
+			r.orderedBlock(seq, k, in, slots, free)
 		}()
 		if n == 0 {
 			break
@@ -445,9 +453,9 @@ func (r *replicaRunner) ordered() {
 	wg.Wait()
 }
 
-// orderedBlock runs one copy over block seq, the memfd in, and sends its
-// output into out in its turn.
-func (r *replicaRunner) orderedBlock(seq, in int, running chan struct{}, free chan int) {
+// orderedBlock runs copy k over block seq, the memfd in, gives slot k
+// back to slots, and sends its output into out in its turn.
+func (r *replicaRunner) orderedBlock(seq, k, in int, slots chan int, free chan int) {
 	defer r.advance(seq)
 	giveBack := func() {
 		select {
@@ -456,15 +464,15 @@ func (r *replicaRunner) orderedBlock(seq, in int, running chan struct{}, free ch
 			unix.Close(in)
 		}
 	}
-	out, ok := r.runBlock(seq, in)
+	out, ok := r.runBlock(seq, k, in)
 	if !ok {
 		unix.Close(in)
-		<-running
+		slots <- k
 		return
 	}
 	defer unix.Close(out)
 	giveBack()
-	<-running
+	slots <- k
 	if mine, aborted := r.waitTurn(seq, true); !mine || aborted {
 		return
 	}
@@ -480,13 +488,12 @@ func (r *replicaRunner) orderedBlock(seq, in int, running chan struct{}, free ch
 	}
 }
 
-// runBlock runs copy seq%N over block seq, the memfd in, and returns the
+// runBlock runs copy k over block seq, the memfd in, and returns the
 // memfd its output is in, or false when none ran to its end (the
 // failure is recorded). Under a restart policy a process that failed is
 // followed by another over the same block after its back-off, its
 // partial output dropped: the block's output is the last process's.
-func (r *replicaRunner) runBlock(seq, in int) (int, bool) {
-	k := seq % r.cfg.Copies
+func (r *replicaRunner) runBlock(seq, k, in int) (int, bool) {
 	what := fmt.Sprintf("copy %s[%d] (block %d)", r.cfg.Stage, k, seq)
 	for again := false; ; again = true {
 		out, err := unix.MemfdCreate("ipcflow-output", unix.MFD_CLOEXEC)

@@ -440,6 +440,25 @@ func TestReplicasWorkQueue(t *testing.T) {
 			})
 		}
 	}
+	// A copy that stops reading while its feeder writes it the pieces of
+	// a line longer than the feeder's buffer ends that feeder alone: the
+	// other copy takes the rest of the queue, and the stage succeeds
+	// (it used to fail with "read: broken pipe", the copy's EPIPE). The
+	// lines that shared the long line's last message are lost with it.
+	t.Run("copy-stops-mid-line", func(t *testing.T) {
+		var in bytes.Buffer
+		in.WriteString(strings.Repeat("L", 8<<20) + "\n")
+		for i := range 5000 {
+			fmt.Fprintf(&in, "line %d of the queue\n", i)
+		}
+		file := filepath.Join(t.TempDir(), "in")
+		os.WriteFile(file, in.Bytes(), 0o600)
+		flow := fmt.Sprintf("stage a = cat %s\nstage g[2] unordered = head -c 1500000\nstage b = cat\na -[mq msgsize=8192]-> g -> b\n", file)
+		got, stderr, code := replicaRun(t, flow, nil)
+		if n := bytes.Count(got, []byte(" of the queue\n")); code != 0 || n < 5000-8192/20 || bytes.Count(got, []byte("L")) != 1500000 {
+			t.Fatalf("status %d, %d short lines, want 0, the 5000 short lines less one message's and head's 1500000 bytes of the long one\n%s", code, n, stderr)
+		}
+	})
 	t.Run("copies-stop-early", func(t *testing.T) {
 		flow := fmt.Sprintf("stage a = cat %s\nstage g[3] unordered = head -n 2\nstage b = cat\na -[mq msgsize=64]-> g -> b\n", file)
 		got, stderr, code := replicaRun(t, flow, nil)

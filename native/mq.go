@@ -257,15 +257,47 @@ func (r *MQReader) ReceiveFramed(buf []byte) (n int, more bool, err error) {
 		default:
 			return 0, false, fmt.Errorf("port %s: receive: %w", r.spec.Name, err)
 		}
-		if n == 0 {
-			return 0, false, fmt.Errorf("port %s: an empty message (not ipcflow's framing)", r.spec.Name)
-		}
-		if buf[n-1] == MQEOF {
-			r.eof = true
-			return 0, false, io.EOF
-		}
-		return n - 1, buf[n-1] == MQContinues, nil
+		return r.framed(buf, n)
 	}
+}
+
+// TryReceiveFramed is ReceiveFramed without waiting: ok is false, and
+// nothing received, when no message waits now. A reader that batches
+// messages (the work queue's feeders) takes what waits after a first
+// ReceiveFramed.
+func (r *MQReader) TryReceiveFramed(buf []byte) (n int, more, ok bool, err error) {
+	if r.eof {
+		return 0, false, true, io.EOF
+	}
+	if len(buf) < int(r.spec.MsgSize) {
+		return 0, false, true, fmt.Errorf("port %s: a buffer of %d bytes for messages of %d", r.spec.Name, len(buf), r.spec.MsgSize)
+	}
+	for {
+		n, err := mqueue.TryReceive(r.spec.Fd, buf)
+		switch err {
+		case nil:
+		case unix.EINTR:
+			continue
+		case unix.ETIMEDOUT:
+			return 0, false, false, nil
+		default:
+			return 0, false, true, fmt.Errorf("port %s: receive: %w", r.spec.Name, err)
+		}
+		n, more, err := r.framed(buf, n)
+		return n, more, true, err
+	}
+}
+
+// framed reads ipcflow's framing of the n bytes of a message in buf.
+func (r *MQReader) framed(buf []byte, n int) (int, bool, error) {
+	if n == 0 {
+		return 0, false, fmt.Errorf("port %s: an empty message (not ipcflow's framing)", r.spec.Name)
+	}
+	if buf[n-1] == MQEOF {
+		r.eof = true
+		return 0, false, io.EOF
+	}
+	return n - 1, buf[n-1] == MQContinues, nil
 }
 
 // Receive returns the next message's payload, in the reader's own

@@ -21,8 +21,8 @@ import (
 // the runner writes a slot when it starts and reaps a copy's process.
 //
 // Copy k is a slot: a long-lived copy (unordered, merge) for the whole
-// run; in ordered mode the processes that run blocks k, k+N, k+2N, ...,
-// one after the other.
+// run; in ordered mode the processes that run in it one after the other
+// (a block takes a free slot: never two processes in one).
 type CopyTable struct {
 	words []int64
 	mem   []byte
@@ -160,24 +160,47 @@ func (t *CopyTable) Ended(k int, ws unix.WaitStatus, ru *unix.Rusage, io IO, res
 		t.set(k, cwRead, t.get(k, cwRead)+io.Read)
 		t.set(k, cwWritten, t.get(k, cwWritten)+io.Written)
 	}
-	var status int64
-	switch {
-	case ws.Signaled():
-		status = statusSignal | int64(ws.Signal())
-	case ws.Exited():
-		status = statusExit | int64(ws.ExitStatus())
-	}
+	status := statusWord(ws)
 	switch old := t.get(k, cwStatus); {
 	case restarted:
 		t.set(k, cwRestarts, t.get(k, cwRestarts)+1)
-		if status != statusExit {
+		if statusFailed(status) { // as the runner judged it (CopyFailed)
 			t.set(k, cwFailure, status)
 			atomic.StoreInt64(&t.words[hwLastFailure], status)
 		}
-	case old == 0 || old == statusExit || old == statusExit|1 || old == statusSignal|int64(unix.SIGPIPE):
+	case !statusFailed(old):
 		t.set(k, cwStatus, status) // a failure sticks; an ok end is replaced by the next
 	}
 	t.set(k, cwPid, 0)
+}
+
+// CopyFailed says whether a copy's process that ended with ws failed:
+// not when it exited 0 or 1 (the exit status 1 rule, docs/replicas.md,
+// "Exit status": grep's "nothing selected" in its part), nor when killed
+// by SIGPIPE (its reader left). The replica runner restarts a copy on it
+// and the table records its failures by it: one test for both.
+func CopyFailed(ws unix.WaitStatus) bool { return statusFailed(statusWord(ws)) }
+
+// statusWord is ws as a status word (0 if it neither exited nor was
+// killed).
+func statusWord(ws unix.WaitStatus) int64 {
+	switch {
+	case ws.Signaled():
+		return statusSignal | int64(ws.Signal())
+	case ws.Exited():
+		return statusExit | int64(ws.ExitStatus())
+	}
+	return 0
+}
+
+// statusFailed says whether status word s is a failure (CopyFailed); 0,
+// no end yet, is none.
+func statusFailed(s int64) bool {
+	switch s {
+	case 0, statusExit, statusExit | 1, statusSignal | int64(unix.SIGPIPE):
+		return false
+	}
+	return true
 }
 
 // Restarts are the restarts of every copy, and the last failure of one

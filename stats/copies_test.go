@@ -156,3 +156,33 @@ func TestCopyRestartsShown(t *testing.T) {
 		t.Errorf("the live view does not show g[1] restarting:\n%s", live)
 	}
 }
+
+// The copy tables are closed by the Recorder, under its lock: a ps
+// request answered after the last report (Snapshot) meanwhile reads a
+// table whole or not at all (exec unmapped them beside the Recorder,
+// which -race reported against such a Snapshot). Reports after it have
+// no rows per copy.
+func TestCloseCopiesBesideSnapshot(t *testing.T) {
+	rec := stats.New(stats.Options{}, []stats.StageSpec{{Name: "g", Copies: 2}}, nil)
+	table, file, err := stats.NewCopyTable(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	rec.SetCopies(0, table)
+	if rep := rec.Snapshot(false); len(rep.Stages[0].Replicas) != 2 {
+		t.Fatalf("copies %+v, want 2 rows", rep.Stages[0].Replicas)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 100 {
+			rec.Snapshot(false)
+		}
+	}()
+	rec.CloseCopies()
+	<-done
+	if rep := rec.Snapshot(false); len(rep.Stages[0].Replicas) != 0 {
+		t.Errorf("copies %+v after CloseCopies, want none", rep.Stages[0].Replicas)
+	}
+}

@@ -21,12 +21,27 @@ type copySamples struct {
 }
 
 // SetCopies hands the Recorder stage i's copy table (exec does, before
-// the stage starts). The Recorder reads it until Stop.
+// the stage starts). The Recorder reads it until CloseCopies.
 func (r *Recorder) SetCopies(i int, t *CopyTable) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.stages[i]
 	s.table, s.copies = t, make([]copySamples, t.Len())
+}
+
+// CloseCopies unmaps the copy tables that SetCopies handed over, under
+// the Recorder's lock: a ps request may be answered (Snapshot) after the
+// last report, until its connection is done, and must not read a table
+// being unmapped. Reports made after it have no rows per copy.
+func (r *Recorder) CloseCopies() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.stages {
+		if s.table != nil {
+			s.table.Close()
+			s.table, s.copies = nil, nil
+		}
+	}
 }
 
 // copiesSample is one sample's view of every copy of the running

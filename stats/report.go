@@ -78,8 +78,8 @@ type Stage struct {
 }
 
 // Copy is one copy of a replicated stage (SPEC 11). In ordered mode copy
-// k is the processes that ran blocks k, k+N, k+2N, ... one after the
-// other; otherwise one process for the whole run.
+// k is the processes that ran in slot k, one after the other (a block
+// takes a free slot); otherwise one process for the whole run.
 type Copy struct {
 	Name      string `json:"name"`      // NAME[k]
 	Pid       int    `json:"pid"`       // its process now; 0 between blocks and once done
