@@ -373,3 +373,18 @@ p -[` + ty + `]-> c
 		})
 	}
 }
+
+// A copy that cannot even start (127: no such program) lived no time:
+// its back-off doubles as any quick failure's does.
+func TestBackoffDoublesWhenTheProgramIsMissing(t *testing.T) {
+	bin := testkit.BuildIpcflow(t)
+	code, _, errb := restartRun(t, bin, "stage c restart on-failure max 3 backoff 10ms = /nonexistent/prog\n")
+	if code != 127 {
+		t.Errorf("exit status %d, want 127\n%s", code, errb)
+	}
+	for _, want := range []string{"restarting in 10ms (restart 1)", "restarting in 20ms (restart 2)", "restarting in 40ms (restart 3)"} {
+		if !bytes.Contains(errb, []byte(want)) {
+			t.Errorf("stderr lacks %q:\n%s", want, errb)
+		}
+	}
+}

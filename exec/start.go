@@ -169,6 +169,9 @@ func (f *flow) process(st *liveStage) *Process {
 // startStage starts st now. A missing program or one that cannot run is a
 // stage that failed at once: 127 or 126, with a line that names it.
 func (f *flow) startStage(st *liveStage) {
+	// Set before anything can fail: a copy that could not even start
+	// lived no time, and its restart's back-off doubles (restart.go).
+	st.started = time.Now()
 	pr := f.process(st)
 	sf, hold := f.stageFiles(st)
 	if !hold {
@@ -229,7 +232,6 @@ func (f *flow) startStage(st *liveStage) {
 	}
 	st.pid = pid
 	st.state = stRunning
-	st.started = time.Now()
 	f.byPid[pid] = st
 	f.rec.Started(st.idx, pid, f.stageEnds(st, sf.fds))
 	// With a cgroup, the guardian kills that (the manifest names it); only
