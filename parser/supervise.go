@@ -14,6 +14,7 @@ package parser
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -86,6 +87,9 @@ func (p *parser) resume() {
 	p.next()
 }
 
+// restartOptions are the words that may follow restart's WHEN.
+var restartOptions = []string{"max", "within", "backoff"}
+
 // parseRestart parses `restart WHEN { max N | within D | backoff D }`,
 // the current token being 'restart'. Values are checked by resolve.
 func (p *parser) parseRestart(c *Clause, stage string) error {
@@ -100,6 +104,12 @@ func (p *parser) parseRestart(c *Clause, stage string) error {
 		save := p.l.pos
 		key, kpos := p.rawWord()
 		if key != "max" && key != "within" && key != "backoff" {
+			// A misspelt option reads better as itself than as the
+			// generic "expected a clause" the next word would get.
+			if hint := Closest(key, restartOptions); hint != "" {
+				p.errorf(kpos, "stage %s: unknown restart option %q (did you mean %q?): expected max, within or backoff", stage, key, hint)
+				return errStmt
+			}
 			p.l.pos = save
 			break
 		}
@@ -202,18 +212,29 @@ func (r *resolver) restartPolicy(st *Stage, c *Clause) {
 	}
 }
 
+// wellFormedDuration is a duration time.ParseDuration refuses only for
+// its size.
+var wellFormedDuration = regexp.MustCompile(`^([0-9]+(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+$`)
+
 // parseDuration reads a Go duration ("100ms", "1m30s") that must be more
 // than zero.
 func parseDuration(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("bad duration %q: expected a number with a unit (ms, s, m, h), as 100ms or 1m30s", s)
+		if wellFormedDuration.MatchString(s) {
+			return 0, fmt.Errorf("bad duration %q: too long (at most about 2562047h)", s)
+		}
+		return 0, fmt.Errorf("bad duration %q: expected a number with a unit (ns, us, ms, s, m, h), as 100ms or 1m30s", s)
 	}
 	if d <= 0 {
 		return 0, fmt.Errorf("bad duration %q: must be more than 0", s)
 	}
 	return d, nil
 }
+
+// minMemoryLimit is the least memory= taken: below it no program starts
+// (the kernel kills the stage at once, which reads as a mystery).
+const minMemoryLimit = 1 << 20
 
 // limits checks a limit clause into st.Limits.
 func (r *resolver) limits(st *Stage, c *Clause) {
@@ -234,12 +255,15 @@ func (r *resolver) limits(st *Stage, c *Clause) {
 		switch a.Name {
 		case "memory":
 			lm.Memory, err = ParseSize(a.Value)
+			if err == nil && lm.Memory < minMemoryLimit {
+				err = fmt.Errorf("%q is too little to start a program in: at least %s", a.Value, FormatSize(minMemoryLimit))
+			}
 		case "cpu":
 			lm.CPU, err = parseFraction(a.Value)
 		case "pids":
-			lm.Pids, err = parseCount(a.Value, "limit pids", 1, 1<<22)
+			lm.Pids, err = parseCount(a.Value, "value", 1, 1<<22)
 		case "files":
-			lm.Files, err = parseCount(a.Value, "limit files", 1, 1<<20)
+			lm.Files, err = parseCount(a.Value, "value", 1, 1<<20)
 		default:
 			r.errorf(a.Pos, "stage %s: unknown resource %q in limit: expected memory, cpu, pids or files%s", st.Name, a.Name, didYouMean(a.Name, limitResources))
 			continue
