@@ -139,7 +139,7 @@ func TestCopyRestartsShown(t *testing.T) {
 	rep := &stats.Report{Stages: []stats.Stage{{Name: "g", Copies: 2, State: "running", Status: "", Restarts: 3, LastFailure: "exit status 5",
 		Replicas: []stats.Copy{
 			{Name: "g[0]", Processes: 7, Status: "exit status 0", Restarts: 2, LastFailure: "exit status 5"},
-			{Name: "g[1]", Processes: 1, Restarts: 1, LastFailure: "exit status 5"},
+			{Name: "g[1]", Processes: 1, Restarts: 1, LastFailure: "exit status 5", Doing: "restarting"},
 		}}}}
 	var b bytes.Buffer
 	if err := stats.WriteTable(&b, rep); err != nil {

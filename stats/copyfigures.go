@@ -151,6 +151,13 @@ func (s *stageRec) copyFigures() []Copy {
 			Restarts: t.restarts, LastFailure: statusText(t.failure),
 		}
 		cpu := t.user + t.sys
+		switch {
+		case t.pid == 0 && c.Status != "":
+		case t.pid == 0 && c.Restarts > 0:
+			c.Doing = "restarting" // its process failed and the next waits out its back-off
+		case t.pid == 0:
+			c.Doing = "idle"
+		}
 		if t.pid != 0 {
 			c.Doing = cs.doing
 			if cs.livePid == t.pid { // so far, as the last sample saw it

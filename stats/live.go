@@ -63,15 +63,8 @@ func copyPid(c Copy) string {
 // copyNowText is what a copy does now, and how many blocks it has run.
 func copyNowText(c Copy) string {
 	now := c.Doing
-	if c.Pid == 0 {
-		switch {
-		case c.Status != "":
-			now = c.Status
-		case c.Restarts > 0:
-			now = "restarting" // its process failed and the next waits out its back-off
-		default:
-			now = "idle"
-		}
+	if c.Pid == 0 && c.Status != "" {
+		now = c.Status
 	}
 	return fmt.Sprintf("%s, %s run%s", now, plural(int64(c.Processes), "process"), c.RestartNote())
 }
