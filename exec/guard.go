@@ -92,7 +92,7 @@ func StartGuardian(r *rundir.Dir) (*Guardian, error) {
 		Files: []uintptr{pr.Fd(), null.Fd(), 2},
 		Sys:   &syscall.SysProcAttr{Setpgid: true}, // a ^C to ipcflow's group is not for it
 	}
-	argv := []string{os.Args[0], internalMarker, "guard", r.Path}
+	argv := []string{os.Args[0], internalMarker, rundir.GuardRole, r.Path} // read back by rundir.procOwners
 	go func() {
 		defer close(g.started)
 		defer pr.Close()

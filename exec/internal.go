@@ -5,6 +5,7 @@ import (
 
 	"github.com/ipcflow/ipcflow/isolate"
 	"github.com/ipcflow/ipcflow/remote"
+	"github.com/ipcflow/ipcflow/rundir"
 )
 
 // ipcflow starts copies of its own binary for work that must live in a
@@ -16,20 +17,20 @@ import (
 // argv[0] is kept as ipcflow's own, so a test binary standing in for
 // ipcflow (testscript) dispatches the copy back to main, which calls
 // RunInternal before anything else.
-const internalMarker = "__ipcflow_internal"
+const internalMarker = rundir.InternalMarker
 
 // roles are the internal roles, by name: the one table of them. Each
 // function runs its role with the arguments after the role's name and
 // returns the exit status.
 var roles = map[string]func(args []string) int{
-	"guard":    guardRole,        // the run's guardian (guard.go)
-	"sh":       shellRole,        // a stage's shell (shell.go)
-	"kill":     killRole,         // kill(1) for the stage shell where PATH has none (shell.go)
-	"replicas": replicasRole,     // a replicated stage's runner (replicarun.go)
-	"limits":   isolate.Enter,    // a limited stage's start: its cgroups and rlimits, then exec (limit.go)
-	"remote":   remoteRole,       // a remote stage's stand-in (remote.go)
-	"agent":    remote.AgentRole, // on a remote host: a stage and its guardian
-	"port":     remote.PortRole,  // on a remote host: one stream of a stage
+	rundir.GuardRole: guardRole,        // the run's guardian (guard.go)
+	"sh":             shellRole,        // a stage's shell (shell.go)
+	"kill":           killRole,         // kill(1) for the stage shell where PATH has none (shell.go)
+	"replicas":       replicasRole,     // a replicated stage's runner (replicarun.go)
+	"limits":         isolate.Enter,    // a limited stage's start: its cgroups and rlimits, then exec (limit.go)
+	"remote":         remoteRole,       // a remote stage's stand-in (remote.go)
+	"agent":          remote.AgentRole, // on a remote host: a stage and its guardian
+	"port":           remote.PortRole,  // on a remote host: one stream of a stage
 }
 
 // testRoles is the hook for roles that only exec's tests have (a flow run

@@ -58,15 +58,17 @@ func removeCgroup(path string) error {
 }
 
 // strayCgroups lists this user's run cgroups (ipcflow.<id>.procs where
-// contain makes them) whose run is not alive in the bases scanned, that
-// are empty and at least a minute old: what a run killed together with
-// its guardian left when its directory went missing too. A run alive
-// elsewhere (another XDG_RUNTIME_DIR) may have an empty cgroup between
-// its stages, and a cgroup says nothing of its owner's life; the minute
-// makes that unlikely, and a non-empty cgroup (something still runs in
-// it) is never a stray: the manifest of its run, when clean finds it,
-// kills what is in it.
-func strayCgroups(live map[string]bool) []object {
+// contain makes them) that are empty, at least strayCgroupAge old and
+// whose run is not alive: what a run killed together with its guardian
+// left when its directory went missing too. The group says nothing of its
+// run's life: a run alive elsewhere (another XDG_RUNTIME_DIR) leaves it
+// empty between its stages, for as long as a restart's back-off lasts. So
+// a group is a stray only when no process shows its run alive (alive:
+// the bases scanned, then procOwners); the age only covers the moment
+// before a run's processes show in /proc. A non-empty group (something
+// still runs in it) is never a stray: the manifest of its run, when clean
+// finds it, kills what is in it.
+func strayCgroups(alive func(id string) bool) []object {
 	place, ok := contain.Find()
 	if !ok {
 		return nil
@@ -76,13 +78,13 @@ func strayCgroups(live map[string]bool) []object {
 	for _, e := range entries {
 		rest, ok := strings.CutPrefix(e.Name(), "ipcflow.")
 		id, ok2 := strings.CutSuffix(rest, "."+cgroupSuffix)
-		if !ok || !ok2 || !isID(id) || live[id] {
+		if !ok || !ok2 || !isID(id) {
 			continue
 		}
 		path := filepath.Join(place.Parent, e.Name())
 		var st unix.Stat_t
 		if unix.Lstat(path, &st) != nil || int(st.Uid) != os.Getuid() ||
-			time.Since(time.Unix(st.Mtim.Unix())) < strayCgroupAge {
+			time.Since(time.Unix(st.Mtim.Unix())) < strayCgroupAge || alive(id) {
 			continue
 		}
 		if populated, err := contain.Populated(path); err != nil || populated {
@@ -93,6 +95,6 @@ func strayCgroups(live map[string]bool) []object {
 	return out
 }
 
-// strayCgroupAge is how old an empty cgroup of no run clean finds must
-// be before clean takes it for a stray (a variable for the tests).
+// strayCgroupAge is how old an empty cgroup of no live run must be
+// before clean takes it for a stray (a variable for the tests).
 var strayCgroupAge = time.Minute

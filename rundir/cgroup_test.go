@@ -14,7 +14,8 @@ import (
 
 // A run killed together with its guardian whose directory went missing
 // leaves its cgroup: clean removes it once it is empty and old enough,
-// and never one of a run it sees alive, nor one something still runs in.
+// and never one of a run alive (seen in its bases, or whose ipcflow or
+// guardian lives), nor one something still runs in.
 func TestCleanRemovesAStrayCgroup(t *testing.T) {
 	place, ok := contain.Find()
 	if !ok {
@@ -37,6 +38,27 @@ func TestCleanRemovesAStrayCgroup(t *testing.T) {
 		t.Fatalf("clean removed a cgroup made a moment ago (a run elsewhere may be starting):\n%s", out.String())
 	}
 	strayCgroupAge = 0
+
+	// Its run alive elsewhere (another XDG_RUNTIME_DIR), between two
+	// copies of a restarted stage: its group is empty, and is no stray
+	// however old, while the run's ipcflow or its guardian lives.
+	release := holdManifest(t, id, false)
+	if err := Clean(&out, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cg); err != nil {
+		t.Fatalf("clean removed the cgroup of a run whose ipcflow lives:\n%s", out.String())
+	}
+	release()
+	stop := startFakeGuardian(t, filepath.Join(t.TempDir(), id))
+	if err := Clean(&out, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cg); err != nil {
+		t.Fatalf("clean removed the cgroup of a run whose guardian lives:\n%s", out.String())
+	}
+	stop()
+
 	if err := Clean(&out, false); err != nil {
 		t.Fatal(err)
 	}

@@ -165,11 +165,14 @@ func isID(s string) bool {
 // strayObjects lists this user's objects named after a run that is not
 // alive: what a run left when its directory went missing (a temp cleaner,
 // a crash before the manifest line was flushed to a lost disk). A run not
-// seen in the bases scanned may still be alive elsewhere: its semaphores,
-// the only objects that keep their names for a whole run (shm segments
-// and queues are unlinked as soon as ipcflow holds both ends), say so
-// through their creator's lock.
+// seen in the bases scanned may still be alive elsewhere (another
+// XDG_RUNTIME_DIR or TMPDIR): its ipcflow, holding its manifest, or its
+// guardian says so (procOwners), and each of its objects is spared. Its
+// semaphores, the only objects that keep their names for a whole run (shm
+// segments and queues are unlinked as soon as ipcflow holds both ends),
+// say so through their creator's lock too.
 func strayObjects(live map[string]bool) []object {
+	alive := liveness(live)
 	var out []object
 	scan := func(dir, strip, kind string, name func(entry string) string) {
 		entries, _ := os.ReadDir(dir)
@@ -179,11 +182,9 @@ func strayObjects(live map[string]bool) []object {
 				continue
 			}
 			id, _, _ := strings.Cut(rest, ".")
-			if !isID(id) || live[id] {
-				continue
-			}
 			var st unix.Stat_t
-			if unix.Lstat(filepath.Join(dir, e.Name()), &st) != nil || int(st.Uid) != os.Getuid() {
+			if !isID(id) || unix.Lstat(filepath.Join(dir, e.Name()), &st) != nil || int(st.Uid) != os.Getuid() ||
+				alive(id) {
 				continue
 			}
 			o := object{kind: kind, name: name(e.Name())}
@@ -201,7 +202,7 @@ func strayObjects(live map[string]bool) []object {
 	scan("/dev/shm", "ipcflow.", channels.KindShm, func(n string) string { return "/dev/shm/" + n })
 	scan("/dev/shm", "sem.ipcflow.", channels.KindSem, func(n string) string { return "/" + strings.TrimPrefix(n, "sem.") })
 	scan("/dev/mqueue", "ipcflow.", channels.KindMQ, func(n string) string { return "/" + n })
-	return append(out, strayCgroups(live)...)
+	return append(out, strayCgroups(alive)...)
 }
 
 // ErrLocked is what Reclaim returns when the run's lock stays taken: its

@@ -3,6 +3,7 @@ package rundir
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,7 +213,16 @@ func TestCleanSparesSemaphoresOfARunElsewhere(t *testing.T) {
 // the manifest (the run's lock) cannot be opened.
 const nofdsEnv = "IPCFLOW_TEST_RUNDIR_NOFDS"
 
+// guardEnv makes the test binary, started again by startFakeGuardian, a
+// stand-in for a run's guardian: argv as ipcflow gives its guardian, alive
+// until its stdin closes.
+const guardEnv = "IPCFLOW_TEST_RUNDIR_GUARD"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(guardEnv) != "" {
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}
 	if os.Getenv(nofdsEnv) != "" {
 		time.Sleep(time.Millisecond) // the runtime's poller takes its fds now
 		for {
