@@ -14,6 +14,7 @@ package exec
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/ipcflow/ipcflow/contain"
@@ -101,10 +102,38 @@ func (f *flow) removeLimits() error {
 }
 
 // limited returns the path and argv that start pr's command under st's
-// limits: the internal role "limits", then the command.
-func limited(st *liveStage, pr *Process) (string, []string, error) {
+// limits: the internal role "limits", then the command. When pr is one of
+// ipcflow's own helpers (the stage shell, the replica runner), the pids
+// limit is left to it for each program it starts (isolate.HelperArgs,
+// TakePrograms): the pids limit counts the stage's programs, not the
+// helper's threads, without which Go's runtime dies. pr is then a copy
+// whose environment hands the helper that limit.
+func limited(st *liveStage, pr *Process) (*Process, string, []string, error) {
 	args := isolate.Args(st.limits, st.plan.Limits, st.plan.Stage.Limits)
-	return internalCommand("limits", append(append(args, pr.Path), pr.Argv...)...)
+	if pr.Shell || pr.Replicas != nil {
+		var programs string
+		args, programs = isolate.HelperArgs(st.limits, st.plan.Limits, st.plan.Stage.Limits)
+		if programs != "" {
+			c := *pr
+			c.Env = append(slices.Clip(pr.Env), isolate.ProgramsEnv+"="+programs)
+			pr = &c
+		}
+	}
+	path, argv, err := internalCommand("limits", append(append(args, pr.Path), pr.Argv...)...)
+	return pr, path, argv, err
+}
+
+// limitedArgv is path and argv started through the internal role
+// "limits" with args (isolate.Programs.RoleArgs), or as they are without.
+func limitedArgv(args []string, path string, argv []string) (string, []string) {
+	if len(args) == 0 {
+		return path, argv
+	}
+	self, wrapped, err := internalCommand("limits", append(append(slices.Clip(args), path), argv...)...)
+	if err != nil {
+		return path, argv
+	}
+	return self, wrapped
 }
 
 // limitKill is how a copy of st ended when its memory group's OOM killer

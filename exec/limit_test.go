@@ -203,3 +203,54 @@ func TestLimitedScriptWithoutShebang(t *testing.T) {
 		t.Errorf("exit status %d, stdout %q, want 0 and \"got one\\n\"; stderr:\n%s", code, out, errb)
 	}
 }
+
+// A pids limit counts the stage's programs, not ipcflow's own stage
+// shell or replica runner, whose Go runtime has threads the kernel counts
+// too and dies with a stack trace when it may not make one: a stage shell
+// of two builtins runs as bash does at pids=3 and pids=1; one that starts
+// more background programs than the limit ends with its own one line
+// about the fork, no trace; a replicated stage's copies run under it.
+func TestPidsLimitHelpers(t *testing.T) {
+	if _, ok := contain.V1Own("pids"); !ok {
+		t.Skip("no cgroup v1 pids controller this user may write")
+	}
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("bash is not installed")
+	}
+	bin := testkit.BuildIpcflow(t)
+	noTrace := func(what string, errb []byte) {
+		t.Helper()
+		if bytes.Contains(errb, []byte("goroutine")) || bytes.Contains(errb, []byte("runtime")) {
+			t.Errorf("%s: a Go stack trace:\n%s", what, errb)
+		}
+	}
+	want, err := exec.Command("bash", "-c", "echo hi; echo there").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"3", "1"} {
+		code, out, errb := restartRun(t, bin, "stage p limit pids="+n+" = echo hi; echo there\n")
+		if code != 0 || string(out) != string(want) {
+			t.Errorf("pids=%s: exit %d, output %q, want 0 and bash's %q (stderr %q)", n, code, out, want, errb)
+		}
+		noTrace("pids="+n, errb)
+	}
+	code, out, errb := restartRun(t, bin, "stage p limit pids=3 = for i in 1 2 3; do sleep 1 & done; wait; echo ok\n")
+	if code != 0 || string(out) != "ok\n" {
+		t.Errorf("pids=3, three background sleeps: exit %d, output %q (stderr %q)", code, out, errb)
+	}
+	noTrace("pids=3, three sleeps", errb)
+	code, out, errb = restartRun(t, bin, "stage p limit pids=3 = for i in 1 2 3 4 5 6; do sleep 30 & done; wait; echo all\n")
+	lines := strings.Split(strings.TrimSpace(string(errb)), "\n")
+	if code == 0 || len(out) != 0 || !strings.Contains(lines[0], "sleep: cannot fork: the stage's limit pids=3 is reached") {
+		t.Errorf("pids=3, six background sleeps: exit %d, output %q, stderr %q; want a failure and the fork's line", code, out, errb)
+	}
+	noTrace("pids=3, six sleeps", errb)
+	for _, cmd := range []string{"cat", "cat; true"} {
+		code, out, errb = restartRun(t, bin, "stage s = seq 1 5\nstage w[2] limit pids=3 = "+cmd+"\nstage o = sort -n\ns -> w -> o\n")
+		if code != 0 || string(out) != "1\n2\n3\n4\n5\n" {
+			t.Errorf("w[2] limit pids=3 = %s: exit %d, output %q (stderr %q)", cmd, code, out, errb)
+		}
+		noTrace("w[2] = "+cmd, errb)
+	}
+}

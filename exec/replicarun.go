@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/fdio"
+	"github.com/ipcflow/ipcflow/isolate"
 	"github.com/ipcflow/ipcflow/movers"
 	"github.com/ipcflow/ipcflow/native"
 	"github.com/ipcflow/ipcflow/restart"
@@ -56,6 +58,10 @@ const replicaPipeSize = 1 << 20
 type replicaRunner struct {
 	cfg runnerConfig
 	env []string
+	// progs: the stage's pids limit, for each copy (and the merge) that
+	// is a program; a copy that is a stage shell is handed it instead
+	// (isolate.Programs), nil without one.
+	progs *isolate.Programs
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -89,7 +95,8 @@ func replicasRole(args []string) int {
 		fmt.Fprintln(os.Stderr, "ipcflow: internal role replicas: want one JSON argument")
 		return 70
 	}
-	r := &replicaRunner{env: os.Environ(), live: map[int]bool{}}
+	progs := isolate.TakePrograms() // before the environment is copied
+	r := &replicaRunner{env: os.Environ(), live: map[int]bool{}, progs: progs}
 	if err := json.Unmarshal([]byte(args[0]), &r.cfg); err != nil || r.cfg.Copies < 1 || r.cfg.Block < 1 {
 		fmt.Fprintf(os.Stderr, "ipcflow: internal role replicas: bad configuration: %v\n", err)
 		return 70
@@ -224,8 +231,23 @@ func (r *replicaRunner) start(c runnerCmd, fds []int, k int, env []string, again
 	if again && r.aborted {
 		return 0, errStopped
 	}
-	pid, err := syscall.ForkExec(c.Path, c.Argv, &syscall.ProcAttr{Env: env, Files: files,
-		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}})
+	path, argv := c.Path, c.Argv
+	fork := r.progs.Start
+	if r.progs != nil && len(argv) > 1 && argv[1] == internalMarker {
+		// A stage shell: out of the pids group, like the runner; it
+		// starts its programs in it.
+		env = append(slices.Clip(env), r.progs.Env())
+		fork = func(start func() error) error { return start() }
+	} else {
+		path, argv = limitedArgv(r.progs.RoleArgs(), path, argv)
+	}
+	var pid int
+	err := fork(func() error {
+		var err error
+		pid, err = syscall.ForkExec(path, argv, &syscall.ProcAttr{Env: env, Files: files,
+			Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}})
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", c.Argv[0], err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/ipcflow/ipcflow/isolate"
 	"golang.org/x/sys/unix"
 	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/interp"
@@ -76,13 +77,16 @@ func shellRole(args []string) int {
 	for fd := 3; fd < nfds; fd++ {
 		extra = append(extra, os.NewFile(uintptr(fd), "/dev/fd/"+strconv.Itoa(fd)))
 	}
+	// The stage's pids limit, for each program (isolate.Programs), taken
+	// out of the environment before the interpreter copies it.
+	progs := isolate.TakePrograms()
 	traps := newShellTraps()
 	foregroundDone := make(chan struct{})
 	r, err := interp.New(
 		interp.StdIO(os.Stdin, os.Stdout, os.Stderr),
 		interp.Env(expand.ListEnviron(os.Environ()...)),
 		interp.ExecHandlers(func(next interp.ExecHandlerFunc) interp.ExecHandlerFunc {
-			return stageExec(name, extra, traps, foregroundDone)
+			return stageExec(name, extra, progs, traps, foregroundDone)
 		}),
 		interp.CallHandler(func(ctx context.Context, args []string) ([]string, error) {
 			if call := traps.pendingCall(args); call != nil && args[0] != detachedMarker {
@@ -237,7 +241,7 @@ func parseKill(args []string) (unix.Signal, []string, bool) {
 // too), and a program that can't be found gives 127 and a line that names
 // the stage. A trapped signal that came while the program ran has its
 // command run when the program ends, as bash does.
-func stageExec(stage string, extra []*os.File, traps *shellTraps, foregroundDone <-chan struct{}) interp.ExecHandlerFunc {
+func stageExec(stage string, extra []*os.File, progs *isolate.Programs, traps *shellTraps, foregroundDone <-chan struct{}) interp.ExecHandlerFunc {
 	return func(ctx context.Context, args []string) error {
 		switch args[0] {
 		case trapBuiltin:
@@ -251,16 +255,20 @@ func stageExec(stage string, extra []*os.File, traps *shellTraps, foregroundDone
 		}
 		traps.awaitWatching()
 		if args[0] == detachedMarker {
-			return runProgram(ctx, stage, extra, args[1:], foregroundDone)
+			return runProgram(ctx, stage, extra, progs, args[1:], foregroundDone)
 		}
-		return traps.runPending(ctx, runProgram(ctx, stage, extra, args, nil))
+		return traps.runPending(ctx, runProgram(ctx, stage, extra, progs, args, nil))
 	}
 }
 
 // runProgram runs one program of the stage shell and returns its status.
 // A program started in the background is let go of (its status is then
-// 0) once letGo is closed: the stage does not wait for it.
-func runProgram(ctx context.Context, stage string, extra []*os.File, args []string, letGo <-chan struct{}) error {
+// 0) once letGo is closed: the stage does not wait for it. Under a pids
+// limit (progs) the program is started in the stage's pids group, or
+// through the internal role "limits" for RLIMIT_NPROC; a fork the limit
+// refuses ends the shell with one line and status 2, as dash's "Cannot
+// fork" does.
+func runProgram(ctx context.Context, stage string, extra []*os.File, progs *isolate.Programs, args []string, letGo <-chan struct{}) error {
 	hc := interp.HandlerCtx(ctx)
 	path, err := interp.LookPathDir(hc.Dir, hc.Env, args[0])
 	if err != nil {
@@ -268,21 +276,34 @@ func runProgram(ctx context.Context, stage string, extra []*os.File, args []stri
 		fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: %s\n", stage, args[0], msg)
 		return interp.ExitStatus(code)
 	}
-	cmd := &osexec.Cmd{
-		Path:       path,
-		Args:       args,
-		Env:        execEnv(hc.Env),
-		Dir:        hc.Dir,
-		Stdin:      hc.Stdin,
-		Stdout:     hc.Stdout,
-		Stderr:     hc.Stderr,
-		ExtraFiles: extra,
+	command := func(path string, argv []string) *osexec.Cmd {
+		path, argv = limitedArgv(progs.RoleArgs(), path, argv)
+		return &osexec.Cmd{
+			Path:       path,
+			Args:       argv,
+			Env:        execEnv(hc.Env),
+			Dir:        hc.Dir,
+			Stdin:      hc.Stdin,
+			Stdout:     hc.Stdout,
+			Stderr:     hc.Stderr,
+			ExtraFiles: extra,
+		}
 	}
-	if err := cmd.Start(); err != nil {
-		if errors.Is(err, unix.ENOEXEC) {
-			// A script without a #! line: run it with a shell of its
-			// own, as shells do (the interpreter's default does that).
+	cmd := command(path, args)
+	err = progs.Start(cmd.Start)
+	if errors.Is(err, unix.ENOEXEC) {
+		// A script without a #! line: run it with a shell of its
+		// own, as shells do (the interpreter's default does that).
+		if progs == nil {
 			return interp.DefaultExecHandler(2*time.Second)(ctx, args)
+		}
+		cmd = command("/bin/sh", append([]string{"sh", path}, args[1:]...))
+		err = progs.Start(cmd.Start)
+	}
+	if err != nil {
+		if progs.Max() > 0 && errors.Is(err, unix.EAGAIN) {
+			fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: cannot fork: the stage's limit pids=%d is reached\n", stage, args[0], progs.Max())
+			os.Exit(2)
 		}
 		code, msg := cannotRun(hc.Dir, path, err)
 		fmt.Fprintf(hc.Stderr, "ipcflow: stage %s: %s: %s\n", stage, args[0], msg)

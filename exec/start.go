@@ -201,7 +201,7 @@ func (f *flow) startStage(st *liveStage) {
 	path, argv := pr.Path, pr.Argv
 	if len(st.plan.Limits) > 0 {
 		var err error
-		if path, argv, err = limited(st, pr); err != nil {
+		if pr, path, argv, err = limited(st, pr); err != nil {
 			fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %v\n", st.name(), err)
 			f.finished(st, exitInfo{code: 126, reported: true})
 			return

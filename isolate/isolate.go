@@ -18,7 +18,11 @@
 // The stage joins its groups and sets its limits itself, before it execs
 // its command: exec starts it through the internal role "limits" (Enter),
 // so nothing runs unlimited for a moment, and ipcflow itself never
-// steps into a limited group.
+// steps into a limited group. Where the stage's process is one of
+// ipcflow's own helpers (the stage shell, the replica runner), a v1 pids
+// group and RLIMIT_NPROC are left to the helper for each program it
+// starts (HelperArgs, Programs): pids counts the stage's programs, not
+// the threads of a Go process.
 package isolate
 
 import (
@@ -28,8 +32,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -132,6 +139,7 @@ func Controllers(ms []Mechanism) []string {
 type Group struct {
 	Paths  []string // every group's directory
 	V2     string   // the v2 group's directory, "" if none
+	pids   string   // the cgroup v1 pids group, "" if none
 	memory string   // the memory group, for its OOM count
 	events string   // the file that counts its OOM kills
 	ooms   int      // the OOM kills counted at the last Killed
@@ -196,6 +204,7 @@ func New(ms []Mechanism, l *parser.Limits, name, run string) (*Group, error) {
 				err = write(dir, "cpu.cfs_quota_us", []byte(strconv.Itoa(max(1000, int(l.CPU*period)))))
 			}
 		case "pids":
+			g.pids = dir
 			err = write(dir, "pids.max", []byte(strconv.Itoa(l.Pids)))
 		}
 		if err != nil {
@@ -339,4 +348,137 @@ func Enter(args []string) int {
 		return 127
 	}
 	return 126
+}
+
+// ProgramsEnv is the environment variable that hands a helper stage's
+// pids limit to ipcflow's own helper process (the stage shell, the
+// replica runner), which applies it to each program it starts
+// (TakePrograms). The pids limit counts the stage's programs, not the
+// helper: a Go process has threads the kernel counts as tasks, and Go's
+// runtime dies (a stack trace) when it may not make one.
+const ProgramsEnv = "IPCFLOW_PROGRAM_LIMITS"
+
+// HelperArgs is Args for a stage whose process is one of ipcflow's own
+// helpers: its cgroup v1 pids group and its RLIMIT_NPROC are left out of
+// the args, and returned as programs, the value of ProgramsEnv for the
+// helper ("" if none). A cgroup v2 pids limit is in the stage's one
+// group, which the helper joins: it stays in args.
+func HelperArgs(g *Group, ms []Mechanism, l *parser.Limits) (args []string, programs string) {
+	var fields []string
+	for _, a := range Args(g, ms, l) {
+		switch {
+		case g != nil && g.pids != "" && a == "cg="+g.pids:
+			fields = append(fields, "pids="+g.pids, "max="+strconv.Itoa(l.Pids))
+		case a == fmt.Sprintf("rl=%d:%d", unix.RLIMIT_NPROC, l.Pids):
+			fields = append(fields, a)
+		default:
+			args = append(args, a)
+		}
+	}
+	return args, strings.Join(fields, "\n")
+}
+
+// Programs is a helper's pids limit for the programs it starts.
+type Programs struct {
+	env  string   // ProgramsEnv's value, for a helper the helper starts
+	pids string   // the stage's cgroup v1 pids group
+	max  int      // its pids.max
+	args []string // the internal role "limits"'s arguments: rl=RES:VALUE
+	mu   sync.Mutex
+}
+
+// TakePrograms reads ProgramsEnv and removes it from the environment, so
+// that programs do not see it; nil when it is not set.
+func TakePrograms() *Programs {
+	v, ok := os.LookupEnv(ProgramsEnv)
+	if !ok {
+		return nil
+	}
+	os.Unsetenv(ProgramsEnv)
+	p := &Programs{env: v}
+	for _, f := range strings.Split(v, "\n") {
+		switch {
+		case strings.HasPrefix(f, "pids="):
+			p.pids = strings.TrimPrefix(f, "pids=")
+		case strings.HasPrefix(f, "max="):
+			p.max, _ = strconv.Atoi(strings.TrimPrefix(f, "max="))
+		case strings.HasPrefix(f, "rl="):
+			p.args = append(p.args, f)
+		}
+	}
+	if p.pids == "" && len(p.args) == 0 {
+		return nil
+	}
+	return p
+}
+
+// Env is ProgramsEnv's NAME=VALUE, for a helper that this helper starts
+// (a replica runner's copy that is a stage shell); "" for none.
+func (p *Programs) Env() string {
+	if p == nil {
+		return ""
+	}
+	return ProgramsEnv + "=" + p.env
+}
+
+// Max is the pids limit, 0 without one.
+func (p *Programs) Max() int {
+	if p == nil {
+		return 0
+	}
+	return p.max
+}
+
+// RoleArgs are the internal role "limits"'s arguments (before "--") that
+// each program must start through, nil when none: the RLIMIT_NPROC
+// fallback, set in that wrapper only.
+func (p *Programs) RoleArgs() []string {
+	if p == nil || len(p.args) == 0 {
+		return nil
+	}
+	return append(slices.Clip(p.args), "--")
+}
+
+// Start runs start, which forks and execs one program, so that the fork
+// is the stage's pids group's: counted there, and refused (EAGAIN) when
+// the group is full. In cgroup v1 a thread may be in a group of its own:
+// this goroutine's thread, locked to it, moves into the group for the
+// fork and back out after, so neither the helper nor its other threads
+// count. While it is in, the group's pids.max is one more, for it; an
+// flock on the group's directory keeps the helpers of one stage (a
+// replica runner's stage shells) from doing that at once. Threads Go's
+// runtime makes meanwhile are made by its template thread, outside, since
+// this one is locked (runtime.LockOSThread).
+func (p *Programs) Start(start func() error) error {
+	if p == nil || p.pids == "" {
+		return start()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	dir, err := os.Open(p.pids)
+	if err != nil {
+		return fmt.Errorf("limit pids: %w", err)
+	}
+	defer dir.Close()
+	if err := unix.Flock(int(dir.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("limit pids: %w", err)
+	}
+	defer unix.Flock(int(dir.Fd()), unix.LOCK_UN)
+	runtime.LockOSThread()
+	tid := []byte(strconv.Itoa(unix.Gettid()))
+	if err := write(p.pids, "pids.max", []byte(strconv.Itoa(p.max+1))); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("limit pids: %w", err)
+	}
+	if err := write(p.pids, "tasks", tid); err != nil {
+		write(p.pids, "pids.max", []byte(strconv.Itoa(p.max)))
+		runtime.UnlockOSThread()
+		return fmt.Errorf("limit pids: join cgroup: %w", err)
+	}
+	err = start()
+	if werr := write(filepath.Dir(p.pids), "tasks", tid); werr == nil {
+		runtime.UnlockOSThread()
+	} // else the thread stays locked, and ends with its goroutine
+	write(p.pids, "pids.max", []byte(strconv.Itoa(p.max)))
+	return err
 }
