@@ -148,10 +148,18 @@ func (r *replicaRunner) runLong(k, pid int, started time.Time, inR, outW int) {
 	}
 	for {
 		e := r.waitEnd(pid, k)
-		restart, wait, note := r.again(k, what, e.ws, started, r.inputClosed[k].Load())
+		// Its input ended when its feeder closed it (loaded first: no
+		// byte comes after) and the pipe holds nothing the process left
+		// unread. A feeder that had handed out its last block long ago
+		// still leaves up to a pipe's worth for the copy: under restart
+		// always the next process reads it.
+		closed := r.inputClosed[k].Load()
+		unread := unreadBytes(inR)
+		restart, wait, note := r.again(k, what, e.ws, started, closed && unread == 0)
 		aborted := r.forget(pid, k, e, restart)
 		if !restart {
 			r.judge(e.ws, aborted, what, note)
+			r.reportUnread(k, what, e.ws, aborted, inR)
 			return
 		}
 		if !r.backoff(wait) {
@@ -164,6 +172,35 @@ func (r *replicaRunner) runLong(k, pid int, started time.Time, inR, outW int) {
 			}
 			return
 		}
+	}
+}
+
+// unreadBytes is how many bytes the pipe whose read end is inR holds
+// (FIONREAD); 0 for -1 or when it cannot tell.
+func unreadBytes(inR int) int {
+	if inR < 0 {
+		return 0
+	}
+	n, err := unix.IoctlGetInt(inR, unix.TIOCINQ) // FIONREAD
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// reportUnread says on stderr that copy k's last process (what names
+// it), which ended with ws and is not restarted, left bytes of its input
+// unread in its pipe (inR, the runner's read end): ipcflow took them
+// from upstream, and nobody reads them now. Not said after a stop (a
+// failure, the reader gone, the merge command ended), where the rest of
+// the input is dropped anyway, nor for a failure, which the stage's
+// status reports.
+func (r *replicaRunner) reportUnread(k int, what string, ws syscall.WaitStatus, aborted bool, inR int) {
+	if aborted || r.mergeEnded.Load() || r.isAborted() || !ws.Exited() || ws.ExitStatus() > 1 {
+		return
+	}
+	if n := unreadBytes(inR); n > 0 {
+		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %s: %s with %d bytes of its input not read; they are lost\n", r.cfg.Stage, what, endText(ws), n)
 	}
 }
 

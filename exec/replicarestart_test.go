@@ -343,3 +343,65 @@ a -> g
 		}
 	}
 }
+
+// restart always over long-lived copies that exit 0 before their input
+// ends: the feeder hands out every block early (the input fits in the
+// copies' pipes), and a copy whose pipe still holds bytes is restarted
+// until it is drained. Every line comes out exactly once, in any order,
+// as bash's unreplicated loop restarted prints them, and the stage exits
+// 0; in unordered and merge mode, over a pipe and an mq edge. -long adds
+// the user's case: 1000000 lines, copies exiting after 100000.
+func TestReplicaRestartAlwaysDrainsInput(t *testing.T) {
+	if _, err := osexec.LookPath("bash"); err != nil {
+		t.Skip("bash is not installed")
+	}
+	type size struct{ lines, per int }
+	sizes := []size{{20000, 2000}}
+	if *long {
+		sizes = append(sizes, size{1000000, 100000})
+	}
+	for _, sz := range sizes {
+		input := filepath.Join(t.TempDir(), "in.txt")
+		want := testkit.Bash(t, fmt.Sprintf("seq 1 %d | tee %s", sz.lines, input))
+		for _, mode := range []string{"unordered", "merge cat"} {
+			for _, ty := range []string{"pipe", "mq"} {
+				t.Run(fmt.Sprintf("%d/%s/%s", sz.lines, cmpOr(mode, ""), ty), func(t *testing.T) {
+					t.Parallel()
+					flow := fmt.Sprintf(`stage src = cat %s
+stage w[2] %s restart always max 1000 backoff 1ms = n=0; while IFS= read -r l; do echo "$l"; n=$((n+1)); [ $n = %d ] && exit 0; done
+src -[%s]-> w
+`, input, mode, sz.per, ty)
+					got, stderr, code := checkedRun(t, flow, nil, nil, nil)
+					if code != 0 || !sameLines(got, want) {
+						t.Fatalf("status %d, %d bytes: want 0 and every line of seq 1 %d once (%d bytes)\n%s", code, len(got), sz.lines, len(want), stderr)
+					}
+					if bytes.Contains(stderr, []byte("not read")) || bytes.Contains(stderr, []byte("not restarted")) {
+						t.Errorf("stderr:\n%s", stderr)
+					}
+				})
+			}
+		}
+	}
+}
+
+// A copy that ends for good with bytes still in its input pipe (exit 0
+// under restart on-failure, as head would) is no failure, but it is not
+// silent: ipcflow took those bytes from upstream, and the runner says
+// how many were not read.
+func TestReplicaUnreadInputReported(t *testing.T) {
+	for _, mode := range []string{"unordered", "merge cat"} {
+		for _, ty := range []string{"pipe", "mq"} {
+			t.Run(cmpOr(mode, "")+"/"+ty, func(t *testing.T) {
+				t.Parallel()
+				flow := fmt.Sprintf(`stage src = seq 1 20000
+stage w[2] %s restart on-failure backoff 1ms = head -c 1000
+src -[%s]-> w
+`, mode, ty)
+				_, stderr, code := checkedRun(t, flow, nil, nil, nil)
+				if code != 0 || !regexp.MustCompile(`ipcflow: stage w: copy w\[[01]\]: exit status 0 with [0-9]+ bytes of its input not read; they are lost\n`).Match(stderr) {
+					t.Fatalf("status %d, want 0 and the unread bytes on stderr\n%s", code, stderr)
+				}
+			})
+		}
+	}
+}
