@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,22 @@ func limitCgroups(t *testing.T) []string {
 	return left
 }
 
+// strayLimitCgroups is limitCgroups less the groups of runs still alive
+// (other tests', other packages' meanwhile), but for the runs own: what a
+// run left behind, or what the test's own run still has.
+func strayLimitCgroups(t *testing.T, own ...string) []string {
+	t.Helper()
+	live := testkit.LiveRunIDs()
+	var stray []string
+	for _, g := range limitCgroups(t) {
+		// ipcflow.<id>.limit-<stage>.procs
+		if parts := strings.Split(filepath.Base(g), "."); len(parts) < 2 || !live[parts[1]] || slices.Contains(own, parts[1]) {
+			stray = append(stray, g)
+		}
+	}
+	return stray
+}
+
 // A stage that allocates 400 MiB under a 64 MiB memory limit is killed,
 // and the report names the limit (read from the group's OOM count, not
 // guessed from the SIGKILL); a stage under its limits runs as without.
@@ -61,7 +78,7 @@ func TestMemoryLimitKills(t *testing.T) {
 		t.Skip("bash is not installed")
 	}
 	bin := testkit.BuildIpcflow(t)
-	before := len(limitCgroups(t))
+	before := len(strayLimitCgroups(t))
 	code, _, errb := restartRun(t, bin, `stage r limit memory=64MiB = bash -c 'x=$(head -c 400M /dev/zero | tr "\0" a); echo survived'`+"\n")
 	if code != 137 || !bytes.Contains(errb, []byte("ipcflow: stage r: killed: memory limit 64MiB\n")) {
 		t.Fatalf("exit status %d, stderr %q; want 137 and the limit named", code, errb)
@@ -76,7 +93,7 @@ func TestMemoryLimitKills(t *testing.T) {
 	if code != 0 || !bytes.Equal(out, seqLines(1000)) || len(errb) > 0 {
 		t.Fatalf("under its limits: exit status %d, %d bytes, stderr %q", code, len(out), errb)
 	}
-	if left := limitCgroups(t); len(left) > before {
+	if left := strayLimitCgroups(t); len(left) > before {
 		t.Errorf("cgroups left: %v", left)
 	}
 }
@@ -120,8 +137,8 @@ func TestLimitGroupsGoAfterSigkill(t *testing.T) {
 	if err != nil || ms[0].Rlimit != 0 || ms[1].Rlimit != 0 {
 		t.Skip("no cgroup memory and pids controllers this user may write (v2 or v1)")
 	}
-	before := len(limitCgroups(t))
-	cmd, _, _, check := startFlow(t, "stage s limit memory=64MiB, pids=10 = sleep 30\n")
+	before, strayBefore := len(limitCgroups(t)), len(strayLimitCgroups(t))
+	cmd, _, runBase, check := startFlow(t, "stage s limit memory=64MiB, pids=10 = sleep 30\n")
 	deadline := time.Now().Add(5 * time.Second)
 	for len(limitCgroups(t)) == before && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -129,12 +146,20 @@ func TestLimitGroupsGoAfterSigkill(t *testing.T) {
 	if len(limitCgroups(t)) == before {
 		t.Fatal("the stage's cgroups never appeared")
 	}
+	runs, _ := os.ReadDir(filepath.Join(runBase, "ipcflow"))
+	if len(runs) != 1 {
+		t.Fatalf("run directories %v, want the run's one", runs)
+	}
+	own := runs[0].Name()
+	if len(strayLimitCgroups(t, own)) == strayBefore {
+		t.Fatal("the run's groups are not told by its id")
+	}
 	cmd.Process.Kill()
 	cmd.Wait()
-	for len(limitCgroups(t)) > before && time.Now().Before(deadline.Add(5*time.Second)) {
+	for len(strayLimitCgroups(t, own)) > strayBefore && time.Now().Before(deadline.Add(5*time.Second)) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if left := limitCgroups(t); len(left) > before {
+	if left := strayLimitCgroups(t, own); len(left) > strayBefore {
 		t.Errorf("cgroups left after a SIGKILL of ipcflow: %v", left)
 	}
 	check()
@@ -165,7 +190,7 @@ func TestMemoryLimitV2(t *testing.T) {
 	if err != nil || !bytes.Contains(out, []byte("limit memory=64MiB by cgroup v2 memory.max")) {
 		t.Fatalf("dry run: %v\n%s", err, out)
 	}
-	before := len(limitCgroups(t))
+	before := len(strayLimitCgroups(t))
 	code, _, errb := restartRun(t, bin, `stage r limit memory=64MiB = bash -c 'x=$(head -c 400M /dev/zero | tr "\0" a); echo survived'`+"\n")
 	if code != 137 || !bytes.Contains(errb, []byte("ipcflow: stage r: killed: memory limit 64MiB\n")) {
 		t.Fatalf("exit status %d, stderr %q; want 137 and the limit named", code, errb)
@@ -184,7 +209,7 @@ func TestMemoryLimitV2(t *testing.T) {
 		filepath.Dir(groups[0]) != filepath.Dir(groups[1]) {
 		t.Errorf("v2 groups of the limited stage and the other: %q; want the stage's own and the leaf, in the run's group", groups)
 	}
-	if left := limitCgroups(t); len(left) > before {
+	if left := strayLimitCgroups(t); len(left) > before {
 		t.Errorf("cgroups left: %v", left)
 	}
 }
