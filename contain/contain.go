@@ -150,7 +150,7 @@ func (g *Group) Spawn(attr *syscall.SysProcAttr, start func() (int, error)) (int
 		return start()
 	}
 	self := []byte(strconv.Itoa(os.Getpid()))
-	if err := writeFile(filepath.Join(g.Path, "cgroup.procs"), self); err != nil {
+	if err := WriteControl(filepath.Join(g.Path, "cgroup.procs"), self); err != nil {
 		// The group would not take ipcflow (a v1 hierarchy can refuse a
 		// multi-threaded process it is not allowed to move): the stage
 		// starts all the same, held by its process group alone, rather
@@ -160,7 +160,7 @@ func (g *Group) Spawn(attr *syscall.SysProcAttr, start func() (int, error)) (int
 	pid, err := start()
 	// Should stepping back fail, ipcflow stays counted in the run's group:
 	// harmless, as kill spares ipcflow's own pid.
-	writeFile(g.home, self)
+	WriteControl(g.home, self)
 	return pid, err
 }
 
@@ -223,7 +223,7 @@ func removeTree(path string) error {
 func kill(path string, v Version) error {
 	if v == V2 {
 		// cgroup.kill kills the whole subtree.
-		err := writeFile(filepath.Join(path, "cgroup.kill"), []byte("1"))
+		err := WriteControl(filepath.Join(path, "cgroup.kill"), []byte("1"))
 		if err == nil || errors.Is(err, os.ErrNotExist) && !exists(path) {
 			return nil
 		}
@@ -231,7 +231,7 @@ func kill(path string, v Version) error {
 	} else {
 		// No new process can fork in the group (nor below it: pids.max
 		// binds the groups below) from now on, so the loop below ends.
-		writeFile(filepath.Join(path, "pids.max"), []byte("0"))
+		WriteControl(filepath.Join(path, "pids.max"), []byte("0"))
 	}
 	self := os.Getpid()
 	for range 100 {
@@ -271,7 +271,10 @@ func exists(path string) bool {
 	return err == nil
 }
 
-func writeFile(path string, data []byte) error {
+// WriteControl writes a cgroup's control file, which must be there: a
+// controller the group lacks has no file, and the kernel makes none
+// (no O_CREAT).
+func WriteControl(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		return err

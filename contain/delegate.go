@@ -130,7 +130,7 @@ func enable(dir string, cs []string) error {
 	if !missing {
 		return nil
 	}
-	if err := writeFile(file, []byte(strings.Join(words, " "))); err != nil {
+	if err := WriteControl(file, []byte(strings.Join(words, " "))); err != nil {
 		return fmt.Errorf("pass %s down in %s: %w", strings.Join(cs, ", "), file, err)
 	}
 	return nil

@@ -183,7 +183,7 @@ func TestDelegateOnThisKernel(t *testing.T) {
 	// may count on it); the test puts it back as it found it.
 	before, _ := readList(filepath.Join(p.Parent, "cgroup.subtree_control"))
 	if !slices.Contains(before, ctrl) {
-		t.Cleanup(func() { writeFile(filepath.Join(p.Parent, "cgroup.subtree_control"), []byte("-"+ctrl)) })
+		t.Cleanup(func() { WriteControl(filepath.Join(p.Parent, "cgroup.subtree_control"), []byte("-"+ctrl)) })
 	}
 	// Where the test's own group is not the root but is delegated to it
 	// (the VM's, internal/testkit/cgfake/v2vm.sh), it leaves it first,
@@ -222,7 +222,7 @@ func TestDelegateOnThisKernel(t *testing.T) {
 	if members, _ := os.ReadFile(filepath.Join(g.Path, "cgroup.procs")); len(members) > 0 {
 		t.Errorf("the run's group holds processes itself: %q", members)
 	}
-	if err := writeFile(filepath.Join(g.Path, "cgroup.procs"), self); !errors.Is(err, unix.EBUSY) {
+	if err := WriteControl(filepath.Join(g.Path, "cgroup.procs"), self); !errors.Is(err, unix.EBUSY) {
 		t.Errorf("moving the stage into the run's group itself: %v, want EBUSY (no internal processes)", err)
 	}
 	child := filepath.Join(g.Path, "ipcflow.test.limit-s.procs")
@@ -230,7 +230,7 @@ func TestDelegateOnThisKernel(t *testing.T) {
 	if got, _ := readList(filepath.Join(child, "cgroup.controllers")); !slices.Contains(got, ctrl) {
 		t.Errorf("a group in the run's has controllers %q, want %s", got, ctrl)
 	}
-	must(t, writeFile(filepath.Join(child, "cgroup.procs"), self))
+	must(t, WriteControl(filepath.Join(child, "cgroup.procs"), self))
 	if members, _ := os.ReadFile(filepath.Join(child, "cgroup.procs")); !bytes.Equal(bytes.TrimSpace(members), self) {
 		t.Errorf("the stage's own group holds %q, want %d", members, pid)
 	}

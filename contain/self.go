@@ -43,7 +43,7 @@ const SelfSuffix = "self"
 // moveProc moves process pid into the cgroup dir: the kernel's, but for
 // the tests (cgfake's Kernel.Move).
 var moveProc = func(dir string, pid int) error {
-	return writeFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)))
+	return WriteControl(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)))
 }
 
 // selfPid is ipcflow's pid, as Leave and Offers count processes (a
@@ -216,7 +216,7 @@ func Rejoin(path string) error {
 			for i, c := range on {
 				words[i] = "-" + c
 			}
-			if err := writeFile(filepath.Join(parent, "cgroup.subtree_control"), []byte(strings.Join(words, " "))); err != nil && len(pids) > 0 {
+			if err := WriteControl(filepath.Join(parent, "cgroup.subtree_control"), []byte(strings.Join(words, " "))); err != nil && len(pids) > 0 {
 				return fmt.Errorf("stop %s passing %s down: %w", parent, strings.Join(on, ", "), err)
 			}
 		}

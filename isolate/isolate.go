@@ -246,18 +246,9 @@ func (g *Group) newV2(res string, l *parser.Limits, dir string) error {
 	return nil
 }
 
-// write writes a cgroup's file, which must be there: a controller the
-// group lacks has no file, and the kernel makes none.
+// write writes the control file of group dir (contain.WriteControl).
 func write(dir, file string, data []byte) error {
-	f, err := os.OpenFile(filepath.Join(dir, file), os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return contain.WriteControl(filepath.Join(dir, file), data)
 }
 
 // Killed reports whether the memory group's OOM killer killed something
