@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -277,5 +278,26 @@ func TestPidsLimitHelpers(t *testing.T) {
 			t.Errorf("w[2] limit pids=3 = %s: exit %d, output %q (stderr %q)", cmd, code, out, errb)
 		}
 		noTrace("w[2] = "+cmd, errb)
+	}
+}
+
+// A copy of a replicated stage killed by the stage's memory limit is
+// named so in its restart line, as a plain stage is (the runner reads the
+// group's OOM count, IPCFLOW_OOM_WATCH).
+func TestReplicaCopyKilledForItsLimit(t *testing.T) {
+	if _, err := isolate.Plan(&parser.Limits{CPU: 1}, nil); err != nil {
+		t.Skip("no cgroup v1 memory and cpu controllers this user may write: ", err)
+	}
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("bash is not installed")
+	}
+	bin := testkit.BuildIpcflow(t)
+	code, _, errb := restartRun(t, bin, `stage src = printf "a\nb\n"
+stage w[2] unordered restart on-failure max 1 backoff 10ms limit memory=64MiB = bash -c 'cat >/dev/null; x=$(head -c 400M /dev/zero | tr "\0" a)'
+src -> w
+`)
+	if code != 137 || !regexp.MustCompile(`copy w\[[01]\]: killed: memory limit 64MiB; restarting in 10ms \(restart 1\)`).Match(errb) ||
+		bytes.Contains(errb, []byte("killed by signal SIGKILL")) {
+		t.Errorf("exit status %d, stderr:\n%s\nwant 137 and each copy's end named as the limit", code, errb)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ipcflow/ipcflow/channels"
+	"github.com/ipcflow/ipcflow/parser"
 	"github.com/ipcflow/ipcflow/stats"
 )
 
@@ -225,6 +226,23 @@ func (f *flow) withCopyTable(st *liveStage, pr *Process, fds []uintptr) (_ *Proc
 	withTable := *pr
 	withTable.Env = append(slices.Clip(pr.Env), fmt.Sprintf("%s=%d", copyTableEnv, len(fds)))
 	return &withTable, append(slices.Clip(fds), file.Fd()), func() { file.Close() }
+}
+
+// oomWatchEnv tells a replicated stage's runner where its memory group
+// counts OOM kills, and the limit: LIMIT:PATH. It names a copy killed for
+// the limit in its restart lines, as ipcflow names a stage.
+const oomWatchEnv = "IPCFLOW_OOM_WATCH"
+
+// withOOMWatch is pr with oomWatchEnv set, for a replicated stage with a
+// memory limit enforced by a cgroup.
+func withOOMWatch(st *liveStage, pr *Process) *Process {
+	file := st.limits.OOMFile()
+	if pr.Replicas == nil || file == "" {
+		return pr
+	}
+	watched := *pr
+	watched.Env = append(slices.Clip(pr.Env), oomWatchEnv+"="+parser.FormatSize(st.plan.Stage.Limits.Memory)+":"+file)
+	return &watched
 }
 
 // openCopyTable is the runner's side of withCopyTable: the table its

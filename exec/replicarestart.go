@@ -109,7 +109,7 @@ func (r *replicaRunner) again(k int, what string, ws syscall.WaitStatus, started
 	r.mu.Unlock()
 	switch {
 	case d.Restart:
-		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %s: %s; restarting in %v (restart %d)\n", r.cfg.Stage, what, endText(ws), d.Wait, restarts)
+		fmt.Fprintf(os.Stderr, "ipcflow: stage %s: %s: %s; restarting in %v (restart %d)\n", r.cfg.Stage, what, r.copyEndText(ws), d.Wait, restarts)
 		return true, d.Wait, ""
 	case d.Spent && failed:
 		return false, 0, spent

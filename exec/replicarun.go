@@ -80,6 +80,10 @@ type replicaRunner struct {
 	table *stats.CopyTable
 	// queue: the mq edge the copies take their work from (WorkQueue).
 	queue *native.MQReader
+	// oom: where the stage's memory group counts OOM kills, and its
+	// limit (oomWatchEnv); "" without a memory cgroup.
+	oomFile, oomLimit string
+	ooms              int // the kills named so far, under mu
 	// budgets: each copy's restarts under the stage's restart policy
 	// (replicarestart.go), nil without one; under mu.
 	budgets []*restart.Budget
@@ -106,6 +110,7 @@ func replicasRole(args []string) int {
 	r.inputClosed = make([]atomic.Bool, r.cfg.Copies)
 	r.setUpRestarts()
 	r.env, r.table = openCopyTable(r.env, r.cfg.Copies)
+	r.env = r.watchOOM(r.env)
 	if r.cfg.WorkQueue {
 		q, err := r.openWorkQueue()
 		if err != nil {
@@ -334,7 +339,7 @@ func (r *replicaRunner) judge(ws syscall.WaitStatus, aborted bool, what, note st
 	case ws.Exited():
 		r.fail(ws.ExitStatus(), 0, fmt.Sprintf("%s: %s%s", what, endText(ws), note))
 	case ws.Signaled():
-		r.fail(128+int(ws.Signal()), ws.Signal(), fmt.Sprintf("%s: %s%s", what, endText(ws), note))
+		r.fail(128+int(ws.Signal()), ws.Signal(), fmt.Sprintf("%s: %s%s", what, r.copyEndText(ws), note))
 	}
 }
 
@@ -344,6 +349,44 @@ func endText(ws syscall.WaitStatus) string {
 		return "killed by signal " + signalName(ws.Signal())
 	}
 	return fmt.Sprintf("exit status %d", ws.ExitStatus())
+}
+
+// watchOOM takes oomWatchEnv from env (the copies do not get it).
+func (r *replicaRunner) watchOOM(env []string) []string {
+	kept := env[:0:0]
+	for _, kv := range env {
+		v, ok := strings.CutPrefix(kv, oomWatchEnv+"=")
+		if !ok {
+			kept = append(kept, kv)
+			continue
+		}
+		if limit, file, ok := strings.Cut(v, ":"); ok {
+			r.oomLimit, r.oomFile = limit, file
+			r.ooms = isolate.OOMKills(file)
+		}
+	}
+	return kept
+}
+
+// copyEndText is how a copy's process ended, in a restart's line: a
+// SIGKILL its memory group's OOM killer counted is named as the limit,
+// as ipcflow names a stage's ("killed: memory limit 64MiB").
+func (r *replicaRunner) copyEndText(ws syscall.WaitStatus) string {
+	if r.oomFile != "" && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+		n := isolate.OOMKills(r.oomFile)
+		r.mu.Lock()
+		// One kill counted per SIGKILL seen: two copies killed at
+		// once are both in the count the first of them reads.
+		killed := n > r.ooms
+		if killed {
+			r.ooms++
+		}
+		r.mu.Unlock()
+		if killed {
+			return "killed: memory limit " + r.oomLimit
+		}
+	}
+	return endText(ws)
 }
 
 func signalName(s syscall.Signal) string {

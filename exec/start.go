@@ -196,6 +196,7 @@ func (f *flow) startStage(st *liveStage) {
 		copied.Env = copyEnv(st, pr.Env)
 		pr = &copied
 	}
+	pr = withOOMWatch(st, pr)
 	pr, fds, tableSent := f.withCopyTable(st, pr, sf.fds)
 	defer tableSent()
 	path, argv := pr.Path, pr.Argv

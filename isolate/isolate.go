@@ -255,23 +255,42 @@ func write(dir, file string, data []byte) error {
 // since the last call: read from the oom_kill count of memory.events (v2)
 // or memory.oom_control (v1), not guessed from a SIGKILL.
 func (g *Group) Killed() bool {
-	if g == nil || g.memory == "" {
+	if g.OOMFile() == "" {
 		return false
 	}
-	data, err := os.ReadFile(filepath.Join(g.memory, g.events))
+	n := OOMKills(g.OOMFile())
+	killed := n > g.ooms
+	g.ooms = max(g.ooms, n)
+	return killed
+}
+
+// OOMFile is the file that counts the memory group's OOM kills, "" when
+// the group limits no memory: for a replica runner, which names a copy
+// killed for the limit as ipcflow names a stage.
+func (g *Group) OOMFile() string {
+	if g == nil || g.memory == "" {
+		return ""
+	}
+	return filepath.Join(g.memory, g.events)
+}
+
+// OOMKills is the oom_kill count in path (OOMFile), 0 when unreadable.
+func OOMKills(path string) int {
+	if path == "" {
+		return 0
+	}
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return false
+		return 0
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "oom_kill" {
 			n, _ := strconv.Atoi(f[1])
-			killed := n > g.ooms
-			g.ooms = n
-			return killed
+			return n
 		}
 	}
-	return false
+	return 0
 }
 
 // Args are the internal role's arguments before the command: each
