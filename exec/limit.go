@@ -111,6 +111,12 @@ func (f *flow) removeLimits() error {
 func limited(st *liveStage, pr *Process) (*Process, string, []string, error) {
 	args := isolate.Args(st.limits, st.plan.Limits, st.plan.Stage.Limits)
 	if pr.Shell || pr.Replicas != nil {
+		if m := pidsMechanism(st.plan.Limits); m != nil && m.V2 {
+			// v2 has no per-thread move to fork a program into the pids
+			// group with (isolate.Programs is v1's): the helper's own
+			// threads would count, and Go's runtime dies without them.
+			return pr, "", nil, fmt.Errorf("limit pids=%s: under cgroup v2 a stage run by ipcflow's stage shell or replica runner cannot have one yet (their threads would count against it): give the stage one plain command, or drop the pids limit", m.Value)
+		}
 		var programs string
 		args, programs = isolate.HelperArgs(st.limits, st.plan.Limits, st.plan.Stage.Limits)
 		if programs != "" {
@@ -121,6 +127,16 @@ func limited(st *liveStage, pr *Process) (*Process, string, []string, error) {
 	}
 	path, argv, err := internalCommand("limits", append(append(args, pr.Path), pr.Argv...)...)
 	return pr, path, argv, err
+}
+
+// pidsMechanism is how the pids limit among ms is enforced, nil if none.
+func pidsMechanism(ms []isolate.Mechanism) *isolate.Mechanism {
+	for i := range ms {
+		if ms[i].Resource == "pids" {
+			return &ms[i]
+		}
+	}
+	return nil
 }
 
 // limitedArgv is path and argv started through the internal role
