@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -249,21 +248,16 @@ func withOOMWatch(st *liveStage, pr *Process) *Process {
 // environment names (the variable is not passed on to the copies), or
 // nil.
 func openCopyTable(env []string, copies int) ([]string, *stats.CopyTable) {
-	var t *stats.CopyTable
-	kept := env[:0:0]
-	for _, kv := range env {
-		v, ok := strings.CutPrefix(kv, copyTableEnv+"=")
-		if !ok {
-			kept = append(kept, kv)
-			continue
-		}
-		if fd, err := strconv.Atoi(v); err == nil && fd > 2 {
-			unix.CloseOnExec(fd) // the copies do not get it
-			if tt, err := stats.OpenCopyTable(fd, copies); err == nil {
-				t = tt
-			}
-			unix.Close(fd) // the mapping stays
-		}
+	env, v, ok := takeVar(env, copyTableEnv)
+	fd, err := strconv.Atoi(v)
+	if !ok || err != nil || fd <= 2 {
+		return env, nil
 	}
-	return kept, t
+	unix.CloseOnExec(fd) // the copies do not get it
+	defer unix.Close(fd) // the mapping stays
+	t, err := stats.OpenCopyTable(fd, copies)
+	if err != nil {
+		return env, nil
+	}
+	return env, t
 }

@@ -418,13 +418,23 @@ func withScriptDir(environ []string, file string) []string {
 	if err != nil {
 		return environ
 	}
-	env := make([]string, 0, len(environ)+1)
-	for _, kv := range environ {
-		if !strings.HasPrefix(kv, scriptDirVar+"=") {
-			env = append(env, kv)
-		}
-	}
+	env, _, _ := takeVar(environ, scriptDirVar)
 	return append(env, scriptDirVar+"="+dir)
+}
+
+// takeVar is env without the variable name (every NAME=... of it) and
+// its value: for the variables ipcflow hands its own processes, which are
+// not passed on to what they start. rest is a new slice; env is kept.
+func takeVar(env []string, name string) (rest []string, value string, found bool) {
+	rest = make([]string, 0, len(env))
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			value, found = v, true
+			continue
+		}
+		rest = append(rest, kv)
+	}
+	return rest, value, found
 }
 
 // EnvironWithout is ipcflow's environment less the variables named in

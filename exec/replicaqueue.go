@@ -3,7 +3,6 @@ package exec
 import (
 	"errors"
 	"io"
-	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -35,14 +34,7 @@ func (r *replicaRunner) openWorkQueue() (*native.MQReader, error) {
 			unix.CloseOnExec(fd)
 		}
 	}
-	prefix := native.Env("in") + "="
-	kept := r.env[:0:0]
-	for _, kv := range r.env {
-		if !strings.HasPrefix(kv, prefix) {
-			kept = append(kept, kv)
-		}
-	}
-	r.env = kept
+	r.env, _, _ = takeVar(r.env, native.Env("in"))
 	return native.NewMQReader(s)
 }
 

@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -51,13 +50,7 @@ func (r *replicaRunner) setUpRestarts() {
 	for k := range r.budgets {
 		r.budgets[k] = restart.New(*r.cfg.Restart)
 	}
-	kept := r.env[:0:0]
-	for _, kv := range r.env {
-		if !strings.HasPrefix(kv, restartsEnv+"=") {
-			kept = append(kept, kv)
-		}
-	}
-	r.env = kept
+	r.env, _, _ = takeVar(r.env, restartsEnv)
 }
 
 // startCopy starts a process of copy k with fds as its 0, 1, 2; again:

@@ -353,19 +353,12 @@ func endText(ws syscall.WaitStatus) string {
 
 // watchOOM takes oomWatchEnv from env (the copies do not get it).
 func (r *replicaRunner) watchOOM(env []string) []string {
-	kept := env[:0:0]
-	for _, kv := range env {
-		v, ok := strings.CutPrefix(kv, oomWatchEnv+"=")
-		if !ok {
-			kept = append(kept, kv)
-			continue
-		}
-		if limit, file, ok := strings.Cut(v, ":"); ok {
-			r.oomLimit, r.oomFile = limit, file
-			r.ooms = isolate.OOMKills(file)
-		}
+	env, v, _ := takeVar(env, oomWatchEnv)
+	if limit, file, ok := strings.Cut(v, ":"); ok {
+		r.oomLimit, r.oomFile = limit, file
+		r.ooms = isolate.OOMKills(file)
 	}
-	return kept
+	return env
 }
 
 // copyEndText is how a copy's process ended, in a restart's line: a
