@@ -199,9 +199,9 @@ func New(ms []Mechanism, l *parser.Limits, name, run string) (*Group, error) {
 				err = write(dir, "memory.memsw.limit_in_bytes", limit)
 			}
 		case "cpu":
-			const period = 100000
+			quota, period := cpuQuota(l)
 			if err = write(dir, "cpu.cfs_period_us", []byte(strconv.Itoa(period))); err == nil {
-				err = write(dir, "cpu.cfs_quota_us", []byte(strconv.Itoa(max(1000, int(l.CPU*period)))))
+				err = write(dir, "cpu.cfs_quota_us", []byte(strconv.Itoa(quota)))
 			}
 		case "pids":
 			g.pids = dir
@@ -212,6 +212,14 @@ func New(ms []Mechanism, l *parser.Limits, name, run string) (*Group, error) {
 		}
 	}
 	return g, nil
+}
+
+// cpuQuota is cpu=FRACTION as the kernel takes it, in v1's two files or
+// v2's cpu.max alike: µs of CPU per period of 100ms, at least 1000 (the
+// kernel's floor is 1ms).
+func cpuQuota(l *parser.Limits) (quota, period int) {
+	period = 100000
+	return max(1000, int(l.CPU*float64(period))), period
 }
 
 // newV2 makes the stage's v2 group at dir, once, and writes the limit of
@@ -235,8 +243,8 @@ func (g *Group) newV2(res string, l *parser.Limits, dir string) error {
 			err = write(dir, "memory.swap.max", []byte("0"))
 		}
 	case "cpu":
-		const period = 100000
-		err = write(dir, "cpu.max", []byte(fmt.Sprintf("%d %d", max(1000, int(l.CPU*period)), period)))
+		quota, period := cpuQuota(l)
+		err = write(dir, "cpu.max", []byte(fmt.Sprintf("%d %d", quota, period)))
 	case "pids":
 		err = write(dir, "pids.max", []byte(strconv.Itoa(l.Pids)))
 	}
