@@ -29,7 +29,6 @@
 package contain
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -290,58 +289,22 @@ func WriteControl(path string, data []byte) error {
 // mount (in /proc/self/mountinfo) and this process's cgroup in each (in
 // /proc/self/cgroup), as paths relative to the mount.
 func readCgroups() (mounts, own map[Version]string, err error) {
+	mi, cg, err := readSelfCgroups()
+	if err != nil {
+		return nil, nil, err
+	}
 	mounts, own = map[Version]string{}, map[Version]string{}
-	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, nil, err
-	}
-	roots := map[Version]string{}
-	sc := bufio.NewScanner(bytes.NewReader(mi))
-	for sc.Scan() {
-		// id parent major:minor root mountpoint opts... - fstype source superopts
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 5 || len(g) < 3 {
-			continue
+	for v, pick := range map[Version]hierarchyPick{
+		V2:     {mount: func(fs, _ string) bool { return fs == "cgroup2" }, line: func(id, ctrls string) bool { return id == "0" && ctrls == "" }},
+		V1Pids: {mount: func(fs, opts string) bool { return fs == "cgroup" && hasOption(opts, "pids") }, line: func(_, ctrls string) bool { return hasOption(ctrls, "pids") }},
+	} {
+		mnt, rel, mounted, ok := findHierarchy(mi, cg, pick)
+		if mounted {
+			mounts[v] = mnt
 		}
-		var v Version
-		switch {
-		case g[0] == "cgroup2":
-			v = V2
-		case g[0] == "cgroup" && hasOption(g[2], "pids"):
-			v = V1Pids
-		default:
-			continue
+		if ok {
+			own[v] = rel
 		}
-		if _, seen := mounts[v]; !seen {
-			mounts[v], roots[v] = unescape(f[4]), f[3]
-		}
-	}
-	cg, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, line := range strings.Split(string(cg), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		var v Version
-		switch {
-		case parts[0] == "0" && parts[1] == "":
-			v = V2
-		case hasOption(parts[1], "pids"):
-			v = V1Pids
-		default:
-			continue
-		}
-		// Relative to the mount's root: a container sees its own cgroup
-		// as the mount's root.
-		rel, ok := strings.CutPrefix(parts[2], roots[v])
-		if !ok || strings.Contains(rel, "..") {
-			continue
-		}
-		own[v] = rel
 	}
 	return mounts, own, nil
 }
@@ -350,39 +313,68 @@ func readCgroups() (mounts, own map[Version]string, err error) {
 // v1 hierarchy of controller (memory, cpu, pids), when this user may
 // make groups in it: where package isolate makes a stage's.
 func V1Own(controller string) (string, bool) {
-	mi, err := os.ReadFile("/proc/self/mountinfo")
+	mi, cg, err := readSelfCgroups()
 	if err != nil {
 		return "", false
 	}
-	var mnt, root string
-	for _, line := range strings.Split(string(mi), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
+	mnt, rel, _, ok := findHierarchy(mi, cg, hierarchyPick{
+		mount: func(fs, opts string) bool { return fs == "cgroup" && hasOption(opts, controller) },
+		line:  func(_, ctrls string) bool { return hasOption(ctrls, controller) },
+	})
+	dir := filepath.Join(mnt, rel)
+	if !ok || unix.Access(dir, unix.W_OK) != nil {
+		return "", false
+	}
+	return dir, true
+}
+
+// readSelfCgroups reads /proc/self/mountinfo and /proc/self/cgroup.
+func readSelfCgroups() (mountinfo, cgroup []byte, err error) {
+	if mountinfo, err = os.ReadFile("/proc/self/mountinfo"); err != nil {
+		return nil, nil, err
+	}
+	cgroup, err = os.ReadFile("/proc/self/cgroup")
+	return mountinfo, cgroup, err
+}
+
+// hierarchyPick tells one cgroup hierarchy: its mount in mountinfo (by
+// file system type and super options) and its line in /proc/PID/cgroup
+// (by hierarchy id and controllers).
+type hierarchyPick struct {
+	mount func(fstype, superopts string) bool
+	line  func(id, controllers string) bool
+}
+
+// findHierarchy finds pick's first mount in mountinfo (mounted) and this
+// process's group in it from cgroup, relative to the mount (ok): relative
+// to the mount's root, since a container sees its own cgroup as the
+// mount's root.
+func findHierarchy(mountinfo, cgroup []byte, pick hierarchyPick) (mnt, rel string, mounted, ok bool) {
+	var root string
+	for _, line := range strings.Split(string(mountinfo), "\n") {
+		// id parent major:minor root mountpoint opts... - fstype source superopts
+		pre, post, cut := strings.Cut(line, " - ")
 		f, g := strings.Fields(pre), strings.Fields(post)
-		if ok && len(f) >= 5 && len(g) >= 3 && g[0] == "cgroup" && hasOption(g[2], controller) {
-			mnt, root = unescape(f[4]), f[3]
+		if cut && len(f) >= 5 && len(g) >= 3 && pick.mount(g[0], g[2]) {
+			mnt, root, mounted = unescape(f[4]), f[3], true
 			break
 		}
 	}
-	if mnt == "" {
-		return "", false
+	if !mounted {
+		return "", "", false, false
 	}
-	cg, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return "", false
-	}
-	for _, line := range strings.Split(string(cg), "\n") {
+	for _, line := range strings.Split(string(cgroup), "\n") {
 		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 || !hasOption(parts[1], controller) {
+		if len(parts) != 3 || !pick.line(parts[0], parts[1]) {
 			continue
 		}
 		rel, ok := strings.CutPrefix(parts[2], root)
-		dir := filepath.Join(mnt, rel)
-		if !ok || strings.Contains(rel, "..") || unix.Access(dir, unix.W_OK) != nil {
-			return "", false
+		if !ok || strings.Contains(rel, "..") {
+			return mnt, "", true, false
 		}
-		return dir, true
+		return mnt, rel, true, true
 	}
-	return "", false
+	return mnt, "", true, false
 }
 
 func hasOption(opts, want string) bool {
