@@ -72,7 +72,7 @@ func (f *flow) again(st *liveStage, e exitInfo) bool {
 	if !st.restartable() || st.budget == nil || f.stopping || e.signal == unix.SIGPIPE {
 		return false
 	}
-	if e.code != 0 && e.signal == 0 && f.readersGone(st) {
+	if f.metEPIPE(st, e) {
 		return false
 	}
 	now := time.Now()

@@ -72,6 +72,14 @@ type exitInfo struct {
 }
 
 // ok: exit 0, or killed by SIGPIPE because its reader finished (SPEC 6).
+// metEPIPE reports whether st ended with an error of its own after every
+// reader of its output had gone: a program that catches EPIPE (or ignores
+// SIGPIPE) does so, and that is `yes | head`, not a failure (nor a reason
+// to restart it: nobody is left to write to).
+func (f *flow) metEPIPE(st *liveStage, e exitInfo) bool {
+	return !e.ok() && e.signal == 0 && f.readersGone(st)
+}
+
 func (e exitInfo) ok() bool { return e.code == 0 || e.signal == unix.SIGPIPE || e.epipe }
 
 func (e exitInfo) String() string {
@@ -249,10 +257,7 @@ func (f *flow) finished(st *liveStage, e exitInfo) {
 		st.release()
 		st.release = nil
 	}
-	if !e.ok() && e.signal == 0 && f.readersGone(st) {
-		// A program that catches EPIPE (or ignores SIGPIPE) exits with
-		// an error of its own once its reader has gone: that is `yes |
-		// head`, not a failure.
+	if f.metEPIPE(st, e) {
 		st.exit.epipe = true
 		return
 	}
