@@ -7,22 +7,28 @@
 // The pieces, and where each runs:
 //
 //	ipcflow (local)                                host H
-//	  Connect: ssh -M (master, ControlPath in the run directory)
+//	  Connect: ssh -G H (ControlPath, SendEnv); a warm master of the user's
+//	     there, or ssh -M (ControlPath in the run directory)
 //	     session "boot":  mkdir a private HOSTDIR, say `ipcflow version`,
 //	                      then hold until stdin ends, rm -rf HOSTDIR
 //	     (ipcflow copied to HOSTDIR when H has none of our version)
 //	  stage x on H: exec starts the stand-in (role "remote") with x's fd table
-//	     stand-in ──ssh -S── control session ── agent (role "agent")
+//	     stand-in ──mux── control session ── agent (role "agent")
 //	        stdin: the spec, then "ping" / "kill N" lines    ── heartbeat, signals
 //	        stdout: "exit N" or "signal N" at the end       ── x's status
 //	        stderr: x's fd 2 as it is
-//	     stand-in ──ssh -S── one session per other fd ── port (role "port")
-//	        ssh's stdin (x reads) or stdout (x writes) is the local edge's fd;
+//	     stand-in ──mux── one session per other fd ── port (role "port")
+//	        the session's stdin (x reads) or stdout (x writes) is the local
+//	        edge's fd, which the master itself reads or writes;
 //	        port hands its own stdin or stdout to the agent (SCM_RIGHTS on
 //	        HOSTDIR/x.sock) and waits until the agent lets go of it
 //	  agent: makes each fd's edge type on H (a pipe: the session's own fd;
 //	     shm, mq, ...: a channel of that type, bridged to the session), starts
 //	     x in a process group of its own, reports its status.
+//
+// "mux" is OpenSSH's multiplexing protocol, spoken here (mux.go): each
+// session is opened on the master's ControlPath with its three fds
+// handed over, as `ssh -S` would, without an ssh process per session.
 //
 // The agent is H's guardian: when its control session ends (stdin EOF,
 // SIGHUP) or no ping came for HeartbeatTimeout (a dropped link), it kills

@@ -350,3 +350,34 @@ func TestChattyShell(t *testing.T) {
 	}
 	sshlab.WaitNoLeftovers(t, 5*time.Second)
 }
+
+// TestSessionEnv: a stage on a host has what the user's ssh config sends
+// with a session (SendEnv, SetEnv), as `ssh host cmd` would, over the
+// run's own master and over a warm one alike. ipcflow opens the sessions
+// itself (mux.go), not through an ssh client that reads the config.
+func TestSessionEnv(t *testing.T) {
+	lab := sshlab.New(t, 1)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ssh_config")
+	labCfg := strings.TrimPrefix(lab.SSH, "ssh -F ")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("Host h1\n\tSendEnv IPCFLOW_SENT_*\n\tSetEnv IPCFLOW_SENT_SET=fixed\nInclude %s\n", labCfg)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	warmCfg := filepath.Join(dir, "warm_config")
+	if err := os.WriteFile(warmCfg, []byte(fmt.Sprintf("Include %s\nHost *\n\tControlPath %s/cm-%%h\n", cfg, dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ssh", "-F", warmCfg, "-o", "BatchMode=yes", "-o", "ControlMaster=yes", "-o", "ControlPersist=yes", "-fN", "h1").CombinedOutput(); err != nil {
+		t.Fatalf("start the warm master: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ssh", "-F", warmCfg, "-O", "exit", "h1").Run() })
+	for _, config := range []string{cfg, warmCfg} {
+		cmd := flowCmd(t, lab, "stage a on h1 = echo \"$IPCFLOW_SENT_A $IPCFLOW_SENT_SET ${IPCFLOW_UNSENT-unset}\"\n")
+		cmd.Env = append(os.Environ(), "IPCFLOW_SSH=ssh -F "+config, "IPCFLOW_SENT_A=sent", "IPCFLOW_UNSENT=oops")
+		out, err := cmd.CombinedOutput()
+		if want := "sent fixed unset\n"; err != nil || string(out) != want {
+			t.Errorf("with %s: %v, output %q; want %q", filepath.Base(config), err, out, want)
+		}
+	}
+	sshlab.WaitNoLeftovers(t, 10*time.Second)
+}

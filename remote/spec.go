@@ -65,6 +65,9 @@ type Info struct {
 	Ctl  string // the master's ControlPath
 	Bin  string // ipcflow on the host: "ipcflow" (its PATH's) or the copy in Dir
 	Dir  string // the host's private directory for this run
+	// Env is what a session of the host carries besides the host's own
+	// environment: the variables ssh's SendEnv names and its SetEnv.
+	Env []string
 }
 
 // hostKey names a host's files in the run directory: a host may hold any

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -61,14 +62,6 @@ var common = []string{"-T", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"}
 // Ciphers option in IPCFLOW_SSH comes first on the command line, and ssh
 // keeps the first value it gets: the user's choice wins.
 const preferCiphers = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
-
-// sshCommand is ssh over host's master at ctl, running remote (one string:
-// the host's login shell reads it).
-func sshCommand(words []string, ctl, host, remote string) *exec.Cmd {
-	args := append(append([]string{}, words[1:]...), common...)
-	args = append(args, "-S", ctl, "-o", "ControlMaster=no", host, "--", remote)
-	return exec.Command(words[0], args...)
-}
 
 // quote is s as one word for a POSIX shell.
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
@@ -139,10 +132,10 @@ type Hosts struct {
 
 type conn struct {
 	info   Info
-	master *exec.Cmd
 	hold   io.WriteCloser // the boot session's stdin: closed, it cleans up and ends
-	done   chan struct{}  // closed when master has exited
-	stderr bytes.Buffer
+	done   chan struct{}  // closed when the boot session (and our master) ended
+	kill   func()         // ends the boot session at once
+	stderr bytes.Buffer   // what the master, or the boot session, said
 }
 
 // Connect opens a master connection to each host, all at once, in the run
@@ -189,72 +182,79 @@ func Connect(hosts []string, dir string, record func(kind, name string) error) (
 	return h, nil
 }
 
-// warmMaster is the ControlPath of a master the user's ssh config gives
-// host and that is up now (`ssh -G` names it, `ssh -O check` answers),
-// or "". Using it saves the run a connection's handshake and
+// hostConfig is what the user's ssh config says of host (`ssh -G`): the
+// ControlPath of a master of theirs that is up now ("" for none) and the
+// environment a session of host is to carry (SendEnv, SetEnv), which
+// sessions opened here (mux.go) pass on as an ssh client would.
+//
+// A warm master saves the run a connection's handshake and
 // authentication per host, the bulk of a start-up. It is the user's: the
 // run only opens sessions over it and never stops it.
-func warmMaster(words []string, host string) string {
-	// Both asked at once: each is an ssh start, about 7 ms, and the run
-	// waits for them. `-O check` without -S finds the same ControlPath
-	// in the same config that `-G` prints.
-	checked := make(chan bool, 1)
-	go func() {
-		args := append(append([]string{}, words[1:]...), common...)
-		args = append(args, "-O", "check", host)
-		checked <- exec.Command(words[0], args...).Run() == nil
-	}()
+func hostConfig(words []string, host string) (warm string, env []string) {
 	args := append(append([]string{}, words[1:]...), "-G", host)
 	out, err := exec.Command(words[0], args...).Output()
-	up := <-checked
-	if err != nil || !up {
-		return ""
+	if err != nil {
+		// The master's own ssh, next, says what is wrong in one line.
+		return "", nil
 	}
-	path := ""
+	var sendEnv []string
 	for _, l := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(l, "controlpath "); ok {
-			path = strings.TrimSpace(v)
+		key, v, _ := strings.Cut(strings.TrimSpace(l), " ")
+		switch key {
+		case "controlpath":
+			warm = v
+		case "sendenv":
+			sendEnv = append(sendEnv, v)
+		case "setenv":
+			env = append(env, v)
 		}
 	}
-	if path == "none" {
-		return ""
+	env = append(sentEnv(os.Environ(), sendEnv), env...)
+	if warm == "none" || warm == "" {
+		return "", env
 	}
-	return path
+	c, err := dialMaster(warm)
+	if err != nil {
+		return "", env
+	}
+	c.Close()
+	return warm, env
 }
 
-// open starts the master (or a session over the user's warm one), reads
-// the boot session's answer and, when the host has no ipcflow of ours,
-// copies this one.
+// sentEnv are the variables of environ whose names match one of the
+// SendEnv patterns (wildcards * and ?, as ssh's match_pattern), in
+// environ's order.
+func sentEnv(environ, patterns []string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		for _, p := range patterns {
+			if ok, _ := path.Match(p, name); ok {
+				out = append(out, kv)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// open starts the master (or a boot session over the user's warm one),
+// reads the boot session's answer and, when the host has no ipcflow of
+// ours, copies this one.
 func (c *conn) open(words []string, dir string) error {
-	args := append(append([]string{}, words[1:]...), common...)
-	if warm := warmMaster(words, c.info.Host); warm != "" {
-		// The boot session's ssh stands for the master here: its end
-		// (ipcflow's, or the connection's) is the run's end on the host.
-		c.info.Ctl = warm
-		args = append(args, "-S", warm, "-o", "ControlMaster=no", c.info.Host, "--", boot)
-	} else {
-		args = append(args, "-M", "-S", c.info.Ctl, "-o", "ControlPersist=no", "-o", "Ciphers="+preferCiphers,
-			"-o", fmt.Sprintf("ServerAliveInterval=%d", aliveInterval),
-			"-o", fmt.Sprintf("ServerAliveCountMax=%d", aliveCount),
-			"-o", "ConnectTimeout=10", c.info.Host, "--", boot)
-	}
-	c.master = exec.Command(words[0], args...)
-	c.master.Stderr = &c.stderr
+	warm, env := hostConfig(words, c.info.Host)
+	c.info.Env = env
+	var out io.ReadCloser
 	var err error
-	if c.hold, err = c.master.StdinPipe(); err != nil {
-		return err
+	if warm != "" {
+		c.info.Ctl = warm
+		out, err = c.bootOver(warm)
+	} else {
+		out, err = c.startMaster(words)
 	}
-	out, err := c.master.StdoutPipe()
 	if err != nil {
 		return err
 	}
-	if err := startOwned(c.master); err != nil {
-		return fmt.Errorf("start ssh: %w", err)
-	}
-	go func() {
-		c.master.Wait()
-		close(c.done)
-	}()
 	var lines []string
 	sc := bufio.NewScanner(out)
 	for sc.Scan() && sc.Text() != "." {
@@ -272,14 +272,74 @@ func (c *conn) open(words []string, dir string) error {
 		}
 		return c.failure()
 	}
+	go func() {
+		io.Copy(io.Discard, out)
+		out.Close()
+	}()
 	c.info.Dir, c.info.Bin = lines[0], "ipcflow"
 	if len(lines) < 2 || lines[1] != Version() || !trustVersion() {
-		if err := c.copySelf(words); err != nil {
+		if err := c.copySelf(); err != nil {
 			return err
 		}
 	}
 	b, _ := json.Marshal(c.info)
 	return os.WriteFile(infoPath(dir, c.info.Host), b, 0o600)
+}
+
+// startMaster starts the run's own master to c's host, its own session
+// being the boot session; out is that session's stdout.
+func (c *conn) startMaster(words []string) (out io.ReadCloser, err error) {
+	args := append(append([]string{}, words[1:]...), common...)
+	args = append(args, "-M", "-S", c.info.Ctl, "-o", "ControlPersist=no", "-o", "Ciphers="+preferCiphers,
+		"-o", fmt.Sprintf("ServerAliveInterval=%d", aliveInterval),
+		"-o", fmt.Sprintf("ServerAliveCountMax=%d", aliveCount),
+		"-o", "ConnectTimeout=10", c.info.Host, "--", boot)
+	master := exec.Command(words[0], args...)
+	master.Stderr = &c.stderr
+	if c.hold, err = master.StdinPipe(); err != nil {
+		return nil, err
+	}
+	if out, err = master.StdoutPipe(); err != nil {
+		return nil, err
+	}
+	if err := startOwned(master); err != nil {
+		return nil, fmt.Errorf("start ssh: %w", err)
+	}
+	c.kill = func() { master.Process.Kill() }
+	c.done = make(chan struct{})
+	go func() {
+		master.Wait()
+		close(c.done)
+	}()
+	return out, nil
+}
+
+// bootOver opens the boot session over the user's warm master at ctl: its
+// end (ipcflow's, or the connection's) is the run's end on the host.
+func (c *conn) bootOver(ctl string) (io.ReadCloser, error) {
+	stdin, hold, err1 := os.Pipe()
+	answer, stdout, err2 := os.Pipe()
+	said, stderr, err3 := os.Pipe()
+	defer closeAll(stdin, stdout, stderr) // the master has its own copies
+	if err := errors.Join(err1, err2, err3); err != nil {
+		closeAll(hold, answer, said)
+		return nil, err
+	}
+	s, err := startSession(ctl, boot, c.info.Env, stdin, stdout, stderr)
+	if err != nil {
+		closeAll(hold, answer, said)
+		return nil, err
+	}
+	c.hold = hold
+	c.kill = s.Hangup
+	c.done = make(chan struct{})
+	go func() {
+		io.Copy(&c.stderr, said)
+		said.Close()
+		s.Wait()
+		close(c.done)
+	}()
+	return answer, nil
 }
 
 // isBootDir reports whether l is the directory boot's mktemp made.
@@ -314,7 +374,7 @@ func (c *conn) end() {
 	select {
 	case <-c.done:
 	case <-time.After(closeGrace):
-		c.master.Process.Kill()
+		c.kill()
 		<-c.done
 	}
 }
@@ -331,26 +391,26 @@ func (c *conn) failure() error {
 		msg = msg[i+1:]
 	}
 	if msg == "" {
-		msg = fmt.Sprintf("ssh ended (%v) before the host answered", c.master.ProcessState)
+		msg = "ssh ended before the host answered"
 	}
 	return errors.New(msg)
 }
 
 // copySelf copies the running binary (static, so it runs on any Linux of
 // its architecture) into the host's private directory.
-func (c *conn) copySelf(words []string) error {
+func (c *conn) copySelf() error {
 	self, err := os.Open("/proc/self/exe")
 	if err != nil {
 		return fmt.Errorf("copy ipcflow to the host: %w", err)
 	}
 	defer self.Close()
 	bin := c.info.Dir + "/ipcflow"
-	cmd := sshCommand(words, c.info.Ctl, c.info.Host, "cat > "+quote(bin)+" && chmod 700 "+quote(bin))
-	cmd.Stdin = self
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("copy ipcflow to the host: %v %s", err, strings.TrimSpace(stderr.String()))
+	code, stderr, err := runSession(c.info.Ctl, "cat > "+quote(bin)+" && chmod 700 "+quote(bin), c.info.Env, self)
+	if err == nil && code != 0 {
+		err = fmt.Errorf("exit status %d", code)
+	}
+	if err != nil {
+		return fmt.Errorf("copy ipcflow to the host: %v %s", err, stderr)
 	}
 	c.info.Bin = bin
 	return nil
@@ -369,13 +429,13 @@ func (h *Hosts) Close() error {
 	}
 	deadline := time.After(closeGrace)
 	for _, c := range h.conns {
-		if c == nil || c.master == nil || c.master.Process == nil {
+		if c == nil || c.done == nil {
 			continue
 		}
 		select {
 		case <-c.done:
 		case <-deadline:
-			c.master.Process.Kill()
+			c.kill()
 			<-c.done
 		}
 	}

@@ -2,9 +2,9 @@ package remote
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -44,57 +44,48 @@ func StandIn(args []string) (code int, sig unix.Signal) {
 		fmt.Fprintf(os.Stderr, "ipcflow: %s: %v\n", title, err)
 		return 255, 0
 	}
-	words, err := sshWords()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "ipcflow: %s: %v\n", title, err)
-		return 255, 0
-	}
 	sock := info.Dir + "/" + sockName(spec.Stage)
 	bin := quote(info.Bin) + " __ipcflow_internal "
-
-	control := sshCommand(words, info.Ctl, info.Host, bin+"agent "+quote(sock))
-	control.Stderr = os.Stderr
-	toAgent, err := control.StdinPipe()
-	if err != nil {
-		return fail(title, err)
-	}
-	fromAgent, err := control.StdoutPipe()
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		return fail(title, err)
 	}
 	// Caught from now, so that a signal is passed on rather than lost.
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, forwarded...)
-	if err := startOwned(control); err != nil {
+	agentIn, toAgent, err1 := os.Pipe()
+	fromAgent, agentOut, err2 := os.Pipe()
+	if err := errors.Join(err1, err2); err != nil {
+		return fail(title, err)
+	}
+	control, err := startSession(info.Ctl, bin+"agent "+quote(sock), info.Env, agentIn, agentOut, os.Stderr)
+	closeAll(agentIn, agentOut) // the master has its own copies
+	if err != nil {
 		return fail(title, err)
 	}
 	if _, err := toAgent.Write([]byte(args[0] + "\n")); err != nil {
 		return fail(title, err)
 	}
-	var ports []*exec.Cmd
+	var ports []*session
 	for fd, p := range spec.Ports {
 		if fd == 2 || p.Null {
 			continue
 		}
 		stream := os.NewFile(uintptr(fd), "fd"+strconv.Itoa(fd))
-		dir := "r"
+		stdin, stdout, dir := stream, null, "r"
 		if p.Write {
-			dir = "w"
+			stdin, stdout, dir = null, stream, "w"
 		}
-		cmd := sshCommand(words, info.Ctl, info.Host, bin+"port "+quote(sock)+" "+strconv.Itoa(fd)+" "+dir)
-		if p.Write {
-			cmd.Stdout = stream
-		} else {
-			cmd.Stdin = stream
-		}
-		cmd.Stderr = os.Stderr
-		if err := startOwned(cmd); err != nil {
+		port, err := startSession(info.Ctl, bin+"port "+quote(sock)+" "+strconv.Itoa(fd)+" "+dir, info.Env, stdin, stdout, os.Stderr)
+		// The master has its own copy now; ours would hide the
+		// stream's end.
+		stream.Close()
+		if err != nil {
 			return fail(title, err)
 		}
-		// ssh has its own copy now; ours would hide the stream's end.
-		stream.Close()
-		ports = append(ports, cmd)
+		ports = append(ports, port)
 	}
+	null.Close()
 
 	lines := make(chan string)
 	go func() {
@@ -125,7 +116,7 @@ func StandIn(args []string) (code int, sig unix.Signal) {
 	if status == "lost" {
 		// The sessions go too: what they carried is cut anyway.
 		for _, p := range ports {
-			p.Process.Kill()
+			p.Hangup()
 		}
 	}
 	for _, p := range ports {

@@ -204,7 +204,8 @@ func build(t testing.TB, n int, wrap func(argv ...string) []string) *Lab {
 			"PasswordAuthentication no",
 			"KbdInteractiveAuthentication no",
 			"UseDNS no",
-			"MaxSessions 64", // a flow's sessions share one connection
+			"MaxSessions 64",           // a flow's sessions share one connection
+			"AcceptEnv IPCFLOW_SENT_*", // what a SendEnv in the client's config passes
 			"",
 		}, "\n")), 0o600)
 		h.sshd = exec.Command("ip", append([]string{"netns", "exec", h.ns}, wrap(Sshd, "-D", "-e", "-f", cfg)...)...)
