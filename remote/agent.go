@@ -232,6 +232,9 @@ func receivedFd(data, oob []byte) (int, *os.File, error) {
 	return fd, os.NewFile(uintptr(rights[0]), "session-"+strconv.Itoa(fd)), nil
 }
 
+// sessionPipeSize is what the agent asks of each session's pipe.
+const sessionPipeSize = 1 << 20
+
 // ends makes the stage's fd table on this host: for each stream, the
 // edge's own type again, fed from (or drained into) its session; a pipe
 // edge is the session's own pipe, with no copy at all.
@@ -253,6 +256,11 @@ func (a *agent) ends(files map[int]*os.File) ([]uintptr, error) {
 			continue
 		}
 		session := files[i]
+		// sshd's pipe (64 KiB) between it and the stage, deepened as
+		// exec deepens a local edge an ssh master moves: sshd reads or
+		// writes it 16 to 32 KiB per wake-up. Past the user's pipe
+		// budget the kernel refuses, and the pipe stays as it was.
+		unix.FcntlInt(session.Fd(), unix.F_SETPIPE_SZ, sessionPipeSize)
 		if !a.bridged(i, p) {
 			fds[i] = session.Fd()
 			continue

@@ -381,3 +381,20 @@ func TestSessionEnv(t *testing.T) {
 	}
 	sshlab.WaitNoLeftovers(t, 10*time.Second)
 }
+
+// TestSessionPipesDeep: the pipes between sshd and a remote stage are
+// deepened to sessionPipeSize (sshd moves them 16 to 32 KiB at a time),
+// as exec deepens the local edge an ssh master moves.
+func TestSessionPipesDeep(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 (to ask a pipe's size) not on PATH")
+	}
+	lab := sshlab.New(t, 1)
+	const sizes = "import fcntl; print(fcntl.fcntl(0, 1032), fcntl.fcntl(1, 1032))" // F_GETPIPE_SZ
+	out, stderr, code := runFlow(t, lab, fmt.Sprintf("stage a = cat\nstage b on h1 = %s -c '%s'\na -> b\n", python, sizes))
+	want := fmt.Sprintf("%d %d\n", 1<<20, 1<<20) // remote.sessionPipeSize
+	if code != 0 || out != want || stderr != "" {
+		t.Errorf("status %d, stdout %q, stderr %q; want stdin's and stdout's sizes %q", code, out, stderr, want)
+	}
+}
