@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipcflow/ipcflow/budget"
 	"github.com/ipcflow/ipcflow/channels"
 	"github.com/ipcflow/ipcflow/fdio"
 )
@@ -232,7 +233,8 @@ func receivedFd(data, oob []byte) (int, *os.File, error) {
 	return fd, os.NewFile(uintptr(rights[0]), "session-"+strconv.Itoa(fd)), nil
 }
 
-// sessionPipeSize is what the agent asks of each session's pipe.
+// sessionPipeSize is what the agent asks of each session's pipe, where
+// the user's pipe budget on the host has room for all of them.
 const sessionPipeSize = 1 << 20
 
 // ends makes the stage's fd table on this host: for each stream, the
@@ -241,6 +243,15 @@ const sessionPipeSize = 1 << 20
 func (a *agent) ends(files map[int]*os.File) ([]uintptr, error) {
 	fds := make([]uintptr, len(a.spec.Ports))
 	var env channels.Env
+	// sshd's pipes (64 KiB) between it and the stage are deepened, as
+	// exec deepens a local edge an ssh master moves: sshd reads or
+	// writes them 16 to 32 KiB per wake-up. All or none, and only
+	// within the budget (with its reserve for the stage's own pipes):
+	// past it, every new pipe of the user's would shrink to 8 KiB.
+	deep := int64(0)
+	if size, warn := budget.PlanPipeSize(len(files), sessionPipeSize); warn == "" {
+		deep = size
+	}
 	for i, p := range a.spec.Ports {
 		switch {
 		case i == 2:
@@ -256,11 +267,9 @@ func (a *agent) ends(files map[int]*os.File) ([]uintptr, error) {
 			continue
 		}
 		session := files[i]
-		// sshd's pipe (64 KiB) between it and the stage, deepened as
-		// exec deepens a local edge an ssh master moves: sshd reads or
-		// writes it 16 to 32 KiB per wake-up. Past the user's pipe
-		// budget the kernel refuses, and the pipe stays as it was.
-		unix.FcntlInt(session.Fd(), unix.F_SETPIPE_SZ, sessionPipeSize)
+		if deep > 0 {
+			unix.FcntlInt(session.Fd(), unix.F_SETPIPE_SZ, int(deep))
+		}
 		if !a.bridged(i, p) {
 			fds[i] = session.Fd()
 			continue

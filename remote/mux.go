@@ -77,18 +77,25 @@ func dialMaster(ctl string) (*net.UnixConn, error) {
 	return c, nil
 }
 
+// sessionOpts are what a session asks of the master besides its command,
+// as an ssh client reading the user's config for the host would ask.
+type sessionOpts struct {
+	Env   []string // NAME=VALUE: the variables SendEnv names, and SetEnv's
+	Agent bool     // ForwardAgent
+	X11   bool     // ForwardX11
+}
+
 // startSession runs command on the host of the master at ctl (the host's
 // login shell reads it, as sshd's every command) with stdin, stdout and
-// stderr as its own; env are NAME=VALUE strings the session is to have
-// (what `SendEnv` and `SetEnv` give an ssh client). The caller may
-// close its copies of the three files once this returns.
-func startSession(ctl, command string, env []string, stdin, stdout, stderr *os.File) (*session, error) {
+// stderr as its own. The caller may close its copies of the three files
+// once this returns.
+func startSession(ctl, command string, o sessionOpts, stdin, stdout, stderr *os.File) (*session, error) {
 	c, err := dialMaster(ctl)
 	if err != nil {
 		return nil, fmt.Errorf("ssh master: %w", err)
 	}
 	s := &session{conn: c, done: make(chan struct{}), exit: -1}
-	if err := s.open(command, env, stdin, stdout, stderr); err != nil {
+	if err := s.open(command, o, stdin, stdout, stderr); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -96,12 +103,12 @@ func startSession(ctl, command string, env []string, stdin, stdout, stderr *os.F
 	return s, nil
 }
 
-func (s *session) open(command string, env []string, stdin, stdout, stderr *os.File) error {
+func (s *session) open(command string, o sessionOpts, stdin, stdout, stderr *os.File) error {
 	const request = 1
 	msg := [][]byte{u32(muxNewSession), u32(request), str(""),
-		u32(0), u32(0), u32(0), u32(0), // no tty, X11, agent; not a subsystem
+		u32(0), flag(o.X11), flag(o.Agent), u32(0), // no tty; not a subsystem
 		u32(muxNoEscape), str(os.Getenv("TERM")), str(command)}
-	for _, e := range env {
+	for _, e := range o.Env {
 		msg = append(msg, str(e))
 	}
 	s.conn.SetDeadline(time.Now().Add(muxAnswerDeadline))
@@ -169,6 +176,13 @@ func u32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 
 func str(s string) []byte { return append(u32(uint32(len(s))), s...) }
 
+func flag(b bool) []byte {
+	if b {
+		return u32(1)
+	}
+	return u32(0)
+}
+
 func writePacket(w io.Writer, parts ...[]byte) error {
 	n := 0
 	for _, p := range parts {
@@ -215,7 +229,7 @@ func cutString(p []byte) (string, []byte) {
 
 // runSession runs command over the master at ctl with stdin as its input
 // and returns its exit status and what it said on stderr.
-func runSession(ctl, command string, env []string, stdin *os.File) (code int, stderr string, err error) {
+func runSession(ctl, command string, o sessionOpts, stdin *os.File) (code int, stderr string, err error) {
 	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
 		return 0, "", err
@@ -226,12 +240,13 @@ func runSession(ctl, command string, env []string, stdin *os.File) (code int, st
 		return 0, "", err
 	}
 	defer r.Close()
-	s, err := startSession(ctl, command, env, stdin, null, w)
+	s, err := startSession(ctl, command, o, stdin, null, w)
 	w.Close()
 	if err != nil {
 		return 0, "", err
 	}
 	said, _ := io.ReadAll(io.LimitReader(r, 64<<10))
+	io.Copy(io.Discard, r) // the rest, so that the command never waits on us
 	return s.Wait(), strings.TrimSpace(string(said)), nil
 }
 

@@ -65,9 +65,9 @@ type Info struct {
 	Ctl  string // the master's ControlPath
 	Bin  string // ipcflow on the host: "ipcflow" (its PATH's) or the copy in Dir
 	Dir  string // the host's private directory for this run
-	// Env is what a session of the host carries besides the host's own
-	// environment: the variables ssh's SendEnv names and its SetEnv.
-	Env []string
+	// Session is what each session opened on the host asks for, as an
+	// ssh client with the user's config would.
+	Session sessionOpts
 }
 
 // hostKey names a host's files in the run directory: a host may hold any

@@ -9,7 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path"
+
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -52,7 +52,7 @@ func sshWords() ([]string, error) {
 	return words, nil
 }
 
-// common are the options of every ssh ipcflow runs: never a prompt (an
+// common are the options of the master ipcflow starts: never a prompt (an
 // authentication that needs one fails with one line), no tty, only errors.
 var common = []string{"-T", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"}
 
@@ -154,7 +154,7 @@ func Connect(hosts []string, dir string, record func(kind, name string) error) (
 	// record then leaves nothing started (no master, no directory on a
 	// host) to wait for or close.
 	for i, host := range hosts {
-		c := &conn{info: Info{Host: host, Ctl: ctlPath(dir, host)}, done: make(chan struct{})}
+		c := &conn{info: Info{Host: host, Ctl: ctlPath(dir, host)}}
 		h.conns[i] = c
 		for _, p := range []string{c.info.Ctl, infoPath(dir, host)} {
 			if err := record("file", p); err != nil {
@@ -190,14 +190,14 @@ func Connect(hosts []string, dir string, record func(kind, name string) error) (
 // A warm master saves the run a connection's handshake and
 // authentication per host, the bulk of a start-up. It is the user's: the
 // run only opens sessions over it and never stops it.
-func hostConfig(words []string, host string) (warm string, env []string) {
+func hostConfig(words []string, host string) (warm string, o sessionOpts) {
 	args := append(append([]string{}, words[1:]...), "-G", host)
 	out, err := exec.Command(words[0], args...).Output()
 	if err != nil {
 		// The master's own ssh, next, says what is wrong in one line.
-		return "", nil
+		return "", o
 	}
-	var sendEnv []string
+	var sendEnv, setEnv []string
 	for _, l := range strings.Split(string(out), "\n") {
 		key, v, _ := strings.Cut(strings.TrimSpace(l), " ")
 		switch key {
@@ -206,30 +206,33 @@ func hostConfig(words []string, host string) (warm string, env []string) {
 		case "sendenv":
 			sendEnv = append(sendEnv, v)
 		case "setenv":
-			env = append(env, v)
+			setEnv = append(setEnv, v)
+		case "forwardagent":
+			o.Agent = v != "no" // yes, or a socket to forward
+		case "forwardx11":
+			o.X11 = v == "yes"
 		}
 	}
-	env = append(sentEnv(os.Environ(), sendEnv), env...)
+	o.Env = append(sentEnv(os.Environ(), sendEnv), setEnv...)
 	if warm == "none" || warm == "" {
-		return "", env
+		return "", o
 	}
 	c, err := dialMaster(warm)
 	if err != nil {
-		return "", env
+		return "", o
 	}
 	c.Close()
-	return warm, env
+	return warm, o
 }
 
 // sentEnv are the variables of environ whose names match one of the
-// SendEnv patterns (wildcards * and ?, as ssh's match_pattern), in
-// environ's order.
+// SendEnv patterns, in environ's order.
 func sentEnv(environ, patterns []string) []string {
 	var out []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
 		for _, p := range patterns {
-			if ok, _ := path.Match(p, name); ok {
+			if matchPattern(name, p) {
 				out = append(out, kv)
 				break
 			}
@@ -238,12 +241,38 @@ func sentEnv(environ, patterns []string) []string {
 	return out
 }
 
+// matchPattern is ssh's match_pattern: '*' is any run of characters, '?'
+// any one, and nothing else is special.
+func matchPattern(s, p string) bool {
+	for len(p) > 0 {
+		switch p[0] {
+		case '*':
+			for i := len(s); i >= 0; i-- {
+				if matchPattern(s[i:], p[1:]) {
+					return true
+				}
+			}
+			return false
+		case '?':
+			if len(s) == 0 {
+				return false
+			}
+		default:
+			if len(s) == 0 || s[0] != p[0] {
+				return false
+			}
+		}
+		s, p = s[1:], p[1:]
+	}
+	return len(s) == 0
+}
+
 // open starts the master (or a boot session over the user's warm one),
 // reads the boot session's answer and, when the host has no ipcflow of
 // ours, copies this one.
 func (c *conn) open(words []string, dir string) error {
-	warm, env := hostConfig(words, c.info.Host)
-	c.info.Env = env
+	warm, o := hostConfig(words, c.info.Host)
+	c.info.Session = o
 	var out io.ReadCloser
 	var err error
 	if warm != "" {
@@ -265,7 +294,10 @@ func (c *conn) open(words []string, dir string) error {
 		// hold: closed, it removes its directory and ends, and so does
 		// the master. Its output is read to the end meanwhile, so that
 		// ssh never waits on a full pipe.
-		go io.Copy(io.Discard, out)
+		go func() {
+			io.Copy(io.Discard, out)
+			out.Close()
+		}()
 		c.end()
 		if len(lines) > 0 {
 			return unexpected(lines)
@@ -325,13 +357,19 @@ func (c *conn) bootOver(ctl string) (io.ReadCloser, error) {
 		closeAll(hold, answer, said)
 		return nil, err
 	}
-	s, err := startSession(ctl, boot, c.info.Env, stdin, stdout, stderr)
+	s, err := startSession(ctl, boot, c.info.Session, stdin, stdout, stderr)
 	if err != nil {
 		closeAll(hold, answer, said)
 		return nil, err
 	}
 	c.hold = hold
-	c.kill = s.Hangup
+	// A hung-up session's stderr stays open in the master until its
+	// channel is freed, which a dead link may never do: the kill
+	// stops waiting for it.
+	c.kill = func() {
+		s.Hangup()
+		said.Close()
+	}
 	c.done = make(chan struct{})
 	go func() {
 		io.Copy(&c.stderr, said)
@@ -370,6 +408,9 @@ func unexpected(lines []string) error {
 // end closes the boot session's stdin and waits for the master to exit,
 // killing it after a grace.
 func (c *conn) end() {
+	if c.kill == nil {
+		return // never started
+	}
 	c.hold.Close()
 	select {
 	case <-c.done:
@@ -405,7 +446,7 @@ func (c *conn) copySelf() error {
 	}
 	defer self.Close()
 	bin := c.info.Dir + "/ipcflow"
-	code, stderr, err := runSession(c.info.Ctl, "cat > "+quote(bin)+" && chmod 700 "+quote(bin), c.info.Env, self)
+	code, stderr, err := runSession(c.info.Ctl, "cat > "+quote(bin)+" && chmod 700 "+quote(bin), c.info.Session, self)
 	if err == nil && code != 0 {
 		err = fmt.Errorf("exit status %d", code)
 	}
@@ -429,8 +470,8 @@ func (h *Hosts) Close() error {
 	}
 	deadline := time.After(closeGrace)
 	for _, c := range h.conns {
-		if c == nil || c.done == nil {
-			continue
+		if c == nil || c.kill == nil {
+			continue // never started
 		}
 		select {
 		case <-c.done:

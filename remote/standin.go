@@ -58,7 +58,7 @@ func StandIn(args []string) (code int, sig unix.Signal) {
 	if err := errors.Join(err1, err2); err != nil {
 		return fail(title, err)
 	}
-	control, err := startSession(info.Ctl, bin+"agent "+quote(sock), info.Env, agentIn, agentOut, os.Stderr)
+	control, err := startSession(info.Ctl, bin+"agent "+quote(sock), info.Session, agentIn, agentOut, os.Stderr)
 	closeAll(agentIn, agentOut) // the master has its own copies
 	if err != nil {
 		return fail(title, err)
@@ -76,7 +76,7 @@ func StandIn(args []string) (code int, sig unix.Signal) {
 		if p.Write {
 			stdin, stdout, dir = null, stream, "w"
 		}
-		port, err := startSession(info.Ctl, bin+"port "+quote(sock)+" "+strconv.Itoa(fd)+" "+dir, info.Env, stdin, stdout, os.Stderr)
+		port, err := startSession(info.Ctl, bin+"port "+quote(sock)+" "+strconv.Itoa(fd)+" "+dir, info.Session, stdin, stdout, os.Stderr)
 		// The master has its own copy now; ours would hide the
 		// stream's end.
 		stream.Close()
