@@ -398,3 +398,44 @@ func TestSessionPipesDeep(t *testing.T) {
 		t.Errorf("status %d, stdout %q, stderr %q; want stdin's and stdout's sizes %q", code, out, stderr, want)
 	}
 }
+
+// TestForwardAgent: a config's ForwardAgent reaches a stage's session
+// over a warm master that asked for no forwarding itself (started with
+// -fN), as `ssh -S` asked for it.
+func TestForwardAgent(t *testing.T) {
+	agentBin, err := exec.LookPath("ssh-agent")
+	if err != nil {
+		t.Skip("no ssh-agent (openssh-client)")
+	}
+	lab := sshlab.New(t, 1)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "agent.sock")
+	agent := exec.Command(agentBin, "-D", "-a", sock)
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	cfg := filepath.Join(dir, "ssh_config")
+	labCfg := strings.TrimPrefix(lab.SSH, "ssh -F ")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("Host h1\n\tForwardAgent yes\nInclude %s\nHost *\n\tControlPath %s/cm-%%h\n", labCfg, dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(sock); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	master := exec.Command("ssh", "-F", cfg, "-o", "BatchMode=yes", "-o", "ControlMaster=yes", "-o", "ControlPersist=yes", "-fN", "h1")
+	master.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+	if out, err := master.CombinedOutput(); err != nil {
+		t.Fatalf("start the warm master: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ssh", "-F", cfg, "-O", "exit", "h1").Run() })
+	cmd := flowCmd(t, lab, "stage a on h1 = echo ${SSH_AUTH_SOCK:+forwarded}\n")
+	cmd.Env = append(os.Environ(), "IPCFLOW_SSH=ssh -F "+cfg, "SSH_AUTH_SOCK="+sock)
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "forwarded\n" {
+		t.Errorf("run: %v, output %q; want the agent forwarded", err, out)
+	}
+	sshlab.WaitNoLeftovers(t, 10*time.Second)
+}

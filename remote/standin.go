@@ -15,8 +15,9 @@ import (
 
 // forwarded are the signals the stand-in passes on to its remote stage,
 // as exec passes them to a local stage's group. SIGKILL and SIGSTOP
-// cannot be caught: a stand-in killed takes its sessions with it (their
-// parent-death signal) and the agent kills the stage.
+// cannot be caught: a stand-in killed takes its sessions with it (the
+// master hangs up a session whose socket closed) and the agent, its
+// control session gone, kills the stage.
 var forwarded = []os.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT,
 	unix.SIGUSR1, unix.SIGUSR2, unix.SIGCONT, unix.SIGWINCH}
 
