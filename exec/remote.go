@@ -11,6 +11,10 @@ package exec
 import (
 	"slices"
 	"strconv"
+	"strings"
+
+	"mvdan.cc/sh/v3/interp"
+	"mvdan.cc/sh/v3/syntax"
 
 	"github.com/ipcflow/ipcflow/parser"
 	"github.com/ipcflow/ipcflow/remote"
@@ -61,7 +65,14 @@ func (p *Plan) remoteProcess(sp *StagePlan, names FlowNames, pr *Process, env []
 	for _, port := range sp.Ports {
 		spec.Env = append(spec.Env, port.Name+"=/dev/fd/"+strconv.Itoa(port.Fd))
 	}
-	if need := parser.NeedsBash(st.Script); need != nil {
+	if args := literalArgs(st.Script); args != nil {
+		// One program and literal words, run as they are, as a local
+		// stage's (directArgs) and as `bash -c` would exec it: its exit
+		// status and its death by a signal are the stage's own, where
+		// the stage shell would say 128+N, and would take an exit 141
+		// for SIGPIPE's. The host looks the program up on its PATH.
+		spec.Argv = args
+	} else if need := parser.NeedsBash(st.Script); need != nil {
 		pr.Bash, spec.Argv = need, []string{"bash", "-c", st.Command}
 	} else {
 		_, argv, err := shellCommand(st.Name+" on "+host, len(sp.Fds), st.Command)
@@ -81,6 +92,43 @@ func (p *Plan) remoteProcess(sp *StagePlan, names FlowNames, pr *Process, env []
 	pr.Env = dedupEnv(env)
 	pr.Path, pr.Argv, err = internalCommand("remote", spec.Encode())
 	return pr, err
+}
+
+// literalArgs returns the argv of a command that is one simple command
+// of literal words naming a program (not a builtin, a keyword or a
+// function), or nil. Unlike directArgs it expands nothing: a variable,
+// a glob or a ~ means what the host's shell makes of it, not this
+// host's.
+func literalArgs(f *syntax.File) []string {
+	if f == nil || len(f.Stmts) != 1 || len(f.Last) > 0 {
+		return nil
+	}
+	stmt := f.Stmts[0]
+	if stmt.Negated || stmt.Background || stmt.Coprocess || len(stmt.Redirs) > 0 || len(stmt.Comments) > 0 {
+		return nil
+	}
+	call, ok := stmt.Cmd.(*syntax.CallExpr)
+	if !ok || len(call.Assigns) > 0 || len(call.Args) == 0 {
+		return nil
+	}
+	var args []string
+	for _, w := range call.Args {
+		for _, part := range w.Parts {
+			// A glob or a brace, even escaped: the host's shell decides.
+			if lit, ok := part.(*syntax.Lit); ok && strings.ContainsAny(lit.Value, "*?[]{}") {
+				return nil
+			}
+		}
+		a, ok := parser.LiteralWord(w)
+		if !ok {
+			return nil
+		}
+		args = append(args, a)
+	}
+	if isKeyword(args[0]) || interp.IsBuiltin(args[0]) {
+		return nil
+	}
+	return args
 }
 
 // hosts lists the hosts of procs, each once, in the order of the stages.

@@ -103,7 +103,7 @@ func (r *resolver) options(t EdgeType, a *Arrow) (Options, []OptionWord) {
 		if opt.Word == nil {
 			continue // its syntax error is reported
 		}
-		v, ok := literalWord(opt.Word)
+		v, ok := LiteralWord(opt.Word)
 		if !ok {
 			later = append(later, OptionWord{Name: opt.Name, Word: opt.Word, Text: opt.Raw, Pos: opt.ValuePos})
 			continue
@@ -157,12 +157,12 @@ func (o *Options) Set(t EdgeType, name, v string) error {
 	return err
 }
 
-// literalWord returns the value of a word that needs no expansion:
+// LiteralWord returns the value of a word that needs no expansion:
 // unquoted text, '…' and "…" holding no $ or backquote, with the quotes
 // and backslashes removed as the shell removes them. ok is false for a
 // word with a parameter, arithmetic, a ~ (tilde expansion), $'…' or $"…":
 // run expands those with the params, as it expands param values.
-func literalWord(w *syntax.Word) (v string, ok bool) {
+func LiteralWord(w *syntax.Word) (v string, ok bool) {
 	var b strings.Builder
 	for _, part := range w.Parts {
 		switch x := part.(type) {

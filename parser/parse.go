@@ -817,7 +817,7 @@ func (p *parser) parseArrow() (*Arrow, error) {
 			// A word with a syntax error is reported here and left
 			// without Word; the statement goes on.
 			if o.Word = p.shellWord(v, "an option value"); o.Word != nil {
-				o.Value, _ = literalWord(o.Word)
+				o.Value, _ = LiteralWord(o.Word)
 			}
 			p.next()
 		} else {

@@ -57,6 +57,10 @@ func AgentRole(args []string) int {
 		return 70
 	}
 	a.title = "stage " + a.spec.Stage + " on " + a.spec.Host
+	// What the stage's processes leave orphaned comes to the agent, not
+	// to the host's init, which may reap it late: awaitGroup reaps it, so
+	// that a group of zombies counts as ended.
+	unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	return a.run()
 }
 
@@ -436,11 +440,13 @@ func (a *agent) supervise(pid int) int {
 		}
 		exited <- exit{ws}
 	}()
+	stopping := false
 	for {
 		select {
 		case e := <-a.events:
 			if e.kill > 0 {
 				unix.Kill(-pid, unix.Signal(e.kill))
+				stopping = true
 				continue
 			}
 			if e.gone {
@@ -450,6 +456,12 @@ func (a *agent) supervise(pid int) int {
 				return 0
 			}
 		case x := <-exited:
+			if stopping {
+				if e, gone := a.awaitGroup(pid); gone {
+					a.lost(!e.eof)
+					return 0
+				}
+			}
 			// What the stage left running in its group goes with it, as
 			// at a local run's end: it could hold an output open.
 			unix.Kill(-pid, unix.SIGKILL)
@@ -471,6 +483,43 @@ func (a *agent) supervise(pid int) int {
 // meanwhile has no stage left to reach (its group is dead and reaped:
 // the id may be another's now), and it must not end the wait on the
 // drain at hand: letGo would close channels with output still in them.
+// awaitGroup waits, once the stage's own process has ended while ipcflow
+// stops the run (a signal passed on: SIGTERM, ^C, another stage's
+// failure), for the rest of its group to end, passing on any further
+// signal: a shell's trap still cleaning up gets the rest of the grace
+// period, as exec gives a local stage's leftovers. ipcflow's SIGKILL of
+// the stand-in at the grace's end closes the control session, which ends
+// the wait (gone).
+func (a *agent) awaitGroup(pid int) (e event, gone bool) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for reapGroup(pid); unix.Kill(-pid, 0) == nil; reapGroup(pid) {
+		select {
+		case e = <-a.events:
+			if e.gone {
+				unix.Kill(-pid, unix.SIGKILL)
+				return e, true
+			}
+			if e.kill > 0 {
+				unix.Kill(-pid, unix.Signal(e.kill))
+			}
+		case <-tick.C:
+		}
+	}
+	return event{}, false
+}
+
+// reapGroup reaps the group's orphans that the agent holds as their
+// subreaper: a zombie would still answer kill(-pgid, 0).
+func reapGroup(pgid int) {
+	var ws unix.WaitStatus
+	for {
+		if pid, err := unix.Wait4(-pgid, &ws, unix.WNOHANG, nil); pid <= 0 && err != unix.EINTR {
+			return
+		}
+	}
+}
+
 func (a *agent) drain() (e event, gone bool) {
 	for _, d := range a.drains {
 		for done := false; !done; {

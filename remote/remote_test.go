@@ -135,6 +135,15 @@ func TestStatus(t *testing.T) {
 		{"param H = h1\nparam N = 4\nstage a = seq 9\nstage b (in x) on \"$H\" = head -n \"$N\" \"$x\"\na -> b.x\n", "1\n2\n3\n4\n", "", 0},
 		// The first failure wins, across hosts.
 		{"stage a on h1 = sleep 5\nstage b on h1 = exit 7\n", "", "ipcflow: stage b on h1: exit status 7\n", 7},
+		// A program's own exit 141 is a failure, not SIGPIPE's death,
+		// and a program dying of a signal is named so: as a local
+		// stage's, which runs the program itself. Both went through the
+		// stage shell, which made 141 a SIGPIPE (status 0) and a death
+		// by SIGTERM an exit status 143.
+		{"stage a on h1 = sh -c \"echo partial; exit 141\"\nstage b = cat\na -> b\n", "partial\n", "ipcflow: stage a on h1: exit status 141\n", 141},
+		{"stage a on h1 = sh -c 'kill -TERM $$'\n", "", "ipcflow: stage a on h1: killed by signal SIGTERM\n", 143},
+		// A word for the host's shell to expand stays the host's.
+		{"stage a on h1 = sh -c 'echo \"$0\"' ~\n", "/root\n", "", 0},
 	} {
 		out, errb, code := runFlow(t, lab, c.script)
 		if out != c.out || errb != c.msg || code != c.code {
@@ -438,4 +447,46 @@ func TestForwardAgent(t *testing.T) {
 		t.Errorf("run: %v, output %q; want the agent forwarded", err, out)
 	}
 	sshlab.WaitNoLeftovers(t, 10*time.Second)
+}
+
+// TestGraceAcrossHosts: a remote stage stopped by ipcflow (SIGTERM to
+// ipcflow, another stage's failure) gets the grace period to clean up in
+// a trap, as a local one does, whether it runs as its own program or in
+// the stage shell (whose own death by SIGTERM came first). It was
+// killed at once: the agent took the stage's end for its group's.
+func TestGraceAcrossHosts(t *testing.T) {
+	lab := sshlab.New(t, 1)
+	before := objects(t)
+	dir := t.TempDir()
+	trap := func(mark string) string {
+		m := filepath.Join(dir, mark)
+		return fmt.Sprintf(`sh -c 'trap "sleep 0.5; echo cleaned > %s; exit 0" TERM; : > %s.up; while :; do sleep 0.1; done'`, m, m)
+	}
+	for _, c := range []struct{ name, script string }{
+		{"program", "stage a on h1 = " + trap("program") + "\nstage b = cat\na -> b\n"},
+		{"shell", "stage a on h1 = " + trap("shell") + "; echo after\nstage b = cat\na -> b\n"},
+		{"failure", "stage a on h1 = " + trap("failure") + "\nstage b = until [ -e " + filepath.Join(dir, "failure.up") + " ]; do sleep 0.05; done; exit 3\n"},
+	} {
+		cmd := flowCmd(t, lab, c.script, "--grace=10s")
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if c.name != "failure" {
+			// Once the stage is up and trapping.
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				if _, err := os.Stat(filepath.Join(dir, c.name+".up")); err == nil {
+					break
+				}
+			}
+			cmd.Process.Signal(syscall.SIGTERM)
+		}
+		code := waitExit(t, cmd, 30*time.Second)
+		b, err := os.ReadFile(filepath.Join(dir, c.name))
+		if err != nil || string(b) != "cleaned\n" {
+			t.Errorf("%s: status %d, stderr %q: the trap did not finish (%v)", c.name, code, errb.String(), err)
+		}
+	}
+	noLeftovers(t, before)
 }
