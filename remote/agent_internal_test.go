@@ -1,6 +1,10 @@
 package remote
 
-import "testing"
+import (
+	"path/filepath"
+	"testing"
+	"time"
+)
 
 // TestDrainWaitsThroughKills: a signal forwarded while the stage's
 // outputs drain does not end the wait on the drain at hand (it did, and
@@ -45,5 +49,25 @@ func TestDrainWaitsThroughKills(t *testing.T) {
 	events <- event{gone: true, eof: true}
 	if r := <-res; !r.gone || !r.e.eof {
 		t.Fatalf("drain: %+v; want gone on the session's end", r)
+	}
+}
+
+// TestDialAgentGivesUp: a port whose run's directory on the host is gone
+// (the run ended before its agent came) stops waiting for the agent's
+// socket, rather than dialling for 30 s as an orphan.
+func TestDialAgentGivesUp(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ipcflow.gone")
+	done := make(chan error, 1)
+	go func() {
+		_, err := dialAgent(filepath.Join(dir, "s1.sock"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("dialled a socket that is not there")
+		}
+	case <-time.After(10 * time.Second): // a guard against the 30 s wait, not a measure
+		t.Fatal("still dialling with the directory gone")
 	}
 }

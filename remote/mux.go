@@ -92,7 +92,7 @@ type sessionOpts struct {
 func startSession(ctl, command string, o sessionOpts, stdin, stdout, stderr *os.File) (*session, error) {
 	c, err := dialMaster(ctl)
 	if err != nil {
-		return nil, fmt.Errorf("ssh master: %w", err)
+		return nil, masterErr(err)
 	}
 	s := &session{conn: c, done: make(chan struct{}), exit: -1}
 	if err := s.open(command, o, stdin, stdout, stderr); err != nil {
@@ -113,7 +113,7 @@ func (s *session) open(command string, o sessionOpts, stdin, stdout, stderr *os.
 	}
 	s.conn.SetDeadline(time.Now().Add(muxAnswerDeadline))
 	if err := writePacket(s.conn, msg...); err != nil {
-		return fmt.Errorf("ssh master: %w", err)
+		return masterErr(err)
 	}
 	// One byte and one fd per message, as the master reads them.
 	for _, f := range []*os.File{stdin, stdout, stderr} {
@@ -123,7 +123,7 @@ func (s *session) open(command string, o sessionOpts, stdin, stdout, stderr *os.
 	}
 	p, err := readPacket(s.conn)
 	if err != nil {
-		return fmt.Errorf("ssh master: %w", err)
+		return masterErr(err)
 	}
 	s.conn.SetDeadline(time.Time{})
 	t, rest, _ := cutU32(p)
@@ -133,6 +133,11 @@ func (s *session) open(command string, o sessionOpts, stdin, stdout, stderr *os.
 		return nil
 	case muxDenied, muxFailure:
 		reason, _ := cutString(rest)
+		if strings.Contains(reason, "refused by peer") {
+			// sshd says no more than that when a connection has as many
+			// sessions as its MaxSessions.
+			reason += " (sshd's MaxSessions on the host, 10 by default, bounds a run's sessions there: see docs/remote.md)"
+		}
 		return fmt.Errorf("ssh master refused the session: %s", reason)
 	}
 	return fmt.Errorf("ssh master: unexpected answer 0x%08x", t)
@@ -168,6 +173,19 @@ func (s *session) Wait() int {
 // Hangup ends the session from this side: the master stops its streams
 // (the command sees end of input and a closed output) at once.
 func (s *session) Hangup() { s.conn.Close() }
+
+// masterErr says what went wrong talking to the master: most often the
+// connection went (a dropped link ends the master), which ssh's own
+// words (EOF, no such file) would not say.
+func masterErr(err error) error {
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, unix.ECONNRESET), errors.Is(err, unix.EPIPE):
+		return errors.New("connection lost (the ssh master hung up)")
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ECONNREFUSED):
+		return errors.New("connection lost (the ssh master is gone)")
+	}
+	return fmt.Errorf("ssh master: %w", err)
+}
 
 // Packets are a uint32 length, then the message: SSH wire format, every
 // integer a big-endian uint32, a string its length then its bytes.

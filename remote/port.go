@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -31,6 +32,13 @@ func PortRole(args []string) int {
 	if args[2] == "w" {
 		mine = 1
 	}
+	// Gone with the host's connection: a session hung up before the agent
+	// took its fd (the run failed while starting) leaves nobody to let go
+	// of this one.
+	unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+	if os.Getppid() == 1 {
+		return 255
+	}
 	conn, err := dialAgent(args[0])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ipcflow: remote port %d: %v\n", fd, err)
@@ -54,7 +62,8 @@ func PortRole(args []string) int {
 
 // dialAgent connects to the agent's socket. The agent's control session
 // and this one start together, so the socket may not be there yet: wait
-// for it, but not for ever (the agent may have failed to start).
+// for it, but not for ever (the agent may have failed to start), and not
+// once the run's directory on the host is gone (the run ended).
 func dialAgent(path string) (*net.UnixConn, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
@@ -62,7 +71,7 @@ func dialAgent(path string) (*net.UnixConn, error) {
 		if err == nil {
 			return c, nil
 		}
-		if time.Now().After(deadline) {
+		if _, serr := os.Stat(filepath.Dir(path)); time.Now().After(deadline) || os.IsNotExist(serr) {
 			return nil, err
 		}
 		time.Sleep(delay)

@@ -490,3 +490,25 @@ func TestGraceAcrossHosts(t *testing.T) {
 	}
 	noLeftovers(t, before)
 }
+
+// TestMaxSessions: a flow needing more sessions on a host than its sshd
+// allows fails in one line naming MaxSessions, and leaves nothing there.
+// The sessions opened after the refusal left port processes waiting 30 s
+// for an agent that would never come, orphaned.
+func TestMaxSessions(t *testing.T) {
+	lab := sshlab.New(t, 1) // MaxSessions 64: 1 boot, then 3 per stage here
+	before := objects(t)
+	var script strings.Builder
+	const n = 30
+	for i := range n {
+		fmt.Fprintf(&script, "stage s%d on h1 = cat\n", i)
+	}
+	for i := range n - 1 {
+		fmt.Fprintf(&script, "s%d -> s%d\n", i, i+1)
+	}
+	_, errb, code := runFlow(t, lab, script.String())
+	if code != 255 || !strings.Contains(errb, "ssh master refused the session: Session open refused by peer (sshd's MaxSessions on the host") {
+		t.Errorf("status %d, stderr %q; want 255 and the refusal naming MaxSessions", code, errb)
+	}
+	noLeftovers(t, before)
+}

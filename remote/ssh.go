@@ -122,8 +122,13 @@ func trustVersion() bool {
 // directory there, says where, and what `ipcflow version` the host's PATH
 // gives, then holds until its stdin ends (the run's end, or the
 // connection's) and removes the directory. A line "." ends the answer.
+//
+// The directory goes whatever ends the session: its end of input, or
+// sshd's SIGHUP, or a SIGPIPE when nobody is left to read the answer (a
+// session that ran late, after the link came back, with ipcflow gone).
 const boot = `umask 077; d=$(mktemp -d "${TMPDIR:-/tmp}/ipcflow.XXXXXXXXXX") || exit 1; ` +
-	`echo "$d"; ipcflow version 2>/dev/null </dev/null | head -n 1; echo .; cat >/dev/null; rm -rf "$d"`
+	`trap 'rm -rf "$d"' EXIT; trap 'exit 1' HUP INT TERM PIPE; ` +
+	`echo "$d"; ipcflow version 2>/dev/null </dev/null | head -n 1; echo .; cat >/dev/null`
 
 // Hosts are the run's connections, one per host.
 type Hosts struct {
@@ -182,27 +187,39 @@ func Connect(hosts []string, dir string, record func(kind, name string) error) (
 	return h, nil
 }
 
-// hostConfig is what the user's ssh config says of host (`ssh -G`): the
-// ControlPath of a master of theirs that is up now ("" for none) and the
-// environment a session of host is to carry (SendEnv, SetEnv), which
-// sessions opened here (mux.go) pass on as an ssh client would.
-//
-// A warm master saves the run a connection's handshake and
-// authentication per host, the bulk of a start-up. It is the user's: the
-// run only opens sessions over it and never stops it.
-func hostConfig(words []string, host string) (warm string, o sessionOpts) {
+// hostConfig is what the user's ssh config says of host (`ssh -G`).
+type hostConfig struct {
+	// warm is the ControlPath of a master of the user's that is up now
+	// ("" for none). It saves the run a connection's handshake and
+	// authentication per host, the bulk of a start-up. It is the user's:
+	// the run only opens sessions over it and never stops it.
+	warm string
+	// session is what a session of host asks for (SendEnv, SetEnv,
+	// forwarding), which sessions opened here (mux.go) ask as an ssh
+	// client would.
+	session sessionOpts
+	// connectTimeout: the config sets one, which the run's master keeps.
+	connectTimeout bool
+}
+
+// readHostConfig asks ssh for host's config, and whether a warm master
+// answers.
+func readHostConfig(words []string, host string) (h hostConfig) {
 	args := append(append([]string{}, words[1:]...), "-G", host)
 	out, err := exec.Command(words[0], args...).Output()
 	if err != nil {
 		// The master's own ssh, next, says what is wrong in one line.
-		return "", o
+		return h
 	}
+	o := &h.session
 	var sendEnv, setEnv []string
 	for _, l := range strings.Split(string(out), "\n") {
 		key, v, _ := strings.Cut(strings.TrimSpace(l), " ")
 		switch key {
 		case "controlpath":
-			warm = v
+			h.warm = v
+		case "connecttimeout":
+			h.connectTimeout = v != "none"
 		case "sendenv":
 			sendEnv = append(sendEnv, v)
 		case "setenv":
@@ -214,15 +231,17 @@ func hostConfig(words []string, host string) (warm string, o sessionOpts) {
 		}
 	}
 	o.Env = append(sentEnv(os.Environ(), sendEnv), setEnv...)
-	if warm == "none" || warm == "" {
-		return "", o
+	if h.warm == "none" || h.warm == "" {
+		h.warm = ""
+		return h
 	}
-	c, err := dialMaster(warm)
+	c, err := dialMaster(h.warm)
 	if err != nil {
-		return "", o
+		h.warm = ""
+		return h
 	}
 	c.Close()
-	return warm, o
+	return h
 }
 
 // sentEnv are the variables of environ whose names match one of the
@@ -271,15 +290,15 @@ func matchPattern(s, p string) bool {
 // reads the boot session's answer and, when the host has no ipcflow of
 // ours, copies this one.
 func (c *conn) open(words []string, dir string) error {
-	warm, o := hostConfig(words, c.info.Host)
-	c.info.Session = o
+	cfg := readHostConfig(words, c.info.Host)
+	c.info.Session = cfg.session
 	var out io.ReadCloser
 	var err error
-	if warm != "" {
-		c.info.Ctl = warm
-		out, err = c.bootOver(warm)
+	if cfg.warm != "" {
+		c.info.Ctl = cfg.warm
+		out, err = c.bootOver(cfg.warm)
 	} else {
-		out, err = c.startMaster(words)
+		out, err = c.startMaster(words, cfg.connectTimeout)
 	}
 	if err != nil {
 		return err
@@ -320,12 +339,16 @@ func (c *conn) open(words []string, dir string) error {
 
 // startMaster starts the run's own master to c's host, its own session
 // being the boot session; out is that session's stdout.
-func (c *conn) startMaster(words []string) (out io.ReadCloser, err error) {
+func (c *conn) startMaster(words []string, configTimeout bool) (out io.ReadCloser, err error) {
 	args := append(append([]string{}, words[1:]...), common...)
 	args = append(args, "-M", "-S", c.info.Ctl, "-o", "ControlPersist=no", "-o", "Ciphers="+preferCiphers,
 		"-o", fmt.Sprintf("ServerAliveInterval=%d", aliveInterval),
-		"-o", fmt.Sprintf("ServerAliveCountMax=%d", aliveCount),
-		"-o", "ConnectTimeout=10", c.info.Host, "--", boot)
+		"-o", fmt.Sprintf("ServerAliveCountMax=%d", aliveCount))
+	if !configTimeout {
+		// ssh's own default is the system's TCP timeout, minutes.
+		args = append(args, "-o", "ConnectTimeout=10")
+	}
+	args = append(args, c.info.Host, "--", boot)
 	master := exec.Command(words[0], args...)
 	master.Stderr = &c.stderr
 	if c.hold, err = master.StdinPipe(); err != nil {
