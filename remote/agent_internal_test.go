@@ -1,6 +1,8 @@
 package remote
 
 import (
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -69,5 +71,32 @@ func TestDialAgentGivesUp(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second): // a guard against the 30 s wait, not a measure
 		t.Fatal("still dialling with the directory gone")
+	}
+}
+
+// TestBootCleansOnSIGPIPE: the boot session removes its directory when
+// nobody reads its answer (a session that ran late, once the link came
+// back, with ipcflow gone): its echo met a closed stdout, and the shell
+// died of SIGPIPE before its rm.
+func TestBootCleansOnSIGPIPE(t *testing.T) {
+	tmp := t.TempDir()
+	cmd := exec.Command("sh", "-c", boot)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	out.Close() // nobody reads the answer
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if left, _ := filepath.Glob(filepath.Join(tmp, "ipcflow.*")); len(left) > 0 {
+		t.Errorf("left %q", left)
 	}
 }
