@@ -13,11 +13,12 @@ import (
 	"strconv"
 	"strings"
 
-	"mvdan.cc/sh/v3/interp"
-	"mvdan.cc/sh/v3/syntax"
-
 	"github.com/ipcflow/ipcflow/parser"
 	"github.com/ipcflow/ipcflow/remote"
+	"github.com/ipcflow/ipcflow/stats"
+	"golang.org/x/sys/unix"
+	"mvdan.cc/sh/v3/interp"
+	"mvdan.cc/sh/v3/syntax"
 )
 
 // remoteRole is the role "remote": the stand-in of a remote stage. It
@@ -129,6 +130,40 @@ func literalArgs(f *syntax.File) []string {
 		return nil
 	}
 	return args
+}
+
+// remoteFigures reads, for the Recorder's samples, the figures of a
+// remote stage's process on its host that its stand-in keeps
+// (remote.Figures): its own /proc here would show only the stand-in's.
+func remoteFigures(spec *remote.Spec) func() (stats.IO, uint64, uint64, bool) {
+	path := remote.FiguresPath(spec.RunDir, spec.Stage)
+	return func() (stats.IO, uint64, uint64, bool) {
+		f, ok := remote.ReadFigures(path)
+		return stats.IO{Read: f.Read, Written: f.Written, OK: ok}, usToTicks(f.UserUs), usToTicks(f.SysUs), ok
+	}
+}
+
+// usToTicks is a CPU time in /proc's clock ticks, as stats counts it.
+func usToTicks(us int64) uint64 { return uint64(us) / (1e6 / 100) }
+
+// takeRemoteFigures puts in an ended remote stage's io and rusage what
+// its process on the host used, as its stand-in last heard: reaping the
+// stand-in gave the stand-in's own. A stand-in that heard nothing (the
+// connection went) leaves them as they are.
+func takeRemoteFigures(st *liveStage) {
+	if st.proc == nil || st.proc.Remote == nil {
+		return
+	}
+	f, ok := remote.ReadFigures(remote.FiguresPath(st.proc.Remote.RunDir, st.proc.Remote.Stage))
+	if !ok {
+		return
+	}
+	st.io = stats.IO{Read: f.Read, Written: f.Written, OK: true}
+	st.rusage.Utime = unix.NsecToTimeval(f.UserUs * 1000)
+	st.rusage.Stime = unix.NsecToTimeval(f.SysUs * 1000)
+	if f.MaxRSSKiB > 0 {
+		st.rusage.Maxrss = f.MaxRSSKiB
+	}
 }
 
 // hosts lists the hosts of procs, each once, in the order of the stages.

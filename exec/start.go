@@ -234,6 +234,9 @@ func (f *flow) startStage(st *liveStage) {
 	st.pid = pid
 	st.state = stRunning
 	f.byPid[pid] = st
+	if pr.Remote != nil {
+		f.rec.SetElsewhere(st.idx, remoteFigures(pr.Remote))
+	}
 	f.rec.Started(st.idx, pid, f.stageEnds(st, sf.fds))
 	// With a cgroup, the guardian kills that (the manifest names it); only
 	// process groups need telling.

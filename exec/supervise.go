@@ -252,6 +252,7 @@ func (f *flow) finished(st *liveStage, e exitInfo) {
 	f.letGo(st)
 	st.state = stDone
 	st.exit = e
+	takeRemoteFigures(st)
 	defer func() { f.rec.Ended(st.idx, statusWords(st.exit), &st.rusage, st.io) }()
 	if st.release != nil {
 		st.release()

@@ -428,21 +428,36 @@ func lookPath(name string, env []string) (string, error) {
 // supervise waits for the stage, passing signals on, and reports how it
 // ended once its outputs are drained.
 func (a *agent) supervise(pid int) int {
-	type exit struct{ ws unix.WaitStatus }
+	type exit struct {
+		ws  unix.WaitStatus
+		fig Figures
+	}
 	exited := make(chan exit, 1)
 	go func() {
+		// Its io is in /proc until it is reaped: read it before.
+		var info unix.Siginfo
+		for unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
+		}
+		io, _ := liveFigures(pid)
 		var ws unix.WaitStatus
+		var ru unix.Rusage
 		for {
-			_, err := unix.Wait4(pid, &ws, 0, nil)
+			_, err := unix.Wait4(pid, &ws, 0, &ru)
 			if err != unix.EINTR {
 				break
 			}
 		}
-		exited <- exit{ws}
+		exited <- exit{ws, endFigures(io, &ru)}
 	}()
+	figures := time.NewTicker(figuresEvery)
+	defer figures.Stop()
 	stopping := false
 	for {
 		select {
+		case <-figures.C:
+			if f, ok := liveFigures(pid); ok {
+				fmt.Fprintln(os.Stdout, f.line())
+			}
 		case e := <-a.events:
 			if e.kill > 0 {
 				unix.Kill(-pid, unix.Signal(e.kill))
@@ -470,6 +485,7 @@ func (a *agent) supervise(pid int) int {
 				return 0
 			}
 			a.letGo()
+			fmt.Fprintln(os.Stdout, x.fig.line())
 			if x.ws.Signaled() {
 				return a.report("signal " + strconv.Itoa(int(x.ws.Signal())))
 			}
@@ -483,6 +499,10 @@ func (a *agent) supervise(pid int) int {
 // meanwhile has no stage left to reach (its group is dead and reaped:
 // the id may be another's now), and it must not end the wait on the
 // drain at hand: letGo would close channels with output still in them.
+// figuresEvery is how often the agent sends the stage's figures while it
+// runs: the stand-in's ping's pace, and about --stats's sampling of io.
+const figuresEvery = time.Second
+
 // awaitGroup waits, once the stage's own process has ended while ipcflow
 // stops the run (a signal passed on: SIGTERM, ^C, another stage's
 // failure), for the rest of its group to end, passing on any further

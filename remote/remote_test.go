@@ -2,6 +2,7 @@ package remote_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -511,4 +512,37 @@ func TestMaxSessions(t *testing.T) {
 		t.Errorf("status %d, stderr %q; want 255 and the refusal naming MaxSessions", code, errb)
 	}
 	noLeftovers(t, before)
+}
+
+// TestStatsCountTheHost: a remote stage's bytes in --stats are its
+// process's on the host, and so are the pipe, fifo and tcp edges it
+// writes, which only its writes measure. They were its stand-in's here:
+// under a KiB for 4 MiB.
+func TestStatsCountTheHost(t *testing.T) {
+	lab := sshlab.New(t, 1)
+	data := filepath.Join(t.TempDir(), "data")
+	const size = 4 << 20
+	if err := os.WriteFile(data, bytes.Repeat([]byte("0123456789abcde\n"), size/16), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{"pipe", "fifo", "socket tcp"} {
+		out, errb, code := runFlow(t, lab, fmt.Sprintf("stage a on h1 = cat %s\nstage b = cat > /dev/null\na -[%s]-> b\n", data, typ), "--stats-json", "-")
+		var rep struct {
+			Stages []struct {
+				Name         string `json:"name"`
+				BytesWritten int64  `json:"bytes_written"`
+			} `json:"stages"`
+			Edges []struct {
+				Bytes     int64  `json:"bytes"`
+				BytesFrom string `json:"bytes_from"`
+			} `json:"edges"`
+		}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || len(rep.Edges) != 1 || len(rep.Stages) != 2 {
+			t.Fatalf("%s: status %d, %v; stdout %s, stderr %s", typ, code, err, out, errb)
+		}
+		// cat writes the file and nothing else.
+		if a, e := rep.Stages[0].BytesWritten, rep.Edges[0]; a != size || e.Bytes != size || e.BytesFrom != "writer io" {
+			t.Errorf("%s: a wrote %d, edge %d (%s); want %d from the writer's io", typ, a, e.Bytes, e.BytesFrom, size)
+		}
+	}
 }

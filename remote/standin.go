@@ -98,6 +98,7 @@ func StandIn(args []string) (code int, sig unix.Signal) {
 	}()
 	ping := time.NewTicker(pingInterval)
 	defer ping.Stop()
+	figures := FiguresPath(spec.RunDir, spec.Stage)
 	status := ""
 	for status == "" {
 		select {
@@ -105,6 +106,12 @@ func StandIn(args []string) (code int, sig unix.Signal) {
 			if !ok {
 				status = "lost"
 				break
+			}
+			if rest, ok := strings.CutPrefix(l, "fig "); ok {
+				if f, ok := parseFigures(rest); ok {
+					f.keep(figures)
+				}
+				continue
 			}
 			status = l
 		case s := <-sigs:

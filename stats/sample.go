@@ -97,7 +97,7 @@ func (r *Recorder) sample(now time.Time, full bool) {
 			acts[i] = a
 		}
 		seen[i] = true
-		if pid == r.stages[i].pid && (full || r.samples%ioEvery == 1) {
+		if pid == r.stages[i].pid && r.stages[i].elsewhere == nil && (full || r.samples%ioEvery == 1) {
 			r.readLiveIO(p, pid, i)
 		}
 	}
@@ -105,6 +105,16 @@ func (r *Recorder) sample(now time.Time, full bool) {
 	for i, s := range r.stages {
 		if s.state != "running" {
 			continue
+		}
+		if s.elsewhere != nil {
+			// Its CPU is the host's figure, not the stand-in's.
+			if full || r.samples%ioEvery == 1 {
+				if io, u, sy, ok := s.elsewhere(); ok {
+					r.setLiveIO(i, io)
+					s.elseUser, s.elseSys = u, sy
+				}
+			}
+			user[i], sys[i] = s.elseUser, s.elseSys
 		}
 		if seen[i] {
 			s.liveUser, s.liveSys = user[i], sys[i]
@@ -285,7 +295,11 @@ func (r *Recorder) readLiveIO(p *procRec, pid, i int) {
 	if !ok {
 		return
 	}
-	io := parseIO(b)
+	r.setLiveIO(i, parseIO(b))
+}
+
+// setLiveIO notes what stage i's main process read and wrote so far.
+func (r *Recorder) setLiveIO(i int, io IO) {
 	r.stages[i].liveIO = io
 	for _, e := range r.edges {
 		if e.spec.Producer == i && e.spec.Counted == nil {
