@@ -51,6 +51,8 @@ func (p *Plan) Print(w io.Writer, procs []*Process) {
 			fmt.Fprintf(w, "  %s on %s: over ssh (a stand-in here; each fd a session, its edge's type made again there)\n", st.Name, pr.Host)
 		}
 		switch {
+		case pr.Remote != nil && pr.Bash == nil && !pr.Remote.Self:
+			fmt.Fprintf(w, "  %s: exec on %s (found on its PATH): %s\n", st.Name, pr.Host, quoteArgs(pr.Remote.Argv))
 		case pr.Replicas != nil:
 			for _, l := range describeReplicas(st.Name, pr, st.Command) {
 				fmt.Fprintln(w, l)

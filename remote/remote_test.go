@@ -258,8 +258,9 @@ func TestKilled(t *testing.T) {
 // TestDryRunShowsHosts: --dry-run says where each remote stage runs.
 func TestDryRunShowsHosts(t *testing.T) {
 	lab := sshlab.New(t, 1)
-	out, errb, code := runFlow(t, lab, "stage a on h1 = seq 3\nstage b = cat\na -> b\n", "--dry-run")
-	if code != 0 || !strings.Contains(out, "  a on h1: over ssh") {
+	out, errb, code := runFlow(t, lab, "stage a on h1 = seq 3\nstage b = cat\nstage c on h1 = sort | uniq\na -> b -> c\n", "--dry-run")
+	if code != 0 || !strings.Contains(out, "  a on h1: over ssh") || !strings.Contains(out, "  a: exec on h1 (found on its PATH): seq 3\n") ||
+		!strings.Contains(out, "  c: stage shell: sort | uniq\n") {
 		t.Errorf("status %d, stdout:\n%s\nstderr: %s", code, out, errb)
 	}
 }
