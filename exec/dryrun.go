@@ -49,6 +49,11 @@ func (p *Plan) Print(w io.Writer, procs []*Process) {
 		st := sp.Stage
 		if pr.Host != "" {
 			fmt.Fprintf(w, "  %s on %s: over ssh (a stand-in here; each fd a session, its edge's type made again there)\n", st.Name, pr.Host)
+			for fd, port := range pr.Remote.Ports {
+				if port.Local && port.HandTo != "" {
+					fmt.Fprintf(w, "      fd %d: %s stays on %s: a pipe there from %s, no session\n", fd, sp.Fds[fd].describe(p), pr.Host, port.HandTo)
+				}
+			}
 		}
 		switch {
 		case pr.Remote != nil && pr.Bash == nil && !pr.Remote.Self:

@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -427,5 +428,55 @@ d -[pipe size=64K]-> e
 		if got := w.Spec.Options.Size; got != want[w.ID] {
 			t.Errorf("%s (%s): size %d, want %d", w.ID, w.Spec.Type, got, want[w.ID])
 		}
+	}
+}
+
+// A one-to-one pipe or fifo edge between two stages on the same host
+// (as a param names it too) stays there: the reader's port names the
+// writer and its fd. Not one to another host, a local stage, a fan-out,
+// nor another type.
+func TestSameHostEdgesStayThere(t *testing.T) {
+	p, err := planOf(t, `param H = h1
+stage a on h1 = seq 3
+stage b on "$H" = cat
+stage c on h2 = cat
+stage d on h1 = cat
+stage e on h1 = cat
+stage f on h1 = cat
+stage g = cat
+a -> b
+b.out -> c.in
+c -> d
+d -[fifo]-> e
+e -[shm]-> f
+f -> g
+`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs, err := p.Processes(FlowNames{ID: "x", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type local struct {
+		stage  string
+		fd     int
+		handTo string
+		handFd int
+	}
+	var got []local
+	for _, pr := range procs {
+		if pr.Remote == nil {
+			continue
+		}
+		for fd, port := range pr.Remote.Ports {
+			if port.Local {
+				got = append(got, local{pr.Name, fd, port.HandTo, port.HandFd})
+			}
+		}
+	}
+	want := []local{{"a", 1, "", 0}, {"b", 0, "a", 1}, {"d", 1, "", 0}, {"e", 0, "d", 1}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("local ports %v, want %v", got, want)
 	}
 }

@@ -86,6 +86,12 @@ func (p *Plan) remoteProcess(sp *StagePlan, names FlowNames, pr *Process, env []
 		port := remote.Port{Write: e.Kind == EndWrite || e.isOwn(1) || e.isOwn(2), Null: e.Kind == EndNull, Type: "pipe"}
 		if e.Kind == EndWrite || e.Kind == EndRead {
 			port.Type, port.Options = p.Wires[e.Wire].Spec.Type, p.Wires[e.Wire].Spec.Options
+			if peer, fd, ok := p.hostPipe(sp, e, host, env); ok {
+				port.Local = true
+				if e.Kind == EndRead {
+					port.HandTo, port.HandFd = peer, fd
+				}
+			}
 		}
 		spec.Ports = append(spec.Ports, port)
 	}
@@ -130,6 +136,49 @@ func literalArgs(f *syntax.File) []string {
 		return nil
 	}
 	return args
+}
+
+// hostPipe reports whether end e of remote stage sp on host is one end of
+// a one-to-one pipe or fifo edge whose other end is a stage on the same
+// host, and names that stage and its fd: such an edge stays on the host
+// (remote.Port's Local), rather than going to ipcflow's host and back.
+// env expands the other stage's host as sp's was.
+func (p *Plan) hostPipe(sp *StagePlan, e End, host string, env []string) (peer string, fd int, ok bool) {
+	w := p.Wires[e.Wire]
+	if w.Internal() || w.Spec.Type != "pipe" && w.Spec.Type != "fifo" || w.Spec.Readers != 1 {
+		return "", 0, false
+	}
+	for _, m := range p.Movers {
+		for _, me := range append(slices.Clip(m.Srcs), m.Dsts...) {
+			if (me.Kind == EndWrite || me.Kind == EndRead) && me.Wire == e.Wire {
+				return "", 0, false
+			}
+		}
+	}
+	other := EndRead
+	if e.Kind == EndRead {
+		other = EndWrite
+	}
+	var found *StagePlan
+	for _, sp2 := range p.Stages {
+		for i, e2 := range sp2.Fds {
+			if e2.Wire != e.Wire || e2.Kind != EndWrite && e2.Kind != EndRead || sp2 == sp && e2 == e {
+				continue
+			}
+			if e2.Kind != other || found != nil {
+				return "", 0, false // more than one other end
+			}
+			found, fd = sp2, i
+		}
+	}
+	if found == nil || found == sp || found.Stage.Host == nil {
+		return "", 0, false
+	}
+	h, err := assignValue(env, found.Stage.Host)
+	if err != nil || h != host {
+		return "", 0, false
+	}
+	return found.Stage.Name, fd, true
 }
 
 // remoteFigures reads, for the Recorder's samples, the figures of a

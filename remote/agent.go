@@ -140,15 +140,17 @@ func (a *agent) run() int {
 		return a.fail("listen for the stage's streams: %v", err)
 	}
 	defer ln.Close()
-	files, lost := a.accept(ln)
-	if lost {
-		a.lost(false)
-		return 0
+	files, stop := a.accept(ln)
+	if stop != nil {
+		return a.stopped(stop)
 	}
 	if files == nil {
 		return a.report("exit 255")
 	}
 	fds, err := a.ends(files)
+	if errors.As(err, &stop) {
+		return a.stopped(stop)
+	}
 	if err != nil {
 		return a.fail("%v", err)
 	}
@@ -166,11 +168,11 @@ func (a *agent) run() int {
 // accept takes every stream's fd from its port session; nil when they
 // did not all come (a message was printed), lost when the control
 // session went first.
-func (a *agent) accept(ln *net.UnixListener) (files map[int]*os.File, lost bool) {
+func (a *agent) accept(ln *net.UnixListener) (files map[int]*os.File, stop *stoppedError) {
 	want := 0
 	for i, p := range a.spec.Ports {
-		if !p.Null && i != 2 {
-			want++
+		if !p.Null && i != 2 && p.HandTo == "" {
+			want++ // a session's fd, or a stage's pipe end from its agent here
 		}
 	}
 	type got struct {
@@ -206,17 +208,17 @@ func (a *agent) accept(ln *net.UnixListener) (files map[int]*os.File, lost bool)
 			}
 			if g.err != nil {
 				fmt.Fprintf(os.Stderr, "ipcflow: %s: its streams did not all arrive: %v\n", a.title, g.err)
-				return nil, false
+				return nil, nil
 			}
 			files[g.fd] = g.file
 			a.held = append(a.held, g.file)
 		case e := <-a.events:
-			if e.gone {
-				return nil, true
+			if e.gone || e.kill > 0 {
+				return nil, &stoppedError{e}
 			}
 		}
 	}
-	return files, false
+	return files, nil
 }
 
 // receivedFd reads the fd number and the fd a port session sent.
@@ -237,6 +239,71 @@ func receivedFd(data, oob []byte) (int, *os.File, error) {
 	return fd, os.NewFile(uintptr(rights[0]), "session-"+strconv.Itoa(fd)), nil
 }
 
+// stoppedError is ends' error when, before the stage started, ipcflow
+// passed on a signal (the run stops) or the control session went.
+type stoppedError struct{ e event }
+
+func (*stoppedError) Error() string { return "stopped before the stage started" }
+
+// stopped ends an agent whose stage never started: the link went (the
+// guardian's cleanup), or ipcflow passed on a signal, which the stage
+// is reported to have died of, as a local stage killed while starting.
+func (a *agent) stopped(s *stoppedError) int {
+	if s.e.gone {
+		a.lost(!s.e.eof)
+		return 0
+	}
+	return a.report("signal " + strconv.Itoa(s.e.kill))
+}
+
+// handOver makes the pipe of a Local edge this stage reads (port p) and
+// hands its write end to the writer's agent, as a port session hands its
+// fd: the writer's agent waits for it among its streams. The read end is
+// the stage's.
+func (a *agent) handOver(p Port) (*os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(filepath.Dir(a.sock), sockName(p.HandTo))
+	type handed struct {
+		c   *net.UnixConn
+		err error
+	}
+	done := make(chan handed, 1)
+	go func() {
+		defer w.Close() // the writer's agent has its own once handed
+		c, err := dialAgent(sock)
+		if err == nil {
+			_, _, err = c.WriteMsgUnix([]byte(strconv.Itoa(p.HandFd)), unix.UnixRights(int(w.Fd())), nil)
+		}
+		done <- handed{c, err}
+	}()
+	for {
+		select {
+		case h := <-done:
+			if h.c != nil {
+				a.conns = append(a.conns, h.c)
+			}
+			if h.err != nil {
+				r.Close()
+				return nil, fmt.Errorf("hand stage %s its pipe: %v", p.HandTo, h.err)
+			}
+			return r, nil
+		case e := <-a.events:
+			if e.gone || e.kill > 0 {
+				r.Close()
+				go func() { // what the dial makes, after all, goes
+					if h := <-done; h.c != nil {
+						h.c.Close()
+					}
+				}()
+				return nil, &stoppedError{e}
+			}
+		}
+	}
+}
+
 // sessionPipeSize is what the agent asks of each session's pipe, where
 // the user's pipe budget on the host has room for all of them.
 const sessionPipeSize = 1 << 20
@@ -252,8 +319,13 @@ func (a *agent) ends(files map[int]*os.File) ([]uintptr, error) {
 	// writes them 16 to 32 KiB per wake-up. All or none, and only
 	// within the budget (with its reserve for the stage's own pipes):
 	// past it, every new pipe of the user's would shrink to 8 KiB.
-	deep := int64(0)
-	if size, warn := budget.PlanPipeSize(len(files), sessionPipeSize); warn == "" {
+	deep, pipes := int64(0), len(files)
+	for _, p := range a.spec.Ports {
+		if p.HandTo != "" {
+			pipes++ // a Local edge's pipe, made here
+		}
+	}
+	if size, warn := budget.PlanPipeSize(pipes, sessionPipeSize); warn == "" {
 		deep = size
 	}
 	for i, p := range a.spec.Ports {
@@ -270,11 +342,23 @@ func (a *agent) ends(files map[int]*os.File) ([]uintptr, error) {
 			fds[i] = null.Fd()
 			continue
 		}
+		if p.HandTo != "" {
+			r, err := a.handOver(p)
+			if err != nil {
+				return nil, err
+			}
+			if deep > 0 {
+				unix.FcntlInt(r.Fd(), unix.F_SETPIPE_SZ, int(deep))
+			}
+			a.held = append(a.held, r)
+			fds[i] = r.Fd()
+			continue
+		}
 		session := files[i]
 		if deep > 0 {
 			unix.FcntlInt(session.Fd(), unix.F_SETPIPE_SZ, int(deep))
 		}
-		if !a.bridged(i, p) {
+		if p.Local || !a.bridged(i, p) {
 			fds[i] = session.Fd()
 			continue
 		}

@@ -552,3 +552,43 @@ func TestStatsCountTheHost(t *testing.T) {
 		}
 	}
 }
+
+// TestSameHostEdges: a one-to-one pipe or fifo edge between two stages
+// on the same host stays there (a pipe between them, not two sessions
+// through ipcflow's host), with a pipe's every behaviour: the stream
+// byte-exact, SIGPIPE for a writer whose reader finished, a reader that
+// never started. Other edges between them still go through ipcflow's
+// host.
+func TestSameHostEdges(t *testing.T) {
+	lab := sshlab.New(t, 1)
+	before := objects(t)
+	data := filepath.Join(t.TempDir(), "data")
+	testkit.Bash(t, fmt.Sprintf("seq 1 200000 | sed 's/$/ of the lines/' > %q", data))
+	want := string(testkit.Bash(t, fmt.Sprintf("tr a-z A-Z < %q | sort -r | head -3", data)))
+	for _, typ := range []string{"pipe", "fifo", "shm"} {
+		script := fmt.Sprintf("stage a on h1 = cat %s\nstage b on h1 = tr a-z A-Z\nstage c on h1 = sort -r\nstage d = head -3\na -[%s]-> b -[%s]-> c -> d\n", data, typ, typ)
+		out, errb, code := runFlow(t, lab, script)
+		if code != 0 || out != want {
+			t.Errorf("%s: status %d, stdout %q, stderr %q; want %q", typ, code, out, errb, want)
+		}
+		dry, _, _ := runFlow(t, lab, script, "--dry-run")
+		if stays := strings.Contains(dry, "fd 0: e1 (read) stays on h1: a pipe there from a, no session"); stays != (typ != "shm") {
+			t.Errorf("%s: the edge stays on the host: %v; dry run:\n%s", typ, stays, dry)
+		}
+	}
+	for _, c := range []struct {
+		script, out, msg string
+		code             int
+	}{
+		{"stage a on h1 = yes\nstage b on h1 = head -2\na -> b\n", "y\ny\n", "", 0},
+		{"stage a on h1 = seq 100000000\nstage b on h1 = true\na -> b\n", "", "", 0},
+		{"stage a on h1 = seq 100000000\nstage b on h1 = nosuchprog\na -> b\n", "",
+			"ipcflow: stage b on h1: nosuchprog: command not found\nipcflow: stage b on h1: exit status 127\n", 127},
+	} {
+		out, errb, code := runFlow(t, lab, c.script)
+		if out != c.out || errb != c.msg || code != c.code {
+			t.Errorf("%q: status %d, stdout %q, stderr %q; want %d, %q, %q", c.script, code, out, errb, c.code, c.out, c.msg)
+		}
+	}
+	noLeftovers(t, before)
+}

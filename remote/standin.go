@@ -69,7 +69,10 @@ func StandIn(args []string) (code int, sig unix.Signal) {
 	}
 	var ports []*session
 	for fd, p := range spec.Ports {
-		if fd == 2 || p.Null {
+		if fd == 2 || p.Null || p.Local {
+			if p.Local {
+				os.NewFile(uintptr(fd), "").Close() // the host's pipe is the edge
+			}
 			continue
 		}
 		stream := os.NewFile(uintptr(fd), "fd"+strconv.Itoa(fd))

@@ -3,7 +3,9 @@
 # with real sshds built here (root, openssh-server, iproute2):
 #   stream:  256 MiB from a stage on h1 to a stage on h2 (two links, through
 #            ipcflow's host), and from a local stage to a stage on h2 (one
-#            link), each against `ssh h2 cat < file` (one link);
+#            link), each against `ssh h2 cat < file` (one link); and
+#            between two stages on h2 (the edge stays there) against
+#            `ssh h2 'cat file | cat'`;
 #   startup: a 2-host flow of `true` stages against `ssh h1 true` over a warm
 #            master: as a user who keeps masters up (ControlPath in the ssh
 #            config, masters live) and has this ipcflow on the hosts' PATH;
@@ -99,6 +101,11 @@ stage src = cat $W/data
 stage dst on h2 = cat > /dev/null
 src -> dst
 EOF2
+cat > "$W/samehost.ipcflow" <<EOF2
+stage src on h2 = cat $W/data
+stage dst on h2 = cat > /dev/null
+src -> dst
+EOF2
 cat > "$W/start.ipcflow" <<'EOF2'
 stage a on h1 = true
 stage b on h2 = true
@@ -111,12 +118,14 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 
 for h in h1 h2; do ssh -F "$W/warm_config" -o ControlMaster=yes -o ControlPersist=yes -fN $h; done
 cold="ssh -F $W/ssh_config" warm="ssh -F $W/warm_config"
-names=(stream local ssh start nowarm copy sshtrue)
+names=(stream local ssh same sshsame start nowarm copy sshtrue)
 for n in "${names[@]}"; do : > "$W/t.$n"; done
 for r in $(seq "$ROUNDS"); do
 	IPCFLOW_SSH=$cold t "$W/bin/ipcflow" run "$W/stream.ipcflow" >> "$W/t.stream"
 	IPCFLOW_SSH=$cold t "$W/bin/ipcflow" run "$W/local.ipcflow" >> "$W/t.local"
 	t $cold h2 'cat > /dev/null' < "$W/data" >> "$W/t.ssh"
+	IPCFLOW_SSH=$cold t "$W/bin/ipcflow" run "$W/samehost.ipcflow" >> "$W/t.same"
+	t $cold h2 "cat $W/data | cat > /dev/null" >> "$W/t.sshsame"
 	IPCFLOW_SSH=$warm t "$W/bin/ipcflow" run "$W/start.ipcflow" >> "$W/t.start"
 	IPCFLOW_SSH=$cold t "$W/bin/ipcflow" run "$W/start.ipcflow" >> "$W/t.nowarm"
 	IPCFLOW_SSH=$cold t "$W/ipcflow-copy" run "$W/start.ipcflow" >> "$W/t.copy"
@@ -130,6 +139,8 @@ stream() {
 }
 stream "h1 -> h2 (two links)" "${m[stream]}"
 stream "local -> h2 (one link)" "${m[local]}"
+printf 'stream %d MiB h2 -> h2 (both stages on h2): ipcflow %.3f s, ssh h2 '"'"'cat file | cat'"'"' %.3f s: ipcflow at %.2fx\n' \
+	"$SIZE_MIB" "${m[same]}" "${m[sshsame]}" "$(echo "${m[sshsame]} / ${m[same]}" | bc -l)"
 start() {
 	printf 'startup 2-host flow, %s: ipcflow %.0f ms, ssh h1 true (warm master) %.0f ms: %+.0f ms\n' \
 		"$1" "$(echo "$2 * 1000" | bc -l)" "$(echo "${m[sshtrue]} * 1000" | bc -l)" "$(echo "($2 - ${m[sshtrue]}) * 1000" | bc -l)"
