@@ -190,12 +190,10 @@ func (p *Plan) stageProcess(sp *StagePlan, names FlowNames) (*Process, error) {
 	return pr, nil
 }
 
-// directArgs returns the argv of a command that is one simple command
-// running a program, expanded as the shell would (in the stage's
-// environment and directory), or nil when the command needs a shell: a
-// builtin, a function, a construct, a redirection, an assignment, a
-// substitution, arithmetic, or a parameter only a shell knows ($$, $RANDOM).
-func directArgs(f *syntax.File, env []string, cwd string) []string {
+// simpleCall is the command of f when it is one simple command with
+// words and nothing else: no assignment, redirection, negation, `&`,
+// coprocess or comment, which a shell would have to do.
+func simpleCall(f *syntax.File) *syntax.CallExpr {
 	if f == nil || len(f.Stmts) != 1 || len(f.Last) > 0 {
 		return nil
 	}
@@ -205,6 +203,19 @@ func directArgs(f *syntax.File, env []string, cwd string) []string {
 	}
 	call, ok := stmt.Cmd.(*syntax.CallExpr)
 	if !ok || len(call.Assigns) > 0 || len(call.Args) == 0 {
+		return nil
+	}
+	return call
+}
+
+// directArgs returns the argv of a command that is one simple command
+// running a program, expanded as the shell would (in the stage's
+// environment and directory), or nil when the command needs a shell: a
+// builtin, a function, a construct, a redirection, an assignment, a
+// substitution, arithmetic, or a parameter only a shell knows ($$, $RANDOM).
+func directArgs(f *syntax.File, env []string, cwd string) []string {
+	call := simpleCall(f)
+	if call == nil {
 		return nil
 	}
 	for _, w := range call.Args {

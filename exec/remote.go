@@ -107,15 +107,8 @@ func (p *Plan) remoteProcess(sp *StagePlan, names FlowNames, pr *Process, env []
 // a glob or a ~ means what the host's shell makes of it, not this
 // host's.
 func literalArgs(f *syntax.File) []string {
-	if f == nil || len(f.Stmts) != 1 || len(f.Last) > 0 {
-		return nil
-	}
-	stmt := f.Stmts[0]
-	if stmt.Negated || stmt.Background || stmt.Coprocess || len(stmt.Redirs) > 0 || len(stmt.Comments) > 0 {
-		return nil
-	}
-	call, ok := stmt.Cmd.(*syntax.CallExpr)
-	if !ok || len(call.Assigns) > 0 || len(call.Args) == 0 {
+	call := simpleCall(f)
+	if call == nil {
 		return nil
 	}
 	var args []string

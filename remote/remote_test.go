@@ -510,8 +510,8 @@ func TestMaxSessions(t *testing.T) {
 	for i := range n {
 		fmt.Fprintf(&script, "stage s%d on h1 = cat\n", i)
 	}
-	for i := range n - 1 {
-		fmt.Fprintf(&script, "s%d -> s%d\n", i, i+1)
+	for i := range n - 1 { // shm: through ipcflow's host, a session each end
+		fmt.Fprintf(&script, "s%d -[shm]-> s%d\n", i, i+1)
 	}
 	_, errb, code := runFlow(t, lab, script.String())
 	if code != 255 || !strings.Contains(errb, "ssh master refused the session: Session open refused by peer (sshd's MaxSessions on the host") {

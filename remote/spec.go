@@ -31,17 +31,17 @@ type Spec struct {
 // Port is one fd of a remote stage: which way it goes and the type of the
 // edge that ends there, which the agent makes again on the host.
 type Port struct {
-	Write   bool   // the stage writes it (out, err, an out port)
-	Null    bool   // nothing at the other end: /dev/null on the host, no session
+	Write bool // the stage writes it (out, err, an out port)
+	Null  bool // nothing at the other end: /dev/null on the host, no session
 	// Local: the other end is a stage on the same host (a one-to-one
 	// pipe or fifo edge), and the edge stays there: a pipe that the
 	// reader's agent makes and whose write end it hands to the writer's
 	// agent, at its socket, as a port session hands its fd. No session
 	// carries it, and no byte goes through ipcflow's host. On the
 	// reader's port, HandTo is the writer stage and HandFd its fd.
-	Local  bool
-	HandTo string
-	HandFd int
+	Local   bool
+	HandTo  string
+	HandFd  int
 	Type    string // the edge's type ("pipe" for ipcflow's own pipes)
 	Options channels.Options
 }
