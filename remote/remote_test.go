@@ -592,3 +592,16 @@ func TestSameHostEdges(t *testing.T) {
 	}
 	noLeftovers(t, before)
 }
+
+// TestStartupFilesOnStderr: a host whose shell prints to stderr as it
+// starts (a ~/.bashrc's greeting, where docs/remote.md says to put it) is
+// heard once per remote stage, from its control session, whose stderr is
+// the stage's, as `ssh host cmd` would show it; not once more per
+// stream.
+func TestStartupFilesOnStderr(t *testing.T) {
+	lab := sshlab.NewRC(t, 1, "echo 'Welcome!' >&2\n")
+	out, errb, code := runFlow(t, lab, "stage a = seq 3\nstage b on h1 = cat\nstage c = cat\na -> b -> c\n")
+	if code != 0 || out != "1\n2\n3\n" || errb != "Welcome!\n" {
+		t.Errorf("status %d, stdout %q, stderr %q; want the greeting once", code, out, errb)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -67,7 +68,7 @@ func StandIn(args []string) (code int, sig unix.Signal) {
 	if _, err := toAgent.Write([]byte(args[0] + "\n")); err != nil {
 		return fail(title, err)
 	}
-	var ports []*session
+	var ports []*portSession
 	for fd, p := range spec.Ports {
 		if fd == 2 || p.Null || p.Local {
 			if p.Local {
@@ -80,7 +81,7 @@ func StandIn(args []string) (code int, sig unix.Signal) {
 		if p.Write {
 			stdin, stdout, dir = null, stream, "w"
 		}
-		port, err := startSession(info.Ctl, bin+"port "+quote(sock)+" "+strconv.Itoa(fd)+" "+dir, info.Session, stdin, stdout, os.Stderr)
+		port, err := startPort(info.Ctl, bin+"port "+quote(sock)+" "+strconv.Itoa(fd)+" "+dir, info.Session, stdin, stdout)
 		// The master has its own copy now; ours would hide the
 		// stream's end.
 		stream.Close()
@@ -147,6 +148,65 @@ func StandIn(args []string) (code int, sig unix.Signal) {
 	}
 	fmt.Fprintf(os.Stderr, "ipcflow: %s: connection lost\n", title)
 	return 255, 0
+}
+
+// portSession is a port's session, whose stderr is shown only when it
+// fails: there the host's shell says what its startup files print to
+// stderr (a ~/.bashrc's greeting), once per session, and a stage has a
+// session per stream besides its control session, whose stderr is the
+// stage's own; the port itself says why it failed.
+type portSession struct {
+	*session
+	mu   sync.Mutex
+	said []byte
+	r    *os.File
+	done chan struct{}
+}
+
+func startPort(ctl, command string, o sessionOpts, stdin, stdout *os.File) (*portSession, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	s, err := startSession(ctl, command, o, stdin, stdout, w)
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	p := &portSession{session: s, r: r, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Read(buf)
+			p.mu.Lock()
+			if len(p.said) < 64<<10 {
+				p.said = append(p.said, buf[:n]...)
+			}
+			p.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return p, nil
+}
+
+// Wait waits for the session's end, and shows what it said if it failed.
+// A hung-up session's stderr may stay open in the master (a dead link):
+// what came within a second is shown.
+func (p *portSession) Wait() {
+	if code := p.session.Wait(); code != 0 {
+		select {
+		case <-p.done:
+		case <-time.After(time.Second):
+		}
+		p.mu.Lock()
+		os.Stderr.Write(p.said)
+		p.mu.Unlock()
+	}
+	p.r.Close()
 }
 
 // fail reports a stand-in that could not do its part: ssh's status for a
