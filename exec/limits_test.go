@@ -5,6 +5,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -217,5 +218,27 @@ func TestMmapRecordingOnASmallFileSystem(t *testing.T) {
 	}
 	if _, err := os.Lstat(rec); !os.IsNotExist(err) {
 		t.Errorf("the failed recording %s was left (%v)", rec, err)
+	}
+}
+
+// A user whose limits fall back to setrlimit (no cgroup of theirs) may
+// limit a stage run by the stage shell: the limits are its programs',
+// not the Go stage shell's. Under RLIMIT_AS 64 MiB the shell died at its
+// start with Go's "failed to reserve page summary memory" and a stack
+// trace; under RLIMIT_NOFILE 5 it could not open what bash opens.
+func TestSetrlimitLimitsOnShellStages(t *testing.T) {
+	cmd, _ := asOtherUser(t, "", `stage a limit memory=64MiB = echo hi; echo there
+stage b limit memory=64MiB = dd if=/dev/zero of=/dev/null bs=300M count=1 2>/dev/null && echo not limited || echo limited
+stage c limit files=5 = echo b1; cat /etc/hostname > /dev/null && echo read
+stage d = cat
+a -> d
+b.out -> d.in
+c.out -> d.in
+`)
+	out, err := cmd.CombinedOutput()
+	got := strings.Split(strings.TrimSpace(string(out)), "\n")
+	slices.Sort(got)
+	if code := exitCode(t, err); code != 0 || strings.Join(got, " ") != "b1 hi limited read there" {
+		t.Errorf("status %d, output:\n%s\nwant hi, there, b1, read and limited (dd's 300 MB buffer refused)", code, out)
 	}
 }

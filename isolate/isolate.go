@@ -377,17 +377,21 @@ func Enter(args []string) int {
 const ProgramsEnv = "IPCFLOW_PROGRAM_LIMITS"
 
 // HelperArgs is Args for a stage whose process is one of ipcflow's own
-// helpers: its cgroup v1 pids group and its RLIMIT_NPROC are left out of
-// the args, and returned as programs, the value of ProgramsEnv for the
+// helpers: its cgroup v1 pids group and its setrlimit limits are left out
+// of the args, and returned as programs, the value of ProgramsEnv for the
 // helper ("" if none). A cgroup v2 pids limit is in the stage's one
-// group, which the helper joins: it stays in args.
+// group, which the helper joins: it stays in args. The rlimits are the
+// programs' alone, as the pids limit: RLIMIT_AS (memory's fallback)
+// below Go's address space reservations, hundreds of MiB, killed the
+// helper at its start with a Go crash dump, and RLIMIT_NOFILE counted
+// the helper's own fds (a bash would need fewer).
 func HelperArgs(g *Group, ms []Mechanism, l *parser.Limits) (args []string, programs string) {
 	var fields []string
 	for _, a := range Args(g, ms, l) {
 		switch {
 		case g != nil && g.pids != "" && a == "cg="+g.pids:
 			fields = append(fields, "pids="+g.pids, "max="+strconv.Itoa(l.Pids))
-		case a == fmt.Sprintf("rl=%d:%d", unix.RLIMIT_NPROC, l.Pids):
+		case strings.HasPrefix(a, "rl="):
 			fields = append(fields, a)
 		default:
 			args = append(args, a)

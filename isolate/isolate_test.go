@@ -177,7 +177,8 @@ func TestKilledReadsMemoryEvents(t *testing.T) {
 	}
 }
 
-// A helper stage's RLIMIT_NPROC and v1 pids group go to its programs
+// A helper stage's rlimits (here RLIMIT_NPROC and RLIMIT_NOFILE) and v1
+// pids group go to its programs
 // (ProgramsEnv), not to the helper's own start; TakePrograms reads the
 // variable back and removes it.
 func TestHelperArgs(t *testing.T) {
@@ -185,10 +186,10 @@ func TestHelperArgs(t *testing.T) {
 	ms := []Mechanism{{Resource: "pids", Rlimit: 6}, {Resource: "files", Rlimit: 7}}
 	g := &Group{Paths: []string{"/cg/mem/x", "/cg/pids/x"}, pids: "/cg/pids/x"}
 	args, programs := HelperArgs(g, ms, l)
-	if want := []string{"cg=/cg/mem/x", "rl=7:64", "--"}; !slices.Equal(args, want) {
+	if want := []string{"cg=/cg/mem/x", "--"}; !slices.Equal(args, want) {
 		t.Errorf("args %q, want %q", args, want)
 	}
-	if want := "pids=/cg/pids/x\nmax=5\nrl=6:5"; programs != want {
+	if want := "pids=/cg/pids/x\nmax=5\nrl=6:5\nrl=7:64"; programs != want {
 		t.Errorf("programs %q, want %q", programs, want)
 	}
 	t.Setenv(ProgramsEnv, programs)
@@ -196,7 +197,7 @@ func TestHelperArgs(t *testing.T) {
 	if _, ok := os.LookupEnv(ProgramsEnv); ok {
 		t.Error("TakePrograms left the variable set")
 	}
-	if p.pids != "/cg/pids/x" || p.Max() != 5 || !slices.Equal(p.RoleArgs(), []string{"rl=6:5", "--"}) || p.Env() != ProgramsEnv+"="+programs {
+	if p.pids != "/cg/pids/x" || p.Max() != 5 || !slices.Equal(p.RoleArgs(), []string{"rl=6:5", "rl=7:64", "--"}) || p.Env() != ProgramsEnv+"="+programs {
 		t.Errorf("TakePrograms = %+v", p)
 	}
 }
