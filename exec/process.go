@@ -248,7 +248,7 @@ func sameAsProgram(args []string) bool {
 	case "true", "false", "test", "[", "kill":
 		return true
 	case "echo", "printf":
-		if len(args) > 1 && (args[1] == "--help" || args[1] == "--version" || args[0] == "printf" && args[1] == "-v") {
+		if len(args) > 1 && (args[1] == "--help" || args[1] == "--version" || args[0] == "printf" && (args[1] == "-v" || strings.Contains(args[1], "%q"))) {
 			return false
 		}
 		return true

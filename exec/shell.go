@@ -102,6 +102,9 @@ func shellRole(args []string) int {
 					return []string{":"}, nil
 				}
 			}
+			if (args[0] == "echo" || args[0] == "printf") && readerGone(ctx) {
+				return []string{"exit", strconv.Itoa(128 + int(unix.SIGPIPE))}, nil
+			}
 			return stageBuiltins(ctx, args, traps)
 		}),
 	)
@@ -123,6 +126,24 @@ func shellRole(args []string) int {
 		dieOf(unix.SIGPIPE)
 	}
 	return status
+}
+
+// readerGone reports whether the command's stdout is a pipe whose
+// reader has gone (poll's POLLERR on a pipe's write end), before a
+// builtin writes to it. In bash, that write kills the (sub)shell with
+// SIGPIPE, and so ends `while :; do echo y; done | head -1`. The
+// interpreter's builtins ignore their write errors, and its pipelines
+// are goroutines, where Go turns SIGPIPE into EPIPE: such a loop ran for
+// ever. The builtin becomes `exit 141` instead: the subshell (or the
+// stage shell, which then dies of SIGPIPE) ends as bash's would.
+func readerGone(ctx context.Context) bool {
+	f, ok := interp.HandlerCtx(ctx).Stdout.(*os.File)
+	if !ok || f == nil {
+		return false
+	}
+	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLOUT}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&unix.POLLERR != 0
 }
 
 // readCommand reads a stage's command from path, which must hold length

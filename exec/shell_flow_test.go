@@ -76,6 +76,16 @@ var shellLikeBash = []struct{ name, cmd string }{
 	{"trap-in-function", `f() { trap 'echo in f' USR1; kill -USR1 $$; :; }; f; echo done`},
 	{"needs-bash", "umask 027; umask; printf -v x %s hi; echo $x; echo to3 3>&1 >&3"},
 	{"proc-subst-out", "seq 3 | tee >(tac) >/dev/null"},
+	// A builtin's write to a pipe whose reader finished ends its
+	// (sub)shell, as SIGPIPE does bash's: these ran for ever.
+	{"echo-loop-into-head", `while true; do echo y; done | head -1; echo after`},
+	{"printf-loop-into-head", `i=0; while :; do printf '%d\n' $i; i=$((i+1)); done | head -2; echo after`},
+	// Constructs the interpreter lacks go to bash (parser.NeedsBash).
+	{"pipestatus", `false | true; echo ${PIPESTATUS[@]}`},
+	{"let-quoted", `let "y = 3 * 4"; echo $y`},
+	{"declare-integer", `declare -i n; n=5+5; echo $n`},
+	{"printf-q", `printf '%q\n' "a b"`},
+	{"read-loop-into-head", `seq 100000 | while read -r l; do echo "$l"; done | head -2`},
 	{"ulimit", `ulimit -c 0; ulimit -c; ulimit -Sn 64; ulimit -n; grep 'Max open files' /proc/self/limits | tr -s ' ' | cut -d' ' -f4; ulimit -St 100; ulimit -t; ulimit -Sv unlimited; ulimit -v; ulimit -Sf 2048; ulimit -f; ulimit -s >/dev/null; ulimit -u >/dev/null; ulimit -n abc; echo rc=$?; ulimit -a | grep -c '(-n)'`},
 }
 

@@ -45,6 +45,14 @@ func NeedsBash(f *syntax.File) *BashNeed {
 			need = redirectNeed(x)
 		case *syntax.CallExpr:
 			need = callNeed(x)
+		case *syntax.ParamExp:
+			need = paramNeed(x)
+		case *syntax.CoprocClause:
+			need = &BashNeed{What: "coproc", Pos: x.Pos()}
+		case *syntax.DeclClause:
+			need = declNeed(x)
+		case *syntax.LetClause:
+			need = letNeed(x)
 		}
 		return need == nil
 	})
@@ -90,6 +98,10 @@ func callNeed(call *syntax.CallExpr) *BashNeed {
 		if len(args) > 0 && args[0] == "-v" {
 			return at("printf -v")
 		}
+		if f, _ := LiteralWord(call.Args[min(1, len(call.Args)-1)]); len(args) > 0 && strings.Contains(f, "%q") {
+			return at("printf %q") // the interpreter quotes as '…', bash as a\ b
+		}
+
 	case "wait":
 		for _, a := range args {
 			if a == "-n" || a == "-p" || a == "-f" {
@@ -110,6 +122,44 @@ func callNeed(call *syntax.CallExpr) *BashNeed {
 				i++ // the prompt
 			}
 		}
+	}
+	return nil
+}
+
+// declNeed: attributes the interpreter lacks (integer, case folding,
+// trace), which it refuses with a message and goes on without.
+func declNeed(d *syntax.DeclClause) *BashNeed {
+	for _, a := range d.Args {
+		if !a.Naked || a.Value == nil {
+			continue
+		}
+		if f := a.Value.Lit(); strings.HasPrefix(f, "-") && strings.ContainsAny(f, "iult") {
+			return &BashNeed{What: d.Variant.Value + " " + f, Pos: a.Pos()}
+		}
+	}
+	return nil
+}
+
+// letNeed: a quoted let expression (`let "y = 3 * 4"`), which bash
+// evaluates as arithmetic and the interpreter takes for a word.
+func letNeed(l *syntax.LetClause) *BashNeed {
+	for _, e := range l.Exprs {
+		if w, ok := e.(*syntax.Word); ok && w.Lit() == "" {
+			return &BashNeed{What: "a quoted let expression", Pos: w.Pos()}
+		}
+	}
+	return nil
+}
+
+// paramNeed: ${x@Q} and the other @ operators, and PIPESTATUS, which the
+// interpreter does not keep: it would expand them silently otherwise
+// (abc for 'abc', nothing for "1 0").
+func paramNeed(pe *syntax.ParamExp) *BashNeed {
+	if pe.Param != nil && pe.Param.Value == "PIPESTATUS" {
+		return &BashNeed{What: "PIPESTATUS", Pos: pe.Pos()}
+	}
+	if pe.Exp != nil && pe.Exp.Op == syntax.OtherParamOps {
+		return &BashNeed{What: "${…@" + pe.Exp.Word.Lit() + "}", Pos: pe.Pos()}
 	}
 	return nil
 }

@@ -20,6 +20,15 @@ func TestNeedsBash(t *testing.T) {
 		{"read -r -u 3 x", "read -u"},
 		{"wait -n", "wait -n"},
 		{"trap 'echo' DEBUG", "trap on DEBUG"},
+		// What the interpreter would run quietly wrong.
+		{"false | true; echo ${PIPESTATUS[@]}", "PIPESTATUS"},
+		{"echo ${x@Q}", "${…@Q}"},
+		{"coproc cat", "coproc"},
+		{"declare -i n; n=5+5", "declare -i"},
+		{"local -u up=x", "local -u"},
+		{`let "y = 3 * 4"`, "a quoted let expression"},
+		{`printf "%q\n" "a b"`, "printf %q"},
+		{"let i=2+3; declare -a arr=(1 2); printf '%s\n' x", ""},
 		// What the stage shell does itself, and plain commands.
 		{"trap '' TERM; ulimit -n 64; kill -0 $$", ""},
 		{"echo hi 2>&1 >/dev/null <&0", ""},
