@@ -18,16 +18,25 @@ func (f *flow) finishMovers() error {
 	done := make(chan error, 1)
 	go func() {
 		var errs []error
+		fromStdin := map[int]bool{} // wires that only ipcflow's stdin feeds
 		for i, m := range f.movers {
 			if mp := f.moverPlans[i]; mp.readsStdin() && !mp.writesOwn() {
-				continue // its readers, the stages, have all ended
+				// Its readers, the stages, have all ended; and so has
+				// the bridge of a channel it feeds (an mq, a ring), which
+				// would wait for the mover's end of input.
+				for _, d := range mp.Dsts {
+					if d.Kind == EndWrite {
+						fromStdin[d.Wire] = true
+					}
+				}
+				continue
 			}
 			if err := m.Wait(); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", f.moverPlans[i].Purpose, err))
 			}
 		}
-		for _, w := range f.wires {
-			if w.ch != nil {
+		for i, w := range f.wires {
+			if w.ch != nil && !fromStdin[i] {
 				if err := w.ch.Wait(); err != nil {
 					errs = append(errs, err)
 				}

@@ -1,0 +1,51 @@
+package exec
+
+import (
+	"bytes"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ipcflow/ipcflow/internal/testkit"
+)
+
+// A flow whose stage reads ipcflow's stdin over an edge ipcflow bridges
+// (mq, shm, mmap, socket) ends when the stage does, with stdin still
+// open, as over a pipe or fifo and as bash's `head -n 2` ends: the
+// channel's bridge waited for the end of stdin (on a terminal, for lines
+// typed after the stage was gone, which it swallowed).
+func TestStdinEdgeNotWaitedFor(t *testing.T) {
+	bin := testkit.BuildIpcflow(t)
+	for _, typ := range []string{"pipe", "fifo", "mq", "shm", "mmap", "socket", "socket tcp"} {
+		t.Run(typ, func(t *testing.T) {
+			script := filepath.Join(t.TempDir(), "f.ipcflow")
+			os.WriteFile(script, []byte("stage a = head -n 2\nstdin -["+typ+"]-> a\n"), 0o600)
+			cmd := osexec.Command(bin, "run", script)
+			in, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.Close() // held open until the run has ended
+			var out bytes.Buffer
+			cmd.Stdout = &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			in.Write([]byte("a\nb\nc\n"))
+			ended := make(chan error, 1)
+			go func() { ended <- cmd.Wait() }()
+			select {
+			case err := <-ended:
+				if err != nil || out.String() != "a\nb\n" {
+					t.Errorf("%v, stdout %q; want a and b", err, out.String())
+				}
+			case <-time.After(20 * time.Second): // a guard against the wait, not a measure
+				cmd.Process.Kill()
+				<-ended
+				t.Errorf("the run waited for the end of stdin")
+			}
+		})
+	}
+}
