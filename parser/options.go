@@ -134,6 +134,10 @@ func (o *Options) Set(t EdgeType, name, v string) error {
 		if err == nil && (t == Pipe || t == FIFO) && o.Size > maxPipeSize {
 			err = fmt.Errorf("%s buffer size %s is too large (at most %d bytes)", t, v, maxPipeSize)
 		}
+		if err == nil && t == SHM && o.Size > 0 && o.Size < 4096 {
+			// As run says (channels' checkShm): the ring is pages.
+			err = fmt.Errorf("shm size %d is below one page (4096)", o.Size)
+		}
 	case "path":
 		if v == "" {
 			err = fmt.Errorf("empty path")
@@ -147,6 +151,10 @@ func (o *Options) Set(t EdgeType, name, v string) error {
 		o.MsgSize, err = ParseSize(v)
 		if err == nil && o.MsgSize > maxMQMsg {
 			err = fmt.Errorf("msgsize %s is too large (at most 16MiB)", v)
+		}
+		if err == nil && o.MsgSize == 1 {
+			// As run says (budget.CheckMQ): a message's framing byte.
+			err = fmt.Errorf("mq msgsize %d: must be at least 2 (each message has one byte of framing)", o.MsgSize)
 		}
 	case "addr":
 		err = checkAddr(v)

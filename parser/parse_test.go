@@ -41,6 +41,9 @@ func TestErrors(t *testing.T) {
 		{"out port right", "stage a (out o) = cat\nstage b = cat\nb -> a.o", "f:3:8: a.o is an output port; it cannot be on the right of an arrow"},
 		{"size unit", "stage a = cat\na -[pipe size=1KB]-> stdout", "f:2:15: bad size \"1KB\": expected bytes or a number with K, KiB, M, MiB, G or GiB"},
 		{"pipe too big", "stage a = cat\na -[pipe size=4G]-> stdout", "f:2:15: pipe buffer size 4G is too large (at most 2147483647 bytes)"},
+		// What run would refuse, on every machine, check refuses too.
+		{"shm below a page", "stage a = cat\na -[shm size=1K]-> stdout", "f:2:14: shm size 1024 is below one page (4096)"},
+		{"mq message of 1 byte", "stage a = cat\na -[mq msgsize=1]-> stdout", "f:2:16: mq msgsize 1: must be at least 2 (each message has one byte of framing)"},
 		{"positional on pipe", "stage a = cat\na -[pipe tcp]-> stdout", "f:2:10: expected an option NAME=VALUE for pipe, found 'tcp'"},
 		{"socket twice", "stage a = cat\na -[socket tcp udp]-> stdout", "f:2:16: socket kind given twice (tcp, then udp)"},
 		{"bad port in addr", "stage a = cat\na -[socket tcp addr=h:99999]-> stdout", "f:2:21: bad port \"99999\" in addr: expected 0 to 65535"},
