@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/rogpeppe/go-internal/diff"
 
@@ -78,7 +79,9 @@ func (c *FmtCmd) one(s *Streams, name string, src []byte, write bool) (bool, err
 	out := parser.Format(f)
 	changed := !bytes.Equal(src, out)
 	if c.Diff && changed {
-		s.Stdout.Write(diff.Diff(name+".orig", src, name, out))
+		if _, err := s.Stdout.Write(diff.Diff(name+".orig", src, name, out)); err != nil {
+			return changed, fmt.Errorf("write the diff: %w", err)
+		}
 	}
 	if write {
 		if changed {
@@ -89,17 +92,39 @@ func (c *FmtCmd) one(s *Streams, name string, src []byte, write bool) (bool, err
 		return changed, nil
 	}
 	if !c.Diff {
-		s.Stdout.Write(out)
+		if _, err := s.Stdout.Write(out); err != nil {
+			return changed, fmt.Errorf("write the result: %w", err)
+		}
 	}
 	return changed, nil
 }
 
 // writeFile replaces path's content through a temporary file in the same
 // directory, so that a crash never leaves half a script; the mode is kept.
+// A symlink's target is what is written (the link stays a link). A file
+// with other names (hard links) or another owner is written in place, as
+// gofmt -w does: a new file renamed over it would leave the other names
+// with the old text, or hand the file to whoever may write the directory.
 func writeFile(path string, data []byte) error {
+	if target, err := filepath.EvalSymlinks(path); err == nil {
+		path = target
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Nlink > 1 || int(st.Uid) != os.Geteuid()) {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+		if err == nil {
+			_, err = f.Write(data)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		return nil
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
