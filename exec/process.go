@@ -145,7 +145,9 @@ func (p *Plan) stageProcess(sp *StagePlan, names FlowNames) (*Process, error) {
 	// A restartable stage's copies differ only in IPCFLOW_RESTARTS
 	// (restart.go): a command that names it runs in the shell, which
 	// expands it for each copy, rather than as an argv expanded once.
-	if args := directArgs(st.Script, pr.Env, cwd); args != nil && !(st.Restart != nil && strings.Contains(st.Command, restartsEnv)) {
+	// A command too long for an argument goes to the shell through a
+	// file (below): its builtin echo prints what exec would refuse.
+	if args := directArgs(st.Script, pr.Env, cwd); args != nil && len(st.Command) <= argvCommandMax && !(st.Restart != nil && strings.Contains(st.Command, restartsEnv)) {
 		path, err := interp.LookPathDir(cwd, expand.ListEnviron(pr.Env...), args[0])
 		switch {
 		case err == nil:

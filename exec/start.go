@@ -178,6 +178,9 @@ func (f *flow) startStage(st *liveStage) {
 		defer sf.release()
 	}
 	cmd := strings.Join(pr.Argv, " ")
+	if len(cmd) > 200 {
+		cmd = cmd[:200] + "..." // a message, not the command
+	}
 	if pr.NotFound {
 		code, msg := cannotRun(pr.Dir, pr.Argv[0], nil)
 		fmt.Fprintf(f.o.Stderr, "ipcflow: stage %s: %s: %s\n", st.name(), pr.Argv[0], msg)

@@ -5,6 +5,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,5 +48,19 @@ func TestStdinEdgeNotWaitedFor(t *testing.T) {
 				t.Errorf("the run waited for the end of stdin")
 			}
 		})
+	}
+}
+
+// A one-program command too long for an argument runs in the stage
+// shell, from a file, as bash's builtin echo would print it: it was
+// exec'd, and failed with "argument list too long", quoting all of it.
+func TestLongEchoRuns(t *testing.T) {
+	bin := testkit.BuildIpcflow(t)
+	word := strings.Repeat("x", 300000)
+	script := filepath.Join(t.TempDir(), "f.ipcflow")
+	os.WriteFile(script, []byte("stage a = echo "+word+"\n"), 0o600)
+	out, err := osexec.Command(bin, "run", script).CombinedOutput()
+	if err != nil || string(out) != word+"\n" {
+		t.Errorf("%v; %d bytes of output, want the word and a newline", err, len(out))
 	}
 }
