@@ -61,6 +61,7 @@ func shellRole(args []string) int {
 		fmt.Fprintln(os.Stderr, "ipcflow: internal role sh: want NAME NFDS COMMAND or NAME NFDS -file PATH LENGTH")
 		return 70
 	}
+	closeStdioAgain()
 	name, command := args[0], args[2]
 	nfds, err := strconv.Atoi(args[1])
 	if err != nil || nfds < 3 {

@@ -194,6 +194,9 @@ func (f *flow) startStage(st *liveStage) {
 			return
 		}
 	}
+	if pr.Shell {
+		pr = withClosedStdio(pr, sf.fds)
+	}
 	if hold {
 		copied := *pr
 		copied.Env = copyEnv(st, pr.Env)

@@ -3,7 +3,9 @@ package exec
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -65,6 +67,55 @@ func closeOwnFd(fd int) {
 	if ro, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
 		unix.Dup3(ro, fd, 0)
 		unix.Close(ro)
+	}
+}
+
+// closedStdioEnv tells the stage shell which of its fds 0 to 2 ipcflow
+// got closed, and so handed it closed: Go's runtime opens /dev/null on a
+// standard fd that is closed when it starts, and the shell's programs
+// would then write into /dev/null (540 MB of `cat` gone, status 0) where
+// bash's fail with "Bad file descriptor". The shell makes each unusable
+// again (closeOwnFd) before it runs anything.
+const closedStdioEnv = "IPCFLOW_CLOSED_STDIO"
+
+// withClosedStdio is the stage shell's pr told of the standard fds in fds
+// that are closedFd, or pr itself when none is.
+func withClosedStdio(pr *Process, fds []uintptr) *Process {
+	var closed []string
+	for fd := 0; fd < 3 && fd < len(fds); fd++ {
+		if fds[fd] == closedFd {
+			closed = append(closed, strconv.Itoa(fd))
+		}
+	}
+	if closed == nil {
+		return pr
+	}
+	c := *pr
+	c.Env = append(slices.Clip(pr.Env), closedStdioEnv+"="+strings.Join(closed, ","))
+	return &c
+}
+
+// closeStdioAgain makes the standard fds that closedStdioEnv names
+// unusable again, in the stage shell, and takes the variable out of its
+// environment. fd 0 becomes a write-only /dev/null (reads fail), 1 and 2
+// read-only ones (writes fail), so that no later open takes the number.
+func closeStdioAgain() {
+	v, ok := os.LookupEnv(closedStdioEnv)
+	if !ok {
+		return
+	}
+	os.Unsetenv(closedStdioEnv)
+	for _, f := range strings.Split(v, ",") {
+		switch f {
+		case "0":
+			if wo, err := unix.Open(os.DevNull, unix.O_WRONLY|unix.O_CLOEXEC, 0); err == nil {
+				unix.Dup3(wo, 0, 0)
+				unix.Close(wo)
+			}
+		case "1", "2":
+			fd, _ := strconv.Atoi(f)
+			closeOwnFd(fd)
+		}
 	}
 }
 

@@ -30,6 +30,9 @@ func TestClosedStdioAsInBash(t *testing.T) {
 		{"copy-into-stdout", "stage a = echo hi\na -[shm]-> stdout", ">&-", "echo hi | cat", 1},
 		{"stderr-closed", "stage a = echo warn >&2; echo out", "2>&-", "echo warn >&2; echo out", 0},
 		{"stdout-devnull", "stage a = echo hi", ">/dev/null", "echo hi", 0},
+		// The stage shell's programs get it closed too: Go's runtime
+		// had opened /dev/null there, and cat's bytes went into it.
+		{"shell-program", "stage a = seq 3 | cat | head -2", ">&-", "seq 3 | cat | head -2", 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
