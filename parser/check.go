@@ -3,6 +3,8 @@ package parser
 import (
 	"path/filepath"
 	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
 )
 
 // The checks here look at the whole resolved graph: cycles through data
@@ -234,6 +236,61 @@ func (r *resolver) checkSemDeadlocks() {
 				}
 			}
 		}
+	}
+}
+
+// checkSelfLocks reports a stage command that takes with `ipcflow lock` a
+// unit of a semaphore of count 1 it already holds: through its `uses`
+// clause, or an `ipcflow lock` of the same call around it
+// (`ipcflow lock db -- ipcflow lock db -- cmd`). It would wait for
+// itself for ever; one given --timeout gives up, and is left alone.
+func (r *resolver) checkSelfLocks() {
+	for _, st := range r.g.Stages {
+		if st.Script == nil {
+			continue
+		}
+		syntax.Walk(st.Script, func(n syntax.Node) bool {
+			call, ok := n.(*syntax.CallExpr)
+			if !ok {
+				return true
+			}
+			held := map[*Sem]bool{}
+			for _, sem := range st.Uses {
+				held[sem] = true
+			}
+			args := call.Args
+			for i := 0; i+2 < len(args); i++ {
+				if p := args[i].Lit(); (p != "ipcflow" && !strings.HasSuffix(p, "/ipcflow")) || args[i+1].Lit() != "lock" {
+					continue
+				}
+				name, timeout := "", false
+				for _, w := range args[i+2:] {
+					a := w.Lit()
+					if a == "--" {
+						break
+					}
+					if strings.HasPrefix(a, "--timeout") {
+						timeout = true
+					} else if !strings.HasPrefix(a, "-") && name == "" {
+						name = a
+					}
+				}
+				var sem *Sem
+				for _, x := range r.g.Sems {
+					if x.Name == name {
+						sem = x
+					}
+				}
+				if sem == nil || sem.Count != 1 || timeout {
+					continue
+				}
+				if held[sem] {
+					r.errorf(st.ShellPos(args[i].Pos()), "certain deadlock: stage %s takes semaphore %s (count 1) with ipcflow lock while it holds its one unit already", st.Name, sem.Name)
+				}
+				held[sem] = true
+			}
+			return true
+		})
 	}
 }
 

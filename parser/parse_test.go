@@ -41,6 +41,9 @@ func TestErrors(t *testing.T) {
 		{"out port right", "stage a (out o) = cat\nstage b = cat\nb -> a.o", "f:3:8: a.o is an output port; it cannot be on the right of an arrow"},
 		{"size unit", "stage a = cat\na -[pipe size=1KB]-> stdout", "f:2:15: bad size \"1KB\": expected bytes or a number with K, KiB, M, MiB, G or GiB"},
 		{"pipe too big", "stage a = cat\na -[pipe size=4G]-> stdout", "f:2:15: pipe buffer size 4G is too large (at most 2147483647 bytes)"},
+		// ipcflow lock of a unit the stage holds already waits for ever.
+		{"lock held by uses", "sem db = 1\nstage a uses db = ipcflow lock db -- echo inner", "f:2:19: certain deadlock: stage a takes semaphore db (count 1) with ipcflow lock while it holds its one unit already"},
+		{"lock in lock", "sem db = 1\nstage a = ipcflow lock db -- ipcflow lock db -- echo nested", "f:2:30: certain deadlock: stage a takes semaphore db (count 1) with ipcflow lock while it holds its one unit already"},
 		// What run would refuse, on every machine, check refuses too.
 		{"shm below a page", "stage a = cat\na -[shm size=1K]-> stdout", "f:2:14: shm size 1024 is below one page (4096)"},
 		{"mq message of 1 byte", "stage a = cat\na -[mq msgsize=1]-> stdout", "f:2:16: mq msgsize 1: must be at least 2 (each message has one byte of framing)"},
@@ -452,5 +455,18 @@ b -[fifo path=/tmp/c\ d\]e"\$f"]-> stdout
 	}
 	if l := e.Label(); l != `mmap path="$P/rec" size=$SZ` {
 		t.Errorf("label %q", l)
+	}
+}
+
+// What may take a second unit, or gives up, is no certain deadlock.
+func TestLocksThatMayWait(t *testing.T) {
+	for _, src := range []string{
+		"sem db = 2\nstage a uses db = ipcflow lock db -- echo ok",
+		"sem db = 1\nstage a = ipcflow lock --timeout 1s db -- ipcflow lock db -- echo ok",
+		"sem db = 1\nsem other = 1\nstage a uses db = ipcflow lock other -- echo ok",
+	} {
+		if _, err := Parse("f", []byte(src)); err != nil {
+			t.Errorf("%q: %v", src, err)
+		}
 	}
 }

@@ -100,6 +100,7 @@ func resolve(f *File, partial bool) (*Graph, ErrorList) {
 	}
 	r.checkCycles()
 	r.checkSemDeadlocks()
+	r.checkSelfLocks()
 	r.checkPaths()
 	return r.g, r.errs
 }
