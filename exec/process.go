@@ -250,7 +250,14 @@ func sameAsProgram(args []string) bool {
 	case "true", "false", "test", "[", "kill":
 		return true
 	case "echo", "printf":
-		if len(args) > 1 && (args[1] == "--help" || args[1] == "--version" || args[0] == "printf" && (args[1] == "-v" || strings.Contains(args[1], "%q"))) {
+		format := ""
+		if args[0] == "printf" && len(args) > 1 {
+			format = args[1]
+			if format == "--" && len(args) > 2 {
+				format = args[2]
+			}
+		}
+		if len(args) > 1 && (args[1] == "--help" || args[1] == "--version" || args[1] == "-v" && args[0] == "printf" || strings.Contains(format, "%q")) {
 			return false
 		}
 		return true
@@ -270,6 +277,9 @@ func plainWord(parts []syntax.WordPart) bool {
 		case *syntax.ParamExp:
 			if x.Param == nil || !isPlainVarName(x.Param.Value) || x.Excl || x.Length || x.Width || x.Index != nil {
 				return false
+			}
+			if x.Exp != nil && x.Exp.Op == syntax.OtherParamOps || x.Param.Value == "PIPESTATUS" {
+				return false // ${x@Q} and its kin: bash's (parser.NeedsBash)
 			}
 			if x.Exp != nil && x.Exp.Word != nil && !plainWord(x.Exp.Word.Parts) {
 				return false

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	osexec "os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -81,6 +82,16 @@ func shellRole(args []string) int {
 	// The stage's pids limit, for each program (isolate.Programs), taken
 	// out of the environment before the interpreter copies it.
 	progs := isolate.TakePrograms()
+	// What readerGone must leave alone: a function of the script named
+	// echo or printf, and a SIGPIPE ignored from the start.
+	funcs := map[string]bool{}
+	syntax.Walk(file, func(n syntax.Node) bool {
+		if fd, ok := n.(*syntax.FuncDecl); ok {
+			funcs[fd.Name.Value] = true
+		}
+		return true
+	})
+	pipeIgnored := signal.Ignored(unix.SIGPIPE)
 	traps := newShellTraps()
 	foregroundDone := make(chan struct{})
 	r, err := interp.New(
@@ -103,7 +114,8 @@ func shellRole(args []string) int {
 					return []string{":"}, nil
 				}
 			}
-			if (args[0] == "echo" || args[0] == "printf") && readerGone(ctx) {
+			if (args[0] == "echo" || args[0] == "printf") && !funcs[args[0]] && !pipeIgnored &&
+				!traps.trapped(unix.SIGPIPE) && writesSomething(args) && readerGone(ctx) {
 				return []string{"exit", strconv.Itoa(128 + int(unix.SIGPIPE))}, nil
 			}
 			return stageBuiltins(ctx, args, traps)
@@ -137,14 +149,51 @@ func shellRole(args []string) int {
 // are goroutines, where Go turns SIGPIPE into EPIPE: such a loop ran for
 // ever. The builtin becomes `exit 141` instead: the subshell (or the
 // stage shell, which then dies of SIGPIPE) ends as bash's would.
+//
+// Only a pipe or a socket counts (a hung-up terminal also gives POLLERR,
+// and bash goes on there with EIO); the caller leaves out what would not
+// die of it in bash: a function named echo, a trapped or ignored SIGPIPE,
+// a write of nothing.
 func readerGone(ctx context.Context) bool {
 	f, ok := interp.HandlerCtx(ctx).Stdout.(*os.File)
 	if !ok || f == nil {
 		return false
 	}
-	fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLOUT}}
-	n, err := unix.Poll(fds, 0)
-	return err == nil && n > 0 && fds[0].Revents&unix.POLLERR != 0
+	rc, err := f.SyscallConn() // f.Fd() would make the pipe blocking
+	if err != nil {
+		return false
+	}
+	gone := false
+	rc.Control(func(fd uintptr) {
+		var st unix.Stat_t
+		if unix.Fstat(int(fd), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+			return
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		n, err := unix.Poll(fds, 0)
+		gone = err == nil && n > 0 && fds[0].Revents&unix.POLLERR != 0
+	})
+	return gone
+}
+
+// writesSomething reports whether echo or printf with args writes a byte:
+// bash's write of nothing raises no SIGPIPE.
+func writesSomething(args []string) bool {
+	if args[0] == "printf" {
+		rest := args[1:]
+		if len(rest) > 0 && rest[0] == "--" {
+			rest = rest[1:]
+		}
+		return len(rest) > 0 && rest[0] != ""
+	}
+	newline, rest := true, args[1:]
+	for len(rest) > 0 && (rest[0] == "-n" || rest[0] == "-e" || rest[0] == "-E") {
+		if rest[0] == "-n" {
+			newline = false
+		}
+		rest = rest[1:]
+	}
+	return newline || strings.Join(rest, " ") != ""
 }
 
 // readCommand reads a stage's command from path, which must hold length

@@ -85,6 +85,8 @@ var shellLikeBash = []struct{ name, cmd string }{
 	{"let-quoted", `let "y = 3 * 4"; echo $y`},
 	{"declare-integer", `declare -i n; n=5+5; echo $n`},
 	{"printf-q", `printf '%q\n' "a b"`},
+	{"printf-dashdash-q", `printf -- '%q\n' "a b"`},
+	{"one-program-at-q", `echo ${HOME@Q} "${HOME@U}"`},
 	{"read-loop-into-head", `seq 100000 | while read -r l; do echo "$l"; done | head -2`},
 	{"ulimit", `ulimit -c 0; ulimit -c; ulimit -Sn 64; ulimit -n; grep 'Max open files' /proc/self/limits | tr -s ' ' | cut -d' ' -f4; ulimit -St 100; ulimit -t; ulimit -Sv unlimited; ulimit -v; ulimit -Sf 2048; ulimit -f; ulimit -s >/dev/null; ulimit -u >/dev/null; ulimit -n abc; echo rc=$?; ulimit -a | grep -c '(-n)'`},
 }

@@ -64,3 +64,30 @@ func TestLongEchoRuns(t *testing.T) {
 		t.Errorf("%v; %d bytes of output, want the word and a newline", err, len(out))
 	}
 }
+
+// The stage shell's echo into a pipe whose reader has gone ends the
+// stage only where bash's SIGPIPE would end bash: not with SIGPIPE
+// trapped or ignored, not for a function named echo, not for a write of
+// nothing. The first four were killed, and "survived" never printed.
+func TestEchoIntoGoneReaderLikeBash(t *testing.T) {
+	bin := testkit.BuildIpcflow(t)
+	for _, c := range []struct {
+		cmd      string
+		survives bool
+	}{
+		{`trap '' PIPE; sleep .3; echo hi; printf 'survived\n' >&2`, true},
+		{`trap 'printf "got-pipe\n" >&2' PIPE; sleep .3; echo hi; printf 'survived\n' >&2`, true},
+		{`echo() { printf 'wrapped %s\n' "$@" >&2; }; sleep .3; echo hi; printf 'survived\n' >&2`, true},
+		{`sleep .3; printf ''; echo -n ''; printf 'survived\n' >&2`, true},
+		{`sleep .3; echo hi; printf 'survived\n' >&2`, false},
+	} {
+		script := filepath.Join(t.TempDir(), "f.ipcflow")
+		os.WriteFile(script, []byte("stage a = "+c.cmd+"\n"), 0o600)
+		// Its stdout is a pipe whose reader, true, is gone at once.
+		out, _ := osexec.Command("bash", "-c", `"$0" run "$1" | true`, bin, script).CombinedOutput()
+		bashOut, _ := osexec.Command("bash", "-c", `bash -c "$0" | true`, c.cmd).CombinedOutput()
+		if bytes.Contains(out, []byte("survived")) != c.survives || bytes.Contains(bashOut, []byte("survived")) != c.survives {
+			t.Errorf("%s: want survived %v\nipcflow: %s\nbash: %s", c.cmd, c.survives, out, bashOut)
+		}
+	}
+}

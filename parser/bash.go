@@ -98,7 +98,11 @@ func callNeed(call *syntax.CallExpr) *BashNeed {
 		if len(args) > 0 && args[0] == "-v" {
 			return at("printf -v")
 		}
-		if f, _ := LiteralWord(call.Args[min(1, len(call.Args)-1)]); len(args) > 0 && strings.Contains(f, "%q") {
+		fi := 1
+		if len(args) > 1 && args[0] == "--" {
+			fi = 2
+		}
+		if f, _ := LiteralWord(call.Args[min(fi, len(call.Args)-1)]); len(args) > 0 && strings.Contains(f, "%q") {
 			return at("printf %q") // the interpreter quotes as '…', bash as a\ b
 		}
 

@@ -28,6 +28,7 @@ func TestNeedsBash(t *testing.T) {
 		{"local -u up=x", "local -u"},
 		{`let "y = 3 * 4"`, "a quoted let expression"},
 		{`printf "%q\n" "a b"`, "printf %q"},
+		{`printf -- '%q' x`, "printf %q"},
 		{"let i=2+3; declare -a arr=(1 2); printf '%s\n' x", ""},
 		// What the stage shell does itself, and plain commands.
 		{"trap '' TERM; ulimit -n 64; kill -0 $$", ""},
