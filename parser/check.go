@@ -246,52 +246,74 @@ func (r *resolver) checkSemDeadlocks() {
 // itself for ever; one given --timeout gives up, and is left alone.
 func (r *resolver) checkSelfLocks() {
 	for _, st := range r.g.Stages {
-		if st.Script == nil {
+		// IPCFLOW_LOCK_TIMEOUT is --timeout's variable: a command that
+		// sets it (or exports it) may give up; so may what it inherits,
+		// which check cannot see, and is not a certain deadlock either.
+		if st.Script == nil || strings.Contains(st.Command, "IPCFLOW_LOCK_TIMEOUT") {
 			continue
 		}
 		syntax.Walk(st.Script, func(n syntax.Node) bool {
-			call, ok := n.(*syntax.CallExpr)
-			if !ok {
-				return true
-			}
-			held := map[*Sem]bool{}
-			for _, sem := range st.Uses {
-				held[sem] = true
-			}
-			args := call.Args
-			for i := 0; i+2 < len(args); i++ {
-				if p := args[i].Lit(); (p != "ipcflow" && !strings.HasSuffix(p, "/ipcflow")) || args[i+1].Lit() != "lock" {
-					continue
-				}
-				name, timeout := "", false
-				for _, w := range args[i+2:] {
-					a := w.Lit()
-					if a == "--" {
-						break
-					}
-					if strings.HasPrefix(a, "--timeout") {
-						timeout = true
-					} else if !strings.HasPrefix(a, "-") && name == "" {
-						name = a
-					}
-				}
-				var sem *Sem
-				for _, x := range r.g.Sems {
-					if x.Name == name {
-						sem = x
-					}
-				}
-				if sem == nil || sem.Count != 1 || timeout {
-					continue
-				}
-				if held[sem] {
-					r.errorf(st.ShellPos(args[i].Pos()), "certain deadlock: stage %s takes semaphore %s (count 1) with ipcflow lock while it holds its one unit already", st.Name, sem.Name)
-				}
-				held[sem] = true
+			if call, ok := n.(*syntax.CallExpr); ok {
+				r.selfLocks(st, call.Args)
 			}
 			return true
 		})
 	}
+}
+
+// selfLocks checks one command: `ipcflow lock SEM [--timeout D] -- CMD`,
+// and again in CMD, which is the command word after `--` (a word of its
+// arguments is not).
+func (r *resolver) selfLocks(st *Stage, args []*syntax.Word) {
+	held := map[*Sem]bool{}
+	for _, sem := range st.Uses {
+		held[sem] = true
+	}
+	for len(args) > 2 {
+		if p := args[0].Lit(); (p != "ipcflow" && !strings.HasSuffix(p, "/ipcflow")) || args[1].Lit() != "lock" {
+			return
+		}
+		at := args[0]
+		name, timeout, rest := "", false, args[2:]
+	flags:
+		for len(rest) > 0 {
+			a := rest[0].Lit()
+			rest = rest[1:]
+			switch {
+			case a == "--":
+				break flags
+			case a == "--timeout" && len(rest) > 0:
+				timeout = !isZeroDuration(rest[0].Lit())
+				rest = rest[1:]
+			case strings.HasPrefix(a, "--timeout="):
+				timeout = !isZeroDuration(strings.TrimPrefix(a, "--timeout="))
+			case a == "" || strings.HasPrefix(a, "-"):
+				timeout = timeout || a == "" // a word to expand: it may be anything
+			case name == "":
+				name = a
+			}
+		}
+		var sem *Sem
+		for _, x := range r.g.Sems {
+			if x.Name == name {
+				sem = x
+			}
+		}
+		if sem != nil && sem.Count == 1 && !timeout {
+			if held[sem] {
+				r.errorf(st.ShellPos(at.Pos()), "certain deadlock: stage %s takes semaphore %s (count 1) with ipcflow lock while it holds its one unit already", st.Name, sem.Name)
+				return
+			}
+			held[sem] = true
+		}
+		args = rest
+	}
+}
+
+// isZeroDuration reports whether s is a --timeout of 0, "wait as long as
+// it takes".
+func isZeroDuration(s string) bool {
+	return strings.Trim(s, "0") == "" || strings.Trim(s, "0") == "s" || strings.Trim(s, "0") == "ms"
 }
 
 func (r *resolver) usesPos(s *Stage, sem *Sem) Pos {

@@ -44,6 +44,7 @@ func TestErrors(t *testing.T) {
 		// ipcflow lock of a unit the stage holds already waits for ever.
 		{"lock held by uses", "sem db = 1\nstage a uses db = ipcflow lock db -- echo inner", "f:2:19: certain deadlock: stage a takes semaphore db (count 1) with ipcflow lock while it holds its one unit already"},
 		{"lock in lock", "sem db = 1\nstage a = ipcflow lock db -- ipcflow lock db -- echo nested", "f:2:30: certain deadlock: stage a takes semaphore db (count 1) with ipcflow lock while it holds its one unit already"},
+		{"lock timeout 0", "sem db = 1\nstage a uses db = ipcflow lock --timeout=0 db -- true", "f:2:19: certain deadlock: stage a takes semaphore db (count 1) with ipcflow lock while it holds its one unit already"},
 		// What run would refuse, on every machine, check refuses too.
 		{"shm below a page", "stage a = cat\na -[shm size=1K]-> stdout", "f:2:14: shm size 1024 is below one page (4096)"},
 		{"mq message of 1 byte", "stage a = cat\na -[mq msgsize=1]-> stdout", "f:2:16: mq msgsize 1: must be at least 2 (each message has one byte of framing)"},
@@ -464,6 +465,9 @@ func TestLocksThatMayWait(t *testing.T) {
 		"sem db = 2\nstage a uses db = ipcflow lock db -- echo ok",
 		"sem db = 1\nstage a = ipcflow lock --timeout 1s db -- ipcflow lock db -- echo ok",
 		"sem db = 1\nsem other = 1\nstage a uses db = ipcflow lock other -- echo ok",
+		"sem db = 1\nstage a uses db = IPCFLOW_LOCK_TIMEOUT=1s ipcflow lock db -- echo inner",
+		"sem db = 1\nstage a uses db = export IPCFLOW_LOCK_TIMEOUT=1s; ipcflow lock db -- echo inner",
+		"sem db = 1\nstage a = ipcflow lock db -- echo ipcflow lock db",
 	} {
 		if _, err := Parse("f", []byte(src)); err != nil {
 			t.Errorf("%q: %v", src, err)
