@@ -99,6 +99,40 @@ func (c *FmtCmd) one(s *Streams, name string, src []byte, write bool) (bool, err
 	return changed, nil
 }
 
+// writeInPlace rewrites path's own inode, as gofmt -w does: first a
+// copy of the old text beside it, kept (and named) if the write fails
+// half-way, removed once it succeeded.
+func writeInPlace(path string, data []byte) error {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	backup, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".orig.*")
+	if err == nil {
+		_, err = backup.Write(old)
+		if cerr := backup.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(backup.Name())
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: keep a copy of it first: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err == nil {
+		_, err = f.Write(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w (its old text is in %s)", err, backup.Name())
+	}
+	return os.Remove(backup.Name())
+}
+
 // writeFile replaces path's content through a temporary file in the same
 // directory, so that a crash never leaves half a script; the mode is kept.
 // A symlink's target is what is written (the link stays a link). A file
@@ -114,17 +148,7 @@ func writeFile(path string, data []byte) error {
 		return err
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Nlink > 1 || int(st.Uid) != os.Geteuid()) {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-		if err == nil {
-			_, err = f.Write(data)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
-		return nil
+		return writeInPlace(path, data)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
