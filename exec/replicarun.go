@@ -99,6 +99,7 @@ func replicasRole(args []string) int {
 		fmt.Fprintln(os.Stderr, "ipcflow: internal role replicas: want one JSON argument")
 		return 70
 	}
+	closeStdioAgain()
 	progs := isolate.TakePrograms() // before the environment is copied
 	r := &replicaRunner{env: os.Environ(), live: map[int]bool{}, progs: progs}
 	if err := json.Unmarshal([]byte(args[0]), &r.cfg); err != nil || r.cfg.Copies < 1 || r.cfg.Block < 1 {

@@ -194,7 +194,7 @@ func (f *flow) startStage(st *liveStage) {
 			return
 		}
 	}
-	if pr.Shell {
+	if pr.Shell || pr.Replicas != nil || len(st.plan.Limits) > 0 {
 		pr = withClosedStdio(pr, sf.fds)
 	}
 	if hold {

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ipcflow/ipcflow/isolate"
 	"github.com/ipcflow/ipcflow/movers"
 )
 
@@ -70,16 +71,9 @@ func closeOwnFd(fd int) {
 	}
 }
 
-// closedStdioEnv tells the stage shell which of its fds 0 to 2 ipcflow
-// got closed, and so handed it closed: Go's runtime opens /dev/null on a
-// standard fd that is closed when it starts, and the shell's programs
-// would then write into /dev/null (540 MB of `cat` gone, status 0) where
-// bash's fail with "Bad file descriptor". The shell makes each unusable
-// again (closeOwnFd) before it runs anything.
-const closedStdioEnv = "IPCFLOW_CLOSED_STDIO"
-
-// withClosedStdio is the stage shell's pr told of the standard fds in fds
-// that are closedFd, or pr itself when none is.
+// withClosedStdio is pr, one of ipcflow's own processes before a stage's
+// programs, told of the standard fds in fds that are closedFd
+// (isolate.ClosedStdioEnv), or pr itself when none is.
 func withClosedStdio(pr *Process, fds []uintptr) *Process {
 	var closed []string
 	for fd := 0; fd < 3 && fd < len(fds); fd++ {
@@ -91,20 +85,21 @@ func withClosedStdio(pr *Process, fds []uintptr) *Process {
 		return pr
 	}
 	c := *pr
-	c.Env = append(slices.Clip(pr.Env), closedStdioEnv+"="+strings.Join(closed, ","))
+	c.Env = append(slices.Clip(pr.Env), isolate.ClosedStdioEnv+"="+strings.Join(closed, ","))
 	return &c
 }
 
-// closeStdioAgain makes the standard fds that closedStdioEnv names
-// unusable again, in the stage shell, and takes the variable out of its
-// environment. fd 0 becomes a write-only /dev/null (reads fail), 1 and 2
-// read-only ones (writes fail), so that no later open takes the number.
+// closeStdioAgain makes the standard fds that isolate.ClosedStdioEnv
+// names unusable again, in the stage shell or the replica runner, and
+// takes the variable out of its environment. fd 0 becomes a write-only
+// /dev/null (reads fail), 1 and 2 read-only ones (writes fail), so that
+// no later open takes the number; their programs inherit them so.
 func closeStdioAgain() {
-	v, ok := os.LookupEnv(closedStdioEnv)
+	v, ok := os.LookupEnv(isolate.ClosedStdioEnv)
 	if !ok {
 		return
 	}
-	os.Unsetenv(closedStdioEnv)
+	os.Unsetenv(isolate.ClosedStdioEnv)
 	for _, f := range strings.Split(v, ",") {
 		switch f {
 		case "0":

@@ -328,6 +328,33 @@ func Args(g *Group, ms []Mechanism, l *parser.Limits) []string {
 	return append(args, "--")
 }
 
+// ClosedStdioEnv names, in the environment of one of ipcflow's own
+// processes that stands before a stage's program (the stage shell, the
+// replica runner, the role "limits"), the standard fds that ipcflow got
+// closed and handed it closed: "1" or "0,2". Go's runtime opens
+// /dev/null on a standard fd that is closed when a Go program starts,
+// and the program would then write into /dev/null (540 MB of cat gone,
+// status 0) where bash's fails with EBADF. Each such process undoes it.
+const ClosedStdioEnv = "IPCFLOW_CLOSED_STDIO"
+
+// closeStdioForExec closes, just before Enter's exec, the fds that
+// ClosedStdioEnv names, and takes the variable out of the environment
+// unless the program is one of ipcflow's own roles, which needs it again.
+func closeStdioForExec(argv []string) {
+	v, ok := os.LookupEnv(ClosedStdioEnv)
+	if !ok {
+		return
+	}
+	if len(argv) < 2 || argv[1] != "__ipcflow_internal" {
+		os.Unsetenv(ClosedStdioEnv)
+	}
+	for _, f := range strings.Split(v, ",") {
+		if fd, err := strconv.Atoi(f); err == nil && fd >= 0 && fd <= 2 {
+			unix.Close(fd)
+		}
+	}
+}
+
 // Enter is the internal role "limits": it joins the cgroups, sets the
 // rlimits, and execs PATH ARGV... (after "--" and the path). It returns
 // only on failure, with the status a shell gives.
@@ -355,6 +382,7 @@ func Enter(args []string) int {
 		fmt.Fprintln(os.Stderr, "ipcflow: limit: no command")
 		return 126
 	}
+	closeStdioForExec(args[2:])
 	err := syscall.Exec(args[1], args[2:], os.Environ())
 	if errors.Is(err, syscall.ENOEXEC) {
 		// A script without a #! line: run by sh, as shells run one (and
