@@ -336,22 +336,30 @@ func (p *Plan) planPipeSizes() {
 // 256 KiB (docs/remote.md, "Figures").
 const remotePipeSize = 1 << 20
 
-// hostWires are the wires among ws that a stage on another host reads or
-// writes.
+// hostWires are the wires among ws that cross hosts: a stage on another
+// host reads or writes them, and a stage elsewhere (here, or written on
+// another host) has the other end. One whose ends are all on the host
+// the script names alike stays there (exec/remote.go's hostPipe) and
+// carries nothing here.
 func (p *Plan) hostWires(ws []*Wire) []*Wire {
 	var out []*Wire
 	for _, w := range ws {
-	stages:
+		hosts := map[string]bool{}
+		remote := false
 		for _, sp := range p.Stages {
-			if sp.Stage.Host == nil {
-				continue
-			}
 			for _, e := range sp.Fds {
 				if (e.Kind == EndWrite || e.Kind == EndRead) && p.Wires[e.Wire] == w {
-					out = append(out, w)
-					break stages
+					if sp.Stage.Host != nil {
+						remote = true
+						hosts[sp.Stage.HostText] = true
+					} else {
+						hosts[""] = true
+					}
 				}
 			}
+		}
+		if remote && len(hosts) > 1 {
+			out = append(out, w)
 		}
 	}
 	return out

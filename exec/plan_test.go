@@ -406,24 +406,28 @@ func TestStagePipesAreLarger(t *testing.T) {
 	}
 }
 
-// A pipe or fifo edge that a stage on another host reads or writes gets
-// remotePipeSize, since ssh masters move it here; the others keep
-// stagePipeSize, and a size the script sets stays.
+// A pipe or fifo edge that crosses hosts gets remotePipeSize, since ssh
+// masters move it here; the others keep stagePipeSize (one between two
+// stages on one host too: it stays there), and a size the script sets
+// stays.
 func TestRemoteEdgePipesAreDeeper(t *testing.T) {
 	p, err := planOf(t, `stage a on h1 = seq 3
 stage b on h2 = cat
 stage c = cat
 stage d = cat
 stage e on h1 = cat
+stage f on h1 = cat
 a -> b
 b -[fifo]-> c
 c -> d
 d -[pipe size=64K]-> e
+e -> f
 `, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int64{"e1": remotePipeSize, "e2": remotePipeSize, "e3": stagePipeSize, "e4": 64 << 10}
+	// e5 joins two stages on h1: it stays there, and is a stage pipe.
+	want := map[string]int64{"e1": remotePipeSize, "e2": remotePipeSize, "e3": stagePipeSize, "e4": 64 << 10, "e5": stagePipeSize}
 	for _, w := range p.Wires {
 		if got := w.Spec.Options.Size; got != want[w.ID] {
 			t.Errorf("%s (%s): size %d, want %d", w.ID, w.Spec.Type, got, want[w.ID])

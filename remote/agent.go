@@ -304,6 +304,23 @@ func (a *agent) handOver(p Port) (*os.File, error) {
 	}
 }
 
+// setPipeSize sizes a pipe of port p on the host: a pipe or fifo edge's
+// own size as planned (the script's size=, or exec's for an edge that
+// crosses hosts, remotePipeSize) where the budget has room (deep > 0),
+// else deep; a planned size below the kernel's default is set anyway,
+// since shrinking is always allowed.
+func setPipeSize(f *os.File, p Port, deep int64) {
+	size := deep
+	if p.Type == "pipe" || p.Type == "fifo" {
+		if o := p.Options.Size; o > 0 && (deep > 0 || o < 64<<10) {
+			size = o
+		}
+	}
+	if size > 0 {
+		unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, int(size))
+	}
+}
+
 // sessionPipeSize is what the agent asks of each session's pipe, where
 // the user's pipe budget on the host has room for all of them.
 const sessionPipeSize = 1 << 20
@@ -347,17 +364,13 @@ func (a *agent) ends(files map[int]*os.File) ([]uintptr, error) {
 			if err != nil {
 				return nil, err
 			}
-			if deep > 0 {
-				unix.FcntlInt(r.Fd(), unix.F_SETPIPE_SZ, int(deep))
-			}
+			setPipeSize(r, p, deep)
 			a.held = append(a.held, r)
 			fds[i] = r.Fd()
 			continue
 		}
 		session := files[i]
-		if deep > 0 {
-			unix.FcntlInt(session.Fd(), unix.F_SETPIPE_SZ, int(deep))
-		}
+		setPipeSize(session, p, deep)
 		if p.Local || !a.bridged(i, p) {
 			fds[i] = session.Fd()
 			continue

@@ -413,6 +413,11 @@ func TestSessionPipesDeep(t *testing.T) {
 	if code != 0 || out != want || stderr != "" {
 		t.Errorf("status %d, stdout %q, stderr %q; want stdin's and stdout's sizes %q", code, out, stderr, want)
 	}
+	// A size the script sets is the host's too.
+	out, stderr, code = runFlow(t, lab, fmt.Sprintf("stage a = cat\nstage b on h1 = %s -c '%s'\na -[pipe size=16K]-> b\n", python, sizes))
+	if want := fmt.Sprintf("%d %d\n", 16<<10, 1<<20); code != 0 || out != want || stderr != "" {
+		t.Errorf("size=16K: status %d, stdout %q, stderr %q; want %q", code, out, stderr, want)
+	}
 }
 
 // TestForwardAgent: a config's ForwardAgent reaches a stage's session
