@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"unicode/utf8"
 	"syscall"
 	"time"
 
@@ -179,7 +180,11 @@ func (f *flow) startStage(st *liveStage) {
 	}
 	cmd := strings.Join(pr.Argv, " ")
 	if len(cmd) > 200 {
-		cmd = cmd[:200] + "..." // a message, not the command
+		cut := 200
+		for cut > 0 && !utf8.RuneStart(cmd[cut]) {
+			cut-- // not in the middle of a character
+		}
+		cmd = cmd[:cut] + "..." // a message, not the command
 	}
 	if pr.NotFound {
 		code, msg := cannotRun(pr.Dir, pr.Argv[0], nil)
