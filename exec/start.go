@@ -10,9 +10,9 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"unicode/utf8"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ipcflow/ipcflow/channels"
 	"github.com/ipcflow/ipcflow/locks"
