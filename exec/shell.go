@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	osexec "os/exec"
 	"os/signal"
@@ -114,9 +115,11 @@ func shellRole(args []string) int {
 					return []string{":"}, nil
 				}
 			}
-			if (args[0] == "echo" || args[0] == "printf") && !funcs[args[0]] && !pipeIgnored &&
-				!traps.trapped(unix.SIGPIPE) && writesSomething(args) && readerGone(ctx) {
-				return []string{"exit", strconv.Itoa(128 + int(unix.SIGPIPE))}, nil
+			if (args[0] == "echo" || args[0] == "printf") && !funcs[args[0]] {
+				sigpipeKills := !pipeIgnored && !traps.trapped(unix.SIGPIPE)
+				if call := writeBuiltin(ctx, args, sigpipeKills); call != nil {
+					return call, nil
+				}
 			}
 			return stageBuiltins(ctx, args, traps)
 		}),
@@ -176,24 +179,94 @@ func readerGone(ctx context.Context) bool {
 	return gone
 }
 
-// writesSomething reports whether echo or printf with args writes a byte:
-// bash's write of nothing raises no SIGPIPE.
-func writesSomething(args []string) bool {
-	if args[0] == "printf" {
-		rest := args[1:]
-		if len(rest) > 0 && rest[0] == "--" {
+// writeBuiltin runs echo or printf itself, writing what the interpreter's
+// would (its builtin.go), so that a failed write is seen: the
+// interpreter's builtins ignore their write errors, where bash says
+// `echo: write error: No space left on device` and returns 1. It returns
+// the call that stands for the builtin now (`:` or `false` for its
+// status; `exit 141` for a stage SIGPIPE would end), or nil to leave the
+// builtin to the interpreter (a usage or format error, which it
+// reports). A write of nothing writes nothing, as bash's.
+func writeBuiltin(ctx context.Context, args []string, sigpipeKills bool) []string {
+	out, ok := builtinOutput(args)
+	if !ok {
+		return nil
+	}
+	if out == "" {
+		return []string{":"}
+	}
+	if sigpipeKills && readerGone(ctx) {
+		return []string{"exit", strconv.Itoa(128 + int(unix.SIGPIPE))}
+	}
+	hc := interp.HandlerCtx(ctx)
+	if _, err := io.WriteString(hc.Stdout, out); err != nil {
+		if errors.Is(err, unix.EPIPE) && sigpipeKills {
+			return []string{"exit", strconv.Itoa(128 + int(unix.SIGPIPE))}
+		}
+		why := err.Error()
+		var errno unix.Errno
+		if errors.As(err, &errno) {
+			why = errno.Error()
+		}
+		fmt.Fprintf(hc.Stderr, "%s: write error: %s\n", args[0], strings.ToUpper(why[:1])+why[1:])
+		return []string{"false"}
+	}
+	return []string{":"}
+}
+
+// builtinOutput is what the interpreter's echo or printf writes for args;
+// ok is false for a printf the interpreter refuses.
+func builtinOutput(args []string) (out string, ok bool) {
+	var b strings.Builder
+	rest := args[1:]
+	if args[0] == "echo" {
+		newline, doExpand := true, false
+		// Options as bash takes them: -n, -e, -E, alone or together.
+		for len(rest) > 0 && len(rest[0]) > 1 && rest[0][0] == '-' && strings.Trim(rest[0][1:], "neE") == "" {
+			for _, c := range rest[0][1:] {
+				switch c {
+				case 'n':
+					newline = false
+				case 'e':
+					doExpand = true
+				case 'E':
+					doExpand = false
+				}
+			}
 			rest = rest[1:]
 		}
-		return len(rest) > 0 && rest[0] != ""
-	}
-	newline, rest := true, args[1:]
-	for len(rest) > 0 && (rest[0] == "-n" || rest[0] == "-e" || rest[0] == "-E") {
-		if rest[0] == "-n" {
-			newline = false
+		for i, arg := range rest {
+			if i > 0 {
+				b.WriteString(" ")
+			}
+			if doExpand {
+				arg, _, _ = expand.Format(nil, arg, nil)
+			}
+			b.WriteString(arg)
 		}
-		rest = rest[1:]
+		if newline {
+			b.WriteString("\n")
+		}
+		return b.String(), true
 	}
-	return newline || strings.Join(rest, " ") != ""
+	if len(rest) > 0 && rest[0] == "--" {
+		rest = rest[1:] // bash's end of options
+	}
+	if len(rest) == 0 {
+		return "", false
+	}
+	format, fargs := rest[0], rest[1:]
+	for {
+		s, n, err := expand.Format(nil, format, fargs)
+		if err != nil {
+			return "", false
+		}
+		b.WriteString(s)
+		fargs = fargs[n:]
+		if n == 0 || len(fargs) == 0 {
+			return b.String(), true
+		}
+	}
 }
 
 // readCommand reads a stage's command from path, which must hold length

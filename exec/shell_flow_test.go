@@ -80,6 +80,11 @@ var shellLikeBash = []struct{ name, cmd string }{
 	// (sub)shell, as SIGPIPE does bash's: these ran for ever.
 	{"echo-loop-into-head", `while true; do echo y; done | head -1; echo after`},
 	{"printf-loop-into-head", `i=0; while :; do printf '%d\n' $i; i=$((i+1)); done | head -2; echo after`},
+	// echo and printf say when their write fails, as bash's do (the
+	// interpreter's ignored it), and take bash's options.
+	{"echo-write-error", `echo hi > /dev/full; echo "status $?"; printf 'x\n' > /dev/full; echo "status $?"`},
+	{"echo-options", `echo -ne "a\tb\n"; echo -nE 'x\n'; echo; echo -n; echo -x`},
+	{"printf-dashdash", `printf -- "%s-%d\n" x 3`},
 	// Constructs the interpreter lacks go to bash (parser.NeedsBash).
 	{"pipestatus", `false | true; echo ${PIPESTATUS[@]}`},
 	{"let-quoted", `let "y = 3 * 4"; echo $y`},
