@@ -33,6 +33,7 @@ func TestClosedStdioAsInBash(t *testing.T) {
 		// The stage shell's programs get it closed too: Go's runtime
 		// had opened /dev/null there, and cat's bytes went into it.
 		{"shell-program", "stage a = seq 3 | cat | head -2", ">&-", "seq 3 | cat | head -2", 1},
+		{"shell-builtin", "stage a = echo hi; echo there", ">&-", "echo hi; echo there", 1},
 		// So do a limited program (through the role "limits") and a
 		// replicated stage's copies (through the runner), both Go.
 		{"limited-program", "stage a limit files=64 = /bin/echo hi", ">&-", "/bin/echo hi", 1},
