@@ -83,8 +83,8 @@ func shellRole(args []string) int {
 	// The stage's pids limit, for each program (isolate.Programs), taken
 	// out of the environment before the interpreter copies it.
 	progs := isolate.TakePrograms()
-	// What readerGone must leave alone: a function of the script named
-	// echo or printf, and a SIGPIPE ignored from the start.
+	// What writeBuiltin must leave alone: a function of the script named
+	// echo or printf; and whether SIGPIPE was ignored from the start.
 	funcs := map[string]bool{}
 	syntax.Walk(file, func(n syntax.Node) bool {
 		if fd, ok := n.(*syntax.FuncDecl); ok {
@@ -144,41 +144,6 @@ func shellRole(args []string) int {
 	return status
 }
 
-// readerGone reports whether the command's stdout is a pipe whose
-// reader has gone (poll's POLLERR on a pipe's write end), before a
-// builtin writes to it. In bash, that write kills the (sub)shell with
-// SIGPIPE, and so ends `while :; do echo y; done | head -1`. The
-// interpreter's builtins ignore their write errors, and its pipelines
-// are goroutines, where Go turns SIGPIPE into EPIPE: such a loop ran for
-// ever. The builtin becomes `exit 141` instead: the subshell (or the
-// stage shell, which then dies of SIGPIPE) ends as bash's would.
-//
-// Only a pipe or a socket counts (a hung-up terminal also gives POLLERR,
-// and bash goes on there with EIO); the caller leaves out what would not
-// die of it in bash: a function named echo, a trapped or ignored SIGPIPE,
-// a write of nothing.
-func readerGone(ctx context.Context) bool {
-	f, ok := interp.HandlerCtx(ctx).Stdout.(*os.File)
-	if !ok || f == nil {
-		return false
-	}
-	rc, err := f.SyscallConn() // f.Fd() would make the pipe blocking
-	if err != nil {
-		return false
-	}
-	gone := false
-	rc.Control(func(fd uintptr) {
-		var st unix.Stat_t
-		if unix.Fstat(int(fd), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-			return
-		}
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		n, err := unix.Poll(fds, 0)
-		gone = err == nil && n > 0 && fds[0].Revents&unix.POLLERR != 0
-	})
-	return gone
-}
-
 // writeBuiltin runs echo or printf itself, writing what the interpreter's
 // would (its builtin.go), so that a failed write is seen: the
 // interpreter's builtins ignore their write errors, where bash says
@@ -187,6 +152,15 @@ func readerGone(ctx context.Context) bool {
 // status; `exit 141` for a stage SIGPIPE would end), or nil to leave the
 // builtin to the interpreter (a usage or format error, which it
 // reports). A write of nothing writes nothing, as bash's.
+//
+// A write into a pipe whose reader has gone kills bash with SIGPIPE, and
+// so ends `while :; do echo y; done | head -1`. The interpreter's
+// pipelines are goroutines, where Go turns SIGPIPE into EPIPE (but on
+// fds 1 and 2, where Go's runtime dies of it as bash does): such a loop
+// ran for ever. EPIPE is taken here for the SIGPIPE bash would have died
+// of, `exit 141` ending the (sub)shell as bash's, unless SIGPIPE is
+// trapped or ignored, or echo is a function of the script (the caller's
+// sigpipeKills); then bash's write error and status 1.
 func writeBuiltin(ctx context.Context, args []string, sigpipeKills bool) []string {
 	out, ok := builtinOutput(args)
 	if !ok {
@@ -194,9 +168,6 @@ func writeBuiltin(ctx context.Context, args []string, sigpipeKills bool) []strin
 	}
 	if out == "" {
 		return []string{":"}
-	}
-	if sigpipeKills && readerGone(ctx) {
-		return []string{"exit", strconv.Itoa(128 + int(unix.SIGPIPE))}
 	}
 	hc := interp.HandlerCtx(ctx)
 	if _, err := io.WriteString(hc.Stdout, out); err != nil {
