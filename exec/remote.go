@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ipcflow/ipcflow/parser"
 	"github.com/ipcflow/ipcflow/remote"
@@ -177,16 +178,13 @@ func (p *Plan) hostPipe(sp *StagePlan, e End, host string, env []string) (peer s
 // remoteFigures reads, for the Recorder's samples, the figures of a
 // remote stage's process on its host that its stand-in keeps
 // (remote.Figures): its own /proc here would show only the stand-in's.
-func remoteFigures(spec *remote.Spec) func() (stats.IO, uint64, uint64, bool) {
+func remoteFigures(spec *remote.Spec) func() (stats.IO, time.Duration, time.Duration, bool) {
 	path := remote.FiguresPath(spec.RunDir, spec.Stage)
-	return func() (stats.IO, uint64, uint64, bool) {
+	return func() (stats.IO, time.Duration, time.Duration, bool) {
 		f, ok := remote.ReadFigures(path)
-		return stats.IO{Read: f.Read, Written: f.Written, OK: ok}, usToTicks(f.UserUs), usToTicks(f.SysUs), ok
+		return stats.IO{Read: f.Read, Written: f.Written, OK: ok}, time.Duration(f.UserUs) * time.Microsecond, time.Duration(f.SysUs) * time.Microsecond, ok
 	}
 }
-
-// usToTicks is a CPU time in /proc's clock ticks, as stats counts it.
-func usToTicks(us int64) uint64 { return uint64(us) / (1e6 / 100) }
 
 // takeRemoteFigures puts in an ended remote stage's io and rusage what
 // its process on the host used, as its stand-in last heard: reaping the

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ipcflow/ipcflow/stats"
 )
 
 // Figures are what a remote stage's process used on its host, which the
@@ -67,43 +69,16 @@ func (f Figures) keep(path string) {
 	}
 }
 
-// clockTick is the kernel's USER_HZ, /proc's unit of CPU time: 100 on
-// every Linux architecture Go supports.
-const clockTick = 100
-
 // liveFigures reads a running process's figures from this host's /proc:
 // its io, and its CPU with its reaped children's.
 func liveFigures(pid int) (f Figures, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
-	if err != nil {
+	io := stats.ReadIO(pid)
+	if !io.OK {
 		return f, false
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(l, ": ")
-		n, _ := strconv.ParseInt(v, 10, 64)
-		switch k {
-		case "rchar":
-			f.Read = n
-		case "wchar":
-			f.Written = n
-		}
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return f, true
-	}
-	// Past the command's name, which may hold spaces and parentheses:
-	// fields 14 to 17 are utime, stime, cutime and cstime.
-	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 {
-		fs := strings.Fields(string(stat[i+1:]))
-		if len(fs) > 14 {
-			var t [4]int64
-			for j := range t {
-				t[j], _ = strconv.ParseInt(fs[11+j], 10, 64)
-			}
-			f.UserUs = (t[0] + t[2]) * 1e6 / clockTick
-			f.SysUs = (t[1] + t[3]) * 1e6 / clockTick
-		}
+	f.Read, f.Written = io.Read, io.Written
+	if user, sys, ok := stats.ReadCPU(pid); ok {
+		f.UserUs, f.SysUs = user.Microseconds(), sys.Microseconds()
 	}
 	return f, true
 }

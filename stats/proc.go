@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"time"
 )
 
 // ticksPerSec is USER_HZ, the unit of /proc's CPU times: 100 on every
@@ -60,6 +61,21 @@ func parseStat(b []byte) (procStat, bool) {
 	}
 	return st, true
 }
+
+// ReadCPU reads pid's CPU time from /proc/PID/stat, its reaped children's
+// included (remote's agent reports a stage's so).
+func ReadCPU(pid int) (user, sys time.Duration, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	st, ok := parseStat(b)
+	return ticksToDuration(st.user), ticksToDuration(st.sys), ok
+}
+
+func ticksToDuration(t uint64) time.Duration { return time.Duration(t) * time.Second / ticksPerSec }
+
+func durationToTicks(d time.Duration) uint64 { return uint64(d * ticksPerSec / time.Second) }
 
 // blocked is what /proc/PID/syscall says a sleeping process waits in.
 type blocked struct {

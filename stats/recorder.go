@@ -123,7 +123,7 @@ type stageRec struct {
 	doing             string
 	// elsewhere gives the figures of a stage whose process runs where
 	// this host's /proc cannot see it (SetElsewhere).
-	elsewhere         func() (io IO, user, sys uint64, ok bool)
+	elsewhere         func() (io IO, user, sys time.Duration, ok bool)
 	elseUser, elseSys uint64 // its CPU ticks at the last figures
 	// A replicated stage's copies: the runner's table, and what the
 	// samples saw each copy do.
@@ -215,10 +215,10 @@ func (r *Recorder) Started(i, pid int, ends []End) {
 
 // SetElsewhere says that stage i runs where this host's /proc cannot see
 // it (on another host, SPEC 13): figures gives what its process there
-// read and wrote and its CPU ticks so far, which the samples take in
+// read and wrote and its CPU time so far, which the samples take in
 // place of its local process's (the stand-in's). exec calls it before
 // Started, and hands Ended the stage's own figures in the end.
-func (r *Recorder) SetElsewhere(i int, figures func() (io IO, user, sys uint64, ok bool)) {
+func (r *Recorder) SetElsewhere(i int, figures func() (io IO, user, sys time.Duration, ok bool)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.stages[i].elsewhere = figures

@@ -111,7 +111,7 @@ func (r *Recorder) sample(now time.Time, full bool) {
 			if full || r.samples%ioEvery == 1 {
 				if io, u, sy, ok := s.elsewhere(); ok {
 					r.setLiveIO(i, io)
-					s.elseUser, s.elseSys = u, sy
+					s.elseUser, s.elseSys = durationToTicks(u), durationToTicks(sy)
 				}
 			}
 			user[i], sys[i] = s.elseUser, s.elseSys
