@@ -85,13 +85,7 @@ func shellRole(args []string) int {
 	progs := isolate.TakePrograms()
 	// What writeBuiltin must leave alone: a function of the script named
 	// echo or printf; and whether SIGPIPE was ignored from the start.
-	funcs := map[string]bool{}
-	syntax.Walk(file, func(n syntax.Node) bool {
-		if fd, ok := n.(*syntax.FuncDecl); ok {
-			funcs[fd.Name.Value] = true
-		}
-		return true
-	})
+	funcs := scriptFuncs(file)
 	pipeIgnored := signal.Ignored(unix.SIGPIPE)
 	traps := newShellTraps()
 	foregroundDone := make(chan struct{})
@@ -496,12 +490,9 @@ func dieOf(sig unix.Signal) {
 //
 // keeping the command's status, and running an EXIT trap once, after the
 // wait. __ipcflow_foreground_done lets the marked programs go.
-const (
-	detachedMarker     = "\x00detached"
-	foregroundDoneName = "__ipcflow_foreground_done"
-)
-
-func markDetached(f *syntax.File) *syntax.File {
+// scriptFuncs names the functions f declares: a call of one of those
+// names is the function, not a program or a builtin.
+func scriptFuncs(f *syntax.File) map[string]bool {
 	funcs := map[string]bool{}
 	syntax.Walk(f, func(n syntax.Node) bool {
 		if fd, ok := n.(*syntax.FuncDecl); ok && fd.Name != nil {
@@ -509,6 +500,16 @@ func markDetached(f *syntax.File) *syntax.File {
 		}
 		return true
 	})
+	return funcs
+}
+
+const (
+	detachedMarker     = "\x00detached"
+	foregroundDoneName = "__ipcflow_foreground_done"
+)
+
+func markDetached(f *syntax.File) *syntax.File {
+	funcs := scriptFuncs(f)
 	syntax.Walk(f, func(n syntax.Node) bool {
 		st, ok := n.(*syntax.Stmt)
 		if !ok || !st.Background {
