@@ -346,20 +346,35 @@ func (p *Plan) hostWires(ws []*Wire) []*Wire {
 	for _, w := range ws {
 		hosts := map[string]bool{}
 		remote := false
-		for _, sp := range p.Stages {
-			for _, e := range sp.Fds {
-				if (e.Kind == EndWrite || e.Kind == EndRead) && p.Wires[e.Wire] == w {
-					if sp.Stage.Host != nil {
-						remote = true
-						hosts[sp.Stage.HostText] = true
-					} else {
-						hosts[""] = true
-					}
-				}
+		for _, se := range p.stageEndsOn(slices.Index(p.Wires, w)) {
+			if se.sp.Stage.Host != nil {
+				remote = true
 			}
+			hosts[se.sp.Stage.HostText] = true // "" for a stage here
 		}
 		if remote && len(hosts) > 1 {
 			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// stageEnd is a stage's fd that writes or reads a wire.
+type stageEnd struct {
+	sp  *StagePlan
+	fd  int
+	end End
+}
+
+// stageEndsOn lists the stages' fds that write or read wire w, in stage
+// order.
+func (p *Plan) stageEndsOn(w int) []stageEnd {
+	var out []stageEnd
+	for _, sp := range p.Stages {
+		for fd, e := range sp.Fds {
+			if (e.Kind == EndWrite || e.Kind == EndRead) && e.Wire == w {
+				out = append(out, stageEnd{sp, fd, e})
+			}
 		}
 	}
 	return out

@@ -154,16 +154,14 @@ func (p *Plan) hostPipe(sp *StagePlan, e End, host string, env []string) (peer s
 		other = EndWrite
 	}
 	var found *StagePlan
-	for _, sp2 := range p.Stages {
-		for i, e2 := range sp2.Fds {
-			if e2.Wire != e.Wire || e2.Kind != EndWrite && e2.Kind != EndRead || sp2 == sp && e2 == e {
-				continue
-			}
-			if e2.Kind != other || found != nil {
-				return "", 0, false // more than one other end
-			}
-			found, fd = sp2, i
+	for _, se := range p.stageEndsOn(e.Wire) {
+		if se.sp == sp && se.end == e {
+			continue
 		}
+		if se.end.Kind != other || found != nil {
+			return "", 0, false // more than one other end
+		}
+		found, fd = se.sp, se.fd
 	}
 	if found == nil || found == sp || found.Stage.Host == nil {
 		return "", 0, false
