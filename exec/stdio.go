@@ -95,21 +95,12 @@ func withClosedStdio(pr *Process, fds []uintptr) *Process {
 // /dev/null (reads fail), 1 and 2 read-only ones (writes fail), so that
 // no later open takes the number; their programs inherit them so.
 func closeStdioAgain() {
-	v, ok := os.LookupEnv(isolate.ClosedStdioEnv)
-	if !ok {
-		return
-	}
-	os.Unsetenv(isolate.ClosedStdioEnv)
-	for _, f := range strings.Split(v, ",") {
-		switch f {
-		case "0":
-			if wo, err := unix.Open(os.DevNull, unix.O_WRONLY|unix.O_CLOEXEC, 0); err == nil {
-				unix.Dup3(wo, 0, 0)
-				unix.Close(wo)
-			}
-		case "1", "2":
-			fd, _ := strconv.Atoi(f)
+	for _, fd := range isolate.TakeClosedStdio(false) {
+		if fd != 0 {
 			closeOwnFd(fd)
+		} else if wo, err := unix.Open(os.DevNull, unix.O_WRONLY|unix.O_CLOEXEC, 0); err == nil {
+			unix.Dup3(wo, 0, 0)
+			unix.Close(wo)
 		}
 	}
 }

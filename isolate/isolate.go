@@ -341,18 +341,28 @@ const ClosedStdioEnv = "IPCFLOW_CLOSED_STDIO"
 // ClosedStdioEnv names, and takes the variable out of the environment
 // unless the program is one of ipcflow's own roles, which needs it again.
 func closeStdioForExec(argv []string) {
+	for _, fd := range TakeClosedStdio(len(argv) > 1 && argv[1] == "__ipcflow_internal") {
+		unix.Close(fd)
+	}
+}
+
+// TakeClosedStdio returns the standard fds ClosedStdioEnv names, and
+// takes the variable out of the environment unless keep.
+func TakeClosedStdio(keep bool) []int {
 	v, ok := os.LookupEnv(ClosedStdioEnv)
 	if !ok {
-		return
+		return nil
 	}
-	if len(argv) < 2 || argv[1] != "__ipcflow_internal" {
+	if !keep {
 		os.Unsetenv(ClosedStdioEnv)
 	}
+	var fds []int
 	for _, f := range strings.Split(v, ",") {
 		if fd, err := strconv.Atoi(f); err == nil && fd >= 0 && fd <= 2 {
-			unix.Close(fd)
+			fds = append(fds, fd)
 		}
 	}
+	return fds
 }
 
 // Enter is the internal role "limits": it joins the cgroups, sets the
