@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -263,9 +264,36 @@ func runSession(ctl, command string, o sessionOpts, stdin *os.File) (code int, s
 	if err != nil {
 		return 0, "", err
 	}
-	said, _ := io.ReadAll(io.LimitReader(r, 64<<10))
-	io.Copy(io.Discard, r) // the rest, so that the command never waits on us
-	return s.Wait(), strings.TrimSpace(string(said)), nil
+	var said saidBuffer
+	io.Copy(&said, r) // all of it, so that the command never waits on us
+	return s.Wait(), strings.TrimSpace(said.String()), nil
+}
+
+// saidBuffer keeps what a session or ssh said on stderr, for a message:
+// its last 64 KiB, where ssh's error line is (a chatty host's startup
+// files print before it); what came before is dropped. Safe for one
+// writer and readers meanwhile.
+type saidBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+const saidMax = 64 << 10
+
+func (s *saidBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	if len(s.b) > saidMax {
+		s.b = append(s.b[:0], s.b[len(s.b)-saidMax:]...)
+	}
+	return len(p), nil
+}
+
+func (s *saidBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
 }
 
 // closeAll closes each file of fs that is there.

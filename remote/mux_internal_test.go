@@ -206,3 +206,15 @@ func TestConnectStartFails(t *testing.T) {
 		t.Errorf("Connect: %v, %v; want a failure to start ssh", h, err)
 	}
 }
+
+// saidBuffer keeps the last 64 KiB of what it is given, whole writes or
+// not: ssh's error line comes last.
+func TestSaidBufferKeepsTheEnd(t *testing.T) {
+	var s saidBuffer
+	s.Write([]byte(strings.Repeat("greeting\n", 10000)))
+	s.Write([]byte("ssh: connect to host h1: No route to host\n"))
+	got := s.String()
+	if len(got) != saidMax || !strings.HasSuffix(got, "greeting\nssh: connect to host h1: No route to host\n") {
+		t.Errorf("kept %d bytes ending %q", len(got), got[max(0, len(got)-60):])
+	}
+}

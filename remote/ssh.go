@@ -2,7 +2,6 @@ package remote
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -140,7 +139,7 @@ type conn struct {
 	hold   io.WriteCloser // the boot session's stdin: closed, it cleans up and ends
 	done   chan struct{}  // closed when the boot session (and our master) ended
 	kill   func()         // ends the boot session at once
-	stderr bytes.Buffer   // what the master, or the boot session, said
+	stderr saidBuffer     // what the master, or the boot session, said
 }
 
 // Connect opens a master connection to each host, all at once, in the run

@@ -4,11 +4,11 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -157,10 +157,9 @@ func StandIn(args []string) (code int, sig unix.Signal) {
 // stage's own; the port itself says why it failed.
 type portSession struct {
 	*session
-	mu   sync.Mutex
-	said []byte
+	said saidBuffer
 	r    *os.File
-	done chan struct{}
+	done chan struct{} // closed when its stderr ended
 }
 
 func startPort(ctl, command string, o sessionOpts, stdin, stdout *os.File) (*portSession, error) {
@@ -176,19 +175,8 @@ func startPort(ctl, command string, o sessionOpts, stdin, stdout *os.File) (*por
 	}
 	p := &portSession{session: s, r: r, done: make(chan struct{})}
 	go func() {
-		defer close(p.done)
-		buf := make([]byte, 4096)
-		for {
-			n, err := r.Read(buf)
-			p.mu.Lock()
-			if len(p.said) < 64<<10 {
-				p.said = append(p.said, buf[:n]...)
-			}
-			p.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
+		io.Copy(&p.said, r)
+		close(p.done)
 	}()
 	return p, nil
 }
@@ -202,9 +190,7 @@ func (p *portSession) Wait() {
 		case <-p.done:
 		case <-time.After(time.Second):
 		}
-		p.mu.Lock()
-		os.Stderr.Write(p.said)
-		p.mu.Unlock()
+		os.Stderr.WriteString(p.said.String())
 	}
 	p.r.Close()
 }
