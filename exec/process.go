@@ -146,8 +146,10 @@ func (p *Plan) stageProcess(sp *StagePlan, names FlowNames) (*Process, error) {
 	// (restart.go): a command that names it runs in the shell, which
 	// expands it for each copy, rather than as an argv expanded once.
 	// A command too long for an argument goes to the shell through a
-	// file (below): its builtin echo prints what exec would refuse.
-	if args := directArgs(st.Script, pr.Env, cwd); args != nil && len(st.Command) <= argvCommandMax && !(st.Restart != nil && strings.Contains(st.Command, restartsEnv)) {
+	// file (below): its builtin echo prints what exec would refuse. One
+	// that needs bash (${x@Q}, printf %q) is bash's, not a program's.
+	need := parser.NeedsBash(st.Script)
+	if args := directArgs(st.Script, pr.Env, cwd); args != nil && need == nil && len(st.Command) <= argvCommandMax && !(st.Restart != nil && strings.Contains(st.Command, restartsEnv)) {
 		path, err := interp.LookPathDir(cwd, expand.ListEnviron(pr.Env...), args[0])
 		switch {
 		case err == nil:
@@ -169,7 +171,7 @@ func (p *Plan) stageProcess(sp *StagePlan, names FlowNames) (*Process, error) {
 	if long {
 		pr.ScriptFile = scriptFileName(names, st.Name)
 	}
-	if need := parser.NeedsBash(st.Script); need != nil {
+	if need != nil {
 		bash, err := interp.LookPathDir(cwd, expand.ListEnviron(pr.Env...), "bash")
 		if err != nil {
 			return nil, &UsageError{Positioned: true, Msg: (&parser.Error{File: p.Graph.File, Pos: st.ShellPos(need.Pos),
@@ -277,9 +279,6 @@ func plainWord(parts []syntax.WordPart) bool {
 		case *syntax.ParamExp:
 			if x.Param == nil || !isPlainVarName(x.Param.Value) || x.Excl || x.Length || x.Width || x.Index != nil {
 				return false
-			}
-			if x.Exp != nil && x.Exp.Op == syntax.OtherParamOps || x.Param.Value == "PIPESTATUS" {
-				return false // ${x@Q} and its kin: bash's (parser.NeedsBash)
 			}
 			if x.Exp != nil && x.Exp.Word != nil && !plainWord(x.Exp.Word.Parts) {
 				return false
