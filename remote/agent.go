@@ -222,6 +222,14 @@ func (a *agent) accept(ln *net.UnixListener) (files map[int]*os.File, stop *stop
 }
 
 // receivedFd reads the fd number and the fd a port session sent.
+// handFd hands the agent at c the file open at own, for the stage's fd
+// number fd: the number as the message, the file by SCM_RIGHTS
+// (receivedFd reads it).
+func handFd(c *net.UnixConn, fd, own int) error {
+	_, _, err := c.WriteMsgUnix([]byte(strconv.Itoa(fd)), unix.UnixRights(own), nil)
+	return err
+}
+
 func receivedFd(data, oob []byte) (int, *os.File, error) {
 	fd, err := strconv.Atoi(string(data))
 	if err != nil {
@@ -275,7 +283,7 @@ func (a *agent) handOver(p Port) (*os.File, error) {
 		defer w.Close() // the writer's agent has its own once handed
 		c, err := dialAgent(sock)
 		if err == nil {
-			_, _, err = c.WriteMsgUnix([]byte(strconv.Itoa(p.HandFd)), unix.UnixRights(int(w.Fd())), nil)
+			err = handFd(c, p.HandFd, int(w.Fd()))
 		}
 		done <- handed{c, err}
 	}()

@@ -45,7 +45,7 @@ func PortRole(args []string) int {
 		return 255
 	}
 	defer conn.Close()
-	if _, _, err := conn.WriteMsgUnix([]byte(strconv.Itoa(fd)), unix.UnixRights(mine), nil); err != nil {
+	if err := handFd(conn, fd, mine); err != nil {
 		fmt.Fprintf(os.Stderr, "ipcflow: remote port %d: hand over: %v\n", fd, err)
 		return 255
 	}
