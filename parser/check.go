@@ -293,13 +293,7 @@ func (r *resolver) selfLocks(st *Stage, args []*syntax.Word) {
 				name = a
 			}
 		}
-		var sem *Sem
-		for _, x := range r.g.Sems {
-			if x.Name == name {
-				sem = x
-			}
-		}
-		if sem != nil && sem.Count == 1 && !timeout {
+		if sem := r.sems[name]; sem != nil && sem.Count == 1 && !timeout {
 			if held[sem] {
 				r.errorf(st.ShellPos(at.Pos()), "certain deadlock: stage %s takes semaphore %s (count 1) with ipcflow lock while it holds its one unit already", st.Name, sem.Name)
 				return
